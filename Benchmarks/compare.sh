@@ -1,0 +1,404 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: Accord vs restic vs borgbackup on the same AE5-like corpus, in one run.
+#
+# Usage:
+#   Benchmarks/compare.sh                 # scale 1 (~1 GiB corpus), all tools
+#   Benchmarks/compare.sh --scale2        # double the sizes (SCALE*2)
+#   Benchmarks/compare.sh --both          # SCALE then 2*SCALE, then a table of how time/RSS/size grew
+#   SCALE=0.1 TOOLS="restic borg-lz4" Benchmarks/compare.sh   # quick smoke run (~100 MB)
+#
+# Environment:
+#   ACCORD       accord binary (default: <repo>/.build/release/accord; built with
+#                `swift build -c release` if missing and ACCORD was not given)
+#   BENCH_DIR    work dir (default /tmp/accord-bench); everything is written below it
+#   SCALE        size factor (default 1: pgbench scale 30, 25,000 small files, ~1 GiB total)
+#   TOOLS        subset/order of: accord accord-max restic borg-lz4 borg-zlib6 (default: all)
+#   BASE_TOOL    tool the ratio columns are computed for (default accord)
+#   DUMP_GROWTH  1 (default): also back up the dump alone day 1 + day 2 for growth; 0 skips
+#   KEEP         1: keep repos and corpus afterwards (default 1; 0 deletes repos, corpus, pg data)
+#   PG_BIN       PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
+#   PG_USER      unprivileged user that runs the throwaway PostgreSQL (default nobody)
+#
+# Steps, each run for every tool round-robin (the starting tool rotates per step):
+#   initial backup, no-change backup, [dump-only day 1], day-2 change, after-change backup,
+#   [dump-only day 2], full restore into an empty dir (verified with diff -r outside the timing).
+# Each measurement: wall s, CPU s (user+sys), peak RSS KB (/usr/bin/time), repo `du -sb` after.
+# Page cache is NOT dropped (no permission in containers): all runs read a warm corpus.
+# Outputs: $BENCH_DIR/results.md (tables), $BENCH_DIR/results.csv (raw), $BENCH_DIR/logs/*.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO_ROOT=$(cd "$HERE/.." && pwd)
+SCRIPTS=$HERE/scripts
+
+SCALE=${SCALE:-1}
+BENCH_DIR=${BENCH_DIR:-/tmp/accord-bench}
+TOOLS=${TOOLS:-"accord accord-max restic borg-lz4 borg-zlib6"}
+BASE_TOOL=${BASE_TOOL:-accord}
+DUMP_GROWTH=${DUMP_GROWTH:-1}
+KEEP=${KEEP:-1}
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PG_USER=${PG_USER:-nobody}
+ACCORD_GIVEN=${ACCORD:+1}
+ACCORD=${ACCORD:-$HERE/../.build/release/accord}
+BOTH=0
+
+die() { echo "compare.sh: $*" >&2; exit 1; }
+say() { printf '\n==> %s\n' "$*" >&2; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --scale2) SCALE=$(awk -v s="$SCALE" 'BEGIN { print s * 2 }') ;;
+        --both) BOTH=1 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument: $1 (try --help)" ;;
+    esac
+    shift
+done
+
+awk -v s="$SCALE" 'BEGIN { exit !(s + 0 > 0) }' || die "SCALE must be a positive number, got '$SCALE'"
+case "$BENCH_DIR" in /*) ;; *) BENCH_DIR=$PWD/$BENCH_DIR ;; esac
+BENCH_DIR=${BENCH_DIR%/}
+[ -n "$BENCH_DIR" ] && [ "$BENCH_DIR" != / ] || die "refusing BENCH_DIR=/"
+for t in $TOOLS; do
+    case "$t" in accord|accord-max|restic|borg-lz4|borg-zlib6) ;; *) die "unknown tool '$t' in TOOLS" ;; esac
+done
+has_tool() { case " $TOOLS " in *" $1 "*) return 0 ;; esac; return 1; }
+has_prefix() { case " $TOOLS" in *" $1"*) return 0 ;; esac; return 1; }
+
+# ---------------------------------------------------------------- --both: SCALE then 2*SCALE
+if [ "$BOTH" = 1 ]; then
+    S1=$SCALE
+    S2=$(awk -v s="$SCALE" 'BEGIN { print s * 2 }')
+    for s in "$S1" "$S2"; do
+        if [ -n "$ACCORD_GIVEN" ]; then export ACCORD; else unset ACCORD; fi
+        SCALE=$s BENCH_DIR=$BENCH_DIR/scale-$s "$0"
+    done
+    python3 "$SCRIPTS/report.py" compare --a "$BENCH_DIR/scale-$S1/results.csv" \
+        --b "$BENCH_DIR/scale-$S2/results.csv" --base "$BASE_TOOL" --out "$BENCH_DIR/growth.md"
+    echo "(written to $BENCH_DIR/growth.md)" >&2
+    exit 0
+fi
+
+# ---------------------------------------------------------------- dependencies
+need=()
+if has_tool restic && ! command -v restic >/dev/null; then need+=(restic); fi
+if has_prefix borg && ! command -v borg >/dev/null; then need+=(borgbackup); fi
+[ -x /usr/bin/time ] || need+=(time)
+command -v python3 >/dev/null || need+=(python3)
+command -v runuser >/dev/null || need+=(util-linux)
+command -v diff >/dev/null || need+=(diffutils)
+[ -x "$PG_BIN/initdb" ] && [ -x "$PG_BIN/pgbench" ] && [ -x "$PG_BIN/pg_dump" ] || need+=(postgresql postgresql-client)
+if [ ${#need[@]} -gt 0 ]; then
+    say "installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ ! -x "$PG_BIN/initdb" ]; then   # another PostgreSQL major than 15: take the newest present
+    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+    [ -x "$PG_BIN/initdb" ] || die "no PostgreSQL server binaries found (set PG_BIN)"
+fi
+id "$PG_USER" >/dev/null 2>&1 || die "user $PG_USER does not exist (set PG_USER)"
+
+if has_prefix accord && [ ! -x "$ACCORD" ]; then
+    [ -z "$ACCORD_GIVEN" ] || die "ACCORD=$ACCORD is not executable"
+    say "building accord (swift build -c release)"
+    (cd "$REPO_ROOT" && swift build -c release)
+    [ -x "$ACCORD" ] || die "build did not produce $ACCORD"
+fi
+[ -x "$ACCORD" ] && ACCORD=$(cd "$(dirname "$ACCORD")" && pwd)/$(basename "$ACCORD")
+
+# Resolve python before HOME moves (pyenv shims look under $HOME).
+PY=$(python3 -c 'import sys; print(sys.executable)')
+
+# ---------------------------------------------------------------- work dir (only our own subdirs are wiped)
+CORPUS=$BENCH_DIR/corpus
+REPOS=$BENCH_DIR/repos
+RESTORES=$BENCH_DIR/restore
+LOGS=$BENCH_DIR/logs
+PGROOT=$BENCH_DIR/pg
+CSV=$BENCH_DIR/results.csv
+META=$BENCH_DIR/meta.env
+mkdir -p "$BENCH_DIR"
+rm -rf "$CORPUS" "$REPOS" "$RESTORES" "$LOGS" "$PGROOT" "${BENCH_DIR:?}/tmp" "${BENCH_DIR:?}/home" \
+       "$BENCH_DIR/cache" "$CSV" "$META" "$BENCH_DIR/results.md"
+mkdir -p "$CORPUS" "$REPOS" "$RESTORES" "$LOGS" "$BENCH_DIR/tmp" "$BENCH_DIR/home" "$BENCH_DIR/cache"
+
+# Keep every tool's caches, config and temp files inside BENCH_DIR.
+export HOME=$BENCH_DIR/home TMPDIR=$BENCH_DIR/tmp XDG_CACHE_HOME=$BENCH_DIR/cache \
+       XDG_CONFIG_HOME=$BENCH_DIR/home/.config
+export BORG_BASE_DIR=$BENCH_DIR/home RESTIC_CACHE_DIR=$BENCH_DIR/cache/restic
+export BORG_PASSPHRASE='' BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+RESTIC_PWF=$BENCH_DIR/restic-password
+echo "accord-bench-password" > "$RESTIC_PWF"
+chmod 600 "$RESTIC_PWF"
+
+# ---------------------------------------------------------------- throwaway PostgreSQL
+PG_RUNNING=0
+PGDATA_DIR=$PGROOT/data
+PGSOCK=$PGROOT/sock
+PGSCALE=$(awk -v s="$SCALE" 'BEGIN { n = int(30 * s + 0.5); print (n < 1 ? 1 : n) }')
+
+as_pg() { (cd "$PGROOT" && runuser -u "$PG_USER" -- env HOME="$PGROOT" "$@"); }
+pg_start() {
+    PGPORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    export PGHOST=$PGSOCK PGPORT PGUSER=bench PGDATABASE=bench
+    as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGROOT/server.log" -w -s \
+        -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGSOCK -c fsync=off -c synchronous_commit=off \
+            -c full_page_writes=off -c autovacuum=off -c shared_buffers=128MB -c max_wal_size=2GB" start
+    PG_RUNNING=1
+}
+pg_stop() {
+    if [ "$PG_RUNNING" = 1 ]; then
+        as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w -s stop || true
+        PG_RUNNING=0
+    fi
+}
+cleanup() {
+    local rc=$?
+    pg_stop
+    if [ "$KEEP" = 0 ]; then rm -rf "$REPOS" "$CORPUS" "$PGROOT" "$RESTORES"; fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+pg_init() {
+    mkdir -p "$PGDATA_DIR" "$PGSOCK"
+    chown -R "$PG_USER" "$PGROOT"
+    chmod 700 "$PGDATA_DIR"
+    runuser -u "$PG_USER" -- test -w "$PGDATA_DIR" ||
+        die "$PG_USER cannot reach $PGDATA_DIR (every parent of BENCH_DIR must be world-searchable)"
+    as_pg "$PG_BIN/initdb" -D "$PGDATA_DIR" -U bench --auth=trust --locale=C -E UTF8 --no-sync \
+        >"$LOGS/initdb.log" 2>&1 || { cat "$LOGS/initdb.log" >&2; die "initdb failed"; }
+}
+pg_dump_to_corpus() {  # pg_dump_to_corpus DAY
+    # pg_dump >= 15.14 writes a random \restrict key; fix it per day so runs are reproducible
+    # (it still differs between day 1 and day 2, as real daily dumps do).
+    local -a rk=()
+    case "$("$PG_BIN/pg_dump" --help)" in *--restrict-key*) rk=(--restrict-key="accordbenchday${1}key") ;; esac
+    mkdir -p "$CORPUS/db"
+    "$PG_BIN/pg_dump" -Fp "${rk[@]}" -f "$BENCH_DIR/tmp/pgdump.sql" bench
+    mv "$BENCH_DIR/tmp/pgdump.sql" "$CORPUS/db/pgdump.sql"
+}
+
+# ---------------------------------------------------------------- measurement
+echo "scale,step,tool,wall_s,user_s,sys_s,cpu_s,maxrss_kb,repo_bytes,exit,status,reported_added" > "$CSV"
+declare -A DISABLED=()
+declare -A REPO=()
+MEASURE_STDIN=/dev/null
+
+# record STEP TOOL REPO WALL USER SYS RSS EXIT STATUS [REPORTED]
+record() {
+    local step=$1 tool=$2 repo=$3 wall=$4 user=$5 sys=$6 rss=$7 rc=$8 status=$9 rep=${10:-} size="" cpu=""
+    [ -n "$repo" ] && [ -e "$repo" ] && size=$(du -sb "$repo" | cut -f1)
+    [ -n "$user" ] && cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
+    echo "$SCALE,$step,$tool,$wall,$user,$sys,$cpu,$rss,$size,$rc,$status,$rep" >> "$CSV"
+    printf '    %-20s %-10s wall %6ss  cpu %6ss  rss %8s KB  repo %12s B  %s\n' \
+        "$tool" "$step" "${wall:--}" "${cpu:--}" "${rss:--}" "${size:--}" "$status" >&2
+}
+
+# measure STEP TOOL REPO cmd...   (stdin from $MEASURE_STDIN); sets M_RC
+measure() {
+    local step=$1 tool=$2 repo=$3; shift 3
+    local tf=$LOGS/$step.$tool.time log=$LOGS/$step.$tool.log wall user sys rss status rep=""
+    M_RC=0
+    /usr/bin/time -f '%e %U %S %M' -o "$tf" "$@" <"$MEASURE_STDIN" >"$log" 2>&1 || M_RC=$?
+    read -r wall user sys rss < <(tail -n1 "$tf")
+    case "$M_RC" in
+        0) status=ok ;;
+        3) case "$tool" in accord*) status="ok(exit 3)" ;; *) status="fail(exit 3)" ;; esac ;;
+        *) status="fail(exit $M_RC)" ;;
+    esac
+    case "$tool" in accord*)
+        if [ "$step" != restore ] && [[ $status == ok* ]]; then
+            rep=$("$ACCORD" snapshots list -d "$repo" --json 2>/dev/null | "$PY" "$SCRIPTS/report.py" accord-added || true)
+        fi ;;
+    esac
+    if [[ $status != ok* ]]; then
+        echo "    !! $tool $step failed (exit $M_RC); last lines of $log:" >&2
+        tail -n 5 "$log" | sed 's/^/       /' >&2
+    fi
+    record "$step" "$tool" "$repo" "$wall" "$user" "$sys" "$rss" "$M_RC" "$status" "$rep"
+}
+
+skip() {  # skip STEP TOOL: record n/a for a disabled tool
+    record "$1" "$2" "${REPO[$2]:-}" "" "" "" "" "" "n/a(${DISABLED[$2]})"
+}
+
+init_repo() {  # init_repo TOOL REPO (untimed)
+    local tool=$1 repo=$2 rc=0
+    REPO[$tool]=$repo
+    case "$tool" in
+        accord*) "$ACCORD" init -d "$repo" ;;
+        restic*) restic -r "$repo" --password-file "$RESTIC_PWF" init ;;
+        borg*)   borg init -e none "$repo" ;;
+    esac >"$LOGS/init.$tool.log" 2>&1 || rc=$?
+    if [ $rc != 0 ]; then
+        DISABLED[$tool]="init failed"
+        echo "    !! init $tool failed; see $LOGS/init.$tool.log" >&2
+    fi
+}
+
+# backup STEP TOOL WHAT   (WHAT: tree | dumpfile | cmd | stdin)
+backup() {
+    local step=$1 tool=$2 what=$3 base=${2%%+*} repo=${REPO[$2]}
+    local -a cmd
+    local src=$CORPUS
+    [ "$what" = dumpfile ] && src=$CORPUS/db/pgdump.sql
+    if [ -n "${DISABLED[$tool]:-}" ]; then skip "$step" "$tool"; return; fi
+    MEASURE_STDIN=/dev/null
+    case "$base:$what" in
+        accord:cmd)         cmd=("$ACCORD" backup -d "$repo" --tag "$step" --command "/db/pgdump.sql=cat $CORPUS/db/pgdump.sql") ;;
+        accord:*)           cmd=("$ACCORD" backup -d "$repo" --tag "$step" "$src") ;;
+        accord-max:*)       cmd=("$ACCORD" backup -d "$repo" --compression max --tag "$step" "$src") ;;
+        restic:stdin)       cmd=(restic -r "$repo" --password-file "$RESTIC_PWF" backup --tag "$step" --stdin --stdin-filename pgdump.sql)
+                            MEASURE_STDIN=$CORPUS/db/pgdump.sql ;;
+        restic:*)           cmd=(restic -r "$repo" --password-file "$RESTIC_PWF" backup --tag "$step" "$src") ;;
+        borg-lz4:*)         cmd=(borg create --compression lz4 "$repo::$step" "$src") ;;
+        borg-zlib6:*)       cmd=(borg create --compression "zlib,6" "$repo::$step" "$src") ;;
+    esac
+    measure "$step" "$tool" "$repo" "${cmd[@]}"
+    MEASURE_STDIN=/dev/null
+    if [ "$M_RC" != 0 ] && [ "$M_RC" != 3 ]; then
+        if [ "$base" = accord-max ] && grep -qiE 'compression|unknown|unrecogni|usage|invalid' "$LOGS/$step.$tool.log"; then
+            DISABLED[$tool]="--compression max rejected"
+            sed -i '$ s/,fail(exit [0-9]*),/,n\/a(--compression max rejected),/' "$CSV"
+        elif [ "$step" = initial ] || [ "$step" = dump-day1 ]; then
+            DISABLED[$tool]="$step failed"
+        fi
+    fi
+}
+
+restore() {
+    local tool=$1 repo=${REPO[$1]} target=$RESTORES/$1 status arch root
+    if [ -n "${DISABLED[$tool]:-}" ]; then skip restore "$tool"; return; fi
+    rm -rf "$target"; mkdir -p "$target"
+    case "$tool" in
+        accord*) measure restore "$tool" "$repo" "$ACCORD" restore -d "$repo" latest --target "$target" ;;
+        restic)  measure restore "$tool" "$repo" restic -r "$repo" --password-file "$RESTIC_PWF" restore latest --target "$target" ;;
+        borg*)   arch=$(borg list --short --last 1 "$repo" 2>/dev/null) || arch=change
+                 measure restore "$tool" "$repo" env -C "$target" borg extract "$repo::$arch" ;;
+    esac
+    # verification, outside the timing: find where the tool put the tree, then diff it
+    if [ "$M_RC" = 0 ] || [ "$M_RC" = 3 ]; then
+        root=$(find "$target" -path '*/db/pgdump.sql' -type f -print -quit)
+        root=${root%/db/pgdump.sql}
+        if [ -z "$root" ]; then
+            status="FAILED(no db/pgdump.sql in restore)"
+        elif diff -rq --no-dereference "$CORPUS" "$root" >"$LOGS/verify.$tool.log" 2>&1; then
+            status=ok
+            if ! diff -q <(meta_list "$CORPUS") <(meta_list "$root") >/dev/null; then
+                diff <(meta_list "$CORPUS") <(meta_list "$root") >>"$LOGS/verify.$tool.log" || true
+                status="ok(content identical; mode/mtime differ)"
+            fi
+        else
+            status="FAILED(content differs: $(wc -l <"$LOGS/verify.$tool.log") diff lines)"
+        fi
+        echo "    verify $tool: $status" >&2
+        sed -i "\$ s/,ok[^,]*,\([^,]*\)\$/,$(printf '%s' "$status" | sed 's/[\/&]/\\&/g'),\1/" "$CSV"
+    fi
+    rm -rf "$target"
+}
+meta_list() {  # regular files: path mode size mtime(s)
+    (cd "$1" && find . -type f -printf '%P %m %s %T@\n' | awk '{ split($4, t, "."); $4 = t[1]; print }' | sort)
+}
+
+# round_robin STEPFUNC TOOL... : each step starts with the next tool in turn
+STEP_NO=0
+round_robin() {
+    local fn=$1; shift
+    local -a list=("$@")
+    local n=${#list[@]} i
+    [ "$n" -gt 0 ] || return 0
+    for ((i = 0; i < n; i++)); do
+        $fn "${list[$(((STEP_NO + i) % n))]}"
+    done
+    STEP_NO=$((STEP_NO + 1))
+}
+step_initial()  { backup initial  "$1" tree; }
+step_nochange() { backup nochange "$1" tree; }
+step_change()   { backup change   "$1" tree; }
+step_dump1()    { case "$1" in *+cmd) backup dump-day1 "$1" cmd ;; *+stdin) backup dump-day1 "$1" stdin ;; *) backup dump-day1 "$1" dumpfile ;; esac; }
+step_dump2()    { case "$1" in *+cmd) backup dump-day2 "$1" cmd ;; *+stdin) backup dump-day2 "$1" stdin ;; *) backup dump-day2 "$1" dumpfile ;; esac; }
+
+# ---------------------------------------------------------------- corpus, day 1
+T0=$(date +%s)
+say "generating corpus at scale $SCALE in $CORPUS (pgbench scale $PGSCALE)"
+pg_init
+pg_start
+"$PG_BIN/createdb" bench 2>/dev/null || true
+"$PG_BIN/pgbench" -i -q -s "$PGSCALE" bench >"$LOGS/pgbench-init.log" 2>&1 ||
+    { tail "$LOGS/pgbench-init.log" >&2; die "pgbench -i failed"; }
+pg_dump_to_corpus 1
+pg_stop
+"$PY" "$SCRIPTS/corpus.py" gen --root "$CORPUS" --scale "$SCALE"
+DUMP1=$(stat -c %s "$CORPUS/db/pgdump.sql")
+DUMP1_SUM=$(sha256sum "$CORPUS/db/pgdump.sql" | cut -d' ' -f1)
+say "corpus ready in $(( $(date +%s) - T0 )) s: $(du -sh "$CORPUS" | cut -f1), $(find "$CORPUS" -type f | wc -l) files"
+
+# ---------------------------------------------------------------- tools
+read -r -a MAIN_TOOLS <<<"$TOOLS"
+DUMP_TOOLS=()
+if [ "$DUMP_GROWTH" = 1 ]; then
+    for t in "${MAIN_TOOLS[@]}"; do DUMP_TOOLS+=("$t+dumpfile"); done
+    has_tool accord && DUMP_TOOLS+=("accord+cmd")
+    has_tool restic && DUMP_TOOLS+=("restic+stdin")
+fi
+for t in "${MAIN_TOOLS[@]}" "${DUMP_TOOLS[@]}"; do
+    init_repo "$t" "$REPOS/$t"
+done
+
+say "step 1: initial backup";   round_robin step_initial  "${MAIN_TOOLS[@]}"
+say "step 2: no-change backup"; round_robin step_nochange "${MAIN_TOOLS[@]}"
+if [ ${#DUMP_TOOLS[@]} -gt 0 ]; then
+    say "dump alone, day 1";    round_robin step_dump1 "${DUMP_TOOLS[@]}"
+fi
+
+# ---------------------------------------------------------------- day 2 change
+ACCOUNTS=$((PGSCALE * 100000))
+NUPD=$(( ACCOUNTS / 500 ))   # 0.2% of the rows
+say "day-2 change: $NUPD scattered account updates + re-dump; ~1% of small files; CSV insert"
+pg_start
+"$PG_BIN/psql" -q -v ON_ERROR_STOP=1 >"$LOGS/day2-sql.log" 2>&1 <<SQL
+SELECT setseed(0.4242);
+CREATE TEMP TABLE pick AS
+  SELECT DISTINCT 1 + floor(random() * $ACCOUNTS)::int AS aid FROM generate_series(1, $NUPD) ORDER BY 1;
+UPDATE pgbench_accounts a SET abalance = a.abalance + (p.aid % 97) - 48 FROM pick p WHERE a.aid = p.aid;
+UPDATE pgbench_tellers SET tbalance = tbalance + 1 WHERE tid % 7 = 3;
+UPDATE pgbench_branches SET bbalance = bbalance + 1 WHERE bid % 5 = 2;
+INSERT INTO pgbench_history (tid, bid, aid, delta, mtime)
+  SELECT 1 + aid % ($PGSCALE * 10), 1 + (aid - 1) / 100000, aid, (aid % 97) - 48,
+         timestamp '2024-05-02 03:04:05' + aid * interval '1 millisecond'
+  FROM pick;
+SQL
+pg_dump_to_corpus 2
+pg_stop
+"$PY" "$SCRIPTS/corpus.py" day2 --root "$CORPUS" --scale "$SCALE"
+DUMP2=$(stat -c %s "$CORPUS/db/pgdump.sql")
+
+say "step 3: after-change backup"; round_robin step_change "${MAIN_TOOLS[@]}"
+if [ ${#DUMP_TOOLS[@]} -gt 0 ]; then
+    say "dump alone, day 2";       round_robin step_dump2 "${DUMP_TOOLS[@]}"
+fi
+say "step 4: full restore";        round_robin restore "${MAIN_TOOLS[@]}"
+
+# ---------------------------------------------------------------- report
+{
+    echo "scale=$SCALE (pgbench scale $PGSCALE, $NUPD rows updated on day 2)"
+    echo "corpus bytes (day 2)=$(du -sb "$CORPUS" | cut -f1) in $(find "$CORPUS" -type f | wc -l) files"
+    for d in db projects tables blobs config; do
+        echo "  $d/=$(du -sb "$CORPUS/$d" | cut -f1) bytes, $(find "$CORPUS/$d" -type f | wc -l) files"
+    done
+    echo "dump day-1 bytes=$DUMP1"
+    echo "dump day-2 bytes=$DUMP2"
+    echo "dump sha256 day 1 / day 2=${DUMP1_SUM:0:16}… / $(sha256sum "$CORPUS/db/pgdump.sql" | cut -c1-16)…"
+    echo "machine=$(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -r)"
+    echo "versions=accord: $( [ -x "$ACCORD" ] && ("$ACCORD" --version 2>/dev/null || echo '?') | head -n1 || echo n/a); $(restic version 2>/dev/null | cut -d' ' -f1-2 || echo 'restic n/a'); $(borg --version 2>/dev/null || echo 'borg n/a')"
+    echo "notes=page cache not dropped (warm reads); restic always encrypts, borg repos are -e none; borg has no dump-specific chunker; RSS is the peak of the largest process"
+} > "$META"
+say "results"
+"$PY" "$SCRIPTS/report.py" table --csv "$CSV" --meta "$META" --base "$BASE_TOOL" --out "$BENCH_DIR/results.md"
+echo >&2
+echo "(written to $BENCH_DIR/results.md and $BENCH_DIR/results.csv; logs in $LOGS; total $(( $(date +%s) - T0 )) s)" >&2

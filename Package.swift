@@ -1,0 +1,32 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "accord",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "accord", targets: ["accord"]),
+        .library(name: "AccordCore", targets: ["AccordCore"]),
+        .library(name: "AccordEngine", targets: ["AccordEngine"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CLibcrypto", path: "Sources/CLibcrypto", providers: [.apt(["libssl-dev"])]),
+        .target(name: "CAccordSys"),
+        .target(name: "AccordCore", dependencies: ["CZlib", "CLibcrypto", "CAccordSys"]),
+        .target(name: "AccordEngine", dependencies: ["AccordCore"]),
+        .executableTarget(
+            name: "accord",
+            dependencies: [
+                "AccordCore", "AccordEngine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "AccordCoreTests", dependencies: ["AccordCore"], resources: [.copy("Golden")]),
+        .testTarget(name: "AccordEngineTests", dependencies: ["AccordCore", "AccordEngine"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

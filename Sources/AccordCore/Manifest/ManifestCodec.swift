@@ -1,0 +1,156 @@
+/// The manifest stream (FORMAT.md, "Manifest"):
+///
+///     Manifest = "ACMF" || Version(1 byte = 1) || Entry*
+///     Entry    = varint(RecordLength) || Record
+///     Record   = Kind(1) || Path || Mode || UID || GID || MtimeSec(zigzag) || MtimeNsec
+///                || CtimeSec(zigzag) || CtimeNsec || Inode || Device || Size || LinkTarget
+///                || XattrCount || (Name || Value)* || BlobCount || BlobID(32)*
+///
+/// Integers are unsigned LEB128 varints unless marked; byte strings are a
+/// varint length and the bytes. Entries are in tree order.
+public enum ManifestCodec {
+    public static let magic: [UInt8] = Array("ACMF".utf8) + [1]
+    /// Largest record a reader accepts (a file of 32 million chunks).
+    public static let maxRecordLength = 1 << 30
+
+    public static func encode(_ e: ManifestEntry, into w: inout ByteWriter) {
+        var r = ByteWriter(capacity: 64 + e.path.count + e.blobs.count * 32)
+        r.u8(e.kind.rawValue)
+        r.string(e.path)
+        r.varint(UInt64(e.mode)); r.varint(UInt64(e.uid)); r.varint(UInt64(e.gid))
+        r.zigzag(e.mtimeSec); r.varint(UInt64(max(0, e.mtimeNsec)))
+        r.zigzag(e.ctimeSec); r.varint(UInt64(max(0, e.ctimeNsec)))
+        r.varint(e.inode); r.varint(e.device); r.varint(e.size)
+        r.string(e.linkTarget)
+        r.varint(UInt64(e.xattrs.count))
+        for x in e.xattrs { r.string(x.name); r.string(x.value) }
+        r.varint(UInt64(e.blobs.count))
+        for b in e.blobs { r.id(b) }
+        w.varint(UInt64(r.bytes.count))
+        w.raw(r.bytes)
+    }
+
+    public static func decodeRecord(_ bytes: UnsafeRawBufferPointer) throws -> ManifestEntry {
+        var r = ByteReader(bytes)
+        guard let kind = ManifestEntry.Kind(rawValue: try r.u8()) else { throw DecodeError.invalid("unknown entry kind", offset: 0) }
+        let path = try r.string(max: 1 << 16)
+        func u32() throws -> UInt32 {
+            let v = try r.varint()
+            guard v <= UInt64(UInt32.max) else { throw DecodeError.invalid("value too large", offset: r.offset) }
+            return UInt32(v)
+        }
+        let mode = try u32(), uid = try u32(), gid = try u32()
+        let ms = try r.zigzag(), mn = Int64(try u32())
+        let cs = try r.zigzag(), cn = Int64(try u32())
+        let inode = try r.varint(), device = try r.varint(), size = try r.varint()
+        let link = try r.string(max: 1 << 16)
+        let nx = try r.count(max: r.remaining / 2)
+        var xattrs: [ManifestEntry.Xattr] = []
+        for _ in 0..<nx { xattrs.append(.init(name: try r.string(), value: try r.string())) }
+        let nb = try r.count(max: r.remaining / 32)
+        var blobs: [BlobID] = []
+        blobs.reserveCapacity(nb)
+        for _ in 0..<nb { blobs.append(try r.id()) }
+        guard r.isAtEnd else { throw DecodeError.invalid("trailing bytes in entry", offset: r.offset) }
+        return ManifestEntry(kind: kind, path: path, mode: mode, uid: uid, gid: gid, mtimeSec: ms, mtimeNsec: mn,
+                             ctimeSec: cs, ctimeNsec: cn, inode: inode, device: device, size: size,
+                             linkTarget: link, xattrs: xattrs, blobs: blobs)
+    }
+}
+
+/// Encodes entries into the manifest stream and cuts it into blobs with the
+/// `manifest` chunker profile as it grows, so memory stays bounded and an
+/// unchanged part of a tree yields the same blobs as last time.
+public final class ManifestWriter {
+    private var pending = ByteWriter()
+    private var chunker: FastCDC
+    private let store: (UnsafeRawBufferPointer) throws -> BlobID
+    public private(set) var blobs: [BlobID] = []
+    public private(set) var entryCount = 0
+    private var lastPath: RawPath? = nil
+
+    public init(gear: GearTable, store: @escaping (UnsafeRawBufferPointer) throws -> BlobID) {
+        chunker = FastCDC(profile: .manifest, gear: gear)
+        self.store = store
+        pending.raw(ManifestCodec.magic)
+    }
+
+    /// Appends an entry; entries must come in strictly increasing tree order.
+    public func append(_ e: ManifestEntry) throws {
+        if let last = lastPath, ManifestEntry.compareTreeOrder(last, e.path) >= 0 {
+            throw DecodeError.invalid("manifest entries out of tree order: \(last.displayPath) then \(e.path.displayPath)", offset: 0)
+        }
+        lastPath = e.path
+        ManifestCodec.encode(e, into: &pending)
+        entryCount += 1
+        if pending.bytes.count >= 2 * ChunkerProfile.manifest.max { try cut(eof: false) }
+    }
+
+    private func cut(eof: Bool) throws {
+        var consumed = 0
+        try pending.bytes.withUnsafeBytes { buf in
+            let base = buf.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            while consumed < buf.count {
+                guard let len = chunker.nextBoundary(base + consumed, count: buf.count - consumed, eof: eof) else { break }
+                blobs.append(try store(UnsafeRawBufferPointer(rebasing: buf[consumed..<consumed + len])))
+                consumed += len
+            }
+        }
+        pending.bytes.removeFirst(consumed)
+    }
+
+    /// Stores what remains; returns the manifest's blob ids.
+    public func finish() throws -> [BlobID] {
+        try cut(eof: true)
+        return blobs
+    }
+}
+
+/// Reads a manifest stream entry by entry, loading its blobs one at a time.
+public struct ManifestReader {
+    private let ids: [BlobID]
+    private var nextBlob = 0
+    private var buffer: [UInt8] = []
+    private var position = 0
+    private let load: (BlobID) throws -> [UInt8]
+    private var started = false
+
+    public init(blobs: [BlobID], load: @escaping (BlobID) throws -> [UInt8]) {
+        ids = blobs
+        self.load = load
+    }
+
+    /// Makes at least `n` unread bytes available, if the stream has them.
+    private mutating func fill(_ n: Int) throws -> Bool {
+        while buffer.count - position < n {
+            guard nextBlob < ids.count else { return false }
+            if position > 0 { buffer.removeFirst(position); position = 0 }
+            buffer.append(contentsOf: try load(ids[nextBlob]))
+            nextBlob += 1
+        }
+        return true
+    }
+
+    /// The next entry, or nil at the end of the stream.
+    public mutating func next() throws -> ManifestEntry? {
+        if !started {
+            started = true
+            guard try fill(ManifestCodec.magic.count), Array(buffer[0..<5]) == ManifestCodec.magic else {
+                throw DecodeError.invalid("manifest stream does not start with ACMF version 1", offset: 0)
+            }
+            position = 5
+        }
+        _ = try fill(10)
+        if position >= buffer.count { return nil }
+        let (length, used) = try buffer.withUnsafeBytes { b -> (Int, Int) in
+            var r = ByteReader(UnsafeRawBufferPointer(rebasing: b[position...]))
+            let l = try r.count(max: ManifestCodec.maxRecordLength)
+            return (l, r.offset)
+        }
+        position += used
+        guard try fill(length) else { throw DecodeError.truncated(offset: position) }
+        let entry = try buffer.withUnsafeBytes { try ManifestCodec.decodeRecord(UnsafeRawBufferPointer(rebasing: $0[position..<position + length])) }
+        position += length
+        return entry
+    }
+}

@@ -1,0 +1,72 @@
+/// One node of a snapshot's tree. Entries are kept in *tree order* (see
+/// `ManifestEntry.treeOrder`): a directory before its contents, siblings by
+/// name bytes. FORMAT.md, "Manifest", gives the byte encoding.
+public struct ManifestEntry: Equatable, Sendable {
+    public enum Kind: UInt8, Sendable {
+        case file = 1
+        case directory = 2
+        case symlink = 3
+        /// A further name of an earlier regular file; `linkTarget` is that file's path.
+        case hardlink = 4
+        /// The stdout of a command source, stored as one virtual file.
+        case stream = 5
+    }
+
+    public var kind: Kind
+    /// Absolute path, bytes; "/" is the root.
+    public var path: RawPath
+    /// Permission bits (st_mode & 0o7777).
+    public var mode: UInt32
+    public var uid: UInt32
+    public var gid: UInt32
+    public var mtimeSec: Int64
+    public var mtimeNsec: Int64
+    public var ctimeSec: Int64
+    public var ctimeNsec: Int64
+    public var inode: UInt64
+    public var device: UInt64
+    public var size: UInt64
+    /// Symlink target, or the first path of a hard-linked file.
+    public var linkTarget: RawPath
+    public var xattrs: [Xattr]
+    /// Content, in order; their raw lengths add up to `size`.
+    public var blobs: [BlobID]
+
+    public struct Xattr: Equatable, Sendable {
+        public var name: RawPath
+        public var value: RawPath
+        public init(name: RawPath, value: RawPath) { self.name = name; self.value = value }
+    }
+
+    public init(kind: Kind, path: RawPath, mode: UInt32 = 0o644, uid: UInt32 = 0, gid: UInt32 = 0,
+                mtimeSec: Int64 = 0, mtimeNsec: Int64 = 0, ctimeSec: Int64 = 0, ctimeNsec: Int64 = 0,
+                inode: UInt64 = 0, device: UInt64 = 0, size: UInt64 = 0, linkTarget: RawPath = [],
+                xattrs: [Xattr] = [], blobs: [BlobID] = []) {
+        self.kind = kind; self.path = path; self.mode = mode; self.uid = uid; self.gid = gid
+        self.mtimeSec = mtimeSec; self.mtimeNsec = mtimeNsec; self.ctimeSec = ctimeSec; self.ctimeNsec = ctimeNsec
+        self.inode = inode; self.device = device; self.size = size; self.linkTarget = linkTarget
+        self.xattrs = xattrs; self.blobs = blobs
+    }
+
+    /// Tree order: paths compared byte by byte with "/" ranking below every
+    /// other byte, so a directory's whole subtree sorts right after it and
+    /// before its next sibling ("a", "a/b", "a-c").
+    public static func treeOrder(_ a: RawPath, _ b: RawPath) -> Bool {
+        compareTreeOrder(a, b) < 0
+    }
+
+    public static func compareTreeOrder(_ a: RawPath, _ b: RawPath) -> Int {
+        let n = min(a.count, b.count)
+        var i = 0
+        while i < n {
+            let x = a[i], y = b[i]
+            if x != y {
+                let kx: Int = x == 0x2f ? -1 : Int(x)
+                let ky: Int = y == 0x2f ? -1 : Int(y)
+                return kx < ky ? -1 : 1
+            }
+            i += 1
+        }
+        return a.count == b.count ? 0 : (a.count < b.count ? -1 : 1)
+    }
+}

@@ -1,0 +1,57 @@
+/// Reads blobs and headers from pack files.
+public enum PackReader {
+    /// Reads and decodes the header at the end of an open pack.
+    public static func readHeader(fd: Int32, size: Int, path: String) throws -> [PackEntry] {
+        guard size >= PackFormat.trailerSize + 8 else { throw PackError.truncatedPack(size: size) }
+        var trailer = [UInt8](repeating: 0, count: PackFormat.trailerSize)
+        let n = try trailer.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, $0.count, Int64(size - PackFormat.trailerSize), path: path) }
+        guard n == PackFormat.trailerSize else { throw PackError.truncatedPack(size: size) }
+        let headerLength = try trailer.withUnsafeBytes { try PackFormat.decodeTrailer($0, packSize: size) }
+        var header = [UInt8](repeating: 0, count: headerLength)
+        let start = size - PackFormat.trailerSize - headerLength
+        let m = try header.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, $0.count, Int64(start), path: path) }
+        guard m == headerLength else { throw PackError.truncatedPack(size: size) }
+        return try header.withUnsafeBytes { try PackFormat.decodeHeader($0, packSize: size) }
+    }
+
+    public static func readHeader(path: String) throws -> [PackEntry] {
+        let fd = try Sys.open(path, Sys.O_RDONLY)
+        defer { Sys.close(fd) }
+        let st = try Sys.fstat(fd, path: path)
+        return try readHeader(fd: fd, size: Int(st.size), path: path)
+    }
+}
+
+/// Turns stored bytes back into a blob's bytes and verifies the id.
+public enum BlobDecoder {
+    /// Inflates (if compressed) and checks SHA-256 == id. `scratch` is reused.
+    public static func decode(stored: UnsafeRawBufferPointer, id: BlobID, compression: BlobCompression, rawLength: Int,
+                              inflater: Inflater, into output: inout [UInt8]) throws {
+        switch compression {
+        case .none:
+            guard stored.count == rawLength else { throw BlobError.corrupt(id, reason: "stored length \(stored.count) ≠ \(rawLength)") }
+            output.removeAll(keepingCapacity: true)
+            output.append(contentsOf: stored)
+        case .zlib:
+            do { try inflater.inflate(stored, rawLength: rawLength, into: &output) } catch {
+                throw BlobError.corrupt(id, reason: "\(error)")
+            }
+        }
+        let actual = output.withUnsafeBytes { SHA256Hasher.hash($0) }
+        guard actual == id else { throw BlobError.corrupt(id, reason: "content hashes to \(actual.short)") }
+    }
+}
+
+public enum BlobError: Error, CustomStringConvertible {
+    case corrupt(BlobID, reason: String)
+    case notInIndex(BlobID)
+    case inPack(BlobID, pack: PackID, offset: UInt32, underlying: Error)
+
+    public var description: String {
+        switch self {
+        case .corrupt(let id, let reason): return "blob \(id) is corrupt (\(reason))"
+        case .notInIndex(let id): return "blob \(id) is not in the index: the repository is missing data; run `accord check`"
+        case .inPack(let id, let pack, let offset, let e): return "blob \(id) in pack \(pack) at offset \(offset): \(e); run `accord check --read-data`"
+        }
+    }
+}

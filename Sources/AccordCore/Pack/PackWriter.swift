@@ -1,0 +1,59 @@
+/// Appends stored blobs to a temporary file and turns it into a pack.
+///
+/// Durability: nothing is durable until `finish()` returns; then the pack is
+/// fsynced and renamed to `data/XX/<packid>` and its directory fsynced. A
+/// crash before leaves only a file in `<repo>/tmp/`, which no reader looks at.
+/// Not thread-safe: one writer per thread, or a lock around it.
+public final class PackWriter {
+    let repository: RepositoryLayout
+    let tmpPath: String
+    let fd: Int32
+    let hasher = SHA256Hasher()
+    public private(set) var entries: [PackEntry] = []
+    public private(set) var size: Int = 0
+
+    public init(layout: RepositoryLayout) throws {
+        repository = layout
+        tmpPath = layout.tmpDirectory + "/pack-" + hexString(Sys.randomBytes(8)) + ".tmp"
+        fd = try Sys.open(tmpPath, Sys.O_WRONLY | Sys.O_CREAT | Sys.O_EXCL, mode: 0o600)
+    }
+
+    deinit {
+        if fd >= 0 && !finished { Sys.close(fd); try? Sys.unlink(tmpPath) }
+    }
+
+    private var finished = false
+
+    public var isEmpty: Bool { entries.isEmpty }
+
+    /// Appends one stored blob.
+    public func add(id: BlobID, type: BlobType, compression: BlobCompression, rawLength: Int, stored: UnsafeRawBufferPointer) throws {
+        try Sys.writeAll(fd, stored, path: tmpPath)
+        hasher.update(data: stored)
+        entries.append(PackEntry(id: id, type: type, compression: compression, rawLength: UInt32(rawLength),
+                                 storedLength: UInt32(stored.count), offset: UInt32(size)))
+        size += stored.count
+    }
+
+    /// Writes the header, fsyncs, renames into `data/`. Returns the pack id.
+    public func finish() throws -> PackID {
+        let tail = PackFormat.encodeTail(entries)
+        try Sys.writeAll(fd, tail, path: tmpPath)
+        hasher.update(data: tail)
+        try Sys.fsync(fd, path: tmpPath)
+        Sys.close(fd)
+        finished = true
+        let id = hasher.finalize()
+        let dir = repository.packDirectory(id)
+        try Sys.mkdir(dir, mode: 0o700)
+        try Sys.rename(tmpPath, repository.packPath(id))
+        try Sys.fsyncDirectory(dir)
+        size += tail.count
+        return id
+    }
+
+    /// Abandons the pack: removes the temporary file.
+    public func abandon() {
+        if !finished { Sys.close(fd); try? Sys.unlink(tmpPath); finished = true }
+    }
+}

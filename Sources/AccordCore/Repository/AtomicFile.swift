@@ -1,0 +1,36 @@
+/// Writes a whole file so that a crash leaves either nothing or the complete
+/// file: a temporary name in `tmpDirectory`, fsync, rename, fsync of the
+/// target directory. Durable on return.
+public enum AtomicFile {
+    public static func write(_ bytes: [UInt8], to path: String, tmpDirectory: String, mode: UInt32 = 0o600) throws {
+        let tmp = tmpDirectory + "/" + hexString(Sys.randomBytes(8)) + ".tmp"
+        let fd = try Sys.open(tmp, Sys.O_WRONLY | Sys.O_CREAT | Sys.O_EXCL, mode: mode)
+        do {
+            try Sys.writeAll(fd, bytes, path: tmp)
+            try Sys.fsync(fd, path: tmp)
+            Sys.close(fd)
+            try Sys.rename(tmp, path)
+            try Sys.fsyncDirectory(parent(of: path))
+        } catch {
+            Sys.close(fd)
+            try? Sys.unlink(tmp)
+            throw error
+        }
+    }
+
+    /// Reads a whole (small) file.
+    public static func read(_ path: String) throws -> [UInt8] {
+        let fd = try Sys.open(path, Sys.O_RDONLY)
+        defer { Sys.close(fd) }
+        let st = try Sys.fstat(fd, path: path)
+        var out = [UInt8](repeating: 0, count: Int(st.size))
+        let n = try out.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, $0.count, 0, path: path) }
+        if n < out.count { out.removeLast(out.count - n) }
+        return out
+    }
+
+    static func parent(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+}

@@ -1,0 +1,245 @@
+import Foundation
+
+/// A repository on a local filesystem: config, packs, index, snapshots, locks.
+///
+/// Thread safety: `readBlob` may be called from many threads at once (pack
+/// descriptors are cached under a lock and read with `pread`); everything
+/// else is called from one thread.
+public final class Repository: @unchecked Sendable {
+    public let layout: RepositoryLayout
+    public let config: RepositoryConfig
+    public let gear: GearTable
+    public let index = MasterIndex()
+    /// Index files loaded (names), to tell which packs are indexed.
+    public private(set) var indexFiles: [ID] = []
+
+    private let fdLock = NSLock()
+    private var packFDs: [PackID: Int32] = [:]
+
+    init(layout: RepositoryLayout, config: RepositoryConfig) {
+        self.layout = layout
+        self.config = config
+        gear = GearTable(seed: config.seed)
+    }
+
+    deinit { for fd in packFDs.values { Sys.close(fd) } }
+
+    // MARK: Opening
+
+    /// Creates a new repository at `path` (directory 0700, files 0600).
+    @discardableResult
+    public static func initialize(at path: String, compression: CompressionLevel = .default) throws -> Repository {
+        let layout = RepositoryLayout(root: path)
+        if let st = try? Sys.stat(Array(path.utf8)) {
+            guard st.isDirectory else { throw RepositoryError.notADirectory(path) }
+            if (try? Sys.lstat(layout.configPath)) != nil { throw RepositoryError.alreadyInitialized(path) }
+        }
+        try Sys.mkdirs(Array(layout.root.utf8), mode: 0o700)
+        try Sys.chmod(Array(layout.root.utf8), mode: 0o700)
+        for d in layout.subdirectories { try Sys.mkdir(d, mode: 0o700) }
+        let config = RepositoryConfig.new(compression: compression)
+        try AtomicFile.write(try encodeJSON(config), to: layout.configPath, tmpDirectory: layout.tmpDirectory)
+        return Repository(layout: layout, config: config)
+    }
+
+    /// Opens an existing repository (or creates it when `create` is set and
+    /// the path holds none). Loads the config; call `loadIndex()` next.
+    public static func open(at path: String, create: Bool = false) throws -> Repository {
+        let layout = RepositoryLayout(root: path)
+        let st: FileStatus
+        do { st = try Sys.stat(Array(path.utf8)) } catch let e as SystemError where e.isNotFound {
+            if create { return try initialize(at: path) }
+            throw RepositoryError.notARepository(path)
+        }
+        guard st.isDirectory else { throw RepositoryError.notADirectory(path) }
+        let bytes: [UInt8]
+        do { bytes = try AtomicFile.read(layout.configPath) } catch let e as SystemError where e.isNotFound {
+            if create, (try? Sys.listDirectory(path))?.filter({ !$0.hasPrefix(".") && $0 != "restore" }).isEmpty ?? false {
+                return try initialize(at: path)
+            }
+            throw RepositoryError.notARepository(path)
+        }
+        let config: RepositoryConfig
+        do { config = try JSONDecoder().decode(RepositoryConfig.self, from: Data(bytes)) } catch {
+            throw RepositoryError.configCorrupt(layout.configPath, reason: "not valid config JSON")
+        }
+        guard config.version == RepositoryConfig.currentVersion else {
+            throw RepositoryError.unsupportedVersion(config.version, path: path)
+        }
+        guard config.id.count == 64, config.chunkerSeed.count == 16, UInt64(config.chunkerSeed, radix: 16) != nil else {
+            throw RepositoryError.configCorrupt(layout.configPath, reason: "bad id or chunkerSeed")
+        }
+        for d in layout.subdirectories { try Sys.mkdir(d, mode: 0o700) }
+        return Repository(layout: layout, config: config)
+    }
+
+    static func encodeJSON<T: Encodable>(_ v: T) throws -> [UInt8] {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return Array(try e.encode(v)) + [0x0a]
+    }
+
+    // MARK: Index
+
+    /// Names of the index files present.
+    public func listIndexFiles() throws -> [ID] {
+        try Sys.listDirectory(layout.indexDirectory).compactMap(ID.init(hex:))
+    }
+
+    /// Reads and verifies one index file.
+    public func readIndexFile(_ id: ID) throws -> IndexFile {
+        let path = layout.indexPath(id)
+        let bytes = try AtomicFile.read(path)
+        guard bytes.withUnsafeBytes({ SHA256Hasher.hash($0) }) == id else {
+            throw RepositoryError.indexCorrupt(path, reason: "content does not match its name (truncated or altered)")
+        }
+        do { return try bytes.withUnsafeBytes { try IndexFile.decode($0) } } catch {
+            throw RepositoryError.indexCorrupt(path, reason: "\(error)")
+        }
+    }
+
+    /// Loads every index file into `index`. A corrupt file throws (run `repair index`).
+    public func loadIndex() throws {
+        for id in try listIndexFiles() {
+            index.add(try readIndexFile(id))
+            indexFiles.append(id)
+        }
+        index.seal()
+    }
+
+    /// Writes an index file for these packs; durable on return.
+    @discardableResult
+    public func writeIndex(_ file: IndexFile) throws -> ID {
+        let bytes = file.encode()
+        let id = bytes.withUnsafeBytes { SHA256Hasher.hash($0) }
+        try AtomicFile.write(bytes, to: layout.indexPath(id), tmpDirectory: layout.tmpDirectory)
+        indexFiles.append(id)
+        return id
+    }
+
+    /// Every pack file present under data/, by id.
+    public func listPacks() throws -> [PackID] {
+        var out: [PackID] = []
+        for sub in try Sys.listDirectory(layout.dataDirectory) where sub.count == 2 {
+            for name in try Sys.listDirectory(layout.dataDirectory + "/" + sub) {
+                if let id = ID(hex: name) { out.append(id) }
+            }
+        }
+        return out
+    }
+
+    /// Packs written by a backup that died before its index was written are
+    /// complete and valid: index them now so their blobs are reused. Returns
+    /// how many packs were adopted. Unreadable packs are left for `check`.
+    @discardableResult
+    public func adoptUnindexedPacks() throws -> Int {
+        var adopted: [IndexFile.Pack] = []
+        for id in try listPacks() where !index.containsPack(id) {
+            guard let entries = try? PackReader.readHeader(path: layout.packPath(id)) else { continue }
+            adopted.append(.init(id: id, blobs: entries))
+        }
+        if adopted.isEmpty { return 0 }
+        let file = IndexFile(packs: adopted)
+        try writeIndex(file)
+        index.add(file)
+        index.seal()
+        return adopted.count
+    }
+
+    // MARK: Blobs
+
+    private func packFD(_ id: PackID) throws -> Int32 {
+        fdLock.lock()
+        defer { fdLock.unlock() }
+        if let fd = packFDs[id] { return fd }
+        if packFDs.count > 256 { for fd in packFDs.values { Sys.close(fd) }; packFDs.removeAll() }
+        let fd = try Sys.open(layout.packPath(id), Sys.O_RDONLY)
+        packFDs[id] = fd
+        return fd
+    }
+
+    /// Reads a blob's stored bytes (still compressed).
+    public func readStored(_ id: BlobID, location l: BlobLocation, into buffer: inout [UInt8]) throws {
+        let pack = index.pack(of: l)
+        let fd: Int32
+        do { fd = try packFD(pack) } catch let e as SystemError where e.isNotFound {
+            throw RepositoryError.packMissing(pack, blob: id)
+        }
+        buffer.removeAll(keepingCapacity: true)
+        buffer.append(contentsOf: repeatElement(0, count: Int(l.storedLength)))
+        let n = try buffer.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, $0.count, Int64(l.offset), path: layout.packPath(pack)) }
+        guard n == Int(l.storedLength) else {
+            throw BlobError.inPack(id, pack: pack, offset: l.offset, underlying: PackError.truncatedPack(size: Int(l.offset) + n))
+        }
+    }
+
+    /// Reads, inflates and verifies a blob.
+    public func readBlob(_ id: BlobID, inflater: Inflater, scratch: inout [UInt8], into output: inout [UInt8]) throws {
+        guard let l = index.lookup(id) else { throw BlobError.notInIndex(id) }
+        try readStored(id, location: l, into: &scratch)
+        do {
+            try scratch.withUnsafeBytes { try BlobDecoder.decode(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength), inflater: inflater, into: &output) }
+        } catch {
+            throw BlobError.inPack(id, pack: index.pack(of: l), offset: l.offset, underlying: error)
+        }
+    }
+
+    /// Convenience for small blobs (manifests).
+    public func readBlob(_ id: BlobID) throws -> [UInt8] {
+        var scratch: [UInt8] = [], out: [UInt8] = []
+        try readBlob(id, inflater: Inflater(), scratch: &scratch, into: &out)
+        return out
+    }
+
+    // MARK: Snapshots
+
+    public func listSnapshotIDs() throws -> [SnapshotID] {
+        try Sys.listDirectory(layout.snapshotDirectory).compactMap(ID.init(hex:))
+    }
+
+    public func loadSnapshot(_ id: SnapshotID) throws -> Snapshot {
+        let path = layout.snapshotPath(id)
+        let bytes = try AtomicFile.read(path)
+        guard SHA256Hasher.hash(bytes) == id else {
+            throw RepositoryError.snapshotCorrupt(path, reason: "content does not match its name")
+        }
+        return try Snapshot.decode(bytes, name: path)
+    }
+
+    /// All readable snapshots, oldest first; unreadable ones are reported through `onError`.
+    public func snapshots(onError: (SnapshotID, Error) -> Void = { _, _ in }) throws -> [(id: SnapshotID, snapshot: Snapshot)] {
+        var out: [(SnapshotID, Snapshot)] = []
+        for id in try listSnapshotIDs() {
+            do { out.append((id, try loadSnapshot(id))) } catch { onError(id, error) }
+        }
+        return out.sorted { $0.1.time < $1.1.time }
+    }
+
+    /// Writes a snapshot: the commit point of a backup. Durable on return.
+    @discardableResult
+    public func saveSnapshot(_ s: Snapshot) throws -> SnapshotID {
+        let bytes = try s.encode()
+        let id = SHA256Hasher.hash(bytes)
+        try AtomicFile.write(bytes, to: layout.snapshotPath(id), tmpDirectory: layout.tmpDirectory)
+        return id
+    }
+
+    /// Resolves an id, a unique id prefix, or `latest`.
+    public func resolveSnapshot(_ spec: String) throws -> SnapshotID {
+        if spec == "latest" {
+            guard let last = try snapshots().last else { throw RepositoryError.snapshotNotFound("latest", repository: layout.root) }
+            return last.id
+        }
+        let lower = spec.lowercased()
+        guard !lower.isEmpty, lower.allSatisfy({ $0.isHexDigit }) else { throw RepositoryError.snapshotNotFound(spec, repository: layout.root) }
+        let matches = try listSnapshotIDs().filter { $0.hex.hasPrefix(lower) }
+        if matches.count == 1 { return matches[0] }
+        if matches.isEmpty { throw RepositoryError.snapshotNotFound(spec, repository: layout.root) }
+        throw RepositoryError.snapshotAmbiguous(spec, matches: matches.count)
+    }
+
+    /// Streams a snapshot's manifest entries.
+    public func manifestReader(_ s: Snapshot) -> ManifestReader {
+        ManifestReader(blobs: s.manifestIDs) { [unowned self] id in try self.readBlob(id) }
+    }
+}

@@ -1,0 +1,47 @@
+/// Errors about the repository as a whole. Each names the object and says what to do.
+public enum RepositoryError: Error, CustomStringConvertible {
+    case notADirectory(String)
+    case notARepository(String)
+    case alreadyInitialized(String)
+    case unsupportedVersion(Int, path: String)
+    case configCorrupt(String, reason: String)
+    case indexCorrupt(String, reason: String)
+    case snapshotCorrupt(String, reason: String)
+    case snapshotNotFound(String, repository: String)
+    case snapshotAmbiguous(String, matches: Int)
+    case packMissing(PackID, blob: BlobID)
+    case packUnreadable(PackID, reason: String)
+    case locked(String)
+    case manifestCorrupt(SnapshotID?, reason: String)
+
+    public var description: String {
+        switch self {
+        case .notADirectory(let p):
+            return "repository path \(p) exists but is not a directory: pass a directory with -d (or set ACCORD_REPOSITORY)"
+        case .notARepository(let p):
+            return "\(p) is not an Accord repository (no config file): run `accord init -d \(p)` or pass the right -d"
+        case .alreadyInitialized(let p):
+            return "\(p) already holds an Accord repository"
+        case .unsupportedVersion(let v, let p):
+            return "repository \(p) has format version \(v); this accord reads version \(RepositoryConfig.currentVersion): use a newer accord"
+        case .configCorrupt(let p, let r):
+            return "repository config \(p) is unreadable (\(r)): restore it from a copy; without it the repository cannot be read"
+        case .indexCorrupt(let p, let r):
+            return "index file \(p) is corrupt (\(r)): run `accord repair index`"
+        case .snapshotCorrupt(let p, let r):
+            return "snapshot file \(p) is corrupt (\(r)): run `accord check`"
+        case .snapshotNotFound(let s, let repo):
+            return "no snapshot \(s) in \(repo): see `accord snapshots list -d \(repo)`"
+        case .snapshotAmbiguous(let s, let n):
+            return "snapshot prefix \(s) matches \(n) snapshots: give more digits"
+        case .packMissing(let p, let b):
+            return "pack \(p) holding blob \(b.short) is missing: run `accord check`"
+        case .packUnreadable(let p, let r):
+            return "pack \(p) is unreadable (\(r)): run `accord check --read-data`"
+        case .locked(let why):
+            return why
+        case .manifestCorrupt(let s, let r):
+            return "manifest of snapshot \(s?.short ?? "?") is corrupt (\(r)): run `accord check`"
+        }
+    }
+}

@@ -1,0 +1,409 @@
+import Foundation
+import AccordCore
+
+/// One backup run: walks the sources in tree order, reads and chunks what
+/// changed, stores new blobs, writes the manifest and finally the snapshot.
+///
+/// Threads and queues (all bounded, so memory is flat however large the input):
+///
+///     walker ──► jobs ──► file workers (read, chunk, hash) ──► BlobSink queue ──► compressors ──► packs
+///        └────► slots (tree order) ──► main thread: manifest writer ──► BlobSink
+///
+/// Unchanged files (same size, mtime, ctime, inode as in the parent) are
+/// not read: their blob lists are copied from the parent's manifest, which
+/// is streamed alongside the walk, never loaded whole.
+public final class Backup {
+    final class Slot {
+        var entry: ManifestEntry?
+        var done = false
+        var bytesRead: UInt64 = 0
+        var unchanged = false
+        init(entry: ManifestEntry? = nil, done: Bool = false) { self.entry = entry; self.done = done }
+    }
+
+    enum Job {
+        case file(Slot, RawPath, FileStatus)
+        case command(Slot, CommandSource)
+    }
+
+    let repository: Repository
+    let options: BackupOptions
+    let sink: BlobSink
+    let failure = FirstError()
+    let slotCondition = NSCondition()
+    let jobs: BoundedQueue<Job>
+    let slots: BoundedQueue<Slot>
+    private let statsLock = NSLock()
+    private var summary = Snapshot.Summary()
+    private var hardlinks: [HardlinkKey: RawPath] = [:]
+    private var parentCursor: ParentCursor?
+    private var emittedAncestors = Set<RawPath>()
+
+    struct HardlinkKey: Hashable { var device: UInt64; var inode: UInt64 }
+
+    public init(repository: Repository, options: BackupOptions) {
+        self.repository = repository
+        self.options = options
+        let level = options.compression ?? CompressionLevel(Int32(repository.config.compression.level))
+        sink = BlobSink(repository: repository, threads: options.threads, level: level)
+        jobs = BoundedQueue(capacity: 4 * options.threads + 16)
+        slots = BoundedQueue(capacity: 8192)
+    }
+
+    /// Runs the backup. The repository must be locked and its index loaded.
+    public func run() throws -> BackupResult {
+        let started = Sys.monotonicSeconds()
+        let roots = try prepareRoots()
+        let parentID = try findParent()
+        if let p = parentID, let s = try? repository.loadSnapshot(p) {
+            parentCursor = ParentCursor(reader: repository.manifestReader(s))
+        }
+        options.progress?.startReporting()
+        defer { options.progress?.stop() }
+
+        let workers = WorkerGroup()
+        workers.spawn(options.threads, name: "read") { [unowned self] _ in self.workerLoop() }
+        let walker = WorkerGroup()
+        walker.spawn(1, name: "walk") { [unowned self] _ in
+            do { try self.walk(roots) } catch { self.fail(error) }
+            self.slots.close()
+            self.jobs.close()
+        }
+
+        let manifest = ManifestWriter(gear: repository.gear) { [unowned self] bytes in
+            try self.sink.store(type: .tree, data: bytes)
+        }
+        do {
+            while let slot = slots.pop() {
+                slotCondition.lock()
+                while !slot.done && failure.value == nil { slotCondition.wait() }
+                slotCondition.unlock()
+                if let e = failure.value { throw e }
+                if let e = slot.entry {
+                    try manifest.append(e)
+                    count(e, slot: slot)
+                }
+            }
+            if let e = failure.value { throw e }
+            walker.wait()
+            workers.wait()
+            if let e = failure.value { throw e }
+            let manifestIDs = try manifest.finish()
+            _ = try sink.finish()
+            summary.addedBlobs = sink.addedBlobs
+            summary.addedBytes = sink.addedBytes
+            summary.addedManifestBytes = sink.addedTreeBytes
+            summary.durationSeconds = Sys.monotonicSeconds() - started
+            let snapshot = Snapshot(time: .now(), host: options.host, username: Sys.userName, plan: options.plan,
+                                    tags: options.tags, paths: roots.map(\.display), sources: roots.map(\.source),
+                                    parent: parentID, manifest: manifestIDs, summary: summary)
+            let id = try repository.saveSnapshot(snapshot)
+            return BackupResult(id: id, snapshot: snapshot)
+        } catch {
+            fail(error)
+            walker.wait()
+            workers.wait()
+            sink.abandon()
+            throw error
+        }
+    }
+
+    func fail(_ error: Error) {
+        failure.record(error)
+        jobs.cancel()
+        slots.cancel()
+        sink.fail(error)
+        slotCondition.lock(); slotCondition.broadcast(); slotCondition.unlock()
+    }
+
+    private func count(_ e: ManifestEntry, slot: Slot) {
+        switch e.kind {
+        case .file, .stream:
+            summary.files += 1
+            summary.totalBytes += e.size
+            summary.bytesRead += slot.bytesRead
+            if slot.unchanged { summary.filesUnchanged += 1 }
+        case .hardlink: summary.files += 1
+        case .directory: summary.directories += 1
+        case .symlink: summary.symlinks += 1
+        }
+    }
+
+    // MARK: Sources
+
+    struct Root {
+        var path: RawPath
+        var command: CommandSource?
+        var display: String { path.displayPath }
+        var source: Snapshot.Source {
+            if let c = command {
+                return .init(kind: "command", path: c.path, command: c.command, profile: c.profile)
+            }
+            let valid = String(validating: path, as: UTF8.self) != nil
+            return .init(kind: "path", path: display, pathHex: valid ? nil : hexString(path), excludes: nil, profile: .tree)
+        }
+    }
+
+    func prepareRoots() throws -> [Root] {
+        var roots: [Root] = options.paths.map { Root(path: normalize($0)) }
+        for c in options.commands {
+            guard c.path.hasPrefix("/"), c.path.count > 1 else { throw BackupError.badCommandPath(c.path) }
+            roots.append(Root(path: normalize(Array(c.path.utf8)), command: c))
+        }
+        if roots.isEmpty { throw BackupError.noSources }
+        for r in roots where r.command == nil {
+            do { _ = try Sys.lstat(r.path) } catch let e as SystemError where e.isNotFound {
+                throw BackupError.pathNotFound(r.display)
+            }
+        }
+        roots.sort { ManifestEntry.treeOrder($0.path, $1.path) }
+        var unique: [Root] = []
+        for r in roots {
+            if let last = unique.last, isInside(r.path, last.path) {
+                if r.path == last.path && r.command == nil && last.command == nil { continue }
+                throw BackupError.nestedSources(r.display, inside: last.display)
+            }
+            unique.append(r)
+        }
+        return unique
+    }
+
+    func normalize(_ p: RawPath) -> RawPath {
+        var parts: [ArraySlice<UInt8>] = []
+        for c in p.split(separator: 0x2f) {
+            if c == [0x2e] { continue }
+            if c == [0x2e, 0x2e] { _ = parts.popLast(); continue }
+            parts.append(c)
+        }
+        if parts.isEmpty { return [0x2f] }
+        var out: RawPath = []
+        for c in parts { out.append(0x2f); out.append(contentsOf: c) }
+        return out
+    }
+
+    func isInside(_ p: RawPath, _ dir: RawPath) -> Bool {
+        if dir == [0x2f] { return true }
+        return p == dir || (p.count > dir.count && p.starts(with: dir) && p[dir.count] == 0x2f)
+    }
+
+    func findParent() throws -> SnapshotID? {
+        if options.forceRead { return nil }
+        if let p = options.parent { return p }
+        let wanted = options.displayPaths.sorted()
+        let all = try repository.snapshots()
+        return all.last { $0.snapshot.host == options.host && $0.snapshot.paths.sorted() == wanted && $0.snapshot.plan == options.plan }?.id
+    }
+
+    // MARK: Walking (one thread, tree order)
+
+    func emit(_ entry: ManifestEntry) {
+        _ = slots.push(Slot(entry: entry, done: true))
+    }
+
+    func entry(_ kind: ManifestEntry.Kind, _ path: RawPath, _ st: FileStatus) -> ManifestEntry {
+        ManifestEntry(kind: kind, path: path, mode: st.permissions, uid: st.uid, gid: st.gid,
+                      mtimeSec: st.mtimeSec, mtimeNsec: st.mtimeNsec, ctimeSec: st.ctimeSec, ctimeNsec: st.ctimeNsec,
+                      inode: st.inode, device: st.device, size: kind == .file ? st.size : 0)
+    }
+
+    func walk(_ roots: [Root]) throws {
+        for root in roots {
+            if failure.value != nil { return }
+            try emitAncestors(of: root.path)
+            if let c = root.command {
+                let slot = Slot()
+                guard slots.push(slot) else { return }
+                guard jobs.push(.command(slot, c)) else { return }
+            } else {
+                try visit(root.path, isRoot: true)
+            }
+        }
+    }
+
+    /// Directory entries for the parents of a root ("/", "/opt", …), once each.
+    func emitAncestors(of path: RawPath) throws {
+        var prefixes: [RawPath] = [[0x2f]]
+        for i in 1..<max(1, path.count) where path[i] == 0x2f { prefixes.append(Array(path[0..<i])) }
+        if path == [0x2f] { return }
+        for a in prefixes where !emittedAncestors.contains(a) {
+            emittedAncestors.insert(a)
+            if let st = try? Sys.lstat(a), st.isDirectory {
+                emit(entry(.directory, a, st))
+            } else {
+                // A virtual file's parents need not exist on this host.
+                let now = Sys.now()
+                emit(ManifestEntry(kind: .directory, path: a, mode: 0o700, mtimeSec: now.sec, mtimeNsec: now.nsec))
+            }
+        }
+    }
+
+    func excluded(_ path: RawPath) -> Bool {
+        if options.excludes.isEmpty { return false }
+        let name = Array(path.split(separator: 0x2f).last ?? [])
+        for p in options.excludes {
+            if p.contains("/") ? Sys.fnmatch(p, path) || Sys.fnmatch(p + "/*", path) : Sys.fnmatch(p, name) { return true }
+        }
+        return false
+    }
+
+    func skipUnreadable(_ path: RawPath, _ error: Error) throws {
+        try options.onError(path.displayPath, error)
+        statsLock.withLock { summary.errors.append(path.displayPath) }
+    }
+
+    func visit(_ path: RawPath, isRoot: Bool = false) throws {
+        if failure.value != nil { return }
+        if !isRoot && excluded(path) { return }
+        let st: FileStatus
+        do { st = try Sys.lstat(path) } catch { try skipUnreadable(path, error); return }
+        var e = entry(.file, path, st)
+        e.xattrs = ((try? Sys.listXattrs(path)) ?? []).map { .init(name: $0.name, value: $0.value) }
+        if st.isDirectory {
+            e.kind = .directory
+            e.size = 0
+            emit(e)
+            let names: [RawPath]
+            do { names = try Sys.listDirectory(path) } catch { try skipUnreadable(path, error); return }
+            for name in names.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+                try visit(path == [0x2f] ? [0x2f] + name : path + [0x2f] + name)
+            }
+        } else if st.isSymlink {
+            e.kind = .symlink
+            e.size = 0
+            do { e.linkTarget = try Sys.readlink(path) } catch { try skipUnreadable(path, error); return }
+            emit(e)
+        } else if st.isRegular {
+            if st.nlink > 1 {
+                let key = HardlinkKey(device: st.device, inode: st.inode)
+                if let first = hardlinks[key] {
+                    e.kind = .hardlink
+                    e.linkTarget = first
+                    e.size = 0
+                    emit(e)
+                    return
+                }
+                hardlinks[key] = path
+            }
+            if let old = parentCursor?.find(path, onError: options.onWarning), old.kind == .file,
+               old.size == st.size, old.mtimeSec == st.mtimeSec, old.mtimeNsec == st.mtimeNsec,
+               old.ctimeSec == st.ctimeSec, old.ctimeNsec == st.ctimeNsec, old.inode == st.inode,
+               old.blobs.allSatisfy({ sink.isKnown($0) }) {
+                e.blobs = old.blobs
+                let slot = Slot(entry: e, done: true)
+                slot.unchanged = true
+                _ = slots.push(slot)
+                options.progress?.addFile()
+                return
+            }
+            let slot = Slot(entry: e)
+            guard slots.push(slot) else { return }
+            _ = jobs.push(.file(slot, path, st))
+        } else {
+            statsLock.withLock { summary.otherSkipped += 1 }
+            options.onWarning("skipping \(path.displayPath): sockets, FIFOs and device files are not backed up")
+        }
+    }
+
+    // MARK: Reading (worker threads)
+
+    func workerLoop() {
+        var streams: [String: ChunkStream] = [:]
+        func stream(_ p: ChunkerProfile) -> ChunkStream {
+            if let s = streams[p.name] { return s }
+            let s = ChunkStream(profile: p, gear: repository.gear)
+            streams[p.name] = s
+            return s
+        }
+        while let job = jobs.pop() {
+            switch job {
+            case .file(let slot, let path, let st):
+                do {
+                    try readFile(slot, path, st, stream(options.treeProfile))
+                } catch let e as SystemError {
+                    do { try skipUnreadable(path, e); slot.entry = nil } catch { fail(error) }
+                } catch {
+                    fail(error)
+                }
+                complete(slot)
+            case .command(let slot, let c):
+                do { try runCommand(slot, c, stream(c.profile)) } catch { fail(error) }
+                complete(slot)
+            }
+        }
+    }
+
+    func complete(_ slot: Slot) {
+        slotCondition.lock()
+        slot.done = true
+        slotCondition.broadcast()
+        slotCondition.unlock()
+    }
+
+    /// Chunks a source and stores its new chunks; returns the blob ids.
+    func chunk<S: ByteSource>(_ source: inout S, _ stream: ChunkStream, slot: Slot) throws -> [BlobID] {
+        var ids: [BlobID] = []
+        let progress = options.progress
+        try stream.forEachChunk(from: &source) { chunk in
+            let id = SHA256Hasher.hash(chunk)
+            try sink.store(id, type: .data, data: chunk)
+            ids.append(id)
+            slot.bytesRead += UInt64(chunk.count)
+            progress?.addBytes(chunk.count)
+        }
+        return ids
+    }
+
+    func readFile(_ slot: Slot, _ path: RawPath, _ st: FileStatus, _ stream: ChunkStream) throws {
+        let fd = try Sys.open(path, Sys.O_RDONLY | Sys.O_NOFOLLOW)
+        defer { Sys.close(fd) }
+        var source = FileDescriptorSource(fd: fd, path: path.displayPath)
+        let ids = try chunk(&source, stream, slot: slot)
+        slot.entry!.blobs = ids
+        slot.entry!.size = slot.bytesRead
+        options.progress?.addFile()
+    }
+
+    func runCommand(_ slot: Slot, _ c: CommandSource, _ stream: ChunkStream) throws {
+        let runner = CommandRunner(command: c.command, environment: c.environment)
+        let out = try runner.start()
+        var source = FileDescriptorSource(fd: out, path: "stdout of `\(c.command)`")
+        let ids: [BlobID]
+        do { ids = try chunk(&source, stream, slot: slot) } catch {
+            runner.kill()
+            _ = runner.wait()
+            throw error
+        }
+        let status = runner.wait()
+        guard status.succeeded else {
+            throw BackupError.commandFailed(path: c.path, command: c.command, status: status.description, stderrTail: runner.stderrTail)
+        }
+        let now = Sys.now()
+        slot.entry = ManifestEntry(kind: .stream, path: normalize(Array(c.path.utf8)), mode: 0o600,
+                                   uid: 0, gid: 0, mtimeSec: now.sec, mtimeNsec: now.nsec,
+                                   ctimeSec: now.sec, ctimeNsec: now.nsec, size: slot.bytesRead, blobs: ids)
+        options.progress?.addFile()
+    }
+}
+
+/// Streams the parent snapshot's manifest alongside the walk.
+struct ParentCursor {
+    var reader: ManifestReader
+    var current: ManifestEntry?
+    var started = false
+    var broken = false
+
+    init(reader: ManifestReader) { self.reader = reader }
+
+    mutating func find(_ path: RawPath, onError: (String) -> Void) -> ManifestEntry? {
+        if broken { return nil }
+        do {
+            if !started { started = true; current = try reader.next() }
+            while let c = current, ManifestEntry.compareTreeOrder(c.path, path) < 0 { current = try reader.next() }
+        } catch {
+            onError("parent snapshot's manifest is unreadable (\(error)); reading every file")
+            broken = true
+            return nil
+        }
+        return current?.path == path ? current : nil
+    }
+}

@@ -1,0 +1,74 @@
+import AccordCore
+
+/// A command whose stdout is backed up as one virtual file (a database dump).
+public struct CommandSource: Sendable {
+    /// The virtual file's absolute path in the snapshot, e.g. `/postgres/pg_dumpall.sql`.
+    public var path: String
+    /// Run with `/bin/sh -c`; its exit status is checked.
+    public var command: String
+    public var profile: ChunkerProfile
+    public var environment: [String: String]
+    public init(path: String, command: String, profile: ChunkerProfile = .dump, environment: [String: String] = [:]) {
+        self.path = path; self.command = command; self.profile = profile; self.environment = environment
+    }
+}
+
+/// What a backup reads and how it records it.
+public struct BackupOptions {
+    /// Absolute path roots (files or directories).
+    public var paths: [RawPath] = []
+    public var commands: [CommandSource] = []
+    /// Glob patterns (fnmatch): a pattern with "/" matches the absolute path,
+    /// one without matches the file name.
+    public var excludes: [String] = []
+    public var tags: [String] = []
+    public var plan = "paths"
+    public var host = Sys.hostname
+    public var treeProfile: ChunkerProfile = .tree
+    /// Use this parent instead of finding one; `forceRead` ignores any parent.
+    public var parent: SnapshotID?
+    public var forceRead = false
+    public var threads = defaultThreadCount
+    public var compression: CompressionLevel?
+    /// Called for each path that cannot be read. Return to skip it (the
+    /// snapshot records it), throw to abort the backup.
+    public var onError: (String, Error) throws -> Void = { _, _ in }
+    /// Called for non-fatal notes (skipped sockets, stale locks).
+    public var onWarning: (String) -> Void = { _ in }
+    public var progress: Progress?
+
+    public init() {}
+
+    /// Sorted, de-duplicated roots, paths as shown in snapshots.
+    var displayPaths: [String] { paths.map(\.displayPath) + commands.map(\.path) }
+}
+
+/// The outcome of a backup.
+public struct BackupResult {
+    public var id: SnapshotID
+    public var snapshot: Snapshot
+    /// True when some paths could not be read (exit code 3).
+    public var incomplete: Bool { !snapshot.summary.errors.isEmpty }
+}
+
+public enum BackupError: Error, CustomStringConvertible {
+    case noSources
+    case pathNotFound(String)
+    case nestedSources(String, inside: String)
+    case commandFailed(path: String, command: String, status: String, stderrTail: String)
+    case commandStartFailed(String, reason: String)
+    case badCommandPath(String)
+
+    public var description: String {
+        switch self {
+        case .noSources: return "nothing to back up: give at least one PATH (or a --command)"
+        case .pathNotFound(let p): return "backup source \(p) does not exist: check the path"
+        case .nestedSources(let a, let b): return "backup source \(a) lies inside \(b): give only \(b)"
+        case .commandFailed(let p, let c, let s, let tail):
+            let t = tail.isEmpty ? "" : "; its stderr ends: \(tail)"
+            return "command source \(p) failed (\(s)): `\(c)`\(t). No snapshot was written."
+        case .commandStartFailed(let c, let r): return "could not start command `\(c)`: \(r). No snapshot was written."
+        case .badCommandPath(let p): return "command source path \(p) must be absolute, like /db/dump.sql"
+        }
+    }
+}

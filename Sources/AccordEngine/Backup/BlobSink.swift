@@ -1,0 +1,130 @@
+import Foundation
+import AccordCore
+
+/// Stores new blobs for one backup: deduplicates against the index and the
+/// blobs in flight, compresses on a pool of threads, and appends to packs.
+///
+/// Durability: a blob accepted by `store` is durable only after `finish()`
+/// returns; then every pack is fsynced and renamed, and one index file
+/// naming them all is written. A crash before that leaves complete packs
+/// without an index (adopted by the next backup) and temporary files.
+public final class BlobSink: @unchecked Sendable {
+    struct Job { var id: BlobID; var type: BlobType; var data: [UInt8] }
+
+    let repository: Repository
+    let level: CompressionLevel
+    private let lock = NSLock()
+    private var inFlight = Set<BlobID>()
+    private let queue: BoundedQueue<Job>
+    private let workers = WorkerGroup()
+    private let packLock = NSLock()
+    private var writer: PackWriter?
+    private var finishedPacks: [IndexFile.Pack] = []
+    let failure = FirstError()
+
+    // Statistics (under `lock`).
+    public private(set) var addedBlobs = 0
+    public private(set) var addedBytes: UInt64 = 0
+    public private(set) var addedTreeBytes: UInt64 = 0
+    public private(set) var rawBytesAdded: UInt64 = 0
+
+    public init(repository: Repository, threads: Int, level: CompressionLevel, queueBytes: Int = 64 << 20) {
+        self.repository = repository
+        self.level = level
+        queue = BoundedQueue(capacity: queueBytes)
+        workers.spawn(threads, name: "compress") { [unowned self] _ in self.compressLoop() }
+    }
+
+    /// Is this blob already stored or on its way?
+    public func isKnown(_ id: BlobID) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        return inFlight.contains(id) || repository.index.contains(id)
+    }
+
+    /// Stores a blob unless it is known. Returns true if it was new. Blocks
+    /// while the compression queue is full; throws if the sink has failed.
+    @discardableResult
+    public func store(_ id: BlobID, type: BlobType, data: UnsafeRawBufferPointer) throws -> Bool {
+        if let e = failure.value { throw e }
+        lock.lock()
+        if inFlight.contains(id) || repository.index.contains(id) { lock.unlock(); return false }
+        inFlight.insert(id)
+        lock.unlock()
+        if !queue.push(Job(id: id, type: type, data: Array(data)), cost: data.count) {
+            throw failure.value ?? CancellationError()
+        }
+        return true
+    }
+
+    /// Hashes and stores a blob; returns its id.
+    public func store(type: BlobType, data: UnsafeRawBufferPointer) throws -> BlobID {
+        let id = SHA256Hasher.hash(data)
+        try store(id, type: type, data: data)
+        return id
+    }
+
+    private func compressLoop() {
+        let deflater = Deflater(level: level)
+        var out: [UInt8] = []
+        while let job = queue.pop() {
+            do {
+                let comp = job.data.withUnsafeBytes { deflater.compress($0, into: &out) }
+                let storedCount = comp == .none ? job.data.count : out.count
+                try packLock.withLock {
+                    if writer == nil { writer = try PackWriter(layout: repository.layout) }
+                    if comp == .none {
+                        try job.data.withUnsafeBytes { try writer!.add(id: job.id, type: job.type, compression: .none, rawLength: job.data.count, stored: $0) }
+                    } else {
+                        try out.withUnsafeBytes { try writer!.add(id: job.id, type: job.type, compression: .zlib, rawLength: job.data.count, stored: $0) }
+                    }
+                    if writer!.size >= repository.config.packSize { try closePack() }
+                }
+                lock.withLock {
+                    addedBlobs += 1
+                    addedBytes += UInt64(storedCount)
+                    rawBytesAdded += UInt64(job.data.count)
+                    if job.type == .tree { addedTreeBytes += UInt64(storedCount) }
+                }
+            } catch {
+                failure.record(error)
+                queue.cancel()
+            }
+        }
+    }
+
+    /// Closes the current pack (under `packLock`).
+    private func closePack() throws {
+        guard let w = writer else { return }
+        writer = nil
+        if w.isEmpty { w.abandon(); return }
+        let id = try w.finish()
+        finishedPacks.append(.init(id: id, blobs: w.entries))
+    }
+
+    /// Waits for every accepted blob, closes the last pack and writes the
+    /// index file. Durable on return. Returns the new packs.
+    public func finish() throws -> [IndexFile.Pack] {
+        queue.close()
+        workers.wait()
+        if let e = failure.value { abandon(); throw e }
+        try packLock.withLock { try closePack() }
+        if !finishedPacks.isEmpty {
+            let file = IndexFile(packs: finishedPacks)
+            try repository.writeIndex(file)
+            lock.withLock { repository.index.add(file) }
+        }
+        return finishedPacks
+    }
+
+    /// Stops after a failure: drops queued blobs, removes the open pack's temp file.
+    public func abandon() {
+        queue.cancel()
+        workers.wait()
+        packLock.withLock { writer?.abandon(); writer = nil }
+    }
+
+    public func fail(_ error: Error) {
+        failure.record(error)
+        queue.cancel()
+    }
+}

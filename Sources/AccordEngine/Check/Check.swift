@@ -1,0 +1,177 @@
+import Foundation
+import AccordCore
+
+public struct CheckOptions {
+    /// Read every blob, inflate it and verify its SHA-256 (and each pack's id).
+    public var readData = false
+    /// With `readData`, read only this share of the packs (0 < p ≤ 100).
+    public var readDataPercent: Double = 100
+    public var threads = defaultThreadCount
+    public var progress: Progress?
+    public init() {}
+}
+
+/// What `check` found. `errors` make the command fail; `notes` are harmless
+/// (e.g. a pack left by an interrupted backup, indexed by the next one).
+public struct CheckReport {
+    public var errors: [String] = []
+    public var notes: [String] = []
+    public var packs = 0
+    public var blobs = 0
+    public var snapshots = 0
+    public var bytesRead: UInt64 = 0
+    public var ok: Bool { errors.isEmpty }
+}
+
+/// Verifies a repository: config, every index file, every pack header
+/// against the index, every snapshot and its manifest, every referenced
+/// blob; with `readData`, every stored byte.
+public final class Check {
+    let repository: Repository
+    let options: CheckOptions
+    var report = CheckReport()
+
+    public init(repository: Repository, options: CheckOptions) {
+        self.repository = repository
+        self.options = options
+    }
+
+    public func run() throws -> CheckReport {
+        let layout = repository.layout
+        // Index files, one by one, so one bad file does not hide the rest.
+        var indexed: [PackID: [PackEntry]] = [:]
+        for id in try repository.listIndexFiles() {
+            do {
+                let file = try repository.readIndexFile(id)
+                for p in file.packs { indexed[p.id, default: []].append(contentsOf: p.blobs) }
+                repository.index.add(file)
+            } catch {
+                report.errors.append("\(error)")
+            }
+        }
+        repository.index.seal()
+
+        // Packs: present, header readable and matching the index.
+        let onDisk = Set(try repository.listPacks())
+        for (pack, entries) in indexed.sorted(by: { $0.key < $1.key }) {
+            report.packs += 1
+            guard onDisk.contains(pack) else {
+                report.errors.append("pack \(pack) is missing: the index lists \(entries.count) blobs in it (index entry without pack); snapshots using them cannot be restored")
+                continue
+            }
+            do {
+                let header = try PackReader.readHeader(path: layout.packPath(pack))
+                let byID = Dictionary(header.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+                for e in entries where byID[e.id] != e {
+                    report.errors.append("pack \(pack): blob \(e.id) is listed in the index but not at that place in the pack header")
+                    break
+                }
+            } catch let e as PackError {
+                report.errors.append("pack \(pack) is damaged (\(e)): run `accord check --read-data` to see which blobs are lost")
+            } catch {
+                report.errors.append("pack \(pack) is unreadable: \(error)")
+            }
+        }
+        for pack in onDisk.subtracting(indexed.keys).sorted() {
+            if (try? PackReader.readHeader(path: layout.packPath(pack))) != nil {
+                report.notes.append("pack \(pack) is not in the index (left by an interrupted backup or sync; harmless, the next backup indexes it)")
+            } else {
+                report.errors.append("pack \(pack) is not in the index and its header is unreadable (truncated pack from an interrupted write?): remove it or run `accord repair index`")
+            }
+        }
+
+        // Snapshots and manifests: every referenced blob must be indexed.
+        var seen = Set<BlobID>()
+        for sid in try repository.listSnapshotIDs() {
+            report.snapshots += 1
+            let s: Snapshot
+            do { s = try repository.loadSnapshot(sid) } catch {
+                report.errors.append("snapshot \(sid): \(error)")
+                continue
+            }
+            var missing = 0
+            for m in s.manifestIDs where !repository.index.contains(m) { missing += 1 }
+            if missing > 0 {
+                report.errors.append("snapshot \(sid.short): \(missing) of its manifest blobs are missing from the index; its manifest is unreadable")
+                continue
+            }
+            var reader = repository.manifestReader(s)
+            do {
+                while let e = try reader.next() {
+                    for b in e.blobs where seen.insert(b).inserted {
+                        if !repository.index.contains(b) {
+                            report.errors.append("snapshot \(sid.short): \(e.path.displayPath) needs blob \(b), which is in no pack")
+                        }
+                    }
+                }
+            } catch {
+                report.errors.append("snapshot \(sid.short): manifest is unreadable (\(error))")
+            }
+        }
+        report.blobs = repository.index.blobCount
+        if options.readData { try readData(Array(onDisk).sorted()) }
+        return report
+    }
+
+    /// Reads packs whole: pack id = SHA-256 of the file, and each blob inflates to its id.
+    func readData(_ packs: [PackID]) throws {
+        let chosen: [PackID]
+        if options.readDataPercent >= 100 { chosen = packs } else {
+            let n = max(1, Int((Double(packs.count) * options.readDataPercent / 100).rounded(.up)))
+            chosen = Array(packs.shuffled().prefix(n)).sorted()
+        }
+        let queue = BoundedQueue<PackID>(capacity: 64)
+        let lock = NSLock()
+        let workers = WorkerGroup()
+        options.progress?.startReporting()
+        defer { options.progress?.stop() }
+        workers.spawn(options.threads, name: "check") { [unowned self] _ in
+            let inflater = Inflater()
+            var plain: [UInt8] = []
+            while let pack = queue.pop() {
+                let (errs, bytes) = verifyPack(pack, inflater: inflater, plain: &plain)
+                lock.withLock { report.errors.append(contentsOf: errs); report.bytesRead += bytes }
+                options.progress?.addFile()
+                options.progress?.addBytes(Int(bytes))
+            }
+        }
+        for p in chosen { queue.push(p) }
+        queue.close()
+        workers.wait()
+    }
+
+    func verifyPack(_ pack: PackID, inflater: Inflater, plain: inout [UInt8]) -> ([String], UInt64) {
+        let path = repository.layout.packPath(pack)
+        let bytes: [UInt8]
+        do { bytes = try AtomicFile.read(path) } catch { return (["pack \(pack) is unreadable: \(error)"], 0) }
+        var errors: [String] = []
+        if SHA256Hasher.hash(bytes) != pack {
+            errors.append("pack \(pack): content does not match its name (the file was altered or truncated)")
+        }
+        let entries: [PackEntry]
+        do {
+            entries = try bytes.withUnsafeBytes { buf in
+                let hl = try PackFormat.decodeTrailer(UnsafeRawBufferPointer(rebasing: buf[(buf.count - PackFormat.trailerSize)...]), packSize: buf.count)
+                return try PackFormat.decodeHeader(UnsafeRawBufferPointer(rebasing: buf[(buf.count - PackFormat.trailerSize - hl)..<(buf.count - PackFormat.trailerSize)]), packSize: buf.count)
+            }
+        } catch {
+            if bytes.count < PackFormat.trailerSize { return (errors + ["pack \(pack) is truncated to \(bytes.count) bytes"], UInt64(bytes.count)) }
+            // Fall back to the index's view of the pack to name damaged blobs.
+            errors.append("pack \(pack): header is damaged (\(error))")
+            return (errors, UInt64(bytes.count))
+        }
+        for e in entries {
+            let end = Int(e.offset) + Int(e.storedLength)
+            guard end <= bytes.count else { errors.append("pack \(pack): blob \(e.id) at offset \(e.offset) runs past the end"); continue }
+            do {
+                try bytes.withUnsafeBytes { buf in
+                    try BlobDecoder.decode(stored: UnsafeRawBufferPointer(rebasing: buf[Int(e.offset)..<end]), id: e.id,
+                                           compression: e.compression, rawLength: Int(e.rawLength), inflater: inflater, into: &plain)
+                }
+            } catch {
+                errors.append("pack \(pack): blob \(e.id) at offset \(e.offset) is corrupt (hash mismatch or bad compressed data)")
+            }
+        }
+        return (errors, UInt64(bytes.count))
+    }
+}

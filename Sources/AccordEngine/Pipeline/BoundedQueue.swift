@@ -1,0 +1,83 @@
+import Foundation
+
+/// A FIFO between threads with backpressure: `push` blocks while the queue
+/// holds more than `capacity` cost units (an item is always admitted into an
+/// empty queue, so one oversized item cannot deadlock). `close()` lets
+/// consumers drain and then get nil; `cancel()` wakes everyone at once and
+/// makes further pushes and pops fail, so one failing stage stops the rest.
+public final class BoundedQueue<T>: @unchecked Sendable {
+    private var items: [T?] = []
+    private var head = 0
+    private var cost = 0
+    private var costs: [Int] = []
+    private let capacity: Int
+    private var closed = false
+    public private(set) var cancelled = false
+    private let cond = NSCondition()
+
+    public init(capacity: Int) { self.capacity = max(1, capacity) }
+
+    /// Returns false if the queue was cancelled (the item is dropped).
+    @discardableResult
+    public func push(_ item: T, cost c: Int = 1) -> Bool {
+        cond.lock()
+        defer { cond.unlock() }
+        while !cancelled && cost > 0 && cost + c > capacity { cond.wait() }
+        if cancelled || closed { return false }
+        items.append(item)
+        costs.append(c)
+        cost += c
+        cond.broadcast()
+        return true
+    }
+
+    /// The next item, or nil when closed and drained, or cancelled.
+    public func pop() -> T? {
+        cond.lock()
+        defer { cond.unlock() }
+        while !cancelled && head == items.count && !closed { cond.wait() }
+        if cancelled || head == items.count { return nil }
+        let item = items[head]
+        items[head] = nil
+        cost -= costs[head]
+        head += 1
+        if head > 1024 && head * 2 > items.count {
+            items.removeFirst(head); costs.removeFirst(head); head = 0
+        }
+        cond.broadcast()
+        return item
+    }
+
+    public func close() { cond.lock(); closed = true; cond.broadcast(); cond.unlock() }
+    public func cancel() { cond.lock(); cancelled = true; cond.broadcast(); cond.unlock() }
+}
+
+/// Runs `count` threads of `body` and joins them.
+public final class WorkerGroup: @unchecked Sendable {
+    private let group = DispatchGroup()
+    public init() {}
+
+    public func spawn(_ count: Int, name: String, _ body: @escaping (Int) -> Void) {
+        for i in 0..<count {
+            group.enter()
+            let t = Thread { body(i); self.group.leave() }
+            t.name = "\(name)-\(i)"
+            t.stackSize = 4 << 20
+            t.start()
+        }
+    }
+
+    public func wait() { group.wait() }
+}
+
+/// The first error any thread hit; later ones are dropped.
+public final class FirstError: @unchecked Sendable {
+    private let lock = NSLock()
+    private var error: Error?
+    public init() {}
+    public func record(_ e: Error) { lock.lock(); if error == nil { error = e }; lock.unlock() }
+    public var value: Error? { lock.lock(); defer { lock.unlock() }; return error }
+}
+
+/// Threads to use by default: one per core.
+public var defaultThreadCount: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }

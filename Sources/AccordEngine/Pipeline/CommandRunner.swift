@@ -1,0 +1,90 @@
+import Foundation
+import AccordCore
+
+/// How a child process ended.
+public struct ExitStatus: CustomStringConvertible, Sendable {
+    public var code: Int32
+    public var signaled: Bool
+    public var succeeded: Bool { code == 0 && !signaled }
+    public var description: String { signaled ? "killed by signal \(code)" : "exit status \(code)" }
+}
+
+/// Runs `/bin/sh -c COMMAND`, exposing its stdout as a descriptor to stream
+/// from (and/or feeding its stdin), and keeping the last 2 KiB of its stderr
+/// for error messages. Secrets travel in the environment or stdin, never on
+/// the command line.
+public final class CommandRunner: @unchecked Sendable {
+    public let command: String
+    let environment: [String: String]
+    let process = Process()
+    private var stdoutPipe: Pipe?
+    private var stdinPipe: Pipe?
+    private let stderrPipe = Pipe()
+    private var tail: [UInt8] = []
+    private let tailLock = NSLock()
+    private let stderrDone = DispatchSemaphore(value: 0)
+    /// Where to forward stderr as it arrives (e.g. the user's terminal), besides the tail.
+    public var echoStderr = false
+
+    public init(command: String, environment: [String: String] = [:]) {
+        self.command = command
+        self.environment = environment
+    }
+
+    /// Starts the command with stdout piped to the caller; returns the read end.
+    public func start(stdin: Bool = false, captureStdout: Bool = true) throws -> Int32 {
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", command]
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        if captureStdout { stdoutPipe = Pipe(); process.standardOutput = stdoutPipe } else { process.standardOutput = FileHandle.standardError }
+        if stdin { stdinPipe = Pipe(); process.standardInput = stdinPipe } else { process.standardInput = FileHandle.nullDevice }
+        process.standardError = stderrPipe
+        do { try process.run() } catch {
+            throw BackupError.commandStartFailed(command, reason: "\(error)")
+        }
+        try? stdoutPipe?.fileHandleForWriting.close()
+        try? stdinPipe?.fileHandleForReading.close()
+        try? stderrPipe.fileHandleForWriting.close()
+        let fd = stderrPipe.fileHandleForReading.fileDescriptor
+        let t = Thread { [self] in
+            var buf = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = (try? buf.withUnsafeMutableBytes { try Sys.read(fd, $0.baseAddress!, 4096) }) ?? 0
+                if n <= 0 { break }
+                if echoStderr { buf.withUnsafeBytes { Sys.writeStderr(String(decoding: $0[0..<n], as: UTF8.self)) } }
+                tailLock.withLock {
+                    tail.append(contentsOf: buf[0..<n])
+                    if tail.count > 4096 { tail.removeFirst(tail.count - 2048) }
+                }
+            }
+            stderrDone.signal()
+        }
+        t.start()
+        return stdoutPipe?.fileHandleForReading.fileDescriptor ?? -1
+    }
+
+    /// The write end of the child's stdin (when started with `stdin: true`).
+    public var stdinDescriptor: Int32 { stdinPipe?.fileHandleForWriting.fileDescriptor ?? -1 }
+
+    /// Closes the child's stdin so it sees end of input.
+    public func closeStdin() { try? stdinPipe?.fileHandleForWriting.close() }
+
+    public func kill() { if process.isRunning { process.terminate() } }
+
+    /// Waits for exit and for stderr to drain.
+    public func wait() -> ExitStatus {
+        process.waitUntilExit()
+        stderrDone.wait()
+        return ExitStatus(code: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal)
+    }
+
+    /// The end of what the command wrote to stderr, on one line.
+    public var stderrTail: String {
+        let t = tailLock.withLock { tail.suffix(600) }
+        return String(decoding: t, as: UTF8.self)
+            .split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }.suffix(4).joined(separator: " | ")
+    }
+}

@@ -1,0 +1,220 @@
+import Foundation
+import AccordCore
+
+public struct RestoreOptions {
+    /// Directory the snapshot's absolute paths are placed under ("/" restores in place).
+    public var target: RawPath
+    /// Restore only these paths (and what is below them); empty = everything.
+    public var includes: [RawPath] = []
+    public var threads = defaultThreadCount
+    public var progress: Progress?
+    /// Called for each path that could not be restored; return to go on, throw to stop.
+    public var onError: (String, Error) throws -> Void = { _, _ in }
+    public init(target: RawPath) { self.target = target }
+}
+
+public struct RestoreResult {
+    public var files = 0
+    public var directories = 0
+    public var bytes: UInt64 = 0
+    public var failed: [String] = []
+}
+
+/// Rehydrates a snapshot under a target directory.
+///
+/// Files are written by a pool of threads with positioned writes; every
+/// blob is verified (SHA-256) before its bytes are written; all-zero chunks
+/// are skipped so holes stay holes. Hard links are made once their file
+/// exists; directory metadata (mode, owner, times) is applied last, deepest
+/// first, so writing into a read-only directory works.
+public final class Restore {
+    let repository: Repository
+    let options: RestoreOptions
+    let lock = NSLock()
+    var result = RestoreResult()
+    let isRoot = Sys.isRoot
+
+    public init(repository: Repository, options: RestoreOptions) {
+        self.repository = repository
+        self.options = options
+    }
+
+    func targetPath(_ p: RawPath) -> RawPath {
+        var t = options.target
+        while t.count > 1 && t.last == 0x2f { t.removeLast() }
+        if t == [0x2f] { return p }
+        return p == [0x2f] ? t : t + p
+    }
+
+    func included(_ e: ManifestEntry) -> Bool {
+        if options.includes.isEmpty { return true }
+        for inc in options.includes {
+            if isUnder(e.path, inc) { return true }
+            if e.kind == .directory && isUnder(inc, e.path) { return true }   // an ancestor: create it
+        }
+        return false
+    }
+
+    func isUnder(_ p: RawPath, _ dir: RawPath) -> Bool {
+        if dir == [0x2f] { return true }
+        return p == dir || (p.count > dir.count && p.starts(with: dir) && p[dir.count] == 0x2f)
+    }
+
+    public func run(_ snapshot: Snapshot) throws -> RestoreResult {
+        var reader = repository.manifestReader(snapshot)
+        let jobs = BoundedQueue<ManifestEntry>(capacity: 4 * options.threads + 8)
+        let workers = WorkerGroup()
+        let fatal = FirstError()
+        options.progress?.setTotals(files: snapshot.summary.files, bytes: options.includes.isEmpty ? snapshot.summary.totalBytes : 0)
+        options.progress?.startReporting()
+        defer { options.progress?.stop() }
+        workers.spawn(options.threads, name: "restore") { [unowned self] _ in
+            let writer = FileRestorer(repository: repository, progress: options.progress)
+            while let e = jobs.pop() {
+                let path = targetPath(e.path)
+                do {
+                    try writer.restore(e, to: path, setOwner: isRoot)
+                    lock.withLock { result.files += 1; result.bytes += e.size }
+                } catch {
+                    try? Sys.unlink(path)
+                    lock.withLock { result.failed.append(e.path.displayPath) }
+                    do { try options.onError(e.path.displayPath, error) } catch { fatal.record(error); jobs.cancel() }
+                }
+            }
+        }
+        var directories: [ManifestEntry] = []
+        var hardlinks: [ManifestEntry] = []
+        do {
+            while let e = try reader.next() {
+                if fatal.value != nil { break }
+                guard included(e) else { continue }
+                let path = targetPath(e.path)
+                do {
+                    switch e.kind {
+                    case .directory:
+                        try Sys.mkdirs(path, mode: 0o700)
+                        directories.append(e)
+                    case .file, .stream:
+                        try prepare(path)
+                        _ = jobs.push(e)
+                    case .symlink:
+                        try prepare(path)
+                        try Sys.symlink(target: e.linkTarget, at: path)
+                        try applyMetadata(e, path)
+                    case .hardlink:
+                        hardlinks.append(e)
+                    }
+                } catch {
+                    lock.withLock { result.failed.append(e.path.displayPath) }
+                    try options.onError(e.path.displayPath, error)
+                }
+            }
+        } catch {
+            jobs.cancel()
+            workers.wait()
+            throw error
+        }
+        jobs.close()
+        workers.wait()
+        if let e = fatal.value { throw e }
+        for e in hardlinks {
+            let path = targetPath(e.path)
+            do {
+                try prepare(path)
+                try Sys.link(existing: targetPath(e.linkTarget), new: path)
+                lock.withLock { result.files += 1 }
+            } catch {
+                result.failed.append(e.path.displayPath)
+                try options.onError(e.path.displayPath, error)
+            }
+        }
+        for e in directories.reversed() {
+            do { try applyMetadata(e, targetPath(e.path)) } catch {
+                try options.onError(e.path.displayPath, error)
+            }
+            result.directories += 1
+        }
+        return result
+    }
+
+    /// Makes room for a new file: parents exist, an old file of that name is gone.
+    func prepare(_ path: RawPath) throws {
+        if let slash = path.lastIndex(of: 0x2f), slash > 0 { try Sys.mkdirs(Array(path[..<slash]), mode: 0o700) }
+        if let st = try? Sys.lstat(path) {
+            if st.isDirectory { try Sys.rmdir(path) } else { try Sys.unlink(path) }
+        }
+    }
+
+    func applyMetadata(_ e: ManifestEntry, _ path: RawPath) throws {
+        if isRoot { try Sys.lchown(path, uid: e.uid, gid: e.gid) }
+        for x in e.xattrs { try? Sys.setXattr(path, name: x.name, value: x.value) }
+        if e.kind != .symlink { try Sys.chmod(path, mode: e.mode) }
+        try Sys.setTimes(path, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec)
+    }
+}
+
+/// Writes one file's content from its blobs (one per thread).
+final class FileRestorer {
+    let repository: Repository
+    let inflater = Inflater()
+    var scratch: [UInt8] = []
+    var plain: [UInt8] = []
+    let progress: Progress?
+
+    init(repository: Repository, progress: Progress?) {
+        self.repository = repository
+        self.progress = progress
+    }
+
+    func restore(_ e: ManifestEntry, to path: RawPath, setOwner: Bool) throws {
+        let fd = try Sys.open(path, Sys.O_WRONLY | Sys.O_CREAT | Sys.O_TRUNC | Sys.O_NOFOLLOW, mode: 0o600)
+        var closed = false
+        defer { if !closed { Sys.close(fd) } }
+        var offset: Int64 = 0
+        let display = path.displayPath
+        for id in e.blobs {
+            try repository.readBlob(id, inflater: inflater, scratch: &scratch, into: &plain)
+            try plain.withUnsafeBytes { buf in
+                if !isAllZero(buf) { try Sys.pwriteAll(fd, buf, offset, path: display) }
+            }
+            offset += Int64(plain.count)
+            progress?.addBytes(plain.count)
+        }
+        guard UInt64(offset) == e.size else {
+            throw RestoreError.sizeMismatch(e.path.displayPath, expected: e.size, got: UInt64(offset))
+        }
+        try Sys.ftruncate(fd, offset, path: display)
+        if setOwner { try Sys.fchown(fd, uid: e.uid, gid: e.gid, path: display) }
+        try Sys.fchmod(fd, mode: e.mode, path: display)
+        Sys.close(fd)
+        closed = true
+        for x in e.xattrs { try? Sys.setXattr(path, name: x.name, value: x.value) }
+        try Sys.setTimes(path, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec)
+        progress?.addFile()
+    }
+}
+
+@inline(__always)
+func isAllZero(_ buf: UnsafeRawBufferPointer) -> Bool {
+    let n = buf.count
+    var i = 0
+    let words = n / 8
+    while i < words {
+        if buf.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) != 0 { return false }
+        i += 1
+    }
+    i = words * 8
+    while i < n { if buf[i] != 0 { return false }; i += 1 }
+    return true
+}
+
+public enum RestoreError: Error, CustomStringConvertible {
+    case sizeMismatch(String, expected: UInt64, got: UInt64)
+    case notEmptyTarget(String)
+    public var description: String {
+        switch self {
+        case .sizeMismatch(let p, let e, let g): return "\(p): restored \(g) bytes but the snapshot records \(e): run `accord check --read-data`"
+        case .notEmptyTarget(let p): return "target \(p) is not empty"
+        }
+    }
+}

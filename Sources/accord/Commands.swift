@@ -1,0 +1,324 @@
+import ArgumentParser
+import Foundation
+import AccordCore
+import AccordEngine
+
+struct Init: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create an empty repository (mode 0700).")
+    @OptionGroup var repo: RepositoryOptions
+    @Option(help: "zlib level 0-9, or off, fast, default, max.")
+    var compression: String = "default"
+
+    func run() throws {
+        Sys.umask(0o077)
+        guard let level = CompressionLevel(name: compression) else { throw ValidationError("--compression \(compression) is not one of off, fast, default, max, 0-9") }
+        let r = try Repository.initialize(at: repo.path, compression: level)
+        print("created repository \(r.config.id.prefix(8)) at \(repo.path)")
+    }
+}
+
+struct BackupCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Back up paths (and command outputs) into a new snapshot.",
+        discussion: """
+        Creates the repository on first use. Files unchanged since the last snapshot of the same \
+        paths on this host (same size, mtime, ctime, inode) are not read again. Unreadable files \
+        are skipped with a warning and listed in the snapshot; the exit code is then 3.
+        """)
+    @OptionGroup var repo: RepositoryOptions
+    @OptionGroup var output: OutputOptions
+    @Option(name: .long, help: "Tag the snapshot (repeatable).")
+    var tag: [String] = []
+    @Option(name: .long, help: ArgumentHelp("Skip paths matching a glob; with '/' it matches the absolute path, else the file name (repeatable).", valueName: "PATTERN"))
+    var exclude: [String] = []
+    @Option(name: .long, help: ArgumentHelp("Back up a command's stdout as the virtual file NAME (absolute path), chunked with the small 'dump' profile, e.g. /db/dump.sql='pg_dumpall -U postgres' (repeatable).", valueName: "NAME=COMMAND"))
+    var command: [String] = []
+    @Option(help: "zlib level for new blobs: off, fast, default, max or 0-9 (default: the repository's).")
+    var compression: String?
+    @Option(help: "Worker threads (default: one per core).")
+    var threads: Int?
+    @Option(help: "Host name recorded in the snapshot.")
+    var host: String?
+    @Flag(help: "Read every file even if unchanged since the parent snapshot.")
+    var force = false
+    @Flag(help: "Print the snapshot summary as JSON.")
+    var json = false
+    @Argument(help: ArgumentHelp("Files or directories to back up.", valueName: "PATH"))
+    var paths: [String] = []
+
+    func validate() throws {
+        if paths.isEmpty && command.isEmpty { throw ValidationError("give at least one PATH to back up (or --command NAME=COMMAND)") }
+        if let c = compression, CompressionLevel(name: c) == nil { throw ValidationError("--compression \(c) is not one of off, fast, default, max, 0-9") }
+        if let t = threads, t < 1 || t > 256 { throw ValidationError("--threads must be between 1 and 256") }
+        for c in command where !c.contains("=") { throw ValidationError("--command \(c): expected NAME=COMMAND, e.g. /db/dump.sql='pg_dumpall'") }
+    }
+
+    func run() throws {
+        let repository = try repo.open(create: true)
+        var options = BackupOptions()
+        let cwd = Sys.currentDirectory()
+        options.paths = paths.map { p in
+            let bytes = Array(p.utf8)
+            return bytes.first == 0x2f ? bytes : cwd + [0x2f] + bytes
+        }
+        options.commands = command.map { c in
+            let eq = c.firstIndex(of: "=")!
+            return CommandSource(path: String(c[..<eq]), command: String(c[c.index(after: eq)...]))
+        }
+        options.excludes = exclude
+        options.tags = tag
+        if let h = host { options.host = h }
+        options.forceRead = force
+        if let t = threads { options.threads = t }
+        if let c = compression { options.compression = CompressionLevel(name: c) }
+        options.progress = output.makeProgress("backup")
+        options.onError = { path, error in warn("cannot read \(path): \(error); skipped") }
+        options.onWarning = { if !output.quiet { warn($0) } }
+        let result = try runBackup(repository, options)
+        report(result, json: json, quiet: output.quiet)
+        if result.incomplete { throw ExitCode(3) }
+    }
+}
+
+/// Opens the index, adopts packs of an interrupted backup, runs the backup under a shared lock.
+func runBackup(_ repository: Repository, _ options: BackupOptions) throws -> BackupResult {
+    try withLock(repository, command: "backup") {
+        try repository.loadIndex()
+        let adopted = try repository.adoptUnindexedPacks()
+        if adopted > 0 { options.onWarning("indexed \(adopted) pack(s) left by an interrupted backup; their data is reused") }
+        return try Backup(repository: repository, options: options).run()
+    }
+}
+
+func report(_ r: BackupResult, json: Bool, quiet: Bool) {
+    let s = r.snapshot.summary
+    if json {
+        var object = (try? JSONSerialization.jsonObject(with: Data(r.snapshot.encode()))) as? [String: Any] ?? [:]
+        object["id"] = r.id.hex
+        if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
+            print(String(decoding: data, as: UTF8.self))
+        }
+        return
+    }
+    if quiet { return }
+    print("snapshot \(r.id.short) saved: \(s.files) files, \(s.directories) dirs, \(formatBytes(s.totalBytes)); "
+          + "read \(formatBytes(s.bytesRead)), added \(formatBytes(s.addedBytes)) in \(s.addedBlobs) new blobs "
+          + "(\(s.filesUnchanged) files unchanged) in \(String(format: "%.2f", s.durationSeconds)) s")
+    if !s.errors.isEmpty {
+        print("\(s.errors.count) path(s) could not be read and are missing from the snapshot")
+    }
+}
+
+struct Snapshots: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List snapshots.", subcommands: [List.self], defaultSubcommand: List.self)
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List snapshots, oldest first.")
+        @OptionGroup var repo: RepositoryOptions
+        @Flag(help: "Print one JSON array.")
+        var json = false
+
+        func run() throws {
+            let repository = try repo.open()
+            let all = try repository.snapshots { id, error in warn("snapshot \(id.short) is unreadable: \(error)") }
+            if json {
+                var array: [[String: Any]] = []
+                for (id, s) in all {
+                    var o = (try? JSONSerialization.jsonObject(with: Data(s.encode()))) as? [String: Any] ?? [:]
+                    o["id"] = id.hex
+                    o["short_id"] = id.short
+                    array.append(o)
+                }
+                let data = try JSONSerialization.data(withJSONObject: array, options: [.sortedKeys])
+                print(String(decoding: data, as: UTF8.self))
+                return
+            }
+            var rows = [["ID", "Time (UTC)", "Host", "Tags", "Paths", "Files", "Size", "Added"]]
+            for (id, s) in all {
+                rows.append([id.short, s.time.short, s.host, s.tags.joined(separator: ","), s.paths.joined(separator: " "),
+                             String(s.summary.files), formatBytes(s.summary.totalBytes), formatBytes(s.summary.addedBytes)])
+            }
+            printTable(rows)
+            print("\(all.count) snapshot(s)")
+        }
+    }
+}
+
+func printTable(_ rows: [[String]]) {
+    guard let first = rows.first else { return }
+    var widths = [Int](repeating: 0, count: first.count)
+    for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
+    for (n, r) in rows.enumerated() {
+        let line = r.enumerated().map { i, c in i == r.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+        print(line)
+        if n == 0 { print(String(repeating: "-", count: widths.reduce(0, +) + 2 * (widths.count - 1))) }
+    }
+}
+
+struct Ls: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the paths in a snapshot.")
+    @OptionGroup var repo: RepositoryOptions
+    @Flag(name: .shortAndLong, help: "Show type, mode, owner, size and mtime.")
+    var long = false
+    @Argument(help: "Snapshot id, unique id prefix, or 'latest'.")
+    var snapshot: String
+
+    func run() throws {
+        let repository = try repo.open()
+        try repository.loadIndex()
+        let s = try repository.loadSnapshot(try repository.resolveSnapshot(snapshot))
+        var reader = repository.manifestReader(s)
+        var out: [UInt8] = []
+        while let e = try reader.next() {
+            if long {
+                let kind: String = ["", "-", "d", "l", "h", "s"][Int(e.kind.rawValue)]
+                let mode = String(e.mode, radix: 8)
+                let t = Timestamp(seconds: e.mtimeSec, nanoseconds: e.mtimeNsec).short
+                out += Array("\(kind) \(String(repeating: "0", count: max(0, 4 - mode.count)) + mode) \(e.uid):\(e.gid) \(String(e.size).leftPad(12)) \(t) ".utf8)
+            }
+            out += e.path
+            if e.kind == .symlink || e.kind == .hardlink { out += Array(" -> ".utf8) + e.linkTarget }
+            out.append(0x0a)
+            if out.count > 1 << 16 { try out.withUnsafeBytes { try Sys.writeStdout($0) }; out.removeAll(keepingCapacity: true) }
+        }
+        try out.withUnsafeBytes { try Sys.writeStdout($0) }
+    }
+}
+
+extension String {
+    func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
+}
+
+struct Dump: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write one file (or command output) from a snapshot to stdout.")
+    @OptionGroup var repo: RepositoryOptions
+    @Argument(help: "Snapshot id, unique id prefix, or 'latest'.")
+    var snapshot: String
+    @Argument(help: "Absolute path of the file in the snapshot (see `accord ls`).")
+    var path: String
+
+    func run() throws {
+        let repository = try repo.open()
+        try repository.loadIndex()
+        let id = try repository.resolveSnapshot(snapshot)
+        let s = try repository.loadSnapshot(id)
+        var reader = repository.manifestReader(s)
+        let wanted = Array(path.utf8)
+        while let e = try reader.next() {
+            if e.path == wanted {
+                guard e.kind == .file || e.kind == .stream else {
+                    throw ValidationError("\(path) in snapshot \(id.short) is a \(e.kind), not a file")
+                }
+                let inflater = Inflater()
+                var scratch: [UInt8] = [], plain: [UInt8] = []
+                for b in e.blobs {
+                    try repository.readBlob(b, inflater: inflater, scratch: &scratch, into: &plain)
+                    try plain.withUnsafeBytes { try Sys.writeStdout($0) }
+                }
+                return
+            }
+        }
+        throw ValidationError("no file \(path) in snapshot \(id.short): see `accord ls \(id.short)`")
+    }
+}
+
+struct RestoreCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore",
+        abstract: "Restore a snapshot under a target directory.",
+        discussion: "Paths keep their absolute form under the target: /opt/x restored to --target /tmp/r lands in /tmp/r/opt/x.")
+    @OptionGroup var repo: RepositoryOptions
+    @OptionGroup var output: OutputOptions
+    @Argument(help: "Snapshot id, unique id prefix, or 'latest'.")
+    var snapshot: String
+    @Option(help: "Directory to restore into (created if missing).")
+    var target: String?
+    @Option(help: ArgumentHelp("Restore only this path and what is below it (repeatable).", valueName: "PATH"))
+    var include: [String] = []
+    @Flag(help: "Restore over the original paths (same as --target /).")
+    var inPlace = false
+    @Option(help: "Worker threads (default: one per core).")
+    var threads: Int?
+
+    func validate() throws {
+        if target == nil && !inPlace { throw ValidationError("give --target DIR, or --in-place to overwrite the original paths") }
+        if target != nil && inPlace { throw ValidationError("--target and --in-place exclude each other") }
+        if let t = target, t == "/" { throw ValidationError("--target / would overwrite the original paths: use --in-place to confirm") }
+    }
+
+    func run() throws {
+        let repository = try repo.open()
+        Sys.umask(0)
+        let result: RestoreResult = try withLock(repository, command: "restore") {
+            try repository.loadIndex()
+            let id = try repository.resolveSnapshot(snapshot)
+            let s = try repository.loadSnapshot(id)
+            let cwd = Sys.currentDirectory()
+            let t = target.map { Array($0.utf8) } ?? [0x2f]
+            var options = RestoreOptions(target: t.first == 0x2f ? t : cwd + [0x2f] + t)
+            options.includes = include.map { Array($0.utf8) }
+            if let n = threads { options.threads = n }
+            options.progress = output.makeProgress("restore")
+            options.onError = { path, error in Sys.writeStderr("error: cannot restore \(path): \(error)\n") }
+            let r = try Restore(repository: repository, options: options).run(s)
+            if !output.quiet {
+                print("restored snapshot \(id.short): \(r.files) files, \(r.directories) dirs, \(formatBytes(r.bytes))")
+            }
+            return r
+        }
+        if !result.failed.isEmpty {
+            Sys.writeStderr("error: \(result.failed.count) path(s) could not be restored; run `accord check --read-data -d \(repo.path)`\n")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct CheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "check", abstract: "Verify the repository's structure (and with --read-data, every byte).")
+    @OptionGroup var repo: RepositoryOptions
+    @OptionGroup var output: OutputOptions
+    @Flag(help: "Read every blob, inflate it and verify its SHA-256.")
+    var readData = false
+    @Option(help: ArgumentHelp("Read only this share of the packs, e.g. 10%.", valueName: "N%"))
+    var readDataSubset: String?
+
+    func run() throws {
+        let repository = try repo.open()
+        var options = CheckOptions()
+        options.readData = readData || readDataSubset != nil
+        if let s = readDataSubset {
+            guard let p = Double(s.hasSuffix("%") ? String(s.dropLast()) : s), p > 0, p <= 100 else {
+                throw ValidationError("--read-data-subset \(s): expected a percentage like 10%")
+            }
+            options.readDataPercent = p
+        }
+        options.progress = output.makeProgress("check")
+        let report = try withLock(repository, command: "check") { try Check(repository: repository, options: options).run() }
+        for n in report.notes where !output.quiet { print("note: \(n)") }
+        for e in report.errors { Sys.writeStderr("error: \(e)\n") }
+        if !output.quiet {
+            print("checked \(report.snapshots) snapshots, \(report.packs) packs, \(report.blobs) blobs"
+                  + (options.readData ? ", read \(formatBytes(report.bytesRead))" : ""))
+        }
+        if !report.ok {
+            Sys.writeStderr("check failed: \(report.errors.count) problem(s) in \(repo.path)\n")
+            throw ExitCode(1)
+        }
+        if !output.quiet { print("no errors found") }
+    }
+}
+
+struct Unlock: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Remove stale locks (those of dead processes); --all removes every lock.")
+    @OptionGroup var repo: RepositoryOptions
+    @Flag(help: "Remove all locks, even live ones. Only when no accord is running on the repository.")
+    var all = false
+
+    func run() throws {
+        let repository = try repo.open()
+        let removed = try RepositoryLock.removeLocks(repository.layout, all: all)
+        for r in removed { print("removed \(r)") }
+        if removed.isEmpty { print("no stale locks") }
+    }
+}
