@@ -84,9 +84,13 @@ ensure_user() {
 # $TMPDIR) get o+x added when missing (test temp dirs are often 0700);
 # anywhere else we fail with a clear message rather than open up the system.
 make_traversable() {
-    local dir="$1" user="$2" p
-    p="$(dirname -- "$dir")"
-    while [[ "$p" != / ]]; do
+    local dir="$1" user="$2" p="" part
+    local -a parts
+    IFS=/ read -r -a parts <<< "${dir#/}"
+    # Walk from / down, so the first ancestor that blocks is the one named.
+    for part in "${parts[@]}"; do
+        p="$p/$part"
+        [[ "$p" == "$dir" ]] && break
         if ! runuser -u "$user" -- test -x "$p" 2>/dev/null; then
             case "$p/" in
                 /tmp/?*|/var/tmp/?*|"${TMPDIR:-/nonexistent}"/?*)
@@ -95,7 +99,6 @@ make_traversable() {
                     die "user '$user' cannot traverse '$p' (needed to reach '$dir'); use a DIR under /tmp or make '$p' o+x" ;;
             esac
         fi
-        p="$(dirname -- "$p")"
     done
     runuser -u "$user" -- test -x "$dir" || die "user '$user' cannot reach '$dir'"
 }
