@@ -18,15 +18,17 @@ let package = Package(
         .target(name: "CAccordSys"),
         .target(name: "AccordCore", dependencies: ["CZlib", "CLibcrypto", "CAccordSys"]),
         .target(name: "AccordEngine", dependencies: ["AccordCore"]),
+        .target(name: "AccordSync", dependencies: ["AccordCore", "AccordEngine"]),
         .executableTarget(
             name: "accord",
             dependencies: [
-                "AccordCore", "AccordEngine",
+                "AccordCore", "AccordEngine", "AccordSync",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "AccordCoreTests", dependencies: ["AccordCore"], resources: [.copy("Golden")]),
         .testTarget(name: "AccordEngineTests", dependencies: ["AccordCore", "AccordEngine"]),
+        .testTarget(name: "AccordSyncTests", dependencies: ["AccordCore", "AccordEngine", "AccordSync"]),
     ],
     swiftLanguageModes: [.v5]
 )

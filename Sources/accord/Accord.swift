@@ -19,7 +19,7 @@ struct Accord: ParsableCommand {
         Exit codes: 0 success, 1 error, 3 backup completed but some files could not be read.
         """,
         subcommands: [Init.self, BackupCommand.self, Snapshots.self, Ls.self, Dump.self,
-                      RestoreCommand.self, CheckCommand.self, Unlock.self]
+                      RestoreCommand.self, CheckCommand.self, Unlock.self, SyncCommand.self, Serve.self]
     )
 }
 

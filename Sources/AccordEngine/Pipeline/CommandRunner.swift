@@ -5,6 +5,7 @@ import AccordCore
 public struct ExitStatus: CustomStringConvertible, Sendable {
     public var code: Int32
     public var signaled: Bool
+    public init(code: Int32, signaled: Bool) { self.code = code; self.signaled = signaled }
     public var succeeded: Bool { code == 0 && !signaled }
     public var description: String { signaled ? "killed by signal \(code)" : "exit status \(code)" }
 }

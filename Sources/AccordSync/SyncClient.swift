@@ -1,0 +1,157 @@
+import Foundation
+import AccordCore
+import AccordEngine
+
+/// What one sync sent.
+public struct SyncStats: Sendable {
+    public var snapshots = 0
+    public var blobsSent = 0
+    /// Stored (compressed) bytes of the blobs sent: the payload.
+    public var payloadBytes: UInt64 = 0
+    public var wireBytesSent: UInt64 = 0
+    public var wireBytesReceived: UInt64 = 0
+    public var seconds: Double = 0
+    public var overheadPercent: Double {
+        payloadBytes == 0 ? 0 : Double(wireBytesSent + wireBytesReceived - payloadBytes) * 100 / Double(payloadBytes)
+    }
+}
+
+/// The sending side of a sync: asks the destination which blobs it lacks,
+/// in batches, and streams those as stored (no recompression), then the snapshot.
+///
+///     hello → helloOK
+///     for each snapshot (oldest first):
+///         (have → missing, then blob*)*   pipelined, one round trip per batch of ids
+///         flush → flushed                 blobs durable on the destination
+///         snapshot → snapshotOK           the commit point there
+///     placeMarker → markerOK              (optional)
+///     bye
+public final class SyncClient {
+    let repository: Repository
+    let connection: FrameConnection
+    public private(set) var stats = SyncStats()
+    public var progress: AccordEngine.Progress?
+    /// Blobs the destination is known to hold (from snapshots it has or we sent).
+    private var remoteKnown = Set<BlobID>()
+    private let started = Sys.monotonicSeconds()
+
+    public init(repository: Repository, connection: FrameConnection) {
+        self.repository = repository
+        self.connection = connection
+    }
+
+    /// Opens the session; the destination creates its repository with our config if needed.
+    public func hello(allowOtherRepository: Bool = false) throws {
+        let config = try AtomicFile.read(repository.layout.configPath)
+        try connection.send(.hello(version: Frame.protocolVersion, flags: allowOtherRepository ? Frame.flagAllowOtherRepository : 0, config: config))
+        let reply = try connection.expect("the reply to hello")
+        guard case .helloOK(let version, _) = reply else { throw ProtocolError.unexpected(reply.kind, expecting: "helloOK") }
+        guard version == Frame.protocolVersion else { throw ProtocolError.versionMismatch(version) }
+    }
+
+    public func remoteSnapshots() throws -> Set<SnapshotID> {
+        try connection.send(.listSnapshots)
+        let reply = try connection.expect("the snapshot list")
+        guard case .snapshotList(let ids) = reply else { throw ProtocolError.unexpected(reply.kind, expecting: "snapshotList") }
+        return Set(ids)
+    }
+
+    /// Every blob a snapshot needs: its manifest blobs and all content blobs.
+    func blobs(of s: Snapshot) throws -> [BlobID] {
+        var seen = Set<BlobID>()
+        var out: [BlobID] = []
+        for m in s.manifestIDs where seen.insert(m).inserted { out.append(m) }
+        var reader = repository.manifestReader(s)
+        while let e = try reader.next() {
+            for b in e.blobs where seen.insert(b).inserted { out.append(b) }
+        }
+        return out
+    }
+
+    /// Remembers the blobs of a snapshot the destination already has.
+    public func assumeRemoteHas(_ s: Snapshot) throws {
+        for b in try blobs(of: s) { remoteKnown.insert(b) }
+    }
+
+    /// Sends one snapshot and whatever blobs the destination lacks.
+    public func send(_ id: SnapshotID) throws {
+        let json = try AtomicFile.read(repository.layout.snapshotPath(id))
+        let s = try Snapshot.decode(json, name: repository.layout.snapshotPath(id))
+        let all = try blobs(of: s)
+        let candidates = all.filter { !remoteKnown.contains($0) }
+        var start = 0
+        var scratch: [UInt8] = []
+        while start < candidates.count {
+            let batch = Array(candidates[start..<min(candidates.count, start + Frame.maxBatch)])
+            start += batch.count
+            try connection.send(.have(batch))
+            let reply = try connection.expect("the reply to have")
+            guard case .missing(let n, let bits) = reply, Int(n) == batch.count else {
+                throw ProtocolError.unexpected(reply.kind, expecting: "missing for \(batch.count) ids")
+            }
+            var wanted: [(BlobID, BlobLocation)] = []
+            for (i, b) in batch.enumerated() where bits[i >> 3] & (1 << UInt8(i & 7)) != 0 {
+                guard let l = repository.index.lookup(b) else { throw BlobError.notInIndex(b) }
+                wanted.append((b, l))
+            }
+            // Read in pack order so each pack is read front to back.
+            wanted.sort { ($0.1.packIndex, $0.1.offset) < ($1.1.packIndex, $1.1.offset) }
+            for (b, l) in wanted {
+                try repository.readStored(b, location: l, into: &scratch)
+                try connection.send(.blob(id: b, type: l.type, compression: l.compression, rawLength: l.rawLength, stored: scratch))
+                stats.blobsSent += 1
+                stats.payloadBytes += UInt64(scratch.count)
+                progress?.addBytes(scratch.count)
+            }
+        }
+        try connection.send(.flush)
+        let flushed = try connection.expect("the reply to flush")
+        guard case .flushed = flushed else { throw ProtocolError.unexpected(flushed.kind, expecting: "flushed") }
+        try connection.send(.snapshot(json))
+        let ok = try connection.expect("the reply to snapshot")
+        guard case .snapshotOK(let rid) = ok, rid == id else { throw ProtocolError.unexpected(ok.kind, expecting: "snapshotOK \(id.short)") }
+        for b in all { remoteKnown.insert(b) }
+        stats.snapshots += 1
+        progress?.addFile()
+        updateWire()
+    }
+
+    public func placeMarker() throws {
+        try connection.send(.placeMarker)
+        let r = try connection.expect("the reply to placeMarker")
+        guard case .markerOK = r else { throw ProtocolError.unexpected(r.kind, expecting: "markerOK") }
+    }
+
+    public func bye() throws {
+        try connection.send(.bye)
+        try connection.flush()
+        updateWire()
+    }
+
+    func updateWire() {
+        stats.wireBytesSent = connection.bytesSent
+        stats.wireBytesReceived = connection.bytesReceived
+        stats.seconds = Sys.monotonicSeconds() - started
+    }
+
+    /// Syncs snapshots (default: all the destination lacks), oldest first.
+    public func syncAll(only: [SnapshotID]? = nil, marker: Bool = false) throws -> SyncStats {
+        let remote = try remoteSnapshots()
+        let local = try repository.snapshots()
+        for (id, s) in local where remote.contains(id) {
+            // The newest snapshot the destination has of each plan/host seeds what it holds.
+            if local.last(where: { remote.contains($0.id) && $0.snapshot.plan == s.plan && $0.snapshot.host == s.host })?.id == id {
+                try assumeRemoteHas(s)
+            }
+        }
+        let wanted = local.filter { !remote.contains($0.id) && (only == nil || only!.contains($0.id)) }
+        let bytesTotal = wanted.reduce(UInt64(0)) { $0 + $1.snapshot.summary.addedBytes }
+        progress?.setTotals(files: wanted.count, bytes: bytesTotal)
+        progress?.startReporting()
+        defer { progress?.stop() }
+        for (id, _) in wanted { try send(id) }
+        if marker { try placeMarker() }
+        try bye()
+        return stats
+    }
+}

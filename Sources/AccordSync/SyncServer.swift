@@ -1,0 +1,194 @@
+import Foundation
+import AccordCore
+
+/// `accord serve`: the destination side of a sync, on stdin/stdout.
+///
+/// Every blob is verified (inflated, SHA-256 compared to its id) before it
+/// is accepted. Accepted blobs go to packs; `flush` makes them durable (packs
+/// fsynced and renamed, then an index file). A snapshot is written only when
+/// every blob it names is indexed, so an interrupted sync never leaves a
+/// snapshot that cannot be restored; packs finished before the interruption
+/// are adopted on the next connection and not sent again.
+public final class SyncServer {
+    let path: String
+    let connection: FrameConnection
+    var repository: Repository?
+    var lock: RepositoryLock?
+    var writer: PackWriter?
+    var pendingPacks: [IndexFile.Pack] = []
+    var pending = Set<BlobID>()
+    var accepted = 0
+    let inflater = Inflater()
+    var plain: [UInt8] = []
+    let log: (String) -> Void
+
+    public init(path: String, input: Int32 = 0, output: Int32 = 1, log: @escaping (String) -> Void = { _ in }) {
+        self.path = path
+        connection = FrameConnection(input: input, output: output, peer: "client")
+        self.log = log
+    }
+
+    /// Serves one session. Errors are sent to the client as `error` frames and rethrown.
+    public func run() throws {
+        defer { writer?.abandon(); lock?.release() }
+        do {
+            while let frame = try connection.receive() {
+                if try !handle(frame) { break }
+            }
+            try connection.flush()
+        } catch {
+            try? connection.send(.error(code: 1, message: "\(error)"))
+            try? connection.flush()
+            throw error
+        }
+    }
+
+    func repo() throws -> Repository {
+        guard let r = repository else { throw ProtocolError.unexpected(.have, expecting: "hello first") }
+        return r
+    }
+
+    func handle(_ frame: Frame) throws -> Bool {
+        switch frame {
+        case .hello(let version, let flags, let configBytes):
+            guard version == Frame.protocolVersion else { throw ProtocolError.versionMismatch(version) }
+            try open(clientConfig: configBytes, allowOther: flags & Frame.flagAllowOtherRepository != 0)
+            try connection.send(.helloOK(version: Frame.protocolVersion, config: Array(try Data(contentsOf: URL(fileURLWithPath: repository!.layout.configPath)))))
+        case .have(let ids):
+            let r = try repo()
+            var bits = [UInt8](repeating: 0, count: (ids.count + 7) / 8)
+            for (i, id) in ids.enumerated() where !r.index.contains(id) && !pending.contains(id) { bits[i >> 3] |= 1 << UInt8(i & 7) }
+            try connection.send(.missing(count: UInt32(ids.count), bitmap: bits))
+        case .blob(let id, let type, let compression, let rawLength, let stored):
+            try accept(id: id, type: type, compression: compression, rawLength: rawLength, stored: stored)
+        case .flush:
+            let packs = try flushPacks()
+            try connection.send(.flushed(packs: UInt32(packs), blobs: UInt32(accepted)))
+        case .snapshot(let json):
+            let id = try storeSnapshot(json)
+            try connection.send(.snapshotOK(id))
+        case .listSnapshots:
+            try connection.send(.snapshotList(try repo().listSnapshotIDs().sorted()))
+        case .placeMarker:
+            let r = try repo()
+            try AtomicFile.write([], to: r.layout.restoreMarkerPath, tmpDirectory: r.layout.tmpDirectory)
+            try connection.send(.markerOK)
+        case .bye:
+            _ = try flushPacks()
+            return false
+        default:
+            throw ProtocolError.unexpected(frame.kind, expecting: "a request")
+        }
+        return true
+    }
+
+    func open(clientConfig: [UInt8], allowOther: Bool) throws {
+        Sys.umask(0o077)
+        let client: RepositoryConfig
+        do { client = try JSONDecoder().decode(RepositoryConfig.self, from: Data(clientConfig)) } catch {
+            throw ProtocolError.malformed(.hello, "bad repository config")
+        }
+        let layout = RepositoryLayout(root: path)
+        if (try? Sys.lstat(layout.configPath)) == nil {
+            do { try Sys.mkdirs(Array(path.utf8), mode: 0o700) } catch {
+                throw SyncError.destinationNotWritable(path, reason: "\(error)")
+            }
+            if let st = try? Sys.stat(Array(path.utf8)), !st.isDirectory { throw RepositoryError.notADirectory(path) }
+            do {
+                try Sys.chmod(Array(path.utf8), mode: 0o700)
+                for d in layout.subdirectories { try Sys.mkdir(d, mode: 0o700) }
+                try AtomicFile.write(try JSONEncoder().encode(client).map { $0 }, to: layout.configPath, tmpDirectory: layout.tmpDirectory)
+            } catch {
+                throw SyncError.destinationNotWritable(path, reason: "\(error)")
+            }
+            log("created repository \(client.id.prefix(8)) at \(path)")
+        }
+        let r = try Repository.open(at: path)
+        if r.config.id != client.id && !allowOther {
+            throw SyncError.differentRepository(path, theirs: String(r.config.id.prefix(8)), ours: String(client.id.prefix(8)))
+        }
+        lock = try RepositoryLock.acquire(r.layout, exclusive: false, command: "serve", warn: log)
+        try r.loadIndex()
+        let adopted = try r.adoptUnindexedPacks()
+        if adopted > 0 { log("indexed \(adopted) pack(s) left by an interrupted sync") }
+        repository = r
+    }
+
+    func accept(id: BlobID, type: BlobType, compression: BlobCompression, rawLength: UInt32, stored: [UInt8]) throws {
+        let r = try repo()
+        if r.index.contains(id) || pending.contains(id) { return }
+        do {
+            try stored.withUnsafeBytes { try BlobDecoder.decode(stored: $0, id: id, compression: compression, rawLength: Int(rawLength), inflater: inflater, into: &plain) }
+        } catch {
+            throw SyncError.corruptBlob(id, reason: "\(error)")
+        }
+        if writer == nil { writer = try PackWriter(layout: r.layout) }
+        try stored.withUnsafeBytes { try writer!.add(id: id, type: type, compression: compression, rawLength: Int(rawLength), stored: $0) }
+        pending.insert(id)
+        accepted += 1
+        if writer!.size >= r.config.packSize { try closePack() }
+    }
+
+    func closePack() throws {
+        guard let w = writer else { return }
+        writer = nil
+        if w.isEmpty { w.abandon(); return }
+        let id = try w.finish()
+        pendingPacks.append(.init(id: id, blobs: w.entries))
+    }
+
+    /// Makes every accepted blob durable: packs, then one index file.
+    func flushPacks() throws -> Int {
+        guard let r = repository else { return 0 }
+        try closePack()
+        let n = pendingPacks.count
+        if n > 0 {
+            let file = IndexFile(packs: pendingPacks)
+            try r.writeIndex(file)
+            r.index.add(file)
+            r.index.seal()
+            pendingPacks.removeAll()
+            pending.removeAll()
+        }
+        return n
+    }
+
+    /// Writes a snapshot after checking every blob it needs is indexed here.
+    func storeSnapshot(_ json: [UInt8]) throws -> SnapshotID {
+        let r = try repo()
+        let id = SHA256Hasher.hash(json)
+        let s = try Snapshot.decode(json, name: "snapshot \(id.short) from the client")
+        for m in s.manifestIDs where !r.index.contains(m) { throw SyncError.snapshotIncomplete(id, missing: m) }
+        var reader = r.manifestReader(s)
+        while let e = try reader.next() {
+            for b in e.blobs where !r.index.contains(b) { throw SyncError.snapshotIncomplete(id, missing: b) }
+        }
+        try AtomicFile.write(json, to: r.layout.snapshotPath(id), tmpDirectory: r.layout.tmpDirectory)
+        log("stored snapshot \(id.short)")
+        return id
+    }
+}
+
+public enum SyncError: Error, CustomStringConvertible {
+    case destinationNotWritable(String, reason: String)
+    case differentRepository(String, theirs: String, ours: String)
+    case corruptBlob(BlobID, reason: String)
+    case snapshotIncomplete(SnapshotID, missing: BlobID)
+    case connect(String)
+    case badDestination(String)
+
+    public var description: String {
+        switch self {
+        case .destinationNotWritable(let p, let r):
+            return "cannot create the repository directory \(p) on the destination (\(r)): check the path and its permissions"
+        case .differentRepository(let p, let theirs, let ours):
+            return "\(p) on the destination holds a different repository (\(theirs), ours is \(ours)): pick another directory or pass --allow-other-repository"
+        case .corruptBlob(let id, let r):
+            return "blob \(id) was rejected: it does not match its id (\(r)); run `accord check --read-data` on the source"
+        case .snapshotIncomplete(let s, let b):
+            return "snapshot \(s.short) was not stored: blob \(b.short) it needs has not arrived"
+        case .connect(let m): return m
+        case .badDestination(let d): return "bad destination \(d): expected USER@NODE[:DIR], NODE[:DIR] or a local DIR"
+        }
+    }
+}

@@ -1,0 +1,173 @@
+import Foundation
+import AccordCore
+import AccordEngine
+
+/// Where a sync goes: `USER@NODE[:DIR]`, `NODE[:DIR]`, or a local `DIR`.
+public struct Destination: Equatable, CustomStringConvertible {
+    public var user: String?
+    public var host: String?
+    public var directory: String
+
+    public init(user: String?, host: String?, directory: String) {
+        self.user = user; self.host = host; self.directory = directory
+    }
+
+    /// Parses `--to`. A value starting with "/" or "." is a local directory.
+    public static func parse(_ s: String, defaultDirectory: String) throws -> Destination {
+        if s.isEmpty { throw SyncError.badDestination(s) }
+        if s.hasPrefix("/") || s.hasPrefix(".") { return Destination(user: nil, host: nil, directory: s) }
+        var rest = Substring(s)
+        var user: String?
+        if let at = rest.firstIndex(of: "@") {
+            user = String(rest[..<at])
+            rest = rest[rest.index(after: at)...]
+            if user!.isEmpty { throw SyncError.badDestination(s) }
+        }
+        var dir = defaultDirectory
+        if let colon = rest.firstIndex(of: ":") {
+            dir = String(rest[rest.index(after: colon)...])
+            rest = rest[..<colon]
+            if dir.isEmpty { dir = defaultDirectory }
+        }
+        let host = String(rest)
+        guard !host.isEmpty, host.allSatisfy({ $0.isLetter || $0.isNumber || "-._[]".contains($0) }) else { throw SyncError.badDestination(s) }
+        return Destination(user: user, host: host, directory: dir)
+    }
+
+    public var isLocal: Bool { host == nil }
+    public var description: String {
+        guard let h = host else { return directory }
+        return (user.map { "\($0)@" } ?? "") + h + ":" + directory
+    }
+}
+
+/// A running `accord serve` on the other end: over ssh, or a local child process.
+public final class SyncTransport {
+    public let destination: Destination
+    let runner: ProcessPipes
+    public let connection: FrameConnection
+
+    /// Starts the server process. `remoteCommand` replaces `sudo -n accord`.
+    public init(destination: Destination, sshOptions: [String] = [], remoteCommand: String? = nil, connectTimeout: Int = 10) throws {
+        self.destination = destination
+        var argv: [String]
+        if destination.isLocal {
+            argv = [Self.selfExecutable, "serve", "--repo", destination.directory]
+        } else {
+            let target = (destination.user.map { "\($0)@" } ?? "") + destination.host!
+            let remote = (remoteCommand ?? "sudo -n accord") + " serve --repo " + shellQuote(destination.directory)
+            argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=\(connectTimeout)",
+                    "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
+            for o in sshOptions { argv += o.hasPrefix("-") ? o.split(separator: " ").map(String.init) : ["-o", o] }
+            argv += [target, "--", remote]
+        }
+        runner = try ProcessPipes(argv: argv)
+        connection = FrameConnection(input: runner.stdout, output: runner.stdin,
+                                     peer: destination.isLocal ? "accord serve" : "ssh \(destination.host!)")
+    }
+
+    static var selfExecutable: String {
+        (try? Sys.readlink(Array("/proc/self/exe".utf8)))?.displayPath ?? CommandLine.arguments[0]
+    }
+
+    /// Turns a failure during the session into one clear message, using the
+    /// ssh/sudo stderr and exit status when the process died.
+    public func explain(_ error: Error) -> Error {
+        if case ProtocolError.remote = error { return error }
+        let status = runner.waitBriefly()
+        let tail = runner.stderrTail
+        let host = destination.host ?? "localhost"
+        let user = destination.user ?? "the ssh user"
+        let lower = tail.lowercased()
+        func e(_ m: String) -> Error { SyncError.connect(m) }
+        if lower.contains("connection refused") { return e("cannot connect to \(host): connection refused (is sshd running there, on that port?) [ssh: \(tail)]") }
+        if lower.contains("timed out") || lower.contains("no route to host") { return e("cannot reach \(host): connection timed out [ssh: \(tail)]") }
+        if lower.contains("could not resolve") { return e("cannot resolve host name \(host) [ssh: \(tail)]") }
+        if lower.contains("host key verification failed") || lower.contains("remote host identification has changed") {
+            return e("the host key of \(host) is unknown or has changed: verify it and add it to known_hosts [ssh: \(tail)]")
+        }
+        if lower.contains("permission denied") && !lower.contains("sudo") {
+            return e("\(user)@\(host) did not accept the ssh key (permission denied): install the key there or pass --ssh-option IdentityFile=... [ssh: \(tail)]")
+        }
+        if lower.contains("password is required") || lower.contains("terminal is required") || lower.contains("not in the sudoers") || lower.contains("may not run sudo") || lower.contains("not allowed to execute") {
+            return e("\(user) on \(host) cannot run sudo without a password: add a NOPASSWD sudoers rule for accord [sudo: \(tail)]")
+        }
+        if let s = status, s.code == 127 || lower.contains("command not found") || lower.contains("no such file") {
+            return e("accord is not installed on \(host) (or not on sudo's PATH): install it or pass --remote-command [\(tail)]")
+        }
+        if let s = status, !tail.isEmpty { return e("the sync session with \(destination) ended (\(s)): \(tail)") }
+        return error
+    }
+
+    /// Ends the session: closes the pipe and waits for the process.
+    public func close() -> ExitStatus {
+        runner.closeStdin()
+        return runner.wait()
+    }
+
+    public func kill() { runner.kill() }
+}
+
+func shellQuote(_ s: String) -> String {
+    if s.allSatisfy({ $0.isLetter || $0.isNumber || "/._-+:@".contains($0) }) { return s }
+    return "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
+}
+
+/// A child process with stdin/stdout pipes and a stderr tail.
+final class ProcessPipes: @unchecked Sendable {
+    let process = Process()
+    let inPipe = Pipe(), outPipe = Pipe(), errPipe = Pipe()
+    private var tail: [UInt8] = []
+    private let lock = NSLock()
+    private let errDone = DispatchSemaphore(value: 0)
+
+    init(argv: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: argv[0].hasPrefix("/") ? argv[0] : "/usr/bin/env")
+        process.arguments = argv[0].hasPrefix("/") ? Array(argv.dropFirst()) : argv
+        process.standardInput = inPipe
+        process.standardOutput = outPipe
+        process.standardError = errPipe
+        do { try process.run() } catch { throw SyncError.connect("cannot start `\(argv[0])`: \(error)") }
+        try? inPipe.fileHandleForReading.close()
+        try? outPipe.fileHandleForWriting.close()
+        try? errPipe.fileHandleForWriting.close()
+        let fd = errPipe.fileHandleForReading.fileDescriptor
+        let t = Thread { [self] in
+            var buf = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = (try? buf.withUnsafeMutableBytes { try Sys.read(fd, $0.baseAddress!, 4096) }) ?? 0
+                if n <= 0 { break }
+                lock.withLock { tail.append(contentsOf: buf[0..<n]); if tail.count > 8192 { tail.removeFirst(tail.count - 4096) } }
+            }
+            errDone.signal()
+        }
+        t.start()
+    }
+
+    var stdin: Int32 { inPipe.fileHandleForWriting.fileDescriptor }
+    var stdout: Int32 { outPipe.fileHandleForReading.fileDescriptor }
+
+    var stderrTail: String {
+        let t = lock.withLock { tail.suffix(800) }
+        return String(decoding: t, as: UTF8.self).split(whereSeparator: \.isNewline)
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.suffix(3).joined(separator: " | ")
+    }
+
+    func closeStdin() { try? inPipe.fileHandleForWriting.close() }
+    func kill() { if process.isRunning { process.terminate() } }
+
+    func wait() -> ExitStatus {
+        process.waitUntilExit()
+        _ = errDone.wait(timeout: .now() + 5)
+        return ExitStatus(code: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal)
+    }
+
+    /// Waits up to 5 s for the process to end (it usually has, after an error).
+    func waitBriefly() -> ExitStatus? {
+        let deadline = Sys.monotonicSeconds() + 5
+        while process.isRunning && Sys.monotonicSeconds() < deadline { usleep(20_000) }
+        if process.isRunning { return nil }
+        _ = errDone.wait(timeout: .now() + 2)
+        return ExitStatus(code: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal)
+    }
+}

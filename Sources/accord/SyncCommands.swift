@@ -1,0 +1,111 @@
+import ArgumentParser
+import Foundation
+import AccordCore
+import AccordEngine
+import AccordSync
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve a repository to `accord sync` over stdin/stdout (run by ssh on the destination).",
+        discussion: "Creates the repository on first contact with the sender's config. Speaks the framed protocol in FORMAT.md; not for interactive use.")
+    @Option(name: [.customLong("repo"), .customShort("d"), .customLong("directory")], help: "Repository directory on this node.")
+    var repo: String
+
+    func run() throws {
+        signal(SIGPIPE, SIG_IGN)
+        let server = SyncServer(path: repo) { Sys.writeStderr("accord serve: \($0)\n") }
+        do { try server.run() } catch {
+            Sys.writeStderr("accord serve: \(error)\n")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct SyncOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Extra ssh option, e.g. Port=2222 or IdentityFile=/root/.ssh/dr (repeatable).", valueName: "OPT"))
+    var sshOption: [String] = []
+    @Option(help: ArgumentHelp("What runs accord on the destination, before ` serve --repo DIR` (default: `sudo -n accord`).", valueName: "CMD"))
+    var remoteCommand: String?
+    @Option(help: "Seconds to wait for the ssh connection.")
+    var connectTimeout: Int = 10
+    @Flag(help: "Accept a destination repository with a different id.")
+    var allowOtherRepository = false
+}
+
+/// Opens a session to the destination and says hello; failures become one clear message.
+func openSync(_ repository: Repository, to dest: Destination, _ o: SyncOptions) throws -> (SyncTransport, SyncClient) {
+    signal(SIGPIPE, SIG_IGN)
+    let transport = try SyncTransport(destination: dest, sshOptions: o.sshOption, remoteCommand: o.remoteCommand, connectTimeout: o.connectTimeout)
+    let client = SyncClient(repository: repository, connection: transport.connection)
+    do { try client.hello(allowOtherRepository: o.allowOtherRepository) } catch {
+        transport.kill()
+        throw transport.explain(error)
+    }
+    return (transport, client)
+}
+
+/// Tests the connection (ssh, key, sudo, destination directory) and closes it.
+func probeSync(_ repository: Repository, to dest: Destination, _ o: SyncOptions) throws {
+    let (transport, client) = try openSync(repository, to: dest, o)
+    do { try client.bye() } catch { throw transport.explain(error) }
+    _ = transport.close()
+}
+
+func runSync(_ repository: Repository, to dest: Destination, _ o: SyncOptions, only: [SnapshotID]?, marker: Bool, progress: AccordEngine.Progress?) throws -> SyncStats {
+    let (transport, client) = try openSync(repository, to: dest, o)
+    client.progress = progress
+    let stats: SyncStats
+    do { stats = try client.syncAll(only: only, marker: marker) } catch {
+        transport.kill()
+        throw transport.explain(error)
+    }
+    let status = transport.close()
+    if !status.succeeded { throw SyncError.connect("the destination's accord serve ended with \(status) after the sync: check its log") }
+    return stats
+}
+
+struct SyncCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sync",
+        abstract: "Send snapshots to a second node's repository, only the chunks it lacks.",
+        discussion: """
+        Runs `ssh -o BatchMode=yes USER@NODE sudo -n accord serve --repo DIR` and speaks the sync \
+        protocol over it. `--to DIR` (a local path) runs `accord serve` locally instead. The \
+        destination DIR defaults to the local repository's path. An interrupted sync can simply be \
+        run again: what arrived is not sent twice.
+        """)
+    @OptionGroup var repo: RepositoryOptions
+    @OptionGroup var output: OutputOptions
+    @OptionGroup var sync: SyncOptions
+    @Option(help: ArgumentHelp("Destination: USER@NODE[:DIR], NODE[:DIR] or a local DIR.", valueName: "DEST"))
+    var to: String
+    @Flag(help: "Place the `restore` marker in the destination repository afterwards.")
+    var marker = false
+    @Flag(help: "Print the transfer statistics as JSON.")
+    var json = false
+    @Argument(help: "Snapshots to send (default: all the destination lacks).")
+    var snapshots: [String] = []
+
+    func run() throws {
+        let repository = try repo.open()
+        let dest = try Destination.parse(to, defaultDirectory: repo.path)
+        let stats: SyncStats = try withLock(repository, command: "sync") {
+            try repository.loadIndex()
+            let only = snapshots.isEmpty ? nil : try snapshots.map { try repository.resolveSnapshot($0) }
+            return try runSync(repository, to: dest, sync, only: only, marker: marker, progress: output.makeProgress("sync"))
+        }
+        printSyncStats(stats, to: dest, json: json, quiet: output.quiet)
+    }
+}
+
+func printSyncStats(_ s: SyncStats, to dest: Destination, json: Bool, quiet: Bool) {
+    if json {
+        let o: [String: Any] = ["snapshots": s.snapshots, "blobs": s.blobsSent, "payloadBytes": s.payloadBytes,
+                                "wireBytesSent": s.wireBytesSent, "wireBytesReceived": s.wireBytesReceived, "seconds": s.seconds]
+        if let d = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) { print(String(decoding: d, as: UTF8.self)) }
+        return
+    }
+    if quiet { return }
+    print("synced \(s.snapshots) snapshot(s) to \(dest): \(s.blobsSent) blobs, \(formatBytes(s.payloadBytes)) payload, "
+          + "\(formatBytes(s.wireBytesSent)) sent / \(formatBytes(s.wireBytesReceived)) received in \(String(format: "%.2f", s.seconds)) s")
+}
