@@ -11,6 +11,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
@@ -19,16 +20,18 @@ let package = Package(
         .target(name: "AccordCore", dependencies: ["CZlib", "CLibcrypto", "CAccordSys"]),
         .target(name: "AccordEngine", dependencies: ["AccordCore"]),
         .target(name: "AccordSync", dependencies: ["AccordCore", "AccordEngine"]),
+        .target(name: "AccordPlans", dependencies: ["AccordCore", "AccordEngine", .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "accord",
             dependencies: [
-                "AccordCore", "AccordEngine", "AccordSync",
+                "AccordCore", "AccordEngine", "AccordSync", "AccordPlans",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "AccordCoreTests", dependencies: ["AccordCore"], resources: [.copy("Golden")]),
         .testTarget(name: "AccordEngineTests", dependencies: ["AccordCore", "AccordEngine"]),
         .testTarget(name: "AccordSyncTests", dependencies: ["AccordCore", "AccordEngine", "AccordSync"]),
+        .testTarget(name: "AccordPlansTests", dependencies: ["AccordCore", "AccordEngine", "AccordPlans"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,26 +1,145 @@
 import ArgumentParser
 import AccordCore
 import AccordEngine
+import AccordPlans
+import AccordSync
 
 @main
+enum Main {
+    /// `accord -a backup|restore …` is the original tool's command line; it is
+    /// parsed by `Legacy` so its flags never collide with the subcommands'.
+    static func main() {
+        let args = Array(CommandLine.arguments.dropFirst())
+        if let first = args.first, first.hasPrefix("-"), args.contains(where: { $0 == "-a" || $0 == "--action" || $0.hasPrefix("--action=") || $0.hasPrefix("-a") && $0.count > 2 && !$0.hasPrefix("--") }) {
+            Legacy.main(args)
+        } else {
+            Accord.main(args)
+        }
+    }
+}
+
 struct Accord: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "accord",
         abstract: "Content-addressed, incremental backup and disaster recovery for Anaconda Enterprise 5.",
+        usage: """
+        accord -a backup [-d DIR] [--repos-only] [-s -u USER -n NODE] [--ingress]
+        accord -a restore [-d DIR] [--repos-only] [--no-config] [--override] [--ingress]
+        accord <subcommand> [options]
+        """,
         discussion: """
-        A repository (default /opt/anaconda_backup, or $ACCORD_REPOSITORY, or -d DIR) holds \
-        deduplicated, compressed snapshots. Typical use:
+        The original accord command line still works: `accord -a backup` backs up the whole AE5 \
+        cluster with the built-in ae5 plan (or ae5-repos with --repos-only), `accord -a restore` \
+        restores it. The repository (default /opt/anaconda_backup, or $ACCORD_REPOSITORY, or -d DIR) \
+        holds deduplicated, compressed snapshots. Other typical use:
 
           accord backup -d /backups /opt/anaconda/storage
           accord snapshots list -d /backups
           accord restore -d /backups latest --target /tmp/restored
+          accord sync -d /backups --to root@dr-node
           accord check -d /backups --read-data
 
         Exit codes: 0 success, 1 error, 3 backup completed but some files could not be read.
         """,
         subcommands: [Init.self, BackupCommand.self, Snapshots.self, Ls.self, Dump.self,
-                      RestoreCommand.self, CheckCommand.self, Unlock.self, SyncCommand.self, Serve.self]
+                      RestoreCommand.self, CheckCommand.self, Unlock.self, SyncCommand.self, Serve.self,
+                      PlanCommand.self]
     )
+}
+
+/// The original accord command line: `accord -a backup|restore [flags]`.
+struct Legacy: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "accord",
+        abstract: "The original accord command line: back up or restore a whole AE5 cluster.",
+        usage: """
+        accord -a backup [-d DIR] [--repos-only] [-s -u USER -n NODE] [--ingress] [--plan PLAN]
+        accord -a restore [-d DIR] [--repos-only] [--no-config] [--override] [--ingress] [--wait-timeout S]
+        """,
+        discussion: "See `accord --help` for the subcommands (backup, restore, snapshots, sync, check, …).")
+
+    @Option(name: [.customShort("a"), .customLong("action")], help: ArgumentHelp("The original tool's action: backup or restore.", valueName: "ACTION"))
+    var action: String?
+    @OptionGroup var repo: RepositoryOptions
+    @OptionGroup var output: OutputOptions
+    @Flag(help: "Only the package repository (plan ae5-repos): its database and object tree.")
+    var reposOnly = false
+    @Option(help: "Plan to use instead of ae5/ae5-repos: a built-in name or a YAML file.")
+    var plan: String?
+    @Flag(name: [.customShort("s"), .customLong("sync")], help: "After the backup, sync it to NODE (needs -u and -n).")
+    var sync = false
+    @Option(name: [.customShort("u"), .customLong("user")], help: "ssh user on the DR node.")
+    var user: String?
+    @Option(name: [.customShort("n"), .customLong("node")], help: "DR node to sync the backup to (its repository is the same -d).")
+    var node: String?
+    @Flag(help: "Restore the saved ingress objects too.")
+    var ingress = false
+    @Flag(help: "Do not restore the platform configmap.")
+    var noConfig = false
+    @Flag(help: "Restore even without the `restore` marker.")
+    var override = false
+    @Option(help: "Seconds to wait for each scale/pod wait (overrides the plan's timeouts).")
+    var waitTimeout: Int?
+    @Option(help: "Snapshot to restore (default: the latest of the plan).")
+    var snapshot: String?
+    @OptionGroup var syncOptions: SyncOptions
+
+    func validate() throws {
+        guard let a = action else {
+            if reposOnly || sync || user != nil || node != nil || noConfig || override {
+                throw ValidationError("these flags belong to -a backup|restore: give -a")
+            }
+            return
+        }
+        guard a == "backup" || a == "restore" else { throw ValidationError("-a must be backup or restore, not \(a)") }
+        if (user == nil) != (node == nil) { throw ValidationError("-u USER and -n NODE go together") }
+        if sync && node == nil { throw ValidationError("-s needs -u USER and -n NODE") }
+        if a == "restore" && (sync || node != nil) { throw ValidationError("-s/-u/-n apply to -a backup; run the restore on the DR node itself") }
+        if let t = waitTimeout, t <= 0 { throw ValidationError("--wait-timeout must be a positive number of seconds") }
+        if let n = node, n.isEmpty || n.contains(" ") { throw ValidationError("-n \(n) is not a host name") }
+    }
+
+    func run() throws {
+        guard let a = action else {
+            print(Legacy.helpMessage())
+            return
+        }
+        let chosen = try Plan.load(plan ?? (reposOnly ? "ae5-repos" : "ae5"))
+        if a == "backup" { try legacyBackup(chosen) } else { try legacyRestore(chosen) }
+    }
+
+    func legacyBackup(_ plan: Plan) throws {
+        let repository = try repo.open(create: true)
+        var dest: Destination?
+        if let n = node {
+            let d = Destination(user: user, host: n, directory: repo.path)
+            // As the original did: test the DR node before any backup work.
+            try withLock(repository, command: "sync probe") { try probeSync(repository, to: d, syncOptions) }
+            if !output.quiet { print("DR node \(d) reachable; destination repository ready") }
+            dest = d
+        }
+        let (result, warnings) = try runPlanBackup(repository: repository, plan: plan, tags: [], output: output, threads: nil)
+        report(result, json: false, quiet: output.quiet)
+        if let d = dest {
+            let stats = try withLock(repository, command: "sync") {
+                try repository.loadIndex()
+                return try runSync(repository, to: d, syncOptions, only: [result.id], marker: true, progress: output.makeProgress("sync"))
+            }
+            printSyncStats(stats, to: d, json: false, quiet: output.quiet)
+        }
+        if result.incomplete || !warnings.isEmpty { throw ExitCode(3) }
+    }
+
+    func legacyRestore(_ plan: Plan) throws {
+        var o = PlanRestoreOptions()
+        o.override = override
+        o.noConfig = noConfig
+        o.ingress = ingress
+        o.waitTimeout = waitTimeout
+        let quiet = output.quiet
+        o.log = { if !quiet { print("restore: \($0)") } }
+        try runPlanRestore(repoPath: repo.path, plan: plan, snapshot: snapshot, options: o)
+    }
 }
 
 /// The repository option every command shares.

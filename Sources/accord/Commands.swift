@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import AccordCore
 import AccordEngine
+import AccordPlans
 
 struct Init: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Create an empty repository (mode 0700).")
@@ -44,11 +45,14 @@ struct BackupCommand: ParsableCommand {
     var force = false
     @Flag(help: "Print the snapshot summary as JSON.")
     var json = false
+    @Option(help: ArgumentHelp("Back up a plan instead of PATHs: ae5, ae5-repos or a YAML plan file (see `accord plan show`).", valueName: "PLAN"))
+    var plan: String?
     @Argument(help: ArgumentHelp("Files or directories to back up.", valueName: "PATH"))
     var paths: [String] = []
 
     func validate() throws {
-        if paths.isEmpty && command.isEmpty { throw ValidationError("give at least one PATH to back up (or --command NAME=COMMAND)") }
+        if plan != nil && !(paths.isEmpty && command.isEmpty) { throw ValidationError("--plan backs up what the plan names: give no PATH or --command with it") }
+        if plan == nil && paths.isEmpty && command.isEmpty { throw ValidationError("give at least one PATH to back up (or --command NAME=COMMAND, or --plan)") }
         if let c = compression, CompressionLevel(name: c) == nil { throw ValidationError("--compression \(c) is not one of off, fast, default, max, 0-9") }
         if let t = threads, t < 1 || t > 256 { throw ValidationError("--threads must be between 1 and 256") }
         for c in command where !c.contains("=") { throw ValidationError("--command \(c): expected NAME=COMMAND, e.g. /db/dump.sql='pg_dumpall'") }
@@ -56,6 +60,12 @@ struct BackupCommand: ParsableCommand {
 
     func run() throws {
         let repository = try repo.open(create: true)
+        if let p = plan {
+            let (result, warnings) = try runPlanBackup(repository: repository, plan: try Plan.load(p), tags: tag, output: output, threads: threads)
+            report(result, json: json, quiet: output.quiet)
+            if result.incomplete || !warnings.isEmpty { throw ExitCode(3) }
+            return
+        }
         var options = BackupOptions()
         let cwd = Sys.currentDirectory()
         options.paths = paths.map { p in
@@ -136,7 +146,10 @@ struct Snapshots: ParsableCommand {
             }
             var rows = [["ID", "Time (UTC)", "Host", "Tags", "Paths", "Files", "Size", "Added"]]
             for (id, s) in all {
-                rows.append([id.short, s.time.short, s.host, s.tags.joined(separator: ","), s.paths.joined(separator: " "),
+                let roots = s.sources.filter { $0.kind == "path" }.map(\.path)
+                let virtual = s.sources.count - roots.count
+                let paths = (roots + (virtual > 0 ? ["+\(virtual) virtual"] : [])).joined(separator: " ")
+                rows.append([id.short, s.time.short, s.host, s.tags.joined(separator: ","), paths,
                              String(s.summary.files), formatBytes(s.summary.totalBytes), formatBytes(s.summary.addedBytes)])
             }
             printTable(rows)
@@ -230,10 +243,20 @@ struct RestoreCommand: ParsableCommand {
         discussion: "Paths keep their absolute form under the target: /opt/x restored to --target /tmp/r lands in /tmp/r/opt/x.")
     @OptionGroup var repo: RepositoryOptions
     @OptionGroup var output: OutputOptions
-    @Argument(help: "Snapshot id, unique id prefix, or 'latest'.")
-    var snapshot: String
+    @Argument(help: "Snapshot id, unique id prefix, or 'latest' (with --plan: default the plan's latest).")
+    var snapshot: String?
     @Option(help: "Directory to restore into (created if missing).")
     var target: String?
+    @Option(help: ArgumentHelp("Run a plan's restore steps (ae5, ae5-repos or a YAML file) instead of restoring files under --target.", valueName: "PLAN"))
+    var plan: String?
+    @Flag(help: "With --plan: restore even without the `restore` marker.")
+    var override = false
+    @Flag(help: "With --plan: do not restore the platform configmap.")
+    var noConfig = false
+    @Flag(help: "With --plan: restore the saved ingress objects too.")
+    var ingress = false
+    @Option(help: "With --plan: seconds to wait for each scale/pod wait.")
+    var waitTimeout: Int?
     @Option(help: ArgumentHelp("Restore only this path and what is below it (repeatable).", valueName: "PATH"))
     var include: [String] = []
     @Flag(help: "Restore over the original paths (same as --target /).")
@@ -242,12 +265,27 @@ struct RestoreCommand: ParsableCommand {
     var threads: Int?
 
     func validate() throws {
+        if plan != nil {
+            if target != nil || inPlace || !include.isEmpty { throw ValidationError("--plan restores in place by its steps: no --target, --in-place or --include") }
+            return
+        }
+        if override || noConfig || ingress || waitTimeout != nil { throw ValidationError("--override, --no-config, --ingress and --wait-timeout go with --plan") }
+        if snapshot == nil { throw ValidationError("give the SNAPSHOT to restore (an id, a prefix, or latest)") }
         if target == nil && !inPlace { throw ValidationError("give --target DIR, or --in-place to overwrite the original paths") }
         if target != nil && inPlace { throw ValidationError("--target and --in-place exclude each other") }
         if let t = target, t == "/" { throw ValidationError("--target / would overwrite the original paths: use --in-place to confirm") }
     }
 
     func run() throws {
+        if let p = plan {
+            var o = PlanRestoreOptions()
+            o.override = override; o.noConfig = noConfig; o.ingress = ingress; o.waitTimeout = waitTimeout
+            let quiet = output.quiet
+            o.log = { if !quiet { print("restore: \($0)") } }
+            try runPlanRestore(repoPath: repo.path, plan: try Plan.load(p), snapshot: snapshot, options: o)
+            return
+        }
+        let snapshot = self.snapshot!
         let repository = try repo.open()
         Sys.umask(0)
         let result: RestoreResult = try withLock(repository, command: "restore") {

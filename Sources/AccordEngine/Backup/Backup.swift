@@ -24,6 +24,7 @@ public final class Backup {
     enum Job {
         case file(Slot, RawPath, FileStatus)
         case command(Slot, CommandSource)
+        case inline(Slot, InlineFile)
     }
 
     let repository: Repository
@@ -134,10 +135,15 @@ public final class Backup {
     struct Root {
         var path: RawPath
         var command: CommandSource?
+        var inline: InlineFile?
+        var isVirtual: Bool { command != nil || inline != nil }
         var display: String { path.displayPath }
         var source: Snapshot.Source {
             if let c = command {
                 return .init(kind: "command", path: c.path, command: c.command, profile: c.profile)
+            }
+            if let i = inline {
+                return .init(kind: "inline", path: i.path, profile: .tree)
             }
             let valid = String(validating: path, as: UTF8.self) != nil
             return .init(kind: "path", path: display, pathHex: valid ? nil : hexString(path), excludes: nil, profile: .tree)
@@ -150,8 +156,12 @@ public final class Backup {
             guard c.path.hasPrefix("/"), c.path.count > 1 else { throw BackupError.badCommandPath(c.path) }
             roots.append(Root(path: normalize(Array(c.path.utf8)), command: c))
         }
+        for f in options.inlineFiles {
+            guard f.path.hasPrefix("/"), f.path.count > 1 else { throw BackupError.badCommandPath(f.path) }
+            roots.append(Root(path: normalize(Array(f.path.utf8)), inline: f))
+        }
         if roots.isEmpty { throw BackupError.noSources }
-        for r in roots where r.command == nil {
+        for r in roots where !r.isVirtual {
             do { _ = try Sys.lstat(r.path) } catch let e as SystemError where e.isNotFound {
                 throw BackupError.pathNotFound(r.display)
             }
@@ -160,7 +170,7 @@ public final class Backup {
         var unique: [Root] = []
         for r in roots {
             if let last = unique.last, isInside(r.path, last.path) {
-                if r.path == last.path && r.command == nil && last.command == nil { continue }
+                if r.path == last.path && !r.isVirtual && !last.isVirtual { continue }
                 throw BackupError.nestedSources(r.display, inside: last.display)
             }
             unique.append(r)
@@ -214,6 +224,10 @@ public final class Backup {
                 let slot = Slot()
                 guard slots.push(slot) else { return }
                 guard jobs.push(.command(slot, c)) else { return }
+            } else if let f = root.inline {
+                let slot = Slot()
+                guard slots.push(slot) else { return }
+                guard jobs.push(.inline(slot, f)) else { return }
             } else {
                 try visit(root.path, isRoot: true)
             }
@@ -328,6 +342,16 @@ public final class Backup {
             case .command(let slot, let c):
                 do { try runCommand(slot, c, stream(c.profile)) } catch { fail(error) }
                 complete(slot)
+            case .inline(let slot, let f):
+                do {
+                    var source = MemorySource(bytes: f.bytes)
+                    let ids = try chunk(&source, stream(.dump), slot: slot)
+                    let now = Sys.now()
+                    slot.entry = ManifestEntry(kind: .file, path: normalize(Array(f.path.utf8)), mode: f.mode,
+                                               uid: 0, gid: 0, mtimeSec: now.sec, mtimeNsec: now.nsec,
+                                               ctimeSec: now.sec, ctimeNsec: now.nsec, size: UInt64(f.bytes.count), blobs: ids)
+                } catch { fail(error) }
+                complete(slot)
             }
         }
     }
@@ -382,6 +406,19 @@ public final class Backup {
                                    uid: 0, gid: 0, mtimeSec: now.sec, mtimeNsec: now.nsec,
                                    ctimeSec: now.sec, ctimeNsec: now.nsec, size: slot.bytesRead, blobs: ids)
         options.progress?.addFile()
+    }
+}
+
+/// Reads bytes held in memory.
+struct MemorySource: ByteSource {
+    let bytes: [UInt8]
+    var position = 0
+    init(bytes: [UInt8]) { self.bytes = bytes }
+    mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        let n = min(buffer.count, bytes.count - position)
+        if n > 0 { bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + position, byteCount: n) } }
+        position += n
+        return n
     }
 }
 

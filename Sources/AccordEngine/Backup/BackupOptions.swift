@@ -13,11 +13,20 @@ public struct CommandSource: Sendable {
     }
 }
 
+/// Bytes already in memory stored as one file (a Kubernetes object's YAML).
+public struct InlineFile: Sendable {
+    public var path: String
+    public var bytes: [UInt8]
+    public var mode: UInt32
+    public init(path: String, bytes: [UInt8], mode: UInt32 = 0o600) { self.path = path; self.bytes = bytes; self.mode = mode }
+}
+
 /// What a backup reads and how it records it.
 public struct BackupOptions {
     /// Absolute path roots (files or directories).
     public var paths: [RawPath] = []
     public var commands: [CommandSource] = []
+    public var inlineFiles: [InlineFile] = []
     /// Glob patterns (fnmatch): a pattern with "/" matches the absolute path,
     /// one without matches the file name.
     public var excludes: [String] = []
@@ -40,7 +49,7 @@ public struct BackupOptions {
     public init() {}
 
     /// Sorted, de-duplicated roots, paths as shown in snapshots.
-    var displayPaths: [String] { paths.map(\.displayPath) + commands.map(\.path) }
+    var displayPaths: [String] { paths.map(\.displayPath) + commands.map(\.path) + inlineFiles.map(\.path) }
 }
 
 /// The outcome of a backup.
@@ -68,7 +77,7 @@ public enum BackupError: Error, CustomStringConvertible {
             let t = tail.isEmpty ? "" : "; its stderr ends: \(tail)"
             return "command source \(p) failed (\(s)): `\(c)`\(t). No snapshot was written."
         case .commandStartFailed(let c, let r): return "could not start command `\(c)`: \(r). No snapshot was written."
-        case .badCommandPath(let p): return "command source path \(p) must be absolute, like /db/dump.sql"
+        case .badCommandPath(let p): return "virtual file path \(p) must be absolute, like /db/dump.sql"
         }
     }
 }

@@ -1,0 +1,65 @@
+import ArgumentParser
+import Foundation
+import AccordCore
+import AccordEngine
+import AccordPlans
+import AccordSync
+
+struct PlanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "plan", abstract: "Show backup plans.", subcommands: [Show.self], defaultSubcommand: Show.self)
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the effective plan (built-in, or a YAML file merged over its base) as YAML.")
+        @Option(help: "ae5 (default), ae5-repos, or a YAML plan file.")
+        var plan: String = "ae5"
+        func run() throws { print(try Plan.load(plan).yaml(), terminator: "") }
+    }
+}
+
+/// Backs up a plan, then places the `restore` marker. Returns the result and the warnings.
+func runPlanBackup(repository: Repository, plan: Plan, tags: [String], output: OutputOptions, threads: Int?) throws -> (BackupResult, [String]) {
+    var warnings: [String] = []
+    var base = BackupOptions()
+    base.tags = tags
+    if let t = threads { base.threads = t }
+    base.progress = output.makeProgress("backup \(plan.name)")
+    base.onError = { path, error in warn("cannot read \(path): \(error); skipped") }
+    base.onWarning = { if !output.quiet { warn($0) } }
+    let options = try PlanBackup(plan: plan).options(base: base) { message in
+        warn(message)
+        warnings.append(message)
+    }
+    let result = try runBackup(repository, options)
+    try AtomicFile.write([], to: repository.layout.restoreMarkerPath, tmpDirectory: repository.layout.tmpDirectory)
+    return (result, warnings)
+}
+
+/// Restores a plan's snapshot (latest of that plan unless given) by running its restore steps.
+func runPlanRestore(repoPath: String, plan: Plan, snapshot: String?, options: PlanRestoreOptions) throws {
+    Sys.umask(0o077)
+    let repository = try Repository.open(at: repoPath)
+    try withLock(repository, command: "restore \(plan.name)") {
+        try repository.loadIndex()
+        let id: SnapshotID
+        if let s = snapshot { id = try repository.resolveSnapshot(s) } else {
+            guard let last = try repository.snapshots().last(where: { $0.snapshot.plan == plan.name }) else {
+                throw PlanRunError.noSnapshot(plan: plan.name, repository: repoPath)
+            }
+            id = last.id
+        }
+        let s = try repository.loadSnapshot(id)
+        var o = options
+        o.preRestoreBackup = { paths in
+            let r = try Repository.open(at: repoPath)
+            var b = BackupOptions()
+            b.paths = paths
+            b.plan = "pre-restore"
+            b.tags = ["pre-restore", plan.name]
+            b.onError = { p, e in warn("pre-restore snapshot: cannot read \(p): \(e)") }
+            return try runBackup(r, b).id
+        }
+        o.log("restoring snapshot \(id.short) of plan \(plan.name) from \(repoPath)")
+        try PlanRestore(plan: plan, repository: repository, snapshotID: id, snapshot: s, options: o).run()
+        o.log("restore of \(id.short) complete")
+    }
+}

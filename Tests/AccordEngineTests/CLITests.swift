@@ -1,0 +1,202 @@
+import Foundation
+import XCTest
+import AccordCore
+
+/// The command line as a user meets it: bad input gets a clear message and a
+/// non-zero exit (1 for errors, 64 for usage), and locks protect the repository.
+final class CLITests: AccordTestCase {
+    func makeSmallTree() throws -> String {
+        let root = scratch.sub("src")
+        try TreeBuilder.mkdir(Array(root.utf8))
+        try TreeBuilder.write(Array((root + "/a.txt").utf8), Array("hello".utf8))
+        return root
+    }
+
+    // MARK: Bad input
+
+    func testBackupOfMissingPathFailsAndWritesNoSnapshot() throws {
+        let missing = scratch.sub("does-not-exist")
+        let r = try accord("backup", "-d", repo, missing)
+        XCTAssertEqual(r.status, 1, "\(r)")
+        XCTAssertTrue(r.stderr.contains(missing) && r.stderr.contains("does not exist"), "unclear error:\n\(r)")
+        XCTAssertEqual(snapshotFiles(), [], "a failed backup wrote a snapshot")
+    }
+
+    func testBackupOfMissingPathAmongGoodOnesWritesNoSnapshot() throws {
+        let root = try makeSmallTree()
+        let missing = scratch.sub("gone")
+        let r = try accord("backup", "-d", repo, root, missing)
+        XCTAssertEqual(r.status, 1, "\(r)")
+        XCTAssertTrue(r.stderr.contains(missing), "\(r)")
+        XCTAssertEqual(snapshotFiles(), [])
+    }
+
+    func testRepositoryPathThatIsARegularFileIsRejected() throws {
+        let root = try makeSmallTree()
+        let file = scratch.sub("not-a-dir")
+        try TreeBuilder.write(Array(file.utf8), Array("x".utf8))
+        for args in [["backup", "-d", file, root], ["snapshots", "list", "-d", file], ["check", "-d", file],
+                     ["restore", "-d", file, "latest", "--target", scratch.sub("t")]] {
+            let r = try AccordCLI.run(args, scratch: scratch)
+            XCTAssertEqual(r.status, 1, "accord \(args.joined(separator: " ")):\n\(r)")
+            XCTAssertTrue(r.stderr.contains(file) && r.stderr.contains("not a directory"), "accord \(args[0]): unclear error:\n\(r)")
+        }
+        XCTAssertEqual(try TreeBuilder.read(Array(file.utf8)), Array("x".utf8), "the file given as repository was changed")
+    }
+
+    func testCommandsOnMissingRepositoryFailWithoutCreatingIt() throws {
+        for args in [["snapshots", "list", "-d", repo], ["check", "-d", repo], ["ls", "-d", repo, "latest"],
+                     ["restore", "-d", repo, "latest", "--target", scratch.sub("t")]] {
+            let r = try AccordCLI.run(args, scratch: scratch)
+            XCTAssertEqual(r.status, 1, "accord \(args.joined(separator: " ")):\n\(r)")
+            XCTAssertTrue(r.stderr.contains("not an Accord repository"), "accord \(args[0]): unclear error:\n\(r)")
+        }
+        XCTAssertNil(try? Sys.lstat(repo), "a read-only command created a repository")
+    }
+
+    func testRestoreOfUnknownSnapshotFailsNamingIt() throws {
+        let root = try makeSmallTree()
+        _ = try backup(root)
+        let target = scratch.sub("restored")
+        for spec in ["deadbeef", "not-an-id", "0000000000000000000000000000000000000000000000000000000000000000"] {
+            let r = try accord("restore", "-d", repo, spec, "--target", target)
+            XCTAssertEqual(r.status, 1, "\(spec):\n\(r)")
+            XCTAssertTrue(r.stderr.contains("no snapshot \(spec)"), "\(spec): unclear error:\n\(r)")
+        }
+        XCTAssertNil(try? Sys.lstat(Array(target.utf8)), "restore of an unknown snapshot created the target")
+        let ls = try accord("ls", "-d", repo, "deadbeef")
+        XCTAssertEqual(ls.status, 1, "\(ls)")
+    }
+
+    func testRestoreWithoutTargetIsRejected() throws {
+        let root = try makeSmallTree()
+        _ = try backup(root)
+        let r = try accord("restore", "-d", repo, "latest")
+        XCTAssertEqual(r.status, 64, "\(r)")
+        XCTAssertTrue(r.stderr.contains("--target"), "\(r)")
+        let slash = try accord("restore", "-d", repo, "latest", "--target", "/")
+        XCTAssertEqual(slash.status, 64, "--target / must need --in-place:\n\(slash)")
+    }
+
+    func testWrongFlagsAreRejectedWithUsage() throws {
+        let root = try makeSmallTree()
+        try accordOK("init", "-d", repo)
+        let cases: [([String], String)] = [
+            (["backup", "-d", repo, "--frobnicate", root], "--frobnicate"),
+            (["backup", "-d", repo, "--compression", "ultra", root], "ultra"),
+            (["backup", "-d", repo, "--threads", "0", root], "--threads"),
+            (["backup", "-d", repo], "PATH"),
+            (["backup", "-d", repo, "--command", "no-equals-sign"], "NAME=COMMAND"),
+            (["check", "-d", repo, "--read-data-subset", "200%"], "200%"),
+            (["restore", "-d", repo, "latest", "--target"], "--target"),
+            (["frobnicate"], "frobnicate"),
+        ]
+        for (args, mention) in cases {
+            let r = try AccordCLI.run(args, scratch: scratch)
+            XCTAssertFalse(r.signaled, "\(r)")
+            XCTAssertNotEqual(r.status, 0, "accord \(args.joined(separator: " ")) was accepted:\n\(r)")
+            XCTAssertNotEqual(r.status, 3, "accord \(args.joined(separator: " ")):\n\(r)")
+            XCTAssertTrue(r.stderr.contains(mention), "accord \(args.joined(separator: " ")): the error does not mention \(mention):\n\(r)")
+        }
+        XCTAssertEqual(snapshotFiles(), [])
+    }
+
+    func testInitRefusesExistingRepository() throws {
+        try accordOK("init", "-d", repo)
+        let config = try TreeBuilder.read(Array((repo + "/config").utf8))
+        let r = try accord("init", "-d", repo)
+        XCTAssertEqual(r.status, 1, "\(r)")
+        XCTAssertTrue(r.stderr.contains("already"), "\(r)")
+        XCTAssertEqual(try TreeBuilder.read(Array((repo + "/config").utf8)), config, "a second init rewrote the config")
+    }
+
+    func testRepositoryIsPrivate() throws {
+        let root = try makeSmallTree()
+        _ = try backup(root)
+        XCTAssertEqual(try Sys.lstat(repo).permissions, 0o700)
+        XCTAssertEqual(try Sys.lstat(repo + "/config").permissions, 0o600)
+        for p in try packFiles() { XCTAssertEqual(try Sys.lstat(p).permissions, 0o600, p) }
+    }
+
+    func testFailingCommandSourceFailsBackupWithoutSnapshot() throws {
+        let r = try accord("backup", "-d", repo, "--command", "/db/dump.sql=echo partial; echo oops >&2; exit 7")
+        XCTAssertEqual(r.status, 1, "\(r)")
+        XCTAssertTrue(r.stderr.contains("exit status 7") && r.stderr.contains("/db/dump.sql"), "\(r)")
+        XCTAssertTrue(r.stderr.contains("oops"), "the command's stderr is not shown:\n\(r)")
+        XCTAssertEqual(snapshotFiles(), [])
+    }
+
+    func testCommandSourceRoundTripsThroughDump() throws {
+        try accordOK("backup", "-d", repo, "--command", "/db/dump.sql=seq 1 100000")
+        let r = try accordOK("dump", "-d", repo, "latest", "/db/dump.sql")
+        XCTAssertEqual(r.stdout, (1...100_000).map(String.init).joined(separator: "\n") + "\n")
+    }
+
+    // MARK: Locks
+
+    func writeLock(name: String, exclusive: Bool, pid: Int32, command: String, time: Timestamp = .now()) throws {
+        let json = """
+        {"command": "\(command)", "exclusive": \(exclusive), "host": "\(Sys.hostname)", "pid": \(pid), \
+        "time": "\(time.rfc3339)", "username": "root"}
+        """
+        try TreeBuilder.write(Array((repo + "/locks/" + name).utf8), Array(json.utf8), mode: 0o600)
+    }
+
+    /// The pid of a process that has exited.
+    func deadPID() throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/true")
+        try p.run()
+        p.waitUntilExit()
+        XCTAssertFalse(Sys.processExists(p.processIdentifier))
+        return p.processIdentifier
+    }
+
+    func testStaleLockIsReportedAndUnlockRemovesIt() throws {
+        let root = try makeSmallTree()
+        try accordOK("init", "-d", repo)
+        let pid = try deadPID()
+        try writeLock(name: "stale-lock", exclusive: true, pid: pid, command: "prune")
+
+        let b = try accord("backup", "-d", repo, root)
+        XCTAssertEqual(b.status, 0, "a stale lock must not block a backup:\n\(b)")
+        XCTAssertTrue(b.stderr.contains("stale") && b.stderr.contains("pid \(pid)"), "the stale lock is not reported:\n\(b)")
+
+        let u = try accordOK("unlock", "-d", repo)
+        XCTAssertTrue(u.stdout.contains("pid \(pid)"), "unlock does not say what it removed:\n\(u)")
+        XCTAssertNil(try? Sys.lstat(repo + "/locks/stale-lock"), "unlock left the stale lock")
+        XCTAssertEqual(try Sys.listDirectory(repo + "/locks"), [], "locks left behind")
+    }
+
+    func testUnlockKeepsLiveLocks() throws {
+        try accordOK("init", "-d", repo)
+        try writeLock(name: "live-lock", exclusive: false, pid: getpid(), command: "backup")
+        try accordOK("unlock", "-d", repo)
+        XCTAssertNotNil(try? Sys.lstat(repo + "/locks/live-lock"), "unlock removed a live lock")
+        try accordOK("unlock", "-d", repo, "--all")
+        XCTAssertNil(try? Sys.lstat(repo + "/locks/live-lock"), "unlock --all kept a lock")
+    }
+
+    func testLiveExclusiveLockMakesBackupFailNamingTheHolder() throws {
+        let root = try makeSmallTree()
+        try accordOK("init", "-d", repo)
+        let pid = getpid()   // this test process: alive, on this host
+        try writeLock(name: "prune-lock", exclusive: true, pid: pid, command: "prune")
+
+        let r = try accord("backup", "-d", repo, root)
+        XCTAssertEqual(r.status, 1, "backup ran despite a live exclusive lock:\n\(r)")
+        XCTAssertTrue(r.stderr.contains("pid \(pid)") && r.stderr.contains("prune"), "the error does not name the holder:\n\(r)")
+        XCTAssertEqual(snapshotFiles(), [])
+        XCTAssertEqual(try Sys.listDirectory(repo + "/locks"), ["prune-lock"], "the failed backup left its own lock")
+    }
+
+    func testLockOlderThanHalfAnHourIsStaleEvenIfItsProcessLives() throws {
+        let root = try makeSmallTree()
+        try accordOK("init", "-d", repo)
+        let old = Timestamp(seconds: Timestamp.now().seconds - 3 * 3600, nanoseconds: 0)
+        try writeLock(name: "old-lock", exclusive: true, pid: getpid(), command: "prune", time: old)
+        let r = try accord("backup", "-d", repo, root)
+        XCTAssertEqual(r.status, 0, "\(r)")
+        XCTAssertTrue(r.stderr.contains("stale"), "\(r)")
+    }
+}

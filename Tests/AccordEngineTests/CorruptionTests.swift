@@ -1,0 +1,127 @@
+import Foundation
+import XCTest
+import AccordCore
+
+/// Broken repositories, named after the defect (STYLE.md item 12): `check`
+/// and `restore` must fail with a non-zero exit and name what is damaged.
+final class CorruptionTests: AccordTestCase {
+    var root = ""
+    var good: [(path: String, content: [UInt8])] = []
+    var badPath = ""
+
+    /// Backs up three files; returns where the first data blob of `bad.bin` is stored.
+    func backUpTree() throws -> (blob: BlobID, pack: PackID, location: BlobLocation) {
+        var rng = SeededRandom(seed: 0xBAD)
+        root = scratch.sub("src")
+        try TreeBuilder.mkdir(Array(root.utf8))
+        good = [(root + "/good1.bin", rng.bytes(1 << 20)), (root + "/good2.txt", rng.text(300_000))]
+        for g in good { try TreeBuilder.write(Array(g.path.utf8), g.content) }
+        badPath = root + "/bad.bin"
+        try TreeBuilder.write(Array(badPath.utf8), rng.bytes(600_000))
+        _ = try backup(root)
+        let repository = try openRepository()
+        let entry = try XCTUnwrap(try manifestEntries(repository).first { $0.path == Array(badPath.utf8) })
+        let blob = try XCTUnwrap(entry.blobs.first)
+        let location = try XCTUnwrap(repository.index.lookup(blob))
+        for g in good {
+            let e = try XCTUnwrap(try manifestEntries(repository).first { $0.path == Array(g.path.utf8) })
+            XCTAssertFalse(e.blobs.contains(blob), "test setup: the good files must not share the damaged blob")
+        }
+        return (blob, repository.index.pack(of: location), location)
+    }
+
+    func packPath(_ id: PackID) -> String { repo + "/data/" + String(id.hex.prefix(2)) + "/" + id.hex }
+
+    func flipByte(in path: String, at offset: Int64) throws {
+        let fd = try Sys.open(path, Sys.O_RDWR)
+        defer { Sys.close(fd) }
+        var b: [UInt8] = [0]
+        _ = try b.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, 1, offset, path: path) }
+        b[0] ^= 0x5a
+        try b.withUnsafeBytes { try Sys.pwriteAll(fd, $0, offset, path: path) }
+    }
+
+    func testCheckReadDataNamesPackAndBlobOfFlippedByte() throws {
+        let (blob, pack, location) = try backUpTree()
+        try accordOK("check", "-d", repo, "--read-data")
+        try flipByte(in: packPath(pack), at: Int64(location.offset) + Int64(location.storedLength / 2))
+
+        let r = try accord("check", "-d", repo, "--read-data")
+        XCTAssertFalse(r.signaled, "\(r)")
+        XCTAssertEqual(r.status, 1, "check --read-data passed a pack with a flipped byte:\n\(r)")
+        XCTAssertTrue(r.stderr.contains(pack.hex), "the error does not name pack \(pack.hex):\n\(r)")
+        XCTAssertTrue(r.stderr.contains(blob.hex), "the error does not name blob \(blob.hex):\n\(r)")
+    }
+
+    func testRestoreFailsLoudlyOnCorruptBlobAndRestoresTheRest() throws {
+        let (_, pack, location) = try backUpTree()
+        try flipByte(in: packPath(pack), at: Int64(location.offset) + 17)
+
+        let target = scratch.sub("restored")
+        let r = try accord("restore", "-d", repo, "latest", "--target", target)
+        XCTAssertFalse(r.signaled, "\(r)")
+        XCTAssertEqual(r.status, 1, "restore of a corrupt blob must fail:\n\(r)")
+        XCTAssertTrue(r.stderr.contains(badPath), "the error does not name the damaged file \(badPath):\n\(r)")
+        for g in good {
+            XCTAssertEqual(try? TreeBuilder.read(Array((target + g.path).utf8)), g.content, "\(g.path) was not restored intact")
+        }
+        XCTAssertNil(try? Sys.lstat(Array((target + badPath).utf8)), "a damaged file was left behind, looking restored")
+
+        let dump = try accord("dump", "-d", repo, "latest", badPath)
+        XCTAssertNotEqual(dump.status, 0, "dump of a damaged file succeeded:\n\(dump)")
+        XCTAssertFalse(dump.signaled, "\(dump)")
+    }
+
+    func testCheckReportsMissingPackAndRestoreNamesTheLostFiles() throws {
+        let (_, pack, _) = try backUpTree()
+        try Sys.unlink(packPath(pack))
+        let r = try accord("check", "-d", repo)
+        XCTAssertEqual(r.status, 1, "\(r)")
+        XCTAssertTrue(r.stderr.contains("pack \(pack.hex) is missing"), "\(r)")
+
+        let restore = try accord("restore", "-d", repo, "latest", "--target", scratch.sub("restored"))
+        XCTAssertNotEqual(restore.status, 0, "\(restore)")
+        XCTAssertFalse(restore.signaled, "\(restore)")
+    }
+
+    /// A pack cut below its 12-byte trailer (a torn write, a full disk) must
+    /// be reported, not crash the checker.
+    func testCheckReadDataReportsPackTruncatedBelowTrailerSize() throws {
+        let (_, pack, _) = try backUpTree()
+        let fd = try Sys.open(packPath(pack), Sys.O_WRONLY)
+        try Sys.ftruncate(fd, 5)
+        Sys.close(fd)
+
+        let r = try accord("check", "-d", repo, "--read-data")
+        XCTAssertFalse(r.signaled, "check --read-data crashed on a 5-byte pack:\n\(r)")
+        XCTAssertEqual(r.status, 1, "\(r)")
+        XCTAssertTrue(r.stderr.contains(pack.hex), "the error does not name the truncated pack:\n\(r)")
+    }
+
+    func testCheckReportsAlteredIndexFile() throws {
+        _ = try backUpTree()
+        let index = try XCTUnwrap(try Sys.listDirectory(repo + "/index").first)
+        try flipByte(in: repo + "/index/" + index, at: 20)
+        let r = try accord("check", "-d", repo)
+        XCTAssertEqual(r.status, 1, "\(r)")
+        XCTAssertTrue(r.stderr.contains(index), "the error does not name index file \(index):\n\(r)")
+    }
+
+    /// Errors must say what to do (STYLE.md item 5), so the command they
+    /// suggest must exist.
+    func testCorruptIndexErrorSuggestsACommandThatExists() throws {
+        _ = try backUpTree()
+        let index = try XCTUnwrap(try Sys.listDirectory(repo + "/index").first)
+        try flipByte(in: repo + "/index/" + index, at: 20)
+        let r = try accord("backup", "-d", repo, root)
+        XCTAssertEqual(r.status, 1, "\(r)")
+        // The advice is the first `accord …` in backquotes.
+        guard let start = r.stderr.range(of: "`accord "), let end = r.stderr[start.upperBound...].firstIndex(of: "`") else {
+            return XCTFail("the error suggests no command:\n\(r)")
+        }
+        let words = r.stderr[start.upperBound..<end].split(separator: " ").map(String.init).filter { !$0.hasPrefix("-") }
+        // Do what the message says; a usage error (64) means the command does not exist.
+        let advised = try AccordCLI.run(words + ["-d", repo], scratch: scratch)
+        XCTAssertNotEqual(advised.status, 64, "the error suggests `accord \(words.joined(separator: " "))`, which is not a command:\n\(r)\n\(advised)")
+    }
+}

@@ -1,0 +1,205 @@
+import Foundation
+import XCTest
+import AccordCore
+
+/// Backup then restore through the command line; the restored tree must
+/// match the source in content and in every attribute a restore promises.
+final class RoundTripTests: AccordTestCase {
+    /// Builds a tree with every kind of entry Accord backs up. Returns its root.
+    func buildEveryKindTree() throws -> (root: RawPath, sparse: RawPath, hardlinks: [RawPath]) {
+        var rng = SeededRandom(seed: 0xACC0_0001)
+        let root = Array(scratch.sub("src").utf8)
+        try TreeBuilder.mkdir(root)
+        // Regular files: empty, multi-chunk random, compressible, sparse.
+        try TreeBuilder.write(root.appending("empty.txt"), [])
+        try TreeBuilder.write(root.appending("big.bin"), rng.bytes(5 << 20 + 123))
+        try TreeBuilder.write(root.appending("text.txt"), rng.text(2 << 20))
+        let sparse = root.appending("sparse.img")
+        try TreeBuilder.writeSparse(sparse, size: 40 << 20, pieces: [(0, rng.bytes(64 << 10)),
+                                                                      (20 << 20, rng.bytes(64 << 10)),
+                                                                      ((40 << 20) - 100, rng.bytes(100))])
+        // Awkward names: spaces, newline, leading dash, bytes that are not UTF-8.
+        try TreeBuilder.write(root.appending("with space.txt"), rng.bytes(1000))
+        try TreeBuilder.write(root.appending("new\nline"), rng.bytes(10))
+        try TreeBuilder.write(root.appending("-rf"), Array("not an option".utf8))
+        try TreeBuilder.write(root.appending(raw: [0x66, 0xff, 0xfe, 0x2e, 0x62, 0x69, 0x6e]), rng.bytes(3000))
+        let latin1Dir = root.appending(raw: [0xe9, 0x74, 0xe9])   // "été" in Latin-1
+        try TreeBuilder.mkdir(latin1Dir)
+        try TreeBuilder.write(latin1Dir.appending("inner \u{1F600}.txt"), rng.text(500))
+        // Directories: empty, nested, sticky world-writable, read-only, mode 000 with content.
+        try TreeBuilder.mkdir(root.appending("empty-dir"))
+        try TreeBuilder.mkdir(root.appending("nested"))
+        try TreeBuilder.mkdir(root.appending("nested/a"))
+        try TreeBuilder.mkdir(root.appending("nested/a/b"))
+        try TreeBuilder.write(root.appending("nested/a/b/deep.txt"), rng.text(4000))
+        try TreeBuilder.mkdir(root.appending("sticky"), mode: 0o1777)
+        try TreeBuilder.write(root.appending("sticky/tmpfile"), rng.bytes(5))
+        // Modes on files.
+        try TreeBuilder.write(root.appending("setuid-tool"), rng.bytes(100), mode: 0o4755)
+        try TreeBuilder.write(root.appending("no-permissions"), rng.bytes(100), mode: 0o000)
+        // Owners (tests run as root): a file, a set-id file (chown must not clear its bits), a directory, a symlink.
+        try TreeBuilder.write(root.appending("owned"), rng.bytes(50), mode: 0o640)
+        try Sys.lchown(root.appending("owned"), uid: 1234, gid: 5678)
+        try TreeBuilder.write(root.appending("owned-setid"), rng.bytes(50))
+        try Sys.lchown(root.appending("owned-setid"), uid: 1234, gid: 5678)
+        try Sys.chmod(root.appending("owned-setid"), mode: 0o6750)
+        try TreeBuilder.mkdir(root.appending("owned-dir"), mode: 0o750)
+        try Sys.lchown(root.appending("owned-dir"), uid: 1234, gid: 5678)
+        // Symlinks: relative, to a directory, dangling with a non-UTF-8 target, owned.
+        try Sys.symlink(target: Array("big.bin".utf8), at: root.appending("link-rel"))
+        try Sys.symlink(target: Array("nested/a".utf8), at: root.appending("link-dir"))
+        try Sys.symlink(target: Array("/nonexistent/accord/target-".utf8) + [0xff], at: root.appending("link-dangling"))
+        try Sys.symlink(target: Array("owned".utf8), at: root.appending("owned-dir/owned-link"))
+        try Sys.lchown(root.appending("owned-dir/owned-link"), uid: 1234, gid: 5678)
+        // Hard links: three names of one inode in three directories.
+        let hardlinks = [root.appending("hard1"), root.appending("nested/hard2"), latin1Dir.appending("hard3")]
+        try TreeBuilder.write(hardlinks[0], rng.bytes(70_000), mode: 0o600)
+        try Sys.link(existing: hardlinks[0], new: hardlinks[1])
+        try Sys.link(existing: hardlinks[0], new: hardlinks[2])
+        // Extended attributes, where the filesystem has them.
+        try? Sys.setXattr(root.appending("text.txt"), name: Array("user.accord.test".utf8), value: [0, 1, 2, 0xff])
+        // Read-only directory and mode-000 directory, each with a file (root writes through).
+        try TreeBuilder.mkdir(root.appending("readonly-dir"))
+        try TreeBuilder.write(root.appending("readonly-dir/file"), rng.bytes(10))
+        try Sys.chmod(root.appending("readonly-dir"), mode: 0o555)
+        try TreeBuilder.mkdir(root.appending("locked-dir"))
+        try TreeBuilder.write(root.appending("locked-dir/inner.txt"), rng.bytes(10))
+        try Sys.chmod(root.appending("locked-dir"), mode: 0o000)
+
+        // Times last (creating entries changes directory mtimes), deepest first, with nanoseconds.
+        let listing = try listTree(root)
+        var i: Int64 = 0
+        for rel in listing.keys.sorted(by: ManifestEntry.treeOrder).reversed() {
+            let path = rel.isEmpty ? root : root + [0x2f] + rel
+            i += 1
+            try Sys.setTimes(path, mtimeSec: 1_600_000_000 + i * 1_000, mtimeNsec: 123_456_000 + i)
+        }
+        try Sys.setTimes(root.appending("empty.txt"), mtimeSec: -86_400 * 365, mtimeNsec: 999_999_999)
+        return (root, sparse, hardlinks)
+    }
+
+    func testRoundTripPreservesEveryKindOfEntry() throws {
+        let (root, sparse, hardlinks) = try buildEveryKindTree()
+        let source = try listTree(root)
+        let result = try backup(root.string)
+        XCTAssertEqual(result.summary.errors, [])
+        XCTAssertEqual(result.summary.otherSkipped, 0)
+
+        let target = scratch.sub("restored")
+        try accordOK("restore", "-d", repo, "latest", "--target", target)
+        let restoredRoot = Array(target.utf8) + root
+        assertSameTree(source, try listTree(restoredRoot))
+
+        // Hard links come back as one inode with three names.
+        let inodes = try hardlinks.map { try Sys.lstat(Array(target.utf8) + $0) }
+        XCTAssertEqual(Set(inodes.map(\.inode)).count, 1, "hard links were restored as separate files")
+        XCTAssertEqual(inodes.first?.nlink, 3)
+
+        // The sparse file keeps its holes (when the source had them).
+        let src = try Sys.lstat(sparse), dst = try Sys.lstat(Array(target.utf8) + sparse)
+        XCTAssertEqual(dst.size, src.size)
+        if src.blocks * 512 < Int64(src.size) / 4 {
+            XCTAssertLessThan(dst.blocks * 512, Int64(dst.size) / 4,
+                              "restored sparse file uses \(dst.blocks * 512) bytes of disk for \(dst.size) bytes: holes were filled")
+        }
+    }
+
+    func testCheckReadDataPassesAfterBackupOfEveryKind() throws {
+        let (root, _, _) = try buildEveryKindTree()
+        _ = try backup(root.string)
+        let r = try accordOK("check", "-d", repo, "--read-data")
+        XCTAssertTrue(r.stdout.contains("no errors found"), "\(r)")
+    }
+
+    func testDumpWritesOneFileExactly() throws {
+        var rng = SeededRandom(seed: 7)
+        let root = Array(scratch.sub("src").utf8)
+        try TreeBuilder.mkdir(root)
+        let content = rng.bytes(3 << 20) + rng.text(100_000)
+        try TreeBuilder.write(root.appending("f.bin"), content)
+        _ = try backup(root.string)
+        let r = try accordOK("dump", "-d", repo, "latest", root.appending("f.bin").string)
+        XCTAssertEqual(r.stdoutBytes.count, content.count)
+        XCTAssertTrue(r.stdoutBytes == content, "dump output differs from the file")
+    }
+
+    func testIncludeRestoresOnlyThatSubtree() throws {
+        let root = Array(scratch.sub("src").utf8)
+        try TreeBuilder.mkdir(root)
+        try TreeBuilder.mkdir(root.appending("keep"))
+        try TreeBuilder.write(root.appending("keep/a.txt"), Array("a".utf8))
+        try TreeBuilder.mkdir(root.appending("skip"))
+        try TreeBuilder.write(root.appending("skip/b.txt"), Array("b".utf8))
+        _ = try backup(root.string)
+        let target = scratch.sub("restored")
+        try accordOK("restore", "-d", repo, "latest", "--target", target, "--include", root.appending("keep").string)
+        let restored = Array(target.utf8) + root
+        XCTAssertEqual(try TreeBuilder.read(restored.appending("keep/a.txt")), Array("a".utf8))
+        XCTAssertNil(try? Sys.lstat(restored.appending("skip/b.txt")), "--include restored a path outside it")
+    }
+
+    func testSocketsAndFIFOsAreSkippedWithAWarning() throws {
+        let root = scratch.sub("src")
+        try TreeBuilder.mkdir(Array(root.utf8))
+        try TreeBuilder.write(Array((root + "/regular.txt").utf8), Array("kept".utf8))
+        try TreeBuilder.mkfifo(Array((root + "/fifo").utf8))
+        try TreeBuilder.makeSocket(root + "/sock")
+        let r = try accord("backup", "-d", repo, "--json", root)
+        XCTAssertEqual(r.status, 0, "skipping special files is not an error:\n\(r)")
+        let summary = try decodeBackupJSON(r).summary
+        XCTAssertEqual(summary.otherSkipped, 2)
+        XCTAssertEqual(summary.errors, [])
+        XCTAssertEqual(summary.files, 1)
+        for name in ["fifo", "sock"] {
+            XCTAssertTrue(r.stderr.contains("skipping \(root)/\(name)"), "no warning names \(name):\n\(r)")
+        }
+        let ls = try accordOK("ls", "-d", repo, "latest")
+        XCTAssertTrue(ls.stdout.contains("\(root)/regular.txt"), ls.stdout)
+        XCTAssertFalse(ls.stdout.contains("\(root)/fifo"), ls.stdout)
+        XCTAssertFalse(ls.stdout.contains("\(root)/sock"), ls.stdout)
+    }
+
+    /// Root reads everything, so the unreadable file is made for an
+    /// unprivileged user: `accord` runs as nobody on a tree where one file
+    /// has mode 000, with the repository in a directory nobody owns.
+    func testUnreadableFileIsSkippedNamedAndExitsWithCode3() throws {
+        guard Sys.isRoot, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {
+            throw XCTSkip("needs root and setpriv to run accord as another user")
+        }
+        let nobody: (uid: UInt32, gid: UInt32) = (65534, 65534)
+        let root = scratch.sub("src")
+        try TreeBuilder.mkdir(Array(root.utf8))
+        try TreeBuilder.write(Array((root + "/public.txt").utf8), Array("everyone may read this".utf8))
+        let secret = root + "/secret.txt"
+        try TreeBuilder.write(Array(secret.utf8), Array("nobody may read this".utf8), mode: 0o000)
+        let home = scratch.sub("nobody-home")
+        try TreeBuilder.mkdir(Array(home.utf8))
+        try Sys.lchown(Array(home.utf8), uid: nobody.uid, gid: nobody.gid)
+        let repository = home + "/repo"
+
+        let r = try accord("backup", "-d", repository, "--json", root, asUser: nobody)
+        XCTAssertFalse(r.signaled, "\(r)")
+        XCTAssertEqual(r.status, 3, "a backup that skipped an unreadable file must exit 3:\n\(r)")
+        XCTAssertTrue(r.stderr.contains(secret), "the warning does not name the unreadable file:\n\(r)")
+        let printed = try decodeBackupJSON(r)
+        XCTAssertEqual(printed.summary.errors, [secret])
+
+        // The stored snapshot says so too, and holds the readable file only.
+        let list = try accordOK("snapshots", "list", "-d", repository, "--json")
+        let all = try JSONDecoder().decode([BackupJSON].self, from: Data(list.stdoutBytes))
+        XCTAssertEqual(all.count, 1)
+        XCTAssertEqual(all.first?.summary.errors, [secret])
+        let ls = try accordOK("ls", "-d", repository, "latest")
+        XCTAssertTrue(ls.stdout.contains(root + "/public.txt"), ls.stdout)
+        XCTAssertFalse(ls.stdout.contains(secret), ls.stdout)
+    }
+
+    func testRelativeSourcePathIsRecordedAsAbsolute() throws {
+        let root = scratch.sub("src")
+        try TreeBuilder.mkdir(Array(root.utf8))
+        try TreeBuilder.write(Array((root + "/f").utf8), Array("x".utf8))
+        let r = try accord("backup", "-d", repo, "--json", "src/", cwd: scratch.path)
+        XCTAssertEqual(r.status, 0, "\(r)")
+        XCTAssertEqual(try decodeBackupJSON(r).paths, [root])
+    }
+}
