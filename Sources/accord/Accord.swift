@@ -43,7 +43,7 @@ struct Accord: ParsableCommand {
         """,
         subcommands: [Init.self, BackupCommand.self, Snapshots.self, Ls.self, Dump.self,
                       RestoreCommand.self, CheckCommand.self, Unlock.self, SyncCommand.self, Serve.self,
-                      PlanCommand.self]
+                      PlanCommand.self, ForgetCommand.self, PruneCommand.self, Repair.self]
     )
 }
 

@@ -352,6 +352,8 @@ struct Unlock: ParsableCommand {
     @OptionGroup var repo: RepositoryOptions
     @Flag(help: "Remove all locks, even live ones. Only when no accord is running on the repository.")
     var all = false
+    @Flag(help: "Remove only stale locks (the default).")
+    var stale = false
 
     func run() throws {
         let repository = try repo.open()

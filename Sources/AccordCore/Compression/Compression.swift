@@ -1,4 +1,5 @@
 import CZlib
+import CLibdeflate
 
 /// How a blob's bytes are stored in a pack (FORMAT.md, "Blob compression").
 public enum BlobCompression: UInt8, Sendable {
@@ -42,17 +43,25 @@ public enum CompressionError: Error, CustomStringConvertible {
     }
 }
 
-/// A reusable zlib compressor (one per thread: not thread-safe).
+/// A reusable zlib-format compressor (one per thread: not thread-safe).
+///
+/// Uses libdeflate, which writes the same zlib format (RFC 1950) 1.5-2.5x
+/// faster than zlib at the same level; any zlib inflates it.
 public final class Deflater {
-    private var stream = z_stream()
+    private let compressor: OpaquePointer?
+    private let probe: OpaquePointer?
     public let level: Int32
 
     public init(level: CompressionLevel) {
         self.level = level.level
-        deflateInit_(&stream, Swift.max(1, self.level), ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
+        compressor = libdeflate_alloc_compressor(Swift.max(1, self.level))
+        probe = libdeflate_alloc_compressor(1)
     }
 
-    deinit { deflateEnd(&stream) }
+    deinit {
+        if let c = compressor { libdeflate_free_compressor(c) }
+        if let p = probe { libdeflate_free_compressor(p) }
+    }
 
     /// Compresses `input` into `output` (replacing its contents). Returns
     /// `.none` (and leaves `output` empty) when compression would not save
@@ -61,78 +70,70 @@ public final class Deflater {
     /// without deflating all of it.
     public func compress(_ input: UnsafeRawBufferPointer, into output: inout [UInt8]) -> BlobCompression {
         output.removeAll(keepingCapacity: true)
-        if level == 0 || input.count < 64 { return .none }
+        guard level > 0, input.count >= 64, let c = compressor else { return .none }
         if input.count >= 32 * 1024 && !probeCompressible(input) { return .none }
         let limit = input.count - input.count / 64
-        let bound = Int(deflateBound(&stream, uLong(input.count)))
-        if output.capacity < bound { output.reserveCapacity(bound) }
-        deflateReset(&stream)
-        deflateParams(&stream, level, Z_DEFAULT_STRATEGY)
-        var produced = 0
-        var result: Int32 = Z_OK
-        output.append(contentsOf: repeatElement(0, count: bound))
-        output.withUnsafeMutableBytes { out in
-            stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress!.assumingMemoryBound(to: Bytef.self))
-            stream.avail_in = uInt(input.count)
-            stream.next_out = out.baseAddress!.assumingMemoryBound(to: Bytef.self)
-            stream.avail_out = uInt(bound)
-            result = deflate(&stream, Z_FINISH)
-            produced = bound - Int(stream.avail_out)
+        output.append(contentsOf: repeatElement(0, count: limit))
+        let produced = output.withUnsafeMutableBytes { out in
+            libdeflate_zlib_compress(c, input.baseAddress, input.count, out.baseAddress, limit)
         }
-        if result != Z_STREAM_END || produced >= limit {
+        if produced == 0 {   // did not fit in `limit`: not worth it
             output.removeAll(keepingCapacity: true)
             return .none
         }
-        output.removeLast(bound - produced)
+        output.removeLast(limit - produced)
         return .zlib
     }
 
+    private var scratch = [UInt8](repeating: 0, count: 8 * 1024)
+
     private func probeCompressible(_ input: UnsafeRawBufferPointer) -> Bool {
+        guard let p = probe else { return true }
         let sampleSize = 8 * 1024
         let start = (input.count / 2) & ~63
-        let sample = UnsafeRawBufferPointer(rebasing: input[start..<min(input.count, start + sampleSize)])
-        var scratch = [UInt8](repeating: 0, count: sampleSize + 1024)
-        var destLen = uLongf(scratch.count)
-        let r = scratch.withUnsafeMutableBytes { out in
-            compress2(out.baseAddress!.assumingMemoryBound(to: Bytef.self), &destLen,
-                      sample.baseAddress!.assumingMemoryBound(to: Bytef.self), uLong(sample.count), 1)
+        let n = Swift.min(sampleSize, input.count - start)
+        let limit = n - n / 32
+        let produced = scratch.withUnsafeMutableBytes { out in
+            libdeflate_zlib_compress(p, input.baseAddress! + start, n, out.baseAddress, limit)
         }
-        if r != Z_OK { return true }
-        return Int(destLen) < sample.count - sample.count / 32
+        return produced != 0
     }
 }
 
-/// A reusable zlib decompressor (one per thread: not thread-safe).
+/// A reusable zlib-format decompressor (one per thread: not thread-safe), libdeflate.
 public final class Inflater {
-    private var stream = z_stream()
+    private let decompressor: OpaquePointer?
 
-    public init() {
-        inflateInit_(&stream, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
-    }
-
-    deinit { inflateEnd(&stream) }
+    public init() { decompressor = libdeflate_alloc_decompressor() }
+    deinit { if let d = decompressor { libdeflate_free_decompressor(d) } }
 
     /// Inflates a zlib stream that must produce exactly `rawLength` bytes.
     public func inflate(_ input: UnsafeRawBufferPointer, rawLength: Int, into output: inout [UInt8]) throws {
         output.removeAll(keepingCapacity: true)
         output.append(contentsOf: repeatElement(0, count: rawLength))
-        inflateReset(&stream)
-        var result: Int32 = Z_OK
-        var produced = 0
-        output.withUnsafeMutableBytes { out in
-            stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
-            stream.avail_in = uInt(input.count)
-            stream.next_out = out.baseAddress?.assumingMemoryBound(to: Bytef.self)
-            stream.avail_out = uInt(rawLength)
-            result = CZlib.inflate(&stream, Z_FINISH)
-            produced = rawLength - Int(stream.avail_out)
+        var actual = 0
+        let r = output.withUnsafeMutableBytes { out in
+            libdeflate_zlib_decompress(decompressor, input.baseAddress, input.count, out.baseAddress, rawLength, &actual)
         }
-        if result != Z_STREAM_END {
-            // Z_BUF_ERROR here means the stream wants more room than rawLength.
-            throw result == Z_BUF_ERROR && produced == rawLength
-                ? CompressionError.lengthMismatch(expected: rawLength, got: rawLength + 1)
-                : CompressionError.inflateFailed(code: result)
+        switch r {
+        case LIBDEFLATE_SUCCESS:
+            if actual != rawLength { throw CompressionError.lengthMismatch(expected: rawLength, got: actual) }
+        case LIBDEFLATE_INSUFFICIENT_SPACE:
+            throw CompressionError.lengthMismatch(expected: rawLength, got: rawLength + 1)
+        default:
+            throw CompressionError.inflateFailed(code: Int32(r.rawValue))
         }
-        if produced != rawLength { throw CompressionError.lengthMismatch(expected: rawLength, got: produced) }
     }
+}
+
+/// Inflates with zlib itself: a cross-check that stored blobs are plain zlib format.
+public func zlibInflate(_ input: [UInt8], rawLength: Int) -> [UInt8]? {
+    var out = [UInt8](repeating: 0, count: rawLength)
+    var len = uLongf(rawLength)
+    let r = out.withUnsafeMutableBytes { o in
+        input.withUnsafeBytes { i in
+            uncompress(o.baseAddress!.assumingMemoryBound(to: Bytef.self), &len, i.baseAddress!.assumingMemoryBound(to: Bytef.self), uLong(input.count))
+        }
+    }
+    return r == Z_OK && Int(len) == rawLength ? out : nil
 }

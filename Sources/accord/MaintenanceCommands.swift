@@ -1,0 +1,105 @@
+import ArgumentParser
+import Foundation
+import AccordCore
+import AccordEngine
+
+struct ForgetCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forget",
+        abstract: "Remove snapshots by id or by a retention policy (then `prune` reclaims space).",
+        discussion: """
+        A snapshot kept by any rule is kept. Rules apply per host and plan, newest first. Snapshots \
+        tagged pre-restore are kept unless named explicitly.
+        """)
+    @OptionGroup var repo: RepositoryOptions
+    @Option(help: "Keep the N newest snapshots.") var keepLast: Int = 0
+    @Option(help: "Keep the newest snapshot of each of the last N hours.") var keepHourly: Int = 0
+    @Option(help: "Keep the newest snapshot of each of the last N days.") var keepDaily: Int = 0
+    @Option(help: "Keep the newest snapshot of each of the last N weeks.") var keepWeekly: Int = 0
+    @Option(help: "Keep the newest snapshot of each of the last N months.") var keepMonthly: Int = 0
+    @Option(help: "Keep the newest snapshot of each of the last N years.") var keepYearly: Int = 0
+    @Option(help: "Keep snapshots with this tag (repeatable).") var keepTag: [String] = []
+    @Option(help: "Only consider snapshots of this plan.") var plan: String?
+    @Flag(help: "Show what would be removed, remove nothing.") var dryRun = false
+    @Flag(help: "Run prune afterwards.") var prune = false
+    @Argument(help: "Snapshots to forget explicitly (ids or prefixes).") var snapshots: [String] = []
+
+    func validate() throws {
+        for v in [keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly] where v < 0 {
+            throw ValidationError("--keep-* values must be 0 or more")
+        }
+        if snapshots.isEmpty && keepLast + keepHourly + keepDaily + keepWeekly + keepMonthly + keepYearly == 0 && keepTag.isEmpty {
+            throw ValidationError("nothing to forget: give snapshot ids or at least one --keep-* rule")
+        }
+    }
+
+    func run() throws {
+        let repository = try repo.open()
+        try withLock(repository, exclusive: true, command: "forget") {
+            let all = try repository.snapshots { id, e in warn("snapshot \(id.short) is unreadable: \(e)") }
+            var remove: [SnapshotID] = []
+            if !snapshots.isEmpty {
+                remove = try snapshots.map { try repository.resolveSnapshot($0) }
+                for id in remove { print("remove \(id.short) (named)") }
+            } else {
+                var policy = RetentionPolicy()
+                policy.last = keepLast; policy.hourly = keepHourly; policy.daily = keepDaily
+                policy.weekly = keepWeekly; policy.monthly = keepMonthly; policy.yearly = keepYearly; policy.tags = keepTag
+                for d in Forget.decide(all, policy: policy, plan: plan) {
+                    let line = "\(d.id.short)  \(d.snapshot.time.short)  \(d.snapshot.host)  \(d.snapshot.plan)"
+                    if d.keep { print("keep   \(line)  (\(d.reasons.joined(separator: ", ")))") } else { print("remove \(line)"); remove.append(d.id) }
+                }
+            }
+            if dryRun { print("dry run: \(remove.count) snapshot(s) would be removed"); return }
+            try Forget.remove(remove, from: repository)
+            print("removed \(remove.count) snapshot(s)")
+        }
+        if prune && !dryRun { try PruneCommand.prune(repoPath: repo.path, maxUnused: 10, dryRun: false) }
+    }
+}
+
+struct PruneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prune",
+        abstract: "Delete data no snapshot uses; repack packs that are mostly unused (exclusive lock).")
+    @OptionGroup var repo: RepositoryOptions
+    @Option(help: ArgumentHelp("Repack packs with more than this share unused.", valueName: "PERCENT")) var maxUnused: String = "10%"
+    @Flag(help: "Show what would be done, change nothing.") var dryRun = false
+
+    func run() throws {
+        let text = maxUnused.hasSuffix("%") ? String(maxUnused.dropLast()) : maxUnused
+        guard let p = Double(text), p >= 0, p <= 100 else { throw ValidationError("--max-unused \(maxUnused): expected a percentage like 10%") }
+        try Self.prune(repoPath: repo.path, maxUnused: p, dryRun: dryRun)
+    }
+
+    static func prune(repoPath: String, maxUnused: Double, dryRun: Bool) throws {
+        Sys.umask(0o077)
+        let repository = try Repository.open(at: repoPath)
+        let report = try withLock(repository, exclusive: true, command: "prune") {
+            var o = PruneOptions()
+            o.maxUnusedPercent = maxUnused
+            o.dryRun = dryRun
+            o.log = { print($0) }
+            return try Prune(repository: repository, options: o).run()
+        }
+        print("\(dryRun ? "would free" : "freed") \(formatBytes(report.bytesFreed)) (\(formatBytes(report.bytesBefore)) → \(formatBytes(report.bytesAfter))): "
+              + "\(report.packsDeleted) packs deleted, \(report.packsRepacked) repacked into \(report.packsWritten)")
+    }
+}
+
+struct Repair: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Repair parts of a repository.", subcommands: [Index.self])
+
+    struct Index: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Rebuild the index from the pack headers (after a lost or corrupt index).")
+        @OptionGroup var repo: RepositoryOptions
+        func run() throws {
+            let repository = try repo.open()
+            let r = try withLock(repository, exclusive: true, command: "repair index") {
+                try RepairIndex.run(repository) { warn($0) }
+            }
+            print("rebuilt the index: \(r.packs) packs, \(r.blobs) blobs" + (r.unreadable.isEmpty ? "" : "; \(r.unreadable.count) unreadable pack(s), see above"))
+            if !r.unreadable.isEmpty { throw ExitCode(1) }
+        }
+    }
+}
