@@ -16,9 +16,11 @@ import XCTest
 /// `ACCORD_UPDATE_GOLDEN=1 swift test --filter FormatGoldenTests` rewrites the
 /// golden file and the FORMAT.md block in the source tree; read the diff.
 ///
-/// The zlib-compressed blob is the system zlib's level-6 output; a zlib that
-/// deflates differently (zlib-ng) changes its bytes, the pack id and the index
-/// name, though not any blob id (FORMAT.md, "Blob compression").
+/// The compressed blob is whatever `Deflater` writes at level 6: another
+/// compressor (zlib, zlib-ng, libdeflate) changes its stored bytes, the pack
+/// id and the index name, though no blob id (FORMAT.md, "Blob types and
+/// compression"); regenerate and check that the prose around the FORMAT.md
+/// block still holds.
 final class FormatGoldenTests: XCTestCase {
     static let goldenFile = "format-example.txt"
     static let blockStart = "<!-- golden: Tests/AccordCoreTests/Golden/format-example.txt"
@@ -221,7 +223,7 @@ final class FormatGoldenTests: XCTestCase {
         blob \(SHA256Hasher.hash(hello).hex)
              "hello\\n", 6 bytes, type 0 (data): under 64 bytes, stored raw (compression 0)
         blob \(SHA256Hasher.hash(text).hex)
-             "accord backup: chunk, hash, pack.\\n" x 6, \(text.count) bytes, type 0 (data): zlib level 6 -> \(e.textStoredLength) bytes (compression 1)
+             "accord backup: chunk, hash, pack.\\n" x 6, \(text.count) bytes, type 0 (data): level 6 -> \(e.textStoredLength) bytes (compression 1, zlib format)
 
 
         """
