@@ -64,8 +64,12 @@ final class FormatGoldenTests: XCTestCase {
             print("FormatGoldenTests: rewrote the example block of \(Self.formatMdURL.path)")
             return
         }
-        XCTAssertEqual(String(doc[block]), actual,
-                       "FORMAT.md's worked example differs from the bytes the code writes: rerun with ACCORD_UPDATE_GOLDEN=1 and fix the annotations around it")
+        if String(doc[block]) != actual {
+            let out = FileManager.default.temporaryDirectory.appendingPathComponent("format-example.actual.txt")
+            try? Data(actual.utf8).write(to: out)
+            XCTFail("FORMAT.md's worked example differs from the bytes the code writes (compare its block with \(out.path)): "
+                    + "rerun with ACCORD_UPDATE_GOLDEN=1 and check that the prose around the block still holds")
+        }
     }
 
     /// The reader built from FORMAT.md agrees with what the code wrote.

@@ -40,13 +40,18 @@ struct SeededRandom: RandomNumberGenerator {
 
     /// Compressible, text-like bytes: words from a small vocabulary.
     mutating func text(_ n: Int) -> [UInt8] {
-        let words = ["backup", "restore", "chunk", "pack", "index", "manifest", "snapshot", "anaconda",
-                     "storage", "postgres", "the", "a", "of", "to", "and", "deduplicated", "\n"]
-        var out: [UInt8] = []
-        out.reserveCapacity(n + 16)
-        while out.count < n {
-            out.append(contentsOf: words[Int(next() % UInt64(words.count))].utf8)
-            out.append(0x20)
+        let words: [[UInt8]] = ["backup", "restore", "chunk", "pack", "index", "manifest", "snapshot", "anaconda",
+                                "storage", "postgres", "the", "a", "of", "to", "and", "deduplicated", "\n"].map { Array(($0 + " ").utf8) }
+        var out = [UInt8](repeating: 0, count: n + 16)
+        var i = 0
+        out.withUnsafeMutableBufferPointer { o in
+            while i < n {
+                var r = next()
+                for _ in 0..<8 where i < n {
+                    for b in words[Int(r & 0xf) % words.count] { o[i] = b; i &+= 1 }
+                    r >>= 8
+                }
+            }
         }
         return Array(out.prefix(n))
     }
@@ -122,12 +127,23 @@ enum TreeBuilder {
     static func read(_ path: RawPath) throws -> [UInt8] {
         let fd = try Sys.open(path, Sys.O_RDONLY)
         defer { Sys.close(fd) }
-        var out: [UInt8] = []
+        let size = Int(try Sys.fstat(fd, path: path.string).size)
+        var out = [UInt8](repeating: 0, count: size)
+        let n = try out.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, size, 0, path: path.string) }
+        if n < size { out.removeLast(size - n) }
+        return out
+    }
+
+    /// SHA-256 of a file's content, streamed.
+    static func hash(_ path: RawPath) throws -> ID {
+        let fd = try Sys.open(path, Sys.O_RDONLY)
+        defer { Sys.close(fd) }
+        let hasher = SHA256Hasher()
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         while true {
             let n = try buffer.withUnsafeMutableBytes { try Sys.read(fd, $0.baseAddress!, $0.count, path: path.string) }
-            if n == 0 { return out }
-            out.append(contentsOf: buffer[0..<n])
+            if n == 0 { return hasher.finalize() }
+            buffer.withUnsafeBytes { hasher.update(data: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         }
     }
 
@@ -213,7 +229,7 @@ func listTree(_ root: RawPath) throws -> [RawPath: NodeInfo] {
         } else if st.isRegular {
             info.type = "file"
             info.size = st.size
-            info.contentID = SHA256Hasher.hash(try TreeBuilder.read(path))
+            info.contentID = try TreeBuilder.hash(path)
             info.nlink = st.nlink
             if st.nlink > 1 { inodes[st.inode, default: []].append(rel) }
         }

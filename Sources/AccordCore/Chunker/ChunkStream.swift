@@ -26,7 +26,7 @@ public final class ChunkStream {
 
     public init(profile: ChunkerProfile, gear: GearTable, bufferSize: Int? = nil) {
         chunker = FastCDC(profile: profile, gear: gear)
-        let size = Swift.max(bufferSize ?? 0, 2 * profile.max, 1 << 20)
+        let size = Swift.max(bufferSize ?? 0, profile.max + (1 << 20), 2 << 20)
         buffer = .allocate(byteCount: size, alignment: 64)
     }
 
@@ -36,6 +36,7 @@ public final class ChunkStream {
     /// during the call.
     public func forEachChunk<S: ByteSource>(from source: inout S, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         start = 0; end = 0; eof = false
+        chunker.reset()
         while true {
             let base = buffer.baseAddress!.assumingMemoryBound(to: UInt8.self)
             if let len = chunker.nextBoundary(base + start, count: end - start, eof: eof) {

@@ -60,6 +60,9 @@ public struct FastCDC {
         return nil
     }
 
+    /// Forgets a partly scanned chunk (call before a new input).
+    public mutating func reset() { scanned = 0; hash = 0 }
+
     @inline(__always)
     private mutating func finish(_ length: Int) -> Int {
         scanned = 0

@@ -30,7 +30,8 @@ public struct ID: Hashable, Comparable, Sendable, CustomStringConvertible {
         guard u.count == 64 else { return nil }
         var out = [UInt8](repeating: 0, count: 32)
         for i in 0..<32 {
-            guard let hi = hexValue(u[2 * i]), let lo = hexValue(u[2 * i + 1]) else { return nil }
+            // Lowercase only: ids name files, and a name has one spelling.
+            guard let hi = lowerHexValue(u[2 * i]), let lo = lowerHexValue(u[2 * i + 1]) else { return nil }
             out[i] = hi << 4 | lo
         }
         self.init(bytes: out)
@@ -95,6 +96,11 @@ func hexValue(_ c: UInt8) -> UInt8? {
     case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
     default: return nil
     }
+}
+
+@inline(__always)
+func lowerHexValue(_ c: UInt8) -> UInt8? {
+    c >= UInt8(ascii: "A") && c <= UInt8(ascii: "F") ? nil : hexValue(c)
 }
 
 public func hexString<C: Sequence>(_ bytes: C) -> String where C.Element == UInt8 {

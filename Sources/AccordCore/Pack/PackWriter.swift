@@ -45,7 +45,7 @@ public final class PackWriter {
         finished = true
         let id = hasher.finalize()
         let dir = repository.packDirectory(id)
-        try Sys.mkdir(dir, mode: 0o700)
+        if try Sys.mkdir(dir, mode: 0o700) { try Sys.fsyncDirectory(repository.dataDirectory) }
         try Sys.rename(tmpPath, repository.packPath(id))
         try Sys.fsyncDirectory(dir)
         size += tail.count

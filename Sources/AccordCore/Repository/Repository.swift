@@ -66,6 +66,9 @@ public final class Repository: @unchecked Sendable {
         guard config.version == RepositoryConfig.currentVersion else {
             throw RepositoryError.unsupportedVersion(config.version, path: path)
         }
+        guard config.packSize >= 1 << 16, config.packSize <= 1 << 30 else {
+            throw RepositoryError.configCorrupt(layout.configPath, reason: "packSize \(config.packSize) is outside 64 KiB ... 1 GiB")
+        }
         guard config.id.count == 64, config.chunkerSeed.count == 16, UInt64(config.chunkerSeed, radix: 16) != nil else {
             throw RepositoryError.configCorrupt(layout.configPath, reason: "bad id or chunkerSeed")
         }

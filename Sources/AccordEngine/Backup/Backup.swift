@@ -96,7 +96,7 @@ public final class Backup {
             summary.addedManifestBytes = sink.addedTreeBytes
             summary.durationSeconds = Sys.monotonicSeconds() - started
             let snapshot = Snapshot(time: .now(), host: options.host, username: Sys.userName, plan: options.plan,
-                                    tags: options.tags, paths: roots.map(\.display), sources: roots.map(\.source),
+                                    tags: options.tags, paths: roots.map(\.display), sources: roots.map { $0.source(treeProfile: options.treeProfile, excludes: options.excludes) },
                                     parent: parentID, manifest: manifestIDs, summary: summary)
             let id = try repository.saveSnapshot(snapshot)
             return BackupResult(id: id, snapshot: snapshot)
@@ -138,15 +138,16 @@ public final class Backup {
         var inline: InlineFile?
         var isVirtual: Bool { command != nil || inline != nil }
         var display: String { path.displayPath }
-        var source: Snapshot.Source {
+        func source(treeProfile: ChunkerProfile, excludes: [String]) -> Snapshot.Source {
             if let c = command {
                 return .init(kind: "command", path: c.path, command: c.command, profile: c.profile)
             }
             if let i = inline {
-                return .init(kind: "inline", path: i.path, profile: .tree)
+                return .init(kind: "inline", path: i.path, profile: .dump)
             }
             let valid = String(validating: path, as: UTF8.self) != nil
-            return .init(kind: "path", path: display, pathHex: valid ? nil : hexString(path), excludes: nil, profile: .tree)
+            return .init(kind: "path", path: display, pathHex: valid ? nil : hexString(path),
+                         excludes: excludes.isEmpty ? nil : excludes, profile: treeProfile)
         }
     }
 

@@ -148,6 +148,9 @@ public final class Check {
         if SHA256Hasher.hash(bytes) != pack {
             errors.append("pack \(pack): content does not match its name (the file was altered or truncated)")
         }
+        if bytes.count < PackFormat.trailerSize + 8 {
+            return (errors + ["pack \(pack) is truncated to \(bytes.count) bytes (no header left): its blobs are lost; run `accord repair index`"], UInt64(bytes.count))
+        }
         let entries: [PackEntry]
         do {
             entries = try bytes.withUnsafeBytes { buf in
@@ -155,7 +158,6 @@ public final class Check {
                 return try PackFormat.decodeHeader(UnsafeRawBufferPointer(rebasing: buf[(buf.count - PackFormat.trailerSize - hl)..<(buf.count - PackFormat.trailerSize)]), packSize: buf.count)
             }
         } catch {
-            if bytes.count < PackFormat.trailerSize { return (errors + ["pack \(pack) is truncated to \(bytes.count) bytes"], UInt64(bytes.count)) }
             // Fall back to the index's view of the pack to name damaged blobs.
             errors.append("pack \(pack): header is damaged (\(error))")
             return (errors, UInt64(bytes.count))

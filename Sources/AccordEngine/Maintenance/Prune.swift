@@ -57,7 +57,13 @@ public final class Prune {
         }
         // Mark.
         var used = Set<BlobID>()
-        for (sid, s) in try repository.snapshots(onError: { id, e in self.options.log("snapshot \(id.short) unreadable: \(e)") }) {
+        var unreadable: [(SnapshotID, Error)] = []
+        let snapshots = try repository.snapshots(onError: { id, e in unreadable.append((id, e)) })
+        if let (id, e) = unreadable.first {
+            // Its blobs would look unused: refuse rather than delete live data.
+            throw RepositoryError.snapshotCorrupt(layout.snapshotPath(id), reason: "\(e); prune refuses to run while a snapshot is unreadable (forget it by id, or restore the file)")
+        }
+        for (sid, s) in snapshots {
             for m in s.manifestIDs { used.insert(m) }
             var reader = repository.manifestReader(s)
             do {

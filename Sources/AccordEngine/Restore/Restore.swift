@@ -174,9 +174,7 @@ final class FileRestorer {
         let display = path.displayPath
         for id in e.blobs {
             try repository.readBlob(id, inflater: inflater, scratch: &scratch, into: &plain)
-            try plain.withUnsafeBytes { buf in
-                if !isAllZero(buf) { try Sys.pwriteAll(fd, buf, offset, path: display) }
-            }
+            try plain.withUnsafeBytes { try writeSkippingZeros($0, fd: fd, at: offset, path: display) }
             offset += Int64(plain.count)
             progress?.addBytes(plain.count)
         }
@@ -191,6 +189,31 @@ final class FileRestorer {
         for x in e.xattrs { try? Sys.setXattr(path, name: x.name, value: x.value) }
         try Sys.setTimes(path, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec)
         progress?.addFile()
+    }
+}
+
+/// Writes `buf` at `offset`, leaving 4 KiB blocks (aligned to the file) that
+/// are all zero unwritten, so they stay holes after the final ftruncate.
+func writeSkippingZeros(_ buf: UnsafeRawBufferPointer, fd: Int32, at offset: Int64, path: String) throws {
+    let block = 4096
+    var pos = 0
+    var runStart = -1   // start of a pending run of non-zero blocks
+    while pos < buf.count {
+        let boundary = Int((offset + Int64(pos)) / Int64(block) + 1) * block - Int(offset)
+        let end = min(buf.count, boundary)
+        let zero = isAllZero(UnsafeRawBufferPointer(rebasing: buf[pos..<end]))
+        if zero {
+            if runStart >= 0 {
+                try Sys.pwriteAll(fd, UnsafeRawBufferPointer(rebasing: buf[runStart..<pos]), offset + Int64(runStart), path: path)
+                runStart = -1
+            }
+        } else if runStart < 0 {
+            runStart = pos
+        }
+        pos = end
+    }
+    if runStart >= 0 {
+        try Sys.pwriteAll(fd, UnsafeRawBufferPointer(rebasing: buf[runStart..<buf.count]), offset + Int64(runStart), path: path)
     }
 }
 

@@ -1,0 +1,394 @@
+// Helpers for the AE5 plan tests: the built `accord` binary run as a user
+// runs it (STYLE.md item 14), the test environment of scripts/testenv
+// (a real PostgreSQL 15, and the fake kubectl/gravity TEST FIXTURES that
+// forward `exec … -- pg_dumpall/psql/pg_dump/pg_restore` to it), a storage
+// tree to back up, and comparisons of databases, trees and repositories.
+import Foundation
+import XCTest
+import AccordCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: Locations
+
+enum PlansTestPaths {
+    /// The package root, from this file's path (Tests/AccordPlansTests/…).
+    static let packageRoot: String = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    static var testenv: String { packageRoot + "/scripts/testenv" }
+    static var fixtures: String { packageRoot + "/Tests/Fixtures" }
+
+    /// `$ACCORD_BIN`, else `<package>/.build/debug/accord`.
+    static var accord: String {
+        if let b = ProcessInfo.processInfo.environment["ACCORD_BIN"], !b.isEmpty { return b }
+        return packageRoot + "/.build/debug/accord"
+    }
+
+    static func requireAccord(file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let b = accord
+        guard FileManager.default.isExecutableFile(atPath: b) else {
+            XCTFail("accord binary not found at \(b): run `swift build --build-tests` or set ACCORD_BIN", file: file, line: line)
+            throw XCTSkip("no accord binary")
+        }
+        return b
+    }
+}
+
+struct TestSetupError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+// MARK: Scratch directories
+
+/// A directory under /tmp with a short path (pg-start.sh puts a unix socket
+/// in it, and sun_path holds 107 bytes), removed by `remove()`.
+final class ScratchDirectory {
+    let path: String
+
+    init(_ label: String) throws {
+        path = "/tmp/accord-\(label)-" + hexString(Sys.randomBytes(4))
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false,
+                                                attributes: [.posixPermissions: 0o755])
+    }
+
+    func sub(_ name: String) -> String { path + "/" + name }
+
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+// MARK: Running processes
+
+struct CommandResult: CustomStringConvertible {
+    var status: Int32
+    var signaled: Bool
+    var stdout: String
+    var stderr: String
+    var seconds: Double
+    var description: String {
+        "\(signaled ? "killed by signal" : "exit status") \(status) after \(String(format: "%.1f", seconds)) s\n"
+            + "--- stdout ---\n\(stdout.suffix(6000))\n--- stderr ---\n\(stderr.suffix(6000))"
+    }
+}
+
+enum ProcessRunner {
+    /// Runs `executable args…` to completion (killed after `timeout` s); stdout and
+    /// stderr go through files, so a chatty child never blocks on a full pipe.
+    static func run(_ executable: String, _ args: [String], environment: [String: String],
+                    stdin: String? = nil, cwd: String? = nil, timeout: Double = 180) throws -> CommandResult {
+        let tmp = FileManager.default.temporaryDirectory.path + "/accord-plans-io-" + hexString(Sys.randomBytes(6))
+        let out = tmp + ".out", err = tmp + ".err", inp = tmp + ".in"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        FileManager.default.createFile(atPath: err, contents: nil)
+        defer { for f in [out, err, inp] { try? FileManager.default.removeItem(atPath: f) } }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = args
+        p.environment = environment
+        if let c = cwd { p.currentDirectoryURL = URL(fileURLWithPath: c) }
+        let outHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        let errHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
+        p.standardOutput = outHandle
+        p.standardError = errHandle
+        if let s = stdin {
+            FileManager.default.createFile(atPath: inp, contents: Data(s.utf8))
+            p.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inp))
+        } else {
+            p.standardInput = FileHandle.nullDevice
+        }
+        let start = Date()
+        try p.run()
+        let deadline = start.addingTimeInterval(timeout)
+        while p.isRunning && Date() < deadline { usleep(5000) }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+        let seconds = Date().timeIntervalSince(start)
+        try? outHandle.close()
+        try? errHandle.close()
+        let o = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        let e = (try? String(contentsOfFile: err, encoding: .utf8)) ?? ""
+        return CommandResult(status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal,
+                             stdout: o, stderr: e, seconds: seconds)
+    }
+
+    /// Runs a testenv script (bash) and parses the KEY=VALUE lines it prints.
+    static func testenv(_ script: String, _ args: [String]) throws -> [String: String] {
+        let r = try run("/bin/bash", [PlansTestPaths.testenv + "/" + script] + args,
+                        environment: ProcessInfo.processInfo.environment, timeout: 300)
+        guard r.status == 0, !r.signaled else {
+            throw TestSetupError("scripts/testenv/\(script) \(args.joined(separator: " ")) failed:\n\(r)")
+        }
+        return parseEnv(r.stdout)
+    }
+
+    static func parseEnv(_ text: String) -> [String: String] {
+        var env: [String: String] = [:]
+        for line in text.split(whereSeparator: \.isNewline) {
+            guard let eq = line.firstIndex(of: "=") else { continue }
+            env[String(line[..<eq])] = String(line[line.index(after: eq)...])
+        }
+        return env
+    }
+}
+
+// MARK: PostgreSQL (real, scripts/testenv/pg-start.sh)
+
+/// The PostgreSQL 15 server of pg-start.sh: AE5-like databases, superuser postgres, trust auth.
+final class TestPostgres {
+    static let databases = ["anaconda_workspace", "anaconda_deploy", "anaconda_repository", "anaconda_storage"]
+
+    let scratch: ScratchDirectory
+    let env: [String: String]
+    var dir: String { scratch.sub("pg") }
+    var envFile: String { dir + "/env" }
+    var bin: String { env["PGBIN"] ?? "/usr/lib/postgresql/15/bin" }
+
+    init() throws {
+        scratch = try ScratchDirectory("pg")
+        do { env = try ProcessRunner.testenv("pg-start.sh", [scratch.sub("pg")]) } catch {
+            scratch.remove()
+            throw error
+        }
+    }
+
+    func stop() {
+        _ = try? ProcessRunner.testenv("pg-stop.sh", [dir])
+        scratch.remove()
+    }
+
+    var clientEnvironment: [String: String] {
+        var e = ["PATH": "\(bin):/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"]
+        for k in ["PGHOST", "PGPORT", "PGUSER"] { e[k] = env[k] }
+        return e
+    }
+
+    /// Runs SQL with psql (unaligned, tuples only, stop on the first error); returns stdout.
+    @discardableResult
+    func sql(_ database: String, _ statements: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let r = try ProcessRunner.run(bin + "/psql", ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", database],
+                                      environment: clientEnvironment, stdin: statements, timeout: 120)
+        guard r.status == 0 else { throw TestSetupError("psql -d \(database) failed:\n\(statements.prefix(500))\n\(r)") }
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func count(_ database: String, _ table: String) throws -> Int {
+        Int(try sql(database, "select count(*) from \(table);")) ?? -1
+    }
+
+    /// `pg_dump` of a database as plain SQL, leaving out the data of `excludingData` tables.
+    func dump(_ database: String, excludingData: [String] = []) throws -> String {
+        let r = try ProcessRunner.run(bin + "/pg_dump", ["--no-sync", "-d", database] + excludingData.map { "--exclude-table-data=\($0)" },
+                                      environment: clientEnvironment, timeout: 120)
+        guard r.status == 0 else { throw TestSetupError("pg_dump \(database) failed:\n\(r)") }
+        return r.stdout
+    }
+
+    /// The plain dumps of the AE5 databases. The tables the restore empties by
+    /// design (sessions; deployments and, by `cascade`, deployment_tokens) are
+    /// compared by schema only.
+    func dumpAE5() throws -> [String: String] {
+        var out: [String: String] = [:]
+        for db in Self.databases {
+            let excluded: [String]
+            switch db {
+            case "anaconda_workspace": excluded = ["sessions"]
+            case "anaconda_deploy": excluded = ["deployments", "deployment_tokens"]
+            default: excluded = []
+            }
+            out[db] = try dump(db, excludingData: excluded)
+        }
+        return out
+    }
+}
+
+/// Fails once per database whose dump differs, with the first differing lines.
+func assertSameDumps(_ expected: [String: String], _ actual: [String: String], _ context: String,
+                     file: StaticString = #filePath, line: UInt = #line) {
+    for db in expected.keys.sorted() {
+        guard let a = actual[db] else { XCTFail("\(context): no dump of \(db)", file: file, line: line); continue }
+        if expected[db] != a {
+            let el = expected[db]!.split(separator: "\n", omittingEmptySubsequences: false)
+            let al = a.split(separator: "\n", omittingEmptySubsequences: false)
+            let gone = el.filter { !al.contains($0) }.prefix(8)
+            let added = al.filter { !el.contains($0) }.prefix(8)
+            XCTFail("\(context): database \(db) differs from the backed-up state\n  missing lines: \(Array(gone))\n  new lines: \(Array(added))",
+                    file: file, line: line)
+        }
+    }
+}
+
+// MARK: The fake cluster (TEST FIXTURE) and its call log
+
+/// One call recorded by the fake kubectl/gravity.
+struct FakeCall: CustomStringConvertible {
+    var tool: String
+    var argv: [String]
+    var verb: String
+    var exit: Int
+    var effects: [[String: Any]]
+    var cmd: String
+
+    var description: String { "\(cmd) -> exit \(exit)" }
+
+    static let mutatingVerbs: Set<String> = ["apply", "replace", "create", "delete", "scale", "exec", "rollout", "patch", "label", "annotate"]
+    var mutates: Bool { Self.mutatingVerbs.contains(verb) }
+
+    /// The tool run by `kubectl exec … -- TOOL …`, if any.
+    var execTool: String? {
+        guard verb == "exec", let dd = argv.firstIndex(of: "--"), dd + 1 < argv.count else { return nil }
+        return URL(fileURLWithPath: argv[dd + 1]).lastPathComponent
+    }
+}
+
+/// An object the fake kubectl applied/replaced/created.
+struct AppliedObject: Equatable, CustomStringConvertible {
+    var op: String, kind: String, namespace: String, name: String
+    var description: String { "\(op) \(kind) \(namespace)/\(name)" }
+}
+
+/// A fresh copy of Tests/Fixtures/ae5-cluster (scripts/testenv/fake-cluster.sh).
+final class FakeCluster {
+    let env: [String: String]
+    var storeDirectory: String { env["FAKE_KUBECTL_DIR"]! }
+    var logPath: String { env["FAKE_KUBECTL_LOG"]! }
+    var binDirectory: String { env["FAKE_KUBECTL_BIN_DIR"]! }
+
+    init(dir: String, postgres: TestPostgres) throws {
+        env = try ProcessRunner.testenv("fake-cluster.sh", [dir, postgres.envFile])
+        for k in ["FAKE_KUBECTL_DIR", "FAKE_KUBECTL_LOG", "FAKE_KUBECTL_BIN_DIR", "FAKE_KUBECTL_PG_ENV"] where env[k] == nil {
+            throw TestSetupError("fake-cluster.sh printed no \(k)")
+        }
+    }
+
+    func calls() throws -> [FakeCall] {
+        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        return try text.split(whereSeparator: \.isNewline).map { line in
+            guard let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                throw TestSetupError("fake kubectl log line is not an object: \(line)")
+            }
+            return FakeCall(tool: o["tool"] as? String ?? "", argv: o["argv"] as? [String] ?? [],
+                            verb: o["verb"] as? String ?? "", exit: (o["exit"] as? NSNumber)?.intValue ?? -1,
+                            effects: o["effects"] as? [[String: Any]] ?? [], cmd: o["cmd"] as? String ?? "")
+        }
+    }
+
+    /// Objects stored by apply/replace/create, in call order.
+    static func applied(_ calls: [FakeCall]) -> [AppliedObject] {
+        calls.filter { ["apply", "replace", "create"].contains($0.verb) }.flatMap { c in
+            c.effects.compactMap { e -> AppliedObject? in
+                guard let op = e["op"] as? String, ["apply", "replace", "create"].contains(op) else { return nil }
+                return AppliedObject(op: op, kind: e["kind"] as? String ?? "?", namespace: e["namespace"] as? String ?? "?",
+                                     name: e["name"] as? String ?? "?")
+            }
+        }
+    }
+
+    /// Path of an object in the fake store.
+    func objectPath(_ kind: String, _ namespace: String, _ name: String) -> String {
+        "\(storeDirectory)/\(kind)/\(namespace)/\(name).yaml"
+    }
+}
+
+// MARK: Trees
+
+enum Tree {
+    static func write(_ path: String, _ text: String, mode: Int = 0o644) throws {
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: path)
+    }
+
+    static func write(_ path: String, bytes: [UInt8], mode: Int = 0o644) throws {
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: path)
+    }
+
+    static func read(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: path))) }
+
+    /// relative path → "type mode size content-hash [-> target] [mtime]", every node below `root`
+    /// (the root itself excluded). File mtimes are compared; directory mtimes are not (a restore
+    /// recreates the directories it replaces, and their parents change with it).
+    static func list(_ root: String) throws -> [String: String] {
+        var out: [String: String] = [:]
+        func visit(_ rel: String) throws {
+            let path = rel.isEmpty ? root : root + "/" + rel
+            for name in try FileManager.default.contentsOfDirectory(atPath: path).sorted() {
+                let r = rel.isEmpty ? name : rel + "/" + name
+                let full = root + "/" + r
+                let st = try Sys.lstat(full)
+                let mode = String(st.permissions, radix: 8)
+                if st.isDirectory {
+                    out[r] = "dir \(mode)"
+                    try visit(r)
+                } else if st.isSymlink {
+                    out[r] = "symlink -> " + String(decoding: try Sys.readlink(Array(full.utf8)), as: UTF8.self)
+                } else if st.isRegular {
+                    out[r] = "file \(mode) \(st.size) \(SHA256Hasher.hash(try read(full)).short) mtime \(st.mtimeSec).\(st.mtimeNsec)"
+                } else {
+                    out[r] = "other"
+                }
+            }
+        }
+        try visit("")
+        return out
+    }
+}
+
+func assertSameTree(_ expected: [String: String], _ actual: [String: String], _ context: String,
+                    file: StaticString = #filePath, line: UInt = #line) {
+    for key in Set(expected.keys).union(actual.keys).sorted() {
+        switch (expected[key], actual[key]) {
+        case let (e?, a?) where e != a:
+            XCTFail("\(context): \(key) differs\n  expected: \(e)\n  actual:   \(a)", file: file, line: line)
+        case (_?, nil): XCTFail("\(context): \(key) is missing", file: file, line: line)
+        case (nil, let a?): XCTFail("\(context): \(key) should not exist (\(a))", file: file, line: line)
+        default: break
+        }
+    }
+}
+
+/// Every file below a repository: relative path → SHA-256 of its contents.
+func repositoryFiles(_ root: String) throws -> [String: String] {
+    var out: [String: String] = [:]
+    guard let e = FileManager.default.enumerator(atPath: root) else { return out }
+    while let rel = e.nextObject() as? String {
+        let full = root + "/" + rel
+        if (try? Sys.lstat(full))?.isRegular == true { out[rel] = SHA256Hasher.hash(try Tree.read(full)).hex }
+    }
+    return out
+}
+
+// MARK: Snapshots as `accord snapshots list --json` prints them
+
+struct SnapshotInfo {
+    var id: String
+    var plan: String
+    var tags: [String]
+    var addedBytes: UInt64
+    var addedBlobs: Int
+    var addedManifestBytes: UInt64
+    var totalBytes: UInt64
+}
+
+func parseSnapshotList(_ r: CommandResult, file: StaticString = #filePath, line: UInt = #line) throws -> [SnapshotInfo] {
+    guard let array = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]] else {
+        XCTFail("snapshots list --json printed no JSON array:\n\(r)", file: file, line: line)
+        throw TestSetupError("no snapshot list")
+    }
+    return array.map(snapshotInfo)
+}
+
+func snapshotInfo(_ o: [String: Any]) -> SnapshotInfo {
+    let s = o["summary"] as? [String: Any] ?? [:]
+    func u(_ k: String) -> UInt64 { (s[k] as? NSNumber)?.uint64Value ?? 0 }
+    return SnapshotInfo(id: o["id"] as? String ?? "", plan: o["plan"] as? String ?? "", tags: o["tags"] as? [String] ?? [],
+                        addedBytes: u("addedBytes"), addedBlobs: Int(u("addedBlobs")),
+                        addedManifestBytes: u("addedManifestBytes"), totalBytes: u("totalBytes"))
+}
+
+func megabytes(_ n: UInt64) -> String { String(format: "%.2f MB", Double(n) / 1_000_000) }
