@@ -9,6 +9,7 @@ enum Main {
     /// `accord -a backup|restore …` is the original tool's command line; it is
     /// parsed by `Legacy` so its flags never collide with the subcommands'.
     static func main() {
+        Sys.tuneMalloc()
         let args = Array(CommandLine.arguments.dropFirst())
         if let first = args.first, first.hasPrefix("-"), args.contains(where: { $0 == "-a" || $0 == "--action" || $0.hasPrefix("--action=") || $0.hasPrefix("-a") && $0.count > 2 && !$0.hasPrefix("--") }) {
             Legacy.main(args)

@@ -458,10 +458,43 @@ public enum Sys {
         withCPath(name) { Glibc.fnmatch(pattern, $0, pathname ? FNM_PATHNAME : 0) == 0 }
     }
 
+    /// Keeps large buffers (chunks up to 8 MiB) on the heap instead of fresh
+    /// mmap'd pages, which the kernel must zero on every allocation.
+    public static func tuneMalloc() {
+        _ = CAccordSys.mallopt(M_MMAP_THRESHOLD, 64 << 20)
+        _ = CAccordSys.mallopt(M_TRIM_THRESHOLD, 128 << 20)
+    }
+
     public static func umask(_ mask: UInt32) { _ = Glibc.umask(mode_t(mask)) }
 
     public static func environment(_ name: String) -> String? {
         guard let v = Glibc.getenv(name) else { return nil }
         return String(cString: v)
     }
+}
+
+/// A mutex with two condition variables (pthread), for queues whose
+/// producers and consumers wait on different conditions.
+public final class Monitor: @unchecked Sendable {
+    public static let notEmpty = 0
+    public static let notFull = 1
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let conds = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 2)
+
+    public init() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(conds, nil)
+        pthread_cond_init(conds + 1, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(conds); pthread_cond_destroy(conds + 1); pthread_mutex_destroy(mutex)
+        conds.deallocate(); mutex.deallocate()
+    }
+
+    public func lock() { pthread_mutex_lock(mutex) }
+    public func unlock() { pthread_mutex_unlock(mutex) }
+    public func wait(_ c: Int) { pthread_cond_wait(conds + c, mutex) }
+    public func signal(_ c: Int) { pthread_cond_signal(conds + c) }
+    public func broadcast(_ c: Int) { pthread_cond_broadcast(conds + c) }
 }

@@ -28,7 +28,7 @@ public final class BlobSink: @unchecked Sendable {
     public private(set) var addedTreeBytes: UInt64 = 0
     public private(set) var rawBytesAdded: UInt64 = 0
 
-    public init(repository: Repository, threads: Int, level: CompressionLevel, queueBytes: Int = 24 << 20) {
+    public init(repository: Repository, threads: Int, level: CompressionLevel, queueBytes: Int = 16 << 20) {
         self.repository = repository
         self.level = level
         queue = BoundedQueue(capacity: queueBytes)

@@ -1,4 +1,5 @@
 import Foundation
+import AccordCore
 
 /// A FIFO between threads with backpressure: `push` blocks while the queue
 /// holds more than `capacity` cost units (an item is always admitted into an
@@ -13,29 +14,31 @@ public final class BoundedQueue<T>: @unchecked Sendable {
     private let capacity: Int
     private var closed = false
     public private(set) var cancelled = false
-    private let cond = NSCondition()
+    // One mutex, two conditions: producers wait for room, consumers for items,
+    // and each side wakes only one waiter of the other side per item.
+    private let monitor = Monitor()
 
     public init(capacity: Int) { self.capacity = max(1, capacity) }
 
     /// Returns false if the queue was cancelled (the item is dropped).
     @discardableResult
     public func push(_ item: T, cost c: Int = 1) -> Bool {
-        cond.lock()
-        defer { cond.unlock() }
-        while !cancelled && cost > 0 && cost + c > capacity { cond.wait() }
+        monitor.lock()
+        defer { monitor.unlock() }
+        while !cancelled && cost > 0 && cost + c > capacity { monitor.wait(Monitor.notFull) }
         if cancelled || closed { return false }
         items.append(item)
         costs.append(c)
         cost += c
-        cond.broadcast()
+        monitor.signal(Monitor.notEmpty)
         return true
     }
 
     /// The next item, or nil when closed and drained, or cancelled.
     public func pop() -> T? {
-        cond.lock()
-        defer { cond.unlock() }
-        while !cancelled && head == items.count && !closed { cond.wait() }
+        monitor.lock()
+        defer { monitor.unlock() }
+        while !cancelled && head == items.count && !closed { monitor.wait(Monitor.notEmpty) }
         if cancelled || head == items.count { return nil }
         let item = items[head]
         items[head] = nil
@@ -44,12 +47,12 @@ public final class BoundedQueue<T>: @unchecked Sendable {
         if head > 1024 && head * 2 > items.count {
             items.removeFirst(head); costs.removeFirst(head); head = 0
         }
-        cond.broadcast()
+        monitor.broadcast(Monitor.notFull)
         return item
     }
 
-    public func close() { cond.lock(); closed = true; cond.broadcast(); cond.unlock() }
-    public func cancel() { cond.lock(); cancelled = true; cond.broadcast(); cond.unlock() }
+    public func close() { monitor.lock(); closed = true; monitor.broadcast(Monitor.notEmpty); monitor.broadcast(Monitor.notFull); monitor.unlock() }
+    public func cancel() { monitor.lock(); cancelled = true; monitor.broadcast(Monitor.notEmpty); monitor.broadcast(Monitor.notFull); monitor.unlock() }
 }
 
 /// Runs `count` threads of `body` and joins them.

@@ -2,3 +2,4 @@
 #include <sys/types.h>
 #include <sys/xattr.h>
 #include <sys/random.h>
+#include <malloc.h>
