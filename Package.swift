@@ -32,6 +32,7 @@ let package = Package(
         .testTarget(name: "AccordCoreTests", dependencies: ["AccordCore"], resources: [.copy("Golden")]),
         .testTarget(name: "AccordEngineTests", dependencies: ["AccordCore", "AccordEngine"]),
         .testTarget(name: "AccordSyncTests", dependencies: ["AccordCore", "AccordEngine", "AccordSync"]),
+        .testTarget(name: "AccordFaultTests", dependencies: ["AccordCore", "AccordEngine"]),
         .testTarget(name: "AccordPlansTests", dependencies: ["AccordCore", "AccordEngine", "AccordPlans"]),
     ],
     swiftLanguageModes: [.v5]
