@@ -58,6 +58,8 @@ public final class Backup {
         let parentID = try findParent()
         if let p = parentID, let s = try? repository.loadSnapshot(p) {
             parentCursor = ParentCursor(reader: repository.manifestReader(s))
+            // The parent's size is the best estimate of this run's: it gives the ETA.
+            options.progress?.setTotals(files: s.summary.files, bytes: s.summary.totalBytes)
         }
         options.progress?.startReporting()
         defer { options.progress?.stop() }
@@ -308,6 +310,7 @@ public final class Backup {
                 slot.unchanged = true
                 _ = slots.push(slot)
                 options.progress?.addFile()
+                options.progress?.addBytes(Int(st.size))
                 return
             }
             let slot = Slot(entry: e)

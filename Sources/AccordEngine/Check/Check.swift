@@ -109,6 +109,9 @@ public final class Check {
             }
         }
         report.blobs = repository.index.blobCount
+        if !report.errors.isEmpty && onDisk.subtracting(indexed.keys).count > 0 && report.errors.contains(where: { $0.contains("missing from the index") || $0.contains("in no pack") }) {
+            report.errors.append("some packs are not in the index while blobs are missing from it: `accord repair index` rebuilds the index from the pack headers")
+        }
         if options.readData { try readData(Array(onDisk).sorted()) }
         return report
     }
