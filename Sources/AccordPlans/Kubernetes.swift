@@ -125,7 +125,7 @@ public enum KubeObjects {
         let pad = String(repeating: " ", count: indent)
         if let s = scalar(value) { out += s + "\n"; return }
         if let d = value as? [String: Any] {
-            if d.isEmpty { out += "{}\n"; return }
+            if d.isEmpty { out += (inline ? " " : "") + "{}\n"; return }
             if inline { out += "\n" }
             for k in d.keys.sorted() {
                 out += pad + scalar(k)! + ":"
@@ -138,7 +138,7 @@ public enum KubeObjects {
             return
         }
         if let a = value as? [Any] {
-            if a.isEmpty { out += "[]\n"; return }
+            if a.isEmpty { out += (inline ? " " : "") + "[]\n"; return }
             if inline { out += "\n" }
             for v in a {
                 out += pad + "-"

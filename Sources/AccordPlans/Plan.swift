@@ -105,6 +105,7 @@ public struct Plan: Codable, Equatable, Sendable {
             throw PlanError.invalid(name, "object kind \(o.kind) is not one of secret, configmap, ingress")
         }
         if let s = storage, !s.root.hasPrefix("/") { throw PlanError.invalid(name, "storage root \(s.root) must be absolute") }
+        if let s = storage, let r = s.replace.first(where: { $0.hasPrefix("/") || $0.split(separator: "/").contains("..") }) { throw PlanError.invalid(name, "storage replace entry \(r) must be a path relative to the storage root, without ..") }
         if timeouts.scaleSeconds <= 0 || timeouts.runningSeconds <= 0 || timeouts.pollSeconds <= 0 {
             throw PlanError.invalid(name, "timeouts must be positive")
         }
@@ -138,7 +139,7 @@ public struct Plan: Codable, Equatable, Sendable {
                 throw PlanError.unreadable(source, "unknown key \(k)")
             }
             if let sub = v as? [String: Any], var existing = merged[k] as? [String: Any] {
-                for (sk, sv) in sub { existing[sk] = sv }
+                for (sk, sv) in sub { guard existing[sk] != nil else { throw PlanError.unreadable(source, "unknown key \(k).\(sk)") }; existing[sk] = sv }
                 merged[k] = existing
             } else {
                 merged[k] = v

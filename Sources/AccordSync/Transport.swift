@@ -56,9 +56,10 @@ public final class SyncTransport {
         } else {
             let target = (destination.user.map { "\($0)@" } ?? "") + destination.host!
             let remote = (remoteCommand ?? "sudo -n accord") + " serve --repo " + shellQuote(destination.directory)
-            argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=\(connectTimeout)",
-                    "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
+            // ssh keeps the first value given for an option: the user's come before our defaults.
+            argv = ["ssh", "-o", "BatchMode=yes"]
             for o in sshOptions { argv += o.hasPrefix("-") ? o.split(separator: " ").map(String.init) : ["-o", o] }
+            argv += ["-o", "ConnectTimeout=\(connectTimeout)", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
             argv += [target, "--", remote]
         }
         runner = try ProcessPipes(argv: argv)
@@ -92,7 +93,10 @@ public final class SyncTransport {
         if lower.contains("password is required") || lower.contains("terminal is required") || lower.contains("not in the sudoers") || lower.contains("may not run sudo") || lower.contains("not allowed to execute") {
             return e("\(user) on \(host) cannot run sudo without a password: add a NOPASSWD sudoers rule for accord [sudo: \(tail)]")
         }
-        if let s = status, s.code == 127 || lower.contains("command not found") || lower.contains("no such file") {
+        if lower.contains("can't open user config file") || lower.contains("no such identity") || lower.contains("bad configuration option") {
+            return e("ssh could not use its options: \(tail); check --ssh-option")
+        }
+        if let s = status, s.code == 127 || lower.contains("command not found") || lower.contains("accord: no such file") {
             return e("accord is not installed on \(host) (or not on sudo's PATH): install it or pass --remote-command [\(tail)]")
         }
         if let s = status, !tail.isEmpty { return e("the sync session with \(destination) ended (\(s)): \(tail)") }

@@ -22,7 +22,8 @@ struct Serve: ParsableCommand {
 }
 
 struct SyncOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Extra ssh option, e.g. Port=2222 or IdentityFile=/root/.ssh/dr (repeatable).", valueName: "OPT"))
+    @Option(name: .long, parsing: .unconditionalSingleValue,
+            help: ArgumentHelp("Extra ssh option, e.g. Port=2222 or IdentityFile=/root/.ssh/dr, or raw ssh flags like \"-F /path/config\" (repeatable).", valueName: "OPT"))
     var sshOption: [String] = []
     @Option(help: ArgumentHelp("What runs accord on the destination, before ` serve --repo DIR` (default: `sudo -n accord`).", valueName: "CMD"))
     var remoteCommand: String?

@@ -28,7 +28,7 @@ func chunkingBenchmarks() {
     for kind in DataKind.allCases {
         for profile in [ChunkerProfile.tree, .dump] {
             // The bare state machine over one buffer: the rolling hash and nothing else.
-            Benchmark("chunk nextBoundary \(profile.name) \(kind)") { benchmark, data in
+            Benchmark("chunk nextBoundary \(profile.name) \(kind)") { (benchmark, data: [UInt8]) in
                 let chunks = benchmark.record(Rate.megabytes, units: data.count) {
                     data.withUnsafeBufferPointer { buf in
                         var cdc = FastCDC(profile: profile, gear: TestData.gear)
@@ -49,7 +49,7 @@ func chunkingBenchmarks() {
             }
 
             // What backup runs: reads into the stream's buffer, compacts, hands out chunks.
-            Benchmark("chunk ChunkStream \(profile.name) \(kind)") { benchmark, state in
+            Benchmark("chunk ChunkStream \(profile.name) \(kind)") { (benchmark, state: ([UInt8], ChunkStream)) in
                 let (data, stream) = state
                 let chunks = benchmark.record(Rate.megabytes, units: data.count) {
                     data.withUnsafeBytes { bytes in
@@ -74,7 +74,7 @@ func chunkingBenchmarks() {
 
 func hashingBenchmarks() {
     for size in [8 << 10, 1 << 20] {
-        Benchmark("sha256 \(size >> 10) KiB") { benchmark, data in
+        Benchmark("sha256 \(size >> 10) KiB") { (benchmark, data: [UInt8]) in
             var last = ID.zero
             benchmark.record(Rate.megabytes, units: data.count) {
                 data.withUnsafeBytes { bytes in
@@ -102,7 +102,7 @@ func compressionBenchmarks() {
     let withRatio = Benchmark.Configuration(metrics: [.wallClock, Rate.megabytes, Rate.ratio])
     for kind in DataKind.allCases {
         for (level, block) in compressionCases {
-            Benchmark("deflate L\(level) \(block >> 10)K-blocks \(kind)", configuration: withRatio) { benchmark, state in
+            Benchmark("deflate L\(level) \(block >> 10)K-blocks \(kind)", configuration: withRatio) { (benchmark, state: ([UInt8], Deflater)) in
                 let (data, deflater) = state
                 var output: [UInt8] = []
                 let stored = benchmark.record(Rate.megabytes, units: data.count) {
@@ -122,7 +122,7 @@ func compressionBenchmarks() {
 
     // Only SQL: Deflater stores random blocks as they are, leaving nothing to inflate.
     for (level, block) in compressionCases {
-        Benchmark("inflate L\(level) \(block >> 10)K-blocks sql") { benchmark, blobs in
+        Benchmark("inflate L\(level) \(block >> 10)K-blocks sql") { (benchmark, blobs: [StoredBlock]) in
             let inflater = Inflater()
             var output: [UInt8] = []
             benchmark.record(Rate.megabytes, units: TestData.size) {
@@ -137,7 +137,7 @@ func compressionBenchmarks() {
     }
 
     // zlib itself (the cross-check path), for comparison with libdeflate above.
-    Benchmark("inflate zlib L6 1024K-blocks sql") { benchmark, blobs in
+    Benchmark("inflate zlib L6 1024K-blocks sql") { (benchmark, blobs: [StoredBlock]) in
         benchmark.record(Rate.megabytes, units: TestData.size) {
             for blob in blobs { blackHole(zlibInflate(blob.stored, rawLength: blob.rawLength)!) }
         }
@@ -160,7 +160,9 @@ func deflateAll(_ data: [UInt8], block: Int, deflater: Deflater, output: inout [
     }
 }
 
-func compressedBlocks(_ data: [UInt8], level: Int32, block: Int) -> [(stored: [UInt8], rawLength: Int)] {
+typealias StoredBlock = (stored: [UInt8], rawLength: Int)
+
+func compressedBlocks(_ data: [UInt8], level: Int32, block: Int) -> [StoredBlock] {
     let deflater = Deflater(level: CompressionLevel(level))
     var output: [UInt8] = []
     return stride(from: 0, to: data.count, by: block).map { offset in
@@ -178,7 +180,7 @@ func packBenchmarks() {
     // repository default): write + SHA-256 of the pack + header + fsync + rename.
     for profile in [ChunkerProfile.dump, .tree] {
         let scratch = Box<ScratchRepository>()
-        Benchmark("pack write \(profile.name)-chunks 16MiB-packs") { benchmark, chunks in
+        Benchmark("pack write \(profile.name)-chunks 16MiB-packs") { (benchmark, chunks: [(Range<Int>, BlobID)]) in
             let data = TestData.sql
             let layout = scratch.value!.layout
             benchmark.startMeasurement()
@@ -209,10 +211,10 @@ func packBenchmarks() {
         }
     }
 
-    // Reading and checking one 16 MiB pack's header (about 1,900 entries of `dump` chunks).
+    // Reading and checking one 16 MiB pack's header (1,578 entries of `dump` chunks of SQL).
     let scratch = Box<ScratchRepository>()
     let reads = 200
-    Benchmark("pack header read dump-chunks x\(reads)", configuration: .init(metrics: [.wallClock, Rate.operations])) { benchmark, path in
+    Benchmark("pack header read dump-chunks x\(reads)", configuration: .init(metrics: [.wallClock, Rate.operations])) { (benchmark, path: String) in
         let entries = benchmark.record(Rate.operations, units: reads) {
             var total = 0
             for _ in 0 ..< reads { total += try! PackReader.readHeader(path: path).count }
@@ -276,9 +278,20 @@ struct IndexInput {
         present.shuffle(using: &shuffler)
     }
 
+    /// As backup and `loadIndex` add: a pack at a time (the index sorts
+    /// itself again each time 65,536 new entries have gathered), then `seal()`.
     func build() -> MasterIndex {
         let index = MasterIndex()
         for p in packs { index.add(pack: p.id, entries: p.entries) }
+        index.seal()
+        return index
+    }
+
+    /// All entries in one `add` (under one pack id), so one sort at `seal()`:
+    /// what `build()` costs beyond a single sort.
+    func buildInOneCall() -> MasterIndex {
+        let index = MasterIndex()
+        index.add(pack: packs[0].id, entries: packs.flatMap(\.entries))
         index.seal()
         return index
     }
@@ -289,7 +302,7 @@ extension SplitMix64: RandomNumberGenerator {}
 func indexBenchmarks() {
     let perOp = Benchmark.Configuration(metrics: [.wallClock, Rate.operations, Rate.bytesPerBlob],
                                         warmupIterations: 1, maxDuration: .seconds(3), maxIterations: 10)
-    Benchmark("index insert 1M + seal", configuration: perOp) { benchmark, input in
+    Benchmark("index insert 1M + seal", configuration: perOp) { (benchmark, input: IndexInput) in
         let before = residentBytes()
         let index = benchmark.record(Rate.operations, units: IndexInput.blobCount) { input.build() }
         benchmark.measurement(Rate.bytesPerBlob, (residentBytes() - before) / IndexInput.blobCount)
@@ -302,9 +315,17 @@ func indexBenchmarks() {
         return input
     }
 
+    Benchmark("index insert 1M in one add + seal", configuration: perOp) { (benchmark, input: IndexInput) in
+        let index = benchmark.record(Rate.operations, units: IndexInput.blobCount) { input.buildInOneCall() }
+        precondition(index.blobCount == IndexInput.blobCount)
+        blackHole(index)
+    } setup: {
+        IndexInput()
+    }
+
     let lookups = Benchmark.Configuration(metrics: [.wallClock, Rate.operations], warmupIterations: 1,
                                           maxDuration: .seconds(3), maxIterations: 20)
-    Benchmark("index lookup 1M hits", configuration: lookups) { benchmark, state in
+    Benchmark("index lookup 1M hits", configuration: lookups) { (benchmark, state: (MasterIndex, IndexInput)) in
         let (index, input) = state
         let found = benchmark.record(Rate.operations, units: input.present.count) {
             input.present.reduce(0) { $0 + (index.lookup($1) == nil ? 0 : 1) }
@@ -315,7 +336,7 @@ func indexBenchmarks() {
         return (input.build(), input)
     }
 
-    Benchmark("index lookup 1M misses", configuration: lookups) { benchmark, state in
+    Benchmark("index lookup 1M misses", configuration: lookups) { (benchmark, state: (MasterIndex, IndexInput)) in
         let (index, input) = state
         let found = benchmark.record(Rate.operations, units: input.absent.count) {
             input.absent.reduce(0) { $0 + (index.lookup($1) == nil ? 0 : 1) }

@@ -57,16 +57,29 @@ public final class MasterIndex {
         for e in entries where lookup(e.id) == nil {
             recent[e.id] = BlobLocation(pack: n, entry: e)
         }
-        if recent.count > 1 << 16 { seal() }
+        if recent.count > max(1 << 16, sorted.count / 4) { seal() }
     }
 
     /// Moves recently added entries into the sorted array.
     public func seal() {
         if recent.isEmpty && !buckets.isEmpty { return }
-        sorted.reserveCapacity(sorted.count + recent.count)
-        for (id, loc) in recent { sorted.append(Record(id: id, location: loc)) }
+        // Sort only the new records, then merge: O(n + k log k), not a full re-sort.
+        var fresh = recent.map { Record(id: $0.key, location: $0.value) }
+        fresh.sort { $0.id < $1.id }
         recent.removeAll(keepingCapacity: false)
-        sorted.sort { $0.id < $1.id }
+        if sorted.isEmpty {
+            sorted = fresh
+        } else if !fresh.isEmpty {
+            var merged: [Record] = []
+            merged.reserveCapacity(sorted.count + fresh.count)
+            var i = 0, j = 0
+            while i < sorted.count && j < fresh.count {
+                if sorted[i].id < fresh[j].id { merged.append(sorted[i]); i += 1 } else { merged.append(fresh[j]); j += 1 }
+            }
+            merged.append(contentsOf: sorted[i...])
+            merged.append(contentsOf: fresh[j...])
+            sorted = merged
+        }
         buckets = [UInt32](repeating: 0, count: 65537)
         var k = 0
         for (i, r) in sorted.enumerated() {

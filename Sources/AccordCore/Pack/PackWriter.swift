@@ -11,6 +11,9 @@ public final class PackWriter {
     let hasher = SHA256Hasher()
     public private(set) var entries: [PackEntry] = []
     public private(set) var size: Int = 0
+    /// Small blobs are gathered here and written 1 MiB at a time.
+    private var buffer: [UInt8] = []
+    private static let bufferSize = 1 << 20
 
     public init(layout: RepositoryLayout) throws {
         repository = layout
@@ -28,15 +31,28 @@ public final class PackWriter {
 
     /// Appends one stored blob.
     public func add(id: BlobID, type: BlobType, compression: BlobCompression, rawLength: Int, stored: UnsafeRawBufferPointer) throws {
-        try Sys.writeAll(fd, stored, path: tmpPath)
+        if stored.count >= Self.bufferSize {
+            try flushBuffer()
+            try Sys.writeAll(fd, stored, path: tmpPath)
+        } else {
+            if buffer.count + stored.count > Self.bufferSize { try flushBuffer() }
+            buffer.append(contentsOf: stored)
+        }
         hasher.update(data: stored)
         entries.append(PackEntry(id: id, type: type, compression: compression, rawLength: UInt32(rawLength),
                                  storedLength: UInt32(stored.count), offset: UInt32(size)))
         size += stored.count
     }
 
+    private func flushBuffer() throws {
+        if buffer.isEmpty { return }
+        try buffer.withUnsafeBytes { try Sys.writeAll(fd, $0, path: tmpPath) }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
     /// Writes the header, fsyncs, renames into `data/`. Returns the pack id.
     public func finish() throws -> PackID {
+        try flushBuffer()
         let tail = PackFormat.encodeTail(entries)
         try Sys.writeAll(fd, tail, path: tmpPath)
         hasher.update(data: tail)

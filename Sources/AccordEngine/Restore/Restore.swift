@@ -22,9 +22,10 @@ public struct RestoreResult {
 
 /// Rehydrates a snapshot under a target directory.
 ///
-/// Files are written by a pool of threads with positioned writes; every
-/// blob is verified (SHA-256) before its bytes are written; all-zero chunks
-/// are skipped so holes stay holes. Hard links are made once their file
+/// Contents are written pack by pack (`PackOrderedWriter`): each pack is
+/// read once, in order, and a pool of threads verifies (SHA-256), inflates
+/// and writes its blobs with positioned writes; zero blocks are skipped so
+/// holes stay holes. Hard links are made once their file
 /// exists; directory metadata (mode, owner, times) is applied last, deepest
 /// first, so writing into a read-only directory works.
 public final class Restore {
@@ -62,67 +63,62 @@ public final class Restore {
 
     public func run(_ snapshot: Snapshot) throws -> RestoreResult {
         var reader = repository.manifestReader(snapshot)
-        let jobs = BoundedQueue<ManifestEntry>(capacity: 4 * options.threads + 8)
-        let workers = WorkerGroup()
-        let fatal = FirstError()
         options.progress?.setTotals(files: snapshot.summary.files, bytes: options.includes.isEmpty ? snapshot.summary.totalBytes : 0)
         options.progress?.startReporting()
         defer { options.progress?.stop() }
-        workers.spawn(options.threads, name: "restore") { [unowned self] _ in
-            let writer = FileRestorer(repository: repository, progress: options.progress)
-            while let e = jobs.pop() {
-                let path = targetPath(e.path)
-                do {
-                    try writer.restore(e, to: path, setOwner: isRoot)
-                    lock.withLock { result.files += 1; result.bytes += e.size }
-                } catch {
-                    try? Sys.unlink(path)
-                    lock.withLock { result.failed.append(e.path.displayPath) }
-                    do { try options.onError(e.path.displayPath, error) } catch { fatal.record(error); jobs.cancel() }
-                }
-            }
-        }
+        let contents = PackOrderedWriter(repository: repository, threads: options.threads, progress: options.progress)
         var directories: [ManifestEntry] = []
         var hardlinks: [ManifestEntry] = []
-        do {
-            while let e = try reader.next() {
-                if fatal.value != nil { break }
-                guard included(e) else { continue }
-                let path = targetPath(e.path)
-                do {
-                    switch e.kind {
-                    case .directory:
-                        try Sys.mkdirs(path, mode: 0o700)
-                        directories.append(e)
-                    case .file, .stream:
-                        try prepare(path)
-                        _ = jobs.push(e)
-                    case .symlink:
-                        try prepare(path)
-                        try Sys.symlink(target: e.linkTarget, at: path)
-                        try applyMetadata(e, path)
-                    case .hardlink:
-                        hardlinks.append(e)
-                    }
-                } catch {
-                    lock.withLock { result.failed.append(e.path.displayPath) }
-                    try options.onError(e.path.displayPath, error)
+        // Pass 1: the tree, in manifest order; files are created empty.
+        while let e = try reader.next() {
+            guard included(e) else { continue }
+            let path = targetPath(e.path)
+            do {
+                switch e.kind {
+                case .directory:
+                    try Sys.mkdirs(path, mode: 0o700)
+                    directories.append(e)
+                case .file, .stream:
+                    try prepare(path)
+                    try contents.add(e, at: path)
+                case .symlink:
+                    try prepare(path)
+                    try Sys.symlink(target: e.linkTarget, at: path)
+                    try applyMetadata(e, path)
+                case .hardlink:
+                    hardlinks.append(e)
                 }
+            } catch {
+                result.failed.append(e.path.displayPath)
+                try options.onError(e.path.displayPath, error)
             }
-        } catch {
-            jobs.cancel()
-            workers.wait()
-            throw error
         }
-        jobs.close()
-        workers.wait()
-        if let e = fatal.value { throw e }
+        // Pass 2: contents, pack by pack.
+        contents.writeAll()
+        // Pass 3: sizes and metadata of the files; failed files are removed, loudly.
+        for (i, f) in contents.files.enumerated() {
+            if let error = contents.failed[Int32(i)] {
+                try? Sys.unlink(f.path)
+                result.failed.append(f.entry.path.displayPath)
+                try options.onError(f.entry.path.displayPath, error)
+                continue
+            }
+            do {
+                try finishFile(f.entry, f.path)
+                result.files += 1
+                result.bytes += f.entry.size
+                options.progress?.addFile()
+            } catch {
+                result.failed.append(f.entry.path.displayPath)
+                try options.onError(f.entry.path.displayPath, error)
+            }
+        }
         for e in hardlinks {
             let path = targetPath(e.path)
             do {
                 try prepare(path)
                 try Sys.link(existing: targetPath(e.linkTarget), new: path)
-                lock.withLock { result.files += 1 }
+                result.files += 1
             } catch {
                 result.failed.append(e.path.displayPath)
                 try options.onError(e.path.displayPath, error)
@@ -135,6 +131,18 @@ public final class Restore {
             result.directories += 1
         }
         return result
+    }
+
+    /// Size, owner, mode, xattrs and times of a file whose content is written.
+    func finishFile(_ e: ManifestEntry, _ path: RawPath) throws {
+        let display = path.displayPath
+        let fd = try Sys.open(path, Sys.O_WRONLY | Sys.O_NOFOLLOW)
+        defer { Sys.close(fd) }
+        try Sys.ftruncate(fd, Int64(e.size), path: display)
+        if isRoot { try Sys.fchown(fd, uid: e.uid, gid: e.gid, path: display) }
+        try Sys.fchmod(fd, mode: e.mode, path: display)
+        for x in e.xattrs { try? Sys.setXattr(path, name: x.name, value: x.value) }
+        try Sys.setTimes(path, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec)
     }
 
     /// Makes room for a new file: parents exist, an old file of that name is gone.
@@ -150,45 +158,6 @@ public final class Restore {
         for x in e.xattrs { try? Sys.setXattr(path, name: x.name, value: x.value) }
         if e.kind != .symlink { try Sys.chmod(path, mode: e.mode) }
         try Sys.setTimes(path, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec)
-    }
-}
-
-/// Writes one file's content from its blobs (one per thread).
-final class FileRestorer {
-    let repository: Repository
-    let inflater = Inflater()
-    var scratch: [UInt8] = []
-    var plain: [UInt8] = []
-    let progress: Progress?
-
-    init(repository: Repository, progress: Progress?) {
-        self.repository = repository
-        self.progress = progress
-    }
-
-    func restore(_ e: ManifestEntry, to path: RawPath, setOwner: Bool) throws {
-        let fd = try Sys.open(path, Sys.O_WRONLY | Sys.O_CREAT | Sys.O_TRUNC | Sys.O_NOFOLLOW, mode: 0o600)
-        var closed = false
-        defer { if !closed { Sys.close(fd) } }
-        var offset: Int64 = 0
-        let display = path.displayPath
-        for id in e.blobs {
-            try repository.readBlob(id, inflater: inflater, scratch: &scratch, into: &plain)
-            try plain.withUnsafeBytes { try writeSkippingZeros($0, fd: fd, at: offset, path: display) }
-            offset += Int64(plain.count)
-            progress?.addBytes(plain.count)
-        }
-        guard UInt64(offset) == e.size else {
-            throw RestoreError.sizeMismatch(e.path.displayPath, expected: e.size, got: UInt64(offset))
-        }
-        try Sys.ftruncate(fd, offset, path: display)
-        if setOwner { try Sys.fchown(fd, uid: e.uid, gid: e.gid, path: display) }
-        try Sys.fchmod(fd, mode: e.mode, path: display)
-        Sys.close(fd)
-        closed = true
-        for x in e.xattrs { try? Sys.setXattr(path, name: x.name, value: x.value) }
-        try Sys.setTimes(path, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec)
-        progress?.addFile()
     }
 }
 

@@ -1,0 +1,151 @@
+import Foundation
+import AccordCore
+
+/// Restores file contents pack by pack: every blob the selected files need
+/// is grouped by the pack holding it, and each pack is read once, front to
+/// back (one large read of the span that holds its needed blobs), while a
+/// pool of threads verifies, inflates and writes the blobs to their files
+/// with positioned writes. A blob used several times is decoded once per
+/// pack. Zero blocks are not written, so holes stay holes.
+final class PackOrderedWriter {
+    struct FileTarget {
+        var entry: ManifestEntry   // blobs removed once referenced
+        var path: RawPath
+    }
+
+    struct BlobRef {
+        var id: BlobID
+        var location: BlobLocation
+        var file: Int32
+        var fileOffset: Int64
+    }
+
+    let repository: Repository
+    let threads: Int
+    let progress: Progress?
+    private(set) var files: [FileTarget] = []
+    private var byPack: [Int: [BlobRef]] = [:]
+    private let lock = NSLock()
+    private(set) var failed: [Int32: Error] = [:]
+
+    init(repository: Repository, threads: Int, progress: Progress?) {
+        self.repository = repository
+        self.threads = threads
+        self.progress = progress
+    }
+
+    /// Creates the (empty) file now and records where its blobs go.
+    func add(_ e: ManifestEntry, at path: RawPath) throws {
+        let fd = try Sys.open(path, Sys.O_WRONLY | Sys.O_CREAT | Sys.O_TRUNC | Sys.O_NOFOLLOW, mode: 0o600)
+        Sys.close(fd)
+        let n = Int32(files.count)
+        var offset: Int64 = 0
+        var entry = e
+        for id in e.blobs {
+            guard let l = repository.index.lookup(id) else {
+                failed[n] = BlobError.notInIndex(id)
+                break
+            }
+            byPack[l.packIndex, default: []].append(BlobRef(id: id, location: l, file: n, fileOffset: offset))
+            offset += Int64(l.rawLength)
+        }
+        if failed[n] == nil && UInt64(offset) != e.size {
+            failed[n] = RestoreError.sizeMismatch(e.path.displayPath, expected: e.size, got: UInt64(offset))
+        }
+        entry.blobs = []
+        files.append(FileTarget(entry: entry, path: path))
+    }
+
+    /// Writes every blob; then truncates each file to its size. Files whose
+    /// blobs could not be read are in `failed` afterwards.
+    func writeAll() {
+        let packs = byPack.keys.sorted()
+        let queue = BoundedQueue<Int>(capacity: packs.count + 1)
+        for p in packs { queue.push(p) }
+        queue.close()
+        let workers = WorkerGroup()
+        workers.spawn(max(1, threads), name: "restore") { [unowned self] _ in
+            let inflater = Inflater()
+            var span: [UInt8] = []
+            var plain: [UInt8] = []
+            var fds = FDCache()
+            while let p = queue.pop() {
+                restorePack(p, inflater: inflater, span: &span, plain: &plain, fds: &fds)
+            }
+            fds.closeAll()
+        }
+        workers.wait()
+        byPack.removeAll()
+    }
+
+    private func restorePack(_ pack: Int, inflater: Inflater, span: inout [UInt8], plain: inout [UInt8], fds: inout FDCache) {
+        var refs = byPack[pack]!
+        refs.sort { ($0.location.offset, $0.file, $0.fileOffset) < ($1.location.offset, $1.file, $1.fileOffset) }
+        let packID = repository.index.packs[pack]
+        let path = repository.layout.packPath(packID)
+        // One read of the span holding the needed blobs (packs are ~16 MiB).
+        let start = Int64(refs.first!.location.offset)
+        let end = refs.map { Int64($0.location.offset) + Int64($0.location.storedLength) }.max()!
+        var readError: Error?
+        do {
+            let fd = try Sys.open(path, Sys.O_RDONLY)
+            defer { Sys.close(fd) }
+            span.removeAll(keepingCapacity: true)
+            span.append(contentsOf: repeatElement(0, count: Int(end - start)))
+            let n = try span.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, $0.count, start, path: path) }
+            if n < span.count { span.removeLast(span.count - n) }
+        } catch let e as SystemError where e.isNotFound {
+            readError = RepositoryError.packMissing(packID, blob: refs[0].id)
+        } catch {
+            readError = error
+        }
+        var decoded: BlobID? = nil
+        for r in refs {
+            if isFailed(r.file) { continue }
+            if let e = readError { markFailed(r.file, e); continue }
+            do {
+                if decoded != r.id {
+                    let lo = Int(Int64(r.location.offset) - start), hi = lo + Int(r.location.storedLength)
+                    guard hi <= span.count else {
+                        throw BlobError.inPack(r.id, pack: packID, offset: r.location.offset, underlying: PackError.truncatedPack(size: Int(start) + span.count))
+                    }
+                    do {
+                        try span.withUnsafeBytes { buf in
+                            try BlobDecoder.decode(stored: UnsafeRawBufferPointer(rebasing: buf[lo..<hi]), id: r.id, compression: r.location.compression,
+                                                   rawLength: Int(r.location.rawLength), inflater: inflater, into: &plain)
+                        }
+                    } catch {
+                        decoded = nil
+                        throw BlobError.inPack(r.id, pack: packID, offset: r.location.offset, underlying: error)
+                    }
+                    decoded = r.id
+                }
+                let target = files[Int(r.file)].path
+                let fd = try fds.open(r.file, target)
+                try plain.withUnsafeBytes { try writeSkippingZeros($0, fd: fd, at: r.fileOffset, path: target.displayPath) }
+                progress?.addBytes(plain.count)
+            } catch {
+                markFailed(r.file, error)
+            }
+        }
+    }
+
+    func isFailed(_ f: Int32) -> Bool { lock.withLock { failed[f] != nil } }
+    func markFailed(_ f: Int32, _ e: Error) { lock.withLock { if failed[f] == nil { failed[f] = e } } }
+}
+
+/// A few open descriptors per worker, so consecutive blobs of one file do
+/// not reopen it.
+struct FDCache {
+    private var open: [(file: Int32, fd: Int32)] = []
+
+    mutating func open(_ file: Int32, _ path: RawPath) throws -> Int32 {
+        if let i = open.firstIndex(where: { $0.file == file }) { return open[i].fd }
+        if open.count >= 16 { Sys.close(open.removeFirst().fd) }
+        let fd = try Sys.open(path, Sys.O_WRONLY | Sys.O_NOFOLLOW)
+        open.append((file, fd))
+        return fd
+    }
+
+    mutating func closeAll() { for o in open { Sys.close(o.fd) }; open.removeAll() }
+}
