@@ -101,8 +101,16 @@ public struct Plan: Codable, Equatable, Sendable {
             guard d.path.hasPrefix("/") else { throw PlanError.invalid(name, "dump path \(d.path) must be absolute") }
             guard ChunkerProfile.named(d.profile) != nil else { throw PlanError.invalid(name, "dump \(d.path): unknown profile \(d.profile) (tree, dump)") }
         }
-        for o in objects where !["secret", "configmap", "ingress"].contains(o.kind) {
-            throw PlanError.invalid(name, "object kind \(o.kind) is not one of secret, configmap, ingress")
+        for o in objects {
+            if !["secret", "configmap", "ingress"].contains(o.kind) {
+                throw PlanError.invalid(name, "object kind \(o.kind) is not one of secret, configmap, ingress")
+            }
+            if let m = o.method, !["apply", "replace"].contains(m) {
+                throw PlanError.invalid(name, "object method \(m) is not apply or replace")
+            }
+            if let w = o.restoreWhen, !["always", "config", "ingress"].contains(w) {
+                throw PlanError.invalid(name, "object restoreWhen \(w) is not always, config or ingress")
+            }
         }
         if let s = storage, !s.root.hasPrefix("/") { throw PlanError.invalid(name, "storage root \(s.root) must be absolute") }
         if let s = storage, let r = s.replace.first(where: { $0.hasPrefix("/") || $0.split(separator: "/").contains("..") }) { throw PlanError.invalid(name, "storage replace entry \(r) must be a path relative to the storage root, without ..") }
@@ -145,7 +153,26 @@ public struct Plan: Codable, Equatable, Sendable {
                 merged[k] = v
             }
         }
-        if merged["name"] as? String == base.name && overrides["name"] == nil { merged["name"] = source }
+        // Entries of lists must not carry unknown keys: a typo like `nameContain:` would widen a selection.
+        let listKeys: [String: Set<String>] = [
+            "dumps": ["path", "command", "restore", "dropLines", "profile"],
+            "objects": ["kind", "namespace", "names", "nameContains", "excludePrefixes", "method", "restoreWhen"],
+            "cleanupSQL": ["database", "sql"],
+        ]
+        for (k, allowed) in listKeys {
+            for item in (overrides[k] as? [Any]) ?? [] {
+                guard let d = item as? [String: Any] else { throw PlanError.unreadable(source, "entries of \(k) must be mappings") }
+                for key in d.keys where !allowed.contains(key) {
+                    throw PlanError.unreadable(source, "unknown key \(k)[].\(key) (known: \(allowed.sorted().joined(separator: ", ")))")
+                }
+            }
+        }
+        if merged["name"] as? String == base.name && overrides["name"] == nil {
+            // Named after the file (not its path), so the same plan file found at another path
+            // on the DR node still finds its snapshots. Give `name:` to be explicit.
+            let file = source.split(separator: "/").last.map(String.init) ?? source
+            merged["name"] = file.hasSuffix(".yaml") ? String(file.dropLast(5)) : file.hasSuffix(".yml") ? String(file.dropLast(4)) : file
+        }
         do {
             let data = try JSONSerialization.data(withJSONObject: merged)
             let plan = try JSONDecoder().decode(Plan.self, from: data)

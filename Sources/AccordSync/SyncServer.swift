@@ -117,6 +117,7 @@ public final class SyncServer {
     func accept(id: BlobID, type: BlobType, compression: BlobCompression, rawLength: UInt32, stored: [UInt8]) throws {
         let r = try repo()
         if r.index.contains(id) || pending.contains(id) { return }
+        guard rawLength <= Frame.maxLength else { throw SyncError.corruptBlob(id, reason: "raw length \(rawLength) exceeds the \(Frame.maxLength)-byte limit") }
         do {
             try stored.withUnsafeBytes { try BlobDecoder.decode(stored: $0, id: id, compression: compression, rawLength: Int(rawLength), inflater: inflater, into: &plain) }
         } catch {

@@ -11,7 +11,8 @@ enum Main {
     static func main() {
         Sys.tuneMalloc()
         let args = Array(CommandLine.arguments.dropFirst())
-        if let first = args.first, first.hasPrefix("-"), args.contains(where: { $0 == "-a" || $0 == "--action" || $0.hasPrefix("--action=") || $0.hasPrefix("-a") && $0.count > 2 && !$0.hasPrefix("--") }) {
+        // Flags first (as the original tool took them) → the original command line.
+        if let first = args.first, first.hasPrefix("-"), !["-h", "--help", "--version", "--generate-completion-script"].contains(first) {
             Legacy.main(args)
         } else {
             Accord.main(args)
@@ -87,8 +88,8 @@ struct Legacy: ParsableCommand {
 
     func validate() throws {
         guard let a = action else {
-            if reposOnly || sync || user != nil || node != nil || noConfig || override {
-                throw ValidationError("these flags belong to -a backup|restore: give -a")
+            if reposOnly || sync || user != nil || node != nil || noConfig || override || ingress || plan != nil || waitTimeout != nil || snapshot != nil {
+                throw ValidationError("these flags belong to -a backup|restore: give -a backup or -a restore")
             }
             return
         }

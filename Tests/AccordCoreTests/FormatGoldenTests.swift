@@ -257,7 +257,7 @@ final class FormatGoldenTests: XCTestCase {
         out += "    gear[0]   = \(h64(gear[0]))\n    gear[1]   = \(h64(gear[1]))\n    gear[255] = \(h64(gear[255]))\n"
         let data = SpecReader.splitMix64Bytes(seed: 42, count: chunkInputSize)
         let lengths = FastCDC.chunkLengths(data, profile: .dump, gear: GearTable(seed: 23))
-        out += "  \(chunkInputSize) bytes of SplitMix64(seed 42) words, little-endian, cut with profile dump (2048/8192/65536), seed 23:\n"
+        out += "  \(chunkInputSize) bytes of SplitMix64(seed 42) words, little-endian, cut with profile dump (\(ChunkerProfile.dump.min)/\(ChunkerProfile.dump.avg)/\(ChunkerProfile.dump.max)), seed 23:\n"
         out += "    sha256 of input \(SHA256Hasher.hash(data).hex)\n"
         var line = "    lengths"
         for n in lengths {

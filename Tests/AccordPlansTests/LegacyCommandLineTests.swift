@@ -26,7 +26,7 @@ final class LegacyCommandLineTests: XCTestCase {
         env.removeValue(forKey: "ACCORD_REPOSITORY")
         // kubectl/gravity that fail loudly if anything here reached the cluster.
         env["PATH"] = scratch.path + "/no-cluster:" + (env["PATH"] ?? "/usr/bin:/bin")
-        return try ProcessRunner.run(PlansTestPaths.accord, args, environment: env, cwd: scratch.path, timeout: 60)
+        return try ProcessRunner.run(PlansTestPaths.accord, args, environment: env, timeout: 60)
     }
 
     /// Asserts a usage error: non-zero exit, every fragment in stderr, and no repository created.
@@ -68,12 +68,14 @@ final class LegacyCommandLineTests: XCTestCase {
     func testOverrideWithoutActionIsRejectedAskingForA() throws {
         // Legacy.validate has the message ("these flags belong to -a backup|restore: give -a");
         // it must be what the user sees, not a bare "Unknown option".
-        try assertRejected(["--override", "-d", repo], mentioning: ["--override", "-a"])
-        try assertRejected(["-d", repo, "--override"], mentioning: ["-a"])
-        try assertRejected(["--no-config"], mentioning: ["-a"])
+        for args in [["--override", "-d", repo], ["-d", repo, "--override"], ["--no-config"]] {
+            try assertRejected(args, mentioning: [])
+            let error = try accord(args).stderr.split(separator: "\n").first.map(String.init) ?? ""
+            XCTAssertTrue(error.contains("-a"), "accord \(args.joined(separator: " ")): the error should say that -a is needed, got \"\(error)\"")
+        }
     }
 
-    func testRestoreOfAnEmptyDirectoryFailsWithoutTouchingTheCluster() throws {
+    func testRestoreFromAMissingRepositoryFailsNamingItWithoutTouchingTheCluster() throws {
         try FileManager.default.createDirectory(atPath: scratch.path + "/no-cluster", withIntermediateDirectories: true)
         for tool in ["kubectl", "gravity"] {
             try Tree.write(scratch.path + "/no-cluster/" + tool, "#!/bin/sh\necho \"$0 must not run\" >&2\nexit 99\n", mode: 0o755)
@@ -98,7 +100,7 @@ final class LegacyCommandLineTests: XCTestCase {
         let r = try accord(["plan", "show", "--plan", file])
         XCTAssertEqual(r.status, 0, "\(r)")
         let shown = try XCTUnwrap(try Yams.load(yaml: r.stdout) as? [String: Any], "plan show did not print a YAML mapping:\n\(r)")
-        XCTAssertEqual(shown["name"] as? String, file)
+        XCTAssertEqual(shown["name"] as? String, "plan", "an unnamed plan file is named after its file name")
         let storage = try XCTUnwrap(shown["storage"] as? [String: Any])
         XCTAssertEqual(storage["root"] as? String, "/srv/ae5/storage")
         XCTAssertEqual(storage["excludes"] as? [String], ["/srv/ae5/storage/pgdata"])
@@ -107,16 +109,22 @@ final class LegacyCommandLineTests: XCTestCase {
         XCTAssertEqual(t["runningSeconds"] as? Int, 42)
         XCTAssertEqual(t["scaleSeconds"] as? Int, 300, "timeouts.scaleSeconds should keep ae5's value")
         XCTAssertEqual((shown["restoreSteps"] as? [String])?.first, "check-marker")
-        XCTAssertTrue(r.stdout.contains("pg_dumpall -U {pguser} --clean"), "the ae5 dumps are missing:\n\(r.stdout)")
+        let dumps = try XCTUnwrap(shown["dumps"] as? [[String: Any]])
+        XCTAssertEqual(dumps.map { $0["path"] as? String }, ["/postgres/pg_dumpall.sql", "/gravity/gravity-backup.tar.gz"])
+        XCTAssertTrue((dumps[0]["command"] as? String ?? "").contains("pg_dumpall -U {pguser} --clean"), "\(dumps[0])")
         XCTAssertEqual((shown["objects"] as? [Any])?.count, 6)
     }
 
     func testPlanShowOfBuiltInReposPlan() throws {
         let r = try accord(["plan", "show", "--plan", "ae5-repos"])
         XCTAssertEqual(r.status, 0, "\(r)")
-        XCTAssertTrue(r.stdout.contains("name: ae5-repos"), r.stdout)
-        XCTAssertTrue(r.stdout.contains("pg_dump -U {pguser} -Fc -Z0 anaconda_repository"), r.stdout)
-        XCTAssertTrue(r.stdout.contains("/opt/anaconda/storage/object/anaconda-repository"), r.stdout)
+        let shown = try XCTUnwrap(try Yams.load(yaml: r.stdout) as? [String: Any], "plan show did not print a YAML mapping:\n\(r)")
+        XCTAssertEqual(shown["name"] as? String, "ae5-repos")
+        let dumps = try XCTUnwrap(shown["dumps"] as? [[String: Any]])
+        XCTAssertEqual(dumps.count, 1)
+        XCTAssertEqual(dumps.first?["command"] as? String, "{kubectl} exec -n {namespace} deploy/{postgres} -- pg_dump -U {pguser} -Fc -Z0 anaconda_repository")
+        XCTAssertEqual((shown["storage"] as? [String: Any])?["root"] as? String, "/opt/anaconda/storage/object/anaconda-repository")
+        XCTAssertEqual(shown["objects"] as? [String], [])
     }
 
     func testPlanShowRejectsABadPlanFileWithItsReason() throws {

@@ -51,7 +51,7 @@ final class PlanFileTests: XCTestCase {
         XCTAssertEqual(p.restoreSteps, Plan.ae5.restoreSteps)
         XCTAssertEqual(p.cleanupSQL, Plan.ae5.cleanupSQL)
         XCTAssertEqual(p.postgres, Plan.ae5.postgres)
-        XCTAssertEqual(p.name, "/etc/accord/test-plan.yaml", "an unnamed plan file is named after its path")
+        XCTAssertEqual(p.name, "test-plan", "an unnamed plan file is named after its file name, not its path, so it matches on another node")
         XCTAssertEqual(p.expand("{kubectl} -n {namespace} deploy/{postgres} {pguser}"),
                        "kubectl -n anaconda deploy/anaconda-enterprise-postgres postgres")
     }
@@ -103,6 +103,17 @@ final class PlanFileTests: XCTestCase {
         // A typo inside a mapping must not be silently ignored: the restore would then wait 300 s.
         assertRejected("timeouts:\n  scaleSecond: 5\n", mentioning: ["scaleSecond"])
         assertRejected("storage:\n  root: /srv/s\n  exclude: [/srv/s/pgdata]\n", mentioning: ["exclude"])
+    }
+
+    func testTyposInListEntriesAreRejected() {
+        // `nameContain` ignored would select EVERY secret of the namespace (service-account tokens included).
+        assertRejected("objects:\n  - kind: secret\n    namespace: default\n    nameContain: anaconda-credentials-user\n",
+                       mentioning: ["nameContain"])
+        assertRejected("dumps:\n  - path: /db/x.sql\n    command: pg_dump x\n    profile: dump\n    restor: psql x\n", mentioning: ["restor"])
+        // Values with a fixed vocabulary: a typo must not surface only mid-restore (`kubectl aply`)
+        // or silently change meaning (an unknown restoreWhen is treated as `always`).
+        assertRejected("objects:\n  - kind: secret\n    namespace: default\n    names: [x]\n    method: aply\n", mentioning: ["aply"])
+        assertRejected("objects:\n  - kind: ingress\n    namespace: default\n    restoreWhen: ingres\n", mentioning: ["ingres"])
     }
 
     func testUnknownBaseIsRejected() {

@@ -74,43 +74,61 @@ struct CommandResult: CustomStringConvertible {
 }
 
 enum ProcessRunner {
-    /// Runs `executable args…` to completion (killed after `timeout` s); stdout and
-    /// stderr go through files, so a chatty child never blocks on a full pipe.
+    /// Runs `executable args…` to completion (its process group is killed after `timeout` s);
+    /// stdin, stdout and stderr are files, so a chatty child never blocks on a full pipe.
+    ///
+    /// posix_spawn + waitpid rather than Foundation's `Process`: on Linux, `Process`
+    /// learns of the exit through a descriptor its children inherit, so after
+    /// pg-start.sh (whose PostgreSQL daemon keeps that descriptor) `waitUntilExit`
+    /// never returns.
     static func run(_ executable: String, _ args: [String], environment: [String: String],
-                    stdin: String? = nil, cwd: String? = nil, timeout: Double = 180) throws -> CommandResult {
-        let tmp = FileManager.default.temporaryDirectory.path + "/accord-plans-io-" + hexString(Sys.randomBytes(6))
+                    stdin: String? = nil, timeout: Double = 180) throws -> CommandResult {
+        let tmp = "/tmp/accord-plans-io-" + hexString(Sys.randomBytes(6))
         let out = tmp + ".out", err = tmp + ".err", inp = tmp + ".in"
-        FileManager.default.createFile(atPath: out, contents: nil)
-        FileManager.default.createFile(atPath: err, contents: nil)
-        defer { for f in [out, err, inp] { try? FileManager.default.removeItem(atPath: f) } }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = args
-        p.environment = environment
-        if let c = cwd { p.currentDirectoryURL = URL(fileURLWithPath: c) }
-        let outHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-        let errHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
-        p.standardOutput = outHandle
-        p.standardError = errHandle
-        if let s = stdin {
-            FileManager.default.createFile(atPath: inp, contents: Data(s.utf8))
-            p.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inp))
-        } else {
-            p.standardInput = FileHandle.nullDevice
-        }
+        defer { for f in [out, err, inp] { unlink(f) } }
+        if let s = stdin { FileManager.default.createFile(atPath: inp, contents: Data(s.utf8)) }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, stdin == nil ? "/dev/null" : inp, O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        posix_spawnattr_setpgroup(&attr, 0)
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none); sigfillset(&all)
+        posix_spawnattr_setsigmask(&attr, &none)
+        posix_spawnattr_setsigdefault(&attr, &all)
+
+        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + args).map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for p in argv + envp { free(p) } }
+        var pid: pid_t = 0
         let start = Date()
-        try p.run()
+        let rc = posix_spawn(&pid, executable, &actions, &attr, argv, envp)
+        guard rc == 0 else { throw TestSetupError("cannot run \(executable): \(String(cString: strerror(rc)))") }
+
+        var status: Int32 = 0
         let deadline = start.addingTimeInterval(timeout)
-        while p.isRunning && Date() < deadline { usleep(5000) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
+        var killed = false
+        while true {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid { break }
+            if r < 0 && errno != EINTR { throw TestSetupError("waitpid \(pid): \(String(cString: strerror(errno)))") }
+            if !killed && Date() >= deadline { kill(-pid, SIGKILL); kill(pid, SIGKILL); killed = true }
+            usleep(5000)
+        }
         let seconds = Date().timeIntervalSince(start)
-        try? outHandle.close()
-        try? errHandle.close()
+        let signaled = (status & 0x7f) != 0 && (status & 0x7f) != 0x7f
+        let code = signaled ? status & 0x7f : (status >> 8) & 0xff
         let o = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
         let e = (try? String(contentsOfFile: err, encoding: .utf8)) ?? ""
-        return CommandResult(status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal,
-                             stdout: o, stderr: e, seconds: seconds)
+        return CommandResult(status: code, signaled: signaled, stdout: o, stderr: e + (killed ? "\n[killed after \(timeout) s]" : ""),
+                             seconds: seconds)
     }
 
     /// Runs a testenv script (bash) and parses the KEY=VALUE lines it prints.
@@ -182,7 +200,10 @@ final class TestPostgres {
         let r = try ProcessRunner.run(bin + "/pg_dump", ["--no-sync", "-d", database] + excludingData.map { "--exclude-table-data=\($0)" },
                                       environment: clientEnvironment, timeout: 120)
         guard r.status == 0 else { throw TestSetupError("pg_dump \(database) failed:\n\(r)") }
-        return r.stdout
+        // pg_dump ≥ 15.14 brackets the script with `\restrict KEY` … `\unrestrict KEY`, a random key per run.
+        return r.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+            .filter { !$0.hasPrefix("\\restrict ") && !$0.hasPrefix("\\unrestrict ") }
+            .joined(separator: "\n")
     }
 
     /// The plain dumps of the AE5 databases. The tables the restore empties by

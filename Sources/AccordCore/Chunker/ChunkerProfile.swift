@@ -15,7 +15,7 @@ public struct ChunkerProfile: Codable, Equatable, Sendable, CustomStringConverti
     public static let tree = ChunkerProfile(name: "tree", min: 256 << 10, avg: 1 << 20, max: 8 << 20)
     /// Database dumps: scattered row changes would make large chunks store
     /// most of a dump again every day (ARCHITECTURE.md has the measurements).
-    public static let dump = ChunkerProfile(name: "dump", min: 2 << 10, avg: 8 << 10, max: 64 << 10)
+    public static let dump = ChunkerProfile(name: "dump", min: 1 << 10, avg: 4 << 10, max: 32 << 10)
     /// The manifest stream itself: small chunks so unchanged parts of a tree cost nothing.
     public static let manifest = ChunkerProfile(name: "manifest", min: 4 << 10, avg: 16 << 10, max: 128 << 10)
 

@@ -39,7 +39,7 @@ public final class CommandRunner: @unchecked Sendable {
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
         process.environment = env
-        if captureStdout { stdoutPipe = Pipe(); process.standardOutput = stdoutPipe } else { process.standardOutput = FileHandle.standardError }
+        if captureStdout { stdoutPipe = Pipe(); process.standardOutput = stdoutPipe } else { process.standardOutput = FileHandle.nullDevice }
         if stdin { stdinPipe = Pipe(); process.standardInput = stdinPipe } else { process.standardInput = FileHandle.nullDevice }
         process.standardError = stderrPipe
         do { try process.run() } catch {
