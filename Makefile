@@ -2,7 +2,7 @@
 # Both install the Debian packages they need first (as root, with apt-get).
 
 SWIFT ?= swift
-DEB_PACKAGES := zlib1g-dev libssl-dev libdeflate-dev postgresql openssh-server openssh-client sudo rsync python3
+DEB_PACKAGES := zlib1g-dev libssl-dev libdeflate-dev postgresql openssh-server openssh-client sudo rsync python3 python3-yaml
 
 .PHONY: deps build release test demo bench clean
 
@@ -21,7 +21,8 @@ release: deps
 
 test: deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --parallel --num-workers 2
+	# Serial: the PostgreSQL/sshd fixtures of different test classes share system users and sudoers.
+	$(SWIFT) test --skip-build
 
 demo: release
 	bash scripts/demo.sh .build/release/accord
