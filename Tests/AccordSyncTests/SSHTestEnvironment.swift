@@ -1,0 +1,144 @@
+// A real sshd on loopback for the sync tests (scripts/testenv/sshd-start.sh),
+// started once per test class and stopped after it.
+import Foundation
+import XCTest
+import AccordCore
+
+struct SSHEnvironment {
+    var directory: String
+    var port: String
+    var key: String
+    var config: String
+    var knownHosts: String
+    var user: String
+    var noSudoUser: String
+
+    static let scripts = AccordBinary.packageRoot + "/scripts/testenv"
+
+    /// Runs `sshd-start.sh DIR` with ACCORD_BIN_DIR set to the binary's directory, so `sudo -n accord` finds it.
+    static func start() throws -> SSHEnvironment {
+        guard getuid() == 0 else { throw SSHStartError(message: "sshd-start.sh must run as root (uid \(getuid()))") }
+        let dir = "/tmp/accord-synctest-sshd-" + hexString(Sys.randomBytes(5))
+        let binDir = URL(fileURLWithPath: AccordBinary.path).resolvingSymlinksInPath().deletingLastPathComponent().path
+        let (status, output) = runScript(scripts + "/sshd-start.sh", dir, environment: ["ACCORD_BIN_DIR": binDir])
+        guard status == 0 else {
+            _ = runScript(scripts + "/sshd-stop.sh", dir)
+            try? FileManager.default.removeItem(atPath: dir)
+            throw SSHStartError(message: "sshd-start.sh exited with \(status): \(output.suffix(1500))")
+        }
+        var env: [String: String] = [:]
+        let text = (try? String(contentsOfFile: dir + "/env", encoding: .utf8)) ?? ""
+        for line in text.split(separator: "\n") {
+            guard let eq = line.firstIndex(of: "=") else { continue }
+            env[String(line[..<eq])] = String(line[line.index(after: eq)...])
+        }
+        guard let port = env["SSH_PORT"], let key = env["SSH_KEY"], let config = env["SSH_CONFIG"], let known = env["SSH_KNOWN_HOSTS"] else {
+            throw SSHStartError(message: "\(dir)/env lacks SSH_PORT/SSH_KEY/SSH_CONFIG/SSH_KNOWN_HOSTS:\n\(text)")
+        }
+        return SSHEnvironment(directory: dir, port: port, key: key, config: config, knownHosts: known,
+                              user: env["SSH_USER"] ?? "accordsync", noSudoUser: env["SSH_NOSUDO_USER"] ?? "accordnosudo")
+    }
+
+    /// `ssh USER@host sudo -n true` succeeds within 10 s.
+    func sudoWorks() -> Bool {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/ssh")
+        p.arguments = ["-F", config, "\(user)@127.0.0.1", "sudo", "-n", "true"]
+        p.standardInput = FileHandle.nullDevice
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return false }
+        let deadline = Date().addingTimeInterval(10)
+        while p.isRunning && Date() < deadline { usleep(5000) }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit(); return false }
+        return p.terminationStatus == 0
+    }
+
+    func stop() {
+        _ = Self.runScript(Self.scripts + "/sshd-stop.sh", directory)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// `--ssh-option=-F CONFIG`: port, key and pinned host key from the test config.
+    /// (The `=` form: see `testSSHOptionStartingWithDashIsAcceptedAsSeparateValue`.)
+    var configOption: String { "--ssh-option=-F \(config)" }
+
+    @discardableResult
+    static func runScript(_ script: String, _ arg: String, environment: [String: String] = [:]) -> (Int32, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = [script, arg]
+        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let log = "/tmp/accord-synctest-script-" + hexString(Sys.randomBytes(4))
+        FileManager.default.createFile(atPath: log, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        guard let h = FileHandle(forWritingAtPath: log) else { return (-1, "cannot create \(log)") }
+        p.standardOutput = h
+        p.standardError = h
+        p.standardInput = FileHandle.nullDevice
+        do { try p.run() } catch { return (-1, "cannot run \(script): \(error)") }
+        p.waitUntilExit()
+        try? h.close()
+        return (p.terminationStatus, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+    }
+}
+
+struct SSHStartError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
+
+/// A test case with a real sshd for the whole class. Tests are skipped (with
+/// the reason) only when sshd cannot start at all.
+class SSHSyncTestCase: SyncTestCase {
+    nonisolated(unsafe) static var environments: [ObjectIdentifier: Result<SSHEnvironment, Error>] = [:]
+
+    override class func setUp() {
+        super.setUp()
+        environments[ObjectIdentifier(self)] = Result { try SSHEnvironment.start() }
+    }
+
+    override class func tearDown() {
+        if case .success(let env)? = environments.removeValue(forKey: ObjectIdentifier(self)) { env.stop() }
+        super.tearDown()
+    }
+
+    var ssh: SSHEnvironment!
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        switch Self.environments[ObjectIdentifier(type(of: self))] {
+        case .success(let env)?:
+            ssh = env
+            // /etc/sudoers.d/accord-testenv is global: another sshd-stop.sh on this
+            // machine may have removed it since the class started. Start afresh then.
+            if !env.sudoWorks() {
+                env.stop()
+                do {
+                    ssh = try SSHEnvironment.start()
+                    Self.environments[ObjectIdentifier(type(of: self))] = .success(ssh)
+                } catch {
+                    Self.environments[ObjectIdentifier(type(of: self))] = .failure(error)
+                    throw XCTSkip("sshd could not restart, so the ssh sync tests cannot run: \(error)")
+                }
+            }
+        case .failure(let error)?: throw XCTSkip("sshd could not start, so the ssh sync tests cannot run: \(error)")
+        case nil: throw XCTSkip("sshd was not started for \(type(of: self))")
+        }
+    }
+
+    /// `USER@127.0.0.1:DIR`.
+    func remote(_ dir: String, user: String? = nil) -> String { "\(user ?? ssh.user)@127.0.0.1:\(dir)" }
+
+    /// `accord sync -d sourceRepo --to USER@127.0.0.1:DEST -F config …`.
+    func syncArgs(to dest: String, user: String? = nil, json: Bool = true, extra: [String] = []) -> [String] {
+        ["sync", "-d", sourceRepo, "--to", remote(dest, user: user), ssh.configOption] + (json ? ["--json"] : []) + extra
+    }
+
+    /// A script on the "remote" side, for `--remote-command`; readable by the ssh users.
+    func remoteScript(_ name: String, _ body: String) throws -> String {
+        let path = scratch.sub(name)
+        try writeFile(path, Array(("#!/bin/sh\n" + body + "\n").utf8), mode: 0o755)
+        return path
+    }
+}
