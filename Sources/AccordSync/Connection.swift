@@ -36,11 +36,15 @@ public final class FrameConnection {
         outBuffer.removeAll(keepingCapacity: true)
     }
 
-    /// The next frame; nil on a clean end of input between frames.
-    public func receive() throws -> Frame? {
+    /// The next frame; nil on a clean end of input between frames. With a
+    /// timeout, waiting longer than that for bytes throws.
+    public func receive(timeout: Double? = nil) throws -> Frame? {
         try flush()
         while true {
             if let f = try decoder.next() { return f }
+            if let t = timeout, !Sys.waitReadable(input, seconds: t) {
+                throw ProtocolError.connectionClosed("with no answer from \(peer) within \(Int(t)) s (is the remote command right? see --remote-command)")
+            }
             let n: Int
             do { n = try readBuffer.withUnsafeMutableBytes { try Sys.read(input, $0.baseAddress!, $0.count, path: peer) } } catch {
                 throw ProtocolError.connectionClosed("while reading from \(peer) (\(error))")
@@ -55,8 +59,8 @@ public final class FrameConnection {
     }
 
     /// The next frame, which must exist; an `error` frame becomes a thrown error.
-    public func expect(_ what: String) throws -> Frame {
-        guard let f = try receive() else { throw ProtocolError.connectionClosed("by \(peer) while waiting for \(what)") }
+    public func expect(_ what: String, timeout: Double? = nil) throws -> Frame {
+        guard let f = try receive(timeout: timeout) else { throw ProtocolError.connectionClosed("by \(peer) while waiting for \(what)") }
         if case .error(let code, let message) = f { throw ProtocolError.remote(code: code, message: message) }
         return f
     }

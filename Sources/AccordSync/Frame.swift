@@ -10,10 +10,13 @@ import AccordCore
 public enum Frame: Equatable {
     case hello(version: UInt16, flags: UInt16, config: [UInt8])
     case helloOK(version: UInt16, config: [UInt8])
-    case have([BlobID])
+    /// The first 8 bytes (most significant first: `ID.w0`) of each id the client may send.
+    case have([UInt64])
     /// One bit per id of the `have` it answers (bit i of byte i/8, least significant first): 1 = send it.
     case missing(count: UInt32, bitmap: [UInt8])
-    case blob(id: BlobID, type: BlobType, compression: BlobCompression, rawLength: UInt32, stored: [UInt8])
+    /// A blob as stored. `index` is its position in the last `have`; the id is not
+    /// sent: the server hashes the content and checks it against that prefix.
+    case blob(index: UInt16, type: BlobType, compression: BlobCompression, rawLength: UInt32, stored: [UInt8])
     case flush
     case flushed(packs: UInt32, blobs: UInt32)
     case snapshot([UInt8])
@@ -69,10 +72,12 @@ public enum Frame: Equatable {
         case .hello(let v, let f, let c): w.u16(v); w.u16(f); w.raw(c)
         case .helloOK(let v, let c): w.u16(v); w.raw(c)
         case .missing(let n, let bits): w.u32(n); w.raw(bits)
-        case .have(let ids), .snapshotList(let ids):
+        case .have(let prefixes):
+            w.u32(UInt32(prefixes.count)); for p in prefixes { w.u64(p.byteSwapped) }   // the id's first 8 bytes, in order
+        case .snapshotList(let ids):
             w.u32(UInt32(ids.count)); for i in ids { w.id(i) }
-        case .blob(let id, let t, let c, let raw, let stored):
-            w.id(id); w.u8(t.rawValue); w.u8(c.rawValue); w.u32(raw); w.raw(stored)
+        case .blob(let index, let t, let c, let raw, let stored):
+            w.u16(index); w.u8(t.rawValue); w.u8(c.rawValue); w.u32(raw); w.raw(stored)
         case .flushed(let p, let b): w.u32(p); w.u32(b)
         case .snapshot(let json): w.raw(json)
         case .snapshotOK(let id): w.id(id)
@@ -102,18 +107,21 @@ public enum Frame: Equatable {
             switch kind {
             case .hello: return .hello(version: try r.u16(), flags: try r.u16(), config: try rest())
             case .helloOK: return .helloOK(version: try r.u16(), config: try rest())
-            case .have: return .have(try ids())
+            case .have:
+                let n = Int(try r.u32())
+                guard n <= maxBatch, n * 8 == r.remaining else { throw ProtocolError.malformed(kind, "prefix count \(n) does not match the payload") }
+                return .have(try (0..<n).map { _ in try r.u64().byteSwapped })
             case .missing:
                 let n = Int(try r.u32())
                 guard n <= maxBatch, (n + 7) / 8 == r.remaining else { throw ProtocolError.malformed(kind, "bitmap length does not match \(n) ids") }
                 return .missing(count: UInt32(n), bitmap: try rest())
             case .snapshotList: return .snapshotList(try ids())
             case .blob:
-                let id = try r.id()
+                let index = try r.u16()
                 guard let t = BlobType(rawValue: try r.u8()) else { throw ProtocolError.malformed(kind, "unknown blob type") }
                 guard let c = BlobCompression(rawValue: try r.u8()) else { throw ProtocolError.malformed(kind, "unknown compression") }
                 let raw = try r.u32()
-                return .blob(id: id, type: t, compression: c, rawLength: raw, stored: try rest())
+                return .blob(index: index, type: t, compression: c, rawLength: raw, stored: try rest())
             case .flush: return try end(.flush)
             case .flushed: return try end(.flushed(packs: try r.u32(), blobs: try r.u32()))
             case .snapshot: return .snapshot(try rest())
@@ -148,7 +156,8 @@ public struct FrameDecoder {
     public mutating func next() throws -> Frame? {
         guard buffered >= 5 else { return nil }
         let length = buffer.withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: start, as: UInt32.self))) }
-        guard length >= 1, length <= Frame.maxLength else { throw ProtocolError.frameTooLarge(length) }
+        guard length >= 1 else { throw ProtocolError.malformed(.error, "frame of length 0 (no kind byte)") }
+        guard length <= Frame.maxLength else { throw ProtocolError.frameTooLarge(length) }
         guard buffered >= 4 + length else { return nil }
         let kind = buffer[start + 4]
         let frame = try buffer.withUnsafeBytes { try Frame.decode(kind: kind, payload: UnsafeRawBufferPointer(rebasing: $0[(start + 5)..<(start + 4 + length)])) }

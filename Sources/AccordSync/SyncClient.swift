@@ -34,6 +34,8 @@ public final class SyncClient {
     /// Blobs the destination is known to hold (from snapshots it has or we sent).
     private var remoteKnown = Set<BlobID>()
     private let started = Sys.monotonicSeconds()
+    /// How long to wait for the destination's first answer (ssh connect + sudo + start).
+    public var helloTimeout: Double = 60
 
     public init(repository: Repository, connection: FrameConnection) {
         self.repository = repository
@@ -44,7 +46,7 @@ public final class SyncClient {
     public func hello(allowOtherRepository: Bool = false) throws {
         let config = try AtomicFile.read(repository.layout.configPath)
         try connection.send(.hello(version: Frame.protocolVersion, flags: allowOtherRepository ? Frame.flagAllowOtherRepository : 0, config: config))
-        let reply = try connection.expect("the reply to hello")
+        let reply = try connection.expect("the reply to hello", timeout: helloTimeout)
         guard case .helloOK(let version, _) = reply else { throw ProtocolError.unexpected(reply.kind, expecting: "helloOK") }
         guard version == Frame.protocolVersion else { throw ProtocolError.versionMismatch(version) }
     }
@@ -84,21 +86,21 @@ public final class SyncClient {
         while start < candidates.count {
             let batch = Array(candidates[start..<min(candidates.count, start + Frame.maxBatch)])
             start += batch.count
-            try connection.send(.have(batch))
+            try connection.send(.have(batch.map(\.w0)))
             let reply = try connection.expect("the reply to have")
             guard case .missing(let n, let bits) = reply, Int(n) == batch.count else {
                 throw ProtocolError.unexpected(reply.kind, expecting: "missing for \(batch.count) ids")
             }
-            var wanted: [(BlobID, BlobLocation)] = []
+            var wanted: [(Int, BlobID, BlobLocation)] = []
             for (i, b) in batch.enumerated() where bits[i >> 3] & (1 << UInt8(i & 7)) != 0 {
                 guard let l = repository.index.lookup(b) else { throw BlobError.notInIndex(b) }
-                wanted.append((b, l))
+                wanted.append((i, b, l))
             }
             // Read in pack order so each pack is read front to back.
-            wanted.sort { ($0.1.packIndex, $0.1.offset) < ($1.1.packIndex, $1.1.offset) }
-            for (b, l) in wanted {
+            wanted.sort { ($0.2.packIndex, $0.2.offset) < ($1.2.packIndex, $1.2.offset) }
+            for (i, b, l) in wanted {
                 try repository.readStored(b, location: l, into: &scratch)
-                try connection.send(.blob(id: b, type: l.type, compression: l.compression, rawLength: l.rawLength, stored: scratch))
+                try connection.send(.blob(index: UInt16(i), type: l.type, compression: l.compression, rawLength: l.rawLength, stored: scratch))
                 stats.blobsSent += 1
                 stats.payloadBytes += UInt64(scratch.count)
                 progress?.addBytes(scratch.count)

@@ -17,6 +17,9 @@ public final class SyncServer {
     var writer: PackWriter?
     var pendingPacks: [IndexFile.Pack] = []
     var pending = Set<BlobID>()
+    var pendingPrefixes = Set<UInt64>()
+    /// Prefixes of the last `have`, which `blob` frames index into.
+    var lastBatch: [UInt64] = []
     var accepted = 0
     let inflater = Inflater()
     var plain: [UInt8] = []
@@ -44,7 +47,7 @@ public final class SyncServer {
     }
 
     func repo() throws -> Repository {
-        guard let r = repository else { throw ProtocolError.unexpected(.have, expecting: "hello first") }
+        guard let r = repository else { throw ProtocolError.connectionClosed("by the server: a request came before hello") }
         return r
     }
 
@@ -54,13 +57,15 @@ public final class SyncServer {
             guard version == Frame.protocolVersion else { throw ProtocolError.versionMismatch(version) }
             try open(clientConfig: configBytes, allowOther: flags & Frame.flagAllowOtherRepository != 0)
             try connection.send(.helloOK(version: Frame.protocolVersion, config: Array(try Data(contentsOf: URL(fileURLWithPath: repository!.layout.configPath)))))
-        case .have(let ids):
+        case .have(let prefixes):
             let r = try repo()
-            var bits = [UInt8](repeating: 0, count: (ids.count + 7) / 8)
-            for (i, id) in ids.enumerated() where !r.index.contains(id) && !pending.contains(id) { bits[i >> 3] |= 1 << UInt8(i & 7) }
-            try connection.send(.missing(count: UInt32(ids.count), bitmap: bits))
-        case .blob(let id, let type, let compression, let rawLength, let stored):
-            try accept(id: id, type: type, compression: compression, rawLength: rawLength, stored: stored)
+            var bits = [UInt8](repeating: 0, count: (prefixes.count + 7) / 8)
+            for (i, p) in prefixes.enumerated() where !r.index.containsPrefix(p) && !pendingPrefixes.contains(p) { bits[i >> 3] |= 1 << UInt8(i & 7) }
+            lastBatch = prefixes
+            try connection.send(.missing(count: UInt32(prefixes.count), bitmap: bits))
+        case .blob(let index, let type, let compression, let rawLength, let stored):
+            guard Int(index) < lastBatch.count else { throw ProtocolError.malformed(.blob, "index \(index) is outside the last have (\(lastBatch.count) ids)") }
+            try accept(prefix: lastBatch[Int(index)], type: type, compression: compression, rawLength: rawLength, stored: stored)
         case .flush:
             let packs = try flushPacks()
             try connection.send(.flushed(packs: UInt32(packs), blobs: UInt32(accepted)))
@@ -114,18 +119,27 @@ public final class SyncServer {
         repository = r
     }
 
-    func accept(id: BlobID, type: BlobType, compression: BlobCompression, rawLength: UInt32, stored: [UInt8]) throws {
+    /// Verifies a blob (its content's SHA-256 must start with the prefix the
+    /// client announced) and appends it to the current pack.
+    func accept(prefix: UInt64, type: BlobType, compression: BlobCompression, rawLength: UInt32, stored: [UInt8]) throws {
         let r = try repo()
-        if r.index.contains(id) || pending.contains(id) { return }
-        guard rawLength <= Frame.maxLength else { throw SyncError.corruptBlob(id, reason: "raw length \(rawLength) exceeds the \(Frame.maxLength)-byte limit") }
-        do {
-            try stored.withUnsafeBytes { try BlobDecoder.decode(stored: $0, id: id, compression: compression, rawLength: Int(rawLength), inflater: inflater, into: &plain) }
-        } catch {
-            throw SyncError.corruptBlob(id, reason: "\(error)")
+        guard Int(rawLength) <= Frame.maxLength else {
+            throw SyncError.corruptBlob(ID.zero, reason: "claims a raw length of \(rawLength) bytes")
         }
+        do {
+            try stored.withUnsafeBytes { try BlobDecoder.decode(stored: $0, id: nil, compression: compression, rawLength: Int(rawLength), inflater: inflater, into: &plain) }
+        } catch {
+            throw SyncError.corruptBlob(ID(w0: prefix, w1: 0, w2: 0, w3: 0), reason: "\(error)")
+        }
+        let id = plain.withUnsafeBytes { SHA256Hasher.hash($0) }
+        guard id.w0 == prefix else {
+            throw SyncError.corruptBlob(ID(w0: prefix, w1: 0, w2: 0, w3: 0), reason: "its content hashes to \(id.short)…, not the announced id")
+        }
+        if r.index.contains(id) || pending.contains(id) { return }
         if writer == nil { writer = try PackWriter(layout: r.layout) }
         try stored.withUnsafeBytes { try writer!.add(id: id, type: type, compression: compression, rawLength: Int(rawLength), stored: $0) }
         pending.insert(id)
+        pendingPrefixes.insert(prefix)
         accepted += 1
         if writer!.size >= r.config.packSize { try closePack() }
     }
@@ -150,6 +164,7 @@ public final class SyncServer {
             r.index.seal()
             pendingPacks.removeAll()
             pending.removeAll()
+            pendingPrefixes.removeAll()
         }
         return n
     }
@@ -185,7 +200,7 @@ public enum SyncError: Error, CustomStringConvertible {
         case .differentRepository(let p, let theirs, let ours):
             return "\(p) on the destination holds a different repository (\(theirs), ours is \(ours)): pick another directory or pass --allow-other-repository"
         case .corruptBlob(let id, let r):
-            return "blob \(id) was rejected: it does not match its id (\(r)); run `accord check --read-data` on the source"
+            return "blob \(id.short)… was rejected: it does not match its id (\(r)); run `accord check --read-data` on the source"
         case .snapshotIncomplete(let s, let b):
             return "snapshot \(s.short) was not stored: blob \(b.short) it needs has not arrived"
         case .connect(let m): return m

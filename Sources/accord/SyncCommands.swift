@@ -38,6 +38,7 @@ func openSync(_ repository: Repository, to dest: Destination, _ o: SyncOptions) 
     signal(SIGPIPE, SIG_IGN)
     let transport = try SyncTransport(destination: dest, sshOptions: o.sshOption, remoteCommand: o.remoteCommand, connectTimeout: o.connectTimeout)
     let client = SyncClient(repository: repository, connection: transport.connection)
+    client.helloTimeout = Double(o.connectTimeout + 30)
     do { try client.hello(allowOtherRepository: o.allowOtherRepository) } catch {
         transport.kill()
         throw transport.explain(error)

@@ -105,6 +105,21 @@ public final class MasterIndex {
 
     public func contains(_ id: ID) -> Bool { lookup(id) != nil }
 
+    /// Is there a blob whose id starts with these 8 bytes (`ID.w0`)?
+    public func containsPrefix(_ w0: UInt64) -> Bool {
+        if !recent.isEmpty && recent.keys.contains(where: { $0.w0 == w0 }) { return true }
+        if sorted.isEmpty { return false }
+        let top = Int(w0 >> 48)
+        var lo = Int(buckets[top]), hi = Int(buckets[top + 1])
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            let m = sorted[mid].id.w0
+            if m == w0 { return true }
+            if m < w0 { lo = mid + 1 } else { hi = mid }
+        }
+        return false
+    }
+
     public func pack(of location: BlobLocation) -> PackID { packs[location.packIndex] }
 
     /// Every (id, location), in no particular order.

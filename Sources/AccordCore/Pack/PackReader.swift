@@ -25,18 +25,23 @@ public enum PackReader {
 /// Turns stored bytes back into a blob's bytes and verifies the id.
 public enum BlobDecoder {
     /// Inflates (if compressed) and checks SHA-256 == id. `scratch` is reused.
-    public static func decode(stored: UnsafeRawBufferPointer, id: BlobID, compression: BlobCompression, rawLength: Int,
+    /// With `id` nil the hash is left to the caller.
+    public static func decode(stored: UnsafeRawBufferPointer, id: BlobID?, compression: BlobCompression, rawLength: Int,
                               inflater: Inflater, into output: inout [UInt8]) throws {
+        let shown = id ?? ID.zero
+        // No chunk exceeds 64 MiB: a larger length is a damaged header, not a reason to allocate it.
+        guard rawLength <= 64 << 20 else { throw BlobError.corrupt(shown, reason: "raw length \(rawLength) exceeds the 64 MiB chunk limit") }
         switch compression {
         case .none:
-            guard stored.count == rawLength else { throw BlobError.corrupt(id, reason: "stored length \(stored.count) ≠ \(rawLength)") }
+            guard stored.count == rawLength else { throw BlobError.corrupt(shown, reason: "stored length \(stored.count) ≠ \(rawLength)") }
             output.removeAll(keepingCapacity: true)
             output.append(contentsOf: stored)
         case .zlib:
             do { try inflater.inflate(stored, rawLength: rawLength, into: &output) } catch {
-                throw BlobError.corrupt(id, reason: "\(error)")
+                throw BlobError.corrupt(shown, reason: "\(error)")
             }
         }
+        guard let id else { return }
         let actual = output.withUnsafeBytes { SHA256Hasher.hash($0) }
         guard actual == id else { throw BlobError.corrupt(id, reason: "content hashes to \(actual.short)") }
     }

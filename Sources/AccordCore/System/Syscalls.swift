@@ -409,6 +409,19 @@ public enum Sys {
         return buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
     }
 
+    /// Waits until `fd` is readable or `seconds` pass. The corresponding C function is `poll`.
+    public static func waitReadable(_ fd: Int32, seconds: Double) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let deadline = monotonicSeconds() + seconds
+        while true {
+            let left = Int32(max(0, (deadline - monotonicSeconds()) * 1000))
+            let r = Glibc.poll(&p, 1, left)
+            if r > 0 { return true }
+            if r == 0 { return false }
+            if Glibc.errno != EINTR { return true }
+        }
+    }
+
     public static func isTerminal(_ fd: Int32) -> Bool { Glibc.isatty(fd) == 1 }
 
     /// Wall clock in nanoseconds since the epoch.
