@@ -59,6 +59,10 @@ struct BackupCommand: ParsableCommand {
     }
 
     func run() throws {
+        // A missing source fails before anything is created.
+        for p in paths where (try? Sys.lstat(Array(p.utf8))) == nil {
+            throw BackupError.pathNotFound(p)
+        }
         let repository = try repo.open(create: true)
         if let p = plan {
             let (result, warnings) = try runPlanBackup(repository: repository, plan: try Plan.load(p), tags: tag, output: output, threads: threads)

@@ -31,6 +31,25 @@ final class CLITests: AccordTestCase {
         XCTAssertEqual(snapshotFiles(), [])
     }
 
+    /// A backup refused before it reads anything (missing or nested sources)
+    /// must exit 1 every time: its worker threads must not outlive it. Six at
+    /// once, so thread start-up is slow as on a busy host.
+    func testRefusedBackupExitsCleanlyEveryTime() throws {
+        let root = try makeSmallTree()
+        try accordOK("init", "-d", repo)
+        let refusals: [[String]] = [[root, scratch.sub("gone")], [root, root + "/a.txt"]]
+        for round in 0..<8 {
+            let started = try (0..<6).map { i in
+                try AccordCLI.start(["backup", "-d", repo, "-q"] + refusals[i % 2], scratch: scratch)
+            }
+            let results = started.map { AccordCLI.finish($0) }
+            if let (i, r) = results.enumerated().first(where: { $0.element.signaled || $0.element.status != 1 }) {
+                return XCTFail("round \(round): accord backup \(refusals[i % 2].joined(separator: " ")) must exit 1:\n\(r)")
+            }
+        }
+        XCTAssertEqual(snapshotFiles(), [])
+    }
+
     func testRepositoryPathThatIsARegularFileIsRejected() throws {
         let root = try makeSmallTree()
         let file = scratch.sub("not-a-dir")
@@ -144,12 +163,10 @@ final class CLITests: AccordTestCase {
 
     /// The pid of a process that has exited.
     func deadPID() throws -> Int32 {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/true")
-        try p.run()
-        p.waitUntilExit()
-        XCTAssertFalse(Sys.processExists(p.processIdentifier))
-        return p.processIdentifier
+        let child = try spawn("/bin/true", [], stdout: "/dev/null", stderr: "/dev/null")
+        while child.isRunning { usleep(1000) }
+        XCTAssertFalse(Sys.processExists(child.pid))
+        return child.pid
     }
 
     func testStaleLockIsReportedAndUnlockRemovesIt() throws {

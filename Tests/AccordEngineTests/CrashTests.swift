@@ -18,12 +18,12 @@ final class CrashTests: AccordTestCase {
         for i in 0..<fileCount { try TreeBuilder.write(Array((root + "/part\(i).bin").utf8), kernelRandomBytes(fileSize)) }
         let treeBytes = UInt64(fileCount * fileSize)
 
-        let (process, out, err) = try AccordCLI.start(["backup", "-d", repo, "--threads", "1", root], scratch: scratch)
+        let child = try AccordCLI.start(["backup", "-d", repo, "--threads", "1", root], scratch: scratch)
         let deadline = Date().addingTimeInterval(120)
-        while process.isRunning, (try packFiles()).isEmpty, Date() < deadline { usleep(500) }
+        while child.isRunning, (try packFiles()).isEmpty, Date() < deadline { usleep(500) }
         usleep(UInt32.random(in: 0...40_000))
-        kill(process.processIdentifier, SIGKILL)
-        let killed = AccordCLI.finish(process, stdout: out, stderr: err)
+        child.kill(SIGKILL)
+        let killed = AccordCLI.finish(child)
         guard killed.signaled, killed.status == SIGKILL else {
             return XCTFail("the backup ended before it was killed; the test needs a larger tree:\n\(killed)")
         }
@@ -58,5 +58,32 @@ final class CrashTests: AccordTestCase {
             let b = try TreeBuilder.hash(Array((target + root + name).utf8))
             XCTAssertEqual(a, b, "\(name) differs after restore")
         }
+    }
+
+    /// Kills backups at random moments (before, during and after packs are
+    /// written), round after round on one repository, each round with 32 MiB
+    /// of new data. Slow: ACCORD_SLOW_TESTS=1.
+    func testBackupsKilledAtRandomMomentsNeverBreakTheRepository() throws {
+        guard ProcessInfo.processInfo.environment["ACCORD_SLOW_TESTS"] == "1" else {
+            throw XCTSkip("slow: set ACCORD_SLOW_TESTS=1")
+        }
+        let root = scratch.sub("src")
+        try TreeBuilder.mkdir(Array(root.utf8))
+        var rng = SystemRandomNumberGenerator()
+        var killedRounds = 0
+        for round in 0..<12 {
+            for i in 0..<8 { try TreeBuilder.write(Array((root + "/part\(i).bin").utf8), kernelRandomBytes(4 << 20)) }
+            let child = try AccordCLI.start(["backup", "-d", repo, "--threads", "1", root], scratch: scratch)
+            usleep(UInt32.random(in: 0...150_000, using: &rng))
+            child.kill(SIGKILL)
+            let result = AccordCLI.finish(child)
+            XCTAssertTrue(result.signaled || result.status == 0, "round \(round): \(result)")
+            if result.signaled { killedRounds += 1 }
+            let check = try accord("check", "-d", repo, "--read-data")
+            XCTAssertEqual(check.status, 0, "round \(round): check fails after a backup killed at a random moment:\n\(check)")
+        }
+        XCTAssertGreaterThan(killedRounds, 3, "most backups finished before the kill: the test did not test much")
+        _ = try backup(root)
+        try accordOK("check", "-d", repo, "--read-data")
     }
 }

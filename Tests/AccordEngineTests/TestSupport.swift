@@ -274,6 +274,56 @@ struct CommandResult: CustomStringConvertible {
     }
 }
 
+/// A child process started with `posix_spawn` and reaped with `waitpid` by
+/// us alone. (Foundation's `Process` was seen to miss the exit of a child
+/// that crashed, leaving the test waiting on a zombie.)
+final class Child {
+    let pid: pid_t
+    let stdoutPath: String
+    let stderrPath: String
+    private(set) var exitStatus: Int32?
+    private(set) var exitSignal: Int32?
+
+    init(pid: pid_t, stdoutPath: String, stderrPath: String) {
+        self.pid = pid; self.stdoutPath = stdoutPath; self.stderrPath = stderrPath
+    }
+
+    /// Reaps the child if it has ended; true while it runs.
+    var isRunning: Bool {
+        if exitStatus != nil || exitSignal != nil { return false }
+        var status: Int32 = 0
+        let r = waitpid(pid, &status, WNOHANG)
+        if r == 0 { return true }
+        if r < 0 { exitStatus = -1; return false }   // not our child any more: treat as gone
+        let sig = status & 0x7f
+        if sig == 0 { exitStatus = (status >> 8) & 0xff } else if sig != 0x7f { exitSignal = sig } else { return true }
+        return false
+    }
+
+    func kill(_ signal: Int32) { if isRunning { _ = Glibc.kill(pid, signal) } }
+}
+
+/// Starts `executable args…`; stdout and stderr go to files, stdin is /dev/null.
+func spawn(_ executable: String, _ args: [String], cwd: String? = nil, stdout: String, stderr: String) throws -> Child {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    var argv = [executable] + args
+    if let dir = cwd { argv = ["/usr/bin/env", "--chdir=" + dir] + argv }
+    var env = ProcessInfo.processInfo.environment
+    env.removeValue(forKey: "ACCORD_REPOSITORY")
+    let cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+    let cEnv: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { for p in cArgs + cEnv { free(p) } }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, argv[0], &actions, nil, cArgs, cEnv)
+    guard rc == 0 else { throw SystemError(errno: rc, operation: "posix_spawn", path: argv[0]) }
+    return Child(pid: pid, stdoutPath: stdout, stderrPath: stderr)
+}
+
 enum AccordCLI {
     /// The `accord` binary: $ACCORD_BIN, else next to the test bundle, else `<package>/.build/debug/accord`.
     static let binary: String? = {
@@ -297,51 +347,43 @@ enum AccordCLI {
 
     /// Starts `accord args…` with stdout and stderr going to files in `scratch`.
     /// With `asUser`, runs it through `setpriv` as that uid/gid.
+    /// With `openFileLimit`, runs it under `prlimit --nofile`.
     static func start(_ args: [String], asUser: (uid: UInt32, gid: UInt32)? = nil, cwd: String? = nil,
-                      scratch: TempDirectory) throws -> (Process, stdout: String, stderr: String) {
+                      openFileLimit: Int? = nil, scratch: TempDirectory) throws -> Child {
         let bin = try requireBinary()
-        let p = Process()
-        if let u = asUser {
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-            p.arguments = ["--reuid=\(u.uid)", "--regid=\(u.gid)", "--clear-groups", "--", bin] + args
-        } else {
-            p.executableURL = URL(fileURLWithPath: bin)
-            p.arguments = args
-        }
-        var env = ProcessInfo.processInfo.environment
-        env.removeValue(forKey: "ACCORD_REPOSITORY")
-        p.environment = env
-        if let c = cwd { p.currentDirectoryURL = URL(fileURLWithPath: c) }
         let tag = hexString(Sys.randomBytes(4))
         let out = scratch.sub("stdout-\(tag)"), err = scratch.sub("stderr-\(tag)")
-        FileManager.default.createFile(atPath: out, contents: nil)
-        FileManager.default.createFile(atPath: err, contents: nil)
-        p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        return (p, out, err)
+        if let n = openFileLimit {
+            return try spawn("/usr/bin/prlimit", ["--nofile=\(n):\(n)", "--", bin] + args, cwd: cwd, stdout: out, stderr: err)
+        }
+        if let u = asUser {
+            return try spawn("/usr/bin/setpriv", ["--reuid=\(u.uid)", "--regid=\(u.gid)", "--clear-groups", "--", bin] + args,
+                             cwd: cwd, stdout: out, stderr: err)
+        }
+        return try spawn(bin, args, cwd: cwd, stdout: out, stderr: err)
     }
 
     /// Waits (at most `timeout` seconds, then kills) and collects the output.
-    static func finish(_ p: Process, stdout: String, stderr: String, timeout: Double = 180) -> CommandResult {
+    static func finish(_ child: Child, timeout: Double = 180) -> CommandResult {
         let deadline = Date().addingTimeInterval(timeout)
-        while p.isRunning && Date() < deadline { usleep(2000) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
-        p.waitUntilExit()
-        let o = (try? Data(contentsOf: URL(fileURLWithPath: stdout))).map { Array($0) } ?? []
-        let e = (try? String(contentsOfFile: stderr, encoding: .utf8)) ?? ""
-        try? FileManager.default.removeItem(atPath: stdout)
-        try? FileManager.default.removeItem(atPath: stderr)
-        return CommandResult(status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal, stdoutBytes: o, stderr: e)
+        while child.isRunning && Date() < deadline { usleep(1000) }
+        if child.isRunning {
+            child.kill(SIGKILL)
+            while child.isRunning { usleep(1000) }
+        }
+        let o = (try? Data(contentsOf: URL(fileURLWithPath: child.stdoutPath))).map { Array($0) } ?? []
+        let e = (try? Data(contentsOf: URL(fileURLWithPath: child.stderrPath))).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        try? FileManager.default.removeItem(atPath: child.stdoutPath)
+        try? FileManager.default.removeItem(atPath: child.stderrPath)
+        return CommandResult(status: child.exitSignal ?? child.exitStatus ?? -1, signaled: child.exitSignal != nil,
+                             stdoutBytes: o, stderr: e)
     }
 
     /// Runs `accord args…` to completion.
     @discardableResult
     static func run(_ args: [String], asUser: (uid: UInt32, gid: UInt32)? = nil, cwd: String? = nil,
-                    scratch: TempDirectory, timeout: Double = 180) throws -> CommandResult {
-        let (p, o, e) = try start(args, asUser: asUser, cwd: cwd, scratch: scratch)
-        return finish(p, stdout: o, stderr: e, timeout: timeout)
+                    openFileLimit: Int? = nil, scratch: TempDirectory, timeout: Double = 180) throws -> CommandResult {
+        finish(try start(args, asUser: asUser, cwd: cwd, openFileLimit: openFileLimit, scratch: scratch), timeout: timeout)
     }
 }
 

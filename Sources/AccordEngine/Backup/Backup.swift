@@ -54,8 +54,14 @@ public final class Backup {
     /// Runs the backup. The repository must be locked and its index loaded.
     public func run() throws -> BackupResult {
         let started = Sys.monotonicSeconds()
-        let roots = try prepareRoots()
-        let parentID = try findParent()
+        let roots: [Root], parentID: SnapshotID?
+        do {
+            roots = try prepareRoots()
+            parentID = try findParent()
+        } catch {
+            sink.abandon()   // stops its compressor threads before `self` goes away
+            throw error
+        }
         if let p = parentID, let s = try? repository.loadSnapshot(p) {
             parentCursor = ParentCursor(reader: repository.manifestReader(s))
             // The parent's size is the best estimate of this run's: it gives the ETA.
@@ -93,6 +99,8 @@ public final class Backup {
             if let e = failure.value { throw e }
             let manifestIDs = try manifest.finish()
             _ = try sink.finish()
+            statsLock.lock()
+            defer { statsLock.unlock() }
             summary.addedBlobs = sink.addedBlobs
             summary.addedBytes = sink.addedBytes
             summary.addedManifestBytes = sink.addedTreeBytes
@@ -120,6 +128,8 @@ public final class Backup {
     }
 
     private func count(_ e: ManifestEntry, slot: Slot) {
+        statsLock.lock()
+        defer { statsLock.unlock() }
         switch e.kind {
         case .file, .stream:
             summary.files += 1

@@ -28,11 +28,15 @@ public final class BlobSink: @unchecked Sendable {
     public private(set) var addedTreeBytes: UInt64 = 0
     public private(set) var rawBytesAdded: UInt64 = 0
 
-    public init(repository: Repository, threads: Int, level: CompressionLevel, queueBytes: Int = 16 << 20) {
+    deinit { queue.cancel() }
+
+    public init(repository: Repository, threads: Int, level: CompressionLevel, queueBytes: Int = 12 << 20) {
         self.repository = repository
         self.level = level
         queue = BoundedQueue(capacity: queueBytes)
-        workers.spawn(threads, name: "compress") { [unowned self] _ in self.compressLoop() }
+        // Strong capture: the threads end when the queue is closed or cancelled
+        // (`finish`/`abandon`), and keep the sink alive until then.
+        workers.spawn(threads, name: "compress") { _ in self.compressLoop() }
     }
 
     /// Is this blob already stored or on its way?
