@@ -36,7 +36,8 @@ public final class BlobSink: @unchecked Sendable {
         queue = BoundedQueue(capacity: queueBytes)
         // Strong capture: the threads end when the queue is closed or cancelled
         // (`finish`/`abandon`), and keep the sink alive until then.
-        workers.spawn(threads, name: "compress") { _ in self.compressLoop() }
+        // One more than the cores: a thread waiting on a pack's fsync leaves the CPU to the others.
+        workers.spawn(threads + 1, name: "compress") { _ in self.compressLoop() }
     }
 
     /// Is this blob already stored or on its way?
@@ -74,15 +75,20 @@ public final class BlobSink: @unchecked Sendable {
             do {
                 let comp = job.data.withUnsafeBytes { deflater.compress($0, into: &out) }
                 let storedCount = comp == .none ? job.data.count : out.count
-                try packLock.withLock {
+                let full: PackWriter? = try packLock.withLock {
                     if writer == nil { writer = try PackWriter(layout: repository.layout) }
                     if comp == .none {
                         try job.data.withUnsafeBytes { try writer!.add(id: job.id, type: job.type, compression: .none, rawLength: job.data.count, stored: $0) }
                     } else {
                         try out.withUnsafeBytes { try writer!.add(id: job.id, type: job.type, compression: .zlib, rawLength: job.data.count, stored: $0) }
                     }
-                    if writer!.size >= repository.config.packSize { try closePack() }
+                    guard writer!.size >= repository.config.packSize else { return nil }
+                    defer { writer = nil }
+                    return writer
                 }
+                // The fsync of a full pack happens outside the lock: the other
+                // compressors go on filling the next pack meanwhile.
+                if let w = full { try seal(w) }
                 lock.withLock {
                     addedBlobs += 1
                     addedBytes += UInt64(storedCount)
@@ -96,13 +102,11 @@ public final class BlobSink: @unchecked Sendable {
         }
     }
 
-    /// Closes the current pack (under `packLock`).
-    private func closePack() throws {
-        guard let w = writer else { return }
-        writer = nil
+    /// Finishes a pack (fsync, rename) and records it.
+    private func seal(_ w: PackWriter) throws {
         if w.isEmpty { w.abandon(); return }
         let id = try w.finish()
-        finishedPacks.append(.init(id: id, blobs: w.entries))
+        lock.withLock { finishedPacks.append(.init(id: id, blobs: w.entries)) }
     }
 
     /// Waits for every accepted blob, closes the last pack and writes the
@@ -111,7 +115,7 @@ public final class BlobSink: @unchecked Sendable {
         queue.close()
         workers.wait()
         if let e = failure.value { abandon(); throw e }
-        try packLock.withLock { try closePack() }
+        if let w = packLock.withLock({ () -> PackWriter? in defer { writer = nil }; return writer }) { try seal(w) }
         if !finishedPacks.isEmpty {
             let file = IndexFile(packs: finishedPacks)
             try repository.writeIndex(file)
