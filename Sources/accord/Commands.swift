@@ -265,6 +265,8 @@ struct RestoreCommand: ParsableCommand {
     var include: [String] = []
     @Flag(help: "Restore over the original paths (same as --target /).")
     var inPlace = false
+    @Flag(help: "Print a JSON summary at the end.")
+    var json = false
     @Option(help: "Worker threads (default: one per core).")
     var threads: Int?
 
@@ -303,8 +305,13 @@ struct RestoreCommand: ParsableCommand {
             if let n = threads { options.threads = n }
             options.progress = output.makeProgress("restore")
             options.onError = { path, error in Sys.writeStderr("error: cannot restore \(path): \(error)\n") }
+            let started = Sys.monotonicSeconds()
             let r = try Restore(repository: repository, options: options).run(s)
-            if !output.quiet {
+            if json {
+                let o: [String: Any] = ["snapshot": id.hex, "files": r.files, "directories": r.directories, "bytes": r.bytes,
+                                        "failed": r.failed, "seconds": Sys.monotonicSeconds() - started]
+                if let d = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) { print(String(decoding: d, as: UTF8.self)) }
+            } else if !output.quiet {
                 print("restored snapshot \(id.short): \(r.files) files, \(r.directories) dirs, \(formatBytes(r.bytes))")
             }
             return r
