@@ -44,10 +44,6 @@ func runShell(_ command: String, stdin: [UInt8]? = nil, what: String) throws -> 
     return result
 }
 
-func shellQuote(_ s: String) -> String {
-    if !s.isEmpty && s.allSatisfy({ $0.isLetter || $0.isNumber || "/._-+:@=,".contains($0) }) { return s }
-    return "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
-}
 
 /// Kubernetes objects as the plan saves them: fetched as JSON, volatile
 /// metadata removed (fields that are missing are fine), written as YAML.

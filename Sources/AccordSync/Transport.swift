@@ -112,10 +112,6 @@ public final class SyncTransport {
     public func kill() { runner.kill() }
 }
 
-func shellQuote(_ s: String) -> String {
-    if s.allSatisfy({ $0.isLetter || $0.isNumber || "/._-+:@".contains($0) }) { return s }
-    return "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
-}
 
 /// A child process with stdin/stdout pipes and a stderr tail.
 final class ProcessPipes: @unchecked Sendable {

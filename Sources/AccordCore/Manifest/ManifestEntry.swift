@@ -48,6 +48,12 @@ public struct ManifestEntry: Equatable, Sendable {
         self.xattrs = xattrs; self.blobs = blobs
     }
 
+    /// Is `path` equal to `dir` or below it (component-wise)?
+    public static func isWithin(_ path: RawPath, _ dir: RawPath) -> Bool {
+        if dir == [0x2f] { return true }
+        return path == dir || (path.count > dir.count && path.starts(with: dir) && path[dir.count] == 0x2f)
+    }
+
     /// Tree order: paths compared byte by byte with "/" ranking below every
     /// other byte, so a directory's whole subtree sorts right after it and
     /// before its next sibling ("a", "a/b", "a-c").

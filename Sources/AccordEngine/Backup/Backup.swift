@@ -204,10 +204,7 @@ public final class Backup {
         return out
     }
 
-    func isInside(_ p: RawPath, _ dir: RawPath) -> Bool {
-        if dir == [0x2f] { return true }
-        return p == dir || (p.count > dir.count && p.starts(with: dir) && p[dir.count] == 0x2f)
-    }
+    func isInside(_ p: RawPath, _ dir: RawPath) -> Bool { ManifestEntry.isWithin(p, dir) }
 
     func findParent() throws -> SnapshotID? {
         if options.forceRead { return nil }

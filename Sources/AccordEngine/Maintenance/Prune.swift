@@ -155,7 +155,7 @@ public final class Prune {
         for id in oldIndexFiles where id != newIndex { try Sys.unlink(layout.indexPath(id)) }
         try Sys.fsyncDirectory(layout.indexDirectory)
         // (4) Dead packs, and leftovers of interrupted writes.
-        for p in toDelete { try? Sys.unlink(layout.packPath(p)) }
+        for p in toDelete where !newPacks.contains(where: { $0.id == p }) { try? Sys.unlink(layout.packPath(p)) }
         for name in (try? Sys.listDirectory(layout.tmpDirectory)) ?? [] { try? Sys.unlink(layout.tmpDirectory + "/" + name) }
         return report
     }

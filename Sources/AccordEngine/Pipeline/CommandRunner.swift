@@ -1,6 +1,12 @@
 import Foundation
 import AccordCore
 
+/// Quotes a word for `/bin/sh` (single quotes unless it is plainly safe).
+public func shellQuote(_ s: String) -> String {
+    if !s.isEmpty && s.allSatisfy({ $0.isLetter || $0.isNumber || "/._-+:@=,".contains($0) }) { return s }
+    return "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
+}
+
 /// How a child process ended.
 public struct ExitStatus: CustomStringConvertible, Sendable {
     public var code: Int32

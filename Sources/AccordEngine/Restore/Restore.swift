@@ -56,10 +56,7 @@ public final class Restore {
         return false
     }
 
-    func isUnder(_ p: RawPath, _ dir: RawPath) -> Bool {
-        if dir == [0x2f] { return true }
-        return p == dir || (p.count > dir.count && p.starts(with: dir) && p[dir.count] == 0x2f)
-    }
+    func isUnder(_ p: RawPath, _ dir: RawPath) -> Bool { ManifestEntry.isWithin(p, dir) }
 
     public func run(_ snapshot: Snapshot) throws -> RestoreResult {
         var reader = repository.manifestReader(snapshot)
