@@ -140,6 +140,8 @@ public final class SyncClient {
     public func syncAll(only: [SnapshotID]? = nil, marker: Bool = false) throws -> SyncStats {
         let remote = try remoteSnapshots()
         let local = try repository.snapshots()
+        // After listing: every listed snapshot's index file is already there.
+        if repository.indexFiles.isEmpty { try repository.loadIndex() }
         for (id, s) in local where remote.contains(id) {
             // The newest snapshot the destination has of each plan/host seeds what it holds.
             if local.last(where: { remote.contains($0.id) && $0.snapshot.plan == s.plan && $0.snapshot.host == s.host })?.id == id {

@@ -124,7 +124,6 @@ struct Legacy: ParsableCommand {
         report(result, json: false, quiet: output.quiet)
         if let d = dest {
             let stats = try withLock(repository, command: "sync") {
-                try repository.loadIndex()
                 return try runSync(repository, to: d, syncOptions, only: [result.id], marker: true, progress: output.makeProgress("sync"))
             }
             printSyncStats(stats, to: d, json: false, quiet: output.quiet)

@@ -183,8 +183,9 @@ struct Ls: ParsableCommand {
 
     func run() throws {
         let repository = try repo.open()
-        try repository.loadIndex()
+        // Snapshot first, index second: a snapshot's index is written before it, never after.
         let s = try repository.loadSnapshot(try repository.resolveSnapshot(snapshot))
+        try repository.loadIndex()
         var reader = repository.manifestReader(s)
         var out: [UInt8] = []
         while let e = try reader.next() {
@@ -217,9 +218,9 @@ struct Dump: ParsableCommand {
 
     func run() throws {
         let repository = try repo.open()
-        try repository.loadIndex()
         let id = try repository.resolveSnapshot(snapshot)
         let s = try repository.loadSnapshot(id)
+        try repository.loadIndex()
         var reader = repository.manifestReader(s)
         let wanted = Array(path.utf8)
         while let e = try reader.next() {
@@ -295,9 +296,9 @@ struct RestoreCommand: ParsableCommand {
         let repository = try repo.open()
         Sys.umask(0)
         let result: RestoreResult = try withLock(repository, command: "restore") {
-            try repository.loadIndex()
             let id = try repository.resolveSnapshot(snapshot)
             let s = try repository.loadSnapshot(id)
+            try repository.loadIndex()
             let cwd = Sys.currentDirectory()
             let t = target.map { Array($0.utf8) } ?? [0x2f]
             var options = RestoreOptions(target: t.first == 0x2f ? t : cwd + [0x2f] + t)

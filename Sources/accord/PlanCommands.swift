@@ -39,7 +39,6 @@ func runPlanRestore(repoPath: String, plan: Plan, snapshot: String?, options: Pl
     Sys.umask(0o077)
     let repository = try Repository.open(at: repoPath)
     try withLock(repository, command: "restore \(plan.name)") {
-        try repository.loadIndex()
         let id: SnapshotID
         if let s = snapshot { id = try repository.resolveSnapshot(s) } else {
             guard let last = try repository.snapshots().last(where: { $0.snapshot.plan == plan.name }) else {
@@ -48,6 +47,7 @@ func runPlanRestore(repoPath: String, plan: Plan, snapshot: String?, options: Pl
             id = last.id
         }
         let s = try repository.loadSnapshot(id)
+        try repository.loadIndex()
         var o = options
         o.preRestoreBackup = { paths in
             let r = try Repository.open(at: repoPath)

@@ -92,7 +92,6 @@ struct SyncCommand: ParsableCommand {
         let repository = try repo.open()
         let dest = try Destination.parse(to, defaultDirectory: repo.path)
         let stats: SyncStats = try withLock(repository, command: "sync") {
-            try repository.loadIndex()
             let only = snapshots.isEmpty ? nil : try snapshots.map { try repository.resolveSnapshot($0) }
             return try runSync(repository, to: dest, sync, only: only, marker: marker, progress: output.makeProgress("sync"))
         }

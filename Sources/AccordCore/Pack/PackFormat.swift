@@ -80,7 +80,7 @@ public enum PackFormat {
 
     /// Decodes a header and checks it against the pack size.
     public static func decodeHeader(_ header: UnsafeRawBufferPointer, packSize: Int) throws -> [PackEntry] {
-        guard header.count >= 8 else { throw PackError.badHeaderLength(header.count, packSize: packSize) }
+        guard header.count >= 8, header.count + trailerSize <= packSize else { throw PackError.badHeaderLength(header.count, packSize: packSize) }
         let body = UnsafeRawBufferPointer(rebasing: header[0..<header.count - 4])
         var r = ByteReader(header, offset: header.count - 4)
         let stored = try r.u32()
@@ -100,6 +100,7 @@ public enum PackFormat {
             let storedLength = try r.u32()
             let id = try r.id()
             if comp == .none && raw != storedLength { throw PackError.lengthMismatch(id) }
+            if raw > 64 << 20 { throw PackError.lengthMismatch(id) }   // no chunk is larger
             entries.append(PackEntry(id: id, type: type, compression: comp, rawLength: raw, storedLength: storedLength, offset: UInt32(offset)))
             offset += UInt64(storedLength)
             if offset > dataEnd { throw PackError.blobsExceedPack }

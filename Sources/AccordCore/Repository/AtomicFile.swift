@@ -18,6 +18,25 @@ public enum AtomicFile {
         }
     }
 
+    /// Like `write`, but never replaces an existing file: the final step is
+    /// `link`, which fails with EEXIST if another process created it first.
+    /// Returns false in that case (the other file is left as it is).
+    public static func create(_ bytes: [UInt8], at path: String, tmpDirectory: String, mode: UInt32 = 0o600) throws -> Bool {
+        let tmp = tmpDirectory + "/" + hexString(Sys.randomBytes(8)) + ".tmp"
+        let fd = try Sys.open(tmp, Sys.O_WRONLY | Sys.O_CREAT | Sys.O_EXCL, mode: mode)
+        defer { try? Sys.unlink(tmp) }
+        do {
+            try Sys.writeAll(fd, bytes, path: tmp)
+            try Sys.fsync(fd, path: tmp)
+            Sys.close(fd)
+        } catch { Sys.close(fd); throw error }
+        do { try Sys.link(existing: Array(tmp.utf8), new: Array(path.utf8)) } catch let e as SystemError where e.errno == 17 /* EEXIST */ {
+            return false
+        }
+        try Sys.fsyncDirectory(parent(of: path))
+        return true
+    }
+
     /// Reads a whole (small) file.
     public static func read(_ path: String) throws -> [UInt8] {
         let fd = try Sys.open(path, Sys.O_RDONLY)

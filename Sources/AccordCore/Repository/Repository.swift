@@ -38,7 +38,10 @@ public final class Repository: @unchecked Sendable {
         try Sys.chmod(Array(layout.root.utf8), mode: 0o700)
         for d in layout.subdirectories { try Sys.mkdir(d, mode: 0o700) }
         let config = RepositoryConfig.new(compression: compression)
-        try AtomicFile.write(try encodeJSON(config), to: layout.configPath, tmpDirectory: layout.tmpDirectory)
+        guard try AtomicFile.create(try encodeJSON(config), at: layout.configPath, tmpDirectory: layout.tmpDirectory) else {
+            // Another accord initialized it at the same moment: use theirs.
+            return try open(at: path)
+        }
         return Repository(layout: layout, config: config)
     }
 
@@ -230,7 +233,13 @@ public final class Repository: @unchecked Sendable {
     /// Resolves an id, a unique id prefix, or `latest`.
     public func resolveSnapshot(_ spec: String) throws -> SnapshotID {
         if spec == "latest" {
-            guard let last = try snapshots().last else { throw RepositoryError.snapshotNotFound("latest", repository: layout.root) }
+            var unreadable: [(SnapshotID, Error)] = []
+            let all = try snapshots { unreadable.append(($0, $1)) }
+            if let (id, e) = unreadable.first {
+                // It might be the newest: refuse to guess.
+                throw RepositoryError.snapshotCorrupt(layout.snapshotPath(id), reason: "\(e); `latest` cannot be determined while a snapshot is unreadable: give a snapshot id")
+            }
+            guard let last = all.last else { throw RepositoryError.snapshotNotFound("latest", repository: layout.root) }
             return last.id
         }
         let lower = spec.lowercased()

@@ -344,7 +344,8 @@ public final class Backup {
             case .file(let slot, let path, let st):
                 do {
                     try readFile(slot, path, st, stream(options.treeProfile))
-                } catch let e as SystemError {
+                } catch let e as SystemError where sink.failure.value == nil {
+                    // A source that cannot be read; a failing repository write fails the backup below.
                     do { try skipUnreadable(path, e); slot.entry = nil } catch { fail(error) }
                 } catch {
                     fail(error)

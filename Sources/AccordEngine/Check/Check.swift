@@ -38,6 +38,9 @@ public final class Check {
 
     public func run() throws -> CheckReport {
         let layout = repository.layout
+        // Snapshots are listed before the index is read: a backup committing meanwhile
+        // wrote its index first, so every listed snapshot's blobs are in what we read.
+        let snapshotIDs = try repository.listSnapshotIDs()
         // Index files, one by one, so one bad file does not hide the rest.
         var indexed: [PackID: [PackEntry]] = [:]
         for id in try repository.listIndexFiles() {
@@ -82,7 +85,7 @@ public final class Check {
 
         // Snapshots and manifests: every referenced blob must be indexed.
         var seen = Set<BlobID>()
-        for sid in try repository.listSnapshotIDs() {
+        for sid in snapshotIDs {
             report.snapshots += 1
             let s: Snapshot
             do { s = try repository.loadSnapshot(sid) } catch {

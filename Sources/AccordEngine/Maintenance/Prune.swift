@@ -51,8 +51,15 @@ public final class Prune {
             repository.index.add(f)
         }
         repository.index.seal()
+        // Packs the index names but the disk lacks hold nothing to keep: leave them out,
+        // so a surviving duplicate elsewhere is the copy kept.
+        let present = Set(try repository.listPacks())
+        for id in Array(packEntries.keys) where !present.contains(id) {
+            options.log("pack \(id) is in the index but missing on disk; its blobs count as lost")
+            packEntries[id] = nil
+        }
         // Adopt packs nobody indexed (interrupted backups): they may hold live blobs.
-        for id in try repository.listPacks() where packEntries[id] == nil {
+        for id in present where packEntries[id] == nil {
             if let entries = try? PackReader.readHeader(path: layout.packPath(id)) { packEntries[id] = entries }
         }
         // Mark.
@@ -94,7 +101,7 @@ public final class Prune {
         report.packsTotal = plan.count
         let missing = used.subtracting(kept)
         if !missing.isEmpty {
-            throw RepositoryError.packMissing(ID.zero, blob: missing.first!)
+            throw RepositoryError.manifestCorrupt(nil, reason: "\(missing.count) blob(s) that snapshots use are in no pack (e.g. \(missing.first!)); prune refuses to run: see `accord check`")
         }
         var keepPacks: [IndexFile.Pack] = []
         var toDelete: [PackID] = []
@@ -156,7 +163,12 @@ public final class Prune {
         try Sys.fsyncDirectory(layout.indexDirectory)
         // (4) Dead packs, and leftovers of interrupted writes.
         for p in toDelete where !newPacks.contains(where: { $0.id == p }) { try? Sys.unlink(layout.packPath(p)) }
-        for name in (try? Sys.listDirectory(layout.tmpDirectory)) ?? [] { try? Sys.unlink(layout.tmpDirectory + "/" + name) }
+        // Temp files of interrupted writes; recent ones may belong to a lock being taken right now.
+        let cutoff = Sys.now().sec - 3600
+        for name in (try? Sys.listDirectory(layout.tmpDirectory)) ?? [] {
+            let p = layout.tmpDirectory + "/" + name
+            if let st = try? Sys.lstat(p), st.mtimeSec < cutoff { try? Sys.unlink(p) }
+        }
         return report
     }
 }
