@@ -183,8 +183,14 @@ func printOut(_ s: String) {
 }
 
 /// Takes the repository lock for the length of `body`.
-func withLock<T>(_ repo: Repository, exclusive: Bool = false, command: String, _ body: () throws -> T) throws -> T {
-    let lock = try RepositoryLock.acquire(repo.layout, exclusive: exclusive, command: command, warn: warn)
+/// Readers (`readOnly`) go on without a lock when none can be written (full or
+/// read-only disk): they change nothing, and a restore is what a full disk needs.
+func withLock<T>(_ repo: Repository, exclusive: Bool = false, readOnly: Bool = false, command: String, _ body: () throws -> T) throws -> T {
+    let lock: RepositoryLock
+    do { lock = try RepositoryLock.acquire(repo.layout, exclusive: exclusive, command: command, warn: warn) } catch let e as SystemError where readOnly && (e.isNoSpace || e.errno == 30 /* EROFS */) {
+        warn("cannot write a lock file in \(repo.layout.lockDirectory) (\(e)); continuing without a lock, as `\(command)` only reads")
+        return try body()
+    }
     defer { lock.release() }
     return try body()
 }

@@ -295,7 +295,7 @@ struct RestoreCommand: ParsableCommand {
         let snapshot = self.snapshot!
         let repository = try repo.open()
         Sys.umask(0)
-        let result: RestoreResult = try withLock(repository, command: "restore") {
+        let result: RestoreResult = try withLock(repository, readOnly: true, command: "restore") {
             let id = try repository.resolveSnapshot(snapshot)
             let s = try repository.loadSnapshot(id)
             try repository.loadIndex()
@@ -344,7 +344,7 @@ struct CheckCommand: ParsableCommand {
             options.readDataPercent = p
         }
         options.progress = output.makeProgress("check")
-        let report = try withLock(repository, command: "check") { try Check(repository: repository, options: options).run() }
+        let report = try withLock(repository, readOnly: true, command: "check") { try Check(repository: repository, options: options).run() }
         for n in report.notes where !output.quiet { print("note: \(n)") }
         for e in report.errors { Sys.writeStderr("error: \(e)\n") }
         if !output.quiet {

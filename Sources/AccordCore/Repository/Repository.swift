@@ -39,8 +39,8 @@ public final class Repository: @unchecked Sendable {
         for d in layout.subdirectories { try Sys.mkdir(d, mode: 0o700) }
         let config = RepositoryConfig.new(compression: compression)
         guard try AtomicFile.create(try encodeJSON(config), at: layout.configPath, tmpDirectory: layout.tmpDirectory) else {
-            // Another accord initialized it at the same moment: use theirs.
-            return try open(at: path)
+            // Another accord initialized it at the same moment: theirs stands.
+            throw RepositoryError.alreadyInitialized(path)
         }
         return Repository(layout: layout, config: config)
     }
@@ -51,14 +51,14 @@ public final class Repository: @unchecked Sendable {
         let layout = RepositoryLayout(root: path)
         let st: FileStatus
         do { st = try Sys.stat(Array(path.utf8)) } catch let e as SystemError where e.isNotFound {
-            if create { return try initialize(at: path) }
+            if create { return try initializeOrOpen(at: path) }
             throw RepositoryError.notARepository(path)
         }
         guard st.isDirectory else { throw RepositoryError.notADirectory(path) }
         let bytes: [UInt8]
         do { bytes = try AtomicFile.read(layout.configPath) } catch let e as SystemError where e.isNotFound {
             if create, (try? Sys.listDirectory(path))?.filter({ !$0.hasPrefix(".") && $0 != "restore" }).isEmpty ?? false {
-                return try initialize(at: path)
+                return try initializeOrOpen(at: path)
             }
             throw RepositoryError.notARepository(path)
         }
@@ -77,6 +77,13 @@ public final class Repository: @unchecked Sendable {
         }
         for d in layout.subdirectories { try Sys.mkdir(d, mode: 0o700) }
         return Repository(layout: layout, config: config)
+    }
+
+    /// First use by a backup: create, or open what a concurrent first backup created.
+    static func initializeOrOpen(at path: String) throws -> Repository {
+        do { return try initialize(at: path) } catch RepositoryError.alreadyInitialized {
+            return try open(at: path)
+        }
     }
 
     static func encodeJSON<T: Encodable>(_ v: T) throws -> [UInt8] {
@@ -105,9 +112,14 @@ public final class Repository: @unchecked Sendable {
     }
 
     /// Loads every index file into `index`. A corrupt file throws (run `repair index`).
+    /// Entries of packs missing on disk are left out, so a copy of the same blob in
+    /// another pack is used instead (and a backup stores a lost blob again).
     public func loadIndex() throws {
+        let present = Set(try listPacks())
         for id in try listIndexFiles() {
-            index.add(try readIndexFile(id))
+            var file = try readIndexFile(id)
+            file.packs.removeAll { !present.contains($0.id) }
+            index.add(file)
             indexFiles.append(id)
         }
         index.seal()

@@ -101,7 +101,7 @@ public final class Prune {
         report.packsTotal = plan.count
         let missing = used.subtracting(kept)
         if !missing.isEmpty {
-            throw RepositoryError.manifestCorrupt(nil, reason: "\(missing.count) blob(s) that snapshots use are in no pack (e.g. \(missing.first!)); prune refuses to run: see `accord check`")
+            throw RepositoryError.manifestCorrupt(nil, reason: "\(missing.count) blob(s) that snapshots use are missing from every pack (e.g. \(missing.first!)); prune refuses to run: see `accord check`")
         }
         var keepPacks: [IndexFile.Pack] = []
         var toDelete: [PackID] = []
