@@ -14,9 +14,9 @@ public enum Frame: Equatable {
     case have([UInt64])
     /// One bit per id of the `have` it answers (bit i of byte i/8, least significant first): 1 = send it.
     case missing(count: UInt32, bitmap: [UInt8])
-    /// A blob as stored. `index` is its position in the last `have`; the id is not
-    /// sent: the server hashes the content and checks it against that prefix.
-    case blob(index: UInt16, type: BlobType, compression: BlobCompression, rawLength: UInt32, stored: [UInt8])
+    /// Blobs as stored, several to a frame. Each names its position in the last
+    /// `have`; ids are not sent: the server hashes the content and checks the prefix.
+    case blobs([SyncBlob])
     case flush
     case flushed(packs: UInt32, blobs: UInt32)
     case snapshot([UInt8])
@@ -49,7 +49,7 @@ public enum Frame: Equatable {
         case .helloOK: return .helloOK
         case .have: return .have
         case .missing: return .missing
-        case .blob: return .blob
+        case .blobs: return .blob
         case .flush: return .flush
         case .flushed: return .flushed
         case .snapshot: return .snapshot
@@ -76,8 +76,12 @@ public enum Frame: Equatable {
             w.u32(UInt32(prefixes.count)); for p in prefixes { w.u64(p.byteSwapped) }   // the id's first 8 bytes, in order
         case .snapshotList(let ids):
             w.u32(UInt32(ids.count)); for i in ids { w.id(i) }
-        case .blob(let index, let t, let c, let raw, let stored):
-            w.u16(index); w.u8(t.rawValue); w.u8(c.rawValue); w.u32(raw); w.raw(stored)
+        case .blobs(let list):
+            w.u16(UInt16(list.count))
+            for b in list {
+                w.u16(b.index); w.u8(b.type.rawValue << 4 | b.compression.rawValue)
+                w.varint(UInt64(b.rawLength)); w.varint(UInt64(b.stored.count)); w.raw(b.stored)
+            }
         case .flushed(let p, let b): w.u32(p); w.u32(b)
         case .snapshot(let json): w.raw(json)
         case .snapshotOK(let id): w.id(id)
@@ -117,11 +121,19 @@ public enum Frame: Equatable {
                 return .missing(count: UInt32(n), bitmap: try rest())
             case .snapshotList: return .snapshotList(try ids())
             case .blob:
-                let index = try r.u16()
-                guard let t = BlobType(rawValue: try r.u8()) else { throw ProtocolError.malformed(kind, "unknown blob type") }
-                guard let c = BlobCompression(rawValue: try r.u8()) else { throw ProtocolError.malformed(kind, "unknown compression") }
-                let raw = try r.u32()
-                return .blob(index: index, type: t, compression: c, rawLength: raw, stored: try rest())
+                let n = Int(try r.u16())
+                var list: [SyncBlob] = []
+                for _ in 0..<n {
+                    let index = try r.u16()
+                    let tc = try r.u8()
+                    guard let t = BlobType(rawValue: tc >> 4) else { throw ProtocolError.malformed(kind, "unknown blob type") }
+                    guard let c = BlobCompression(rawValue: tc & 0xf) else { throw ProtocolError.malformed(kind, "unknown compression") }
+                    let raw = try r.varint()
+                    guard raw <= UInt64(UInt32.max) else { throw ProtocolError.malformed(kind, "raw length too large") }
+                    let stored = try r.count(max: r.remaining)
+                    list.append(SyncBlob(index: index, type: t, compression: c, rawLength: UInt32(raw), stored: try r.raw(stored)))
+                }
+                return try end(.blobs(list))
             case .flush: return try end(.flush)
             case .flushed: return try end(.flushed(packs: try r.u32(), blobs: try r.u32()))
             case .snapshot: return .snapshot(try rest())
@@ -135,6 +147,18 @@ public enum Frame: Equatable {
         } catch let e as DecodeError {
             throw ProtocolError.malformed(kind, "\(e)")
         }
+    }
+}
+
+/// One blob inside a `blobs` frame.
+public struct SyncBlob: Equatable {
+    public var index: UInt16
+    public var type: BlobType
+    public var compression: BlobCompression
+    public var rawLength: UInt32
+    public var stored: [UInt8]
+    public init(index: UInt16, type: BlobType, compression: BlobCompression, rawLength: UInt32, stored: [UInt8]) {
+        self.index = index; self.type = type; self.compression = compression; self.rawLength = rawLength; self.stored = stored
     }
 }
 

@@ -98,13 +98,29 @@ public final class SyncClient {
             }
             // Read in pack order so each pack is read front to back.
             wanted.sort { ($0.2.packIndex, $0.2.offset) < ($1.2.packIndex, $1.2.offset) }
+            // Blobs travel several to a frame (up to ~1 MiB), ~8 bytes of header each.
+            var pending: [SyncBlob] = []
+            var pendingBytes = 0
             for (i, b, l) in wanted {
                 try repository.readStored(b, location: l, into: &scratch)
-                try connection.send(.blob(index: UInt16(i), type: l.type, compression: l.compression, rawLength: l.rawLength, stored: scratch))
+                if !pending.isEmpty && pendingBytes + scratch.count > 1 << 20 {
+                    // A frame stays under Frame.maxLength: a large blob travels alone.
+                    try connection.send(.blobs(pending))
+                    pending.removeAll(keepingCapacity: true)
+                    pendingBytes = 0
+                }
+                pending.append(SyncBlob(index: UInt16(i), type: l.type, compression: l.compression, rawLength: l.rawLength, stored: scratch))
+                pendingBytes += scratch.count
+                if pendingBytes >= 1 << 20 || pending.count == Int(UInt16.max) {
+                    try connection.send(.blobs(pending))
+                    pending.removeAll(keepingCapacity: true)
+                    pendingBytes = 0
+                }
                 stats.blobsSent += 1
                 stats.payloadBytes += UInt64(scratch.count)
                 progress?.addBytes(scratch.count)
             }
+            if !pending.isEmpty { try connection.send(.blobs(pending)) }
         }
         try connection.send(.flush)
         let flushed = try connection.expect("the reply to flush")

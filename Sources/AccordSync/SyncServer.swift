@@ -63,9 +63,11 @@ public final class SyncServer {
             for (i, p) in prefixes.enumerated() where !r.index.containsPrefix(p) && !pendingPrefixes.contains(p) { bits[i >> 3] |= 1 << UInt8(i & 7) }
             lastBatch = prefixes
             try connection.send(.missing(count: UInt32(prefixes.count), bitmap: bits))
-        case .blob(let index, let type, let compression, let rawLength, let stored):
-            guard Int(index) < lastBatch.count else { throw ProtocolError.malformed(.blob, "index \(index) is outside the last have (\(lastBatch.count) ids)") }
-            try accept(prefix: lastBatch[Int(index)], type: type, compression: compression, rawLength: rawLength, stored: stored)
+        case .blobs(let list):
+            for b in list {
+                guard Int(b.index) < lastBatch.count else { throw ProtocolError.malformed(.blob, "index \(b.index) is outside the last have (\(lastBatch.count) ids)") }
+                try accept(prefix: lastBatch[Int(b.index)], type: b.type, compression: b.compression, rawLength: b.rawLength, stored: b.stored)
+            }
         case .flush:
             let packs = try flushPacks()
             try connection.send(.flushed(packs: UInt32(packs), blobs: UInt32(accepted)))

@@ -109,8 +109,8 @@ final class ServeProtocolTests: SyncTestCase {
         guard case .helloOK? = try hello(src.config) else { return XCTFail("no helloOK under the limit; serve log:\n\(log)") }
         try connection.send(.have([SHA256Hasher.hash("x").w0]))
         guard case .missing? = try connection.receive() else { return XCTFail("no missing reply; serve log:\n\(log)") }
-        try connection.send(.blob(index: 0, type: .data, compression: .zlib, rawLength: 0xffff_fff0,
-                                  stored: [0x78, 0x9c, 0x4b, 0x04, 0x00, 0x00, 0x79]))
+        try connection.send(.blobs([SyncBlob(index: 0, type: .data, compression: .zlib, rawLength: 0xffff_fff0,
+                                             stored: [0x78, 0x9c, 0x4b, 0x04, 0x00, 0x00, 0x79])]))
         try connection.send(.flush)
         let started = Date()
         let reply = try? connection.receive()
