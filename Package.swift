@@ -29,11 +29,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "AccordCoreTests", dependencies: ["AccordCore"], resources: [.copy("Golden")]),
-        .testTarget(name: "AccordEngineTests", dependencies: ["AccordCore", "AccordEngine"]),
-        .testTarget(name: "AccordSyncTests", dependencies: ["AccordCore", "AccordEngine", "AccordSync"]),
-        .testTarget(name: "AccordFaultTests", dependencies: ["AccordCore", "AccordEngine"]),
-        .testTarget(name: "AccordPlansTests", dependencies: ["AccordCore", "AccordEngine", "AccordPlans"]),
+        .target(name: "AccordTestSupport", path: "Tests/AccordTestSupport"),
+        .testTarget(name: "AccordCoreTests", dependencies: ["AccordCore", "AccordTestSupport"], resources: [.copy("Golden")]),
+        .testTarget(name: "AccordEngineTests", dependencies: ["AccordTestSupport", "AccordCore", "AccordEngine"]),
+        .testTarget(name: "AccordSyncTests", dependencies: ["AccordTestSupport", "AccordCore", "AccordEngine", "AccordSync"]),
+        .testTarget(name: "AccordFaultTests", dependencies: ["AccordTestSupport", "AccordCore", "AccordEngine"]),
+        .testTarget(name: "AccordPlansTests", dependencies: ["AccordTestSupport", "AccordCore", "AccordEngine", "AccordPlans"]),
     ],
     swiftLanguageModes: [.v5]
 )

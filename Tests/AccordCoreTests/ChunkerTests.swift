@@ -1,36 +1,11 @@
 import Foundation
+@_exported import AccordTestSupport
+
+/// The shared SplitMix64 generator, under this suite's older name.
+typealias TestRandom = SeededRandom
 import XCTest
 @testable import AccordCore
 
-/// SplitMix64: deterministic test data, so a failure reproduces and golden files are stable.
-struct TestRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// `n` bytes: successive little-endian 64-bit words, the last one cut short.
-    mutating func bytes(_ n: Int) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: n)
-        out.withUnsafeMutableBytes { buf in
-            let words = n / 8
-            let p = buf.baseAddress!
-            var i = 0
-            while i < words { p.storeBytes(of: next().littleEndian, toByteOffset: i &* 8, as: UInt64.self); i &+= 1 }
-            var last = next()
-            for j in (words * 8)..<n { buf[j] = UInt8(truncatingIfNeeded: last); last >>= 8 }
-        }
-        return out
-    }
-
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(1, n))) }
-}
 
 /// A byte source over an array that returns short reads of random sizes, as
 /// pipes and sockets do.

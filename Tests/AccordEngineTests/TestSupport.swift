@@ -3,6 +3,7 @@
 // that compares two trees attribute by attribute, and a runner for the
 // built `accord` binary (STYLE.md item 14: the CLI is tested as users run it).
 import Foundation
+@_exported import AccordTestSupport
 import XCTest
 import AccordCore
 #if canImport(Glibc)
@@ -11,33 +12,7 @@ import Glibc
 
 // MARK: Deterministic data
 
-/// SplitMix64: the same seed gives the same bytes on every run, so a failure reproduces.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// `n` pseudo-random bytes (little-endian words).
-    mutating func bytes(_ n: Int) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: n)
-        out.withUnsafeMutableBytes { buf in
-            let words = n / 8
-            let p = buf.baseAddress!
-            var i = 0
-            while i < words { p.storeBytes(of: next().littleEndian, toByteOffset: i &* 8, as: UInt64.self); i &+= 1 }
-            var last = next()
-            for j in (words * 8)..<n { buf[j] = UInt8(truncatingIfNeeded: last); last >>= 8 }
-        }
-        return out
-    }
-
+extension SeededRandom {
     /// Compressible, text-like bytes: words from a small vocabulary.
     mutating func text(_ n: Int) -> [UInt8] {
         let words: [[UInt8]] = ["backup", "restore", "chunk", "pack", "index", "manifest", "snapshot", "anaconda",

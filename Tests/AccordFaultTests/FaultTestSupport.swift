@@ -3,6 +3,7 @@
 // (a scratch directory, a repository, and in-process inspection of what a
 // command left in it). Trees: SourceTree.swift; the binary: AccordBinary.swift.
 import Foundation
+@_exported import AccordTestSupport
 import XCTest
 import AccordCore
 #if canImport(Glibc)
@@ -11,33 +12,7 @@ import Glibc
 
 // MARK: Deterministic data
 
-/// SplitMix64: the same seed gives the same bytes and the same kill points on every run.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// `n` pseudo-random (incompressible) bytes.
-    mutating func bytes(_ n: Int) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: n)
-        out.withUnsafeMutableBytes { buf in
-            let words = n / 8
-            let p = buf.baseAddress!
-            var i = 0
-            while i < words { p.storeBytes(of: next().littleEndian, toByteOffset: i &* 8, as: UInt64.self); i &+= 1 }
-            var last = next()
-            for j in (words * 8)..<n { buf[j] = UInt8(truncatingIfNeeded: last); last >>= 8 }
-        }
-        return out
-    }
-
+extension SeededRandom {
     /// Compressible, text-like bytes: lowercase words of random letters,
     /// spaces and newlines (about 5 bits of entropy a byte, so deflate has
     /// real work to do and each call gives new content).
@@ -56,9 +31,6 @@ struct SeededRandom: RandomNumberGenerator {
         }
         return out
     }
-
-    mutating func int(_ range: Range<Int>) -> Int { Int.random(in: range, using: &self) }
-    mutating func double(_ range: ClosedRange<Double>) -> Double { Double.random(in: range, using: &self) }
 }
 
 var slowTestsEnabled: Bool { ProcessInfo.processInfo.environment["ACCORD_SLOW_TESTS"] == "1" }

@@ -2,6 +2,7 @@
 // tree listing that compares a restore with its source, and a runner for the
 // built `accord` binary (STYLE.md item 14: the CLI is tested as users run it).
 import Foundation
+@_exported import AccordTestSupport
 import XCTest
 import AccordCore
 #if canImport(Glibc)
@@ -10,30 +11,7 @@ import Glibc
 
 // MARK: Deterministic data
 
-/// SplitMix64: the same seed gives the same bytes on every run, so a failure reproduces.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func bytes(_ n: Int) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: n)
-        out.withUnsafeMutableBytes { buf in
-            var i = 0
-            while i + 8 <= n { buf.storeBytes(of: next().littleEndian, toByteOffset: i, as: UInt64.self); i += 8 }
-            var last = next()
-            while i < n { buf[i] = UInt8(truncatingIfNeeded: last); last >>= 8; i += 1 }
-        }
-        return out
-    }
-
+extension SeededRandom {
     /// Compressible, text-like lines.
     mutating func text(_ n: Int) -> [UInt8] {
         let words = ["sync", "pack", "blob", "snapshot", "restore", "the", "of", "node", "anaconda", "wire"].map { Array($0.utf8) }
@@ -48,8 +26,6 @@ struct SeededRandom: RandomNumberGenerator {
         }
         return Array(out.prefix(n))
     }
-
-    mutating func int(below n: Int) -> Int { Int(next() % UInt64(n)) }
 }
 
 // MARK: Files
