@@ -151,7 +151,6 @@ public enum PlanRunError: Error, CustomStringConvertible {
     case timeout(String, seconds: Int)
     case markerMissing(String)
     case noSnapshot(plan: String, repository: String)
-    case syncUnavailable
 
     public var description: String {
         switch self {
@@ -161,7 +160,6 @@ public enum PlanRunError: Error, CustomStringConvertible {
         case .timeout(let what, let s): return "timed out after \(s) s waiting for \(what); nothing further was changed (raise --wait-timeout or the plan's timeouts)"
         case .markerMissing(let repo): return "no `restore` marker in \(repo): the last backup there did not complete (or a restore already ran). Pass --override to restore anyway"
         case .noSnapshot(let p, let r): return "no snapshot of plan \(p) in \(r): run `accord -a backup` first"
-        case .syncUnavailable: return "sync is not available"
         }
     }
 }

@@ -44,7 +44,7 @@ public struct Destination: Equatable, CustomStringConvertible {
 /// A running `accord serve` on the other end: over ssh, or a local child process.
 public final class SyncTransport {
     public let destination: Destination
-    let runner: ProcessPipes
+    let runner: CommandRunner
     public let connection: FrameConnection
 
     /// Starts the server process. `remoteCommand` replaces `sudo -n accord`.
@@ -62,8 +62,12 @@ public final class SyncTransport {
             argv += ["-o", "ConnectTimeout=\(connectTimeout)", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
             argv += [target, "--", remote]
         }
-        runner = try ProcessPipes(argv: argv)
-        connection = FrameConnection(input: runner.stdout, output: runner.stdin,
+        runner = CommandRunner(argv: argv)
+        let stdout: Int32
+        do { stdout = try runner.start(stdin: true) } catch {
+            throw SyncError.connect("cannot start `\(argv[0])`: \(error)")
+        }
+        connection = FrameConnection(input: stdout, output: runner.stdinDescriptor,
                                      peer: destination.isLocal ? "accord serve" : "ssh \(destination.host!)")
     }
 
@@ -110,64 +114,4 @@ public final class SyncTransport {
     }
 
     public func kill() { runner.kill() }
-}
-
-
-/// A child process with stdin/stdout pipes and a stderr tail.
-final class ProcessPipes: @unchecked Sendable {
-    let process = Process()
-    let inPipe = Pipe(), outPipe = Pipe(), errPipe = Pipe()
-    private var tail: [UInt8] = []
-    private let lock = NSLock()
-    private let errDone = DispatchSemaphore(value: 0)
-
-    init(argv: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: argv[0].hasPrefix("/") ? argv[0] : "/usr/bin/env")
-        process.arguments = argv[0].hasPrefix("/") ? Array(argv.dropFirst()) : argv
-        process.standardInput = inPipe
-        process.standardOutput = outPipe
-        process.standardError = errPipe
-        do { try process.run() } catch { throw SyncError.connect("cannot start `\(argv[0])`: \(error)") }
-        try? inPipe.fileHandleForReading.close()
-        try? outPipe.fileHandleForWriting.close()
-        try? errPipe.fileHandleForWriting.close()
-        let fd = errPipe.fileHandleForReading.fileDescriptor
-        let t = Thread { [self] in
-            var buf = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let n = (try? buf.withUnsafeMutableBytes { try Sys.read(fd, $0.baseAddress!, 4096) }) ?? 0
-                if n <= 0 { break }
-                lock.withLock { tail.append(contentsOf: buf[0..<n]); if tail.count > 8192 { tail.removeFirst(tail.count - 4096) } }
-            }
-            errDone.signal()
-        }
-        t.start()
-    }
-
-    var stdin: Int32 { inPipe.fileHandleForWriting.fileDescriptor }
-    var stdout: Int32 { outPipe.fileHandleForReading.fileDescriptor }
-
-    var stderrTail: String {
-        let t = lock.withLock { tail.suffix(800) }
-        return String(decoding: t, as: UTF8.self).split(whereSeparator: \.isNewline)
-            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.suffix(3).joined(separator: " | ")
-    }
-
-    func closeStdin() { try? inPipe.fileHandleForWriting.close() }
-    func kill() { if process.isRunning { process.terminate() } }
-
-    func wait() -> ExitStatus {
-        process.waitUntilExit()
-        _ = errDone.wait(timeout: .now() + 5)
-        return ExitStatus(code: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal)
-    }
-
-    /// Waits up to 5 s for the process to end (it usually has, after an error).
-    func waitBriefly() -> ExitStatus? {
-        let deadline = Sys.monotonicSeconds() + 5
-        while process.isRunning && Sys.monotonicSeconds() < deadline { usleep(20_000) }
-        if process.isRunning { return nil }
-        _ = errDone.wait(timeout: .now() + 2)
-        return ExitStatus(code: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal)
-    }
 }

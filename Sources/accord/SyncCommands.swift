@@ -31,6 +31,10 @@ struct SyncOptions: ParsableArguments {
     var connectTimeout: Int = 10
     @Flag(help: "Accept a destination repository with a different id.")
     var allowOtherRepository = false
+
+    func validate() throws {
+        if connectTimeout < 1 || connectTimeout > 3600 { throw ValidationError("--connect-timeout must be 1 to 3600 seconds, not \(connectTimeout)") }
+    }
 }
 
 /// Opens a session to the destination and says hello; failures become one clear message.

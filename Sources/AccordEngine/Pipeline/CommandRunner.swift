@@ -22,6 +22,8 @@ public struct ExitStatus: CustomStringConvertible, Sendable {
 /// the command line.
 public final class CommandRunner: @unchecked Sendable {
     public let command: String
+    /// Run directly, without a shell, when set (`init(argv:)`).
+    let argv: [String]?
     let environment: [String: String]
     let process = Process()
     private var stdoutPipe: Pipe?
@@ -30,18 +32,28 @@ public final class CommandRunner: @unchecked Sendable {
     private var tail: [UInt8] = []
     private let tailLock = NSLock()
     private let stderrDone = DispatchSemaphore(value: 0)
-    /// Where to forward stderr as it arrives (e.g. the user's terminal), besides the tail.
-    public var echoStderr = false
-
     public init(command: String, environment: [String: String] = [:]) {
         self.command = command
+        self.argv = nil
         self.environment = environment
+    }
+
+    /// A program and its arguments, run without a shell (a relative name is looked up in PATH).
+    public init(argv: [String]) {
+        self.command = argv.map(shellQuote).joined(separator: " ")
+        self.argv = argv
+        self.environment = [:]
     }
 
     /// Starts the command with stdout piped to the caller; returns the read end.
     public func start(stdin: Bool = false, captureStdout: Bool = true) throws -> Int32 {
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command]
+        if let a = argv, let first = a.first {
+            process.executableURL = URL(fileURLWithPath: first.hasPrefix("/") ? first : "/usr/bin/env")
+            process.arguments = first.hasPrefix("/") ? Array(a.dropFirst()) : a
+        } else {
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", command]
+        }
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
         process.environment = env
@@ -60,7 +72,6 @@ public final class CommandRunner: @unchecked Sendable {
             while true {
                 let n = (try? buf.withUnsafeMutableBytes { try Sys.read(fd, $0.baseAddress!, 4096) }) ?? 0
                 if n <= 0 { break }
-                if echoStderr { buf.withUnsafeBytes { Sys.writeStderr(String(decoding: $0[0..<n], as: UTF8.self)) } }
                 tailLock.withLock {
                     tail.append(contentsOf: buf[0..<n])
                     if tail.count > 4096 { tail.removeFirst(tail.count - 2048) }
@@ -83,7 +94,17 @@ public final class CommandRunner: @unchecked Sendable {
     /// Waits for exit and for stderr to drain.
     public func wait() -> ExitStatus {
         process.waitUntilExit()
-        stderrDone.wait()
+        // A grandchild may keep stderr open; the tail we have is enough after 5 s.
+        _ = stderrDone.wait(timeout: .now() + 5)
+        return ExitStatus(code: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal)
+    }
+
+    /// Waits up to 5 s for the process to end (it usually has, after an error); nil if it has not.
+    public func waitBriefly() -> ExitStatus? {
+        let deadline = Sys.monotonicSeconds() + 5
+        while process.isRunning && Sys.monotonicSeconds() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        if process.isRunning { return nil }
+        _ = stderrDone.wait(timeout: .now() + 2)
         return ExitStatus(code: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal)
     }
 

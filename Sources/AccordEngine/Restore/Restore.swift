@@ -199,11 +199,9 @@ func isAllZero(_ buf: UnsafeRawBufferPointer) -> Bool {
 
 public enum RestoreError: Error, CustomStringConvertible {
     case sizeMismatch(String, expected: UInt64, got: UInt64)
-    case notEmptyTarget(String)
     public var description: String {
         switch self {
         case .sizeMismatch(let p, let e, let g): return "\(p): restored \(g) bytes but the snapshot records \(e): run `accord check --read-data`"
-        case .notEmptyTarget(let p): return "target \(p) is not empty"
         }
     }
 }
