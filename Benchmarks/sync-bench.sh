@@ -133,37 +133,8 @@ PGDATA_DIR=$PGROOT/data
 PGSOCK=$PGROOT/sock
 PGSCALE=$(awk -v s="$SCALE" 'BEGIN { n = int(30 * s + 0.5); print (n < 1 ? 1 : n) }')
 
-as_pg() { (cd "$PGROOT" && runuser -u "$PG_USER" -- env HOME="$PGROOT" "$@"); }
-pg_start() {
-    PGPORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    export PGHOST=$PGSOCK PGPORT PGUSER=bench PGDATABASE=bench
-    as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGROOT/server.log" -w -s \
-        -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGSOCK -c fsync=off -c synchronous_commit=off \
-            -c full_page_writes=off -c autovacuum=off -c shared_buffers=128MB -c max_wal_size=2GB" start
-    PG_RUNNING=1
-}
-pg_stop() {
-    if [ "$PG_RUNNING" = 1 ]; then
-        as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w -s stop || true
-        PG_RUNNING=0
-    fi
-}
-pg_init() {
-    mkdir -p "$PGDATA_DIR" "$PGSOCK"
-    chown -R "$PG_USER" "$PGROOT"
-    chmod 700 "$PGDATA_DIR"
-    runuser -u "$PG_USER" -- test -w "$PGDATA_DIR" ||
-        die "$PG_USER cannot reach $PGDATA_DIR (every parent of BENCH_DIR must be world-searchable)"
-    as_pg "$PG_BIN/initdb" -D "$PGDATA_DIR" -U bench --auth=trust --locale=C -E UTF8 --no-sync \
-        >"$LOGS/initdb.log" 2>&1 || { cat "$LOGS/initdb.log" >&2; die "initdb failed"; }
-}
-pg_dump_to_corpus() {  # pg_dump_to_corpus DAY
-    local -a rk=()
-    case "$("$PG_BIN/pg_dump" --help)" in *--restrict-key*) rk=(--restrict-key="accordbenchday${1}key") ;; esac
-    mkdir -p "$CORPUS/db"
-    "$PG_BIN/pg_dump" -Fp "${rk[@]}" -f "$BENCH_DIR/tmp/pgdump.sql" bench
-    mv "$BENCH_DIR/tmp/pgdump.sql" "$CORPUS/db/pgdump.sql"
-}
+# shellcheck source=Benchmarks/scripts/pg.sh
+. "$HERE/scripts/pg.sh"   # as_pg, pg_init, pg_start, pg_stop, pg_dump_to_corpus
 
 cleanup() {
     local rc=$?
