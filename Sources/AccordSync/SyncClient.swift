@@ -65,7 +65,7 @@ public final class SyncClient {
         for m in s.manifestIDs where seen.insert(m).inserted { out.append(m) }
         var reader = repository.manifestReader(s)
         while let e = try reader.next() {
-            for b in e.blobs where seen.insert(b).inserted { out.append(b) }
+            for b in e.referencedBlobs where seen.insert(b).inserted { out.append(b) }
         }
         return out
     }

@@ -179,7 +179,7 @@ public final class SyncServer {
         for m in s.manifestIDs where !r.index.contains(m) { throw SyncError.snapshotIncomplete(id, missing: m) }
         var reader = r.manifestReader(s)
         while let e = try reader.next() {
-            for b in e.blobs where !r.index.contains(b) { throw SyncError.snapshotIncomplete(id, missing: b) }
+            for b in e.referencedBlobs where !r.index.contains(b) { throw SyncError.snapshotIncomplete(id, missing: b) }
         }
         try AtomicFile.write(json, to: r.layout.snapshotPath(id), tmpDirectory: r.layout.tmpDirectory)
         log("stored snapshot \(id.short)")

@@ -37,6 +37,10 @@ struct BackupCommand: ParsableCommand {
     var command: [String] = []
     @Option(help: "zlib level for new blobs: off, fast, default, max or 0-9 (default: the repository's).")
     var compression: String?
+    @Option(name: .long, help: ArgumentHelp("Cut files matching a glob (as --exclude) with the small 'dump' profile, as database dumps kept as files change in scattered rows (repeatable; default: *.sql).", valueName: "PATTERN"))
+    var dumpFiles: [String] = []
+    @Flag(name: .long, help: "Cut every file with the 'tree' profile, *.sql included.")
+    var noDumpFiles = false
     @Option(help: "Worker threads (default: one per core).")
     var threads: Int?
     @Option(help: "Host name recorded in the snapshot.")
@@ -55,6 +59,8 @@ struct BackupCommand: ParsableCommand {
         if plan == nil && paths.isEmpty && command.isEmpty { throw ValidationError("give at least one PATH to back up (or --command NAME=COMMAND, or --plan)") }
         if let c = compression, CompressionLevel(name: c) == nil { throw ValidationError("--compression \(c) is not one of off, fast, default, max, 0-9") }
         if let t = threads, t < 1 || t > 256 { throw ValidationError("--threads must be between 1 and 256") }
+        if noDumpFiles && !dumpFiles.isEmpty { throw ValidationError("--dump-files and --no-dump-files exclude each other") }
+        for d in dumpFiles where d.isEmpty { throw ValidationError("--dump-files needs a non-empty glob, e.g. '*.sql'") }
         for c in command where !c.contains("=") { throw ValidationError("--command \(c): expected NAME=COMMAND, e.g. /db/dump.sql='pg_dumpall'") }
     }
 
@@ -81,6 +87,7 @@ struct BackupCommand: ParsableCommand {
             return CommandSource(path: String(c[..<eq]), command: String(c[c.index(after: eq)...]))
         }
         options.excludes = exclude
+        if noDumpFiles { options.dumpFiles = [] } else if !dumpFiles.isEmpty { options.dumpFiles = dumpFiles }
         options.tags = tag
         if let h = host { options.host = h }
         options.forceRead = force

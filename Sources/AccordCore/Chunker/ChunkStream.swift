@@ -23,6 +23,7 @@ public final class ChunkStream {
     private var end = 0     // end of valid bytes
     private var eof = false
     public private(set) var bytesRead: UInt64 = 0
+    static let readStep = 1 << 20
 
     public init(profile: ChunkerProfile, gear: GearTable, bufferSize: Int? = nil) {
         chunker = FastCDC(profile: profile, gear: gear)
@@ -53,8 +54,11 @@ public final class ChunkStream {
                 start = 0
                 end = pending
             }
-            while end < buffer.count {
-                let n = try source.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[end...]))
+            // Read 1 MiB at a time: the chunker usually finds a cut within it,
+            // so only the pages a chunk needs are touched (RSS stays small).
+            let want = Swift.min(buffer.count, end + ChunkStream.readStep)
+            while end < want {
+                let n = try source.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[end..<want]))
                 if n == 0 { eof = true; break }
                 end += n
                 bytesRead += UInt64(n)

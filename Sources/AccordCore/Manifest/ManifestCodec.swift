@@ -5,6 +5,7 @@
 ///     Record   = Kind(1) || Path || Mode || UID || GID || MtimeSec(zigzag) || MtimeNsec
 ///                || CtimeSec(zigzag) || CtimeNsec || Inode || Device || Size || LinkTarget
 ///                || XattrCount || (Name || Value)* || BlobCount || BlobID(32)*
+///                [ || ListCount || ListID(32)* ]     (only with BlobCount = 0: see ChunkList)
 ///
 /// Integers are unsigned LEB128 varints unless marked; byte strings are a
 /// varint length and the bytes. Entries are in tree order.
@@ -24,8 +25,14 @@ public enum ManifestCodec {
         r.string(e.linkTarget)
         r.varint(UInt64(e.xattrs.count))
         for x in e.xattrs { r.string(x.name); r.string(x.value) }
-        r.varint(UInt64(e.blobs.count))
-        for b in e.blobs { r.id(b) }
+        if let list = e.list {
+            r.varint(0)
+            r.varint(UInt64(list.refs.count))
+            for b in list.refs { r.id(b) }
+        } else {
+            r.varint(UInt64(e.blobs.count))
+            for b in e.blobs { r.id(b) }
+        }
         w.varint(UInt64(r.bytes.count))
         w.raw(r.bytes)
     }
@@ -51,10 +58,20 @@ public enum ManifestCodec {
         var blobs: [BlobID] = []
         blobs.reserveCapacity(nb)
         for _ in 0..<nb { blobs.append(try r.id()) }
+        var list: ChunkList.Info? = nil
+        if nb == 0 && !r.isAtEnd {
+            let nl = try r.count(max: r.remaining / 32)
+            guard nl > 0 else { throw DecodeError.invalid("chunk-list entry with no list blobs", offset: r.offset) }
+            var refs: [BlobID] = []
+            for _ in 0..<nl { refs.append(try r.id()) }
+            list = ChunkList.Info(refs: refs, blobs: refs, base: [], generation: 0)
+        }
         guard r.isAtEnd else { throw DecodeError.invalid("trailing bytes in entry", offset: r.offset) }
-        return ManifestEntry(kind: kind, path: path, mode: mode, uid: uid, gid: gid, mtimeSec: ms, mtimeNsec: mn,
-                             ctimeSec: cs, ctimeNsec: cn, inode: inode, device: device, size: size,
-                             linkTarget: link, xattrs: xattrs, blobs: blobs)
+        var e = ManifestEntry(kind: kind, path: path, mode: mode, uid: uid, gid: gid, mtimeSec: ms, mtimeNsec: mn,
+                              ctimeSec: cs, ctimeNsec: cn, inode: inode, device: device, size: size,
+                              linkTarget: link, xattrs: xattrs, blobs: blobs)
+        e.list = list
+        return e
     }
 }
 
@@ -69,18 +86,33 @@ public final class ManifestWriter {
     public private(set) var entryCount = 0
     private var lastPath: RawPath? = nil
 
-    public init(gear: GearTable, store: @escaping (UnsafeRawBufferPointer) throws -> BlobID) {
+    private let lists: (load: (BlobID) throws -> [UInt8], store: (UnsafeRawBufferPointer) throws -> BlobID)?
+
+    /// `store` keeps a piece of the manifest stream. With `lists`, entries
+    /// of `ChunkList.threshold` blobs or more keep their content list in
+    /// chunk-list blobs (`lists.store`), as a delta on their parent's list
+    /// where that is small (`lists.load` reads the parent's base).
+    public init(gear: GearTable, store: @escaping (UnsafeRawBufferPointer) throws -> BlobID,
+                lists: (load: (BlobID) throws -> [UInt8], store: (UnsafeRawBufferPointer) throws -> BlobID)? = nil) {
         chunker = FastCDC(profile: .manifest, gear: gear)
         self.store = store
+        self.lists = lists
         pending.raw(ManifestCodec.magic)
     }
 
     /// Appends an entry; entries must come in strictly increasing tree order.
-    public func append(_ e: ManifestEntry) throws {
+    /// `parent` is the same path's entry in the parent snapshot, if any.
+    public func append(_ e: ManifestEntry, parent: ManifestEntry? = nil) throws {
         if let last = lastPath, ManifestEntry.compareTreeOrder(last, e.path) >= 0 {
             throw DecodeError.invalid("manifest entries out of tree order: \(last.displayPath) then \(e.path.displayPath)", offset: 0)
         }
         lastPath = e.path
+        var e = e
+        e.list = nil
+        if let lists, e.blobs.count >= ChunkList.threshold {
+            let refs = try ChunkList.store(e.blobs, parent: parent, load: lists.load, store: lists.store)
+            e.list = ChunkList.Info(refs: refs, blobs: refs, base: [], generation: 0)
+        }
         ManifestCodec.encode(e, into: &pending)
         entryCount += 1
         if pending.bytes.count >= 2 * ChunkerProfile.manifest.max { try cut(eof: false) }
@@ -149,8 +181,25 @@ public struct ManifestReader {
         }
         position += used
         guard try fill(length) else { throw DecodeError.truncated(offset: position) }
-        let entry = try buffer.withUnsafeBytes { try ManifestCodec.decodeRecord(UnsafeRawBufferPointer(rebasing: $0[position..<position + length])) }
+        var entry = try buffer.withUnsafeBytes { try ManifestCodec.decodeRecord(UnsafeRawBufferPointer(rebasing: $0[position..<position + length])) }
         position += length
+        if let refs = entry.list?.refs {
+            do {
+                (entry.blobs, entry.list) = try ChunkList.resolve(refs, load: load)
+            } catch {
+                throw ManifestError.chunkListUnreadable(path: entry.path, error: error)
+            }
+        }
         return entry
+    }
+}
+
+public enum ManifestError: Error, CustomStringConvertible {
+    case chunkListUnreadable(path: RawPath, error: Error)
+    public var description: String {
+        switch self {
+        case .chunkListUnreadable(let path, let error):
+            return "the chunk list of \(path.displayPath) is unreadable: \(error)"
+        }
     }
 }

@@ -31,6 +31,19 @@ public struct ManifestEntry: Equatable, Sendable {
     public var xattrs: [Xattr]
     /// Content, in order; their raw lengths add up to `size`.
     public var blobs: [BlobID]
+    /// Set when the record keeps `blobs` in chunk-list blobs (`ChunkList`)
+    /// rather than inline; `blobs` is then the resolved list. Not part of `==`.
+    public var list: ChunkList.Info?
+
+    /// Every blob the entry needs: its content and the list blobs holding it.
+    public var referencedBlobs: [BlobID] { list.map { $0.blobs + blobs } ?? blobs }
+
+    public static func == (a: ManifestEntry, b: ManifestEntry) -> Bool {
+        a.kind == b.kind && a.path == b.path && a.mode == b.mode && a.uid == b.uid && a.gid == b.gid
+            && a.mtimeSec == b.mtimeSec && a.mtimeNsec == b.mtimeNsec && a.ctimeSec == b.ctimeSec
+            && a.ctimeNsec == b.ctimeNsec && a.inode == b.inode && a.device == b.device && a.size == b.size
+            && a.linkTarget == b.linkTarget && a.xattrs == b.xattrs && a.blobs == b.blobs
+    }
 
     public struct Xattr: Equatable, Sendable {
         public var name: RawPath

@@ -32,8 +32,13 @@ public struct Snapshot: Codable, Sendable {
         public var excludes: [String]?
         public var command: String?
         public var profile: ChunkerProfile
-        public init(kind: String, path: String, pathHex: String? = nil, excludes: [String]? = nil, command: String? = nil, profile: ChunkerProfile) {
+        /// For "path": globs of files cut with `dumpProfile` instead of `profile`.
+        public var dumpFiles: [String]?
+        public var dumpProfile: ChunkerProfile?
+        public init(kind: String, path: String, pathHex: String? = nil, excludes: [String]? = nil, command: String? = nil,
+                    profile: ChunkerProfile, dumpFiles: [String]? = nil, dumpProfile: ChunkerProfile? = nil) {
             self.kind = kind; self.path = path; self.pathHex = pathHex; self.excludes = excludes; self.command = command; self.profile = profile
+            self.dumpFiles = dumpFiles; self.dumpProfile = dumpProfile
         }
     }
 

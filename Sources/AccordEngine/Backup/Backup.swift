@@ -22,7 +22,7 @@ public final class Backup {
     }
 
     enum Job {
-        case file(Slot, RawPath, FileStatus)
+        case file(Slot, RawPath, FileStatus, ChunkerProfile)
         case command(Slot, CommandSource)
         case inline(Slot, InlineFile)
     }
@@ -79,9 +79,14 @@ public final class Backup {
             self.jobs.close()
         }
 
-        let manifest = ManifestWriter(gear: repository.gear) { [unowned self] bytes in
+        let storeTree: (UnsafeRawBufferPointer) throws -> BlobID = { [unowned self] bytes in
             try self.sink.store(type: .tree, data: bytes)
         }
+        let manifest = ManifestWriter(gear: repository.gear, store: storeTree,
+                                      lists: (load: { [unowned self] id in try self.repository.readBlob(id) }, store: storeTree))
+        // The parent's entries again, in step with the manifest: a long chunk
+        // list is stored as a delta on its parent's list.
+        var listParent = parentID.flatMap { try? repository.loadSnapshot($0) }.map { ParentCursor(reader: repository.manifestReader($0)) }
         do {
             while let slot = slots.pop() {
                 slotCondition.lock()
@@ -89,7 +94,8 @@ public final class Backup {
                 slotCondition.unlock()
                 if let e = failure.value { throw e }
                 if let e = slot.entry {
-                    try manifest.append(e)
+                    let parent = e.blobs.count >= ChunkList.threshold ? listParent?.find(e.path, onError: options.onWarning) : nil
+                    try manifest.append(e, parent: parent)
                     count(e, slot: slot)
                 }
             }
@@ -106,7 +112,7 @@ public final class Backup {
             summary.addedManifestBytes = sink.addedTreeBytes
             summary.durationSeconds = Sys.monotonicSeconds() - started
             let snapshot = Snapshot(time: .now(), host: options.host, username: Sys.userName, plan: options.plan,
-                                    tags: options.tags, paths: roots.map(\.display), sources: roots.map { $0.source(treeProfile: options.treeProfile, excludes: options.excludes) },
+                                    tags: options.tags, paths: roots.map(\.display), sources: roots.map { $0.source(options) },
                                     parent: parentID, manifest: manifestIDs, summary: summary)
             let id = try repository.saveSnapshot(snapshot)
             return BackupResult(id: id, snapshot: snapshot)
@@ -150,7 +156,8 @@ public final class Backup {
         var inline: InlineFile?
         var isVirtual: Bool { command != nil || inline != nil }
         var display: String { path.displayPath }
-        func source(treeProfile: ChunkerProfile, excludes: [String]) -> Snapshot.Source {
+        func source(_ options: BackupOptions) -> Snapshot.Source {
+            let treeProfile = options.treeProfile, excludes = options.excludes
             if let c = command {
                 return .init(kind: "command", path: c.path, command: c.command, profile: c.profile)
             }
@@ -159,7 +166,9 @@ public final class Backup {
             }
             let valid = String(validating: path, as: UTF8.self) != nil
             return .init(kind: "path", path: display, pathHex: valid ? nil : hexString(path),
-                         excludes: excludes.isEmpty ? nil : excludes, profile: treeProfile)
+                         excludes: excludes.isEmpty ? nil : excludes, profile: treeProfile,
+                         dumpFiles: options.dumpFiles.isEmpty ? nil : options.dumpFiles,
+                         dumpProfile: options.dumpFiles.isEmpty ? nil : options.dumpProfile)
         }
     }
 
@@ -261,10 +270,13 @@ public final class Backup {
         }
     }
 
-    func excluded(_ path: RawPath) -> Bool {
-        if options.excludes.isEmpty { return false }
+    func excluded(_ path: RawPath) -> Bool { Self.matches(options.excludes, path) }
+
+    /// Does a glob match: with "/" against the path (or a parent), else the name?
+    static func matches(_ patterns: [String], _ path: RawPath) -> Bool {
+        if patterns.isEmpty { return false }
         let name = Array(path.split(separator: 0x2f).last ?? [])
-        for p in options.excludes {
+        for p in patterns {
             if p.contains("/") ? Sys.fnmatch(p, path) || Sys.fnmatch(p + "/*", path) : Sys.fnmatch(p, name) { return true }
         }
         return false
@@ -311,7 +323,7 @@ public final class Backup {
             if let old = parentCursor?.find(path, onError: options.onWarning), old.kind == .file,
                old.size == st.size, old.mtimeSec == st.mtimeSec, old.mtimeNsec == st.mtimeNsec,
                old.ctimeSec == st.ctimeSec, old.ctimeNsec == st.ctimeNsec, old.inode == st.inode,
-               old.blobs.allSatisfy({ sink.isKnown($0) }) {
+               old.referencedBlobs.allSatisfy({ sink.isKnown($0) }) {
                 e.blobs = old.blobs
                 let slot = Slot(entry: e, done: true)
                 slot.unchanged = true
@@ -322,7 +334,8 @@ public final class Backup {
             }
             let slot = Slot(entry: e)
             guard slots.push(slot) else { return }
-            _ = jobs.push(.file(slot, path, st))
+            let profile = Self.matches(options.dumpFiles, path) ? options.dumpProfile : options.treeProfile
+            _ = jobs.push(.file(slot, path, st, profile))
         } else {
             statsLock.withLock { summary.otherSkipped += 1 }
             options.onWarning("skipping \(path.displayPath): sockets, FIFOs and device files are not backed up")
@@ -341,9 +354,9 @@ public final class Backup {
         }
         while let job = jobs.pop() {
             switch job {
-            case .file(let slot, let path, let st):
+            case .file(let slot, let path, let st, let profile):
                 do {
-                    try readFile(slot, path, st, stream(options.treeProfile))
+                    try readFile(slot, path, st, stream(profile))
                 } catch let e as SystemError where sink.failure.value == nil {
                     // A source that cannot be read; a failing repository write fails the backup below.
                     do { try skipUnreadable(path, e); slot.entry = nil } catch { fail(error) }

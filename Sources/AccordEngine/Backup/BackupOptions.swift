@@ -34,6 +34,12 @@ public struct BackupOptions {
     public var plan = "paths"
     public var host = Sys.hostname
     public var treeProfile: ChunkerProfile = .tree
+    /// Files of path sources matching these globs (as `excludes`) are cut
+    /// with `dumpProfile`: a database dump kept as a file changes in
+    /// scattered rows, which would rewrite most of its large tree chunks.
+    public var dumpFiles: [String] = BackupOptions.defaultDumpFiles
+    public var dumpProfile: ChunkerProfile = .dump
+    public static let defaultDumpFiles = ["*.sql"]
     /// Use this parent instead of finding one; `forceRead` ignores any parent.
     public var parent: SnapshotID?
     public var forceRead = false

@@ -30,7 +30,7 @@ public final class BlobSink: @unchecked Sendable {
 
     deinit { queue.cancel() }
 
-    public init(repository: Repository, threads: Int, level: CompressionLevel, queueBytes: Int = 12 << 20) {
+    public init(repository: Repository, threads: Int, level: CompressionLevel, queueBytes: Int = 8 << 20) {
         self.repository = repository
         self.level = level
         queue = BoundedQueue(capacity: queueBytes)

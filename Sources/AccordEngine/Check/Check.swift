@@ -101,7 +101,7 @@ public final class Check {
             var reader = repository.manifestReader(s)
             do {
                 while let e = try reader.next() {
-                    for b in e.blobs where seen.insert(b).inserted {
+                    for b in e.referencedBlobs where seen.insert(b).inserted {
                         if !repository.index.contains(b) {
                             report.errors.append("snapshot \(sid.short): \(e.path.displayPath) needs blob \(b), which is in no pack")
                         }

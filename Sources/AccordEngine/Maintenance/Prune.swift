@@ -74,7 +74,7 @@ public final class Prune {
             for m in s.manifestIDs { used.insert(m) }
             var reader = repository.manifestReader(s)
             do {
-                while let e = try reader.next() { for b in e.blobs { used.insert(b) } }
+                while let e = try reader.next() { for b in e.referencedBlobs { used.insert(b) } }
             } catch {
                 throw RepositoryError.manifestCorrupt(sid, reason: "\(error); prune refuses to run on a damaged repository")
             }

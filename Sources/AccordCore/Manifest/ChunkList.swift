@@ -1,0 +1,261 @@
+/// Chunk lists: how a file with many chunks keeps its content ids out of
+/// the manifest stream (FORMAT.md, "Chunk lists").
+///
+/// A database dump cut into 4 KiB chunks has ~250 ids per MB of dump. Kept
+/// inline, those ids (32 incompressible bytes each) fill every manifest blob,
+/// and a day's scattered row updates touch every one of them: the manifest
+/// would be re-stored whole each day, outweighing the changed data. So a
+/// long list is stored in `list` blobs (type tree) instead:
+///
+/// - a *full* list: the ids themselves, in parts of at most `partSize` ids;
+/// - a *delta*: copy runs from a full base list (the parent snapshot's), plus
+///   the ids that are new. Day 2 then costs the changed ids, not all of them.
+///
+/// A delta is always based on full parts, never on another delta, so reading
+/// a list loads at most one delta and its base. A delta is written only while
+/// it stays small (`maxDeltaShare` of the ids new) and at most
+/// `maxGeneration` deltas follow one full list; otherwise a full list is
+/// written again.
+public enum ChunkList {
+    public static let magic: [UInt8] = Array("ACCL".utf8) + [1]
+    /// Files with at least this many chunks store their list in list blobs.
+    public static let threshold = 1024
+    /// Ids per full part (2 MiB of ids).
+    public static let partSize = 65536
+    /// A delta is written only if at most this share of its ids are new.
+    public static let maxDeltaShare = 0.3
+    /// Deltas in a row on one full list before a full list is written again.
+    public static let maxGeneration = 64
+
+    enum Form: UInt8 { case full = 0, delta = 1 }
+
+    /// What a reader learned about an entry's list blobs.
+    public struct Info: Sendable, Equatable {
+        /// The ids in the manifest record (full parts, or one delta).
+        public var refs: [BlobID]
+        /// Every blob the list needs: `refs` and, for a delta, its base parts.
+        public var blobs: [BlobID]
+        /// The full parts a next delta would be based on.
+        public var base: [BlobID]
+        /// 0 for a full list; n for the n-th delta on `base`.
+        public var generation: Int
+        public init(refs: [BlobID], blobs: [BlobID], base: [BlobID], generation: Int) {
+            self.refs = refs; self.blobs = blobs; self.base = base; self.generation = generation
+        }
+    }
+
+    // MARK: Encoding
+
+    static func encodeFull(_ ids: ArraySlice<BlobID>) -> [UInt8] {
+        var w = ByteWriter(capacity: 16 + ids.count * 32)
+        w.raw(magic)
+        w.u8(Form.full.rawValue)
+        w.varint(UInt64(ids.count))
+        for id in ids { w.id(id) }
+        return w.bytes
+    }
+
+    enum Op: Equatable {
+        case copy(from: Int, count: Int)
+        case insert(ArraySlice<BlobID>)
+    }
+
+    static func encodeDelta(generation: Int, base: [BlobID], total: Int, ops: [Op]) -> [UInt8] {
+        var w = ByteWriter(capacity: 64 + base.count * 32 + ops.count * 8)
+        w.raw(magic)
+        w.u8(Form.delta.rawValue)
+        w.varint(UInt64(generation))
+        w.varint(UInt64(base.count))
+        for b in base { w.id(b) }
+        w.varint(UInt64(total))
+        w.varint(UInt64(ops.count))
+        for op in ops {
+            switch op {
+            case .copy(let from, let count):
+                w.varint(UInt64(count) << 1)
+                w.varint(UInt64(from))
+            case .insert(let ids):
+                w.varint(UInt64(ids.count) << 1 | 1)
+                for id in ids { w.id(id) }
+            }
+        }
+        return w.bytes
+    }
+
+    /// Copy runs and inserts that turn `base` into `new`: greedy, each new id
+    /// looked up by its 8-byte prefix among the base ids, then the run extended
+    /// as far as both lists agree. Content-defined chunks resynchronize right
+    /// after a change, so runs are long and inserts are the changed chunks.
+    static func diff(base: [BlobID], new: [BlobID]) -> (ops: [Op], inserted: Int) {
+        var position: [UInt64: Int32] = [:]
+        position.reserveCapacity(base.count)
+        for (i, id) in base.enumerated().reversed() { position[id.w0] = Int32(i) }
+        var ops: [Op] = []
+        var inserted = 0
+        var pendingStart = -1
+        var i = 0
+        func flushInsert(upTo end: Int) {
+            if pendingStart >= 0 {
+                ops.append(.insert(new[pendingStart..<end]))
+                inserted += end - pendingStart
+                pendingStart = -1
+            }
+        }
+        while i < new.count {
+            if let p = position[new[i].w0].map(Int.init), base[p] == new[i] {
+                var n = 1
+                while i + n < new.count, p + n < base.count, base[p + n] == new[i + n] { n += 1 }
+                flushInsert(upTo: i)
+                ops.append(.copy(from: p, count: n))
+                i += n
+            } else {
+                if pendingStart < 0 { pendingStart = i }
+                i += 1
+            }
+        }
+        flushInsert(upTo: new.count)
+        return (ops, inserted)
+    }
+
+    // MARK: Writing
+
+    /// Stores `ids` as list blobs and returns the refs for the manifest
+    /// record: the parent's refs again when nothing changed, else a delta on
+    /// the parent's base when it is small, else a full list.
+    public static func store(_ ids: [BlobID], parent: ManifestEntry?,
+                             load: (BlobID) throws -> [UInt8],
+                             store: (UnsafeRawBufferPointer) throws -> BlobID) throws -> [BlobID] {
+        if let p = parent, let info = p.list {
+            if p.blobs == ids { return info.refs }
+            if info.generation < maxGeneration, !info.base.isEmpty {
+                let base = try resolveFull(info.base, load: load)
+                let (ops, inserted) = diff(base: base, new: ids)
+                if Double(inserted) <= maxDeltaShare * Double(ids.count) {
+                    let bytes = encodeDelta(generation: info.generation + 1, base: info.base, total: ids.count, ops: ops)
+                    return [try bytes.withUnsafeBytes { try store($0) }]
+                }
+            }
+        }
+        var refs: [BlobID] = []
+        var start = 0
+        while start < ids.count {
+            let end = Swift.min(ids.count, start + partSize)
+            let bytes = encodeFull(ids[start..<end])
+            refs.append(try bytes.withUnsafeBytes { try store($0) })
+            start = end
+        }
+        return refs
+    }
+
+    // MARK: Reading
+
+    /// The content ids a record's list refs stand for, and what they need.
+    public static func resolve(_ refs: [BlobID], load: (BlobID) throws -> [UInt8]) throws -> ([BlobID], Info) {
+        guard !refs.isEmpty else { throw DecodeError.invalid("chunk list with no list blobs", offset: 0) }
+        switch try decode(load(refs[0]), id: refs[0]) {
+        case .delta(let generation, let base, let total, let ops):
+            guard refs.count == 1 else { throw DecodeError.invalid("chunk list \(refs[0].short): a delta must be the record's only list blob", offset: 0) }
+            let baseIDs = try resolveFull(base, load: load)
+            // Counts come from stored bytes: check them before allocating.
+            var sum = 0
+            for op in ops {
+                switch op {
+                case .copy(_, let count): sum += count
+                case .insert(let ids): sum += ids.count
+                }
+                if sum > total { break }
+            }
+            guard sum == total else {
+                throw DecodeError.invalid("chunk list \(refs[0].short): its runs hold \(sum > total ? "more than \(total)" : "\(sum)") ids, header says \(total)", offset: 0)
+            }
+            var out: [BlobID] = []
+            out.reserveCapacity(total)
+            for op in ops {
+                switch op {
+                case .copy(let from, let count):
+                    guard from + count <= baseIDs.count else {
+                        throw DecodeError.invalid("chunk list \(refs[0].short): copy of \(count) ids at \(from) beyond its base of \(baseIDs.count)", offset: 0)
+                    }
+                    out.append(contentsOf: baseIDs[from..<from + count])
+                case .insert(let ids):
+                    out.append(contentsOf: ids)
+                }
+            }
+            guard out.count == total else {
+                throw DecodeError.invalid("chunk list \(refs[0].short): \(out.count) ids, header says \(total)", offset: 0)
+            }
+            return (out, Info(refs: refs, blobs: refs + base, base: base, generation: generation))
+        case .full(let ids):
+            var out = ids
+            for ref in refs.dropFirst() {
+                guard case .full(let more) = try decode(load(ref), id: ref) else {
+                    throw DecodeError.invalid("chunk list \(ref.short): a delta must be the record's only list blob", offset: 0)
+                }
+                out.append(contentsOf: more)
+            }
+            return (out, Info(refs: refs, blobs: refs, base: refs, generation: 0))
+        }
+    }
+
+    static func resolveFull(_ parts: [BlobID], load: (BlobID) throws -> [UInt8]) throws -> [BlobID] {
+        var out: [BlobID] = []
+        for part in parts {
+            guard case .full(let ids) = try decode(load(part), id: part) else {
+                throw DecodeError.invalid("chunk list \(part.short) is a delta but is used as the base of a delta", offset: 0)
+            }
+            out.append(contentsOf: ids)
+        }
+        return out
+    }
+
+    enum Decoded {
+        case full([BlobID])
+        case delta(generation: Int, base: [BlobID], total: Int, ops: [Op])
+    }
+
+    static func decode(_ bytes: [UInt8], id: BlobID) throws -> Decoded {
+        try bytes.withUnsafeBytes { buf in
+            var r = ByteReader(buf)
+            guard buf.count >= magic.count, Array(buf[0..<magic.count]) == magic else {
+                throw DecodeError.invalid("blob \(id.short) is not a chunk list (no ACCL version 1 header)", offset: 0)
+            }
+            try r.skip(magic.count)
+            switch Form(rawValue: try r.u8()) {
+            case .full:
+                let n = try r.count(max: r.remaining / 32)
+                var ids: [BlobID] = []
+                ids.reserveCapacity(n)
+                for _ in 0..<n { ids.append(try r.id()) }
+                guard r.isAtEnd else { throw DecodeError.invalid("chunk list \(id.short): trailing bytes", offset: r.offset) }
+                return .full(ids)
+            case .delta:
+                let generation = try r.count(max: Int(Int32.max))
+                let nb = try r.count(max: r.remaining / 32)
+                var base: [BlobID] = []
+                for _ in 0..<nb { base.append(try r.id()) }
+                let total = try r.count(max: Int(Int32.max))
+                let nops = try r.count(max: r.remaining)
+                var ops: [Op] = []
+                ops.reserveCapacity(nops)
+                for _ in 0..<nops {
+                    let h = try r.varint()
+                    guard h >> 1 <= UInt64(Int32.max) else { throw DecodeError.invalid("chunk list \(id.short): run too long", offset: r.offset) }
+                    let count = Int(h >> 1)
+                    if h & 1 == 0 {
+                        ops.append(.copy(from: try r.count(max: Int(Int32.max)), count: count))
+                    } else {
+                        guard count <= r.remaining / 32 else { throw DecodeError.truncated(offset: r.offset) }
+                        var ids: [BlobID] = []
+                        ids.reserveCapacity(count)
+                        for _ in 0..<count { ids.append(try r.id()) }
+                        ops.append(.insert(ids[...]))
+                    }
+                }
+                guard r.isAtEnd else { throw DecodeError.invalid("chunk list \(id.short): trailing bytes", offset: r.offset) }
+                return .delta(generation: generation, base: base, total: total, ops: ops)
+            case nil:
+                throw DecodeError.invalid("chunk list \(id.short): unknown form", offset: magic.count)
+            }
+        }
+    }
+}
