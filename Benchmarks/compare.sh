@@ -24,6 +24,7 @@
 #   [dump-only day 2], full restore into an empty dir (verified with diff -r outside the timing).
 # Each measurement: wall s, CPU s (user+sys), peak RSS KB (/usr/bin/time), repo `du -sb` after.
 # Page cache is NOT dropped (no permission in containers): all runs read a warm corpus.
+# `sync` runs before every measurement, so no step pays for an earlier one's writeback.
 # Outputs: $BENCH_DIR/results.md (tables), $BENCH_DIR/results.csv (raw), $BENCH_DIR/logs/*.
 set -euo pipefail
 
@@ -173,6 +174,9 @@ measure() {
     local step=$1 tool=$2 repo=$3; shift 3
     local tf=$LOGS/$step.$tool.time log=$LOGS/$step.$tool.log wall user sys rss status rep=""
     M_RC=0
+    # Flush the previous step's dirty pages first: otherwise the kernel writes
+    # them back during this measurement and charges one tool for another's I/O.
+    sync
     /usr/bin/time -f '%e %U %S %M' -o "$tf" "$@" <"$MEASURE_STDIN" >"$log" 2>&1 || M_RC=$?
     read -r wall user sys rss < <(tail -n1 "$tf")
     case "$M_RC" in

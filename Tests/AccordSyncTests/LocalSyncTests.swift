@@ -50,4 +50,38 @@ final class LocalSyncTests: SyncTestCase {
         XCTAssertEqual(again.payloadBytes, 0)
         XCTAssertLessThan(again.wireBytesSent + again.wireBytesReceived, 4096)
     }
+
+    /// A `*.sql` file of thousands of dump-profile chunks keeps its id list in
+    /// chunk-list blobs, a delta on day 2: sync must send those (and the
+    /// delta's base) or the destination refuses the snapshot.
+    func testSnapshotsWithChunkListDeltasSyncAndRestoreOnTheDestination() throws {
+        func rows(_ n: Int, bump: Set<Int> = []) -> [UInt8] {
+            var out: [UInt8] = []
+            out.reserveCapacity(n * 100)
+            for i in 1...n {
+                let balance = bump.contains(i) ? 7 : 0
+                out += Array("\(i)\t\(1 + i / 100_000)\t\(balance)\t".utf8) + [UInt8](repeating: 0x20, count: 84) + [0x0a]
+            }
+            return out
+        }
+        let dumpFile = source + "/db/dump.sql"
+        try FileManager.default.createDirectory(atPath: source + "/db", withIntermediateDirectories: true)
+        try writeFile(dumpFile, rows(80_000))   // ~8 MB: ~1,700 chunks of the dump profile
+        let first = try backupSource()
+        let dest = scratch.sub("dest")
+        let sync1 = try decodeSync(try accordOK(["sync", "-d", sourceRepo, "--to", dest, "--json"]))
+        XCTAssertEqual(sync1.snapshots, 1)
+        try assertRestoreMatchesSource(from: dest, label: "day1")
+
+        var rng = SeededRandom(seed: 77)
+        let bumped = Set((0..<200).map { _ in 1 + rng.int(0..<80_000) })   // 0.25% of the rows
+        try writeFile(dumpFile, rows(80_000, bump: bumped))
+        let second = try backupSource()
+        XCTAssertLessThan(second.addedBytes, first.addedBytes / 2, "day 2 should store the changed chunks and a small list delta")
+        let sync2 = try decodeSync(try accordOK(["sync", "-d", sourceRepo, "--to", dest, "--json"]))
+        XCTAssertEqual(sync2.snapshots, 1, "the day-2 snapshot was not stored on the destination")
+        XCTAssertLessThanOrEqual(sync2.payloadBytes, second.addedBytes, "sync sent more than day 2 added")
+        XCTAssertEqual(snapshotFiles(of: dest).sorted(), [first.id, second.id].sorted())
+        try assertRestoreMatchesSource(from: dest, label: "day2")
+    }
 }

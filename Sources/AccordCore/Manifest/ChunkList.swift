@@ -5,17 +5,15 @@
 /// inline, those ids (32 incompressible bytes each) fill every manifest blob,
 /// and a day's scattered row updates touch every one of them: the manifest
 /// would be re-stored whole each day, outweighing the changed data. So a
-/// long list is stored in `list` blobs (type tree) instead:
+/// long list is stored in list blobs (type tree) instead:
 ///
 /// - a *full* list: the ids themselves, in parts of at most `partSize` ids;
-/// - a *delta*: copy runs from a full base list (the parent snapshot's), plus
-///   the ids that are new. Day 2 then costs the changed ids, not all of them.
+/// - a *delta* on the parent snapshot's list (full or itself a delta): copy
+///   runs from it plus the ids that are new. Day 2 costs the changed ids.
 ///
-/// A delta is always based on full parts, never on another delta, so reading
-/// a list loads at most one delta and its base. A delta is written only while
-/// it stays small (`maxDeltaShare` of the ids new) and at most
-/// `maxGeneration` deltas follow one full list; otherwise a full list is
-/// written again.
+/// Deltas chain at most `maxGeneration` deep (a reader loads at most that
+/// many list blobs plus the full parts); a delta is written only while at
+/// most `maxDeltaShare` of its ids are new, otherwise a full list again.
 public enum ChunkList {
     public static let magic: [UInt8] = Array("ACCL".utf8) + [1]
     /// Files with at least this many chunks store their list in list blobs.
@@ -24,8 +22,8 @@ public enum ChunkList {
     public static let partSize = 65536
     /// A delta is written only if at most this share of its ids are new.
     public static let maxDeltaShare = 0.3
-    /// Deltas in a row on one full list before a full list is written again.
-    public static let maxGeneration = 64
+    /// Longest chain of deltas on a full list; the next list is full again.
+    public static let maxGeneration = 32
 
     enum Form: UInt8 { case full = 0, delta = 1 }
 
@@ -33,11 +31,11 @@ public enum ChunkList {
     public struct Info: Sendable, Equatable {
         /// The ids in the manifest record (full parts, or one delta).
         public var refs: [BlobID]
-        /// Every blob the list needs: `refs` and, for a delta, its base parts.
+        /// Every blob the list needs: `refs` and, for a delta, its whole chain.
         public var blobs: [BlobID]
-        /// The full parts a next delta would be based on.
+        /// For a delta: the refs it applies to (the parent's list); empty for a full list.
         public var base: [BlobID]
-        /// 0 for a full list; n for the n-th delta on `base`.
+        /// 0 for a full list; n for a delta n deep.
         public var generation: Int
         public init(refs: [BlobID], blobs: [BlobID], base: [BlobID], generation: Int) {
             self.refs = refs; self.blobs = blobs; self.base = base; self.generation = generation
@@ -121,17 +119,15 @@ public enum ChunkList {
 
     /// Stores `ids` as list blobs and returns the refs for the manifest
     /// record: the parent's refs again when nothing changed, else a delta on
-    /// the parent's base when it is small, else a full list.
+    /// the parent's list when it is small, else a full list.
     public static func store(_ ids: [BlobID], parent: ManifestEntry?,
-                             load: (BlobID) throws -> [UInt8],
                              store: (UnsafeRawBufferPointer) throws -> BlobID) throws -> [BlobID] {
         if let p = parent, let info = p.list {
             if p.blobs == ids { return info.refs }
-            if info.generation < maxGeneration, !info.base.isEmpty {
-                let base = try resolveFull(info.base, load: load)
-                let (ops, inserted) = diff(base: base, new: ids)
+            if info.generation < maxGeneration {
+                let (ops, inserted) = diff(base: p.blobs, new: ids)
                 if Double(inserted) <= maxDeltaShare * Double(ids.count) {
-                    let bytes = encodeDelta(generation: info.generation + 1, base: info.base, total: ids.count, ops: ops)
+                    let bytes = encodeDelta(generation: info.generation + 1, base: info.refs, total: ids.count, ops: ops)
                     return [try bytes.withUnsafeBytes { try store($0) }]
                 }
             }
@@ -151,11 +147,21 @@ public enum ChunkList {
 
     /// The content ids a record's list refs stand for, and what they need.
     public static func resolve(_ refs: [BlobID], load: (BlobID) throws -> [UInt8]) throws -> ([BlobID], Info) {
+        try resolve(refs, depth: 0, load: load)
+    }
+
+    static func resolve(_ refs: [BlobID], depth: Int, load: (BlobID) throws -> [UInt8]) throws -> ([BlobID], Info) {
         guard !refs.isEmpty else { throw DecodeError.invalid("chunk list with no list blobs", offset: 0) }
         switch try decode(load(refs[0]), id: refs[0]) {
         case .delta(let generation, let base, let total, let ops):
-            guard refs.count == 1 else { throw DecodeError.invalid("chunk list \(refs[0].short): a delta must be the record's only list blob", offset: 0) }
-            let baseIDs = try resolveFull(base, load: load)
+            guard refs.count == 1 else { throw DecodeError.invalid("chunk list \(refs[0].short): a delta must be the only list blob of its record", offset: 0) }
+            guard depth < maxGeneration, generation >= 1, generation <= maxGeneration else {
+                throw DecodeError.invalid("chunk list \(refs[0].short): deltas chained deeper than \(maxGeneration)", offset: 0)
+            }
+            let (baseIDs, baseInfo) = try resolve(base, depth: depth + 1, load: load)
+            guard baseInfo.generation == generation - 1 else {
+                throw DecodeError.invalid("chunk list \(refs[0].short): generation \(generation) on a base of generation \(baseInfo.generation)", offset: 0)
+            }
             // Counts come from stored bytes: check them before allocating.
             var sum = 0
             for op in ops {
@@ -181,31 +187,17 @@ public enum ChunkList {
                     out.append(contentsOf: ids)
                 }
             }
-            guard out.count == total else {
-                throw DecodeError.invalid("chunk list \(refs[0].short): \(out.count) ids, header says \(total)", offset: 0)
-            }
-            return (out, Info(refs: refs, blobs: refs + base, base: base, generation: generation))
+            return (out, Info(refs: refs, blobs: refs + baseInfo.blobs, base: base, generation: generation))
         case .full(let ids):
             var out = ids
             for ref in refs.dropFirst() {
                 guard case .full(let more) = try decode(load(ref), id: ref) else {
-                    throw DecodeError.invalid("chunk list \(ref.short): a delta must be the record's only list blob", offset: 0)
+                    throw DecodeError.invalid("chunk list \(ref.short): a delta must be the only list blob of its record", offset: 0)
                 }
                 out.append(contentsOf: more)
             }
-            return (out, Info(refs: refs, blobs: refs, base: refs, generation: 0))
+            return (out, Info(refs: refs, blobs: refs, base: [], generation: 0))
         }
-    }
-
-    static func resolveFull(_ parts: [BlobID], load: (BlobID) throws -> [UInt8]) throws -> [BlobID] {
-        var out: [BlobID] = []
-        for part in parts {
-            guard case .full(let ids) = try decode(load(part), id: part) else {
-                throw DecodeError.invalid("chunk list \(part.short) is a delta but is used as the base of a delta", offset: 0)
-            }
-            out.append(contentsOf: ids)
-        }
-        return out
     }
 
     enum Decoded {

@@ -86,14 +86,14 @@ public final class ManifestWriter {
     public private(set) var entryCount = 0
     private var lastPath: RawPath? = nil
 
-    private let lists: (load: (BlobID) throws -> [UInt8], store: (UnsafeRawBufferPointer) throws -> BlobID)?
+    private let lists: ((UnsafeRawBufferPointer) throws -> BlobID)?
 
     /// `store` keeps a piece of the manifest stream. With `lists`, entries
     /// of `ChunkList.threshold` blobs or more keep their content list in
-    /// chunk-list blobs (`lists.store`), as a delta on their parent's list
-    /// where that is small (`lists.load` reads the parent's base).
+    /// chunk-list blobs stored by `lists`, as a delta on their parent's list
+    /// where that is small.
     public init(gear: GearTable, store: @escaping (UnsafeRawBufferPointer) throws -> BlobID,
-                lists: (load: (BlobID) throws -> [UInt8], store: (UnsafeRawBufferPointer) throws -> BlobID)? = nil) {
+                lists: ((UnsafeRawBufferPointer) throws -> BlobID)? = nil) {
         chunker = FastCDC(profile: .manifest, gear: gear)
         self.store = store
         self.lists = lists
@@ -110,7 +110,7 @@ public final class ManifestWriter {
         var e = e
         e.list = nil
         if let lists, e.blobs.count >= ChunkList.threshold {
-            let refs = try ChunkList.store(e.blobs, parent: parent, load: lists.load, store: lists.store)
+            let refs = try ChunkList.store(e.blobs, parent: parent, store: lists)
             e.list = ChunkList.Info(refs: refs, blobs: refs, base: [], generation: 0)
         }
         ManifestCodec.encode(e, into: &pending)

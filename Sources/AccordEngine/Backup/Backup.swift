@@ -83,7 +83,7 @@ public final class Backup {
             try self.sink.store(type: .tree, data: bytes)
         }
         let manifest = ManifestWriter(gear: repository.gear, store: storeTree,
-                                      lists: (load: { [unowned self] id in try self.repository.readBlob(id) }, store: storeTree))
+                                      lists: storeTree)
         // The parent's entries again, in step with the manifest: a long chunk
         // list is stored as a delta on its parent's list.
         var listParent = parentID.flatMap { try? repository.loadSnapshot($0) }.map { ParentCursor(reader: repository.manifestReader($0)) }
