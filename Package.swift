@@ -16,9 +16,10 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CLibdeflate", path: "Sources/CLibdeflate", providers: [.apt(["libdeflate-dev"])]),
+        .systemLibrary(name: "CIsal", path: "Sources/CIsal", providers: [.apt(["libisal-dev"])]),
         .systemLibrary(name: "CLibcrypto", path: "Sources/CLibcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "CAccordSys"),
-        .target(name: "AccordCore", dependencies: ["CZlib", "CLibdeflate", "CLibcrypto", "CAccordSys"]),
+        .target(name: "AccordCore", dependencies: ["CZlib", "CLibdeflate", "CIsal", "CLibcrypto", "CAccordSys"]),
         .target(name: "AccordEngine", dependencies: ["AccordCore"]),
         .target(name: "AccordSync", dependencies: ["AccordCore", "AccordEngine"]),
         .target(name: "AccordPlans", dependencies: ["AccordCore", "AccordEngine", .product(name: "Yams", package: "Yams")]),

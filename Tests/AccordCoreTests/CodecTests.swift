@@ -272,6 +272,102 @@ final class CodecTests: XCTestCase {
         XCTAssertNil(CompressionLevel(name: "11"))
     }
 
+    /// Log-like lines of words and numbers from `rng`: compresses 3-5x, like the text backups see most.
+    func text(_ rng: inout TestRandom, count: Int) -> [UInt8] {
+        let words = ["INSERT", "INTO", "orders", "VALUES", "accord", "backup", "pack", "chunk", "user", "region",
+                     "eu-west-1", "status", "ok", "error", "latency", "{\"id\":", "null", "true", "false", "\n"]
+        var out: [UInt8] = []
+        out.reserveCapacity(count + 32)
+        while out.count < count {
+            out += Array(words[rng.below(words.count)].utf8)
+            out.append(rng.below(4) == 0 ? 0x2c : 0x20)
+            if rng.below(3) == 0 { out += Array(String(rng.below(100_000)).utf8); out.append(0x20) }
+        }
+        return Array(out.prefix(count))
+    }
+
+    /// Checks a stored blob is a zlib stream (RFC 1950) that zlib itself and `Inflater` both inflate to `raw`.
+    func assertValidZlib(_ stored: [UInt8], raw: [UInt8], _ what: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        guard stored.count >= 6 else { return XCTFail("\(what): \(stored.count) bytes cannot be a zlib stream", file: file, line: line) }
+        let cmf = Int(stored[0]), flg = Int(stored[1])
+        XCTAssertEqual(cmf, 0x78, "\(what): CMF must be deflate with a 32 KiB window", file: file, line: line)
+        XCTAssertEqual((cmf * 256 + flg) % 31, 0, "\(what): FCHECK", file: file, line: line)
+        XCTAssertEqual(flg & 0x20, 0, "\(what): no preset dictionary allowed", file: file, line: line)
+        XCTAssertEqual(zlibInflate(stored, rawLength: raw.count), raw, "\(what): zlib does not inflate it to the input", file: file, line: line)
+        var back: [UInt8] = []
+        try stored.withUnsafeBytes { try Inflater().inflate($0, rawLength: raw.count, into: &back) }
+        XCTAssertEqual(back, raw, "\(what): Inflater does not inflate it to the input", file: file, line: line)
+    }
+
+    func testDefaultLevelWritesZlibThatZlibAndLibdeflateInflate() throws {
+        var rng = TestRandom(seed: 30)
+        let deflater = Deflater(level: .default)
+        var packed: [UInt8] = []
+        let compressible: [(String, [UInt8])] = [
+            ("64 B phrase", Array(String(repeating: "accord ", count: 10).utf8.prefix(64))),
+            ("65 B repeated", [UInt8](repeating: 0x41, count: 65)),
+            ("4 KiB text", text(&rng, count: 4 << 10)),
+            ("32 KiB text", text(&rng, count: 32 << 10)),
+            ("1 MiB text", text(&rng, count: 1 << 20)),
+            ("1 MiB zeros", [UInt8](repeating: 0, count: 1 << 20)),
+            ("1 MiB of one short phrase", Array(String(repeating: "pg_dumpall --clean; ", count: 52_429).utf8.prefix(1 << 20))),
+            ("8 MiB text", text(&rng, count: 8 << 20)),
+            ("8 MiB random then text", rng.bytes(4 << 20) + text(&rng, count: 4 << 20)),
+        ]
+        for (what, raw) in compressible {
+            XCTAssertEqual(raw.withUnsafeBytes { deflater.compress($0, into: &packed) }, .zlib, "\(what) not compressed")
+            XCTAssertLessThan(packed.count, raw.count - raw.count / 64, what)
+            try assertValidZlib(packed, raw: raw, what)
+        }
+        // Stored raw: under 64 bytes, random, and random but for a compressible middle that passes the probe.
+        var middle = rng.bytes(1 << 20)
+        middle.replaceSubrange(1 << 19 ..< (1 << 19) + 8192, with: text(&rng, count: 8192))   // the probed 8 KiB
+        let raw: [(String, [UInt8])] = [("empty", []), ("1 B", [7]), ("63 B text", text(&rng, count: 63)),
+                                        ("4 KiB random", rng.bytes(4 << 10)), ("1 MiB random", rng.bytes(1 << 20)),
+                                        ("1 MiB random with a text middle", middle)]
+        for (what, data) in raw {
+            XCTAssertEqual(data.withUnsafeBytes { deflater.compress($0, into: &packed) }, .none, "\(what) 'compressed'")
+            XCTAssertEqual(packed, [], what)
+        }
+        XCTAssertEqual(deflater.igzipFailures, 0)
+    }
+
+    func testEveryLevelAndEngineWritesValidZlib() throws {
+        var rng = TestRandom(seed: 31)
+        let samples = [text(&rng, count: 3000), text(&rng, count: 300_000)]
+        var packed: [UInt8] = []
+        for engine in [Deflater.Engine.automatic, .libdeflate, .igzip] {
+            for level in Int32(1) ... 9 {
+                let deflater = Deflater(level: CompressionLevel(level), engine: engine)
+                for raw in samples {
+                    let what = "\(engine) level \(level), \(raw.count) bytes"
+                    XCTAssertEqual(raw.withUnsafeBytes { deflater.compress($0, into: &packed) }, .zlib, what)
+                    try assertValidZlib(packed, raw: raw, what)
+                }
+                XCTAssertEqual(deflater.igzipFailures, 0)
+            }
+        }
+    }
+
+    func testBlobsIgzipFailsOnGoToLibdeflate() throws {
+        var rng = TestRandom(seed: 32)
+        let deflater = Deflater(level: .default)
+        deflater.igzipLevelForTesting = 9   // igzip has no level 9: it fails with ISAL_INVALID_LEVEL
+        var packed: [UInt8] = []
+        for raw in [text(&rng, count: 5000), text(&rng, count: 1 << 20)] {
+            XCTAssertEqual(raw.withUnsafeBytes { deflater.compress($0, into: &packed) }, .zlib)
+            try assertValidZlib(packed, raw: raw, "\(raw.count) bytes after an igzip failure")
+        }
+        let random = rng.bytes(1 << 20)
+        XCTAssertEqual(random.withUnsafeBytes { deflater.compress($0, into: &packed) }, .none, "the libdeflate probe let random data through")
+        XCTAssertEqual(deflater.igzipFailures, 4, "igzip calls: a blob; a probe and a blob; a probe")
+        deflater.igzipLevelForTesting = nil
+        let raw = text(&rng, count: 70_000)
+        XCTAssertEqual(raw.withUnsafeBytes { deflater.compress($0, into: &packed) }, .zlib)
+        try assertValidZlib(packed, raw: raw, "igzip again")
+        XCTAssertEqual(deflater.igzipFailures, 4)
+    }
+
     // MARK: Index
 
     func sampleIndex(_ rng: inout TestRandom, packs: Int) -> IndexFile {

@@ -95,34 +95,51 @@ func hashingBenchmarks() {
 // MARK: - Compression
 
 /// Blocks compressed one at a time, as the backup engine compresses chunks:
-/// 1 MiB (about a `tree` chunk) and, for one level, 8 KiB (about a `dump` chunk).
-let compressionCases: [(level: Int32, block: Int)] = [(1, 1 << 20), (3, 1 << 20), (6, 1 << 20), (9, 1 << 20), (3, 8 << 10)]
+/// 1 MiB (about a `tree` chunk) and 8 KiB (about a `dump` chunk). Each case
+/// names its library: `Deflater` uses igzip for levels 1-2 and libdeflate
+/// for 3-9; libdeflate L1 is the default before igzip, for comparison.
+struct CompressionCase {
+    var engine: Deflater.Engine
+    var level: Int32
+    var block: Int
+    var name: String { "\(engine) L\(level) \(block >> 10)K-blocks" }
+    func deflater() -> Deflater { Deflater(level: CompressionLevel(level), engine: engine) }
+}
+
+let compressionCases: [CompressionCase] = [
+    .init(engine: .igzip, level: 1, block: 1 << 20), .init(engine: .igzip, level: 2, block: 1 << 20),
+    .init(engine: .libdeflate, level: 1, block: 1 << 20), .init(engine: .libdeflate, level: 3, block: 1 << 20),
+    .init(engine: .libdeflate, level: 6, block: 1 << 20), .init(engine: .libdeflate, level: 9, block: 1 << 20),
+    .init(engine: .igzip, level: 1, block: 8 << 10), .init(engine: .libdeflate, level: 1, block: 8 << 10),
+    .init(engine: .libdeflate, level: 3, block: 8 << 10),
+]
 
 func compressionBenchmarks() {
     let withRatio = Benchmark.Configuration(metrics: [.wallClock, Rate.megabytes, Rate.ratio])
     for kind in DataKind.allCases {
-        for (level, block) in compressionCases {
-            Benchmark("deflate L\(level) \(block >> 10)K-blocks \(kind)", configuration: withRatio) { (benchmark, state: ([UInt8], Deflater)) in
+        for c in compressionCases {
+            Benchmark("deflate \(c.name) \(kind)", configuration: withRatio) { (benchmark, state: ([UInt8], Deflater)) in
                 let (data, deflater) = state
                 var output: [UInt8] = []
                 let stored = benchmark.record(Rate.megabytes, units: data.count) {
-                    deflateAll(data, block: block, deflater: deflater, output: &output)
+                    deflateAll(data, block: c.block, deflater: deflater, output: &output)
                 }
                 benchmark.measurement(Rate.ratio, data.count * 100 / stored)
             } setup: {
                 let data = kind.bytes
-                let deflater = Deflater(level: CompressionLevel(level))
+                let deflater = c.deflater()
                 var output: [UInt8] = []
-                let stored = deflateAll(data, block: block, deflater: deflater, output: &output)
-                note("deflate L\(level) \(block >> 10)K-blocks \(kind): \(data.count) -> \(stored) bytes, ratio \(String(format: "%.2f", Double(data.count) / Double(stored)))")
+                let stored = deflateAll(data, block: c.block, deflater: deflater, output: &output)
+                note("deflate \(c.name) \(kind): \(data.count) -> \(stored) bytes, ratio \(String(format: "%.2f", Double(data.count) / Double(stored)))")
                 return (data, deflater)
             }
         }
     }
 
     // Only SQL: Deflater stores random blocks as they are, leaving nothing to inflate.
-    for (level, block) in compressionCases {
-        Benchmark("inflate L\(level) \(block >> 10)K-blocks sql") { (benchmark, blobs: [StoredBlock]) in
+    // Inflater is libdeflate whichever library compressed.
+    for c in compressionCases {
+        Benchmark("inflate \(c.name) sql") { (benchmark, blobs: [StoredBlock]) in
             let inflater = Inflater()
             var output: [UInt8] = []
             benchmark.record(Rate.megabytes, units: TestData.size) {
@@ -132,7 +149,7 @@ func compressionBenchmarks() {
             }
             blackHole(output)
         } setup: {
-            compressedBlocks(TestData.sql, level: level, block: block)
+            compressedBlocks(TestData.sql, deflater: c.deflater(), block: c.block)
         }
     }
 
@@ -142,7 +159,7 @@ func compressionBenchmarks() {
             for blob in blobs { blackHole(zlibInflate(blob.stored, rawLength: blob.rawLength)!) }
         }
     } setup: {
-        compressedBlocks(TestData.sql, level: 6, block: 1 << 20)
+        compressedBlocks(TestData.sql, deflater: Deflater(level: CompressionLevel(6)), block: 1 << 20)
     }
 }
 
@@ -162,8 +179,7 @@ func deflateAll(_ data: [UInt8], block: Int, deflater: Deflater, output: inout [
 
 typealias StoredBlock = (stored: [UInt8], rawLength: Int)
 
-func compressedBlocks(_ data: [UInt8], level: Int32, block: Int) -> [StoredBlock] {
-    let deflater = Deflater(level: CompressionLevel(level))
+func compressedBlocks(_ data: [UInt8], deflater: Deflater, block: Int) -> [StoredBlock] {
     var output: [UInt8] = []
     return stride(from: 0, to: data.count, by: block).map { offset in
         let end = Swift.min(offset + block, data.count)

@@ -1,5 +1,6 @@
 import CZlib
 import CLibdeflate
+import CIsal
 
 /// How a blob's bytes are stored in a pack (FORMAT.md, "Blob compression").
 public enum BlobCompression: UInt8, Sendable {
@@ -10,12 +11,14 @@ public enum BlobCompression: UInt8, Sendable {
 }
 
 /// Compression settings of a repository: the zlib level, 1 (fast) ... 9 (small).
+/// Levels 1 and 2 are igzip's levels 1 and 2, levels 3-9 libdeflate's (`Deflater`).
 public struct CompressionLevel: Sendable, Equatable {
     public var level: Int32
     public init(_ level: Int32) { self.level = Swift.max(0, Swift.min(9, level)) }
     public static let fast = CompressionLevel(1)
-    /// Chosen by measurement (Benchmarks/): libdeflate level 1 keeps the
-    /// repository within ~2% of level 3's size at ~1.4x the speed.
+    /// Chosen by measurement (Benchmarks/README.md): igzip level 1 deflates
+    /// the benchmark corpus ~2.5x as fast as libdeflate level 1 did, for ~2%
+    /// more stored bytes (~4% more than level 3).
     public static let `default` = CompressionLevel(1)
     public static let max = CompressionLevel(9)
 
@@ -47,22 +50,55 @@ public enum CompressionError: Error, CustomStringConvertible {
 
 /// A reusable zlib-format compressor (one per thread: not thread-safe).
 ///
-/// Uses libdeflate, which writes the same zlib format (RFC 1950) 1.5-2.5x
-/// faster than zlib at the same level; any zlib inflates it.
+/// Levels 1 and 2 use igzip (Intel ISA-L), levels 3-9 libdeflate. Both write
+/// the zlib format (RFC 1950), which any zlib inflates; igzip's fast levels
+/// are ~2.5x as fast as libdeflate level 1, which in turn is 1.5-2.5x as fast
+/// as zlib. Should igzip fail on a blob, libdeflate compresses that blob.
 public final class Deflater {
-    private let compressor: OpaquePointer?
-    private let probe: OpaquePointer?
-    public let level: Int32
+    /// Which library writes the zlib streams.
+    public enum Engine: Sendable {
+        /// igzip for levels 1-2, libdeflate for 3-9: what backups use.
+        case automatic
+        /// libdeflate at every level (Accord's compressor before igzip), for comparisons.
+        case libdeflate
+        /// igzip at every level; above its highest, 3, it compresses at 3.
+        case igzip
+    }
 
-    public init(level: CompressionLevel) {
+    public let level: Int32
+    public let engine: Engine
+    /// igzip, for the probe (all engines but `.libdeflate`) and for the blobs when `igzipLevel` is set.
+    private let igzip: IgzipZlib?
+    /// The igzip level the blobs get; nil: libdeflate compresses them.
+    private let igzipLevel: UInt32?
+    /// libdeflate at `level`, and at level 1 for the probe: allocated on first use,
+    /// which for the igzip levels is only when igzip fails.
+    private var libdeflate: OpaquePointer?
+    private var libdeflateProbe: OpaquePointer?
+    /// How many times igzip failed and libdeflate took over (tests read it).
+    private(set) var igzipFailures = 0
+    /// Tests set an igzip level that does not exist, so that igzip fails for real.
+    var igzipLevelForTesting: UInt32?
+
+    public convenience init(level: CompressionLevel) {
+        self.init(level: level, engine: .automatic)
+    }
+
+    public init(level: CompressionLevel, engine: Engine) {
         self.level = level.level
-        compressor = libdeflate_alloc_compressor(Swift.max(1, self.level))
-        probe = libdeflate_alloc_compressor(1)
+        self.engine = engine
+        let l = level.level
+        switch engine {
+        case .automatic: igzipLevel = (1 ... 2).contains(l) ? UInt32(l) : nil
+        case .libdeflate: igzipLevel = nil
+        case .igzip: igzipLevel = l == 0 ? nil : UInt32(Swift.min(3, l))
+        }
+        igzip = l == 0 || engine == .libdeflate ? nil : IgzipZlib(maxLevel: igzipLevel ?? 1)
     }
 
     deinit {
-        if let c = compressor { libdeflate_free_compressor(c) }
-        if let p = probe { libdeflate_free_compressor(p) }
+        if let c = libdeflate { libdeflate_free_compressor(c) }
+        if let p = libdeflateProbe { libdeflate_free_compressor(p) }
     }
 
     /// Compresses `input` into `output` (replacing its contents). Returns
@@ -72,12 +108,12 @@ public final class Deflater {
     /// without deflating all of it.
     public func compress(_ input: UnsafeRawBufferPointer, into output: inout [UInt8]) -> BlobCompression {
         output.removeAll(keepingCapacity: true)
-        guard level > 0, input.count >= 64, let c = compressor else { return .none }
+        guard level > 0, input.count >= 64 else { return .none }
         if input.count >= 32 * 1024 && !probeCompressible(input) { return .none }
         let limit = input.count - input.count / 64
         output.append(contentsOf: repeatElement(0, count: limit))
         let produced = output.withUnsafeMutableBytes { out in
-            libdeflate_zlib_compress(c, input.baseAddress, input.count, out.baseAddress, limit)
+            zlibCompress(input, level: igzipLevel, libdeflateLevel: level, into: out)
         }
         if produced == 0 {   // did not fit in `limit`: not worth it
             output.removeAll(keepingCapacity: true)
@@ -90,15 +126,99 @@ public final class Deflater {
     private var scratch = [UInt8](repeating: 0, count: 8 * 1024)
 
     private func probeCompressible(_ input: UnsafeRawBufferPointer) -> Bool {
-        guard let p = probe else { return true }
         let sampleSize = 8 * 1024
         let start = (input.count / 2) & ~63
         let n = Swift.min(sampleSize, input.count - start)
         let limit = n - n / 32
+        let sample = UnsafeRawBufferPointer(rebasing: input[start ..< start + n])
         let produced = scratch.withUnsafeMutableBytes { out in
-            libdeflate_zlib_compress(p, input.baseAddress! + start, n, out.baseAddress, limit)
+            zlibCompress(sample, level: igzip == nil ? nil : 1, libdeflateLevel: 1,
+                         into: UnsafeMutableRawBufferPointer(rebasing: out[..<limit]))
         }
         return produced != 0
+    }
+
+    /// Writes `input` as a zlib stream into `out`, with igzip at `level` when
+    /// that is set, else (or if igzip fails) with libdeflate at `libdeflateLevel`.
+    /// Returns its length, or 0 if it does not fit in `out`.
+    private func zlibCompress(_ input: UnsafeRawBufferPointer, level: UInt32?, libdeflateLevel: Int32,
+                              into out: UnsafeMutableRawBufferPointer) -> Int {
+        if let igzip, let level {
+            switch igzip.compress(input, level: igzipLevelForTesting ?? level, into: out) {
+            case .produced(let n): return n
+            case .doesNotFit: return 0
+            case .failed: igzipFailures += 1
+            }
+        }
+        guard let c = libdeflateCompressor(level: libdeflateLevel) else { return 0 }
+        return libdeflate_zlib_compress(c, input.baseAddress, input.count, out.baseAddress, out.count)
+    }
+
+    private func libdeflateCompressor(level: Int32) -> OpaquePointer? {
+        if level == 1 && self.level != 1 {
+            if libdeflateProbe == nil { libdeflateProbe = libdeflate_alloc_compressor(1) }
+            return libdeflateProbe
+        }
+        if libdeflate == nil { libdeflate = libdeflate_alloc_compressor(self.level) }
+        return libdeflate
+    }
+}
+
+/// igzip (Intel ISA-L) writing the zlib format in one call. Its stream state
+/// (~80 KiB) and level buffer (~300 KiB) are allocated once and reused.
+final class IgzipZlib {
+    enum Result {
+        case produced(Int)
+        /// The stream would be longer than the output buffer.
+        case doesNotFit
+        /// igzip's error code, or INVALID_PARAM for buffers igzip cannot take (empty, 4 GiB or more).
+        case failed(Int32)
+    }
+
+    private let stream: UnsafeMutablePointer<isal_zstream>
+    private let levelBuffer: UnsafeMutableRawPointer
+    private let levelBufferSize: UInt32
+
+    /// Ready for the levels 0 through `maxLevel` (igzip has 0-3).
+    init(maxLevel: UInt32) {
+        levelBufferSize = (0 ... maxLevel).map { accord_isal_level_buf_size($0) }.max() ?? 0
+        levelBuffer = .allocate(byteCount: Swift.max(64, Int(levelBufferSize)), alignment: 64)
+        let size = MemoryLayout<isal_zstream>.size
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: Swift.max(64, MemoryLayout<isal_zstream>.alignment))
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        stream = raw.bindMemory(to: isal_zstream.self, capacity: 1)
+    }
+
+    deinit {
+        UnsafeMutableRawPointer(stream).deallocate()
+        levelBuffer.deallocate()
+    }
+
+    func compress(_ input: UnsafeRawBufferPointer, level: UInt32, into out: UnsafeMutableRawBufferPointer) -> Result {
+        guard input.count < Int(UInt32.max), let inBase = input.baseAddress, let outBase = out.baseAddress else {
+            return .failed(INVALID_PARAM)
+        }
+        isal_deflate_stateless_init(stream)
+        stream.pointee.level = level
+        stream.pointee.level_buf = levelBuffer.assumingMemoryBound(to: UInt8.self)
+        stream.pointee.level_buf_size = levelBufferSize
+        stream.pointee.gzip_flag = UInt16(IGZIP_ZLIB)
+        stream.pointee.flush = UInt16(NO_FLUSH)
+        stream.pointee.end_of_stream = 1
+        stream.pointee.next_in = UnsafeMutablePointer(mutating: inBase.assumingMemoryBound(to: UInt8.self))
+        stream.pointee.avail_in = UInt32(input.count)
+        stream.pointee.next_out = outBase.assumingMemoryBound(to: UInt8.self)
+        stream.pointee.avail_out = UInt32(clamping: out.count)
+        switch isal_deflate_stateless(stream) {
+        case COMP_OK where stream.pointee.avail_in == 0 && stream.pointee.total_out > 0:
+            return .produced(Int(stream.pointee.total_out))
+        case COMP_OK:
+            return .failed(ISAL_INVALID_STATE)
+        case STATELESS_OVERFLOW:
+            return .doesNotFit
+        case let code:
+            return .failed(code)
+        }
     }
 }
 
