@@ -1,0 +1,274 @@
+import Foundation
+import XCTest
+import AccordCore
+import AccordEngine
+
+/// Chunk lists end to end, through the engine API: a database dump of
+/// thousands of `dump`-profile chunks keeps its id list in list blobs; the
+/// next day's dump, with scattered row updates, stores a delta on that list;
+/// restore, check and prune (after forgetting the day-1 snapshot, whose full
+/// list is the delta's base) all follow the list.
+final class ChunkListBackupTests: XCTestCase {
+    var scratch: TempDirectory!
+    var repo: String { scratch.sub("repo") }
+    var warnings: [String] = []
+    let lock = NSLock()
+    let dumpPath = "/db/pgbench.sql"
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        scratch = try TempDirectory("chunklist")
+        _ = try Repository.initialize(at: repo)
+    }
+
+    override func tearDown() {
+        scratch?.remove()
+        super.tearDown()
+    }
+
+    // MARK: Data
+
+    /// A pgbench_accounts COPY block: "aid\tbid\tabalance\t<84 spaces>" rows.
+    func pgbenchRows(_ rng: inout SeededRandom, count: Int) -> [Int] {
+        (0..<count).map { _ in rng.below(20_001) - 10_000 }
+    }
+
+    func render(_ balances: [Int]) -> [UInt8] {
+        let filler = String(repeating: " ", count: 84)
+        var out: [UInt8] = []
+        out.reserveCapacity(balances.count * 100 + 200)
+        out += Array("COPY public.pgbench_accounts (aid, bid, abalance, filler) FROM stdin;\n".utf8)
+        for (i, b) in balances.enumerated() {
+            out += Array("\(i + 1)\t\(i / 100_000 + 1)\t\(b)\t\(filler)\n".utf8)
+        }
+        out += Array("\\.\n".utf8)
+        return out
+    }
+
+    /// `share` of the rows get a new balance, at random rows.
+    func update(_ balances: [Int], share: Double, _ rng: inout SeededRandom) -> [Int] {
+        var out = balances
+        var changed = Set<Int>()
+        let n = Int(Double(balances.count) * share)
+        while changed.count < n {
+            let i = rng.below(out.count)
+            if changed.insert(i).inserted { out[i] += 1 + rng.below(5000) }
+        }
+        return out
+    }
+
+    // MARK: Engine calls
+
+    func open(index: Bool = true) throws -> Repository {
+        let r = try Repository.open(at: repo)
+        if index { try r.loadIndex() }
+        return r
+    }
+
+    func options() -> BackupOptions {
+        var o = BackupOptions()
+        o.host = "chunklist-test"
+        o.threads = 2
+        o.onError = { path, error in throw error }
+        o.onWarning = { [unowned self] w in self.lock.withLock { self.warnings.append(w) } }
+        return o
+    }
+
+    /// Backs up `cat file` as the virtual file `dumpPath` (dump profile).
+    func backupCommand(cat file: String) throws -> BackupResult {
+        var o = options()
+        o.commands = [CommandSource(path: dumpPath, command: "cat '\(file)'")]
+        return try Backup(repository: try open(), options: o).run()
+    }
+
+    func backupTree(_ root: String) throws -> BackupResult {
+        var o = options()
+        o.paths = [Array(root.utf8)]
+        o.treeProfile = .dump
+        return try Backup(repository: try open(), options: o).run()
+    }
+
+    func entry(_ snapshot: SnapshotID, _ path: String) throws -> ManifestEntry {
+        let r = try open()
+        var reader = r.manifestReader(try r.loadSnapshot(snapshot))
+        let wanted = Array(path.utf8)
+        while let e = try reader.next() {
+            if e.path == wanted { return e }
+        }
+        XCTFail("no \(path) in snapshot \(snapshot.short)")
+        throw CancellationError()
+    }
+
+    /// Restores `snapshot` into a fresh directory; returns the restored bytes of `path`.
+    func restored(_ snapshot: SnapshotID, _ path: String, file: StaticString = #filePath, line: UInt = #line) throws -> [UInt8] {
+        let r = try open()
+        let target = scratch.sub("restore-" + hexString(Sys.randomBytes(4)))
+        var o = RestoreOptions(target: Array(target.utf8))
+        o.threads = 2
+        let result = try Restore(repository: r, options: o).run(try r.loadSnapshot(snapshot))
+        XCTAssertEqual(result.failed, [], "restore of \(snapshot.short) failed for some paths", file: file, line: line)
+        defer { removeTree(Array(target.utf8)) }
+        return try TreeBuilder.read(Array((target + path).utf8))
+    }
+
+    func assertRestores(_ snapshot: SnapshotID, _ path: String, as expected: [UInt8], _ what: String,
+                        file: StaticString = #filePath, line: UInt = #line) throws {
+        let got = try restored(snapshot, path, file: file, line: line)
+        XCTAssertEqual(got.count, expected.count, "\(what): restored size differs", file: file, line: line)
+        XCTAssertTrue(got == expected, "\(what): restored bytes differ (first difference at byte \(zip(got, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(got.count, expected.count)))", file: file, line: line)
+    }
+
+    func assertCheckPasses(_ what: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        var o = CheckOptions()
+        o.readData = true
+        o.threads = 2
+        let report = try Check(repository: try open(index: false), options: o).run()
+        XCTAssertEqual(report.errors, [], "check --read-data \(what)", file: file, line: line)
+        XCTAssertGreaterThan(report.snapshots, 0, file: file, line: line)
+    }
+
+    func forgetAndPrune(_ ids: [SnapshotID]) throws -> PruneReport {
+        try Forget.remove(ids, from: try open(index: false))
+        var o = PruneOptions()
+        o.maxUnusedPercent = 0    // repack every pack with anything unused: a base wrongly thought unused is gone
+        return try Prune(repository: try open(index: false), options: o).run()
+    }
+
+    // MARK: Tests
+
+    func testDumpWithScatteredRowUpdatesStoresADeltaAndSurvivesForgettingItsBase() throws {
+        var rng = SeededRandom(seed: 0xC1_B001)
+        let rows = 125_000                               // ~12 MB of dump
+        let day1 = pgbenchRows(&rng, count: rows)
+        let day2 = update(day1, share: 0.005, &rng)
+        let bytes1 = render(day1), bytes2 = render(day2)
+        XCTAssertGreaterThan(bytes1.count, 11_000_000)
+        let file1 = scratch.sub("day1.sql"), file2 = scratch.sub("day2.sql")
+        try TreeBuilder.write(Array(file1.utf8), bytes1)
+        try TreeBuilder.write(Array(file2.utf8), bytes2)
+
+        let started = Date()
+        let first = try backupCommand(cat: file1)
+        let second = try backupCommand(cat: file2)
+        let s1 = first.snapshot.summary, s2 = second.snapshot.summary
+        XCTAssertEqual(second.snapshot.parentID, first.id, "the day-2 backup did not find day 1 as its parent")
+        XCTAssertEqual(warnings, [])
+
+        // The list: full on day 1, a delta on day 1's full parts on day 2.
+        let e1 = try entry(first.id, dumpPath), e2 = try entry(second.id, dumpPath)
+        XCTAssertGreaterThan(e1.blobs.count, ChunkList.threshold, "the dump should have more than \(ChunkList.threshold) chunks")
+        let l1 = try XCTUnwrap(e1.list, "day 1's \(e1.blobs.count)-chunk list is inline")
+        let l2 = try XCTUnwrap(e2.list, "day 2's \(e2.blobs.count)-chunk list is inline")
+        XCTAssertEqual(l1.generation, 0)
+        XCTAssertEqual(l2.generation, 1, "day 2's list is not a delta")
+        XCTAssertEqual(l2.refs.count, 1)
+        XCTAssertEqual(l2.base, l1.refs)
+        let changedChunks = Set(e2.blobs).subtracting(e1.blobs).count
+        print("chunk lists: day 1 \(e1.blobs.count) chunks, day 2 \(e2.blobs.count) chunks, \(changedChunks) new; "
+              + "added bytes \(s1.addedBytes) then \(s2.addedBytes) (manifest \(s1.addedManifestBytes) then \(s2.addedManifestBytes))")
+
+        // Day 2 costs the changed chunks, not the dump again nor its whole id list.
+        // (0.5% of rows, scattered, touch about a quarter of ~5 KB chunks of ~50
+        // rows each: the data cost follows the touched chunks, the list cost
+        // their ids only.)
+        let touched = Double(changedChunks) / Double(e1.blobs.count)
+        let data1 = Double(s1.addedBytes - s1.addedManifestBytes), data2 = Double(s2.addedBytes - s2.addedManifestBytes)
+        XCTAssertLessThan(Double(s2.addedBytes), 0.35 * Double(s1.addedBytes),
+                          "day 2 added \(s2.addedBytes) bytes, day 1 \(s1.addedBytes)")
+        XCTAssertLessThan(data2, 1.3 * touched * data1 + 16_384,
+                          "day 2 stored \(Int(data2)) data bytes for \(changedChunks) of \(e1.blobs.count) chunks changed (day 1: \(Int(data1)))")
+        let fullListBytes = UInt64(e1.blobs.count * 32)
+        XCTAssertGreaterThan(s1.addedManifestBytes, fullListBytes, "day 1 should have stored the full id list")
+        XCTAssertLessThan(s2.addedManifestBytes, UInt64(changedChunks * 32) + fullListBytes / 4,
+                          "day 2 stored \(s2.addedManifestBytes) manifest/list bytes for \(changedChunks) new chunk ids (full list: \(fullListBytes)): the id list was stored again")
+
+        try assertRestores(first.id, dumpPath, as: bytes1, "day 1")
+        try assertRestores(second.id, dumpPath, as: bytes2, "day 2")
+        try assertCheckPasses("with both snapshots")
+
+        // Forget day 1 and prune hard: day 1's full list must stay (it is day 2's base).
+        let pruned = try forgetAndPrune([first.id])
+        XCTAssertGreaterThan(pruned.packsDeleted + pruned.packsRepacked, 0, "prune removed nothing: the test proves nothing")
+        let afterPrune = try open()
+        for b in l2.blobs { XCTAssertTrue(afterPrune.index.contains(b), "prune dropped list blob \(b.short) that day 2 needs") }
+        XCTAssertEqual(try afterPrune.listSnapshotIDs(), [second.id])
+        try assertRestores(second.id, dumpPath, as: bytes2, "day 2 after forgetting day 1")
+        try assertCheckPasses("after forgetting day 1 and pruning")
+
+        // Day 3, after the prune: another 0.5% of rows. A delta on day 2's list
+        // (generation 2), whose chain reaches day 1's full list. Then forget
+        // day 2 too: day 3 alone must keep the whole chain alive.
+        let day3 = update(day2, share: 0.005, &rng)
+        let bytes3 = render(day3)
+        let file3 = scratch.sub("day3.sql")
+        try TreeBuilder.write(Array(file3.utf8), bytes3)
+        let third = try backupCommand(cat: file3)
+        XCTAssertEqual(third.snapshot.parentID, second.id)
+        let l3 = try XCTUnwrap(try entry(third.id, dumpPath).list)
+        XCTAssertEqual(l3.generation, 2)
+        XCTAssertEqual(l3.base, l2.refs)
+        XCTAssertEqual(l3.blobs, l3.refs + l2.blobs)
+        XCTAssertLessThan(Double(third.snapshot.summary.addedBytes), 0.35 * Double(s1.addedBytes))
+        try assertRestores(third.id, dumpPath, as: bytes3, "day 3")
+
+        let pruned2 = try forgetAndPrune([second.id])
+        XCTAssertGreaterThan(pruned2.packsDeleted + pruned2.packsRepacked, 0, "second prune removed nothing")
+        let afterPrune2 = try open()
+        for b in l3.blobs { XCTAssertTrue(afterPrune2.index.contains(b), "prune dropped list blob \(b.short) of day 3's chain") }
+        XCTAssertEqual(try afterPrune2.listSnapshotIDs(), [third.id])
+        try assertRestores(third.id, dumpPath, as: bytes3, "day 3 after forgetting days 1 and 2")
+        try assertCheckPasses("after forgetting days 1 and 2")
+        XCTAssertEqual(warnings, [])
+        print("chunk list engine test took \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+    }
+
+    func testUnchangedDumpFileReusesItsListAndAChangedOneStoresADelta() throws {
+        // A file in a tree backed up with the dump profile: day 2 it is
+        // unchanged (not read: its list comes from the parent), day 3 changed.
+        var rng = SeededRandom(seed: 0xC1_B002)
+        let root = scratch.sub("src")
+        try TreeBuilder.mkdir(Array(root.utf8))
+        let file = root + "/pgbench.sql"
+        let day1 = pgbenchRows(&rng, count: 60_000)
+        let bytes1 = render(day1)
+        try TreeBuilder.write(Array(file.utf8), bytes1)
+        try TreeBuilder.write(Array((root + "/small.txt").utf8), Array("a small file\n".utf8))
+
+        let first = try backupTree(root)
+        let second = try backupTree(root)
+        XCTAssertEqual(second.snapshot.parentID, first.id)
+        let s1 = first.snapshot.summary, s2 = second.snapshot.summary
+        XCTAssertEqual(s2.filesUnchanged, 2, "unchanged files were read again")
+        XCTAssertEqual(s2.bytesRead, 0)
+        XCTAssertLessThan(Double(s2.addedBytes), 0.01 * Double(s1.addedBytes), "an unchanged tree added \(s2.addedBytes) bytes")
+        let e1 = try entry(first.id, file), e2 = try entry(second.id, file)
+        XCTAssertGreaterThan(e1.blobs.count, ChunkList.threshold)
+        let l1 = try XCTUnwrap(e1.list)
+        XCTAssertEqual(e2.blobs, e1.blobs)
+        XCTAssertEqual(e2.list, l1, "an unchanged file must reuse its parent's list refs")
+
+        let day3 = update(day1, share: 0.005, &rng)
+        let bytes3 = render(day3)
+        try TreeBuilder.write(Array(file.utf8), bytes3)
+        let third = try backupTree(root)
+        XCTAssertEqual(third.snapshot.parentID, second.id)
+        let e3 = try entry(third.id, file)
+        let l3 = try XCTUnwrap(e3.list)
+        XCTAssertEqual(l3.generation, 1)
+        XCTAssertEqual(l3.base, l1.refs)
+        XCTAssertEqual(third.snapshot.summary.filesUnchanged, 1)
+
+        try assertCheckPasses("after three backups")
+        let pruned = try forgetAndPrune([first.id, second.id])
+        XCTAssertGreaterThan(pruned.packsDeleted + pruned.packsRepacked, 0)
+        try assertRestores(third.id, file, as: bytes3, "day 3 after forgetting days 1 and 2")
+        try assertCheckPasses("after forgetting days 1 and 2")
+
+        // Day 4, file unchanged since day 3 (whose list is a delta): not read, same delta reused.
+        let fourth = try backupTree(root)
+        XCTAssertEqual(fourth.snapshot.summary.filesUnchanged, 2)
+        XCTAssertEqual(try entry(fourth.id, file).list, l3)
+        try assertRestores(fourth.id, file, as: bytes3, "day 4")
+        XCTAssertEqual(warnings, [])
+    }
+}
