@@ -106,6 +106,8 @@ final class CLITests: AccordTestCase {
             (["backup", "-d", repo, "--threads", "0", root], "--threads"),
             (["backup", "-d", repo], "PATH"),
             (["backup", "-d", repo, "--command", "no-equals-sign"], "NAME=COMMAND"),
+            (["backup", "-d", repo, "--dump-files", "*.dump", "--no-dump-files", root], "--no-dump-files"),
+            (["backup", "-d", repo, "--dump-files", "", root], "--dump-files"),
             (["check", "-d", repo, "--read-data-subset", "200%"], "200%"),
             (["restore", "-d", repo, "latest", "--target"], "--target"),
             (["frobnicate"], "frobnicate"),
@@ -149,6 +151,36 @@ final class CLITests: AccordTestCase {
         try accordOK("backup", "-d", repo, "--command", "/db/dump.sql=seq 1 100000")
         let r = try accordOK("dump", "-d", repo, "latest", "/db/dump.sql")
         XCTAssertEqual(r.stdout, (1...100_000).map(String.init).joined(separator: "\n") + "\n")
+    }
+
+    /// `*.sql` files in a tree are cut with the small dump profile (many
+    /// chunks); other files, or all with --no-dump-files, with the tree profile.
+    func testSQLFilesInTreesGetTheDumpProfileUnlessTurnedOff() throws {
+        var rng = SeededRandom(seed: 9)
+        let text = (0..<30_000).map { i in "\(i)\t\(rng.below(1000))\t\(rng.below(100_000))\tsome row text\n" }.joined()
+        func blobsAdded(_ name: String, _ extra: [String]) throws -> (blobs: Int, sources: [[String: Any]]) {
+            let root = scratch.sub("src-" + name.replacingOccurrences(of: ".", with: "-") + "\(extra.count)")
+            try TreeBuilder.mkdir(Array(root.utf8))
+            try TreeBuilder.write(Array((root + "/" + name).utf8), Array(text.utf8))
+            let r = scratch.sub("repo-" + root.split(separator: "/").last!)
+            let b = try AccordCLI.run(["backup", "-d", r, "-q", root] + extra, scratch: scratch)
+            XCTAssertEqual(b.status, 0, "\(b)")
+            let list = try accordOK("snapshots", "list", "-d", r, "--json")
+            let snaps = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(list.stdout.utf8))) as? [[String: Any]])
+            let summary = try XCTUnwrap(snaps.last?["summary"] as? [String: Any])
+            return ((summary["addedBlobs"] as? NSNumber)?.intValue ?? -1, snaps.last?["sources"] as? [[String: Any]] ?? [])
+        }
+        XCTAssertGreaterThan(text.utf8.count, 700_000)
+        let sql = try blobsAdded("dump.sql", [])
+        let txt = try blobsAdded("dump.txt", [])
+        let off = try blobsAdded("dump.sql", ["--no-dump-files"])
+        let custom = try blobsAdded("dump.txt", ["--dump-files", "*.txt"])
+        XCTAssertGreaterThan(sql.blobs, 100, "a .sql file should be cut into ~4 KiB chunks")
+        XCTAssertLessThan(txt.blobs, 10, "a .txt file should be cut into ~1 MiB chunks")
+        XCTAssertLessThan(off.blobs, 10, "--no-dump-files should cut .sql with the tree profile")
+        XCTAssertGreaterThan(custom.blobs, 100, "--dump-files '*.txt' should cut .txt into small chunks")
+        XCTAssertEqual(sql.sources.first?["dumpFiles"] as? [String], ["*.sql"], "the snapshot should record the globs")
+        XCTAssertNil(off.sources.first?["dumpFiles"], "--no-dump-files should record no globs")
     }
 
     // MARK: Locks
