@@ -271,4 +271,49 @@ final class ChunkListBackupTests: XCTestCase {
         try assertRestores(fourth.id, file, as: bytes3, "day 4")
         XCTAssertEqual(warnings, [])
     }
+
+    /// A damaged chunk list loses its one file: restore brings back every
+    /// other file and names the lost one; check names it too.
+    func testDamagedChunkListLosesOnlyItsFile() throws {
+        var rng = SeededRandom(seed: 0xDA_4A6E)
+        let bytes = render(pgbenchRows(&rng, count: 80_000))
+        let dump = scratch.sub("dump.sql")
+        try TreeBuilder.write(Array(dump.utf8), bytes)
+        let tree = scratch.sub("tree")
+        try TreeBuilder.mkdir(Array(tree.utf8))
+        try TreeBuilder.write(Array((tree + "/keep.txt").utf8), Array("still here\n".utf8))
+        var o = options()
+        o.paths = [Array(tree.utf8)]
+        o.commands = [CommandSource(path: dumpPath, command: "cat '\(dump)'")]
+        let result = try Backup(repository: try open(), options: o).run()
+        let list = try XCTUnwrap(try entry(result.id, dumpPath).list, "the dump's list should be in list blobs")
+
+        // Flip a byte in the middle of the list blob's stored bytes.
+        let r = try open()
+        let loc = try XCTUnwrap(r.index.lookup(list.refs[0]))
+        let packPath = r.layout.packPath(r.index.pack(of: loc))
+        let fd = Glibc.open(packPath, O_RDWR)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        var byte: UInt8 = 0
+        let at = off_t(loc.offset) + off_t(loc.storedLength / 2)
+        XCTAssertEqual(pread(fd, &byte, 1, at), 1)
+        byte ^= 0x5a
+        XCTAssertEqual(pwrite(fd, &byte, 1, at), 1)
+        close(fd)
+
+        let target = scratch.sub("restore")
+        var ro = RestoreOptions(target: Array(target.utf8))
+        var errors: [String] = []
+        ro.onError = { path, error in errors.append("\(path): \(error)") }
+        let restored = try Restore(repository: try open(), options: ro).run(try open().loadSnapshot(result.id))
+        XCTAssertEqual(restored.failed, [dumpPath], "only the dump should be lost")
+        XCTAssertTrue(errors.first?.contains("chunk list of \(dumpPath)") ?? false, "\(errors)")
+        XCTAssertEqual(try TreeBuilder.read(Array((target + tree + "/keep.txt").utf8)), Array("still here\n".utf8))
+        XCTAssertNil(try? Sys.lstat(Array((target + dumpPath).utf8)), "no partial dump may be left")
+
+        var co = CheckOptions()
+        co.threads = 2
+        let report = try Check(repository: try open(index: false), options: co).run()
+        XCTAssertTrue(report.errors.contains { $0.contains("chunk list of \(dumpPath)") }, "check: \(report.errors)")
+    }
 }

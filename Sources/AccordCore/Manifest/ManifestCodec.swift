@@ -146,6 +146,10 @@ public struct ManifestReader {
     private var position = 0
     private let load: (BlobID) throws -> [UInt8]
     private var started = false
+    /// When a record's chunk list cannot be read, return the entry with
+    /// `listError` set and no blobs instead of throwing: a restore or check
+    /// then goes on with the other entries. Off by default.
+    public var tolerateListErrors = false
 
     public init(blobs: [BlobID], load: @escaping (BlobID) throws -> [UInt8]) {
         ids = blobs
@@ -187,7 +191,11 @@ public struct ManifestReader {
             do {
                 (entry.blobs, entry.list) = try ChunkList.resolve(refs, load: load)
             } catch {
-                throw ManifestError.chunkListUnreadable(path: entry.path, error: error)
+                let e = ManifestError.chunkListUnreadable(path: entry.path, error: error)
+                guard tolerateListErrors else { throw e }
+                entry.blobs = []
+                entry.list = nil
+                entry.listError = e.description
             }
         }
         return entry

@@ -34,6 +34,9 @@ public struct ManifestEntry: Equatable, Sendable {
     /// Set when the record keeps `blobs` in chunk-list blobs (`ChunkList`)
     /// rather than inline; `blobs` is then the resolved list. Not part of `==`.
     public var list: ChunkList.Info?
+    /// Set (with `blobs` empty) when the chunk list could not be read and the
+    /// reader was asked to go on (`ManifestReader.tolerateListErrors`).
+    public var listError: String?
 
     /// Every blob the entry needs: its content and the list blobs holding it.
     public var referencedBlobs: [BlobID] { list.map { $0.blobs + blobs } ?? blobs }

@@ -99,8 +99,10 @@ public final class Check {
                 continue
             }
             var reader = repository.manifestReader(s)
+            reader.tolerateListErrors = true
             do {
                 while let e = try reader.next() {
+                    if let why = e.listError { report.errors.append("snapshot \(sid.short): \(why)") }
                     for b in e.referencedBlobs where seen.insert(b).inserted {
                         if !repository.index.contains(b) {
                             report.errors.append("snapshot \(sid.short): \(e.path.displayPath) needs blob \(b), which is in no pack")

@@ -60,6 +60,7 @@ public final class Restore {
 
     public func run(_ snapshot: Snapshot) throws -> RestoreResult {
         var reader = repository.manifestReader(snapshot)
+        reader.tolerateListErrors = true   // one damaged chunk list loses one file, not the restore
         options.progress?.setTotals(files: snapshot.summary.files, bytes: options.includes.isEmpty ? snapshot.summary.totalBytes : 0)
         options.progress?.startReporting()
         defer { options.progress?.stop() }
@@ -76,6 +77,7 @@ public final class Restore {
                     try Sys.mkdirs(path, mode: 0o700)
                     directories.append(e)
                 case .file, .stream:
+                    if let why = e.listError { throw RestoreError.contentUnreadable(why) }
                     try prepare(path)
                     try contents.add(e, at: path)
                 case .symlink:
@@ -199,9 +201,11 @@ func isAllZero(_ buf: UnsafeRawBufferPointer) -> Bool {
 
 public enum RestoreError: Error, CustomStringConvertible {
     case sizeMismatch(String, expected: UInt64, got: UInt64)
+    case contentUnreadable(String)
     public var description: String {
         switch self {
         case .sizeMismatch(let p, let e, let g): return "\(p): restored \(g) bytes but the snapshot records \(e): run `accord check --read-data`"
+        case .contentUnreadable(let why): return "\(why); the file is not restored"
         }
     }
 }
