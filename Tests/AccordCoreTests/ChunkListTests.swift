@@ -330,6 +330,29 @@ final class ChunkListTests: XCTestCase {
         }
     }
 
+    /// A delta that would exceed `ChunkList.maxBlobBytes` (a huge dump with
+    /// many changes) is written as full parts: no list blob outgrows a pack entry.
+    func testDeltaLargerThanMaxBlobBytesIsWrittenAsFullParts() throws {
+        var rng = SeededRandom(seed: 0xC1_0035)
+        let store = MemoryStore()
+        let n = 470_000
+        let aIDs = randomIDs(&rng, n)
+        let a = try roundTrip(store, entry("/db/dump.sql", aIDs))
+        var bIDs = aIDs
+        // Replace every 4th id from a point on: 29% new (under the 30% share),
+        // but 136k new ids = 4.4 MB of delta.
+        var replaced = 0
+        var i = 0
+        while Double(replaced + 1) <= 0.29 * Double(n) && i < n { bIDs[i] = randomID(&rng); replaced += 1; i += 3 }
+        XCTAssertGreaterThan(replaced * 32, ChunkList.maxBlobBytes)
+        let b = try roundTrip(store, entry("/db/dump.sql", bIDs), parent: a)
+        let list = try XCTUnwrap(b.list)
+        XCTAssertEqual(b.blobs, bIDs)
+        XCTAssertEqual(list.generation, 0, "a delta over \(ChunkList.maxBlobBytes) bytes should have been a full list")
+        XCTAssertEqual(list.refs.count, (n + ChunkList.partSize - 1) / ChunkList.partSize)
+        for r in list.refs { XCTAssertLessThanOrEqual(try store.load(r).count, ChunkList.maxBlobBytes) }
+    }
+
     // MARK: 5. Generation cap
 
     func testDeltaChainIsCappedAtMaxGenerationThenAFullListIsWritten() throws {

@@ -22,6 +22,9 @@ public enum ChunkList {
     public static let partSize = 65536
     /// A delta is written only if at most this share of its ids are new.
     public static let maxDeltaShare = 0.3
+    /// Largest list blob written: a full part is at most ~2 MiB; a delta that
+    /// would be larger than this is written as full parts instead.
+    public static let maxBlobBytes = 4 << 20
     /// Longest chain of deltas on a full list; the next list is full again.
     public static let maxGeneration = 32
 
@@ -128,7 +131,9 @@ public enum ChunkList {
                 let (ops, inserted) = diff(base: p.blobs, new: ids)
                 if Double(inserted) <= maxDeltaShare * Double(ids.count) {
                     let bytes = encodeDelta(generation: info.generation + 1, base: info.refs, total: ids.count, ops: ops)
-                    return [try bytes.withUnsafeBytes { try store($0) }]
+                    if bytes.count <= maxBlobBytes {
+                        return [try bytes.withUnsafeBytes { try store($0) }]
+                    }
                 }
             }
         }

@@ -48,7 +48,7 @@ public final class Backup {
         let level = options.compression ?? CompressionLevel(Int32(repository.config.compression.level))
         sink = BlobSink(repository: repository, threads: options.threads, level: level)
         jobs = BoundedQueue(capacity: 4 * options.threads + 16)
-        slots = BoundedQueue(capacity: 8192)
+        slots = BoundedQueue(capacity: 8192, wakeBatch: 64)
     }
 
     /// Runs the backup. The repository must be locked and its index loaded.
@@ -323,7 +323,7 @@ public final class Backup {
             if let old = parentCursor?.find(path, onError: options.onWarning), old.kind == .file,
                old.size == st.size, old.mtimeSec == st.mtimeSec, old.mtimeNsec == st.mtimeNsec,
                old.ctimeSec == st.ctimeSec, old.ctimeNsec == st.ctimeNsec, old.inode == st.inode,
-               old.referencedBlobs.allSatisfy({ sink.isKnown($0) }) {
+               sink.areKnown(old.referencedBlobs) {
                 e.blobs = old.blobs
                 let slot = Slot(entry: e, done: true)
                 slot.unchanged = true

@@ -46,6 +46,12 @@ public final class BlobSink: @unchecked Sendable {
         return inFlight.contains(id) || repository.index.contains(id)
     }
 
+    /// Are all these blobs stored or on their way? (One lock for the lot.)
+    public func areKnown(_ ids: [BlobID]) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        return ids.allSatisfy { inFlight.contains($0) || repository.index.contains($0) }
+    }
+
     /// Stores a blob unless it is known. Returns true if it was new. Blocks
     /// while the compression queue is full; throws if the sink has failed.
     @discardableResult

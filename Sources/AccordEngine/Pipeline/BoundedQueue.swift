@@ -18,7 +18,17 @@ public final class BoundedQueue<T>: @unchecked Sendable {
     // and each side wakes only one waiter of the other side per item.
     private let monitor = Monitor()
 
-    public init(capacity: Int) { self.capacity = max(1, capacity) }
+    /// A waiting consumer is woken once `wakeBatch` items are queued (or on
+    /// close), not for each: a consumer that does little per item (the
+    /// manifest writer on an incremental run) then drains batches instead of
+    /// trading a context switch with the producer for every file.
+    private let wakeBatch: Int
+    private var waitingConsumers = 0
+
+    public init(capacity: Int, wakeBatch: Int = 1) {
+        self.capacity = max(1, capacity)
+        self.wakeBatch = max(1, min(wakeBatch, self.capacity))
+    }
 
     /// Returns false if the queue was cancelled (the item is dropped).
     @discardableResult
@@ -30,7 +40,11 @@ public final class BoundedQueue<T>: @unchecked Sendable {
         items.append(item)
         costs.append(c)
         cost += c
-        monitor.signal(Monitor.notEmpty)
+        // Wake a consumer for a full batch, or when the producer is about to
+        // block on a full queue (so a batch larger than what fits cannot stall).
+        if waitingConsumers > 0 && (items.count - head >= wakeBatch || cost >= capacity) {
+            monitor.signal(Monitor.notEmpty)
+        }
         return true
     }
 
@@ -38,7 +52,11 @@ public final class BoundedQueue<T>: @unchecked Sendable {
     public func pop() -> T? {
         monitor.lock()
         defer { monitor.unlock() }
-        while !cancelled && head == items.count && !closed { monitor.wait(Monitor.notEmpty) }
+        while !cancelled && head == items.count && !closed {
+            waitingConsumers += 1
+            monitor.wait(Monitor.notEmpty)
+            waitingConsumers -= 1
+        }
         if cancelled || head == items.count { return nil }
         let item = items[head]
         items[head] = nil
