@@ -32,6 +32,8 @@ public final class Backup {
     let sink: BlobSink
     let failure = FirstError()
     let slotCondition = NSCondition()
+    /// The slot the main thread waits on (under `slotCondition`).
+    var waitingFor: Slot?
     let jobs: BoundedQueue<Job>
     let slots: BoundedQueue<Slot>
     private let statsLock = NSLock()
@@ -90,7 +92,9 @@ public final class Backup {
         do {
             while let slot = slots.pop() {
                 slotCondition.lock()
+                waitingFor = slot
                 while !slot.done && failure.value == nil { slotCondition.wait() }
+                waitingFor = nil
                 slotCondition.unlock()
                 if let e = failure.value { throw e }
                 if let e = slot.entry {
@@ -345,6 +349,8 @@ public final class Backup {
     // MARK: Reading (worker threads)
 
     func workerLoop() {
+        let batch = BlobSink.Batch()
+        defer { do { try sink.flush(batch) } catch { fail(error) } }
         var streams: [String: ChunkStream] = [:]
         func stream(_ p: ChunkerProfile) -> ChunkStream {
             if let s = streams[p.name] { return s }
@@ -356,7 +362,7 @@ public final class Backup {
             switch job {
             case .file(let slot, let path, let st, let profile):
                 do {
-                    try readFile(slot, path, st, stream(profile))
+                    try readFile(slot, path, st, stream(profile), batch)
                 } catch let e as SystemError where sink.failure.value == nil {
                     // A source that cannot be read; a failing repository write fails the backup below.
                     do { try skipUnreadable(path, e); slot.entry = nil } catch { fail(error) }
@@ -365,12 +371,12 @@ public final class Backup {
                 }
                 complete(slot)
             case .command(let slot, let c):
-                do { try runCommand(slot, c, stream(c.profile)) } catch { fail(error) }
+                do { try runCommand(slot, c, stream(c.profile), batch) } catch { fail(error) }
                 complete(slot)
             case .inline(let slot, let f):
                 do {
                     var source = MemorySource(bytes: f.bytes)
-                    let ids = try chunk(&source, stream(.dump), slot: slot)
+                    let ids = try chunk(&source, stream(.dump), slot: slot, batch: batch)
                     let now = Sys.now()
                     slot.entry = ManifestEntry(kind: .file, path: normalize(Array(f.path.utf8)), mode: f.mode,
                                                uid: 0, gid: 0, mtimeSec: now.sec, mtimeNsec: now.nsec,
@@ -384,17 +390,18 @@ public final class Backup {
     func complete(_ slot: Slot) {
         slotCondition.lock()
         slot.done = true
-        slotCondition.broadcast()
+        // Only the slot the manifest writer waits for wakes it.
+        if waitingFor === slot { slotCondition.signal() }
         slotCondition.unlock()
     }
 
     /// Chunks a source and stores its new chunks; returns the blob ids.
-    func chunk<S: ByteSource>(_ source: inout S, _ stream: ChunkStream, slot: Slot) throws -> [BlobID] {
+    func chunk<S: ByteSource>(_ source: inout S, _ stream: ChunkStream, slot: Slot, batch: BlobSink.Batch) throws -> [BlobID] {
         var ids: [BlobID] = []
         let progress = options.progress
         try stream.forEachChunk(from: &source) { chunk in
             let id = SHA256Hasher.hash(chunk)
-            try sink.store(id, type: .data, data: chunk)
+            try sink.store(id, type: .data, data: chunk, batch: batch)
             ids.append(id)
             slot.bytesRead += UInt64(chunk.count)
             progress?.addBytes(chunk.count)
@@ -402,22 +409,22 @@ public final class Backup {
         return ids
     }
 
-    func readFile(_ slot: Slot, _ path: RawPath, _ st: FileStatus, _ stream: ChunkStream) throws {
+    func readFile(_ slot: Slot, _ path: RawPath, _ st: FileStatus, _ stream: ChunkStream, _ batch: BlobSink.Batch) throws {
         let fd = try Sys.open(path, Sys.O_RDONLY | Sys.O_NOFOLLOW)
         defer { Sys.close(fd) }
         var source = FileDescriptorSource(fd: fd, path: path.displayPath)
-        let ids = try chunk(&source, stream, slot: slot)
+        let ids = try chunk(&source, stream, slot: slot, batch: batch)
         slot.entry!.blobs = ids
         slot.entry!.size = slot.bytesRead
         options.progress?.addFile()
     }
 
-    func runCommand(_ slot: Slot, _ c: CommandSource, _ stream: ChunkStream) throws {
+    func runCommand(_ slot: Slot, _ c: CommandSource, _ stream: ChunkStream, _ batch: BlobSink.Batch) throws {
         let runner = CommandRunner(command: c.command, environment: c.environment)
         let out = try runner.start()
         var source = FileDescriptorSource(fd: out, path: "stdout of `\(c.command)`")
         let ids: [BlobID]
-        do { ids = try chunk(&source, stream, slot: slot) } catch {
+        do { ids = try chunk(&source, stream, slot: slot, batch: batch) } catch {
             runner.kill()
             _ = runner.wait()
             throw error

@@ -11,11 +11,22 @@ import AccordCore
 public final class BlobSink: @unchecked Sendable {
     struct Job { var id: BlobID; var type: BlobType; var data: [UInt8] }
 
+    /// Small blobs of one thread, handed to the compressors together: one
+    /// queue operation (and at most one wake-up) per ~256 KiB instead of per
+    /// blob. Not thread-safe: one per thread; `flush` it before `finish`.
+    public final class Batch {
+        fileprivate var jobs: [Job] = []
+        fileprivate var bytes = 0
+        public init() {}
+        static let maxBytes = 256 << 10
+        static let maxBlob = 64 << 10
+    }
+
     let repository: Repository
     let level: CompressionLevel
     private let lock = NSLock()
     private var inFlight = Set<BlobID>()
-    private let queue: BoundedQueue<Job>
+    private let queue: BoundedQueue<[Job]>
     private let workers = WorkerGroup()
     private let packLock = NSLock()
     private var writer: PackWriter?
@@ -61,10 +72,34 @@ public final class BlobSink: @unchecked Sendable {
         if inFlight.contains(id) || repository.index.contains(id) { lock.unlock(); return false }
         inFlight.insert(id)
         lock.unlock()
-        if !queue.push(Job(id: id, type: type, data: Array(data)), cost: data.count) {
+        if !queue.push([Job(id: id, type: type, data: Array(data))], cost: data.count) {
             throw failure.value ?? CancellationError()
         }
         return true
+    }
+
+    /// As `store`, but a small blob waits in `batch` until it holds ~256 KiB.
+    @discardableResult
+    public func store(_ id: BlobID, type: BlobType, data: UnsafeRawBufferPointer, batch: Batch) throws -> Bool {
+        if data.count >= Batch.maxBlob { return try store(id, type: type, data: data) }
+        if let e = failure.value { throw e }
+        lock.lock()
+        if inFlight.contains(id) || repository.index.contains(id) { lock.unlock(); return false }
+        inFlight.insert(id)
+        lock.unlock()
+        batch.jobs.append(Job(id: id, type: type, data: Array(data)))
+        batch.bytes += data.count
+        if batch.bytes >= Batch.maxBytes { try flush(batch) }
+        return true
+    }
+
+    /// Hands a batch's blobs to the compressors.
+    public func flush(_ batch: Batch) throws {
+        guard !batch.jobs.isEmpty else { return }
+        let jobs = batch.jobs, bytes = batch.bytes
+        batch.jobs = []
+        batch.bytes = 0
+        if !queue.push(jobs, cost: bytes) { throw failure.value ?? CancellationError() }
     }
 
     /// Hashes and stores a blob; returns its id.
@@ -77,7 +112,8 @@ public final class BlobSink: @unchecked Sendable {
     private func compressLoop() {
         let deflater = Deflater(level: level)
         var out: [UInt8] = []
-        while let job = queue.pop() {
+        while let jobs = queue.pop() {
+          for job in jobs where failure.value == nil {
             do {
                 let comp = job.data.withUnsafeBytes { deflater.compress($0, into: &out) }
                 let storedCount = comp == .none ? job.data.count : out.count
@@ -105,6 +141,7 @@ public final class BlobSink: @unchecked Sendable {
                 failure.record(error)
                 queue.cancel()
             }
+          }
         }
     }
 
