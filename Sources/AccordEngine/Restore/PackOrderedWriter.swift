@@ -3,7 +3,7 @@ import AccordCore
 
 /// Restores file contents pack by pack: every blob the selected files need
 /// is grouped by the pack holding it, and each pack is read once, front to
-/// back (one large read of the span that holds its needed blobs), while a
+/// back (in reads of ~4 MiB windows over the blobs it needs), while a
 /// pool of threads verifies, inflates and writes the blobs to their files
 /// with positioned writes. A blob used several times is decoded once per
 /// pack. Zero blocks are not written, so holes stay holes.
@@ -20,6 +20,7 @@ final class PackOrderedWriter {
         var fileOffset: Int64
     }
 
+    static let window: Int64 = 4 << 20
     let repository: Repository
     let threads: Int
     let progress: Progress?
@@ -83,21 +84,26 @@ final class PackOrderedWriter {
         refs.sort { ($0.location.offset, $0.file, $0.fileOffset) < ($1.location.offset, $1.file, $1.fileOffset) }
         let packID = repository.index.packs[pack]
         let path = repository.layout.packPath(packID)
-        // One read of the span holding the needed blobs (packs are ~16 MiB).
-        let start = Int64(refs.first!.location.offset)
         let end = refs.map { Int64($0.location.offset) + Int64($0.location.storedLength) }.max()!
+        // The pack is read front to back in windows of ~4 MiB (one read each,
+        // a larger blob in a read of its own): few reads, little memory.
+        var fd: Int32 = -1
         var readError: Error?
-        do {
-            let fd = try Sys.open(path, Sys.O_RDONLY)
-            defer { Sys.close(fd) }
-            span.removeAll(keepingCapacity: true)
-            span.append(contentsOf: repeatElement(0, count: Int(end - start)))
-            let n = try span.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, $0.count, start, path: path) }
-            if n < span.count { span.removeLast(span.count - n) }
-        } catch let e as SystemError where e.isNotFound {
+        do { fd = try Sys.open(path, Sys.O_RDONLY) } catch let e as SystemError where e.isNotFound {
             readError = RepositoryError.packMissing(packID, blob: refs[0].id)
         } catch {
             readError = error
+        }
+        defer { if fd >= 0 { Sys.close(fd) } }
+        var start: Int64 = 0
+        span.removeAll(keepingCapacity: true)
+        func window(covering off: Int64, _ length: Int64) throws {
+            start = off
+            let want = Swift.max(length, Swift.min(PackOrderedWriter.window, end - off))
+            span.removeAll(keepingCapacity: true)
+            span.append(contentsOf: repeatElement(0, count: Int(want)))
+            let n = try span.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, $0.count, off, path: path) }
+            if n < span.count { span.removeLast(span.count - n) }
         }
         var decoded: BlobID? = nil
         for r in refs {
@@ -105,7 +111,14 @@ final class PackOrderedWriter {
             if let e = readError { markFailed(r.file, e); continue }
             do {
                 if decoded != r.id {
-                    let lo = Int(Int64(r.location.offset) - start), hi = lo + Int(r.location.storedLength)
+                    let off = Int64(r.location.offset), length = Int64(r.location.storedLength)
+                    if off < start || off + length > start + Int64(span.count) {
+                        do { try window(covering: off, length) } catch {
+                            readError = error
+                            throw error
+                        }
+                    }
+                    let lo = Int(off - start), hi = lo + Int(r.location.storedLength)
                     guard hi <= span.count else {
                         throw BlobError.inPack(r.id, pack: packID, offset: r.location.offset, underlying: PackError.truncatedPack(size: Int(start) + span.count))
                     }
@@ -121,8 +134,8 @@ final class PackOrderedWriter {
                     decoded = r.id
                 }
                 let target = files[Int(r.file)].path
-                let fd = try fds.open(r.file, target)
-                try plain.withUnsafeBytes { try writeSkippingZeros($0, fd: fd, at: r.fileOffset, path: target.displayPath) }
+                let out = try fds.open(r.file, target)
+                try plain.withUnsafeBytes { try writeSkippingZeros($0, fd: out, at: r.fileOffset, path: target.displayPath) }
                 progress?.addBytes(plain.count)
             } catch {
                 markFailed(r.file, error)
