@@ -21,7 +21,8 @@
 #
 # Steps, each run for every tool round-robin (the starting tool rotates per step):
 #   initial backup, no-change backup, [dump-only day 1], day-2 change, after-change backup,
-#   [dump-only day 2], full restore into an empty dir (verified with diff -r outside the timing).
+#   [dump-only day 2], full restore into a freshly made ext4 filesystem (loop mount; a plain
+#   directory where that is impossible), verified with diff -r outside the timing.
 # Each measurement: wall s, CPU s (user+sys), peak RSS KB (/usr/bin/time), repo `du -sb` after.
 # Page cache is NOT dropped (no permission in containers): all runs read a warm corpus.
 # `sync` runs before every measurement, so no step pays for an earlier one's writeback.
@@ -146,6 +147,7 @@ PGSCALE=$(awk -v s="$SCALE" 'BEGIN { n = int(30 * s + 0.5); print (n < 1 ? 1 : n
 cleanup() {
     local rc=$?
     pg_stop
+    for d in "$RESTORES"/*; do [ -d "$d" ] && drop_fs "$d"; done
     if [ "$KEEP" = 0 ]; then rm -rf "$REPOS" "$CORPUS" "$PGROOT" "$RESTORES"; fi
     exit $rc
 }
@@ -248,6 +250,7 @@ restore() {
     local tool=$1 repo=${REPO[$1]} target=$RESTORES/$1 status arch root
     if [ -n "${DISABLED[$tool]:-}" ]; then skip restore "$tool"; return; fi
     rm -rf "$target"; mkdir -p "$target"
+    fresh_fs "$target"
     case "$tool" in
         accord*) measure restore "$tool" "$repo" "$ACCORD" restore -d "$repo" latest --target "$target" ;;
         restic)  measure restore "$tool" "$repo" restic -r "$repo" --password-file "$RESTIC_PWF" restore latest --target "$target" ;;
@@ -272,10 +275,32 @@ restore() {
         echo "    verify $tool: $status" >&2
         sed -i "\$ s/,ok[^,]*,\([^,]*\)\$/,$(printf '%s' "$status" | sed 's/[\/&]/\\&/g'),\1/" "$CSV"
     fi
-    # The restored tree stays until every tool has restored: on ext4, creating
-    # files right after deleting ~25,000 others is several times slower (the
-    # inode allocator skips recently deleted inodes), which would slow down
-    # whichever tool restores next.
+    drop_fs "$target"
+}
+
+# Every restore goes to a freshly made ext4 filesystem (a loop-mounted sparse
+# image), so no tool pays for another's files: on a used ext4, creating files
+# after tens of thousands were deleted is several times slower (the inode
+# allocator skips recently deleted inodes), for minutes. Without loop devices
+# (or not root), restores go to plain directories kept until the end instead.
+FS_IMAGES=()
+fresh_fs() {  # fresh_fs DIR
+    local img=$BENCH_DIR/restore-fs.$(basename "$1").img size
+    size=$(( $(du -sb "$CORPUS" | cut -f1) * 3 / 2 + (1 << 30) ))
+    if truncate -s "$size" "$img" 2>/dev/null && mkfs.ext4 -q -F "$img" >/dev/null 2>&1 \
+       && mount -o loop "$img" "$1" 2>/dev/null; then
+        FS_IMAGES+=("$img")
+        sync
+    else
+        rm -f "$img"
+        [ -n "${FS_WARNED:-}" ] || echo "    (no loop mount: restoring into plain directories)" >&2
+        FS_WARNED=1
+    fi
+}
+drop_fs() {  # drop_fs DIR: unmount and delete the image if DIR is a mount point
+    if mountpoint -q "$1" 2>/dev/null; then
+        umount "$1" && rm -f "$BENCH_DIR/restore-fs.$(basename "$1").img"
+    fi
 }
 meta_list() {  # regular files: path mode size mtime(s)
     (cd "$1" && find . -type f -printf '%P %m %s %T@\n' | awk '{ split($4, t, "."); $4 = t[1]; print }' | sort)
