@@ -21,6 +21,7 @@ final class PackOrderedWriter {
     }
 
     static let window: Int64 = 4 << 20
+    static let coalesce = 1 << 20
     let repository: Repository
     let threads: Int
     let progress: Progress?
@@ -35,10 +36,8 @@ final class PackOrderedWriter {
         self.progress = progress
     }
 
-    /// Creates the (empty) file now and records where its blobs go.
-    func add(_ e: ManifestEntry, at path: RawPath) throws {
-        let fd = try Sys.open(path, Sys.O_WRONLY | Sys.O_CREAT | Sys.O_TRUNC | Sys.O_NOFOLLOW, mode: 0o600)
-        Sys.close(fd)
+    /// Records where a file's blobs go (`createAll` makes the file).
+    func add(_ e: ManifestEntry, at path: RawPath) {
         let n = Int32(files.count)
         var offset: Int64 = 0
         var entry = e
@@ -57,6 +56,34 @@ final class PackOrderedWriter {
         files.append(FileTarget(entry: entry, path: path))
     }
 
+    /// Calls `body` for every file, on `threads` threads, 512 files at a time (so
+    /// threads mostly work in different directories and do not queue on their locks).
+    func forEachFile(_ body: @escaping (Int32, FileTarget) -> Void) {
+        let next = ManagedCounter()
+        let workers = WorkerGroup()
+        workers.spawn(max(1, threads), name: "restore-files") { [unowned self] _ in
+            while true {
+                let start = next.take(512)
+                if start >= files.count { return }
+                for i in start..<min(files.count, start + 512) { body(Int32(i), files[i]) }
+            }
+        }
+        workers.wait()
+    }
+
+    /// Creates every file empty (after `prepare` made room for it), in parallel.
+    func createAll(prepare: @escaping (RawPath) throws -> Void) {
+        forEachFile { [unowned self] n, f in
+            do {
+                try prepare(f.path)
+                let fd = try Sys.open(f.path, Sys.O_WRONLY | Sys.O_CREAT | Sys.O_TRUNC | Sys.O_NOFOLLOW, mode: 0o600)
+                Sys.close(fd)
+            } catch {
+                markFailed(n, error)
+            }
+        }
+    }
+
     /// Writes every blob; then truncates each file to its size. Files whose
     /// blobs could not be read are in `failed` afterwards.
     func writeAll() {
@@ -69,9 +96,10 @@ final class PackOrderedWriter {
             let inflater = Inflater()
             var span: [UInt8] = []
             var plain: [UInt8] = []
+            var pending: [UInt8] = []
             var fds = FDCache()
             while let p = queue.pop() {
-                restorePack(p, inflater: inflater, span: &span, plain: &plain, fds: &fds)
+                restorePack(p, inflater: inflater, span: &span, plain: &plain, pending: &pending, fds: &fds)
             }
             fds.closeAll()
         }
@@ -79,7 +107,8 @@ final class PackOrderedWriter {
         byPack.removeAll()
     }
 
-    private func restorePack(_ pack: Int, inflater: Inflater, span: inout [UInt8], plain: inout [UInt8], fds: inout FDCache) {
+    private func restorePack(_ pack: Int, inflater: Inflater, span: inout [UInt8], plain: inout [UInt8],
+                             pending: inout [UInt8], fds: inout FDCache) {
         var refs = byPack[pack]!
         refs.sort { ($0.location.offset, $0.file, $0.fileOffset) < ($1.location.offset, $1.file, $1.fileOffset) }
         let packID = repository.index.packs[pack]
@@ -105,6 +134,28 @@ final class PackOrderedWriter {
             let n = try span.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, $0.count, off, path: path) }
             if n < span.count { span.removeLast(span.count - n) }
         }
+        // Consecutive blobs of one file (a dump's chunks lie in pack order)
+        // are written together, up to 1 MiB: fewer writes, and block-aligned
+        // ones, so the filesystem does not zero the rest of each block first.
+        var pendingFile: Int32 = -1
+        var pendingOffset: Int64 = 0
+        pending.removeAll(keepingCapacity: true)
+        func flushPending() {
+            guard pendingFile >= 0 else { return }
+            let f = pendingFile
+            pendingFile = -1
+            if !pending.isEmpty && !isFailed(f) {
+                let target = files[Int(f)].path
+                do {
+                    let out = try fds.open(f, target)
+                    try pending.withUnsafeBytes { try writeSkippingZeros($0, fd: out, at: pendingOffset, path: target.displayPath) }
+                } catch {
+                    markFailed(f, error)
+                }
+            }
+            pending.removeAll(keepingCapacity: true)
+        }
+        defer { flushPending() }
         var decoded: BlobID? = nil
         for r in refs {
             if isFailed(r.file) { continue }
@@ -133,9 +184,21 @@ final class PackOrderedWriter {
                     }
                     decoded = r.id
                 }
-                let target = files[Int(r.file)].path
-                let out = try fds.open(r.file, target)
-                try plain.withUnsafeBytes { try writeSkippingZeros($0, fd: out, at: r.fileOffset, path: target.displayPath) }
+                if pendingFile == r.file && pendingOffset + Int64(pending.count) == r.fileOffset
+                    && pending.count + plain.count <= PackOrderedWriter.coalesce {
+                    pending.append(contentsOf: plain)
+                } else {
+                    flushPending()
+                    if plain.count >= PackOrderedWriter.coalesce {
+                        let target = files[Int(r.file)].path
+                        let out = try fds.open(r.file, target)
+                        try plain.withUnsafeBytes { try writeSkippingZeros($0, fd: out, at: r.fileOffset, path: target.displayPath) }
+                    } else {
+                        pendingFile = r.file
+                        pendingOffset = r.fileOffset
+                        pending.append(contentsOf: plain)
+                    }
+                }
                 progress?.addBytes(plain.count)
             } catch {
                 markFailed(r.file, error)
@@ -161,4 +224,11 @@ struct FDCache {
     }
 
     mutating func closeAll() { for o in open { Sys.close(o.fd) }; open.removeAll() }
+}
+
+/// A shared cursor for threads taking turns at a list.
+final class ManagedCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    func take(_ n: Int) -> Int { lock.withLock { defer { value += n }; return value } }
 }

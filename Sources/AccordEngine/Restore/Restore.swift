@@ -78,8 +78,7 @@ public final class Restore {
                     directories.append(e)
                 case .file, .stream:
                     if let why = e.listError { throw RestoreError.contentUnreadable(why) }
-                    try prepare(path)
-                    try contents.add(e, at: path)
+                    contents.add(e, at: path)   // created below, in parallel
                 case .symlink:
                     try prepare(path)
                     try Sys.symlink(target: e.linkTarget, at: path)
@@ -92,25 +91,31 @@ public final class Restore {
                 try options.onError(e.path.displayPath, error)
             }
         }
+        // The files, empty, on all threads (their directories exist by now).
+        contents.createAll { [unowned self] path in try self.prepare(path) }
         // Pass 2: contents, pack by pack.
         contents.writeAll()
-        // Pass 3: sizes and metadata of the files; failed files are removed, loudly.
+        // Pass 3: sizes and metadata of the files, on all threads; failed
+        // files are removed, then reported in manifest order.
+        let finishLock = NSLock()
+        var finishErrors: [Int32: Error] = [:]
+        contents.forEachFile { [unowned self] n, f in
+            if contents.isFailed(n) { try? Sys.unlink(f.path); return }
+            do {
+                try finishFile(f.entry, f.path)
+                options.progress?.addFile()
+            } catch {
+                finishLock.withLock { finishErrors[n] = error }
+            }
+        }
         for (i, f) in contents.files.enumerated() {
-            if let error = contents.failed[Int32(i)] {
-                try? Sys.unlink(f.path)
+            if let error = contents.failed[Int32(i)] ?? finishErrors[Int32(i)] {
                 result.failed.append(f.entry.path.displayPath)
                 try options.onError(f.entry.path.displayPath, error)
                 continue
             }
-            do {
-                try finishFile(f.entry, f.path)
-                result.files += 1
-                result.bytes += f.entry.size
-                options.progress?.addFile()
-            } catch {
-                result.failed.append(f.entry.path.displayPath)
-                try options.onError(f.entry.path.displayPath, error)
-            }
+            result.files += 1
+            result.bytes += f.entry.size
         }
         for e in hardlinks {
             let path = targetPath(e.path)
