@@ -107,11 +107,12 @@ public final class Deflater {
     /// at level 1 skips incompressible data (random, already compressed)
     /// without deflating all of it.
     public func compress(_ input: UnsafeRawBufferPointer, into output: inout [UInt8]) -> BlobCompression {
-        output.removeAll(keepingCapacity: true)
-        guard level > 0, input.count >= 64 else { return .none }
-        if input.count >= 32 * 1024 && !probeCompressible(input) { return .none }
+        guard level > 0, input.count >= 64, input.count < 32 * 1024 || probeCompressible(input) else {
+            output.removeAll(keepingCapacity: true)
+            return .none
+        }
         let limit = input.count - input.count / 64
-        output.append(contentsOf: repeatElement(0, count: limit))
+        output.resizeForOverwrite(limit)
         let produced = output.withUnsafeMutableBytes { out in
             zlibCompress(input, level: igzipLevel, libdeflateLevel: level, into: out)
         }
@@ -231,8 +232,7 @@ public final class Inflater {
 
     /// Inflates a zlib stream that must produce exactly `rawLength` bytes.
     public func inflate(_ input: UnsafeRawBufferPointer, rawLength: Int, into output: inout [UInt8]) throws {
-        output.removeAll(keepingCapacity: true)
-        output.append(contentsOf: repeatElement(0, count: rawLength))
+        output.resizeForOverwrite(rawLength)
         var actual = 0
         let r = output.withUnsafeMutableBytes { out in
             libdeflate_zlib_decompress(decompressor, input.baseAddress, input.count, out.baseAddress, rawLength, &actual)

@@ -87,3 +87,13 @@ public enum DecodeError: Error, CustomStringConvertible, Equatable {
         }
     }
 }
+
+extension Array where Element == UInt8 {
+    /// Makes the array `n` bytes long for a buffer that is about to be
+    /// overwritten whole (a read, inflate or deflate into it): only bytes
+    /// beyond the current length are zero-filled, so a reused buffer costs no
+    /// memset per blob.
+    @inlinable public mutating func resizeForOverwrite(_ n: Int) {
+        if count < n { append(contentsOf: repeatElement(0, count: n - count)) } else if count > n { removeLast(count - n) }
+    }
+}

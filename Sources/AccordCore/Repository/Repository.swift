@@ -183,8 +183,7 @@ public final class Repository: @unchecked Sendable {
         do { fd = try packFD(pack) } catch let e as SystemError where e.isNotFound {
             throw RepositoryError.packMissing(pack, blob: id)
         }
-        buffer.removeAll(keepingCapacity: true)
-        buffer.append(contentsOf: repeatElement(0, count: Int(l.storedLength)))
+        buffer.resizeForOverwrite(Int(l.storedLength))
         let n = try buffer.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, $0.count, Int64(l.offset), path: layout.packPath(pack)) }
         guard n == Int(l.storedLength) else {
             throw BlobError.inPack(id, pack: pack, offset: l.offset, underlying: PackError.truncatedPack(size: Int(l.offset) + n))

@@ -18,6 +18,9 @@ public final class Backup {
         var done = false
         var bytesRead: UInt64 = 0
         var unchanged = false
+        /// The parent snapshot's entry for this path when it keeps a chunk
+        /// list: the new list is stored as a delta on it.
+        var listParent: ManifestEntry?
         init(entry: ManifestEntry? = nil, done: Bool = false) { self.entry = entry; self.done = done }
     }
 
@@ -84,11 +87,7 @@ public final class Backup {
         let storeTree: (UnsafeRawBufferPointer) throws -> BlobID = { [unowned self] bytes in
             try self.sink.store(type: .tree, data: bytes)
         }
-        let manifest = ManifestWriter(gear: repository.gear, store: storeTree,
-                                      lists: storeTree)
-        // The parent's entries again, in step with the manifest: a long chunk
-        // list is stored as a delta on its parent's list.
-        var listParent = parentID.flatMap { try? repository.loadSnapshot($0) }.map { ParentCursor(reader: repository.manifestReader($0)) }
+        let manifest = ManifestWriter(gear: repository.gear, store: storeTree, lists: storeTree)
         do {
             while let slot = slots.pop() {
                 slotCondition.lock()
@@ -98,8 +97,7 @@ public final class Backup {
                 slotCondition.unlock()
                 if let e = failure.value { throw e }
                 if let e = slot.entry {
-                    let parent = e.blobs.count >= ChunkList.threshold ? listParent?.find(e.path, onError: options.onWarning) : nil
-                    try manifest.append(e, parent: parent)
+                    try manifest.append(e, parent: slot.listParent)
                     count(e, slot: slot)
                 }
             }
@@ -245,16 +243,24 @@ public final class Backup {
             try emitAncestors(of: root.path)
             if let c = root.command {
                 let slot = Slot()
+                slot.listParent = listParent(root.path)
                 guard slots.push(slot) else { return }
                 guard jobs.push(.command(slot, c)) else { return }
             } else if let f = root.inline {
                 let slot = Slot()
+                slot.listParent = listParent(root.path)
                 guard slots.push(slot) else { return }
                 guard jobs.push(.inline(slot, f)) else { return }
             } else {
                 try visit(root.path, isRoot: true)
             }
         }
+    }
+
+    /// The parent's entry for `path` if its content is a chunk list (walker thread).
+    func listParent(_ path: RawPath) -> ManifestEntry? {
+        guard let old = parentCursor?.find(path, onError: options.onWarning), old.list != nil else { return nil }
+        return old
     }
 
     /// Directory entries for the parents of a root ("/", "/opt", …), once each.
@@ -324,19 +330,21 @@ public final class Backup {
                 }
                 hardlinks[key] = path
             }
-            if let old = parentCursor?.find(path, onError: options.onWarning), old.kind == .file,
-               old.size == st.size, old.mtimeSec == st.mtimeSec, old.mtimeNsec == st.mtimeNsec,
+            let old = parentCursor?.find(path, onError: options.onWarning)
+            if let old, old.kind == .file, old.size == st.size, old.mtimeSec == st.mtimeSec, old.mtimeNsec == st.mtimeNsec,
                old.ctimeSec == st.ctimeSec, old.ctimeNsec == st.ctimeNsec, old.inode == st.inode,
                sink.areKnown(old.referencedBlobs) {
                 e.blobs = old.blobs
                 let slot = Slot(entry: e, done: true)
                 slot.unchanged = true
+                slot.listParent = old.list == nil ? nil : old
                 _ = slots.push(slot)
                 options.progress?.addFile()
                 options.progress?.addBytes(Int(st.size))
                 return
             }
             let slot = Slot(entry: e)
+            slot.listParent = old?.list == nil ? nil : old
             guard slots.push(slot) else { return }
             let profile = Self.matches(options.dumpFiles, path) ? options.dumpProfile : options.treeProfile
             _ = jobs.push(.file(slot, path, st, profile))

@@ -67,14 +67,19 @@ public final class BlobSink: @unchecked Sendable {
     /// while the compression queue is full; throws if the sink has failed.
     @discardableResult
     public func store(_ id: BlobID, type: BlobType, data: UnsafeRawBufferPointer) throws -> Bool {
-        if let e = failure.value { throw e }
-        lock.lock()
-        if inFlight.contains(id) || repository.index.contains(id) { lock.unlock(); return false }
-        inFlight.insert(id)
-        lock.unlock()
+        guard try claim(id) else { return false }
         if !queue.push([Job(id: id, type: type, data: Array(data))], cost: data.count) {
             throw failure.value ?? CancellationError()
         }
+        return true
+    }
+
+    /// Marks `id` as on its way; false if it is stored or claimed already.
+    private func claim(_ id: BlobID) throws -> Bool {
+        if let e = failure.value { throw e }
+        lock.lock(); defer { lock.unlock() }
+        if inFlight.contains(id) || repository.index.contains(id) { return false }
+        inFlight.insert(id)
         return true
     }
 
@@ -82,11 +87,7 @@ public final class BlobSink: @unchecked Sendable {
     @discardableResult
     public func store(_ id: BlobID, type: BlobType, data: UnsafeRawBufferPointer, batch: Batch) throws -> Bool {
         if data.count >= Batch.maxBlob { return try store(id, type: type, data: data) }
-        if let e = failure.value { throw e }
-        lock.lock()
-        if inFlight.contains(id) || repository.index.contains(id) { lock.unlock(); return false }
-        inFlight.insert(id)
-        lock.unlock()
+        guard try claim(id) else { return false }
         batch.jobs.append(Job(id: id, type: type, data: Array(data)))
         batch.bytes += data.count
         if batch.bytes >= Batch.maxBytes { try flush(batch) }

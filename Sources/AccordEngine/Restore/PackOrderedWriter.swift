@@ -129,8 +129,7 @@ final class PackOrderedWriter {
         func window(covering off: Int64, _ length: Int64) throws {
             start = off
             let want = Swift.max(length, Swift.min(PackOrderedWriter.window, end - off))
-            span.removeAll(keepingCapacity: true)
-            span.append(contentsOf: repeatElement(0, count: Int(want)))
+            span.resizeForOverwrite(Int(want))
             let n = try span.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, $0.count, off, path: path) }
             if n < span.count { span.removeLast(span.count - n) }
         }
