@@ -151,6 +151,7 @@ public enum PlanRunError: Error, CustomStringConvertible {
     case timeout(String, seconds: Int)
     case markerMissing(String)
     case noSnapshot(plan: String, repository: String)
+    case preRestoreIncomplete(unreadable: [String])
 
     public var description: String {
         switch self {
@@ -160,6 +161,9 @@ public enum PlanRunError: Error, CustomStringConvertible {
         case .timeout(let what, let s): return "timed out after \(s) s waiting for \(what); nothing further was changed (raise --wait-timeout or the plan's timeouts)"
         case .markerMissing(let repo): return "no `restore` marker in \(repo): the last backup there did not complete (or a restore already ran). Pass --override to restore anyway"
         case .noSnapshot(let p, let r): return "no snapshot of plan \(p) in \(r): run `accord -a backup` first"
+        case .preRestoreIncomplete(let paths):
+            let shown = paths.prefix(5).joined(separator: ", ") + (paths.count > 5 ? ", …" : "")
+            return "the pre-restore snapshot could not read \(paths.count) path(s) (\(shown)); nothing was replaced, since replacing would delete them. Fix their permissions or move them away, then restore again"
         }
     }
 }

@@ -112,11 +112,22 @@ public struct Plan: Codable, Equatable, Sendable {
                 throw PlanError.invalid(name, "object restoreWhen \(w) is not always, config or ingress")
             }
         }
-        if let s = storage, !s.root.hasPrefix("/") { throw PlanError.invalid(name, "storage root \(s.root) must be absolute") }
-        if let s = storage, let r = s.replace.first(where: { $0.hasPrefix("/") || $0.split(separator: "/").contains("..") }) { throw PlanError.invalid(name, "storage replace entry \(r) must be a path relative to the storage root, without ..") }
+        if let s = storage, !s.root.hasPrefix("/") || (s.root.count > 1 && s.root.hasSuffix("/")) || !Self.isCleanPath(String(s.root.dropFirst())) {
+            throw PlanError.invalid(name, "storage root \(s.root) must be an absolute path without a trailing /, empty, . or .. components")
+        }
+        // A replace entry names what a restore deletes and brings back: it must
+        // name exactly one path below the root ("." = the root itself).
+        if let s = storage, let r = s.replace.first(where: { $0 != "." && ($0.isEmpty || !Self.isCleanPath($0)) }) {
+            throw PlanError.invalid(name, "storage replace entry '\(r)' must be a path relative to the storage root (or .), without a leading or trailing /, empty, . or .. components")
+        }
         if timeouts.scaleSeconds <= 0 || timeouts.runningSeconds <= 0 || timeouts.pollSeconds <= 0 {
             throw PlanError.invalid(name, "timeouts must be positive")
         }
+    }
+
+    /// "a/b": no empty, "." or ".." component (so no leading or trailing "/").
+    static func isCleanPath(_ p: String) -> Bool {
+        p.isEmpty ? true : p.split(separator: "/", omittingEmptySubsequences: false).allSatisfy { !$0.isEmpty && $0 != "." && $0 != ".." }
     }
 
     // MARK: Loading

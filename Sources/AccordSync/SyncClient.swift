@@ -11,9 +11,6 @@ public struct SyncStats: Sendable {
     public var wireBytesSent: UInt64 = 0
     public var wireBytesReceived: UInt64 = 0
     public var seconds: Double = 0
-    public var overheadPercent: Double {
-        payloadBytes == 0 ? 0 : Double(wireBytesSent + wireBytesReceived - payloadBytes) * 100 / Double(payloadBytes)
-    }
 }
 
 /// The sending side of a sync: asks the destination which blobs it lacks,

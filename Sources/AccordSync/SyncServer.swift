@@ -55,8 +55,11 @@ public final class SyncServer {
         switch frame {
         case .hello(let version, let flags, let configBytes):
             guard version == Frame.protocolVersion else { throw ProtocolError.versionMismatch(version) }
+            // A second hello would open the repository again and leave the first lock behind.
+            guard repository == nil else { throw ProtocolError.connectionClosed("by the server: hello was sent twice") }
             try open(clientConfig: configBytes, allowOther: flags & Frame.flagAllowOtherRepository != 0)
-            try connection.send(.helloOK(version: Frame.protocolVersion, config: Array(try Data(contentsOf: URL(fileURLWithPath: repository!.layout.configPath)))))
+            let r = try repo()
+            try connection.send(.helloOK(version: Frame.protocolVersion, config: try AtomicFile.read(r.layout.configPath)))
         case .have(let prefixes):
             let r = try repo()
             var bits = [UInt8](repeating: 0, count: (prefixes.count + 7) / 8)

@@ -19,9 +19,13 @@ public struct Destination: Equatable, CustomStringConvertible {
         var rest = Substring(s)
         var user: String?
         if let at = rest.firstIndex(of: "@") {
-            user = String(rest[..<at])
+            let u = String(rest[..<at])
             rest = rest[rest.index(after: at)...]
-            if user!.isEmpty { throw SyncError.badDestination(s) }
+            // ssh would read a user or host starting with "-" as an option.
+            guard !u.isEmpty, !u.hasPrefix("-"), u.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-._".contains($0)) }) else {
+                throw SyncError.badDestination(s)
+            }
+            user = u
         }
         var dir = defaultDirectory
         if let colon = rest.firstIndex(of: ":") {
@@ -30,7 +34,7 @@ public struct Destination: Equatable, CustomStringConvertible {
             if dir.isEmpty { dir = defaultDirectory }
         }
         let host = String(rest)
-        guard !host.isEmpty, host.allSatisfy({ $0.isLetter || $0.isNumber || "-._[]".contains($0) }) else { throw SyncError.badDestination(s) }
+        guard !host.isEmpty, !host.hasPrefix("-"), host.allSatisfy({ $0.isLetter || $0.isNumber || "-._".contains($0) }) else { throw SyncError.badDestination(s) }
         return Destination(user: user, host: host, directory: dir)
     }
 
@@ -60,7 +64,7 @@ public final class SyncTransport {
             argv = ["ssh", "-o", "BatchMode=yes"]
             for o in sshOptions { argv += o.hasPrefix("-") ? o.split(separator: " ").map(String.init) : ["-o", o] }
             argv += ["-o", "ConnectTimeout=\(connectTimeout)", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
-            argv += [target, "--", remote]
+            argv += ["--", target, remote]
         }
         runner = CommandRunner(argv: argv)
         let stdout: Int32

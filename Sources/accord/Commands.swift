@@ -279,8 +279,10 @@ struct RestoreCommand: ParsableCommand {
     var threads: Int?
 
     func validate() throws {
+        if let t = threads, t < 1 || t > 256 { throw ValidationError("--threads must be between 1 and 256") }
         if plan != nil {
             if target != nil || inPlace || !include.isEmpty { throw ValidationError("--plan restores in place by its steps: no --target, --in-place or --include") }
+            if let w = waitTimeout, w <= 0 { throw ValidationError("--wait-timeout must be a positive number of seconds") }
             return
         }
         if override || noConfig || ingress || waitTimeout != nil { throw ValidationError("--override, --no-config, --ingress and --wait-timeout go with --plan") }

@@ -28,7 +28,7 @@ struct ForgetCommand: ParsableCommand {
         for v in [keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly] where v < 0 {
             throw ValidationError("--keep-* values must be 0 or more")
         }
-        if snapshots.isEmpty && keepLast + keepHourly + keepDaily + keepWeekly + keepMonthly + keepYearly == 0 && keepTag.isEmpty {
+        if snapshots.isEmpty && ![keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly].contains(where: { $0 > 0 }) && keepTag.isEmpty {
             throw ValidationError("nothing to forget: give snapshot ids or at least one --keep-* rule")
         }
     }

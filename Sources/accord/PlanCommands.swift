@@ -36,6 +36,10 @@ func runPlanBackup(repository: Repository, plan: Plan, tags: [String], output: O
 
 /// Restores a plan's snapshot (latest of that plan unless given) by running its restore steps.
 func runPlanRestore(repoPath: String, plan: Plan, snapshot: String?, options: PlanRestoreOptions) throws {
+    // psql or kubectl may exit early (an error in the dump) while we still write
+    // to its stdin: the write must fail with EPIPE, so that its exit status and
+    // stderr are reported, rather than end accord by signal.
+    signal(SIGPIPE, SIG_IGN)
     Sys.umask(0o077)
     let repository = try Repository.open(at: repoPath)
     try withLock(repository, command: "restore \(plan.name)") {
@@ -56,7 +60,10 @@ func runPlanRestore(repoPath: String, plan: Plan, snapshot: String?, options: Pl
             b.plan = "pre-restore"
             b.tags = ["pre-restore", plan.name]
             b.onError = { p, e in warn("pre-restore snapshot: cannot read \(p): \(e)") }
-            return try runBackup(r, b).id
+            let result = try runBackup(r, b)
+            // Replacing storage deletes it: every file must be in the safety snapshot first.
+            guard !result.incomplete else { throw PlanRunError.preRestoreIncomplete(unreadable: result.snapshot.summary.errors) }
+            return result.id
         }
         o.log("restoring snapshot \(id.short) of plan \(plan.name) from \(repoPath)")
         try PlanRestore(plan: plan, repository: repository, snapshotID: id, snapshot: s, options: o).run()

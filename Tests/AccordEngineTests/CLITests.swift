@@ -108,6 +108,8 @@ final class CLITests: AccordTestCase {
             (["backup", "-d", repo, "--command", "no-equals-sign"], "NAME=COMMAND"),
             (["backup", "-d", repo, "--dump-files", "*.dump", "--no-dump-files", root], "--no-dump-files"),
             (["backup", "-d", repo, "--dump-files", "", root], "--dump-files"),
+            (["restore", "-d", repo, "--plan", "ae5", "--wait-timeout", "0"], "--wait-timeout"),
+            (["restore", "-d", repo, "latest", "--target", scratch.sub("t"), "--threads", "0"], "--threads"),
             (["check", "-d", repo, "--read-data-subset", "200%"], "200%"),
             (["restore", "-d", repo, "latest", "--target"], "--target"),
             (["frobnicate"], "frobnicate"),
@@ -151,6 +153,15 @@ final class CLITests: AccordTestCase {
         try accordOK("backup", "-d", repo, "--command", "/db/dump.sql=seq 1 100000")
         let r = try accordOK("dump", "-d", repo, "latest", "/db/dump.sql")
         XCTAssertEqual(r.stdout, (1...100_000).map(String.init).joined(separator: "\n") + "\n")
+    }
+
+    /// --keep-* values that would overflow a sum are a valid request, not a crash.
+    func testForgetWithHugeKeepValuesRunsInsteadOfTrapping() throws {
+        _ = try backup(try makeSmallTree())
+        let r = try AccordCLI.run(["forget", "-d", repo, "--keep-last", "9223372036854775807", "--keep-daily", "1", "--dry-run"], scratch: scratch)
+        XCTAssertFalse(r.signaled, "\(r)")
+        XCTAssertEqual(r.status, 0, "\(r)")
+        XCTAssertEqual(snapshotFiles().count, 1)
     }
 
     /// `*.sql` files in a tree are cut with the small dump profile (many

@@ -149,6 +149,12 @@ final class PlanFileTests: XCTestCase {
     func testReplacedDirectoriesMustStayInsideTheStorageRoot() {
         // A restore deletes each replaced directory: "../.." would delete outside the root.
         assertRejected("storage:\n  root: /srv/storage\n  replace: [git, ../../etc]\n", mentioning: ["../../etc"])
+        // "git/" or "a//b" would delete a directory the restore's include then never matches;
+        // "" would delete the whole root. Each is refused, naming the entry.
+        for bad in ["git/", "a//b", "./git", "\"\""] {
+            assertRejected("storage:\n  root: /srv/storage\n  replace: [\(bad)]\n", mentioning: ["replace entry"])
+        }
+        assertRejected("storage:\n  root: /srv/storage/\n  replace: [git]\n", mentioning: ["/srv/storage/"])
         assertRejected("storage:\n  root: /srv/storage\n  replace: [/etc]\n", mentioning: ["/etc"])
     }
 

@@ -92,6 +92,19 @@ final class ServeProtocolTests: SyncTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dest), "a repository was created for a client it cannot talk to")
     }
 
+    /// A second hello is an error: it must not open the repository again and
+    /// leave the first session's lock behind.
+    func testServeRefusesASecondHelloAndLeavesNoLock() throws {
+        let src = try sourceWithSnapshot()
+        try startServe()
+        guard case .helloOK? = try hello(src.config) else { return XCTFail("no helloOK; serve log:\n\(log)") }
+        let m = try XCTUnwrap(errorMessage(try hello(src.config)), "a second hello was accepted")
+        XCTAssert(m.contains("hello was sent twice"), m)
+        XCTAssertEqual(serveExit()?.status, 1, log)
+        let locks = (try? FileManager.default.contentsOfDirectory(atPath: dest + "/locks")) ?? []
+        XCTAssertEqual(locks, [], "serve left a lock behind")
+    }
+
     func testServeAnswersRequestBeforeHelloWithError() throws {
         try startServe()
         try connection.send(.listSnapshots)

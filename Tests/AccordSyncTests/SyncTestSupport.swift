@@ -300,8 +300,8 @@ class SyncTestCase: XCTestCase {
     @discardableResult
     func backupSource(file: StaticString = #filePath, line: UInt = #line) throws -> (id: String, addedBytes: UInt64) {
         let r = try accordOK(["backup", "-d", sourceRepo, "-q", source], file: file, line: line)
-        guard r.succeeded, let last = try sourceSnapshots().last else { throw XCTSkip("backup failed") }
-        return last
+        // A failed backup or an unreadable list is a failure of the test, never a skip.
+        return try XCTUnwrap(try sourceSnapshots().last, "no snapshot after the backup:\n\(r)", file: file, line: line)
     }
 
     /// `snapshots list --json` of the source repository: (id, summary.addedBytes), oldest first.
