@@ -365,21 +365,7 @@ fi
 ACCOUNTS=$((PGSCALE * 100000))
 NUPD=$(( ACCOUNTS / 500 ))   # 0.2% of the rows
 say "day-2 change: $NUPD scattered account updates + re-dump; ~1% of small files; CSV insert"
-pg_start
-"$PG_BIN/psql" -q -v ON_ERROR_STOP=1 >"$LOGS/day2-sql.log" 2>&1 <<SQL
-SELECT setseed(0.4242);
-CREATE TEMP TABLE pick AS
-  SELECT DISTINCT 1 + floor(random() * $ACCOUNTS)::int AS aid FROM generate_series(1, $NUPD) ORDER BY 1;
-UPDATE pgbench_accounts a SET abalance = a.abalance + (p.aid % 97) - 48 FROM pick p WHERE a.aid = p.aid;
-UPDATE pgbench_tellers SET tbalance = tbalance + 1 WHERE tid % 7 = 3;
-UPDATE pgbench_branches SET bbalance = bbalance + 1 WHERE bid % 5 = 2;
-INSERT INTO pgbench_history (tid, bid, aid, delta, mtime)
-  SELECT 1 + aid % ($PGSCALE * 10), 1 + (aid - 1) / 100000, aid, (aid % 97) - 48,
-         timestamp '2024-05-02 03:04:05' + aid * interval '1 millisecond'
-  FROM pick;
-SQL
-pg_dump_to_corpus 2
-pg_stop
+pg_change_day2   # updates NUPD scattered accounts, re-dumps into the corpus
 "$PY" "$SCRIPTS/corpus.py" day2 --root "$CORPUS" --scale "$SCALE"
 DUMP2=$(stat -c %s "$CORPUS/db/pgdump.sql")
 

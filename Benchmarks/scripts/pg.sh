@@ -1,6 +1,6 @@
 # Throwaway PostgreSQL for the benchmarks, shared by compare.sh and sync-bench.sh.
 # Sourced, not run. Expects: PGROOT PGDATA_DIR PGSOCK PG_USER PG_BIN PY LOGS CORPUS PGSCALE,
-# and a `die` function. Sets PG_RUNNING.
+# and a `die` function (pg_change_day2 also ACCOUNTS and NUPD). Sets PG_RUNNING.
 as_pg() { (cd "$PGROOT" && runuser -u "$PG_USER" -- env HOME="$PGROOT" "$@"); }
 pg_start() {
     PGPORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -33,4 +33,25 @@ pg_dump_to_corpus() {  # pg_dump_to_corpus DAY
     mkdir -p "$CORPUS/db"
     "$PG_BIN/pg_dump" -Fp "${rk[@]}" -f "$BENCH_DIR/tmp/pgdump.sql" bench
     mv "$BENCH_DIR/tmp/pgdump.sql" "$CORPUS/db/pgdump.sql"
+}
+
+# The day-2 change both benchmarks measure: NUPD scattered pgbench_accounts rows
+# updated (seeded, so every run changes the same rows), a few tellers and
+# branches, one history row per update; then the dump in the corpus is redone.
+pg_change_day2() {
+    pg_start
+    "$PG_BIN/psql" -q -v ON_ERROR_STOP=1 >"$LOGS/day2-sql.log" 2>&1 <<SQL || { tail "$LOGS/day2-sql.log" >&2; die "day-2 SQL failed"; }
+SELECT setseed(0.4242);
+CREATE TEMP TABLE pick AS
+  SELECT DISTINCT 1 + floor(random() * $ACCOUNTS)::int AS aid FROM generate_series(1, $NUPD) ORDER BY 1;
+UPDATE pgbench_accounts a SET abalance = a.abalance + (p.aid % 97) - 48 FROM pick p WHERE a.aid = p.aid;
+UPDATE pgbench_tellers SET tbalance = tbalance + 1 WHERE tid % 7 = 3;
+UPDATE pgbench_branches SET bbalance = bbalance + 1 WHERE bid % 5 = 2;
+INSERT INTO pgbench_history (tid, bid, aid, delta, mtime)
+  SELECT 1 + aid % ($PGSCALE * 10), 1 + (aid - 1) / 100000, aid, (aid % 97) - 48,
+         timestamp '2024-05-02 03:04:05' + aid * interval '1 millisecond'
+  FROM pick;
+SQL
+    pg_dump_to_corpus 2
+    pg_stop
 }
