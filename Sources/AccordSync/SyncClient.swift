@@ -79,7 +79,8 @@ public final class SyncClient {
         let all = try blobs(of: s)
         let candidates = all.filter { !remoteKnown.contains($0) }
         var start = 0
-        var scratch: [UInt8] = []
+        // Indices in a `blobs` frame are u16: a batch must fit.
+        assert(Frame.maxBatch <= Int(UInt16.max))
         while start < candidates.count {
             let batch = Array(candidates[start..<min(candidates.count, start + Frame.maxBatch)])
             start += batch.count
@@ -98,26 +99,26 @@ public final class SyncClient {
             // Blobs travel several to a frame (up to ~1 MiB), ~8 bytes of header each.
             var pending: [SyncBlob] = []
             var pendingBytes = 0
-            for (i, b, l) in wanted {
-                try repository.readStored(b, location: l, into: &scratch)
-                if !pending.isEmpty && pendingBytes + scratch.count > 1 << 20 {
-                    // A frame stays under Frame.maxLength: a large blob travels alone.
-                    try connection.send(.blobs(pending))
-                    pending.removeAll(keepingCapacity: true)
-                    pendingBytes = 0
-                }
-                pending.append(SyncBlob(index: UInt16(i), type: l.type, compression: l.compression, rawLength: l.rawLength, stored: scratch))
-                pendingBytes += scratch.count
-                if pendingBytes >= 1 << 20 || pending.count == Int(UInt16.max) {
-                    try connection.send(.blobs(pending))
-                    pending.removeAll(keepingCapacity: true)
-                    pendingBytes = 0
-                }
-                stats.blobsSent += 1
-                stats.payloadBytes += UInt64(scratch.count)
-                progress?.addBytes(scratch.count)
+            func sendPending() throws {
+                guard !pending.isEmpty else { return }
+                try connection.send(.blobs(pending))
+                pending.removeAll(keepingCapacity: true)
+                pendingBytes = 0
             }
-            if !pending.isEmpty { try connection.send(.blobs(pending)) }
+            for (i, b, l) in wanted {
+                // A buffer of its own: the frame being filled keeps the bytes.
+                var stored: [UInt8] = []
+                try repository.readStored(b, location: l, into: &stored)
+                // A frame stays under Frame.maxLength: a large blob travels alone.
+                if pendingBytes + stored.count > 1 << 20 { try sendPending() }
+                pending.append(SyncBlob(index: UInt16(i), type: l.type, compression: l.compression, rawLength: l.rawLength, stored: stored))
+                pendingBytes += stored.count
+                if pendingBytes >= 1 << 20 { try sendPending() }
+                stats.blobsSent += 1
+                stats.payloadBytes += UInt64(stored.count)
+                progress?.addBytes(stored.count)
+            }
+            try sendPending()
         }
         try connection.send(.flush)
         let flushed = try connection.expect("the reply to flush")
