@@ -22,17 +22,20 @@ func runShell(_ command: String, stdin: [UInt8]? = nil, what: String) throws -> 
     let runner = CommandRunner(command: command)
     let out = try runner.start(stdin: stdin != nil)
     var result: [UInt8] = []
-    let writer: Thread?
+    // stdin is written on a thread of its own, so a command that answers
+    // while it reads cannot block on a full pipe; a write error is kept.
+    let writeError = FirstError()
+    let written = DispatchSemaphore(value: 0)
     if let input = stdin {
         let fd = runner.stdinDescriptor
-        let t = Thread {
-            try? input.withUnsafeBytes { try Sys.writeAll(fd, $0, path: "stdin of \(command)") }
+        Thread {
+            do { try input.withUnsafeBytes { try Sys.writeAll(fd, $0, path: "stdin of \(command)") } } catch { writeError.record(error) }
             runner.closeStdin()
-        }
-        t.start()
-        writer = t
-    } else { writer = nil }
-    _ = writer
+            written.signal()
+        }.start()
+    } else {
+        written.signal()
+    }
     var buf = [UInt8](repeating: 0, count: 65536)
     while true {
         let n = try buf.withUnsafeMutableBytes { try Sys.read(out, $0.baseAddress!, $0.count, path: "output of \(command)") }
@@ -40,7 +43,9 @@ func runShell(_ command: String, stdin: [UInt8]? = nil, what: String) throws -> 
         result.append(contentsOf: buf[0..<n])
     }
     let status = runner.wait()
+    written.wait()
     guard status.succeeded else { throw PlanRunError.commandFailed(what: what, command: command, status: status.description, stderr: runner.stderrTail) }
+    if let e = writeError.value { throw e }
     return result
 }
 
@@ -68,15 +73,8 @@ public enum KubeObjects {
         for item in items {
             if let meta = item["metadata"] as? [String: Any], let name = meta["name"] as? String { byName[name] = item }
         }
-        var chosen: [String]
-        if let names = spec.names {
-            chosen = names.filter { byName[$0] != nil }
-            for n in names where byName[n] == nil { missing("\(spec.kind) \(spec.namespace)/\(n) does not exist in the cluster") }
-        } else {
-            chosen = byName.keys.sorted()
-        }
-        if let c = spec.nameContains { chosen = chosen.filter { $0.contains(c) } }
-        if let ex = spec.excludePrefixes { chosen = chosen.filter { n in !ex.contains { n.hasPrefix($0) } } }
+        for n in spec.names ?? [] where byName[n] == nil { missing("\(spec.kind) \(spec.namespace)/\(n) does not exist in the cluster") }
+        let chosen = byName.keys.filter(spec.selects)
         return chosen.sorted().map { name in
             var object = byName[name]!
             object = clean(object)

@@ -63,6 +63,15 @@ public struct Plan: Codable, Equatable, Sendable {
         public var method: String?
         /// `always` (default), `config` (skipped by --no-config), `ingress` (only with --ingress).
         public var restoreWhen: String?
+
+        /// Does this spec take the object `name` (of its kind and namespace)?
+        /// Backup and restore both ask this, so they select the same objects.
+        public func selects(_ name: String) -> Bool {
+            if let names, !names.contains(name) { return false }
+            if let c = nameContains, !name.contains(c) { return false }
+            if let ex = excludePrefixes, ex.contains(where: { name.hasPrefix($0) }) { return false }
+            return true
+        }
     }
 
     public struct CleanupSQL: Codable, Equatable, Sendable {

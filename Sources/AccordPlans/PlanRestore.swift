@@ -213,12 +213,9 @@ public final class PlanRestore {
             }
             for e in files {
                 let name = String(decoding: e.path[prefix.count...].dropLast(5), as: UTF8.self)
-                if let names = spec.names, !names.contains(name) { continue }
-                if let c = spec.nameContains, !name.contains(c) { continue }
+                guard spec.selects(name) else { continue }
                 var yaml: [UInt8] = []
-                let inflater = Inflater()
-                var scratch: [UInt8] = [], plain: [UInt8] = []
-                for b in e.blobs { try repository.readBlob(b, inflater: inflater, scratch: &scratch, into: &plain); yaml += plain }
+                for b in e.blobs { yaml += try repository.readBlob(b) }
                 let verb = spec.method ?? "apply"
                 try kubectl.run([verb, "-n", spec.namespace, "-f", "-"], stdin: yaml, what: "\(verb) of \(spec.kind) \(spec.namespace)/\(name)")
                 options.log("\(verb) \(spec.kind) \(spec.namespace)/\(name)")

@@ -276,4 +276,17 @@ final class PlanFileTests: XCTestCase {
         XCTAssertNotEqual(KubeObjects.path(kind: "secret", namespace: "default", name: "x"),
                           KubeObjects.path(kind: "secret", namespace: "kube-system", name: "x"))
     }
+
+    /// One selector for backup and restore: names, nameContains and excludePrefixes all apply.
+    func testObjectSpecSelectsByNamesSubstringAndExcludedPrefixes() throws {
+        func spec(_ json: String) throws -> Plan.Objects { try JSONDecoder().decode(Plan.Objects.self, from: Data(json.utf8)) }
+        let all = try spec(#"{"kind": "secret", "namespace": "default", "nameContains": "credentials", "excludePrefixes": ["anaconda-credentials-user-"]}"#)
+        XCTAssertTrue(all.selects("anaconda-credentials-admin"))
+        XCTAssertFalse(all.selects("anaconda-credentials-user-alice"), "excludePrefixes must apply")
+        XCTAssertFalse(all.selects("anaconda-enterprise-certs"), "nameContains must apply")
+        let named = try spec(#"{"kind": "secret", "namespace": "default", "names": ["a", "b-x"], "excludePrefixes": ["b-"]}"#)
+        XCTAssertTrue(named.selects("a"))
+        XCTAssertFalse(named.selects("b-x"), "an excluded prefix wins over a listed name")
+        XCTAssertFalse(named.selects("c"))
+    }
 }
