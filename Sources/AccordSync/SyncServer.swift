@@ -95,8 +95,11 @@ public final class SyncServer {
     func open(clientConfig: [UInt8], allowOther: Bool) throws {
         Sys.umask(0o077)
         let client: RepositoryConfig
-        do { client = try JSONDecoder().decode(RepositoryConfig.self, from: Data(clientConfig)) } catch {
-            throw ProtocolError.malformed(.hello, "bad repository config")
+        do {
+            client = try JSONDecoder().decode(RepositoryConfig.self, from: Data(clientConfig))
+            try client.validate(repository: path, configPath: "the client's config")
+        } catch {
+            throw ProtocolError.malformed(.hello, "bad repository config (\(error))")
         }
         let layout = RepositoryLayout(root: path)
         if (try? Sys.lstat(layout.configPath)) == nil {
@@ -104,14 +107,16 @@ public final class SyncServer {
                 throw SyncError.destinationNotWritable(path, reason: "\(error)")
             }
             if let st = try? Sys.stat(Array(path.utf8)), !st.isDirectory { throw RepositoryError.notADirectory(path) }
+            // The same creation as `accord init` (checked config, written only if
+            // no config appeared meanwhile), with the client's config.
             do {
-                try Sys.chmod(Array(path.utf8), mode: 0o700)
-                for d in layout.subdirectories { try Sys.mkdir(d, mode: 0o700) }
-                try AtomicFile.write(try JSONEncoder().encode(client).map { $0 }, to: layout.configPath, tmpDirectory: layout.tmpDirectory)
-            } catch {
-                throw SyncError.destinationNotWritable(path, reason: "\(error)")
+                _ = try Repository.initialize(at: path, config: client)
+                log("created repository \(client.id.prefix(8)) at \(path)")
+            } catch RepositoryError.alreadyInitialized {
+                // Created by a concurrent session: opened below.
+            } catch let e as SystemError {
+                throw SyncError.destinationNotWritable(path, reason: "\(e)")
             }
-            log("created repository \(client.id.prefix(8)) at \(path)")
         }
         let r = try Repository.open(at: path)
         if r.config.id != client.id && !allowOther {

@@ -92,6 +92,18 @@ final class ServeProtocolTests: SyncTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dest), "a repository was created for a client it cannot talk to")
     }
 
+    /// A hello whose config no reader accepts (packSize 100) is refused and
+    /// writes nothing: the destination must not become unopenable.
+    func testServeRefusesAnInvalidConfigAndCreatesNothing() throws {
+        let src = try sourceWithSnapshot()
+        var json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(src.config)) as? [String: Any])
+        json["packSize"] = 100
+        try startServe()
+        let m = try XCTUnwrap(errorMessage(try hello(Array(try JSONSerialization.data(withJSONObject: json)))), "a bad config was accepted")
+        XCTAssert(m.contains("packSize 100"), m)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dest + "/config"), "a config no reader accepts was written")
+    }
+
     /// A second hello is an error: it must not open the repository again and
     /// leave the first session's lock behind.
     func testServeRefusesASecondHelloAndLeavesNoLock() throws {

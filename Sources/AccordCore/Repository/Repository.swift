@@ -29,7 +29,14 @@ public final class Repository: @unchecked Sendable {
     /// Creates a new repository at `path` (directory 0700, files 0600).
     @discardableResult
     public static func initialize(at path: String, compression: CompressionLevel = .default) throws -> Repository {
+        try initialize(at: path, config: RepositoryConfig.new(compression: compression))
+    }
+
+    /// Creates a repository with a given config (a sync destination takes its
+    /// source's, so both cut and name chunks alike). The config must be valid.
+    public static func initialize(at path: String, config: RepositoryConfig) throws -> Repository {
         let layout = RepositoryLayout(root: path)
+        try config.validate(repository: path, configPath: layout.configPath)
         if let st = try? Sys.stat(Array(path.utf8)) {
             guard st.isDirectory else { throw RepositoryError.notADirectory(path) }
             if (try? Sys.lstat(layout.configPath)) != nil { throw RepositoryError.alreadyInitialized(path) }
@@ -37,7 +44,6 @@ public final class Repository: @unchecked Sendable {
         try Sys.mkdirs(Array(layout.root.utf8), mode: 0o700)
         try Sys.chmod(Array(layout.root.utf8), mode: 0o700)
         for d in layout.subdirectories { try Sys.mkdir(d, mode: 0o700) }
-        let config = RepositoryConfig.new(compression: compression)
         guard try AtomicFile.create(try encodeJSON(config), at: layout.configPath, tmpDirectory: layout.tmpDirectory) else {
             // Another accord initialized it at the same moment: theirs stands.
             throw RepositoryError.alreadyInitialized(path)
@@ -66,15 +72,7 @@ public final class Repository: @unchecked Sendable {
         do { config = try JSONDecoder().decode(RepositoryConfig.self, from: Data(bytes)) } catch {
             throw RepositoryError.configCorrupt(layout.configPath, reason: "not valid config JSON")
         }
-        guard config.version == RepositoryConfig.currentVersion else {
-            throw RepositoryError.unsupportedVersion(config.version, path: path)
-        }
-        guard config.packSize >= 1 << 16, config.packSize <= 1 << 30 else {
-            throw RepositoryError.configCorrupt(layout.configPath, reason: "packSize \(config.packSize) is outside 64 KiB ... 1 GiB")
-        }
-        guard config.id.count == 64, config.chunkerSeed.count == 16, UInt64(config.chunkerSeed, radix: 16) != nil else {
-            throw RepositoryError.configCorrupt(layout.configPath, reason: "bad id or chunkerSeed")
-        }
+        try config.validate(repository: path, configPath: layout.configPath)
         for d in layout.subdirectories { try Sys.mkdir(d, mode: 0o700) }
         return Repository(layout: layout, config: config)
     }

@@ -3,6 +3,20 @@ import Foundation
 /// `<repo>/config`: written once by `init`, read by every command
 /// (FORMAT.md, "config"). Readers abort on an unknown `version`.
 public struct RepositoryConfig: Codable, Equatable, Sendable {
+    /// Rejects a config no reader of this version accepts (version, pack
+    /// size, id and seed), naming `configPath`.
+    public func validate(repository path: String, configPath: String) throws {
+        guard version == RepositoryConfig.currentVersion else {
+            throw RepositoryError.unsupportedVersion(version, path: path)
+        }
+        guard packSize >= 1 << 16, packSize <= 1 << 30 else {
+            throw RepositoryError.configCorrupt(configPath, reason: "packSize \(packSize) is outside 64 KiB ... 1 GiB")
+        }
+        guard id.count == 64, chunkerSeed.count == 16, UInt64(chunkerSeed, radix: 16) != nil else {
+            throw RepositoryError.configCorrupt(configPath, reason: "bad id or chunkerSeed")
+        }
+    }
+
     public static let currentVersion = 1
 
     public var version: Int
