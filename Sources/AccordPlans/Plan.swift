@@ -159,6 +159,7 @@ public struct Plan: Codable, Equatable, Sendable {
         let node: Any?
         do { node = try Yams.load(yaml: text) } catch { throw PlanError.unreadable(source, "not valid YAML: \(error)") }
         guard let overrides = node as? [String: Any] else { throw PlanError.unreadable(source, "expected a mapping at the top level") }
+        if let b = overrides["base"], !(b is String) { throw PlanError.unreadable(source, "base must be the name of a built-in plan, like ae5") }
         let baseName = overrides["base"] as? String ?? "ae5"
         guard let base = builtIn(baseName) else { throw PlanError.unknown(baseName) }
         var merged = try toDictionary(base)
@@ -192,6 +193,11 @@ public struct Plan: Codable, Equatable, Sendable {
             // on the DR node still finds its snapshots. Give `name:` to be explicit.
             let file = source.split(separator: "/").last.map(String.init) ?? source
             merged["name"] = file.hasSuffix(".yaml") ? String(file.dropLast(5)) : file.hasSuffix(".yml") ? String(file.dropLast(4)) : file
+        }
+        // YAML can say more than a plan holds (dates, binary, .nan, non-text keys):
+        // say so here rather than as a confusing type error below.
+        guard JSONSerialization.isValidJSONObject(merged) else {
+            throw PlanError.unreadable(source, "values must be text, numbers, true/false, lists or mappings with text keys (quote dates and the like)")
         }
         do {
             let data = try JSONSerialization.data(withJSONObject: merged)

@@ -14,6 +14,12 @@ final class LegacyCommandLineTests: XCTestCase {
         try super.setUpWithError()
         _ = try PlansTestPaths.requireAccord()
         scratch = try ScratchDirectory("cli")
+        // kubectl/gravity first on PATH for every test: if a regression let a
+        // command reach the cluster, they fail loudly instead of running the real ones.
+        try FileManager.default.createDirectory(atPath: scratch.path + "/no-cluster", withIntermediateDirectories: true)
+        for tool in ["kubectl", "gravity"] {
+            try Tree.write(scratch.path + "/no-cluster/" + tool, "#!/bin/sh\necho \"$0 must not run\" >&2\nexit 99\n", mode: 0o755)
+        }
     }
 
     override func tearDown() {
@@ -76,10 +82,6 @@ final class LegacyCommandLineTests: XCTestCase {
     }
 
     func testRestoreFromAMissingRepositoryFailsNamingItWithoutTouchingTheCluster() throws {
-        try FileManager.default.createDirectory(atPath: scratch.path + "/no-cluster", withIntermediateDirectories: true)
-        for tool in ["kubectl", "gravity"] {
-            try Tree.write(scratch.path + "/no-cluster/" + tool, "#!/bin/sh\necho \"$0 must not run\" >&2\nexit 99\n", mode: 0o755)
-        }
         let r = try accord(["-a", "restore", "-d", repo])
         XCTAssertEqual(r.status, 1, "\(r)")
         XCTAssertTrue(r.stderr.contains(repo), "the message should name the repository:\n\(r)")

@@ -155,6 +155,12 @@ final class PlanFileTests: XCTestCase {
             assertRejected("storage:\n  root: /srv/storage\n  replace: [\(bad)]\n", mentioning: ["replace entry"])
         }
         assertRejected("storage:\n  root: /srv/storage/\n  replace: [git]\n", mentioning: ["/srv/storage/"])
+    }
+
+    /// YAML values a plan cannot hold are named as such, not as a type error.
+    func testYAMLDatesAndNonTextBasesAreRefusedClearly() {
+        assertRejected("description: 2024-01-01\n", mentioning: ["quote dates"])
+        assertRejected("base: 5\n", mentioning: ["base must be"])
         assertRejected("storage:\n  root: /srv/storage\n  replace: [/etc]\n", mentioning: ["/etc"])
     }
 
