@@ -124,7 +124,7 @@ class FaultTestCase: XCTestCase {
 
     override func setUpWithError() throws {
         try super.setUpWithError()
-        guard AccordBinary.path != nil else {
+        guard AccordBinary.isBuilt else {
             XCTFail("accord binary not found: run `swift build --build-tests` or set ACCORD_BIN")
             throw XCTSkip("no accord binary")
         }

@@ -29,11 +29,11 @@ final class DeadLinkTests: SSHSyncTestCase {
         XCTAssertEqual(snapshotFiles(of: dest), [], "a snapshot was stored although its blobs never all arrived", file: file, line: line)
         if FileManager.default.fileExists(atPath: dest + "/config") {
             let check = try accord(["check", "-d", dest])
-            XCTAssert(check.succeeded, "check fails after the dead link:\n\(check)", file: file, line: line)
+            XCTAssert(check.ok, "check fails after the dead link:\n\(check)", file: file, line: line)
         }
         let rerun = try accord(syncArgs(to: dest), timeout: 40)
-        XCTAssert(rerun.succeeded, "the rerun failed:\n\(rerun)", file: file, line: line)
-        if rerun.succeeded { try assertRestoreMatchesSource(from: dest, label: "rerun", file: file, line: line) }
+        XCTAssert(rerun.ok, "the rerun failed:\n\(rerun)", file: file, line: line)
+        if rerun.ok { try assertRestoreMatchesSource(from: dest, label: "rerun", file: file, line: line) }
         return r
     }
 

@@ -45,7 +45,7 @@ final class SSHSyncTests: SSHSyncTestCase {
         try backupSource()
         let dest = scratch.sub("dest")
         let r = try accord(["sync", "-d", sourceRepo, "--to", remote(dest), "--ssh-option", "-F \(ssh.config)", "-q"])
-        XCTAssert(r.succeeded, "`--ssh-option \"-F FILE\"` is rejected; only `--ssh-option=-F FILE` works:\n\(r)")
+        XCTAssert(r.ok, "`--ssh-option \"-F FILE\"` is rejected; only `--ssh-option=-F FILE` works:\n\(r)")
     }
 
     func testKilledSyncLeavesCheckableDestinationAndRerunSendsOnlyTheRest() throws {
@@ -71,7 +71,7 @@ final class SSHSyncTests: SSHSyncTestCase {
 
         XCTAssertEqual(snapshotFiles(of: dest), [], "a killed sync left a snapshot on the destination")
         let check = try accord(["check", "-d", dest])
-        XCTAssert(check.succeeded, "check fails on the destination of a killed sync:\n\(check)")
+        XCTAssert(check.ok, "check fails on the destination of a killed sync:\n\(check)")
 
         // The rerun completes and does not resend the packs that arrived.
         let rerun = try accordOK(syncArgs(to: dest))
@@ -82,7 +82,7 @@ final class SSHSyncTests: SSHSyncTestCase {
                                  "\(left.count) pack(s), \(leftBytes) bytes, arrived before the kill, yet the rerun sent \(s.payloadBytes) of \(total) bytes")
         XCTAssertEqual(snapshotFiles(of: dest), [snap.id])
         let full = try accord(["check", "--read-data", "-d", dest])
-        XCTAssert(full.succeeded && full.stdout.contains("no errors found"), "\(full)")
+        XCTAssert(full.ok && full.stdout.contains("no errors found"), "\(full)")
         XCTAssertFalse(full.stdout.contains("not in the index"), "packs of the killed sync were not adopted:\n\(full)")
     }
 
@@ -107,13 +107,13 @@ final class SSHSyncTests: SSHSyncTestCase {
 
         let dest = scratch.sub("dest")
         let r = try accord(syncArgs(to: dest, json: false))
-        XCTAssertFalse(r.succeeded, "a corrupt blob was accepted:\n\(r)")
+        XCTAssertFalse(r.ok, "a corrupt blob was accepted:\n\(r)")
         XCTAssertFalse(r.signaled, "\(r)")
         XCTAssert(r.stderr.contains("rejected") && r.stderr.contains("does not match its id"), "unclear message:\n\(r)")
         XCTAssert(r.stderr.contains(entry.id.hex) || r.stderr.contains(entry.id.short), "the message does not name blob \(entry.id.short):\n\(r)")
         waitForUnlocked(dest)
         XCTAssertEqual(snapshotFiles(of: dest), [], "a snapshot was stored although a blob was rejected")
         let check = try accord(["check", "-d", dest])
-        XCTAssert(check.succeeded, "the destination fails check after a rejected blob:\n\(check)")
+        XCTAssert(check.ok, "the destination fails check after a rejected blob:\n\(check)")
     }
 }

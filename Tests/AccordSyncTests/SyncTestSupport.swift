@@ -179,74 +179,7 @@ func assertSameTree(_ expected: [String: NodeInfo], _ actual: [String: NodeInfo]
     XCTAssert(problems.isEmpty, "\(what) differs from the source:\n  " + problems.prefix(20).joined(separator: "\n  "), file: file, line: line)
 }
 
-// MARK: Running the binary
-
-struct CommandResult: CustomStringConvertible {
-    var args: [String]
-    var status: Int32
-    var signaled: Bool
-    var stdout: String
-    var stderr: String
-    var seconds: Double
-    var succeeded: Bool { !signaled && status == 0 }
-    var description: String {
-        "accord \(args.joined(separator: " "))\n\(signaled ? "killed by signal" : "exit status") \(status) after \(String(format: "%.2f", seconds)) s\n--- stdout ---\n\(stdout.suffix(3000))\n--- stderr ---\n\(stderr.suffix(3000))"
-    }
-}
-
-/// A started `accord` process whose output goes to files.
-final class RunningCommand {
-    let args: [String]
-    let process = Process()
-    let outPath: String, errPath: String
-    let started = Date()
-
-    init(binary: String, args: [String], scratch: ScratchDirectory) throws {
-        self.args = args
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = args
-        var env = ProcessInfo.processInfo.environment
-        env.removeValue(forKey: "ACCORD_REPOSITORY")
-        process.environment = env
-        let tag = hexString(Sys.randomBytes(4))
-        outPath = scratch.sub(".out-\(tag)"); errPath = scratch.sub(".err-\(tag)")
-        FileManager.default.createFile(atPath: outPath, contents: nil)
-        FileManager.default.createFile(atPath: errPath, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-    }
-
-    var pid: Int32 { process.processIdentifier }
-    var isRunning: Bool { process.isRunning }
-
-    /// Waits at most `timeout` seconds (then SIGKILLs it) and collects the output.
-    func finish(timeout: Double) -> CommandResult {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(5000) }
-        if process.isRunning { kill(pid, SIGKILL) }
-        process.waitUntilExit()
-        let seconds = Date().timeIntervalSince(started)
-        let o = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
-        let e = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-        try? FileManager.default.removeItem(atPath: outPath)
-        try? FileManager.default.removeItem(atPath: errPath)
-        return CommandResult(args: args, status: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal,
-                             stdout: o, stderr: e, seconds: seconds)
-    }
-}
-
-enum AccordBinary {
-    /// $ACCORD_BIN, else `<package root>/.build/debug/accord` (the package root found from this file).
-    static let path: String = {
-        if let b = ProcessInfo.processInfo.environment["ACCORD_BIN"], !b.isEmpty { return b }
-        return packageRoot + "/.build/debug/accord"
-    }()
-
-    static let packageRoot: String = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-}
+// CommandResult, RunningCommand and AccordBinary are in AccordTestSupport.
 
 /// What `accord sync --json` prints.
 struct SyncJSON: Decodable {
@@ -267,7 +200,7 @@ class SyncTestCase: XCTestCase {
 
     override func setUpWithError() throws {
         try super.setUpWithError()
-        guard FileManager.default.isExecutableFile(atPath: AccordBinary.path) else {
+        guard AccordBinary.isBuilt else {
             XCTFail("accord binary not found at \(AccordBinary.path): run `swift build --build-tests` or set ACCORD_BIN")
             throw XCTSkip("no accord binary")
         }
@@ -280,7 +213,7 @@ class SyncTestCase: XCTestCase {
     }
 
     func start(_ args: [String]) throws -> RunningCommand {
-        try RunningCommand(binary: AccordBinary.path, args: args, scratch: scratch)
+        try AccordBinary.start(args, outputDirectory: scratch.path)
     }
 
     @discardableResult
@@ -292,7 +225,7 @@ class SyncTestCase: XCTestCase {
     @discardableResult
     func accordOK(_ args: [String], timeout: Double = 120, file: StaticString = #filePath, line: UInt = #line) throws -> CommandResult {
         let r = try accord(args, timeout: timeout)
-        XCTAssert(r.succeeded, "command failed:\n\(r)", file: file, line: line)
+        XCTAssert(r.ok, "command failed:\n\(r)", file: file, line: line)
         return r
     }
 
@@ -324,7 +257,7 @@ class SyncTestCase: XCTestCase {
     /// `check --read-data` passes on `repo`, and `restore latest` from it equals the source tree.
     func assertRestoreMatchesSource(from repo: String, label: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let check = try accord(["check", "--read-data", "-d", repo])
-        XCTAssert(check.succeeded && check.stdout.contains("no errors found"), "check --read-data on the destination failed:\n\(check)", file: file, line: line)
+        XCTAssert(check.ok && check.stdout.contains("no errors found"), "check --read-data on the destination failed:\n\(check)", file: file, line: line)
         let target = scratch.sub("restored-\(label)")
         try accordOK(["restore", "-d", repo, "latest", "--target", target, "-q"], file: file, line: line)
         assertSameTree(try listTree(source), try listTree(target + source), "the tree restored from \(repo)", file: file, line: line)
