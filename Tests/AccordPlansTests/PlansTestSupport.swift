@@ -6,6 +6,7 @@
 import Foundation
 import XCTest
 import AccordCore
+import AccordTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -138,16 +139,7 @@ enum ProcessRunner {
         guard r.status == 0, !r.signaled else {
             throw TestSetupError("scripts/testenv/\(script) \(args.joined(separator: " ")) failed:\n\(r)")
         }
-        return parseEnv(r.stdout)
-    }
-
-    static func parseEnv(_ text: String) -> [String: String] {
-        var env: [String: String] = [:]
-        for line in text.split(whereSeparator: \.isNewline) {
-            guard let eq = line.firstIndex(of: "=") else { continue }
-            env[String(line[..<eq])] = String(line[line.index(after: eq)...])
-        }
-        return env
+        return parseEnvLines(r.stdout)
     }
 }
 

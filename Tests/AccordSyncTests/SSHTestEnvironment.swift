@@ -26,12 +26,8 @@ struct SSHEnvironment {
             try? FileManager.default.removeItem(atPath: dir)
             throw SSHStartError(message: "sshd-start.sh exited with \(status): \(output.suffix(1500))")
         }
-        var env: [String: String] = [:]
         let text = (try? String(contentsOfFile: dir + "/env", encoding: .utf8)) ?? ""
-        for line in text.split(separator: "\n") {
-            guard let eq = line.firstIndex(of: "=") else { continue }
-            env[String(line[..<eq])] = String(line[line.index(after: eq)...])
-        }
+        let env = parseEnvLines(text)
         guard let port = env["SSH_PORT"], let key = env["SSH_KEY"], let config = env["SSH_CONFIG"], let known = env["SSH_KNOWN_HOSTS"] else {
             throw SSHStartError(message: "\(dir)/env lacks SSH_PORT/SSH_KEY/SSH_CONFIG/SSH_KNOWN_HOSTS:\n\(text)")
         }
