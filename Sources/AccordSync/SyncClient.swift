@@ -30,6 +30,8 @@ public final class SyncClient {
     public var progress: AccordEngine.Progress?
     /// Blobs the destination is known to hold (from snapshots it has or we sent).
     private var remoteKnown = Set<BlobID>()
+    private let inflater = Inflater()
+    private lazy var deflater = Deflater(level: CompressionLevel(Int32(repository.config.compression.level)))
     private let started = Sys.monotonicSeconds()
     /// How long to wait for the destination's first answer (ssh connect + sudo + start).
     public var helloTimeout: Double = 60
@@ -109,9 +111,14 @@ public final class SyncClient {
                 // A buffer of its own: the frame being filled keeps the bytes.
                 var stored: [UInt8] = []
                 try repository.readStored(b, location: l, into: &stored)
+                var compression = l.compression
+                if compression == .delta, let base = stored.withUnsafeBytes({ BlobDecoder.deltaBase(stored: $0) }), !remoteKnown.contains(base) {
+                    // The destination may lack the base: send the blob whole.
+                    (compression, stored) = try expand(b, location: l, stored: stored)
+                }
                 // A frame stays under Frame.maxLength: a large blob travels alone.
                 if pendingBytes + stored.count > 1 << 20 { try sendPending() }
-                pending.append(SyncBlob(index: UInt16(i), type: l.type, compression: l.compression, rawLength: l.rawLength, stored: stored))
+                pending.append(SyncBlob(index: UInt16(i), type: l.type, compression: compression, rawLength: l.rawLength, stored: stored))
                 pendingBytes += stored.count
                 if pendingBytes >= 1 << 20 { try sendPending() }
                 stats.blobsSent += 1
@@ -130,6 +137,18 @@ public final class SyncClient {
         stats.snapshots += 1
         progress?.addFile()
         updateWire()
+    }
+
+    /// A delta blob's bytes recompressed whole (zlib at the repository's level, or raw).
+    func expand(_ id: BlobID, location l: BlobLocation, stored: [UInt8]) throws -> (BlobCompression, [UInt8]) {
+        var plain: [UInt8] = []
+        try stored.withUnsafeBytes {
+            try BlobDecoder.decode(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength),
+                                   inflater: inflater, into: &plain, base: repository.readBase)
+        }
+        var out: [UInt8] = []
+        let c = plain.withUnsafeBytes { deflater.compress($0, into: &out) }
+        return c == .none ? (.none, plain) : (c, out)
     }
 
     public func placeMarker() throws {

@@ -137,7 +137,11 @@ public final class SyncServer {
             throw SyncError.corruptBlob(ID.zero, reason: "claims a raw length of \(rawLength) bytes")
         }
         do {
-            try stored.withUnsafeBytes { try BlobDecoder.decode(stored: $0, id: nil, compression: compression, rawLength: Int(rawLength), inflater: inflater, into: &plain) }
+            // A delta's base must be stored here already (the client sends a delta only then).
+            try stored.withUnsafeBytes {
+                try BlobDecoder.decode(stored: $0, id: nil, compression: compression, rawLength: Int(rawLength),
+                                       inflater: inflater, into: &plain, base: r.readBase)
+            }
         } catch {
             throw SyncError.corruptBlob(ID(w0: prefix, w1: 0, w2: 0, w3: 0), reason: "\(error)")
         }

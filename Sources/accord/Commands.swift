@@ -125,6 +125,7 @@ func report(_ r: BackupResult, json: Bool, quiet: Bool) {
     if quiet { return }
     print("snapshot \(r.id.short) saved: \(s.files) files, \(s.directories) dirs, \(formatBytes(s.totalBytes)); "
           + "read \(formatBytes(s.bytesRead)), added \(formatBytes(s.addedBytes)) in \(s.addedBlobs) new blobs "
+          + (s.addedDeltaBlobs.map { "(\($0) as deltas) " } ?? "")
           + "(\(s.filesUnchanged) files unchanged) in \(String(format: "%.2f", s.durationSeconds)) s")
     if !s.errors.isEmpty {
         print("\(s.errors.count) path(s) could not be read and are missing from the snapshot")

@@ -8,6 +8,9 @@ public enum BlobCompression: UInt8, Sendable {
     case none = 0
     /// zlib format (RFC 1950): 2-byte header, deflate stream, Adler-32.
     case zlib = 1
+    /// The id of a base blob, then a program of copies from the base and
+    /// inserted bytes (`DeltaCodec`). Format version 2 and later.
+    case delta = 2
 }
 
 /// Compression settings of a repository: the zlib level, 1 (fast) ... 9 (small).

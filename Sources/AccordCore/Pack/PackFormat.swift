@@ -100,6 +100,7 @@ public enum PackFormat {
             let storedLength = try r.u32()
             let id = try r.id()
             if comp == .none && raw != storedLength { throw PackError.lengthMismatch(id) }
+            if comp == .delta && storedLength <= 32 { throw PackError.lengthMismatch(id) }
             if raw > 64 << 20 { throw PackError.lengthMismatch(id) }   // no chunk is larger
             entries.append(PackEntry(id: id, type: type, compression: comp, rawLength: raw, storedLength: storedLength, offset: UInt32(offset)))
             offset += UInt64(storedLength)
@@ -133,7 +134,7 @@ public enum PackError: Error, CustomStringConvertible, Equatable {
         case .headerChecksum: return "pack header checksum mismatch"
         case .unknownBlobType: return "pack header names an unknown blob type"
         case .unknownCompression: return "pack header names an unknown compression"
-        case .lengthMismatch(let id): return "blob \(id.short) is stored raw but its lengths differ"
+        case .lengthMismatch(let id): return "blob \(id.short) has impossible lengths (stored raw with lengths that differ, or a delta with no program)"
         case .blobsExceedPack: return "pack header lengths do not add up to the pack size"
         }
     }

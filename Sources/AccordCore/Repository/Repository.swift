@@ -193,10 +193,37 @@ public final class Repository: @unchecked Sendable {
         guard let l = index.lookup(id) else { throw BlobError.notInIndex(id) }
         try readStored(id, location: l, into: &scratch)
         do {
-            try scratch.withUnsafeBytes { try BlobDecoder.decode(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength), inflater: inflater, into: &output) }
+            try scratch.withUnsafeBytes {
+                try BlobDecoder.decode(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength),
+                                       inflater: inflater, into: &output, base: readBase)
+            }
         } catch {
             throw BlobError.inPack(id, pack: index.pack(of: l), offset: l.offset, underlying: error)
         }
+    }
+
+    /// Reads a delta blob's base: a blob stored whole (never itself a delta), verified.
+    public func readBase(_ id: BlobID) throws -> [UInt8] {
+        guard let l = index.lookup(id) else { throw BlobError.notInIndex(id) }
+        guard l.compression != .delta else { throw DeltaError.baseIsDelta(id) }
+        var scratch: [UInt8] = [], out: [UInt8] = []
+        try readBlob(id, inflater: Inflater(), scratch: &scratch, into: &out)
+        return out
+    }
+
+    /// The base a blob stored as a delta names (reads its first 32 stored bytes).
+    public func deltaBase(of id: BlobID, location l: BlobLocation) throws -> BlobID {
+        let pack = index.pack(of: l)
+        let fd: Int32
+        do { fd = try packFD(pack) } catch let e as SystemError where e.isNotFound {
+            throw RepositoryError.packMissing(pack, blob: id)
+        }
+        var idBytes = [UInt8](repeating: 0, count: 32)
+        let n = try idBytes.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, 32, Int64(l.offset), path: layout.packPath(pack)) }
+        guard n == 32, l.storedLength > 32 else {
+            throw BlobError.inPack(id, pack: pack, offset: l.offset, underlying: PackError.truncatedPack(size: Int(l.offset) + n))
+        }
+        return idBytes.withUnsafeBytes { ID(bytes: $0.baseAddress!) }
     }
 
     /// Convenience for small blobs (manifests).

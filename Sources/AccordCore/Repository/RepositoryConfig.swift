@@ -6,7 +6,7 @@ public struct RepositoryConfig: Codable, Equatable, Sendable {
     /// Rejects a config no reader of this version accepts (version, pack
     /// size, id and seed), naming `configPath`.
     public func validate(repository path: String, configPath: String) throws {
-        guard version == RepositoryConfig.currentVersion else {
+        guard RepositoryConfig.readableVersions.contains(version) else {
             throw RepositoryError.unsupportedVersion(version, path: path)
         }
         guard packSize >= 1 << 16, packSize <= 1 << 30 else {
@@ -17,7 +17,13 @@ public struct RepositoryConfig: Codable, Equatable, Sendable {
         }
     }
 
-    public static let currentVersion = 1
+    /// Version 2 added delta blobs (compression 2); new repositories get it.
+    public static let currentVersion = 2
+    /// Versions this accord reads (and writes, each in its own format).
+    public static let readableVersions = 1...2
+
+    /// May blobs be stored as deltas (format version 2 and later)?
+    public var allowsDeltaBlobs: Bool { version >= 2 }
 
     public var version: Int
     /// 64 hex digits, random; identifies the repository (sync refuses a different id).

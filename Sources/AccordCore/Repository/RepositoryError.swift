@@ -23,7 +23,7 @@ public enum RepositoryError: Error, CustomStringConvertible {
         case .alreadyInitialized(let p):
             return "\(p) already holds an Accord repository"
         case .unsupportedVersion(let v, let p):
-            return "repository \(p) has format version \(v); this accord reads version \(RepositoryConfig.currentVersion): use a newer accord"
+            return "repository \(p) has format version \(v); this accord reads versions \(RepositoryConfig.readableVersions.lowerBound)-\(RepositoryConfig.readableVersions.upperBound): use a newer accord"
         case .configCorrupt(let p, let r):
             return "repository config \(p) is unreadable (\(r)): restore it from a copy; without it the repository cannot be read"
         case .indexCorrupt(let p, let r):

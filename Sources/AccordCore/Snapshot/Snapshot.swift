@@ -56,6 +56,8 @@ public struct Snapshot: Codable, Sendable {
         public var addedBytes: UInt64 = 0
         /// Stored size of the new manifest blobs alone.
         public var addedManifestBytes: UInt64 = 0
+        /// How many of the new blobs are stored as deltas on a base (absent when none).
+        public var addedDeltaBlobs: Int? = nil
         public var filesUnchanged: Int = 0
         /// Paths that could not be read; the snapshot is complete otherwise.
         public var errors: [String] = []

@@ -110,6 +110,7 @@ public final class Backup {
             statsLock.lock()
             defer { statsLock.unlock() }
             summary.addedBlobs = sink.addedBlobs
+            summary.addedDeltaBlobs = sink.deltaBlobs > 0 ? sink.deltaBlobs : nil
             summary.addedBytes = sink.addedBytes
             summary.addedManifestBytes = sink.addedTreeBytes
             summary.durationSeconds = Sys.monotonicSeconds() - started
@@ -407,9 +408,25 @@ public final class Backup {
     func chunk<S: ByteSource>(_ source: inout S, _ stream: ChunkStream, slot: Slot, batch: BlobSink.Batch) throws -> [BlobID] {
         var ids: [BlobID] = []
         let progress = options.progress
+        // A stream with a parent list (a daily dump): each new chunk most likely
+        // replaced the parent's chunk after the last one that matched, so it
+        // may be stored as a delta on that one.
+        let parentIDs = sink.deltas ? slot.listParent?.blobs ?? [] : []
+        var parentPosition: [BlobID: Int] = [:]
+        parentPosition.reserveCapacity(parentIDs.count)
+        for (i, id) in parentIDs.enumerated().reversed() { parentPosition[id] = i }
+        var next = 0
         try stream.forEachChunk(from: &source) { chunk in
             let id = SHA256Hasher.hash(chunk)
-            try sink.store(id, type: .data, data: chunk, batch: batch)
+            if parentIDs.isEmpty {
+                try sink.store(id, type: .data, data: chunk, batch: batch)
+            } else if let j = parentPosition[id] {
+                next = j + 1
+                try sink.store(id, type: .data, data: chunk, batch: batch)
+            } else {
+                try sink.store(id, type: .data, data: chunk, batch: batch, base: next < parentIDs.count ? parentIDs[next] : nil)
+                next += 1
+            }
             ids.append(id)
             slot.bytesRead += UInt64(chunk.count)
             progress?.addBytes(chunk.count)

@@ -9,7 +9,10 @@ import AccordCore
 /// naming them all is written. A crash before that leaves complete packs
 /// without an index (adopted by the next backup) and temporary files.
 public final class BlobSink: @unchecked Sendable {
-    struct Job { var id: BlobID; var type: BlobType; var data: [UInt8] }
+    /// `base`: a blob the data probably resembles (the chunk it replaced in
+    /// the parent's version of the stream); the compressor stores the data
+    /// as a delta on it when that is smaller.
+    struct Job { var id: BlobID; var type: BlobType; var data: [UInt8]; var base: BlobID? = nil }
 
     /// Small blobs of one thread, handed to the compressors together: one
     /// queue operation (and at most one wake-up) per ~256 KiB instead of per
@@ -24,6 +27,8 @@ public final class BlobSink: @unchecked Sendable {
 
     let repository: Repository
     let level: CompressionLevel
+    /// Delta blobs are written only into repositories of format version 2 or later.
+    let deltas: Bool
     private let lock = NSLock()
     private var inFlight = Set<BlobID>()
     private let queue: BoundedQueue<[Job]>
@@ -38,12 +43,15 @@ public final class BlobSink: @unchecked Sendable {
     public private(set) var addedBytes: UInt64 = 0
     public private(set) var addedTreeBytes: UInt64 = 0
     public private(set) var rawBytesAdded: UInt64 = 0
+    /// New blobs stored as deltas on a base.
+    public private(set) var deltaBlobs = 0
 
     deinit { queue.cancel() }
 
     public init(repository: Repository, threads: Int, level: CompressionLevel, queueBytes: Int = 8 << 20) {
         self.repository = repository
         self.level = level
+        deltas = repository.config.allowsDeltaBlobs && level.level > 0
         queue = BoundedQueue(capacity: queueBytes)
         // Strong capture: the threads end when the queue is closed or cancelled
         // (`finish`/`abandon`), and keep the sink alive until then.
@@ -84,11 +92,12 @@ public final class BlobSink: @unchecked Sendable {
     }
 
     /// As `store`, but a small blob waits in `batch` until it holds ~256 KiB.
+    /// `base`, if given, is a blob this one may be stored as a delta on.
     @discardableResult
-    public func store(_ id: BlobID, type: BlobType, data: UnsafeRawBufferPointer, batch: Batch) throws -> Bool {
+    public func store(_ id: BlobID, type: BlobType, data: UnsafeRawBufferPointer, batch: Batch, base: BlobID? = nil) throws -> Bool {
         if data.count >= Batch.maxBlob { return try store(id, type: type, data: data) }
         guard try claim(id) else { return false }
-        batch.jobs.append(Job(id: id, type: type, data: Array(data)))
+        batch.jobs.append(Job(id: id, type: type, data: Array(data), base: deltas ? base : nil))
         batch.bytes += data.count
         if batch.bytes >= Batch.maxBytes { try flush(batch) }
         return true
@@ -112,18 +121,28 @@ public final class BlobSink: @unchecked Sendable {
 
     private func compressLoop() {
         let deflater = Deflater(level: level)
-        var out: [UInt8] = []
+        let inflater = Inflater()
+        var out: [UInt8] = [], scratch: [UInt8] = [], baseBytes: [UInt8] = []
         while let jobs = queue.pop() {
           for job in jobs where failure.value == nil {
             do {
-                let comp = job.data.withUnsafeBytes { deflater.compress($0, into: &out) }
-                let storedCount = comp == .none ? job.data.count : out.count
+                var comp = job.data.withUnsafeBytes { deflater.compress($0, into: &out) }
+                var storedCount = comp == .none ? job.data.count : out.count
+                if let hint = job.base, let baseID = readBase(hint, inflater: inflater, scratch: &scratch, into: &baseBytes),
+                   let program = baseBytes.withUnsafeBytes({ b in
+                       job.data.withUnsafeBytes { DeltaCodec.encode(base: b, target: $0, limit: storedCount - 32) } }) {
+                    out.removeAll(keepingCapacity: true)
+                    out.append(contentsOf: baseID.bytes)
+                    out.append(contentsOf: program)
+                    comp = .delta
+                    storedCount = out.count
+                }
                 let full: PackWriter? = try packLock.withLock {
                     if writer == nil { writer = try PackWriter(layout: repository.layout) }
                     if comp == .none {
                         try job.data.withUnsafeBytes { try writer!.add(id: job.id, type: job.type, compression: .none, rawLength: job.data.count, stored: $0) }
                     } else {
-                        try out.withUnsafeBytes { try writer!.add(id: job.id, type: job.type, compression: .zlib, rawLength: job.data.count, stored: $0) }
+                        try out.withUnsafeBytes { try writer!.add(id: job.id, type: job.type, compression: comp, rawLength: job.data.count, stored: $0) }
                     }
                     guard writer!.size >= repository.config.packSize else { return nil }
                     defer { writer = nil }
@@ -136,6 +155,7 @@ public final class BlobSink: @unchecked Sendable {
                     addedBlobs += 1
                     addedBytes += UInt64(storedCount)
                     rawBytesAdded += UInt64(job.data.count)
+                    if comp == .delta { deltaBlobs += 1 }
                     if job.type == .tree { addedTreeBytes += UInt64(storedCount) }
                 }
             } catch {
@@ -144,6 +164,28 @@ public final class BlobSink: @unchecked Sendable {
             }
           }
         }
+    }
+
+    /// The bytes of the base a delta on `hint` would use: `hint` itself, or
+    /// its base when `hint` is itself a delta (bases are stored whole). Nil
+    /// when there is none small enough or it cannot be read: the blob is
+    /// then stored without a delta (a damaged base is `check`'s to report).
+    private func readBase(_ hint: BlobID, inflater: Inflater, scratch: inout [UInt8], into bytes: inout [UInt8]) -> BlobID? {
+        guard var l = lock.withLock({ repository.index.lookup(hint) }) else { return nil }
+        var id = hint
+        if l.compression == .delta {
+            guard let b = try? repository.deltaBase(of: hint, location: l),
+                  let bl = lock.withLock({ repository.index.lookup(b) }), bl.compression != .delta else { return nil }
+            id = b; l = bl
+        }
+        guard l.rawLength <= UInt32(DeltaCodec.maxLength) else { return nil }
+        do {
+            try repository.readStored(id, location: l, into: &scratch)
+            try scratch.withUnsafeBytes {
+                try BlobDecoder.decode(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength), inflater: inflater, into: &bytes)
+            }
+        } catch { return nil }
+        return id
     }
 
     /// Finishes a pack (fsync, rename) and records it.

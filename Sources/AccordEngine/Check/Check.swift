@@ -113,12 +113,39 @@ public final class Check {
                 report.errors.append("snapshot \(sid.short): manifest is unreadable (\(error))")
             }
         }
+        checkDeltaBases(used: seen)
         report.blobs = repository.index.blobCount
         if !report.errors.isEmpty && onDisk.subtracting(indexed.keys).count > 0 && report.errors.contains(where: { $0.contains("missing from the index") || $0.contains("in no pack") }) {
             report.errors.append("some packs are not in the index while blobs are missing from it: `accord repair index` rebuilds the index from the pack headers")
         }
         if options.readData { try readData(Array(onDisk).sorted()) }
         return report
+    }
+
+    /// Every blob stored as a delta needs its base, stored whole, in the index.
+    /// A missing base is an error when a snapshot uses the delta blob, else a note.
+    func checkDeltaBases(used: Set<BlobID>) {
+        var lost: [(BlobID, String)] = []
+        repository.index.forEach { id, l in
+            guard l.compression == .delta else { return }
+            let why: String
+            do {
+                let base = try repository.deltaBase(of: id, location: l)
+                guard let bl = repository.index.lookup(base) else {
+                    lost.append((id, "is stored as a delta on blob \(base), which is in no pack")); return
+                }
+                guard bl.compression != .delta else { lost.append((id, "is stored as a delta on blob \(base), itself a delta")); return }
+                return
+            } catch { why = "is stored as a delta whose base cannot be read (\(error))" }
+            lost.append((id, why))
+        }
+        for (id, why) in lost.sorted(by: { $0.0 < $1.0 }) {
+            if used.contains(id) {
+                report.errors.append("blob \(id) \(why): snapshots using it cannot be restored")
+            } else {
+                report.notes.append("blob \(id) \(why); no snapshot uses it (`accord prune` removes it)")
+            }
+        }
     }
 
     /// Reads packs whole: pack id = SHA-256 of the file, and each blob inflates to its id.
@@ -176,7 +203,8 @@ public final class Check {
             do {
                 try bytes.withUnsafeBytes { buf in
                     try BlobDecoder.decode(stored: UnsafeRawBufferPointer(rebasing: buf[Int(e.offset)..<end]), id: e.id,
-                                           compression: e.compression, rawLength: Int(e.rawLength), inflater: inflater, into: &plain)
+                                           compression: e.compression, rawLength: Int(e.rawLength), inflater: inflater, into: &plain,
+                                           base: repository.readBase)
                 }
             } catch {
                 errors.append("pack \(pack): blob \(e.id) at offset \(e.offset) is corrupt (hash mismatch or bad compressed data)")

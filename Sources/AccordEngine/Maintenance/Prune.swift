@@ -79,6 +79,8 @@ public final class Prune {
                 throw RepositoryError.manifestCorrupt(sid, reason: "\(error); prune refuses to run on a damaged repository")
             }
         }
+        // A blob stored as a delta needs its base: keep the base of every stored copy.
+        try markDeltaBases(packEntries, used: &used)
         report.blobsUsed = used.count
         // Sweep: which copy of each used blob we keep, and per pack the live share.
         var kept = Set<BlobID>()
@@ -137,7 +139,8 @@ public final class Prune {
                     guard end <= bytes.count else { throw RepositoryError.packUnreadable(pack, reason: "blob \(e.id.short) runs past the end") }
                     try bytes.withUnsafeBytes { buf in
                         let stored = UnsafeRawBufferPointer(rebasing: buf[Int(e.offset)..<end])
-                        try BlobDecoder.decode(stored: stored, id: e.id, compression: e.compression, rawLength: Int(e.rawLength), inflater: inflater, into: &plain)
+                        try BlobDecoder.decode(stored: stored, id: e.id, compression: e.compression, rawLength: Int(e.rawLength),
+                                               inflater: inflater, into: &plain, base: repository.readBase)
                         if writer == nil { writer = try PackWriter(layout: layout) }
                         try writer!.add(id: e.id, type: e.type, compression: e.compression, rawLength: Int(e.rawLength), stored: stored)
                     }
@@ -170,6 +173,28 @@ public final class Prune {
             if let st = try? Sys.lstat(p), st.mtimeSec < cutoff { try? Sys.unlink(p) }
         }
         return report
+    }
+
+    /// Adds to `used` the base of every stored copy of a used blob that is a
+    /// delta. Bases are stored whole, so one pass is enough.
+    func markDeltaBases(_ packEntries: [PackID: [PackEntry]], used: inout Set<BlobID>) throws {
+        var bases: [BlobID] = []
+        for (pack, entries) in packEntries {
+            let deltas = entries.filter { $0.compression == .delta && used.contains($0.id) }
+            if deltas.isEmpty { continue }
+            let path = repository.layout.packPath(pack)
+            let fd = try Sys.open(path, Sys.O_RDONLY)
+            defer { Sys.close(fd) }
+            var idBytes = [UInt8](repeating: 0, count: 32)
+            for e in deltas {
+                let n = try idBytes.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, 32, Int64(e.offset), path: path) }
+                guard n == 32 else {
+                    throw RepositoryError.packUnreadable(pack, reason: "delta blob \(e.id.short) runs past the end; prune refuses to run: see `accord check`")
+                }
+                bases.append(idBytes.withUnsafeBytes { ID(bytes: $0.baseAddress!) })
+            }
+        }
+        for b in bases { used.insert(b) }
     }
 }
 

@@ -175,7 +175,8 @@ final class PackOrderedWriter {
                     do {
                         try span.withUnsafeBytes { buf in
                             try BlobDecoder.decode(stored: UnsafeRawBufferPointer(rebasing: buf[lo..<hi]), id: r.id, compression: r.location.compression,
-                                                   rawLength: Int(r.location.rawLength), inflater: inflater, into: &plain)
+                                                   rawLength: Int(r.location.rawLength), inflater: inflater, into: &plain,
+                                                   base: repository.readBase)
                         }
                     } catch {
                         decoded = nil
