@@ -30,6 +30,8 @@ public final class SyncClient {
     public var progress: AccordEngine.Progress?
     /// Blobs the destination is known to hold (from snapshots it has or we sent).
     private var remoteKnown = Set<BlobID>()
+    /// May delta blobs be sent as stored (the destination's format allows them)?
+    private var remoteTakesDeltas = false
     private let inflater = Inflater()
     private lazy var deflater = Deflater(level: CompressionLevel(Int32(repository.config.compression.level)))
     private let started = Sys.monotonicSeconds()
@@ -46,8 +48,10 @@ public final class SyncClient {
         let config = try AtomicFile.read(repository.layout.configPath)
         try connection.send(.hello(version: Frame.protocolVersion, flags: allowOtherRepository ? Frame.flagAllowOtherRepository : 0, config: config))
         let reply = try connection.expect("the reply to hello", timeout: helloTimeout)
-        guard case .helloOK(let version, _) = reply else { throw ProtocolError.unexpected(reply.kind, expecting: "helloOK") }
+        guard case .helloOK(let version, let config) = reply else { throw ProtocolError.unexpected(reply.kind, expecting: "helloOK") }
         guard version == Frame.protocolVersion else { throw ProtocolError.versionMismatch(version) }
+        // A version 1 destination (another repository, --allow-other-repository) takes no delta blobs.
+        remoteTakesDeltas = (try? JSONDecoder().decode(RepositoryConfig.self, from: Data(config)))?.allowsDeltaBlobs ?? false
     }
 
     public func remoteSnapshots() throws -> Set<SnapshotID> {
@@ -112,8 +116,8 @@ public final class SyncClient {
                 var stored: [UInt8] = []
                 try repository.readStored(b, location: l, into: &stored)
                 var compression = l.compression
-                if compression == .delta, let base = stored.withUnsafeBytes({ BlobDecoder.deltaBase(stored: $0) }), !remoteKnown.contains(base) {
-                    // The destination may lack the base: send the blob whole.
+                if compression == .delta, !remoteTakesDeltas || !remoteKnown.contains(stored.withUnsafeBytes { BlobDecoder.deltaBase(stored: $0) ?? .zero }) {
+                    // The destination may lack the base (or take no deltas): send the blob whole.
                     (compression, stored) = try expand(b, location: l, stored: stored)
                 }
                 // A frame stays under Frame.maxLength: a large blob travels alone.

@@ -136,6 +136,9 @@ public final class SyncServer {
         guard Int(rawLength) <= Frame.maxLength else {
             throw SyncError.corruptBlob(ID.zero, reason: "claims a raw length of \(rawLength) bytes")
         }
+        if compression == .delta && !r.config.allowsDeltaBlobs {
+            throw SyncError.corruptBlob(ID(w0: prefix, w1: 0, w2: 0, w3: 0), reason: "it is a delta blob, which this format version \(r.config.version) repository cannot hold")
+        }
         do {
             // A delta's base must be stored here already (the client sends a delta only then).
             try stored.withUnsafeBytes {

@@ -83,5 +83,38 @@ final class LocalSyncTests: SyncTestCase {
         XCTAssertLessThanOrEqual(sync2.payloadBytes, second.addedBytes, "sync sent more than day 2 added")
         XCTAssertEqual(snapshotFiles(of: dest).sorted(), [first.id, second.id].sorted())
         try assertRestoreMatchesSource(from: dest, label: "day2")
+        // Day 2's changed chunks are delta blobs on day-1 chunks the destination
+        // holds: they travel as stored and stay deltas there.
+        let sourceDeltas = try deltaBlobs(sourceRepo), destDeltas = try deltaBlobs(dest)
+        XCTAssertGreaterThan(sourceDeltas.count, 50, "day 2 stored too few delta blobs for the test to mean anything")
+        XCTAssertEqual(destDeltas, sourceDeltas, "delta blobs whose bases the destination holds must arrive as deltas")
+
+        // A destination that gets day 2 alone lacks the bases: the deltas arrive whole.
+        let fresh = scratch.sub("dest-day2-only")
+        let sync3 = try decodeSync(try accordOK(["sync", "-d", sourceRepo, "--to", fresh, "--json", second.id]))
+        XCTAssertEqual(sync3.snapshots, 1)
+        XCTAssertEqual(snapshotFiles(of: fresh), [second.id])
+        XCTAssertEqual(try deltaBlobs(fresh), [], "a delta was sent to a destination without its base")
+        try assertRestoreMatchesSource(from: fresh, label: "day2 alone")
+
+        // Another repository of format version 1 (--allow-other-repository) takes no deltas at all.
+        let v1 = scratch.sub("dest-v1")
+        var config = RepositoryConfig.new()
+        config.version = 1
+        _ = try Repository.initialize(at: v1, config: config)
+        let sync4 = try decodeSync(try accordOK(["sync", "-d", sourceRepo, "--to", v1, "--json", "--allow-other-repository"]))
+        XCTAssertEqual(sync4.snapshots, 2)
+        XCTAssertEqual(try deltaBlobs(v1), [], "a delta blob was sent to a version 1 repository")
+        XCTAssertEqual(try Repository.open(at: v1).config.version, 1)
+        try assertRestoreMatchesSource(from: v1, label: "version 1 destination")
+    }
+
+    /// Ids of the blobs stored as deltas in a repository's index.
+    func deltaBlobs(_ repo: String) throws -> Set<BlobID> {
+        let r = try Repository.open(at: repo)
+        try r.loadIndex()
+        var out = Set<BlobID>()
+        r.index.forEach { id, l in if l.compression == .delta { out.insert(id) } }
+        return out
     }
 }

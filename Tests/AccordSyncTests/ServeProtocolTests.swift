@@ -144,4 +144,23 @@ final class ServeProtocolTests: SyncTestCase {
         XCTAssertNotNil(errorMessage(reply), "the server answered \(String(describing: reply)), exit \(String(describing: exit)); log:\n\(log)")
         XCTAssertEqual(exit?.signaled, false, "the server crashed on a blob claiming a 4 GiB raw length; log:\n\(log)")
     }
+
+    func testServeRefusesADeltaBlobWhoseBaseItDoesNotHold() throws {
+        // A well-formed delta (copy the whole base) on a base the destination never got.
+        let src = try sourceWithSnapshot()
+        try startServe()
+        guard case .helloOK? = try hello(src.config) else { return XCTFail("no helloOK; serve log:\n\(log)") }
+        let base = Array("a base the destination never received\n".utf8)
+        try connection.send(.have([SHA256Hasher.hash(base).w0]))
+        guard case .missing? = try connection.receive() else { return XCTFail("no missing reply; serve log:\n\(log)") }
+        let program: [UInt8] = [UInt8(base.count << 1), 0x00]
+        try connection.send(.blobs([SyncBlob(index: 0, type: .data, compression: .delta, rawLength: UInt32(base.count),
+                                             stored: SHA256Hasher.hash(base).bytes + program)]))
+        try connection.send(.flush)
+        let reply = try? connection.receive()
+        let message = try XCTUnwrap(errorMessage(reply), "the server accepted a delta without its base: \(String(describing: reply)); log:\n\(log)")
+        XCTAssertTrue(message.contains("is stored as a delta on blob"), message)
+        XCTAssertEqual(serveExit()?.signaled, false)
+        XCTAssertEqual(packFiles(of: dest), [], "the server stored a pack holding the unverifiable delta")
+    }
 }

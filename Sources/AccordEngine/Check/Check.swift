@@ -85,24 +85,27 @@ public final class Check {
 
         // Snapshots and manifests: every referenced blob must be indexed.
         var seen = Set<BlobID>()
+        var allManifestsRead = true   // else `seen` may lack blobs a snapshot uses
         for sid in snapshotIDs {
             report.snapshots += 1
             let s: Snapshot
             do { s = try repository.loadSnapshot(sid) } catch {
                 report.errors.append("snapshot \(sid): \(error)")
+                allManifestsRead = false
                 continue
             }
             var missing = 0
             for m in s.manifestIDs where !repository.index.contains(m) { missing += 1 }
             if missing > 0 {
                 report.errors.append("snapshot \(sid.short): \(missing) of its manifest blobs are missing from the index; its manifest is unreadable")
+                allManifestsRead = false
                 continue
             }
             var reader = repository.manifestReader(s)
             reader.tolerateListErrors = true
             do {
                 while let e = try reader.next() {
-                    if let why = e.listError { report.errors.append("snapshot \(sid.short): \(why)") }
+                    if let why = e.listError { report.errors.append("snapshot \(sid.short): \(why)"); allManifestsRead = false }
                     for b in e.referencedBlobs where seen.insert(b).inserted {
                         if !repository.index.contains(b) {
                             report.errors.append("snapshot \(sid.short): \(e.path.displayPath) needs blob \(b), which is in no pack")
@@ -111,9 +114,10 @@ public final class Check {
                 }
             } catch {
                 report.errors.append("snapshot \(sid.short): manifest is unreadable (\(error))")
+                allManifestsRead = false
             }
         }
-        checkDeltaBases(used: seen)
+        checkDeltaBases(used: allManifestsRead ? seen : nil, onDisk: onDisk)
         report.blobs = repository.index.blobCount
         if !report.errors.isEmpty && onDisk.subtracting(indexed.keys).count > 0 && report.errors.contains(where: { $0.contains("missing from the index") || $0.contains("in no pack") }) {
             report.errors.append("some packs are not in the index while blobs are missing from it: `accord repair index` rebuilds the index from the pack headers")
@@ -123,15 +127,16 @@ public final class Check {
     }
 
     /// Every blob stored as a delta needs its base, stored whole, in the index.
-    /// A missing base is an error when a snapshot uses the delta blob, else a note.
-    func checkDeltaBases(used: Set<BlobID>) {
+    /// A missing base is an error when a snapshot uses the delta blob (or when
+    /// `used` is nil: some manifest was unreadable), else a note.
+    func checkDeltaBases(used: Set<BlobID>?, onDisk: Set<PackID>) {
         var lost: [(BlobID, String)] = []
         repository.index.forEach { id, l in
-            guard l.compression == .delta else { return }
+            guard l.compression == .delta, onDisk.contains(repository.index.pack(of: l)) else { return }
             let why: String
             do {
                 let base = try repository.deltaBase(of: id, location: l)
-                guard let bl = repository.index.lookup(base) else {
+                guard let bl = repository.index.lookup(base), onDisk.contains(repository.index.pack(of: bl)) else {
                     lost.append((id, "is stored as a delta on blob \(base), which is in no pack")); return
                 }
                 guard bl.compression != .delta else { lost.append((id, "is stored as a delta on blob \(base), itself a delta")); return }
@@ -140,7 +145,7 @@ public final class Check {
             lost.append((id, why))
         }
         for (id, why) in lost.sorted(by: { $0.0 < $1.0 }) {
-            if used.contains(id) {
+            if used?.contains(id) ?? true {
                 report.errors.append("blob \(id) \(why): snapshots using it cannot be restored")
             } else {
                 report.notes.append("blob \(id) \(why); no snapshot uses it (`accord prune` removes it)")

@@ -1,0 +1,140 @@
+import Foundation
+import XCTest
+import AccordTestSupport
+@testable import AccordCore
+
+/// Delta blobs (FORMAT.md, "Delta blobs"): the program format, the encoder's
+/// round trip on edited data, and programs that must be refused (never a trap).
+final class DeltaCodecTests: XCTestCase {
+    func apply(_ program: [UInt8], base: [UInt8], rawLength: Int) throws -> [UInt8] {
+        var out: [UInt8] = []
+        try program.withUnsafeBytes { p in try base.withUnsafeBytes { b in try DeltaCodec.apply(program: p, base: b, rawLength: rawLength, into: &out) } }
+        return out
+    }
+
+    func encode(_ base: [UInt8], _ target: [UInt8], limit: Int = .max) -> [UInt8]? {
+        base.withUnsafeBytes { b in target.withUnsafeBytes { DeltaCodec.encode(base: b, target: $0, limit: limit) } }
+    }
+
+    func testTheFormatDocumentsExample() throws {
+        let base = Array("abcdefgh12345678".utf8)
+        let program: [UInt8] = [0x10, 0x00, 0x03, 0x2d, 0x0e, 0x09]
+        XCTAssertEqual(String(decoding: try apply(program, base: base, rawLength: 16), as: UTF8.self), "abcdefgh-2345678")
+        // And through the blob decoder, as stored bytes: base id, then the program.
+        let baseID = SHA256Hasher.hash(base)
+        let target = Array("abcdefgh-2345678".utf8)
+        let stored = baseID.bytes + program
+        XCTAssertEqual(stored.count, 38)
+        var out: [UInt8] = []
+        var asked: [BlobID] = []
+        try stored.withUnsafeBytes {
+            try BlobDecoder.decode(stored: $0, id: SHA256Hasher.hash(target), compression: .delta, rawLength: 16,
+                                   inflater: Inflater(), into: &out, base: { asked.append($0); return base })
+        }
+        XCTAssertEqual(out, target)
+        XCTAssertEqual(asked, [baseID], "the decoder must ask for the base the stored bytes name")
+    }
+
+    func testEditedDataRoundTripsAndCostsLittle() throws {
+        var rng = SeededRandom(seed: 0xDE17A)
+        for round in 0..<300 {
+            let n = 16 + rng.below(32 << 10)
+            // Row-like text, so that matches are not only the exact ones.
+            var base: [UInt8] = []
+            while base.count < n { base += Array("\(rng.below(1_000_000))\t\(rng.below(40))\t0\t                    \n".utf8) }
+            base = Array(base.prefix(n))
+            var target = base
+            let edits = rng.below(4)
+            for _ in 0..<edits {
+                let at = rng.below(target.count + 1)
+                switch rng.below(3) {
+                case 0: target.insert(contentsOf: rng.bytes(1 + rng.below(120)), at: at)
+                case 1: target.removeSubrange(at..<min(target.count, at + 1 + rng.below(120)))
+                default:
+                    let end = min(target.count, at + 1 + rng.below(60))
+                    target.replaceSubrange(at..<end, with: rng.bytes(end - at))
+                }
+            }
+            if target.isEmpty { target = [1] }
+            guard let program = encode(base, target) else {
+                XCTAssertGreaterThan(target.count, DeltaCodec.maxLength, "round \(round): no program for a \(target.count)-byte target")
+                continue
+            }
+            XCTAssertEqual(try apply(program, base: base, rawLength: target.count), target, "round \(round): program does not rebuild the target")
+            // Each edit costs at most its bytes plus a few ops; the rest is copies.
+            XCTAssertLessThan(program.count, 24 + edits * (120 + 24), "round \(round): \(edits) edits cost \(program.count) bytes")
+        }
+    }
+
+    func testOneChangedRowInADumpChunkCostsAFewBytes() throws {
+        var rows: [UInt8] = []
+        for aid in 1_512_100..<1_512_150 { rows += Array("\(aid)\t16\t0\t\(String(repeating: " ", count: 84))\n".utf8) }
+        var changed = rows
+        let row = Array("1512120\t16\t0\t".utf8), newRow = Array("1512120\t16\t-4711\t".utf8)
+        let at = try XCTUnwrap(changed.indices.first { changed[$0...].starts(with: row) })
+        changed.replaceSubrange(at..<at + row.count, with: newRow)
+        let program = try XCTUnwrap(encode(rows, changed))
+        XCTAssertEqual(try apply(program, base: rows, rawLength: changed.count), changed)
+        XCTAssertLessThan(program.count, 20, "a one-row change of a \(rows.count)-byte chunk took \(program.count) bytes")
+    }
+
+    func testEncoderHonoursItsLimitAndSizeBounds() {
+        var rng = SeededRandom(seed: 7)
+        let base = rng.bytes(4096), unrelated = rng.bytes(4096)
+        XCTAssertNil(encode(base, unrelated, limit: 4096), "a delta of unrelated data is no smaller than the data")
+        XCTAssertNotNil(encode(base, base, limit: 16))
+        XCTAssertNil(encode(base, base, limit: 2), "a limit below the program's size must give nil")
+        XCTAssertNil(encode(base, []), "an empty target has no program (blobs are never empty)")
+        XCTAssertNil(encode(rng.bytes(DeltaCodec.maxLength + 1), base), "bases over the size bound are not used")
+        XCTAssertNil(encode(base, rng.bytes(DeltaCodec.maxLength + 1)))
+        // Shorter than a match: one insert.
+        let tiny = encode(Array("ab".utf8), Array("xyz".utf8))
+        XCTAssertEqual(tiny, [0x07] + Array("xyz".utf8))
+    }
+
+    func testMalformedProgramsAreRefused() {
+        let base = Array("0123456789".utf8)
+        let cases: [(String, [UInt8], Int)] = [
+            ("empty program", [], 1),
+            ("copy from beyond the base", [0x02, 0x0b], 1),
+            ("op of zero bytes", [0x00, 0x00, 0x02, 0x00], 1),
+            ("insert past the program's end", [0x07, 0x41], 3),
+            ("result too short", [0x04, 0x00], 3),
+            ("result too long", [0x08, 0x00], 3),
+            ("truncated varint", [0x80], 1),
+            ("copy with no From", [0x04], 2),
+            ("huge op length", [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], 4),
+        ]
+        for (what, program, raw) in cases {
+            XCTAssertThrowsError(try apply(program, base: base, rawLength: raw), what)
+        }
+        XCTAssertThrowsError(try apply([0x0a, 0x06], base: base, rawLength: 5), "copy of 5 from 6 runs past a 10-byte base")
+        XCTAssertEqual(try apply([0x08, 0x05], base: base, rawLength: 4), Array("5678".utf8))
+    }
+
+    func testDecoderRefusesADeltaWithoutItsBase() throws {
+        let base = Array("abcdefgh12345678".utf8)
+        let target = Array("abcdefgh12345678".utf8)
+        let stored = SHA256Hasher.hash(base).bytes + [0x20, 0x00]
+        var out: [UInt8] = []
+        func decode(_ s: [UInt8], base reader: BlobDecoder.BaseReader?, id: BlobID? = SHA256Hasher.hash(target)) throws {
+            try s.withUnsafeBytes { try BlobDecoder.decode(stored: $0, id: id, compression: .delta, rawLength: 16, inflater: Inflater(), into: &out, base: reader) }
+        }
+        XCTAssertNoThrow(try decode(stored, base: { _ in base }))
+        XCTAssertThrowsError(try decode(stored, base: nil)) { XCTAssertTrue("\($0)".contains("without access to its base"), "\($0)") }
+        XCTAssertThrowsError(try decode(stored, base: { id in throw BlobError.notInIndex(id) })) {
+            XCTAssertTrue("\($0)".contains("is stored as a delta on blob"), "\($0)")
+        }
+        XCTAssertThrowsError(try decode(stored, base: { _ in Array("ABCDEFGH12345678".utf8) })) {
+            XCTAssertTrue("\($0)".contains("content hashes to"), "a wrong base must fail the id check: \($0)")
+        }
+        XCTAssertThrowsError(try decode(Array(stored.prefix(32)), base: { _ in base }), "32 stored bytes hold no program")
+        // A pack header with a delta entry of 32 stored bytes or fewer is refused.
+        let entry = PackEntry(id: SHA256Hasher.hash(target), type: .data, compression: .delta, rawLength: 16, storedLength: 32, offset: 0)
+        let pack = [UInt8](repeating: 0, count: 32) + PackFormat.encodeTail([entry])
+        XCTAssertThrowsError(try pack.withUnsafeBytes { buf -> [PackEntry] in
+            let hl = try PackFormat.decodeTrailer(UnsafeRawBufferPointer(rebasing: buf[(buf.count - 12)...]), packSize: buf.count)
+            return try PackFormat.decodeHeader(UnsafeRawBufferPointer(rebasing: buf[(buf.count - 12 - hl)..<(buf.count - 12)]), packSize: buf.count)
+        })
+    }
+}

@@ -1,0 +1,129 @@
+import Foundation
+import XCTest
+import AccordCore
+import AccordEngine
+
+/// Delta blobs (format version 2) through the engine: a daily dump's changed
+/// chunks are stored as copy/insert programs on the parent's chunks they
+/// replaced; bases stay stored whole (no chains), survive forget + prune,
+/// and a missing base is reported. Uses the dump helpers of `ChunkListBackupTests`.
+extension ChunkListBackupTests {
+    /// Every blob of the index stored as a delta, with the base it names.
+    func deltas(_ r: Repository) throws -> [BlobID: BlobID] {
+        var out: [BlobID: BlobID] = [:]
+        var locations: [(BlobID, BlobLocation)] = []
+        r.index.forEach { id, l in if l.compression == .delta { locations.append((id, l)) } }
+        for (id, l) in locations { out[id] = try r.deltaBase(of: id, location: l) }
+        return out
+    }
+
+    func dumps(_ seed: UInt64, rows: Int, days: Int, share: Double) throws -> [(bytes: [UInt8], file: String)] {
+        var rng = SeededRandom(seed: seed)
+        var balances = pgbenchRows(&rng, count: rows)
+        var out: [(bytes: [UInt8], file: String)] = []
+        for day in 1...days {
+            if day > 1 { balances = update(balances, share: share, &rng) }
+            let bytes = render(balances), file = scratch.sub("day\(day).sql")
+            try TreeBuilder.write(Array(file.utf8), bytes)
+            out.append((bytes, file))
+        }
+        return out
+    }
+
+    func testChangedDumpChunksAreStoredAsDeltasOnTheChunksTheyReplaced() throws {
+        let d = try dumps(0xDE17A_01, rows: 60_000, days: 3, share: 0.004)
+        let first = try backupCommand(cat: d[0].file)
+        let second = try backupCommand(cat: d[1].file)
+        let e1 = try entry(first.id, dumpPath), e2 = try entry(second.id, dumpPath)
+        let new2 = Set(e2.blobs).subtracting(e1.blobs)
+        let r = try open()
+        let stored = try deltas(r)
+        XCTAssertEqual(first.snapshot.summary.addedDeltaBlobs, nil, "day 1 has no parent: no deltas")
+        let count2 = try XCTUnwrap(second.snapshot.summary.addedDeltaBlobs, "day 2 stored no delta blob")
+        XCTAssertEqual(count2, stored.count)
+        XCTAssertGreaterThan(Double(count2), 0.8 * Double(new2.count), "only \(count2) of \(new2.count) changed chunks became deltas")
+        let day1 = Set(e1.blobs)
+        for (blob, base) in stored {
+            XCTAssertTrue(new2.contains(blob), "delta blob \(blob.short) is not a new chunk of day 2")
+            XCTAssertTrue(day1.contains(base), "delta blob \(blob.short) has a base \(base.short) outside the parent's list")
+        }
+        try assertRestores(second.id, dumpPath, as: d[1].bytes, "day 2")
+        try assertCheckPasses("with delta blobs")
+
+        // Day 3 changes other rows, some in chunks day 2 changed: a delta is
+        // then made on that chunk's base, never on the delta itself.
+        let third = try backupCommand(cat: d[2].file)
+        let all = try deltas(try open())
+        XCTAssertGreaterThan(all.count, stored.count)
+        for (blob, base) in all {
+            XCTAssertNil(all[base], "delta blob \(blob.short) is a delta on delta \(base.short): chains are not allowed")
+        }
+        try assertRestores(third.id, dumpPath, as: d[2].bytes, "day 3")
+
+        // Forget days 1 and 2 and prune hard: day 3's deltas keep their bases.
+        let pruned = try forgetAndPrune([first.id, second.id])
+        XCTAssertGreaterThan(pruned.packsDeleted + pruned.packsRepacked, 0, "prune removed nothing: the test proves nothing")
+        let after = try open()
+        let e3 = try entry(third.id, dumpPath)
+        var needed = 0
+        for b in Set(e3.blobs) {
+            guard let l = after.index.lookup(b) else { XCTFail("prune dropped day 3's blob \(b.short)"); continue }
+            if l.compression == .delta {
+                let base = try after.deltaBase(of: b, location: l)
+                XCTAssertNotNil(after.index.lookup(base), "prune dropped base \(base.short) of day 3's delta blob \(b.short)")
+                if !e3.blobs.contains(base) { needed += 1 }
+            }
+        }
+        XCTAssertGreaterThan(needed, 0, "no base lies outside day 3's own chunks: the prune test proves nothing")
+        try assertRestores(third.id, dumpPath, as: d[2].bytes, "day 3 after forgetting days 1 and 2")
+        try assertCheckPasses("after forgetting days 1 and 2")
+    }
+
+    func testDeltasHalveTheDailyGrowthAgainstAVersion1Repository() throws {
+        let d = try dumps(0xDE17A_02, rows: 60_000, days: 2, share: 0.004)
+        var growth: [Int: UInt64] = [:]
+        for version in [1, 2] {
+            removeTree(Array(repo.utf8))
+            var config = RepositoryConfig.new()
+            config.version = version
+            _ = try Repository.initialize(at: repo, config: config)
+            _ = try backupCommand(cat: d[0].file)
+            let second = try backupCommand(cat: d[1].file)
+            growth[version] = second.snapshot.summary.addedBytes
+            let r = try open()
+            XCTAssertEqual(r.config.version, version)
+            if version == 1 {
+                XCTAssertEqual(try deltas(r), [:], "a version 1 repository got delta blobs")
+                XCTAssertNil(second.snapshot.summary.addedDeltaBlobs)
+                let config = String(decoding: try TreeBuilder.read(Array((repo + "/config").utf8)), as: UTF8.self)
+                XCTAssertTrue(config.contains("\"version\" : 1"), "the config of a version 1 repository changed:\n\(config)")
+            }
+            try assertRestores(second.id, dumpPath, as: d[1].bytes, "day 2 in version \(version)")
+            try assertCheckPasses("version \(version)")
+        }
+        let v1 = try XCTUnwrap(growth[1]), v2 = try XCTUnwrap(growth[2])
+        print("day-2 growth: version 1 \(v1) bytes, version 2 (deltas) \(v2) bytes")
+        XCTAssertLessThan(Double(v2), 0.6 * Double(v1), "deltas saved too little: \(v2) bytes against \(v1)")
+    }
+
+    func testAMissingBaseIsReportedByCheckAndNamedByRestore() throws {
+        let d = try dumps(0xDE17A_03, rows: 60_000, days: 2, share: 0.004)
+        _ = try backupCommand(cat: d[0].file)
+        let packsDay1 = Set(try open().listPacks())
+        let second = try backupCommand(cat: d[1].file)
+        XCTAssertNotNil(second.snapshot.summary.addedDeltaBlobs)
+        // Lose day 1's packs (they hold every base).
+        for p in packsDay1 { try Sys.unlink(try open(index: false).layout.packPath(p)) }
+        var o = CheckOptions()
+        o.threads = 2
+        let report = try Check(repository: try open(index: false), options: o).run()
+        XCTAssertTrue(report.errors.contains { $0.contains("is stored as a delta on blob") && $0.contains("which is in no pack") },
+                      "check does not name the lost bases:\n\(report.errors.prefix(5).joined(separator: "\n"))")
+        // Reading a delta blob whose base is gone names the base.
+        let r = try open()
+        let lost = try XCTUnwrap(try deltas(r).first, "no delta blob left to read")
+        XCTAssertThrowsError(try r.readBlob(lost.key)) { error in
+            XCTAssertTrue("\(error)".contains("is stored as a delta on blob \(lost.value.short)"), "\(error)")
+        }
+    }
+}
