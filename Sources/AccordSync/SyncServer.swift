@@ -22,6 +22,7 @@ public final class SyncServer {
     var lastBatch: [UInt64] = []
     var accepted = 0
     let inflater = Inflater()
+    lazy var deflater = Deflater(level: CompressionLevel(Int32(repository?.config.compression.level ?? 1)))
     var plain: [UInt8] = []
     let log: (String) -> Void
 
@@ -139,11 +140,16 @@ public final class SyncServer {
         if compression == .delta && !r.config.allowsDeltaBlobs {
             throw SyncError.corruptBlob(ID(w0: prefix, w1: 0, w2: 0, w3: 0), reason: "it is a delta blob, which this format version \(r.config.version) repository cannot hold")
         }
+        // A delta's base must be stored here already (the client sends a delta only then).
+        // If our only copy of it is itself a delta, the blob is verified through it and stored whole.
+        var storeWhole = false
         do {
-            // A delta's base must be stored here already (the client sends a delta only then).
             try stored.withUnsafeBytes {
                 try BlobDecoder.decode(stored: $0, id: nil, compression: compression, rawLength: Int(rawLength),
-                                       inflater: inflater, into: &plain, base: r.readBase)
+                                       inflater: inflater, into: &plain, base: { base in
+                                           if let l = r.index.lookup(base), l.compression == .delta { storeWhole = true; return try r.readBlob(base) }
+                                           return try r.readBase(base)
+                                       })
             }
         } catch {
             throw SyncError.corruptBlob(ID(w0: prefix, w1: 0, w2: 0, w3: 0), reason: "\(error)")
@@ -154,7 +160,13 @@ public final class SyncServer {
         }
         if r.index.contains(id) || pending.contains(id) { return }
         if writer == nil { writer = try PackWriter(layout: r.layout) }
-        try stored.withUnsafeBytes { try writer!.add(id: id, type: type, compression: compression, rawLength: Int(rawLength), stored: $0) }
+        if storeWhole {
+            var out: [UInt8] = []
+            let c = plain.withUnsafeBytes { deflater.compress($0, into: &out) }
+            try (c == .none ? plain : out).withUnsafeBytes { try writer!.add(id: id, type: type, compression: c, rawLength: Int(rawLength), stored: $0) }
+        } else {
+            try stored.withUnsafeBytes { try writer!.add(id: id, type: type, compression: compression, rawLength: Int(rawLength), stored: $0) }
+        }
         pending.insert(id)
         pendingPrefixes.insert(prefix)
         accepted += 1

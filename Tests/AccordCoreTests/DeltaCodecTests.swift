@@ -137,4 +137,27 @@ final class DeltaCodecTests: XCTestCase {
             return try PackFormat.decodeHeader(UnsafeRawBufferPointer(rebasing: buf[(buf.count - 12 - hl)..<(buf.count - 12)]), packSize: buf.count)
         })
     }
+
+    func testTheIndexPrefersAWholeCopyOfABlobOverADeltaCopy() {
+        var rng = SeededRandom(seed: 0x1DE)
+        func id() -> BlobID { ID(bytes: rng.bytes(32))! }
+        let x = id(), other = id()
+        let packA = id(), packB = id(), packC = id()
+        func entry(_ id: BlobID, _ c: BlobCompression, at offset: UInt32) -> PackEntry {
+            PackEntry(id: id, type: .data, compression: c, rawLength: 100, storedLength: c == .delta ? 40 : 100, offset: offset)
+        }
+        for sealBetween in [false, true] {
+            let index = MasterIndex()
+            index.add(pack: packA, entries: [entry(other, .zlib, at: 0), entry(x, .delta, at: 100)])
+            if sealBetween { index.seal() }
+            XCTAssertEqual(index.lookup(x)?.compression, .delta)
+            index.add(pack: packB, entries: [entry(x, .zlib, at: 0)])
+            XCTAssertEqual(index.lookup(x).map { index.pack(of: $0) }, packB, "sealed first: \(sealBetween): the whole copy must win")
+            index.add(pack: packC, entries: [entry(x, .delta, at: 0), entry(x, .none, at: 40)])
+            index.seal()
+            XCTAssertEqual(index.lookup(x).map { index.pack(of: $0) }, packB, "a later copy must not replace a whole one")
+            XCTAssertEqual(index.lookup(x)?.compression, .zlib)
+            XCTAssertEqual(index.lookup(other).map { index.pack(of: $0) }, packA)
+        }
+    }
 }

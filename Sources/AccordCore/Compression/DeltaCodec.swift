@@ -81,6 +81,7 @@ public enum DeltaCodec {
     public static func apply(program: UnsafeRawBufferPointer, base: UnsafeRawBufferPointer, rawLength: Int,
                              into output: inout [UInt8]) throws {
         output.removeAll(keepingCapacity: true)
+        guard rawLength >= 0 else { throw DeltaError.malformed("negative blob length \(rawLength)") }
         output.reserveCapacity(rawLength)
         var r = ByteReader(program)
         guard r.remaining > 0 else { throw DeltaError.malformed("empty program") }

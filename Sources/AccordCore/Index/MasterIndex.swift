@@ -47,17 +47,31 @@ public final class MasterIndex {
 
     public func containsPack(_ id: PackID) -> Bool { packNumbers[id] != nil }
 
-    /// Adds every blob of an index file. Duplicates (a blob in two packs) keep the first.
+    /// Adds every blob of an index file. Duplicates (a blob in two packs) keep
+    /// the first, except that a copy stored whole replaces one stored as a
+    /// delta: a delta's base must resolve to a whole copy.
     public func add(_ file: IndexFile) {
         for p in file.packs { add(pack: p.id, entries: p.blobs) }
     }
 
     public func add(pack: PackID, entries: [PackEntry]) {
         let n = packNumber(pack)
-        for e in entries where lookup(e.id) == nil {
-            recent[e.id] = BlobLocation(pack: n, entry: e)
+        for e in entries {
+            guard let old = lookup(e.id) else { recent[e.id] = BlobLocation(pack: n, entry: e); continue }
+            if old.compression == .delta && e.compression != .delta { replace(e.id, with: BlobLocation(pack: n, entry: e)) }
         }
         if recent.count > max(1 << 16, sorted.count / 4) { seal() }
+    }
+
+    private func replace(_ id: ID, with location: BlobLocation) {
+        if recent[id] != nil { recent[id] = location; return }
+        let top = Int(id.w0 >> 48)
+        var lo = Int(buckets[top]), hi = Int(buckets[top + 1])
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if sorted[mid].id == id { sorted[mid].location = location; return }
+            if sorted[mid].id < id { lo = mid + 1 } else { hi = mid }
+        }
     }
 
     /// Moves recently added entries into the sorted array.

@@ -14,7 +14,10 @@ public final class Repository: @unchecked Sendable {
     public private(set) var indexFiles: [ID] = []
 
     private let fdLock = NSLock()
-    private var packFDs: [PackID: Int32] = [:]
+    /// Open pack descriptors and how many reads use each right now: only
+    /// unused ones are closed when the cache is full (others are mid-pread).
+    private var packFDs: [PackID: (fd: Int32, users: Int)] = [:]
+    private static let maxCachedPackFDs = 256
 
     init(layout: RepositoryLayout, config: RepositoryConfig) {
         self.layout = layout
@@ -22,7 +25,7 @@ public final class Repository: @unchecked Sendable {
         gear = GearTable(seed: config.seed)
     }
 
-    deinit { for fd in packFDs.values { Sys.close(fd) } }
+    deinit { for f in packFDs.values { Sys.close(f.fd) } }
 
     // MARK: Opening
 
@@ -164,25 +167,35 @@ public final class Repository: @unchecked Sendable {
 
     // MARK: Blobs
 
-    private func packFD(_ id: PackID) throws -> Int32 {
-        fdLock.lock()
-        defer { fdLock.unlock() }
-        if let fd = packFDs[id] { return fd }
-        if packFDs.count > 256 { for fd in packFDs.values { Sys.close(fd) }; packFDs.removeAll() }
-        let fd = try Sys.open(layout.packPath(id), Sys.O_RDONLY)
-        packFDs[id] = fd
-        return fd
+    /// Runs `body` with an open descriptor of the pack, kept open meanwhile.
+    private func withPackFD<T>(_ id: PackID, blob: BlobID, _ body: (Int32) throws -> T) throws -> T {
+        let fd: Int32 = try fdLock.withLock {
+            if let f = packFDs[id] { packFDs[id] = (f.fd, f.users + 1); return f.fd }
+            if packFDs.count >= Self.maxCachedPackFDs {
+                for (pack, f) in packFDs where f.users == 0 { Sys.close(f.fd); packFDs[pack] = nil }
+            }
+            let fd: Int32
+            do { fd = try Sys.open(layout.packPath(id), Sys.O_RDONLY) } catch let e as SystemError where e.isNotFound {
+                throw RepositoryError.packMissing(id, blob: blob)
+            }
+            packFDs[id] = (fd, 1)
+            return fd
+        }
+        defer {
+            fdLock.withLock {
+                if let f = packFDs[id] { packFDs[id] = (f.fd, f.users - 1) }
+            }
+        }
+        return try body(fd)
     }
 
     /// Reads a blob's stored bytes (still compressed).
     public func readStored(_ id: BlobID, location l: BlobLocation, into buffer: inout [UInt8]) throws {
         let pack = index.pack(of: l)
-        let fd: Int32
-        do { fd = try packFD(pack) } catch let e as SystemError where e.isNotFound {
-            throw RepositoryError.packMissing(pack, blob: id)
-        }
         buffer.resizeForOverwrite(Int(l.storedLength))
-        let n = try buffer.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, $0.count, Int64(l.offset), path: layout.packPath(pack)) }
+        let n = try withPackFD(pack, blob: id) { fd in
+            try buffer.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, $0.count, Int64(l.offset), path: layout.packPath(pack)) }
+        }
         guard n == Int(l.storedLength) else {
             throw BlobError.inPack(id, pack: pack, offset: l.offset, underlying: PackError.truncatedPack(size: Int(l.offset) + n))
         }
@@ -214,12 +227,10 @@ public final class Repository: @unchecked Sendable {
     /// The base a blob stored as a delta names (reads its first 32 stored bytes).
     public func deltaBase(of id: BlobID, location l: BlobLocation) throws -> BlobID {
         let pack = index.pack(of: l)
-        let fd: Int32
-        do { fd = try packFD(pack) } catch let e as SystemError where e.isNotFound {
-            throw RepositoryError.packMissing(pack, blob: id)
-        }
         var idBytes = [UInt8](repeating: 0, count: 32)
-        let n = try idBytes.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, 32, Int64(l.offset), path: layout.packPath(pack)) }
+        let n = try withPackFD(pack, blob: id) { fd in
+            try idBytes.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, 32, Int64(l.offset), path: layout.packPath(pack)) }
+        }
         guard n == 32, l.storedLength > 32 else {
             throw BlobError.inPack(id, pack: pack, offset: l.offset, underlying: PackError.truncatedPack(size: Int(l.offset) + n))
         }

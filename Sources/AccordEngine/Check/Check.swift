@@ -30,6 +30,8 @@ public final class Check {
     let repository: Repository
     let options: CheckOptions
     var report = CheckReport()
+    /// Blobs some snapshot uses; nil when a manifest could not be read.
+    var usedBlobs: Set<BlobID>?
 
     public init(repository: Repository, options: CheckOptions) {
         self.repository = repository
@@ -117,7 +119,8 @@ public final class Check {
                 allManifestsRead = false
             }
         }
-        checkDeltaBases(used: allManifestsRead ? seen : nil, onDisk: onDisk)
+        usedBlobs = allManifestsRead ? seen : nil
+        checkDeltaBases(used: usedBlobs, onDisk: onDisk)
         report.blobs = repository.index.blobCount
         if !report.errors.isEmpty && onDisk.subtracting(indexed.keys).count > 0 && report.errors.contains(where: { $0.contains("missing from the index") || $0.contains("in no pack") }) {
             report.errors.append("some packs are not in the index while blobs are missing from it: `accord repair index` rebuilds the index from the pack headers")
@@ -127,8 +130,8 @@ public final class Check {
     }
 
     /// Every blob stored as a delta needs its base, stored whole, in the index.
-    /// A missing base is an error when a snapshot uses the delta blob (or when
-    /// `used` is nil: some manifest was unreadable), else a note.
+    /// A missing base is an error: snapshots using the blob cannot be restored,
+    /// and a backup could reuse it (`used` only picks the message; nil: unknown).
     func checkDeltaBases(used: Set<BlobID>?, onDisk: Set<PackID>) {
         var lost: [(BlobID, String)] = []
         repository.index.forEach { id, l in
@@ -148,7 +151,8 @@ public final class Check {
             if used?.contains(id) ?? true {
                 report.errors.append("blob \(id) \(why): snapshots using it cannot be restored")
             } else {
-                report.notes.append("blob \(id) \(why); no snapshot uses it (`accord prune` removes it)")
+                // No snapshot uses it, but a backup would reuse an indexed copy.
+                report.errors.append("blob \(id) \(why); no snapshot uses it, but a backup could reuse it: run `accord prune`, which leaves it out of the index")
             }
         }
     }
@@ -169,8 +173,8 @@ public final class Check {
             let inflater = Inflater()
             var plain: [UInt8] = []
             while let pack = queue.pop() {
-                let (errs, bytes) = verifyPack(pack, inflater: inflater, plain: &plain)
-                lock.withLock { report.errors.append(contentsOf: errs); report.bytesRead += bytes }
+                let (errs, notes, bytes) = verifyPack(pack, inflater: inflater, plain: &plain)
+                lock.withLock { report.errors.append(contentsOf: errs); report.notes.append(contentsOf: notes); report.bytesRead += bytes }
                 options.progress?.addFile()
                 options.progress?.addBytes(Int(bytes))
             }
@@ -180,16 +184,16 @@ public final class Check {
         workers.wait()
     }
 
-    func verifyPack(_ pack: PackID, inflater: Inflater, plain: inout [UInt8]) -> ([String], UInt64) {
+    func verifyPack(_ pack: PackID, inflater: Inflater, plain: inout [UInt8]) -> (errors: [String], notes: [String], bytes: UInt64) {
         let path = repository.layout.packPath(pack)
         let bytes: [UInt8]
-        do { bytes = try AtomicFile.read(path) } catch { return (["pack \(pack) is unreadable: \(error)"], 0) }
-        var errors: [String] = []
+        do { bytes = try AtomicFile.read(path) } catch { return (["pack \(pack) is unreadable: \(error)"], [], 0) }
+        var errors: [String] = [], notes: [String] = []
         if SHA256Hasher.hash(bytes) != pack {
             errors.append("pack \(pack): content does not match its name (the file was altered or truncated)")
         }
         if bytes.count < PackFormat.trailerSize + 8 {
-            return (errors + ["pack \(pack) is truncated to \(bytes.count) bytes (no header left): its blobs are lost; run `accord repair index`"], UInt64(bytes.count))
+            return (errors + ["pack \(pack) is truncated to \(bytes.count) bytes (no header left): its blobs are lost; run `accord repair index`"], [], UInt64(bytes.count))
         }
         let entries: [PackEntry]
         do {
@@ -200,7 +204,7 @@ public final class Check {
         } catch {
             // Fall back to the index's view of the pack to name damaged blobs.
             errors.append("pack \(pack): header is damaged (\(error))")
-            return (errors, UInt64(bytes.count))
+            return (errors, [], UInt64(bytes.count))
         }
         for e in entries {
             let end = Int(e.offset) + Int(e.storedLength)
@@ -211,10 +215,15 @@ public final class Check {
                                            compression: e.compression, rawLength: Int(e.rawLength), inflater: inflater, into: &plain,
                                            base: repository.readBase)
                 }
+            } catch BlobError.baseUnreadable(_, let base, _) where usedBlobs.map({ !$0.contains(e.id) }) ?? false {
+                // Left behind by prune with its base gone; not indexed, and no snapshot uses it.
+                notes.append("pack \(pack): unused delta blob \(e.id.short) cannot be read (its base \(base.short) is gone); harmless, prune removes it with its pack")
+            } catch BlobError.baseUnreadable(_, let base, let why) {
+                errors.append("pack \(pack): blob \(e.id) at offset \(e.offset) is a delta on blob \(base), which cannot be read (\(why))")
             } catch {
                 errors.append("pack \(pack): blob \(e.id) at offset \(e.offset) is corrupt (hash mismatch or bad compressed data)")
             }
         }
-        return (errors, UInt64(bytes.count))
+        return (errors, notes, UInt64(bytes.count))
     }
 }

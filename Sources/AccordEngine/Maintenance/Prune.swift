@@ -48,9 +48,7 @@ public final class Prune {
         for id in oldIndexFiles {
             let f = try repository.readIndexFile(id)
             for p in f.packs { packEntries[p.id, default: []].append(contentsOf: p.blobs) }
-            repository.index.add(f)
         }
-        repository.index.seal()
         // Packs the index names but the disk lacks hold nothing to keep: leave them out,
         // so a surviving duplicate elsewhere is the copy kept.
         let present = Set(try repository.listPacks())
@@ -62,6 +60,9 @@ public final class Prune {
         for id in present where packEntries[id] == nil {
             if let entries = try? PackReader.readHeader(path: layout.packPath(id)) { packEntries[id] = entries }
         }
+        // Reads (manifests, a repacked delta's base) go to packs present on disk, adopted ones included.
+        for (pack, entries) in packEntries { repository.index.add(pack: pack, entries: entries) }
+        repository.index.seal()
         // Mark.
         var used = Set<BlobID>()
         var unreadable: [(SnapshotID, Error)] = []
@@ -79,19 +80,37 @@ public final class Prune {
                 throw RepositoryError.manifestCorrupt(sid, reason: "\(error); prune refuses to run on a damaged repository")
             }
         }
-        // A blob stored as a delta needs its base: keep the base of every stored copy.
-        try markDeltaBases(packEntries, used: &used)
+        // Which copy of each used blob we keep: one stored whole if there is
+        // one (it may be a delta's base), else the first. A kept delta needs
+        // its base: mark it and choose again until nothing new is needed.
+        let order = packEntries.keys.sorted()
+        var chosen: [BlobID: (pack: PackID, offset: UInt32, delta: Bool)] = [:]
+        var basesRead: [BlobID: BlobID] = [:]   // chosen delta copy → its base, read once (the choice is the same every round)
+        while true {
+            chosen.removeAll(keepingCapacity: true)
+            for pack in order {
+                var seenInPack = Set<BlobID>()
+                for e in packEntries[pack]! where used.contains(e.id) && seenInPack.insert(e.id).inserted {
+                    let delta = e.compression == .delta
+                    if let c = chosen[e.id], !(c.delta && !delta) { continue }
+                    chosen[e.id] = (pack, e.offset, delta)
+                }
+            }
+            let bases = try deltaBases(of: chosen, packEntries, cache: &basesRead)
+            let fresh = bases.filter { !used.contains($0) }
+            if fresh.isEmpty { break }
+            used.formUnion(fresh)
+        }
         report.blobsUsed = used.count
-        // Sweep: which copy of each used blob we keep, and per pack the live share.
-        var kept = Set<BlobID>()
+        // Sweep: per pack the live entries (the chosen copies) and the live share.
         var plan: [(pack: PackID, live: [PackEntry], size: UInt64, liveBytes: UInt64)] = []
-        for (pack, entries) in packEntries.sorted(by: { $0.key < $1.key }) {
-            var seenInPack = Set<BlobID>()
+        for pack in order {
             var live: [PackEntry] = []
             var size: UInt64 = 0, liveBytes: UInt64 = 0
-            for e in entries where seenInPack.insert(e.id).inserted {
+            var seenInPack = Set<BlobID>()
+            for e in packEntries[pack]! where seenInPack.insert(e.id).inserted {
                 size += UInt64(e.storedLength)
-                if used.contains(e.id) && kept.insert(e.id).inserted {
+                if let c = chosen[e.id], c.pack == pack, c.offset == e.offset {
                     live.append(e)
                     liveBytes += UInt64(e.storedLength)
                 }
@@ -101,7 +120,7 @@ public final class Prune {
             plan.append((pack, live, fileSize, liveBytes))
         }
         report.packsTotal = plan.count
-        let missing = used.subtracting(kept)
+        let missing = used.filter { chosen[$0] == nil }
         if !missing.isEmpty {
             throw RepositoryError.manifestCorrupt(nil, reason: "\(missing.count) blob(s) that snapshots use are missing from every pack (e.g. \(missing.first!)); prune refuses to run: see `accord check`")
         }
@@ -115,7 +134,12 @@ public final class Prune {
                 toRepack.append((p.pack, p.live))
                 toDelete.append(p.pack)
             } else {
-                keepPacks.append(.init(id: p.pack, blobs: packEntries[p.pack]!.filter { kept.contains($0.id) || !used.contains($0.id) }))
+                // Indexed: the chosen copies, other whole copies of used blobs, and unused blobs
+                // stored whole (reusable); never a delta whose base may not be kept.
+                keepPacks.append(.init(id: p.pack, blobs: packEntries[p.pack]!.filter { e in
+                    if let c = chosen[e.id], c.pack == p.pack, c.offset == e.offset { return true }
+                    return e.compression != .delta
+                }))
                 report.bytesAfter += p.size
             }
         }
@@ -175,26 +199,30 @@ public final class Prune {
         return report
     }
 
-    /// Adds to `used` the base of every stored copy of a used blob that is a
-    /// delta. Bases are stored whole, so one pass is enough.
-    func markDeltaBases(_ packEntries: [PackID: [PackEntry]], used: inout Set<BlobID>) throws {
-        var bases: [BlobID] = []
-        for (pack, entries) in packEntries {
-            let deltas = entries.filter { $0.compression == .delta && used.contains($0.id) }
-            if deltas.isEmpty { continue }
+    /// The bases the chosen delta copies name (their first 32 stored bytes).
+    func deltaBases(of chosen: [BlobID: (pack: PackID, offset: UInt32, delta: Bool)], _ packEntries: [PackID: [PackEntry]],
+                    cache: inout [BlobID: BlobID]) throws -> Set<BlobID> {
+        var byPack: [PackID: [(BlobID, UInt32)]] = [:]
+        var bases = Set<BlobID>()
+        for (id, c) in chosen where c.delta {
+            if let b = cache[id] { bases.insert(b) } else { byPack[c.pack, default: []].append((id, c.offset)) }
+        }
+        for (pack, blobs) in byPack {
             let path = repository.layout.packPath(pack)
             let fd = try Sys.open(path, Sys.O_RDONLY)
             defer { Sys.close(fd) }
             var idBytes = [UInt8](repeating: 0, count: 32)
-            for e in deltas {
-                let n = try idBytes.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, 32, Int64(e.offset), path: path) }
+            for (id, offset) in blobs.sorted(by: { $0.1 < $1.1 }) {
+                let n = try idBytes.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, 32, Int64(offset), path: path) }
                 guard n == 32 else {
-                    throw RepositoryError.packUnreadable(pack, reason: "delta blob \(e.id.short) runs past the end; prune refuses to run: see `accord check`")
+                    throw RepositoryError.packUnreadable(pack, reason: "delta blob \(id.short) runs past the end; prune refuses to run: see `accord check`")
                 }
-                bases.append(idBytes.withUnsafeBytes { ID(bytes: $0.baseAddress!) })
+                let b = idBytes.withUnsafeBytes { ID(bytes: $0.baseAddress!) }
+                cache[id] = b
+                bases.insert(b)
             }
         }
-        for b in bases { used.insert(b) }
+        return bases
     }
 }
 
@@ -207,6 +235,23 @@ public enum RepairIndex {
             do { packs.append(.init(id: id, blobs: try PackReader.readHeader(path: repository.layout.packPath(id)))) } catch {
                 log("pack \(id) is unreadable (\(error)); its blobs are lost")
                 bad.append(id)
+            }
+        }
+        // A delta whose base is stored whole nowhere cannot be read: index it and a backup
+        // would reuse it. Left out (its pack stays), so the next backup stores that chunk again.
+        let whole = Set(packs.flatMap { $0.blobs.filter { $0.compression != .delta }.map(\.id) })
+        for i in packs.indices where packs[i].blobs.contains(where: { $0.compression == .delta }) {
+            let path = repository.layout.packPath(packs[i].id)
+            let fd = try Sys.open(path, Sys.O_RDONLY)
+            defer { Sys.close(fd) }
+            var idBytes = [UInt8](repeating: 0, count: 32)
+            packs[i].blobs = try packs[i].blobs.filter { e in
+                guard e.compression == .delta else { return true }
+                let n = try idBytes.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, 32, Int64(e.offset), path: path) }
+                let base = idBytes.withUnsafeBytes { ID(bytes: $0.baseAddress!) }
+                if n == 32 && whole.contains(base) { return true }
+                log("blob \(e.id) in pack \(packs[i].id) is a delta on blob \(base), which no pack holds whole: left out of the index")
+                return false
             }
         }
         let old = try repository.listIndexFiles()
