@@ -319,6 +319,13 @@ public enum Sys {
 
     /// Sets access and modification time (ns) without following symlinks.
     /// The corresponding C function is `utimensat`.
+    /// Sets atime and mtime of an open file (no path lookup).
+    public static func setTimes(fd: Int32, mtimeSec: Int64, mtimeNsec: Int64, path: String = "") throws {
+        var times = [timespec(tv_sec: Int(mtimeSec), tv_nsec: Int(mtimeNsec)),
+                     timespec(tv_sec: Int(mtimeSec), tv_nsec: Int(mtimeNsec))]
+        if Glibc.futimens(fd, &times) != 0 { throw fail("set times of", path) }
+    }
+
     public static func setTimes(_ path: RawPath, mtimeSec: Int64, mtimeNsec: Int64) throws {
         var times = [timespec(tv_sec: Int(mtimeSec), tv_nsec: Int(mtimeNsec)),
                      timespec(tv_sec: Int(mtimeSec), tv_nsec: Int(mtimeNsec))]

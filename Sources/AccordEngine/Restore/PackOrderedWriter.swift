@@ -75,8 +75,14 @@ final class PackOrderedWriter {
     func createAll(prepare: @escaping (RawPath) throws -> Void) {
         forEachFile { [unowned self] n, f in
             do {
-                try prepare(f.path)
-                let fd = try Sys.open(f.path, Sys.O_WRONLY | Sys.O_CREAT | Sys.O_TRUNC | Sys.O_NOFOLLOW, mode: 0o600)
+                // Into a fresh tree the file is new and its directory exists: one
+                // call. Otherwise make room first (parents, an old entry) and retry.
+                let flags = Sys.O_WRONLY | Sys.O_CREAT | Sys.O_EXCL | Sys.O_NOFOLLOW
+                let fd: Int32
+                do { fd = try Sys.open(f.path, flags, mode: 0o600) } catch let e as SystemError where e.errno == EEXIST || e.errno == ENOENT {
+                    try prepare(f.path)
+                    fd = try Sys.open(f.path, flags, mode: 0o600)
+                }
                 Sys.close(fd)
             } catch {
                 markFailed(n, error)

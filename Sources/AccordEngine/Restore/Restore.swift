@@ -142,11 +142,13 @@ public final class Restore {
         let display = path.displayPath
         let fd = try Sys.open(path, Sys.O_WRONLY | Sys.O_NOFOLLOW)
         defer { Sys.close(fd) }
-        try Sys.ftruncate(fd, Int64(e.size), path: display)
+        // Only a file whose last blocks were zero (left as holes) is short; a
+        // truncate to the size it has would still cost ext4 a truncate.
+        if try Sys.fstat(fd, path: display).size != e.size { try Sys.ftruncate(fd, Int64(e.size), path: display) }
         if isRoot { try Sys.fchown(fd, uid: e.uid, gid: e.gid, path: display) }
         try Sys.fchmod(fd, mode: e.mode, path: display)
         for x in e.xattrs { try? Sys.setXattr(path, name: x.name, value: x.value) }
-        try Sys.setTimes(path, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec)
+        try Sys.setTimes(fd: fd, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, path: display)
     }
 
     /// Makes room for a new file: parents exist, an old file of that name is gone.
