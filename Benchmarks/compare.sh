@@ -15,6 +15,8 @@
 #   TOOLS        subset/order of: accord accord-max restic borg-lz4 borg-zlib6 (default: all)
 #   BASE_TOOL    tool the ratio columns are computed for (default accord)
 #   DUMP_GROWTH  1 (default): also back up the dump alone day 1 + day 2 for growth; 0 skips
+#   FRESH_CACHE  1 (default as root): drop the page cache and re-read the step's inputs before
+#                every measurement; 0 keeps caches as they are
 #   KEEP         1: keep repos and corpus afterwards (default 1; 0 deletes repos, corpus, pg data)
 #   PG_BIN       PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
 #   PG_USER      unprivileged user that runs the throwaway PostgreSQL (default nobody)
@@ -24,7 +26,9 @@
 #   [dump-only day 2], full restore into a freshly made ext4 filesystem (loop mount; a plain
 #   directory where that is impossible), verified with diff -r outside the timing.
 # Each measurement: wall s, CPU s (user+sys), peak RSS KB (/usr/bin/time), repo `du -sb` after.
-# Page cache is NOT dropped (no permission in containers): all runs read a warm corpus.
+# Before each measurement the page cache is dropped and the step's inputs (source, repository,
+# tool caches) are read back in, so every run starts warm and with the same free memory
+# (FRESH_CACHE=0, or no write access to /proc/sys/vm/drop_caches: caches kept, warm corpus).
 # `sync` runs before every measurement, so no step pays for an earlier one's writeback.
 # Outputs: $BENCH_DIR/results.md (tables), $BENCH_DIR/results.csv (raw), $BENCH_DIR/logs/*.
 set -euo pipefail
@@ -38,6 +42,10 @@ BENCH_DIR=${BENCH_DIR:-/tmp/accord-bench}
 TOOLS=${TOOLS:-"accord accord-max restic borg-lz4 borg-zlib6"}
 BASE_TOOL=${BASE_TOOL:-accord}
 DUMP_GROWTH=${DUMP_GROWTH:-1}
+if [ -z "${FRESH_CACHE:-}" ]; then
+    if [ -w /proc/sys/vm/drop_caches ]; then FRESH_CACHE=1; else FRESH_CACHE=0; fi
+fi
+WARM=()
 KEEP=${KEEP:-1}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_USER=${PG_USER:-nobody}
@@ -179,6 +187,18 @@ measure() {
     # Flush the previous step's dirty pages first: otherwise the kernel writes
     # them back during this measurement and charges one tool for another's I/O.
     sync
+    # Then, where allowed, start every measurement from the same memory state:
+    # drop the page cache and read back only this step's inputs. Otherwise the
+    # caches the earlier steps filled (other tools' repositories, restores)
+    # leave little free memory by scale 2, and whichever tool then runs pays
+    # for direct reclaim in its own system time.
+    if [ "$FRESH_CACHE" = 1 ]; then
+        echo 3 2>/dev/null > /proc/sys/vm/drop_caches || true
+        local w
+        for w in "${WARM[@]}"; do
+            [ -e "$w" ] && find "$w" -type f -print0 | xargs -0 -r cat > /dev/null
+        done
+    fi
     /usr/bin/time -f '%e %U %S %M' -o "$tf" "$@" <"$MEASURE_STDIN" >"$log" 2>&1 || M_RC=$?
     read -r wall user sys rss < <(tail -n1 "$tf")
     case "$M_RC" in
@@ -224,6 +244,7 @@ backup() {
     [ "$what" = dumpfile ] && src=$CORPUS/db/pgdump.sql
     if [ -n "${DISABLED[$tool]:-}" ]; then skip "$step" "$tool"; return; fi
     MEASURE_STDIN=/dev/null
+    WARM=("$src" "$repo" "$BENCH_DIR/cache" "$BENCH_DIR/home")
     case "$base:$what" in
         accord:cmd)         cmd=("$ACCORD" backup -d "$repo" --tag "$step" --command "/db/pgdump.sql=cat $CORPUS/db/pgdump.sql") ;;
         accord:*)           cmd=("$ACCORD" backup -d "$repo" --tag "$step" "$src") ;;
@@ -251,6 +272,7 @@ restore() {
     if [ -n "${DISABLED[$tool]:-}" ]; then skip restore "$tool"; return; fi
     rm -rf "$target"; mkdir -p "$target"
     fresh_fs "$target"
+    WARM=("$repo" "$BENCH_DIR/cache" "$BENCH_DIR/home")
     case "$tool" in
         accord*) measure restore "$tool" "$repo" "$ACCORD" restore -d "$repo" latest --target "$target" ;;
         restic)  measure restore "$tool" "$repo" restic -r "$repo" --password-file "$RESTIC_PWF" restore latest --target "$target" ;;
@@ -391,7 +413,7 @@ rm -rf "$RESTORES"
     echo "dump sha256 day 1 / day 2=${DUMP1_SUM:0:16}… / $(sha256sum "$CORPUS/db/pgdump.sql" | cut -c1-16)…"
     echo "machine=$(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -r)"
     echo "versions=accord: $( [ -x "$ACCORD" ] && ("$ACCORD" --version 2>/dev/null || echo '?') | head -n1 || echo n/a); $(restic version 2>/dev/null | cut -d' ' -f1-2 || echo 'restic n/a'); $(borg --version 2>/dev/null || echo 'borg n/a')"
-    echo "notes=page cache not dropped (warm reads); restic always encrypts, borg repos are -e none; borg has no dump-specific chunker; RSS is the peak of the largest process"
+    echo "notes=$([ "$FRESH_CACHE" = 1 ] && echo "page cache dropped before each measurement, then the step's inputs (source, repository, tool caches) read back in" || echo "page cache not dropped (warm reads)"); restic always encrypts, borg repos are -e none; borg has no dump-specific chunker; RSS is the peak of the largest process"
 } > "$META"
 say "results"
 "$PY" "$SCRIPTS/report.py" table --csv "$CSV" --meta "$META" --base "$BASE_TOOL" --out "$BENCH_DIR/results.md"
