@@ -187,18 +187,8 @@ measure() {
     # Flush the previous step's dirty pages first: otherwise the kernel writes
     # them back during this measurement and charges one tool for another's I/O.
     sync
-    # Then, where allowed, start every measurement from the same memory state:
-    # drop the page cache and read back only this step's inputs. Otherwise the
-    # caches the earlier steps filled (other tools' repositories, restores)
-    # leave little free memory by scale 2, and whichever tool then runs pays
-    # for direct reclaim in its own system time.
-    if [ "$FRESH_CACHE" = 1 ]; then
-        echo 3 2>/dev/null > /proc/sys/vm/drop_caches || true
-        local w
-        for w in "${WARM[@]}"; do
-            [ -e "$w" ] && find "$w" -type f -print0 | xargs -0 -r cat > /dev/null
-        done
-    fi
+    if [ "$CACHES_READY" != 1 ]; then fresh_caches; fi
+    CACHES_READY=0
     /usr/bin/time -f '%e %U %S %M' -o "$tf" "$@" <"$MEASURE_STDIN" >"$log" 2>&1 || M_RC=$?
     read -r wall user sys rss < <(tail -n1 "$tf")
     case "$M_RC" in
@@ -216,6 +206,25 @@ measure() {
         tail -n 5 "$log" | sed 's/^/       /' >&2
     fi
     record "$step" "$tool" "$repo" "$wall" "$user" "$sys" "$rss" "$M_RC" "$status" "$rep"
+}
+
+# Where allowed, every measurement starts from the same memory state: the page
+# cache dropped, then only the step's inputs ($WARM) read back in. Otherwise the
+# caches the earlier steps filled (other tools' repositories and restores) leave
+# little free memory by scale 2, and whichever tool runs then pays for direct
+# reclaim in its own system time. A restore calls this before making its target
+# filesystem, whose metadata must stay cached like any fresh filesystem's.
+CACHES_READY=0
+fresh_caches() {
+    sync
+    if [ "$FRESH_CACHE" = 1 ]; then
+        echo 3 2>/dev/null > /proc/sys/vm/drop_caches || true
+        local w
+        for w in "${WARM[@]}"; do
+            [ -e "$w" ] && find "$w" -type f -print0 | xargs -0 -r cat > /dev/null
+        done
+    fi
+    CACHES_READY=1
 }
 
 skip() {  # skip STEP TOOL: record n/a for a disabled tool
@@ -271,8 +280,9 @@ restore() {
     local tool=$1 repo=${REPO[$1]} target=$RESTORES/$1 status arch root
     if [ -n "${DISABLED[$tool]:-}" ]; then skip restore "$tool"; return; fi
     rm -rf "$target"; mkdir -p "$target"
-    fresh_fs "$target"
     WARM=("$repo" "$BENCH_DIR/cache" "$BENCH_DIR/home")
+    fresh_caches
+    fresh_fs "$target"
     case "$tool" in
         accord*) measure restore "$tool" "$repo" "$ACCORD" restore -d "$repo" latest --target "$target" ;;
         restic)  measure restore "$tool" "$repo" restic -r "$repo" --password-file "$RESTIC_PWF" restore latest --target "$target" ;;
