@@ -46,6 +46,7 @@ if [ -z "${FRESH_CACHE:-}" ]; then
     if [ -w /proc/sys/vm/drop_caches ]; then FRESH_CACHE=1; else FRESH_CACHE=0; fi
 fi
 WARM=()
+SETTLE=${SETTLE:-10}   # seconds of quiet before each restore
 KEEP=${KEEP:-1}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_USER=${PG_USER:-nobody}
@@ -281,6 +282,9 @@ restore() {
     if [ -n "${DISABLED[$tool]:-}" ]; then skip restore "$tool"; return; fi
     rm -rf "$target"; mkdir -p "$target"
     WARM=("$repo" "$BENCH_DIR/cache" "$BENCH_DIR/home")
+    # Let the kernel finish with the previous restore's filesystem (unmount,
+    # loop detach, freeing its image's blocks) before this one starts.
+    sync; sleep "$SETTLE"
     fresh_caches
     fresh_fs "$target"
     case "$tool" in
