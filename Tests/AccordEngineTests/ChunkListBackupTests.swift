@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import AccordCore
 import AccordEngine
+import AccordTestSupport
 
 /// Chunk lists end to end, through the engine API: a database dump of
 /// thousands of `dump`-profile chunks keeps its id list in list blobs; the
@@ -291,15 +292,7 @@ final class ChunkListBackupTests: XCTestCase {
         // Flip a byte in the middle of the list blob's stored bytes.
         let r = try open()
         let loc = try XCTUnwrap(r.index.lookup(list.refs[0]))
-        let packPath = r.layout.packPath(r.index.pack(of: loc))
-        let fd = Glibc.open(packPath, O_RDWR)
-        XCTAssertGreaterThanOrEqual(fd, 0)
-        var byte: UInt8 = 0
-        let at = off_t(loc.offset) + off_t(loc.storedLength / 2)
-        XCTAssertEqual(pread(fd, &byte, 1, at), 1)
-        byte ^= 0x5a
-        XCTAssertEqual(pwrite(fd, &byte, 1, at), 1)
-        close(fd)
+        try flipByte(inFile: r.layout.packPath(r.index.pack(of: loc)), at: Int64(loc.offset) + Int64(loc.storedLength / 2))
 
         let target = scratch.sub("restore")
         var ro = RestoreOptions(target: Array(target.utf8))

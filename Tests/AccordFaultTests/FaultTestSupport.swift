@@ -76,12 +76,7 @@ enum Files {
 
     /// XORs one byte in place.
     static func flipByte(_ path: String, at offset: Int, xor: UInt8 = 0x5a) throws {
-        let fd = try Sys.open(path, Sys.O_RDWR)
-        defer { Sys.close(fd) }
-        var b: [UInt8] = [0]
-        _ = try b.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, 1, Int64(offset), path: path) }
-        b[0] ^= xor
-        try b.withUnsafeBytes { try Sys.pwriteAll(fd, $0, Int64(offset), path: path) }
+        try AccordTestSupport.flipByte(inFile: path, at: Int64(offset), xor: xor)
     }
 
     static func truncate(_ path: String, to size: Int) throws {

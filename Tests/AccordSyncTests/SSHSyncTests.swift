@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import AccordCore
+import AccordTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -96,14 +97,7 @@ final class SSHSyncTests: SSHSyncTestCase {
             if let e = try PackReader.readHeader(path: p).first(where: { $0.type == .data && $0.storedLength > 1000 }) { victim = (p, e); break }
         }
         guard let (pack, entry) = victim else { return XCTFail("no data blob found in \(sourceRepo)") }
-        let fd = open(pack, O_RDWR)
-        XCTAssertGreaterThanOrEqual(fd, 0)
-        var byte: UInt8 = 0
-        let at = off_t(entry.offset) + off_t(entry.storedLength / 2)
-        XCTAssertEqual(pread(fd, &byte, 1, at), 1)
-        byte ^= 0x5a
-        XCTAssertEqual(pwrite(fd, &byte, 1, at), 1)
-        close(fd)
+        try flipByte(inFile: pack, at: Int64(entry.offset) + Int64(entry.storedLength / 2))
 
         let dest = scratch.sub("dest")
         let r = try accord(syncArgs(to: dest, json: false))

@@ -14,6 +14,14 @@ public enum PackReader {
         return try header.withUnsafeBytes { try PackFormat.decodeHeader($0, packSize: size) }
     }
 
+    /// The base id a delta blob names: the first 32 of its stored bytes, read
+    /// at `offset` from an open pack. Nil if the pack ends before them.
+    public static func readDeltaBase(fd: Int32, offset: UInt32, path: String) throws -> BlobID? {
+        var idBytes = [UInt8](repeating: 0, count: 32)
+        let n = try idBytes.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, 32, Int64(offset), path: path) }
+        return n == 32 ? idBytes.withUnsafeBytes { ID(bytes: $0.baseAddress!) } : nil
+    }
+
     public static func readHeader(path: String) throws -> [PackEntry] {
         let fd = try Sys.open(path, Sys.O_RDONLY)
         defer { Sys.close(fd) }

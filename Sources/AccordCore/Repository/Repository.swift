@@ -208,7 +208,7 @@ public final class Repository: @unchecked Sendable {
         do {
             try scratch.withUnsafeBytes {
                 try BlobDecoder.decode(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength),
-                                       inflater: inflater, into: &output, base: readBase)
+                                       inflater: inflater, into: &output, base: { try self.readBase($0, inflater: inflater) })
             }
         } catch {
             throw BlobError.inPack(id, pack: index.pack(of: l), offset: l.offset, underlying: error)
@@ -216,25 +216,27 @@ public final class Repository: @unchecked Sendable {
     }
 
     /// Reads a delta blob's base: a blob stored whole (never itself a delta), verified.
-    public func readBase(_ id: BlobID) throws -> [UInt8] {
+    /// Readers that decode many blobs pass their own `inflater` (it is idle while
+    /// a delta's base is read).
+    public func readBase(_ id: BlobID, inflater: Inflater?) throws -> [UInt8] {
         guard let l = index.lookup(id) else { throw BlobError.notInIndex(id) }
         guard l.compression != .delta else { throw DeltaError.baseIsDelta(id) }
         var scratch: [UInt8] = [], out: [UInt8] = []
-        try readBlob(id, inflater: Inflater(), scratch: &scratch, into: &out)
+        try readBlob(id, inflater: inflater ?? Inflater(), scratch: &scratch, into: &out)
         return out
     }
+
+    /// `readBase` as a `BlobDecoder.BaseReader`.
+    public func readBase(_ id: BlobID) throws -> [UInt8] { try readBase(id, inflater: nil) }
 
     /// The base a blob stored as a delta names (reads its first 32 stored bytes).
     public func deltaBase(of id: BlobID, location l: BlobLocation) throws -> BlobID {
         let pack = index.pack(of: l)
-        var idBytes = [UInt8](repeating: 0, count: 32)
-        let n = try withPackFD(pack, blob: id) { fd in
-            try idBytes.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, 32, Int64(l.offset), path: layout.packPath(pack)) }
+        let base = try withPackFD(pack, blob: id) { try PackReader.readDeltaBase(fd: $0, offset: l.offset, path: layout.packPath(pack)) }
+        guard let base, l.storedLength > 32 else {
+            throw BlobError.inPack(id, pack: pack, offset: l.offset, underlying: PackError.truncatedPack(size: Int(l.offset)))
         }
-        guard n == 32, l.storedLength > 32 else {
-            throw BlobError.inPack(id, pack: pack, offset: l.offset, underlying: PackError.truncatedPack(size: Int(l.offset) + n))
-        }
-        return idBytes.withUnsafeBytes { ID(bytes: $0.baseAddress!) }
+        return base
     }
 
     /// Convenience for small blobs (manifests).

@@ -213,7 +213,7 @@ public final class Check {
                 try bytes.withUnsafeBytes { buf in
                     try BlobDecoder.decode(stored: UnsafeRawBufferPointer(rebasing: buf[Int(e.offset)..<end]), id: e.id,
                                            compression: e.compression, rawLength: Int(e.rawLength), inflater: inflater, into: &plain,
-                                           base: repository.readBase)
+                                           base: { [repository] in try repository.readBase($0, inflater: inflater) })
                 }
             } catch BlobError.baseUnreadable(_, let base, _) where usedBlobs.map({ !$0.contains(e.id) }) ?? false {
                 // Left behind by prune with its base gone; not indexed, and no snapshot uses it.

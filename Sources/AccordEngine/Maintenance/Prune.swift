@@ -211,13 +211,10 @@ public final class Prune {
             let path = repository.layout.packPath(pack)
             let fd = try Sys.open(path, Sys.O_RDONLY)
             defer { Sys.close(fd) }
-            var idBytes = [UInt8](repeating: 0, count: 32)
             for (id, offset) in blobs.sorted(by: { $0.1 < $1.1 }) {
-                let n = try idBytes.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, 32, Int64(offset), path: path) }
-                guard n == 32 else {
+                guard let b = try PackReader.readDeltaBase(fd: fd, offset: offset, path: path) else {
                     throw RepositoryError.packUnreadable(pack, reason: "delta blob \(id.short) runs past the end; prune refuses to run: see `accord check`")
                 }
-                let b = idBytes.withUnsafeBytes { ID(bytes: $0.baseAddress!) }
                 cache[id] = b
                 bases.insert(b)
             }
@@ -244,13 +241,12 @@ public enum RepairIndex {
             let path = repository.layout.packPath(packs[i].id)
             let fd = try Sys.open(path, Sys.O_RDONLY)
             defer { Sys.close(fd) }
-            var idBytes = [UInt8](repeating: 0, count: 32)
             packs[i].blobs = try packs[i].blobs.filter { e in
                 guard e.compression == .delta else { return true }
-                let n = try idBytes.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, 32, Int64(e.offset), path: path) }
-                let base = idBytes.withUnsafeBytes { ID(bytes: $0.baseAddress!) }
-                if n == 32 && whole.contains(base) { return true }
-                log("blob \(e.id) in pack \(packs[i].id) is a delta on blob \(base), which no pack holds whole: left out of the index")
+                let base = try PackReader.readDeltaBase(fd: fd, offset: e.offset, path: path)
+                if let base, whole.contains(base) { return true }
+                log("blob \(e.id) in pack \(packs[i].id) is a delta on " + (base.map { "blob \($0), which no pack holds whole" } ?? "a base cut off by the pack's end")
+                    + ": left out of the index")
                 return false
             }
         }

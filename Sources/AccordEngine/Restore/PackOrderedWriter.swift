@@ -182,7 +182,7 @@ final class PackOrderedWriter {
                         try span.withUnsafeBytes { buf in
                             try BlobDecoder.decode(stored: UnsafeRawBufferPointer(rebasing: buf[lo..<hi]), id: r.id, compression: r.location.compression,
                                                    rawLength: Int(r.location.rawLength), inflater: inflater, into: &plain,
-                                                   base: repository.readBase)
+                                                   base: { [repository] in try repository.readBase($0, inflater: inflater) })
                         }
                     } catch {
                         decoded = nil
