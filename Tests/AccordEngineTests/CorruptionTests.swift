@@ -72,6 +72,29 @@ final class CorruptionTests: AccordTestCase {
         XCTAssertFalse(dump.signaled, "\(dump)")
     }
 
+    /// Restoring over an older tree: a file whose only blob is damaged is
+    /// reported and the copy already at the target is left as it was (the
+    /// restore makes a file at its first write, which never comes).
+    func testRestoreOverAnOldCopyKeepsItWhenTheNewContentIsDamaged() throws {
+        let (blob, pack, location) = try backUpTree()
+        let entry = try XCTUnwrap(try manifestEntries(try openRepository()).first { $0.path == Array(badPath.utf8) })
+        XCTAssertEqual(entry.blobs, [blob], "test setup: bad.bin should be one blob")
+        try flipByte(in: packPath(pack), at: Int64(location.offset) + 17)
+        let target = scratch.sub("restored")
+        let old = Array("the copy restored last week".utf8)
+        try Sys.mkdirs(Array((target + root).utf8), mode: 0o755)
+        try TreeBuilder.write(Array((target + badPath).utf8), old)
+
+        let r = try accord("restore", "-d", repo, "latest", "--target", target)
+        XCTAssertFalse(r.signaled, "\(r)")
+        XCTAssertEqual(r.status, 1, "restore of a corrupt blob must fail:\n\(r)")
+        XCTAssertTrue(r.stderr.contains(badPath), "the error does not name the damaged file \(badPath):\n\(r)")
+        XCTAssertEqual(try? TreeBuilder.read(Array((target + badPath).utf8)), old, "the old copy of a file whose new content is damaged was lost")
+        for g in good {
+            XCTAssertEqual(try? TreeBuilder.read(Array((target + g.path).utf8)), g.content, "\(g.path) was not restored intact")
+        }
+    }
+
     func testCheckReportsMissingPackAndRestoreNamesTheLostFiles() throws {
         let (_, pack, _) = try backUpTree()
         try Sys.unlink(packPath(pack))

@@ -155,6 +155,36 @@ final class RoundTripTests: AccordTestCase {
         assertSameTree(source, try listTree(Array(target.utf8) + root))
     }
 
+    /// A file whose blobs all lie in one pack is made, written and finished
+    /// by the thread restoring that pack. Twenty files of one multi-chunk
+    /// content interleave their writes there, so the thread's descriptor
+    /// cache (16) lets files go and opens them again mid-file; a second
+    /// restore into the same target meets every file already there.
+    func testFilesSharingChunksRestoreWholeWhenTheirWritesInterleave() throws {
+        var rng = SeededRandom(seed: 0x5010)
+        let root = Array(scratch.sub("src").utf8)
+        try TreeBuilder.mkdir(root)
+        let shared = rng.bytes(3 << 20)
+        for i in 0..<20 { try TreeBuilder.write(root.appending("copy\(i).bin"), shared, mode: 0o640) }
+        try TreeBuilder.write(root.appending("small.txt"), rng.text(5000))
+        try Sys.setTimes(root.appending("copy7.bin"), mtimeSec: 1_500_000_000, mtimeNsec: 42)
+        try Sys.setTimes(root, mtimeSec: 1_500_000_100, mtimeNsec: 0)
+        let source = try listTree(root)
+        _ = try backup(root.string)
+        let entries = try manifestEntries(try openRepository())
+        let copy = try XCTUnwrap(entries.first { $0.path == root.appending("copy0.bin") })
+        XCTAssertGreaterThanOrEqual(copy.blobs.count, 2, "test setup: the shared content should be several chunks")
+        let target = scratch.sub("restored")
+        let restored = Array(target.utf8) + root
+        try accordOK("restore", "-d", repo, "latest", "--target", target)
+        assertSameTree(source, try listTree(restored))
+
+        try TreeBuilder.write(restored.appending("copy3.bin"), Array("stale".utf8))
+        try Sys.chmod(restored.appending("small.txt"), mode: 0o400)
+        try accordOK("restore", "-d", repo, "latest", "--target", target)
+        assertSameTree(source, try listTree(restored))
+    }
+
     func testDumpWritesOneFileExactly() throws {
         var rng = SeededRandom(seed: 7)
         let root = Array(scratch.sub("src").utf8)

@@ -243,11 +243,25 @@ public enum Sys {
     }
 
     /// Creates a directory and its missing parents with `mode`.
+    /// One `mkdir` when the parent exists (a restore makes parents first);
+    /// the parents are made only when that fails with ENOENT.
     public static func mkdirs(_ path: RawPath, mode: UInt32) throws {
-        if let st = try? lstat(path), st.isDirectory { return }
-        for i in 1...path.count where i == path.count || path[i] == UInt8(ascii: "/") {
-            try mkdir(Array(path[0..<i]), mode: mode)
+        var end = path.count
+        while end > 1 && path[end - 1] == UInt8(ascii: "/") { end -= 1 }
+        let dir = end == path.count ? path : Array(path[..<end])
+        if withCPath(dir, { Glibc.mkdir($0, mode_t(mode)) }) == 0 { return }
+        switch Glibc.errno {
+        case EEXIST:
+            return   // a directory, or something else that the caller's next step names
+        case ENOENT:
+            guard let slash = dir.lastIndex(of: UInt8(ascii: "/")), slash > 0 else { break }
+            try mkdirs(Array(dir[..<slash]), mode: mode)
+            _ = try mkdir(dir, mode: mode)
+            return
+        default:
+            break
         }
+        throw fail("create directory", dir.displayPath)
     }
 
     /// The corresponding C function is `lstat`.

@@ -7,10 +7,18 @@ import AccordCore
 /// pool of threads verifies, inflates and writes the blobs to their files
 /// with positioned writes. A blob used several times is decoded once per
 /// pack. Zero blocks are not written, so holes stay holes.
+///
+/// A file whose blobs all lie in one pack (nearly every small file) is
+/// created, written and finished by the thread restoring that pack: one
+/// open. Other files are created empty up front (`createAll`) and finished
+/// after `writeAll` by the caller.
 final class PackOrderedWriter {
     struct FileTarget {
         var entry: ManifestEntry   // blobs removed once referenced
         var path: RawPath
+        /// All blobs in one pack: created and finished by `writeAll`.
+        var solo = false
+        var blobCount: Int32 = 0
     }
 
     struct BlobRef {
@@ -26,14 +34,23 @@ final class PackOrderedWriter {
     let threads: Int
     let progress: Progress?
     private(set) var files: [FileTarget] = []
-    private var byPack: [Int: [BlobRef]] = [:]
+    /// Blob references by pack index (`repository.index.packs`).
+    private var byPack: [[BlobRef]]
     private let lock = NSLock()
     private(set) var failed: [Int32: Error] = [:]
+    /// Errors of finishing files in `writeAll` (the file stays, as restored).
+    private(set) var finishErrors: [Int32: Error] = [:]
+    /// Per file: blobs not yet written (solo files only, each touched by one thread).
+    private var remaining: UnsafeMutableBufferPointer<Int32> = .init(start: nil, count: 0)
+    /// Per solo file: `created` once `writeAll` made it, `finished` once it finished it.
+    private var soloState: UnsafeMutableBufferPointer<UInt8> = .init(start: nil, count: 0)
+    private static let created: UInt8 = 1, finished: UInt8 = 2
 
     init(repository: Repository, threads: Int, progress: Progress?) {
         self.repository = repository
         self.threads = threads
         self.progress = progress
+        byPack = Array(repeating: [], count: repository.index.packs.count)
     }
 
     /// Records where a file's blobs go (`createAll` makes the file).
@@ -41,20 +58,39 @@ final class PackOrderedWriter {
         let n = Int32(files.count)
         var offset: Int64 = 0
         var entry = e
+        var firstPack = -1, onePack = true
+        var refs: [BlobRef] = []
+        refs.reserveCapacity(e.blobs.count)
         for id in e.blobs {
             guard let l = repository.index.lookup(id) else {
                 failed[n] = BlobError.notInIndex(id)
                 break
             }
-            byPack[l.packIndex, default: []].append(BlobRef(id: id, location: l, file: n, fileOffset: offset))
+            if firstPack < 0 { firstPack = l.packIndex } else if l.packIndex != firstPack { onePack = false }
+            refs.append(BlobRef(id: id, location: l, file: n, fileOffset: offset))
             offset += Int64(l.rawLength)
         }
         if failed[n] == nil && UInt64(offset) != e.size {
             failed[n] = RestoreError.sizeMismatch(e.path.displayPath, expected: e.size, got: UInt64(offset))
         }
         entry.blobs = []
-        files.append(FileTarget(entry: entry, path: path))
+        var target = FileTarget(entry: entry, path: path)
+        if failed[n] == nil {
+            for r in refs { byPack[r.location.packIndex].append(r) }
+            target.solo = firstPack >= 0 && onePack
+            target.blobCount = Int32(refs.count)
+        }
+        files.append(target)
     }
+
+    deinit { soloState.deallocate() }
+
+    /// Whether `writeAll` finished file `n` (a solo file).
+    func isFinished(_ n: Int32) -> Bool { soloState.count > Int(n) && soloState[Int(n)] == Self.finished }
+
+    /// Whether file `n` exists because this writer made it (all but solo
+    /// files that failed before their first write), so a failed one is removed.
+    func wasCreated(_ n: Int32) -> Bool { !files[Int(n)].solo || (soloState.count > Int(n) && soloState[Int(n)] != 0) }
 
     /// Calls `body` for every file, on `threads` threads, 512 files at a time (so
     /// threads mostly work in different directories and do not queue on their locks).
@@ -71,29 +107,37 @@ final class PackOrderedWriter {
         workers.wait()
     }
 
-    /// Creates every file empty (after `prepare` made room for it), in parallel.
-    func createAll(prepare: @escaping (RawPath) throws -> Void) {
-        forEachFile { [unowned self] n, f in
-            do {
-                // Into a fresh tree the file is new and its directory exists: one
-                // call. Otherwise make room first (parents, an old entry) and retry.
-                let flags = Sys.O_WRONLY | Sys.O_CREAT | Sys.O_EXCL | Sys.O_NOFOLLOW
-                let fd: Int32
-                do { fd = try Sys.open(f.path, flags, mode: 0o600) } catch let e as SystemError where e.errno == EEXIST || e.errno == ENOENT {
-                    try prepare(f.path)
-                    fd = try Sys.open(f.path, flags, mode: 0o600)
-                }
-                Sys.close(fd)
-            } catch {
-                markFailed(n, error)
-            }
+    /// Creates a file that must be new (after `prepare` made room for it) and
+    /// returns its descriptor, open for writing.
+    static func create(_ path: RawPath, prepare: (RawPath) throws -> Void) throws -> Int32 {
+        // Into a fresh tree the file is new and its directory exists: one
+        // call. Otherwise make room first (parents, an old entry) and retry.
+        let flags = Sys.O_WRONLY | Sys.O_CREAT | Sys.O_EXCL | Sys.O_NOFOLLOW
+        do { return try Sys.open(path, flags, mode: 0o600) } catch let e as SystemError where e.errno == EEXIST || e.errno == ENOENT {
+            try prepare(path)
+            return try Sys.open(path, flags, mode: 0o600)
         }
     }
 
-    /// Writes every blob; then truncates each file to its size. Files whose
-    /// blobs could not be read are in `failed` afterwards.
-    func writeAll() {
-        let packs = byPack.keys.sorted()
+    /// Creates, empty and in parallel, every file `writeAll` does not create itself.
+    func createAll(prepare: @escaping (RawPath) throws -> Void) {
+        forEachFile { [unowned self] n, f in
+            if f.solo { return }
+            do { Sys.close(try PackOrderedWriter.create(f.path, prepare: prepare)) } catch { markFailed(n, error) }
+        }
+    }
+
+    /// Writes every blob. A solo file is created by `prepare`-ing its path and
+    /// finished by `finish` (given its descriptor) once its last blob is
+    /// written. Files whose blobs could not be read are in `failed` afterwards.
+    func writeAll(prepare: @escaping (RawPath) throws -> Void, finish: @escaping (FileTarget, Int32) throws -> Void) {
+        remaining = .allocate(capacity: files.count)
+        soloState.deallocate()
+        soloState = .allocate(capacity: files.count)
+        for (i, f) in files.enumerated() { remaining[i] = f.blobCount }
+        soloState.initialize(repeating: 0)
+        defer { remaining.deallocate(); remaining = .init(start: nil, count: 0) }
+        let packs = byPack.indices.filter { !byPack[$0].isEmpty }
         let queue = BoundedQueue<Int>(capacity: packs.count + 1)
         for p in packs { queue.push(p) }
         queue.close()
@@ -105,17 +149,19 @@ final class PackOrderedWriter {
             var pending: [UInt8] = []
             var fds = FDCache()
             while let p = queue.pop() {
-                restorePack(p, inflater: inflater, span: &span, plain: &plain, pending: &pending, fds: &fds)
+                restorePack(p, inflater: inflater, span: &span, plain: &plain, pending: &pending, fds: &fds,
+                            prepare: prepare, finish: finish)
             }
             fds.closeAll()
         }
         workers.wait()
-        byPack.removeAll()
+        byPack = []
     }
 
     private func restorePack(_ pack: Int, inflater: Inflater, span: inout [UInt8], plain: inout [UInt8],
-                             pending: inout [UInt8], fds: inout FDCache) {
-        var refs = byPack[pack]!
+                             pending: inout [UInt8], fds: inout FDCache,
+                             prepare: (RawPath) throws -> Void, finish: (FileTarget, Int32) throws -> Void) {
+        var refs = byPack[pack]
         refs.sort { ($0.location.offset, $0.file, $0.fileOffset) < ($1.location.offset, $1.file, $1.fileOffset) }
         let packID = repository.index.packs[pack]
         let path = repository.layout.packPath(packID)
@@ -144,21 +190,40 @@ final class PackOrderedWriter {
         // ones, so the filesystem does not zero the rest of each block first.
         var pendingFile: Int32 = -1
         var pendingOffset: Int64 = 0
+        var pendingBlobs: Int32 = 0
         pending.removeAll(keepingCapacity: true)
+        func open(_ f: Int32) throws -> Int32 {
+            let target = files[Int(f)]
+            // A solo file is made at its first write (and reopened if the cache let it go).
+            guard target.solo && soloState[Int(f)] == 0 else { return try fds.open(f, target.path) }
+            let fd = try fds.open(f, target.path, create: { try PackOrderedWriter.create($0, prepare: prepare) })
+            soloState[Int(f)] = Self.created
+            return fd
+        }
+        /// Counts `blobs` of solo file `f` as written; finishes it after its last.
+        func written(_ f: Int32, blobs: Int32, fd: Int32) {
+            guard files[Int(f)].solo else { return }
+            remaining[Int(f)] -= blobs
+            guard remaining[Int(f)] == 0 else { return }
+            do { try finish(files[Int(f)], fd) } catch { lock.withLock { finishErrors[f] = error } }
+            soloState[Int(f)] = Self.finished
+            fds.close(f)
+        }
         func flushPending() {
             guard pendingFile >= 0 else { return }
             let f = pendingFile
             pendingFile = -1
-            if !pending.isEmpty && !isFailed(f) {
-                let target = files[Int(f)].path
+            if !isFailed(f) {
                 do {
-                    let out = try fds.open(f, target)
-                    try pending.withUnsafeBytes { try writeSkippingZeros($0, fd: out, at: pendingOffset, path: target.displayPath) }
+                    let out = try open(f)
+                    try pending.withUnsafeBytes { try writeSkippingZeros($0, fd: out, at: pendingOffset, path: files[Int(f)].path.displayPath) }
+                    written(f, blobs: pendingBlobs, fd: out)
                 } catch {
                     markFailed(f, error)
                 }
             }
             pending.removeAll(keepingCapacity: true)
+            pendingBlobs = 0
         }
         defer { flushPending() }
         var decoded: BlobID? = nil
@@ -193,16 +258,18 @@ final class PackOrderedWriter {
                 if pendingFile == r.file && pendingOffset + Int64(pending.count) == r.fileOffset
                     && pending.count + plain.count <= PackOrderedWriter.coalesce {
                     pending.append(contentsOf: plain)
+                    pendingBlobs += 1
                 } else {
                     flushPending()
                     if plain.count >= PackOrderedWriter.coalesce {
-                        let target = files[Int(r.file)].path
-                        let out = try fds.open(r.file, target)
-                        try plain.withUnsafeBytes { try writeSkippingZeros($0, fd: out, at: r.fileOffset, path: target.displayPath) }
+                        let out = try open(r.file)
+                        try plain.withUnsafeBytes { try writeSkippingZeros($0, fd: out, at: r.fileOffset, path: files[Int(r.file)].path.displayPath) }
+                        written(r.file, blobs: 1, fd: out)
                     } else {
                         pendingFile = r.file
                         pendingOffset = r.fileOffset
                         pending.append(contentsOf: plain)
+                        pendingBlobs = 1
                     }
                 }
                 progress?.addBytes(plain.count)
@@ -221,12 +288,22 @@ final class PackOrderedWriter {
 struct FDCache {
     private var open: [(file: Int32, fd: Int32)] = []
 
+    /// The descriptor of `file`: cached, or opened.
     mutating func open(_ file: Int32, _ path: RawPath) throws -> Int32 {
+        try open(file, path, create: { try Sys.open($0, Sys.O_WRONLY | Sys.O_NOFOLLOW) })
+    }
+
+    /// The descriptor of `file`: cached, or made by `create`.
+    mutating func open(_ file: Int32, _ path: RawPath, create: (RawPath) throws -> Int32) throws -> Int32 {
         if let i = open.firstIndex(where: { $0.file == file }) { return open[i].fd }
         if open.count >= 16 { Sys.close(open.removeFirst().fd) }
-        let fd = try Sys.open(path, Sys.O_WRONLY | Sys.O_NOFOLLOW)
+        let fd = try create(path)
         open.append((file, fd))
         return fd
+    }
+
+    mutating func close(_ file: Int32) {
+        if let i = open.firstIndex(where: { $0.file == file }) { Sys.close(open.remove(at: i).fd) }
     }
 
     mutating func closeAll() { for o in open { Sys.close(o.fd) }; open.removeAll() }

@@ -91,25 +91,37 @@ public final class Restore {
                 try options.onError(e.path.displayPath, error)
             }
         }
-        // The files, empty, on all threads (their directories exist by now).
-        contents.createAll { [unowned self] path in try self.prepare(path) }
-        // Pass 2: contents, pack by pack.
-        contents.writeAll()
-        // Pass 3: sizes and metadata of the files, on all threads; failed
+        // Files spread over several packs, and empty ones, are made empty now,
+        // on all threads (their directories exist by now).
+        let prepare: (RawPath) throws -> Void = { [unowned self] path in try self.prepare(path) }
+        contents.createAll(prepare: prepare)
+        // Pass 2: contents, pack by pack. Files within one pack (most) are
+        // made and finished there.
+        contents.writeAll(prepare: prepare) { [unowned self] f, fd in
+            defer { options.progress?.addFile() }
+            try finishFile(f.entry, fd: fd, f.path)
+        }
+        // Pass 3: sizes and metadata of the other files, on all threads; failed
         // files are removed, then reported in manifest order.
         let finishLock = NSLock()
         var finishErrors: [Int32: Error] = [:]
         contents.forEachFile { [unowned self] n, f in
-            if contents.isFailed(n) { try? Sys.unlink(f.path); return }
+            if contents.isFailed(n) {
+                if contents.wasCreated(n) { try? Sys.unlink(f.path) }
+                return
+            }
+            if contents.isFinished(n) { return }
             do {
-                try finishFile(f.entry, f.path)
+                let fd = try Sys.open(f.path, Sys.O_WRONLY | Sys.O_NOFOLLOW)
+                defer { Sys.close(fd) }
+                try finishFile(f.entry, fd: fd, f.path)
                 options.progress?.addFile()
             } catch {
                 finishLock.withLock { finishErrors[n] = error }
             }
         }
         for (i, f) in contents.files.enumerated() {
-            if let error = contents.failed[Int32(i)] ?? finishErrors[Int32(i)] {
+            if let error = contents.failed[Int32(i)] ?? contents.finishErrors[Int32(i)] ?? finishErrors[Int32(i)] {
                 result.failed.append(f.entry.path.displayPath)
                 try options.onError(f.entry.path.displayPath, error)
                 continue
@@ -137,11 +149,10 @@ public final class Restore {
         return result
     }
 
-    /// Size, owner, mode, xattrs and times of a file whose content is written.
-    func finishFile(_ e: ManifestEntry, _ path: RawPath) throws {
+    /// Size, owner, mode, xattrs and times of a file whose content is written
+    /// (through `fd`, open for writing).
+    func finishFile(_ e: ManifestEntry, fd: Int32, _ path: RawPath) throws {
         let display = path.displayPath
-        let fd = try Sys.open(path, Sys.O_WRONLY | Sys.O_NOFOLLOW)
-        defer { Sys.close(fd) }
         // Only a file whose last blocks were zero (left as holes) is short; a
         // truncate to the size it has would still cost ext4 a truncate.
         if try Sys.fstat(fd, path: display).size != e.size { try Sys.ftruncate(fd, Int64(e.size), path: display) }
