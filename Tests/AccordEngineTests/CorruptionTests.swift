@@ -72,14 +72,17 @@ final class CorruptionTests: AccordTestCase {
         XCTAssertFalse(dump.signaled, "\(dump)")
     }
 
-    /// Restoring over an older tree: a file whose only blob is damaged is
+    /// Restoring over an older tree: a file whose every blob is damaged is
     /// reported and the copy already at the target is left as it was (the
     /// restore makes a file at its first write, which never comes).
     func testRestoreOverAnOldCopyKeepsItWhenTheNewContentIsDamaged() throws {
-        let (blob, pack, location) = try backUpTree()
-        let entry = try XCTUnwrap(try manifestEntries(try openRepository()).first { $0.path == Array(badPath.utf8) })
-        XCTAssertEqual(entry.blobs, [blob], "test setup: bad.bin should be one blob")
-        try flipByte(in: packPath(pack), at: Int64(location.offset) + 17)
+        _ = try backUpTree()
+        let repository = try openRepository()
+        let entry = try XCTUnwrap(try manifestEntries(repository).first { $0.path == Array(badPath.utf8) })
+        for blob in entry.blobs {   // one or two: chunk boundaries depend on the repository's gear table
+            let l = try XCTUnwrap(repository.index.lookup(blob))
+            try flipByte(in: packPath(repository.index.pack(of: l)), at: Int64(l.offset) + 17)
+        }
         let target = scratch.sub("restored")
         let old = Array("the copy restored last week".utf8)
         try Sys.mkdirs(Array((target + root).utf8), mode: 0o755)

@@ -185,6 +185,35 @@ final class RoundTripTests: AccordTestCase {
         assertSameTree(source, try listTree(restored))
     }
 
+    /// A restore writes files a segment (8,192 files) at a time, so its memory
+    /// does not grow with the tree: 9,000 files make two segments, with a
+    /// hard link in the second to a file of the first.
+    func testMoreFilesThanOneRestoreSegmentRoundTrip() throws {
+        guard Sys.isRoot else { throw XCTSkip("hard link groups compare owners; needs root like the other round trips") }
+        var rng = SeededRandom(seed: 0x5E6)
+        let root = Array(scratch.sub("src").utf8)
+        try TreeBuilder.mkdir(root)
+        for d in 0..<30 {
+            let dir = root.appending("d\(d)")
+            try TreeBuilder.mkdir(dir)
+            for f in 0..<300 {
+                let path = dir.appending("f\(f)")
+                try TreeBuilder.write(path, rng.bytes(1 + Int(rng.next() % 200)), mode: f % 3 == 0 ? 0o600 : 0o644)
+                try Sys.setTimes(path, mtimeSec: 1_600_000_000 + Int64(d * 300 + f), mtimeNsec: 0)
+            }
+            try Sys.setTimes(dir, mtimeSec: 1_600_100_000 + Int64(d), mtimeNsec: 0)
+        }
+        try TreeBuilder.mkdir(root.appending("z"))
+        try Sys.link(existing: root.appending("d0/f1"), new: root.appending("z/link"))
+        try Sys.setTimes(root.appending("z"), mtimeSec: 1_600_200_000, mtimeNsec: 0)
+        try Sys.setTimes(root, mtimeSec: 1_600_300_000, mtimeNsec: 0)
+        let source = try listTree(root)
+        XCTAssertEqual(try backup(root.string).summary.files, 9001)
+        let target = scratch.sub("restored")
+        try accordOK("restore", "-d", repo, "latest", "--target", target)
+        assertSameTree(source, try listTree(Array(target.utf8) + root))
+    }
+
     func testDumpWritesOneFileExactly() throws {
         var rng = SeededRandom(seed: 7)
         let root = Array(scratch.sub("src").utf8)

@@ -20,9 +20,11 @@ public struct BlobLocation: Equatable, Sendable {
 ///
 /// Memory: loaded entries live in one sorted array of 48-byte records
 /// (id + location) with no per-entry overhead, found by binary search
-/// narrowed through a 65,536-slot table on the id's first 16 bits; blobs
-/// added during this session go to a small dictionary until `seal()`. So a
-/// repository of 10 million chunks costs about 480 MB, 48 bytes a blob.
+/// narrowed through a 65,536-slot table on the id's first 16 bits. Added
+/// entries are appended unsorted (48 bytes each, duplicates and all) and
+/// sorted into place by `seal()`, which every writer calls before lookups:
+/// loading 10 million chunks peaks near 48 bytes a blob plus the sort's
+/// scratch (24), instead of a hash table's ~100 beside the array.
 /// Not thread-safe: callers lock (see `BlobRegistry` in the engine).
 public final class MasterIndex {
     struct Record { var id: ID; var location: BlobLocation }
@@ -31,10 +33,12 @@ public final class MasterIndex {
     private var packNumbers: [PackID: Int] = [:]
     private var sorted: [Record] = []
     private var buckets: [UInt32] = []    // buckets[k] = first record whose id's top 16 bits ≥ k
-    private var recent: [ID: BlobLocation] = [:]
+    /// Added since the last `seal()`: unsorted, may repeat ids.
+    private var pending: [Record] = []
     /// Packs named by index files (some may be missing on disk: `check` reports it).
     public var packCount: Int { packs.count }
-    public var blobCount: Int { sorted.count + recent.count }
+    /// Distinct blobs (after `seal()`; before it, added copies count too).
+    public var blobCount: Int { sorted.count + pending.count }
 
     public init() {}
 
@@ -56,31 +60,42 @@ public final class MasterIndex {
 
     public func add(pack: PackID, entries: [PackEntry]) {
         let n = packNumber(pack)
-        for e in entries {
-            guard let old = lookup(e.id) else { recent[e.id] = BlobLocation(pack: n, entry: e); continue }
-            if old.compression == .delta && e.compression != .delta { replace(e.id, with: BlobLocation(pack: n, entry: e)) }
-        }
-        if recent.count > max(1 << 16, sorted.count / 4) { seal() }
+        for e in entries { pending.append(Record(id: e.id, location: BlobLocation(pack: n, entry: e))) }
+        if pending.count > max(1 << 20, sorted.count) { seal() }   // bounds the unsorted part's lookups
     }
 
-    private func replace(_ id: ID, with location: BlobLocation) {
-        if recent[id] != nil { recent[id] = location; return }
-        let top = Int(id.w0 >> 48)
-        var lo = Int(buckets[top]), hi = Int(buckets[top + 1])
-        while lo < hi {
-            let mid = (lo + hi) >> 1
-            if sorted[mid].id == id { sorted[mid].location = location; return }
-            if sorted[mid].id < id { lo = mid + 1 } else { hi = mid }
-        }
+    /// Appends one entry of pack number `n` (`packNumber`); `seal()` sorts it in.
+    func append(pack n: Int, _ e: PackEntry) {
+        pending.append(Record(id: e.id, location: BlobLocation(pack: n, entry: e)))
     }
 
-    /// Moves recently added entries into the sorted array.
+    /// Room for `count` more entries before `seal()`, so loading does not regrow the array.
+    public func reserve(_ count: Int) { pending.reserveCapacity(pending.count + count) }
+
+    /// Of two copies of one blob, the one the index keeps: a whole copy over
+    /// a delta (a delta's base must resolve to a whole copy), else the one
+    /// added first (lower pack number, then offset).
+    @inline(__always)
+    static func preferred(_ a: BlobLocation, over b: BlobLocation) -> Bool {
+        let da = a.compression == .delta, db = b.compression == .delta
+        if da != db { return db }
+        return (a.packIndex, a.offset) < (b.packIndex, b.offset)
+    }
+
+    /// Sorts the entries added since the last call into place, keeping one
+    /// copy of each blob (`preferred`).
     public func seal() {
-        if recent.isEmpty && !buckets.isEmpty { return }
+        if pending.isEmpty && !buckets.isEmpty { return }
         // Sort only the new records, then merge: O(n + k log k), not a full re-sort.
-        var fresh = recent.map { Record(id: $0.key, location: $0.value) }
-        fresh.sort { $0.id < $1.id }
-        recent.removeAll(keepingCapacity: false)
+        var fresh = pending
+        pending = []
+        fresh.sort { $0.id != $1.id ? $0.id < $1.id : Self.preferred($0.location, over: $1.location) }
+        var kept = 0
+        for i in fresh.indices where kept == 0 || fresh[kept - 1].id != fresh[i].id {
+            fresh[kept] = fresh[i]
+            kept += 1
+        }
+        fresh.removeLast(fresh.count - kept)
         if sorted.isEmpty {
             sorted = fresh
         } else if !fresh.isEmpty {
@@ -88,7 +103,15 @@ public final class MasterIndex {
             merged.reserveCapacity(sorted.count + fresh.count)
             var i = 0, j = 0
             while i < sorted.count && j < fresh.count {
-                if sorted[i].id < fresh[j].id { merged.append(sorted[i]); i += 1 } else { merged.append(fresh[j]); j += 1 }
+                if sorted[i].id < fresh[j].id {
+                    merged.append(sorted[i]); i += 1
+                } else if fresh[j].id < sorted[i].id {
+                    merged.append(fresh[j]); j += 1
+                } else {
+                    // Known already: the old copy stays unless it is a delta and the new one is whole.
+                    let keepNew = sorted[i].location.compression == .delta && fresh[j].location.compression != .delta
+                    merged.append(keepNew ? fresh[j] : sorted[i]); i += 1; j += 1
+                }
             }
             merged.append(contentsOf: sorted[i...])
             merged.append(contentsOf: fresh[j...])
@@ -104,7 +127,11 @@ public final class MasterIndex {
     }
 
     public func lookup(_ id: ID) -> BlobLocation? {
-        if let l = recent[id] { return l }
+        if !pending.isEmpty, let l = lookupPending(id) { return l }
+        return lookupSorted(id)
+    }
+
+    private func lookupSorted(_ id: ID) -> BlobLocation? {
         if sorted.isEmpty { return nil }
         let top = Int(id.w0 >> 48)
         var lo = Int(buckets[top]), hi = Int(buckets[top + 1])
@@ -119,9 +146,22 @@ public final class MasterIndex {
 
     public func contains(_ id: ID) -> Bool { lookup(id) != nil }
 
+    /// An entry added but not yet sealed (a linear search: writers seal
+    /// before they look up; this keeps a lookup in between correct).
+    private func lookupPending(_ id: ID) -> BlobLocation? {
+        var best: BlobLocation?
+        for r in pending where r.id == id {
+            if let b = best, !Self.preferred(r.location, over: b) { continue }
+            best = r.location
+        }
+        guard let b = best else { return nil }
+        if let old = lookupSorted(id), !(old.compression == .delta && b.compression != .delta) { return old }
+        return b
+    }
+
     /// Is there a blob whose id starts with these 8 bytes (`ID.w0`)?
     public func containsPrefix(_ w0: UInt64) -> Bool {
-        if !recent.isEmpty && recent.keys.contains(where: { $0.w0 == w0 }) { return true }
+        if pending.contains(where: { $0.id.w0 == w0 }) { return true }
         if sorted.isEmpty { return false }
         let top = Int(w0 >> 48)
         var lo = Int(buckets[top]), hi = Int(buckets[top + 1])
@@ -136,9 +176,9 @@ public final class MasterIndex {
 
     public func pack(of location: BlobLocation) -> PackID { packs[location.packIndex] }
 
-    /// Every (id, location), in no particular order.
+    /// Every (id, location), in no particular order (each id once after `seal()`).
     public func forEach(_ body: (ID, BlobLocation) throws -> Void) rethrows {
         for r in sorted { try body(r.id, r.location) }
-        for (id, l) in recent { try body(id, l) }
+        for r in pending { try body(r.id, r.location) }
     }
 }

@@ -115,12 +115,17 @@ public final class Repository: @unchecked Sendable {
     /// Loads every index file into `index`. A corrupt file throws (run `repair index`).
     /// Entries of packs missing on disk are left out, so a copy of the same blob in
     /// another pack is used instead (and a backup stores a lost blob again).
+    /// Files are read a window at a time (`IndexLoader`), into an index sized
+    /// once from the files' sizes.
     public func loadIndex() throws {
         let present = Set(try listPacks())
-        for id in try listIndexFiles() {
-            var file = try readIndexFile(id)
-            file.packs.removeAll { !present.contains($0.id) }
-            index.add(file)
+        let files = try listIndexFiles()
+        var records = 0
+        for id in files { records += Int((try? Sys.stat(Array(layout.indexPath(id).utf8)).size) ?? 0) / IndexFile.blobRecordSize }
+        index.reserve(records)
+        let loader = IndexLoader(index: index, present: present)
+        for id in files {
+            try loader.load(layout.indexPath(id), id: id)
             indexFiles.append(id)
         }
         index.seal()

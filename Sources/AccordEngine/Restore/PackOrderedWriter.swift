@@ -30,12 +30,17 @@ final class PackOrderedWriter {
 
     static let window: Int64 = 4 << 20
     static let coalesce = 1 << 20
+    /// A segment's size: a restore writes this many files (or the files
+    /// holding this many blob references, whichever comes first) at a time.
+    static let segmentFiles = 8192
+    static let segmentBlobs = 1 << 16
     let repository: Repository
     let threads: Int
     let progress: Progress?
     private(set) var files: [FileTarget] = []
     /// Blob references by pack index (`repository.index.packs`).
     private var byPack: [[BlobRef]]
+    private var blobRefs = 0
     private let lock = NSLock()
     private(set) var failed: [Int32: Error] = [:]
     /// Errors of finishing files in `writeAll` (the file stays, as restored).
@@ -77,6 +82,7 @@ final class PackOrderedWriter {
         var target = FileTarget(entry: entry, path: path)
         if failed[n] == nil {
             for r in refs { byPack[r.location.packIndex].append(r) }
+            blobRefs += refs.count
             target.solo = firstPack >= 0 && onePack
             target.blobCount = Int32(refs.count)
         }
@@ -84,6 +90,9 @@ final class PackOrderedWriter {
     }
 
     deinit { soloState.deallocate() }
+
+    /// Whether the files added make a segment (see `segmentFiles`).
+    var isFull: Bool { files.count >= Self.segmentFiles || blobRefs >= Self.segmentBlobs }
 
     /// Whether `writeAll` finished file `n` (a solo file).
     func isFinished(_ n: Int32) -> Bool { soloState.count > Int(n) && soloState[Int(n)] == Self.finished }

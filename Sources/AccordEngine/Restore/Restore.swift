@@ -64,10 +64,12 @@ public final class Restore {
         options.progress?.setTotals(files: snapshot.summary.files, bytes: options.includes.isEmpty ? snapshot.summary.totalBytes : 0)
         options.progress?.startReporting()
         defer { options.progress?.stop() }
-        let contents = PackOrderedWriter(repository: repository, threads: options.threads, progress: options.progress)
+        var contents = PackOrderedWriter(repository: repository, threads: options.threads, progress: options.progress)
         var directories: [ManifestEntry] = []
         var hardlinks: [ManifestEntry] = []
-        // Pass 1: the tree, in manifest order; files are created empty.
+        // The tree in manifest order. File contents are written a segment of
+        // files at a time (`PackOrderedWriter.isFull`), so memory does not
+        // grow with the number of files.
         while let e = try reader.next() {
             guard included(e) else { continue }
             let path = targetPath(e.path)
@@ -79,6 +81,10 @@ public final class Restore {
                 case .file, .stream:
                     if let why = e.listError { throw RestoreError.contentUnreadable(why) }
                     contents.add(e, at: path)   // created below, in parallel
+                    if contents.isFull {
+                        try restoreContents(contents)
+                        contents = PackOrderedWriter(repository: repository, threads: options.threads, progress: options.progress)
+                    }
                 case .symlink:
                     try prepare(path)
                     try Sys.symlink(target: e.linkTarget, at: path)
@@ -91,6 +97,30 @@ public final class Restore {
                 try options.onError(e.path.displayPath, error)
             }
         }
+        try restoreContents(contents)
+        for e in hardlinks {
+            let path = targetPath(e.path)
+            do {
+                try prepare(path)
+                try Sys.link(existing: targetPath(e.linkTarget), new: path)
+                result.files += 1
+            } catch {
+                result.failed.append(e.path.displayPath)
+                try options.onError(e.path.displayPath, error)
+            }
+        }
+        for e in directories.reversed() {
+            do { try applyMetadata(e, targetPath(e.path)) } catch {
+                try options.onError(e.path.displayPath, error)
+            }
+            result.directories += 1
+        }
+        return result
+    }
+
+    /// Makes, writes and finishes the files of one segment; then reports
+    /// those that failed, in manifest order.
+    func restoreContents(_ contents: PackOrderedWriter) throws {
         // Files spread over several packs, and empty ones, are made empty now,
         // on all threads (their directories exist by now).
         let prepare: (RawPath) throws -> Void = { [unowned self] path in try self.prepare(path) }
@@ -129,24 +159,6 @@ public final class Restore {
             result.files += 1
             result.bytes += f.entry.size
         }
-        for e in hardlinks {
-            let path = targetPath(e.path)
-            do {
-                try prepare(path)
-                try Sys.link(existing: targetPath(e.linkTarget), new: path)
-                result.files += 1
-            } catch {
-                result.failed.append(e.path.displayPath)
-                try options.onError(e.path.displayPath, error)
-            }
-        }
-        for e in directories.reversed() {
-            do { try applyMetadata(e, targetPath(e.path)) } catch {
-                try options.onError(e.path.displayPath, error)
-            }
-            result.directories += 1
-        }
-        return result
     }
 
     /// Size, owner, mode, xattrs and times of a file whose content is written

@@ -1,0 +1,139 @@
+/// Loads index files into a `MasterIndex` a piece at a time.
+///
+/// `Repository.readIndexFile` reads a whole file, checks its hash, then
+/// decodes it: the file's bytes and its decoded entries (~100 bytes a blob)
+/// are both in memory at once, beside the index they go into. Loading is the
+/// largest allocation of a no-change backup or a restore, so this reader
+/// holds one 1 MiB window instead: it hashes each piece as it reads it and
+/// appends each blob record straight into the index. A file that turns out
+/// not to match its name throws after some of its entries went in; every
+/// caller then gives up on the index (the command fails), so nothing uses them.
+struct IndexLoader {
+    static let window = 1 << 20
+
+    let index: MasterIndex
+    /// Only entries of these packs are added (`nil`: all).
+    let present: Set<PackID>?
+
+    /// Reads `path`, which must hash to `id`; adds its entries.
+    func load(_ path: String, id: ID) throws {
+        let fd = try Sys.open(path, Sys.O_RDONLY)
+        defer { Sys.close(fd) }
+        let size = Int(try Sys.fstat(fd, path: path).size)
+        var input = Input(fd: fd, path: path, size: size)
+        do {
+            try decode(&input)
+        } catch let error as DecodeError {
+            // A file cut short or altered mostly fails to decode before its
+            // hash is known: name the cause that matters, the hash, when it differs.
+            input.drain()
+            if input.hasher.finalize() != id {
+                throw RepositoryError.indexCorrupt(path, reason: "content does not match its name (truncated or altered)")
+            }
+            throw RepositoryError.indexCorrupt(path, reason: "\(error)")
+        }
+        if input.hasher.finalize() != id {
+            throw RepositoryError.indexCorrupt(path, reason: "content does not match its name (truncated or altered)")
+        }
+    }
+
+    private func decode(_ r: inout Input) throws {
+        try r.need(12)
+        guard r.bytes(8).elementsEqual(IndexFile.magic) else {
+            throw DecodeError.invalid("not an Accord index file (bad magic)", offset: 0)
+        }
+        r.advance(8)
+        let packCount = Int(r.u32())
+        guard packCount <= r.remaining / 36 else { throw DecodeError.truncated(offset: r.offset) }
+        for _ in 0..<packCount {
+            try r.need(36)
+            let pack = r.id()
+            let n = Int(r.u32())
+            guard n <= r.remaining / IndexFile.blobRecordSize else { throw DecodeError.truncated(offset: r.offset) }
+            let keep = present?.contains(pack) ?? true
+            let number = keep ? index.packNumber(pack) : -1
+            for _ in 0..<n {
+                try r.need(IndexFile.blobRecordSize)
+                let bid = r.id()
+                guard let t = BlobType(rawValue: r.u8()) else { throw DecodeError.invalid("unknown blob type", offset: r.offset) }
+                guard let c = BlobCompression(rawValue: r.u8()) else { throw DecodeError.invalid("unknown compression", offset: r.offset) }
+                let off = r.u32(), stored = r.u32(), raw = r.u32()
+                if keep {
+                    index.append(pack: number, PackEntry(id: bid, type: t, compression: c, rawLength: raw, storedLength: stored, offset: off))
+                }
+            }
+        }
+        guard r.remaining == 0 else { throw DecodeError.invalid("trailing bytes after the last pack", offset: r.offset) }
+    }
+
+    /// A window over the file, refilled on demand; every byte read is hashed once.
+    struct Input {
+        let fd: Int32
+        let path: String
+        let size: Int
+        var buffer: [UInt8] = []
+        var start = 0          // next unread byte in `buffer`
+        var end = 0            // bytes valid in `buffer`
+        var fileOffset = 0     // file offset of buffer[end]
+        let hasher = SHA256Hasher()
+
+        init(fd: Int32, path: String, size: Int) {
+            self.fd = fd; self.path = path; self.size = size
+            buffer = [UInt8](repeating: 0, count: Swift.min(IndexLoader.window, Swift.max(size, 64)))
+        }
+
+        /// File offset of the next unread byte.
+        var offset: Int { fileOffset - (end - start) }
+        var remaining: Int { size - offset }
+
+        /// Makes `n` (≤ the window) bytes readable, or throws `truncated`.
+        mutating func need(_ n: Int) throws {
+            if end - start >= n { return }
+            // Move what is left to the front, then read as much as fits.
+            let left = end - start
+            if left > 0 && start > 0 {
+                buffer.withUnsafeMutableBytes { b in b.baseAddress!.copyMemory(from: b.baseAddress! + start, byteCount: left) }
+            }
+            start = 0
+            end = left
+            while end - start < n && fileOffset < size {
+                let want = Swift.min(buffer.count - end, size - fileOffset)
+                let got = try buffer.withUnsafeMutableBytes { b in
+                    try Sys.preadFully(fd, b.baseAddress! + end, want, Int64(fileOffset), path: path)
+                }
+                if got == 0 { break }   // the file shrank while being read
+                buffer.withUnsafeBytes { b in hasher.update(data: UnsafeRawBufferPointer(rebasing: b[end..<end + got])) }
+                end += got
+                fileOffset += got
+            }
+            if end - start < n { throw DecodeError.truncated(offset: offset) }
+        }
+
+        /// Reads (and hashes) whatever of the file is left unread, as far as it can.
+        mutating func drain() {
+            start = 0
+            end = 0
+            while fileOffset < size {
+                let want = Swift.min(buffer.count, size - fileOffset)
+                let got = (try? buffer.withUnsafeMutableBytes { b in
+                    try Sys.preadFully(fd, b.baseAddress!, want, Int64(fileOffset), path: path)
+                }) ?? 0
+                if got == 0 { return }
+                buffer.withUnsafeBytes { b in hasher.update(data: UnsafeRawBufferPointer(rebasing: b[0..<got])) }
+                fileOffset += got
+            }
+        }
+
+        func bytes(_ n: Int) -> ArraySlice<UInt8> { buffer[start..<start + n] }
+        mutating func advance(_ n: Int) { start += n }
+        mutating func u8() -> UInt8 { defer { start += 1 }; return buffer[start] }
+        mutating func u32() -> UInt32 {
+            defer { start += 4 }
+            return buffer.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: start, as: UInt32.self)) }
+        }
+        mutating func id() -> ID {
+            defer { start += 32 }
+            return buffer.withUnsafeBytes { ID(bytes: $0.baseAddress! + start) }
+        }
+    }
+}

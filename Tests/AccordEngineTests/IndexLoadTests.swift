@@ -1,0 +1,87 @@
+import Foundation
+import XCTest
+import AccordCore
+import AccordTestSupport
+
+/// `Repository.loadIndex` reads index files through a 1 MiB window,
+/// hashing as it goes: records cross the window's edges, and damage found
+/// while decoding or only by the hash must both be reported as before.
+final class IndexLoadTests: AccordTestCase {
+    /// 3 packs of 12,000 blobs: 1.66 MB, more than the loader's window.
+    func bigIndex(_ rng: inout SeededRandom) -> IndexFile {
+        let kinds: [BlobCompression] = [.none, .zlib, .delta]
+        var packs: [IndexFile.Pack] = []
+        for p in 0..<3 {
+            var blobs: [PackEntry] = []
+            for i in 0..<12_000 {
+                let type: BlobType = i % 7 == 0 ? .tree : .data
+                blobs.append(PackEntry(id: ID(bytes: rng.bytes(32))!, type: type, compression: kinds[(i + p) % 3],
+                                       rawLength: UInt32(1000 + i), storedLength: UInt32(500 + i), offset: UInt32(i) * 4096))
+            }
+            packs.append(IndexFile.Pack(id: ID(bytes: rng.bytes(32))!, blobs: blobs))
+        }
+        return IndexFile(packs: packs)
+    }
+
+    /// Makes an empty file for each pack: `loadIndex` keeps only packs present on disk.
+    func touchPacks(_ repository: Repository, _ packs: [PackID]) throws {
+        for id in packs {
+            try Sys.mkdirs(Array(repository.layout.packDirectory(id).utf8), mode: 0o700)
+            try TreeBuilder.write(Array(repository.layout.packPath(id).utf8), [])
+        }
+    }
+
+    func testAnIndexLargerThanTheReadWindowLoadsEveryEntryOfPresentPacks() throws {
+        var rng = SeededRandom(seed: 0x1D0A)
+        let repository = try Repository.initialize(at: repo)
+        let file = bigIndex(&rng)
+        XCTAssertGreaterThan(file.encode().count, 1 << 20, "test setup: the index must exceed the 1 MiB window")
+        try touchPacks(repository, [file.packs[0].id, file.packs[2].id])   // pack 1 is missing
+        try repository.writeIndex(file)
+
+        let loaded = try Repository.open(at: repo)
+        try loaded.loadIndex()
+        XCTAssertEqual(loaded.index.blobCount, 24_000)
+        for (p, pack) in file.packs.enumerated() {
+            for e in pack.blobs {
+                let l = loaded.index.lookup(e.id)
+                if p == 1 { XCTAssertNil(l, "an entry of a missing pack was loaded"); continue }
+                guard let l else { return XCTFail("blob \(e.id.short) of pack \(p) not loaded") }
+                XCTAssertEqual(loaded.index.pack(of: l), pack.id)
+                XCTAssertEqual([l.offset, l.storedLength, l.rawLength], [e.offset, e.storedLength, e.rawLength])
+                XCTAssertEqual(l.type, e.type)
+                XCTAssertEqual(l.compression, e.compression)
+            }
+        }
+    }
+
+    func testATruncatedOrMalformedIndexIsNamedWithWhatIsWrong() throws {
+        var rng = SeededRandom(seed: 0x1D0B)
+        let repository = try Repository.initialize(at: repo)
+        let file = bigIndex(&rng)
+        try touchPacks(repository, file.packs.map(\.id))
+        let id = try repository.writeIndex(file)
+        let path = repository.layout.indexPath(id)
+        let good = try TreeBuilder.read(Array(path.utf8))
+
+        // Cut inside a record past the first window, and inside the header.
+        for cut in [(1 << 20) + 17, 10] {
+            try TreeBuilder.write(Array(path.utf8), Array(good[..<cut]), mode: 0o600)
+            let r = try Repository.open(at: repo)
+            XCTAssertThrowsError(try r.loadIndex(), "an index cut to \(cut) bytes loaded") { error in
+                XCTAssertTrue("\(error)".contains(id.hex), "\(error)")
+                XCTAssertTrue("\(error)".contains("does not match its name"), "cut to \(cut): \(error)")
+            }
+        }
+        // Well named but malformed: one trailing byte, the file named by its new hash.
+        try Sys.unlink(Array(path.utf8))
+        let bad = good + [0]
+        let badID = bad.withUnsafeBytes { SHA256Hasher.hash($0) }
+        try TreeBuilder.write(Array(repository.layout.indexPath(badID).utf8), bad, mode: 0o600)
+        let r = try Repository.open(at: repo)
+        XCTAssertThrowsError(try r.loadIndex()) { error in
+            XCTAssertTrue("\(error)".contains(badID.hex), "\(error)")
+            XCTAssertTrue("\(error)".contains("trailing bytes"), "\(error)")
+        }
+    }
+}
