@@ -39,7 +39,7 @@ final class PackOrderedWriter {
     let progress: Progress?
     private(set) var files: [FileTarget] = []
     /// Blob references by pack index (`repository.index.packs`).
-    private var byPack: [[BlobRef]]
+    private(set) var byPack: [[BlobRef]]
     private var blobRefs = 0
     private let lock = NSLock()
     private(set) var failed: [Int32: Error] = [:]
@@ -90,6 +90,11 @@ final class PackOrderedWriter {
     }
 
     deinit { soloState.deallocate() }
+
+    /// Adds errors of finishing files after `writeAll` (they are reported with the writer's own).
+    func recordFinishErrors(_ errors: [Int32: Error]) {
+        lock.withLock { finishErrors.merge(errors) { old, _ in old } }
+    }
 
     /// Whether the files added make a segment (see `segmentFiles`).
     var isFull: Bool { files.count >= Self.segmentFiles || blobRefs >= Self.segmentBlobs }
@@ -146,9 +151,9 @@ final class PackOrderedWriter {
         for (i, f) in files.enumerated() { remaining[i] = f.blobCount }
         soloState.initialize(repeating: 0)
         defer { remaining.deallocate(); remaining = .init(start: nil, count: 0) }
-        let packs = byPack.indices.filter { !byPack[$0].isEmpty }
-        let queue = BoundedQueue<Int>(capacity: packs.count + 1)
-        for p in packs { queue.push(p) }
+        let jobs = makeJobs()
+        let queue = BoundedQueue<Job>(capacity: jobs.count + 1)
+        for j in jobs { queue.push(j) }
         queue.close()
         let workers = WorkerGroup()
         workers.spawn(max(1, threads), name: "restore") { [unowned self] _ in
@@ -157,9 +162,9 @@ final class PackOrderedWriter {
             var plain: [UInt8] = []
             var pending: [UInt8] = []
             var fds = FDCache()
-            while let p = queue.pop() {
-                restorePack(p, inflater: inflater, span: &span, plain: &plain, pending: &pending, fds: &fds,
-                            prepare: prepare, finish: finish)
+            while let job = queue.pop() {
+                restorePack(job.pack, byPack[job.pack][job.refs], inflater: inflater, span: &span, plain: &plain, pending: &pending,
+                            fds: &fds, prepare: prepare, finish: finish)
             }
             fds.closeAll()
         }
@@ -167,11 +172,39 @@ final class PackOrderedWriter {
         byPack = []
     }
 
-    private func restorePack(_ pack: Int, inflater: Inflater, span: inout [UInt8], plain: inout [UInt8],
+    /// A run of one pack's blob references (in pack order), restored by one thread.
+    struct Job { var pack: Int; var refs: Range<Int> }
+
+    /// Sorts each pack's references into pack order and cuts them into jobs of
+    /// about one read window, so the threads share out a pack's work and none
+    /// is left alone with a whole pack at the end. A cut never falls inside a
+    /// solo file's run (its thread makes, writes and finishes it).
+    func makeJobs() -> [Job] {
+        var jobs: [Job] = []
+        var lastRef = [Int32](repeating: 0, count: files.count)   // per solo file: its last reference in the pack being cut
+        for pack in byPack.indices where !byPack[pack].isEmpty {
+            byPack[pack].sort { ($0.location.offset, $0.file, $0.fileOffset) < ($1.location.offset, $1.file, $1.fileOffset) }
+            let refs = byPack[pack]
+            for (i, r) in refs.enumerated() where files[Int(r.file)].solo { lastRef[Int(r.file)] = Int32(i) }
+            var start = 0, reach = -1
+            var bytes: Int64 = 0
+            for (i, r) in refs.enumerated() {
+                reach = Swift.max(reach, files[Int(r.file)].solo ? Int(lastRef[Int(r.file)]) : i)
+                bytes += Int64(r.location.storedLength)
+                if bytes >= Self.window && reach == i {
+                    jobs.append(Job(pack: pack, refs: start..<(i + 1)))
+                    start = i + 1
+                    bytes = 0
+                }
+            }
+            if start < refs.count { jobs.append(Job(pack: pack, refs: start..<refs.count)) }
+        }
+        return jobs
+    }
+
+    private func restorePack(_ pack: Int, _ refs: ArraySlice<BlobRef>, inflater: Inflater, span: inout [UInt8], plain: inout [UInt8],
                              pending: inout [UInt8], fds: inout FDCache,
                              prepare: (RawPath) throws -> Void, finish: (FileTarget, Int32) throws -> Void) {
-        var refs = byPack[pack]
-        refs.sort { ($0.location.offset, $0.file, $0.fileOffset) < ($1.location.offset, $1.file, $1.fileOffset) }
         let packID = repository.index.packs[pack]
         let path = repository.layout.packPath(packID)
         let end = refs.map { Int64($0.location.offset) + Int64($0.location.storedLength) }.max()!
@@ -180,7 +213,7 @@ final class PackOrderedWriter {
         var fd: Int32 = -1
         var readError: Error?
         do { fd = try Sys.open(path, Sys.O_RDONLY) } catch let e as SystemError where e.isNotFound {
-            readError = RepositoryError.packMissing(packID, blob: refs[0].id)
+            readError = RepositoryError.packMissing(packID, blob: refs.first!.id)
         } catch {
             readError = error
         }

@@ -69,7 +69,16 @@ public final class Restore {
         var hardlinks: [ManifestEntry] = []
         // The tree in manifest order. File contents are written a segment of
         // files at a time (`PackOrderedWriter.isFull`), so memory does not
-        // grow with the number of files.
+        // grow with the number of files; while one segment is written, this
+        // thread reads the manifest into the next (and makes its directories).
+        var writing: (segment: PackOrderedWriter, done: WorkerGroup)?
+        func awaitSegment() throws {
+            guard let w = writing else { return }
+            writing = nil
+            w.done.wait()
+            try report(w.segment)
+        }
+        defer { writing?.done.wait() }   // a stop (thrown error) still lets the writing segment end
         while let e = try reader.next() {
             guard included(e) else { continue }
             let path = targetPath(e.path)
@@ -82,7 +91,10 @@ public final class Restore {
                     if let why = e.listError { throw RestoreError.contentUnreadable(why) }
                     contents.add(e, at: path)   // created below, in parallel
                     if contents.isFull {
-                        try restoreContents(contents)
+                        try awaitSegment()
+                        let segment = contents, done = WorkerGroup()
+                        done.spawn(1, name: "restore-segment") { [unowned self] _ in write(segment) }
+                        writing = (segment, done)
                         contents = PackOrderedWriter(repository: repository, threads: options.threads, progress: options.progress)
                     }
                 case .symlink:
@@ -97,7 +109,9 @@ public final class Restore {
                 try options.onError(e.path.displayPath, error)
             }
         }
-        try restoreContents(contents)
+        try awaitSegment()
+        write(contents)
+        try report(contents)
         for e in hardlinks {
             let path = targetPath(e.path)
             do {
@@ -118,9 +132,9 @@ public final class Restore {
         return result
     }
 
-    /// Makes, writes and finishes the files of one segment; then reports
-    /// those that failed, in manifest order.
-    func restoreContents(_ contents: PackOrderedWriter) throws {
+    /// Makes, writes and finishes the files of one segment (on its own threads;
+    /// `report` then counts them).
+    func write(_ contents: PackOrderedWriter) {
         // Files spread over several packs, and empty ones, are made empty now,
         // on all threads (their directories exist by now).
         let prepare: (RawPath) throws -> Void = { [unowned self] path in try self.prepare(path) }
@@ -150,8 +164,13 @@ public final class Restore {
                 finishLock.withLock { finishErrors[n] = error }
             }
         }
+        contents.recordFinishErrors(finishErrors)
+    }
+
+    /// Counts a written segment's files and reports those that failed, in manifest order.
+    func report(_ contents: PackOrderedWriter) throws {
         for (i, f) in contents.files.enumerated() {
-            if let error = contents.failed[Int32(i)] ?? contents.finishErrors[Int32(i)] ?? finishErrors[Int32(i)] {
+            if let error = contents.failed[Int32(i)] ?? contents.finishErrors[Int32(i)] {
                 result.failed.append(f.entry.path.displayPath)
                 try options.onError(f.entry.path.displayPath, error)
                 continue

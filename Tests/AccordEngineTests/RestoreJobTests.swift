@@ -1,0 +1,44 @@
+import Foundation
+import XCTest
+import AccordCore
+@testable import AccordEngine
+import AccordTestSupport
+
+/// How a restore shares a pack's blobs among its threads (`PackOrderedWriter.makeJobs`).
+final class RestoreJobTests: AccordTestCase {
+    /// Twenty files of one 3 MiB content, then small ones: the shared
+    /// chunks' references interleave the twenty files over ~60 MiB of
+    /// writes, far more than one job's window. Jobs are cut, but never
+    /// inside a file whose blobs all lie in one pack: the thread that makes
+    /// such a file also writes and finishes it.
+    func testJobsNeverSplitAFileMadeByOneThread() throws {
+        var rng = SeededRandom(seed: 0x10B5)
+        let root = Array(scratch.sub("src").utf8)
+        try TreeBuilder.mkdir(root)
+        let shared = rng.bytes(3 << 20)
+        for i in 0..<20 { try TreeBuilder.write(root.appending("copy\(i).bin"), shared) }
+        for i in 0..<200 { try TreeBuilder.write(root.appending("small\(i).txt"), rng.text(3000)) }
+        _ = try backup(root.string)
+
+        let repository = try openRepository()
+        let writer = PackOrderedWriter(repository: repository, threads: 2, progress: nil)
+        for e in try manifestEntries(repository) where e.kind == .file { writer.add(e, at: e.path) }
+        let jobs = writer.makeJobs()
+        XCTAssertGreaterThan(jobs.count, writer.byPack.filter { !$0.isEmpty }.count,
+                             "test setup: some pack should be cut into several jobs")
+        var jobOfSoloFile: [Int32: Int] = [:]
+        var refsSeen = 0
+        for (j, job) in jobs.enumerated() {
+            for r in writer.byPack[job.pack][job.refs] {
+                refsSeen += 1
+                guard writer.files[Int(r.file)].solo else { continue }
+                if let other = jobOfSoloFile[r.file], other != j {
+                    XCTFail("\(writer.files[Int(r.file)].path.string) is written by jobs \(other) and \(j)")
+                }
+                jobOfSoloFile[r.file] = j
+            }
+        }
+        XCTAssertEqual(refsSeen, writer.byPack.reduce(0) { $0 + $1.count }, "jobs must cover every reference once")
+        XCTAssertGreaterThanOrEqual(jobOfSoloFile.count, 220, "the copies and small files should be solo files")
+    }
+}
