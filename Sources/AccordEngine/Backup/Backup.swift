@@ -412,16 +412,19 @@ public final class Backup {
         // replaced the parent's chunk after the last one that matched, so it
         // may be stored as a delta on that one.
         let parentIDs = sink.deltas ? slot.listParent?.blobs ?? [] : []
-        var parentPosition: [BlobID: Int] = [:]
+        // Keyed by the ids' first 8 bytes (16 bytes an entry, not 40): a
+        // collision would only pick a worse base, and the delta is kept only
+        // when it is smaller than the chunk compressed alone.
+        var parentPosition: [UInt64: Int32] = [:]
         parentPosition.reserveCapacity(parentIDs.count)
-        for (i, id) in parentIDs.enumerated().reversed() { parentPosition[id] = i }
+        for (i, id) in parentIDs.enumerated().reversed() { parentPosition[id.w0] = Int32(i) }
         var next = 0
         try stream.forEachChunk(from: &source) { chunk in
             let id = SHA256Hasher.hash(chunk)
             if parentIDs.isEmpty {
                 try sink.store(id, type: .data, data: chunk, batch: batch)
-            } else if let j = parentPosition[id] {
-                next = j + 1
+            } else if let j = parentPosition[id.w0] {
+                next = Int(j) + 1
                 try sink.store(id, type: .data, data: chunk, batch: batch)
             } else {
                 try sink.store(id, type: .data, data: chunk, batch: batch, base: next < parentIDs.count ? parentIDs[next] : nil)
