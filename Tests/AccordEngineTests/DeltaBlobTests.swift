@@ -30,6 +30,35 @@ extension ChunkListBackupTests {
         return out
     }
 
+    /// Past its first 8 MiB a stream's chunks are hashed and stored on a
+    /// helper thread (`ChunkHandoff`) while the reading thread cuts the rest.
+    /// A 25 MB dump must give the very chunk list, in order, that one thread
+    /// gives (`threads` 1 never hands off), restore byte for byte, and store
+    /// its day-2 changes as deltas as a short stream does.
+    func testAStreamHashedOnAHelperThreadGivesTheSameChunkListAsOneThread() throws {
+        let d = try dumps(0xDE17A_09, rows: 250_000, days: 2, share: 0.004)
+        XCTAssertGreaterThan(d[0].bytes.count, 2 * (8 << 20), "test setup: the stream must run well past the hand-off")
+        let first = try backupCommand(cat: d[0].file)
+        var single = options()
+        single.threads = 1
+        single.commands = [CommandSource(path: dumpPath, command: "cat '\(d[0].file)'")]
+        let again = try Backup(repository: try open(), options: single).run()
+        let e1 = try entry(first.id, dumpPath), e1Single = try entry(again.id, dumpPath)
+        XCTAssertGreaterThan(e1.blobs.count, 3000)
+        XCTAssertEqual(e1.blobs, e1Single.blobs, "the helper thread changed the chunk list")
+        XCTAssertLessThan(again.snapshot.summary.addedBytes, UInt64(d[0].bytes.count / 100),
+                          "the same stream again stored new chunks")
+        try assertRestores(first.id, dumpPath, as: d[0].bytes, "day 1")
+
+        let second = try backupCommand(cat: d[1].file)
+        let e2 = try entry(second.id, dumpPath)
+        let new2 = Set(e2.blobs).subtracting(e1.blobs)
+        let count2 = try XCTUnwrap(second.snapshot.summary.addedDeltaBlobs, "day 2 stored no delta blob")
+        XCTAssertGreaterThan(Double(count2), 0.8 * Double(new2.count), "only \(count2) of \(new2.count) changed chunks became deltas")
+        try assertRestores(second.id, dumpPath, as: d[1].bytes, "day 2")
+        try assertCheckPasses("after a stream hashed on a helper thread")
+    }
+
     func testChangedDumpChunksAreStoredAsDeltasOnTheChunksTheyReplaced() throws {
         let d = try dumps(0xDE17A_01, rows: 60_000, days: 3, share: 0.004)
         let first = try backupCommand(cat: d[0].file)

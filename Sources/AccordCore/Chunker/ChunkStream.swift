@@ -23,9 +23,11 @@ public final class ChunkStream {
     private var end = 0     // end of valid bytes
     private var eof = false
     public private(set) var bytesRead: UInt64 = 0
+    public let profile: ChunkerProfile
     static let readStep = 1 << 20
 
     public init(profile: ChunkerProfile, gear: GearTable, bufferSize: Int? = nil) {
+        self.profile = profile
         chunker = FastCDC(profile: profile, gear: gear)
         let size = Swift.max(bufferSize ?? 0, profile.max + (1 << 20), 2 << 20)
         buffer = .allocate(byteCount: size, alignment: 64)

@@ -404,37 +404,34 @@ public final class Backup {
         slotCondition.unlock()
     }
 
+    /// After this many bytes a dump stream's chunks are hashed and stored on
+    /// a helper thread (`ChunkHandoff`) while this one cuts the rest.
+    static let handoffAfter: UInt64 = 8 << 20
+
     /// Chunks a source and stores its new chunks; returns the blob ids.
     func chunk<S: ByteSource>(_ source: inout S, _ stream: ChunkStream, slot: Slot, batch: BlobSink.Batch) throws -> [BlobID] {
-        var ids: [BlobID] = []
-        let progress = options.progress
-        // A stream with a parent list (a daily dump): each new chunk most likely
-        // replaced the parent's chunk after the last one that matched, so it
-        // may be stored as a delta on that one.
-        let parentIDs = sink.deltas ? slot.listParent?.blobs ?? [] : []
-        // Keyed by the ids' first 8 bytes (16 bytes an entry, not 40): a
-        // collision would only pick a worse base, and the delta is kept only
-        // when it is smaller than the chunk compressed alone.
-        var parentPosition: [UInt64: Int32] = [:]
-        parentPosition.reserveCapacity(parentIDs.count)
-        for (i, id) in parentIDs.enumerated().reversed() { parentPosition[id.w0] = Int32(i) }
-        var next = 0
-        try stream.forEachChunk(from: &source) { chunk in
-            let id = SHA256Hasher.hash(chunk)
-            if parentIDs.isEmpty {
-                try sink.store(id, type: .data, data: chunk, batch: batch)
-            } else if let j = parentPosition[id.w0] {
-                next = Int(j) + 1
-                try sink.store(id, type: .data, data: chunk, batch: batch)
-            } else {
-                try sink.store(id, type: .data, data: chunk, batch: batch, base: next < parentIDs.count ? parentIDs[next] : nil)
-                next += 1
+        var acceptor = ChunkAcceptor(sink: sink, batch: batch, slot: slot, progress: options.progress)
+        var handoff: ChunkHandoff?
+        // Only streams of small chunks (dumps): there hashing is a large share
+        // of the work per byte, and batches stay near 1 MiB. A tree file's
+        // chunks (up to 8 MiB) would make the batches, and memory, large.
+        let mayHandOff = options.threads > 1 && stream.profile.max <= ChunkHandoff.maxChunk
+        let readBefore = stream.bytesRead, chunkedBefore = slot.bytesRead
+        do {
+            try stream.forEachChunk(from: &source) { chunk in
+                if let h = handoff { return try h.add(chunk) }
+                try acceptor.accept(chunk)
+                if mayHandOff && slot.bytesRead >= Self.handoffAfter { handoff = ChunkHandoff(continuing: acceptor) }
             }
-            ids.append(id)
-            slot.bytesRead += UInt64(chunk.count)
-            progress?.addBytes(chunk.count)
+            if let h = handoff { acceptor = try h.finish() }
+        } catch {
+            handoff?.abandon()
+            throw error
         }
-        return ids
+        // Every byte read must be in a chunk: a cheap guard on the hand-off.
+        let read = stream.bytesRead - readBefore, chunked = slot.bytesRead - chunkedBefore
+        guard read == chunked else { throw BackupError.chunkedBytesMismatch(slot.entry?.path.displayPath ?? "a command source", read: read, chunked: chunked) }
+        return acceptor.ids
     }
 
     func readFile(_ slot: Slot, _ path: RawPath, _ st: FileStatus, _ stream: ChunkStream, _ batch: BlobSink.Batch) throws {

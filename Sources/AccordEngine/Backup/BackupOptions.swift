@@ -73,6 +73,8 @@ public enum BackupError: Error, CustomStringConvertible {
     case commandFailed(path: String, command: String, status: String, stderrTail: String)
     case commandStartFailed(String, reason: String)
     case badCommandPath(String)
+    /// The chunks of a source do not add up to the bytes read from it (a bug: never store such a snapshot).
+    case chunkedBytesMismatch(String, read: UInt64, chunked: UInt64)
 
     public var description: String {
         switch self {
@@ -84,6 +86,8 @@ public enum BackupError: Error, CustomStringConvertible {
             return "command source \(p) failed (\(s)): `\(c)`\(t). No snapshot was written."
         case .commandStartFailed(let c, let r): return "could not start command `\(c)`: \(r). No snapshot was written."
         case .badCommandPath(let p): return "virtual file path \(p) must be absolute, like /db/dump.sql"
+        case .chunkedBytesMismatch(let p, let r, let c):
+            return "internal error: \(p): read \(r) bytes but its chunks hold \(c). No snapshot was written; please report this"
         }
     }
 }

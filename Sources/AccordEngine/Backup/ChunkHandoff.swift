@@ -1,0 +1,139 @@
+import Foundation
+import AccordCore
+
+/// What a backup does with each chunk of one source, in stream order: hash
+/// it, store it unless known (a new chunk of a stream with a parent list may
+/// become a delta on the parent's chunk it most likely replaced), and record
+/// its id.
+struct ChunkAcceptor {
+    let sink: BlobSink
+    let batch: BlobSink.Batch
+    let slot: Backup.Slot
+    let progress: Progress?
+    /// The parent entry's chunk list, when deltas may be tried.
+    let parentIDs: [BlobID]
+    /// Where each parent chunk sits, keyed by the ids' first 8 bytes (16
+    /// bytes an entry, not 40): a collision would only pick a worse base, and
+    /// a delta is kept only when it is smaller than the chunk compressed alone.
+    let parentPosition: [UInt64: Int32]
+    /// The parent chunk after the last one that matched.
+    var next = 0
+    var ids: [BlobID] = []
+
+    init(sink: BlobSink, batch: BlobSink.Batch, slot: Backup.Slot, progress: Progress?) {
+        self.sink = sink
+        self.batch = batch
+        self.slot = slot
+        self.progress = progress
+        parentIDs = sink.deltas ? slot.listParent?.blobs ?? [] : []
+        var positions: [UInt64: Int32] = [:]
+        positions.reserveCapacity(parentIDs.count)
+        for (i, id) in parentIDs.enumerated().reversed() { positions[id.w0] = Int32(i) }
+        parentPosition = positions
+    }
+
+    mutating func accept(_ chunk: UnsafeRawBufferPointer) throws {
+        let id = SHA256Hasher.hash(chunk)
+        if parentIDs.isEmpty {
+            try sink.store(id, type: .data, data: chunk, batch: batch)
+        } else if let j = parentPosition[id.w0] {
+            next = Int(j) + 1
+            try sink.store(id, type: .data, data: chunk, batch: batch)
+        } else {
+            try sink.store(id, type: .data, data: chunk, batch: batch, base: next < parentIDs.count ? parentIDs[next] : nil)
+            next += 1
+        }
+        ids.append(id)
+        slot.bytesRead += UInt64(chunk.count)
+        progress?.addBytes(chunk.count)
+    }
+}
+
+/// Hashes and stores a large source's chunks on a helper thread while the
+/// thread reading the source cuts the next ones. One source is cut by one
+/// thread (each cut point depends on the bytes before it), but its chunks
+/// need not be hashed there: for a dump stream, hashing is a third of the
+/// work. Chunks cross in batches of ~1 MiB, copied once into buffers that
+/// are reused; at most `depth` batches wait, so memory stays flat.
+/// One helper keeps the chunks in stream order, which the chunk list and
+/// the delta bases (`ChunkAcceptor.next`) need.
+final class ChunkHandoff: @unchecked Sendable {
+    struct Piece { var bytes: [UInt8] = []; var ends: [Int] = [] }
+
+    static let batchBytes = 1 << 20
+    static let depth = 2
+    /// Streams whose chunks may be this large at most are handed off.
+    static let maxChunk = 64 << 10
+
+    private let queue = BoundedQueue<Piece>(capacity: ChunkHandoff.depth)
+    private let spareLock = NSLock()
+    private var spares: [Piece] = []
+    private var current = Piece()
+    private let helper = WorkerGroup()
+    private let failure = FirstError()
+    /// Owned by the helper thread from `init` until `finish` returns it.
+    private var acceptor: ChunkAcceptor
+
+    init(continuing acceptor: ChunkAcceptor) {
+        self.acceptor = acceptor
+        helper.spawn(1, name: "chunk-hash") { _ in self.run() }
+    }
+
+    /// Queues a chunk (copied); blocks while `depth` batches wait.
+    func add(_ chunk: UnsafeRawBufferPointer) throws {
+        if current.bytes.capacity == 0 { current = takeSpare() }
+        current.bytes.append(contentsOf: chunk)
+        current.ends.append(current.bytes.count)
+        if current.bytes.count >= Self.batchBytes { try send() }
+    }
+
+    /// Waits for every queued chunk to be accepted; returns the acceptor.
+    func finish() throws -> ChunkAcceptor {
+        if failure.value == nil { try send() }
+        queue.close()
+        helper.wait()
+        if let e = failure.value { throw e }
+        return acceptor
+    }
+
+    /// Stops the helper without waiting for queued chunks (the backup failed).
+    func abandon() {
+        queue.cancel()
+        helper.wait()
+    }
+
+    private func send() throws {
+        guard !current.ends.isEmpty else { return }
+        let piece = current
+        current = Piece()
+        if !queue.push(piece) { throw failure.value ?? CancellationError() }
+    }
+
+    private func takeSpare() -> Piece {
+        if let p = spareLock.withLock({ spares.popLast() }) { return p }
+        var p = Piece()
+        p.bytes.reserveCapacity(Self.batchBytes + (64 << 10))
+        return p
+    }
+
+    private func run() {
+        while var piece = queue.pop() {
+            do {
+                try piece.bytes.withUnsafeBytes { buf in
+                    var start = 0
+                    for end in piece.ends {
+                        try acceptor.accept(UnsafeRawBufferPointer(rebasing: buf[start..<end]))
+                        start = end
+                    }
+                }
+            } catch {
+                failure.record(error)
+                queue.cancel()
+                return
+            }
+            piece.bytes.removeAll(keepingCapacity: true)
+            piece.ends.removeAll(keepingCapacity: true)
+            spareLock.withLock { spares.append(piece) }
+        }
+    }
+}
