@@ -98,6 +98,39 @@ final class CorruptionTests: AccordTestCase {
         }
     }
 
+    /// Restoring over an older tree when a pack is gone: a file with blobs in
+    /// it is reported, and its copy at the target is left as it was (its
+    /// blobs are not in the index, so it fails before anything is made).
+    func testRestoreOverAnOldCopyKeepsItWhenAPackOfItIsMissing() throws {
+        var rng = SeededRandom(seed: 0xBAD2)
+        let root = scratch.sub("src")
+        try TreeBuilder.mkdir(Array(root.utf8))
+        let big = root + "/big.bin", small = root + "/small.txt"
+        try TreeBuilder.write(Array(big.utf8), rng.bytes(40 << 20))   // more than two 16 MiB packs
+        try TreeBuilder.write(Array(small.utf8), rng.text(2000))
+        _ = try backup(root)
+        let repository = try openRepository()
+        let snapshot = try repository.loadSnapshot(try repository.resolveSnapshot("latest"))
+        let bigEntry = try XCTUnwrap(try manifestEntries(repository).first { $0.path == Array(big.utf8) })
+        let lost = repository.index.pack(of: try XCTUnwrap(repository.index.lookup(bigEntry.blobs[0])))
+        for m in snapshot.manifest {
+            let id = try XCTUnwrap(BlobID(hex: m))
+            XCTAssertNotEqual(repository.index.pack(of: try XCTUnwrap(repository.index.lookup(id))), lost,
+                              "test setup: the manifest must not be in the pack removed")
+        }
+        try Sys.unlink(packPath(lost))
+        let target = scratch.sub("restored")
+        try Sys.mkdirs(Array((target + root).utf8), mode: 0o755)
+        let old = Array("the copy restored last week".utf8)
+        try TreeBuilder.write(Array((target + big).utf8), old)
+
+        let r = try accord("restore", "-d", repo, "latest", "--target", target)
+        XCTAssertFalse(r.signaled, "\(r)")
+        XCTAssertNotEqual(r.status, 0, "restore with a missing pack passed:\n\(r)")
+        XCTAssertTrue(r.stderr.contains(big), "the error does not name \(big):\n\(r)")
+        XCTAssertEqual(try? TreeBuilder.read(Array((target + big).utf8)), old, "the old copy was lost although the new one could not be restored")
+    }
+
     func testCheckReportsMissingPackAndRestoreNamesTheLostFiles() throws {
         let (_, pack, _) = try backUpTree()
         try Sys.unlink(packPath(pack))

@@ -59,6 +59,20 @@ extension ChunkListBackupTests {
         try assertCheckPasses("after a stream hashed on a helper thread")
     }
 
+    /// A backup leaves its repository's index sealed (sorted): a sync run on
+    /// the same repository next (`accord -a backup -s`) looks up every blob,
+    /// and an unsealed entry is found by a linear search.
+    func testABackupLeavesTheIndexSealedForWhatRunsNext() throws {
+        let d = try dumps(0xDE17A_0A, rows: 20_000, days: 1, share: 0)
+        var o = options()
+        o.commands = [CommandSource(path: dumpPath, command: "cat '\(d[0].file)'")]
+        let r = try open()
+        let result = try Backup(repository: r, options: o).run()
+        XCTAssertGreaterThan(result.snapshot.summary.addedBlobs, 100)
+        XCTAssertFalse(r.index.hasUnsealedEntries, "the backup left new blobs unsealed in the index")
+        XCTAssertNotNil(r.index.lookup(try entry(result.id, dumpPath).blobs[0]))
+    }
+
     func testChangedDumpChunksAreStoredAsDeltasOnTheChunksTheyReplaced() throws {
         let d = try dumps(0xDE17A_01, rows: 60_000, days: 3, share: 0.004)
         let first = try backupCommand(cat: d[0].file)

@@ -37,6 +37,8 @@ public final class MasterIndex {
     private var pending: [Record] = []
     /// Packs named by index files (some may be missing on disk: `check` reports it).
     public var packCount: Int { packs.count }
+    /// Entries added since the last `seal()` (looked up by a linear search until then).
+    public var hasUnsealedEntries: Bool { !pending.isEmpty }
     /// Distinct blobs (after `seal()`; before it, added copies count too).
     public var blobCount: Int { sorted.count + pending.count }
 

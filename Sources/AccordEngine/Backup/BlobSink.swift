@@ -205,7 +205,8 @@ public final class BlobSink: @unchecked Sendable {
         if !finishedPacks.isEmpty {
             let file = IndexFile(packs: finishedPacks)
             try repository.writeIndex(file)
-            lock.withLock { repository.index.add(file) }
+            // Sealed now: a sync run on this repository next (`-a backup -s`) looks up every blob.
+            lock.withLock { repository.index.add(file); repository.index.seal() }
         }
         return finishedPacks
     }

@@ -47,9 +47,18 @@ final class PackOrderedWriter {
     private(set) var finishErrors: [Int32: Error] = [:]
     /// Per file: blobs not yet written (solo files only, each touched by one thread).
     private var remaining: UnsafeMutableBufferPointer<Int32> = .init(start: nil, count: 0)
-    /// Per solo file: `created` once `writeAll` made it, `finished` once it finished it.
-    private var soloState: UnsafeMutableBufferPointer<UInt8> = .init(start: nil, count: 0)
+    /// Per file: `created` once this writer made it (`createAll`, or `writeAll`
+    /// for a solo file), `finished` once `writeAll` finished it. A slot is
+    /// written by one thread only.
+    private var state: UnsafeMutableBufferPointer<UInt8> = .init(start: nil, count: 0)
     private static let created: UInt8 = 1, finished: UInt8 = 2
+
+    private func allocateState() {
+        guard state.count != files.count else { return }
+        state.deallocate()
+        state = .allocate(capacity: files.count)
+        state.initialize(repeating: 0)
+    }
 
     init(repository: Repository, threads: Int, progress: Progress?) {
         self.repository = repository
@@ -89,7 +98,7 @@ final class PackOrderedWriter {
         files.append(target)
     }
 
-    deinit { soloState.deallocate() }
+    deinit { state.deallocate() }
 
     /// Adds errors of finishing files after `writeAll` (they are reported with the writer's own).
     func recordFinishErrors(_ errors: [Int32: Error]) {
@@ -100,11 +109,12 @@ final class PackOrderedWriter {
     var isFull: Bool { files.count >= Self.segmentFiles || blobRefs >= Self.segmentBlobs }
 
     /// Whether `writeAll` finished file `n` (a solo file).
-    func isFinished(_ n: Int32) -> Bool { soloState.count > Int(n) && soloState[Int(n)] == Self.finished }
+    func isFinished(_ n: Int32) -> Bool { state.count > Int(n) && state[Int(n)] == Self.finished }
 
-    /// Whether file `n` exists because this writer made it (all but solo
-    /// files that failed before their first write), so a failed one is removed.
-    func wasCreated(_ n: Int32) -> Bool { !files[Int(n)].solo || (soloState.count > Int(n) && soloState[Int(n)] != 0) }
+    /// Whether file `n` exists because this writer made it, so a failed one is
+    /// removed. A file that failed before it was made (its blobs are not in the
+    /// index, or its first write never came) leaves what was at its path alone.
+    func wasCreated(_ n: Int32) -> Bool { state.count > Int(n) && state[Int(n)] != 0 }
 
     /// Calls `body` for every file, on `threads` threads, 512 files at a time (so
     /// threads mostly work in different directories and do not queue on their locks).
@@ -135,9 +145,15 @@ final class PackOrderedWriter {
 
     /// Creates, empty and in parallel, every file `writeAll` does not create itself.
     func createAll(prepare: @escaping (RawPath) throws -> Void) {
+        allocateState()
         forEachFile { [unowned self] n, f in
-            if f.solo { return }
-            do { Sys.close(try PackOrderedWriter.create(f.path, prepare: prepare)) } catch { markFailed(n, error) }
+            if f.solo || isFailed(n) { return }
+            do {
+                Sys.close(try PackOrderedWriter.create(f.path, prepare: prepare))
+                state[Int(n)] = Self.created
+            } catch {
+                markFailed(n, error)
+            }
         }
     }
 
@@ -145,11 +161,9 @@ final class PackOrderedWriter {
     /// finished by `finish` (given its descriptor) once its last blob is
     /// written. Files whose blobs could not be read are in `failed` afterwards.
     func writeAll(prepare: @escaping (RawPath) throws -> Void, finish: @escaping (FileTarget, Int32) throws -> Void) {
+        allocateState()
         remaining = .allocate(capacity: files.count)
-        soloState.deallocate()
-        soloState = .allocate(capacity: files.count)
         for (i, f) in files.enumerated() { remaining[i] = f.blobCount }
-        soloState.initialize(repeating: 0)
         defer { remaining.deallocate(); remaining = .init(start: nil, count: 0) }
         let jobs = makeJobs()
         let queue = BoundedQueue<Job>(capacity: jobs.count + 1)
@@ -237,9 +251,9 @@ final class PackOrderedWriter {
         func open(_ f: Int32) throws -> Int32 {
             let target = files[Int(f)]
             // A solo file is made at its first write (and reopened if the cache let it go).
-            guard target.solo && soloState[Int(f)] == 0 else { return try fds.open(f, target.path) }
+            guard target.solo && state[Int(f)] == 0 else { return try fds.open(f, target.path) }
             let fd = try fds.open(f, target.path, create: { try PackOrderedWriter.create($0, prepare: prepare) })
-            soloState[Int(f)] = Self.created
+            state[Int(f)] = Self.created
             return fd
         }
         /// Counts `blobs` of solo file `f` as written; finishes it after its last.
@@ -248,7 +262,7 @@ final class PackOrderedWriter {
             remaining[Int(f)] -= blobs
             guard remaining[Int(f)] == 0 else { return }
             do { try finish(files[Int(f)], fd) } catch { lock.withLock { finishErrors[f] = error } }
-            soloState[Int(f)] = Self.finished
+            state[Int(f)] = Self.finished
             fds.close(f)
         }
         func flushPending() {

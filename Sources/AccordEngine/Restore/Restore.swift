@@ -90,13 +90,6 @@ public final class Restore {
                 case .file, .stream:
                     if let why = e.listError { throw RestoreError.contentUnreadable(why) }
                     contents.add(e, at: path)   // created below, in parallel
-                    if contents.isFull {
-                        try awaitSegment()
-                        let segment = contents, done = WorkerGroup()
-                        done.spawn(1, name: "restore-segment") { [unowned self] _ in write(segment) }
-                        writing = (segment, done)
-                        contents = PackOrderedWriter(repository: repository, threads: options.threads, progress: options.progress)
-                    }
                 case .symlink:
                     try prepare(path)
                     try Sys.symlink(target: e.linkTarget, at: path)
@@ -107,6 +100,14 @@ public final class Restore {
             } catch {
                 result.failed.append(e.path.displayPath)
                 try options.onError(e.path.displayPath, error)
+            }
+            // Outside the entry's catch: what `report` throws is a stop, not this entry's failure.
+            if contents.isFull {
+                try awaitSegment()
+                let segment = contents, done = WorkerGroup()
+                done.spawn(1, name: "restore-segment") { [unowned self] _ in write(segment) }
+                writing = (segment, done)
+                contents = PackOrderedWriter(repository: repository, threads: options.threads, progress: options.progress)
             }
         }
         try awaitSegment()
@@ -142,8 +143,8 @@ public final class Restore {
         // Pass 2: contents, pack by pack. Files within one pack (most) are
         // made and finished there.
         contents.writeAll(prepare: prepare) { [unowned self] f, fd in
-            defer { options.progress?.addFile() }
             try finishFile(f.entry, fd: fd, f.path)
+            options.progress?.addFile()
         }
         // Pass 3: sizes and metadata of the other files, on all threads; failed
         // files are removed, then reported in manifest order.
@@ -155,6 +156,12 @@ public final class Restore {
                 return
             }
             if contents.isFinished(n) { return }
+            if f.solo {
+                // Neither failed nor finished: not every blob was written (a bug). Never pad it out.
+                if contents.wasCreated(n) { try? Sys.unlink(f.path) }
+                finishLock.withLock { finishErrors[n] = RestoreError.incomplete(f.entry.path.displayPath) }
+                return
+            }
             do {
                 let fd = try Sys.open(f.path, Sys.O_WRONLY | Sys.O_NOFOLLOW)
                 defer { Sys.close(fd) }
@@ -251,10 +258,12 @@ func isAllZero(_ buf: UnsafeRawBufferPointer) -> Bool {
 public enum RestoreError: Error, CustomStringConvertible {
     case sizeMismatch(String, expected: UInt64, got: UInt64)
     case contentUnreadable(String)
+    case incomplete(String)
     public var description: String {
         switch self {
         case .sizeMismatch(let p, let e, let g): return "\(p): restored \(g) bytes but the snapshot records \(e): run `accord check --read-data`"
         case .contentUnreadable(let why): return "\(why); the file is not restored"
+        case .incomplete(let p): return "internal error: not every blob of \(p) was written, so it is not restored; please report this"
         }
     }
 }
