@@ -83,16 +83,7 @@ final class CorruptionTests: AccordTestCase {
             let l = try XCTUnwrap(repository.index.lookup(blob))
             try flipByte(in: packPath(repository.index.pack(of: l)), at: Int64(l.offset) + 17)
         }
-        let target = scratch.sub("restored")
-        let old = Array("the copy restored last week".utf8)
-        try Sys.mkdirs(Array((target + root).utf8), mode: 0o755)
-        try TreeBuilder.write(Array((target + badPath).utf8), old)
-
-        let r = try accord("restore", "-d", repo, "latest", "--target", target)
-        XCTAssertFalse(r.signaled, "\(r)")
-        XCTAssertEqual(r.status, 1, "restore of a corrupt blob must fail:\n\(r)")
-        XCTAssertTrue(r.stderr.contains(badPath), "the error does not name the damaged file \(badPath):\n\(r)")
-        XCTAssertEqual(try? TreeBuilder.read(Array((target + badPath).utf8)), old, "the old copy of a file whose new content is damaged was lost")
+        let target = try assertRestoreKeepsAnOldCopy(of: badPath, under: root)
         for g in good {
             XCTAssertEqual(try? TreeBuilder.read(Array((target + g.path).utf8)), g.content, "\(g.path) was not restored intact")
         }
@@ -119,16 +110,26 @@ final class CorruptionTests: AccordTestCase {
                               "test setup: the manifest must not be in the pack removed")
         }
         try Sys.unlink(packPath(lost))
-        let target = scratch.sub("restored")
-        try Sys.mkdirs(Array((target + root).utf8), mode: 0o755)
-        let old = Array("the copy restored last week".utf8)
-        try TreeBuilder.write(Array((target + big).utf8), old)
+        try assertRestoreKeepsAnOldCopy(of: big, under: root)
+    }
 
+    /// Puts an older copy of `path` under a fresh restore target, restores the
+    /// latest snapshot there, which must fail naming `path`, and checks that
+    /// the older copy is still there. Returns the target.
+    @discardableResult
+    func assertRestoreKeepsAnOldCopy(of path: String, under root: String,
+                                     file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let target = scratch.sub("restored")
+        let old = Array("the copy restored last week".utf8)
+        try Sys.mkdirs(Array((target + root).utf8), mode: 0o755)
+        try TreeBuilder.write(Array((target + path).utf8), old)
         let r = try accord("restore", "-d", repo, "latest", "--target", target)
-        XCTAssertFalse(r.signaled, "\(r)")
-        XCTAssertNotEqual(r.status, 0, "restore with a missing pack passed:\n\(r)")
-        XCTAssertTrue(r.stderr.contains(big), "the error does not name \(big):\n\(r)")
-        XCTAssertEqual(try? TreeBuilder.read(Array((target + big).utf8)), old, "the old copy was lost although the new one could not be restored")
+        XCTAssertFalse(r.signaled, "\(r)", file: file, line: line)
+        XCTAssertEqual(r.status, 1, "a restore that cannot restore \(path) passed:\n\(r)", file: file, line: line)
+        XCTAssertTrue(r.stderr.contains(path), "the error does not name \(path):\n\(r)", file: file, line: line)
+        XCTAssertEqual(try? TreeBuilder.read(Array((target + path).utf8)), old,
+                       "the old copy of \(path) was lost although its new content could not be restored", file: file, line: line)
+        return target
     }
 
     func testCheckReportsMissingPackAndRestoreNamesTheLostFiles() throws {
