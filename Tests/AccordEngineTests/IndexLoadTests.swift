@@ -73,8 +73,25 @@ final class IndexLoadTests: AccordTestCase {
                 XCTAssertTrue("\(error)".contains("does not match its name"), "cut to \(cut): \(error)")
             }
         }
-        // Well named but malformed: one trailing byte, the file named by its new hash.
+        // Well named but with an unknown blob type past the first window: the
+        // error names the same byte as the whole-file decoder's does.
         try Sys.unlink(Array(path.utf8))
+        var badType = good
+        let typeByte = 12 + 2 * (36 + 12_000 * 46) + 36 + 1_000 * 46 + 32   // third pack, blob 1,000: 46-byte records (FORMAT.md)
+        XCTAssertGreaterThan(typeByte, 1 << 20, "test setup: the damage must lie past the first window")
+        badType[typeByte] = 0xEE
+        let expected = try XCTUnwrap(badType.withUnsafeBytes { buf -> String? in
+            do { _ = try IndexFile.decode(buf); return nil } catch { return "\(error)" }
+        })
+        XCTAssertTrue(expected.contains("unknown blob type"), expected)
+        let badTypeID = badType.withUnsafeBytes { SHA256Hasher.hash($0) }
+        try TreeBuilder.write(Array(repository.layout.indexPath(badTypeID).utf8), badType, mode: 0o600)
+        XCTAssertThrowsError(try Repository.open(at: repo).loadIndex()) { error in
+            XCTAssertTrue("\(error)".contains(expected), "the loader says \(error), the decoder \(expected)")
+        }
+        try Sys.unlink(Array(repository.layout.indexPath(badTypeID).utf8))
+
+        // Well named but malformed: one trailing byte, the file named by its new hash.
         let bad = good + [0]
         let badID = bad.withUnsafeBytes { SHA256Hasher.hash($0) }
         try TreeBuilder.write(Array(repository.layout.indexPath(badID).utf8), bad, mode: 0o600)

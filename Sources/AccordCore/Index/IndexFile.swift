@@ -40,6 +40,15 @@ public struct IndexFile: Equatable {
         return w.bytes
     }
 
+    /// One `Blob` record (`blobRecordSize` bytes); `IndexLoader` reads them too.
+    static func decodeBlob(_ r: inout ByteReader) throws -> PackEntry {
+        let bid = try r.id()
+        guard let t = BlobType(rawValue: try r.u8()) else { throw DecodeError.invalid("unknown blob type", offset: r.offset) }
+        guard let c = BlobCompression(rawValue: try r.u8()) else { throw DecodeError.invalid("unknown compression", offset: r.offset) }
+        let off = try r.u32(), stored = try r.u32(), raw = try r.u32()
+        return PackEntry(id: bid, type: t, compression: c, rawLength: raw, storedLength: stored, offset: off)
+    }
+
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> IndexFile {
         var r = ByteReader(bytes)
         guard try r.raw(8) == magic else { throw DecodeError.invalid("not an Accord index file (bad magic)", offset: 0) }
@@ -53,13 +62,7 @@ public struct IndexFile: Equatable {
             guard n <= r.remaining / blobRecordSize else { throw DecodeError.truncated(offset: r.offset) }
             var blobs: [PackEntry] = []
             blobs.reserveCapacity(n)
-            for _ in 0..<n {
-                let bid = try r.id()
-                guard let t = BlobType(rawValue: try r.u8()) else { throw DecodeError.invalid("unknown blob type", offset: r.offset) }
-                guard let c = BlobCompression(rawValue: try r.u8()) else { throw DecodeError.invalid("unknown compression", offset: r.offset) }
-                let off = try r.u32(), stored = try r.u32(), raw = try r.u32()
-                blobs.append(PackEntry(id: bid, type: t, compression: c, rawLength: raw, storedLength: stored, offset: off))
-            }
+            for _ in 0..<n { blobs.append(try decodeBlob(&r)) }
             packs.append(Pack(id: id, blobs: blobs))
         }
         guard r.isAtEnd else { throw DecodeError.invalid("trailing bytes after the last pack", offset: r.offset) }

@@ -53,14 +53,8 @@ struct IndexLoader {
             let keep = present?.contains(pack) ?? true
             let number = keep ? index.packNumber(pack) : -1
             for _ in 0..<n {
-                try r.need(IndexFile.blobRecordSize)
-                let bid = r.id()
-                guard let t = BlobType(rawValue: r.u8()) else { throw DecodeError.invalid("unknown blob type", offset: r.offset) }
-                guard let c = BlobCompression(rawValue: r.u8()) else { throw DecodeError.invalid("unknown compression", offset: r.offset) }
-                let off = r.u32(), stored = r.u32(), raw = r.u32()
-                if keep {
-                    index.append(pack: number, PackEntry(id: bid, type: t, compression: c, rawLength: raw, storedLength: stored, offset: off))
-                }
+                let entry = try r.record(IndexFile.blobRecordSize) { try IndexFile.decodeBlob(&$0) }
+                if keep { index.append(pack: number, entry) }
             }
         }
         guard r.remaining == 0 else { throw DecodeError.invalid("trailing bytes after the last pack", offset: r.offset) }
@@ -125,8 +119,19 @@ struct IndexLoader {
         }
 
         func bytes(_ n: Int) -> ArraySlice<UInt8> { buffer[start..<start + n] }
+
+        /// Decodes the next `n` bytes with a `ByteReader` (errors name file offsets).
+        mutating func record<T>(_ n: Int, _ decode: (inout ByteReader) throws -> T) throws -> T {
+            try need(n)
+            let base = offset - start   // file offset of buffer[0]
+            let value = try buffer.withUnsafeBytes { b -> T in
+                var r = ByteReader(UnsafeRawBufferPointer(rebasing: b[..<(start + n)]), offset: start)
+                do { return try decode(&r) } catch let e as DecodeError { throw e.shifted(by: base) }
+            }
+            start += n
+            return value
+        }
         mutating func advance(_ n: Int) { start += n }
-        mutating func u8() -> UInt8 { defer { start += 1 }; return buffer[start] }
         mutating func u32() -> UInt32 {
             defer { start += 4 }
             return buffer.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: start, as: UInt32.self)) }
@@ -134,6 +139,16 @@ struct IndexLoader {
         mutating func id() -> ID {
             defer { start += 32 }
             return buffer.withUnsafeBytes { ID(bytes: $0.baseAddress! + start) }
+        }
+    }
+}
+
+private extension DecodeError {
+    /// The same error with its offset moved by `delta` (window → file offsets).
+    func shifted(by delta: Int) -> DecodeError {
+        switch self {
+        case .truncated(let o): return .truncated(offset: o + delta)
+        case .invalid(let what, let o): return .invalid(what, offset: o + delta)
         }
     }
 }

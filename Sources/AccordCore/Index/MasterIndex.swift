@@ -74,13 +74,20 @@ public final class MasterIndex {
     /// Room for `count` more entries before `seal()`, so loading does not regrow the array.
     public func reserve(_ count: Int) { pending.reserveCapacity(pending.count + count) }
 
-    /// Of two copies of one blob, the one the index keeps: a whole copy over
-    /// a delta (a delta's base must resolve to a whole copy), else the one
-    /// added first (lower pack number, then offset).
+    /// A copy of a blob replaces the one the index knows only when it is
+    /// stored whole and the known one is a delta (a delta's base must
+    /// resolve to a whole copy).
+    @inline(__always)
+    static func replaces(_ new: BlobLocation, _ old: BlobLocation) -> Bool {
+        old.compression == .delta && new.compression != .delta
+    }
+
+    /// Of two copies added together, the one the index keeps: by `replaces`,
+    /// else the one added first (lower pack number, then offset).
     @inline(__always)
     static func preferred(_ a: BlobLocation, over b: BlobLocation) -> Bool {
-        let da = a.compression == .delta, db = b.compression == .delta
-        if da != db { return db }
+        if replaces(a, b) { return true }
+        if replaces(b, a) { return false }
         return (a.packIndex, a.offset) < (b.packIndex, b.offset)
     }
 
@@ -110,9 +117,8 @@ public final class MasterIndex {
                 } else if fresh[j].id < sorted[i].id {
                     merged.append(fresh[j]); j += 1
                 } else {
-                    // Known already: the old copy stays unless it is a delta and the new one is whole.
-                    let keepNew = sorted[i].location.compression == .delta && fresh[j].location.compression != .delta
-                    merged.append(keepNew ? fresh[j] : sorted[i]); i += 1; j += 1
+                    // Known already: the old copy stays unless the new one `replaces` it.
+                    merged.append(Self.replaces(fresh[j].location, sorted[i].location) ? fresh[j] : sorted[i]); i += 1; j += 1
                 }
             }
             merged.append(contentsOf: sorted[i...])
@@ -157,7 +163,7 @@ public final class MasterIndex {
             best = r.location
         }
         guard let b = best else { return nil }
-        if let old = lookupSorted(id), !(old.compression == .delta && b.compression != .delta) { return old }
+        if let old = lookupSorted(id), !Self.replaces(b, old) { return old }
         return b
     }
 

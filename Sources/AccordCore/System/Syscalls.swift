@@ -331,15 +331,16 @@ public enum Sys {
         if Glibc.fchown(fd, uid_t(uid), gid_t(gid)) != 0 { throw fail("change owner of", path) }
     }
 
-    /// Sets access and modification time (ns) without following symlinks.
-    /// The corresponding C function is `utimensat`.
     /// Sets atime and mtime of an open file (no path lookup).
+    /// The corresponding C function is `futimens`.
     public static func setTimes(fd: Int32, mtimeSec: Int64, mtimeNsec: Int64, path: String = "") throws {
         var times = [timespec(tv_sec: Int(mtimeSec), tv_nsec: Int(mtimeNsec)),
                      timespec(tv_sec: Int(mtimeSec), tv_nsec: Int(mtimeNsec))]
         if Glibc.futimens(fd, &times) != 0 { throw fail("set times of", path) }
     }
 
+    /// Sets access and modification time (ns) without following symlinks.
+    /// The corresponding C function is `utimensat`.
     public static func setTimes(_ path: RawPath, mtimeSec: Int64, mtimeNsec: Int64) throws {
         var times = [timespec(tv_sec: Int(mtimeSec), tv_nsec: Int(mtimeNsec)),
                      timespec(tv_sec: Int(mtimeSec), tv_nsec: Int(mtimeNsec))]

@@ -100,10 +100,8 @@ final class PackOrderedWriter {
 
     deinit { state.deallocate() }
 
-    /// Adds errors of finishing files after `writeAll` (they are reported with the writer's own).
-    func recordFinishErrors(_ errors: [Int32: Error]) {
-        lock.withLock { finishErrors.merge(errors) { old, _ in old } }
-    }
+    /// Records that finishing file `n` failed (the file stays, as restored, unless the caller removed it).
+    func markFinishFailed(_ n: Int32, _ e: Error) { lock.withLock { if finishErrors[n] == nil { finishErrors[n] = e } } }
 
     /// Whether the files added make a segment (see `segmentFiles`).
     var isFull: Bool { files.count >= Self.segmentFiles || blobRefs >= Self.segmentBlobs }
@@ -261,7 +259,7 @@ final class PackOrderedWriter {
             guard files[Int(f)].solo else { return }
             remaining[Int(f)] -= blobs
             guard remaining[Int(f)] == 0 else { return }
-            do { try finish(files[Int(f)], fd) } catch { lock.withLock { finishErrors[f] = error } }
+            do { try finish(files[Int(f)], fd) } catch { markFinishFailed(f, error) }
             state[Int(f)] = Self.finished
             fds.close(f)
         }

@@ -147,9 +147,7 @@ public final class Restore {
             options.progress?.addFile()
         }
         // Pass 3: sizes and metadata of the other files, on all threads; failed
-        // files are removed, then reported in manifest order.
-        let finishLock = NSLock()
-        var finishErrors: [Int32: Error] = [:]
+        // files are removed (`report` names them, in manifest order).
         contents.forEachFile { [unowned self] n, f in
             if contents.isFailed(n) {
                 if contents.wasCreated(n) { try? Sys.unlink(f.path) }
@@ -159,7 +157,7 @@ public final class Restore {
             if f.solo {
                 // Neither failed nor finished: not every blob was written (a bug). Never pad it out.
                 if contents.wasCreated(n) { try? Sys.unlink(f.path) }
-                finishLock.withLock { finishErrors[n] = RestoreError.incomplete(f.entry.path.displayPath) }
+                contents.markFinishFailed(n, RestoreError.incomplete(f.entry.path.displayPath))
                 return
             }
             do {
@@ -168,10 +166,9 @@ public final class Restore {
                 try finishFile(f.entry, fd: fd, f.path)
                 options.progress?.addFile()
             } catch {
-                finishLock.withLock { finishErrors[n] = error }
+                contents.markFinishFailed(n, error)
             }
         }
-        contents.recordFinishErrors(finishErrors)
     }
 
     /// Counts a written segment's files and reports those that failed, in manifest order.
