@@ -17,7 +17,9 @@
 #   DUMP_GROWTH  1 (default): also back up the dump alone day 1 + day 2 for growth; 0 skips
 #   FRESH_CACHE  1 (default as root): drop the page cache and re-read the step's inputs before
 #                every measurement; 0 keeps caches as they are
-#   RESTORE_WARMUP 1 (default): each tool restores once untimed before its timed restore
+#   RESTORE_WARMUP 1 (default): each tool restores once untimed before its timed restores
+#   RESTORE_RUNS timed restores per tool (default 3); the run with the median wall time is recorded
+#   NOCHANGE_RUNS no-change backups per tool (default 3); the median run is recorded
 #   SETTLE       seconds of quiet before each restore (default 10)
 #   KEEP         1: keep repos and corpus afterwards (default 1; 0 deletes repos, corpus, pg data)
 #   PG_BIN       PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
@@ -49,8 +51,15 @@ if [ -z "${FRESH_CACHE:-}" ]; then
 fi
 WARM=()
 SETTLE=${SETTLE:-10}   # seconds of quiet before each restore
-RESTORE_WARMUP=${RESTORE_WARMUP:-1}   # 1: each tool restores once untimed before the timed restore
-RECORD=1
+RESTORE_WARMUP=${RESTORE_WARMUP:-1}   # 1: each tool restores once untimed before the timed restores
+# Short steps are repeated and the median run recorded: on this class of VM one
+# run can be 30-60% slower than the next for reasons outside the tool (page
+# faults on guest memory the host reclaimed cost several microseconds each),
+# and a single sample per tool and scale made the doubling ratios noise.
+RESTORE_RUNS=${RESTORE_RUNS:-3}
+NOCHANGE_RUNS=${NOCHANGE_RUNS:-3}
+RECORD=1   # 1: record; 0: untimed warm-up (shown only); collect: keep for median_run
+COLLECTED=()
 KEEP=${KEEP:-1}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_USER=${PG_USER:-nobody}
@@ -179,13 +188,34 @@ record() {
     local step=$1 tool=$2 repo=$3 wall=$4 user=$5 sys=$6 rss=$7 rc=$8 status=$9 rep=${10:-} size="" cpu=""
     [ -n "$repo" ] && [ -e "$repo" ] && size=$(du -sb "$repo" | cut -f1)
     [ -n "$user" ] && cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
-    if [ "$RECORD" != 1 ]; then   # an untimed warm-up run: shown, not recorded
+    if [ "$RECORD" = 0 ]; then   # an untimed warm-up run: shown, not recorded
         printf '    %-20s %-10s (warm-up run, not recorded: wall %ss)\n' "$tool" "$step" "${wall:--}" >&2
         return
     fi
-    echo "$SCALE,$step,$tool,$wall,$user,$sys,$cpu,$rss,$size,$rc,$status,$rep" >> "$CSV"
+    local row="$SCALE,$step,$tool,$wall,$user,$sys,$cpu,$rss,$size,$rc,$status,$rep"
+    if [ "$RECORD" = collect ]; then   # one of several runs: median_run records one
+        COLLECTED+=("$row")
+        printf '    %-20s %-10s run %d: wall %6ss  cpu %6ss  rss %8s KB  %s\n' \
+            "$tool" "$step" "${#COLLECTED[@]}" "${wall:--}" "${cpu:--}" "${rss:--}" "$status" >&2
+        return
+    fi
+    echo "$row" >> "$CSV"
     printf '    %-20s %-10s wall %6ss  cpu %6ss  rss %8s KB  repo %12s B  %s\n' \
         "$tool" "$step" "${wall:--}" "${cpu:--}" "${rss:--}" "${size:--}" "$status" >&2
+}
+
+# median_run: records the collected run with the median wall time (all its
+# columns, so CPU and RSS come from the same run); a failed run, if any, instead.
+median_run() {
+    [ ${#COLLECTED[@]} -gt 0 ] || return 0
+    local row n=${#COLLECTED[@]}
+    row=$(printf '%s\n' "${COLLECTED[@]}" | awk -F, '$11 !~ /^ok/' | head -n1)
+    [ -n "$row" ] || row=$(printf '%s\n' "${COLLECTED[@]}" | sort -t, -k4,4g | sed -n "$(( (n + 1) / 2 ))p")
+    COLLECTED=()
+    echo "$row" >> "$CSV"
+    IFS=, read -r _ step tool wall _ _ cpu rss size _ status _ <<<"$row"
+    printf '    %-20s %-10s wall %6ss  cpu %6ss  rss %8s KB  repo %12s B  %s (median of %d)\n' \
+        "$tool" "$step" "${wall:--}" "${cpu:--}" "${rss:--}" "${size:--}" "$status" "$n" >&2
 }
 
 # measure STEP TOOL REPO cmd...   (stdin from $MEASURE_STDIN); sets M_RC
@@ -273,7 +303,20 @@ backup() {
         borg-lz4:*)         cmd=(borg create --compression lz4 "$repo::$step" "$src") ;;
         borg-zlib6:*)       cmd=(borg create --compression "zlib,6" "$repo::$step" "$src") ;;
     esac
-    measure "$step" "$tool" "$repo" "${cmd[@]}"
+    if [ "$step" = nochange ] && [ "$NOCHANGE_RUNS" -gt 1 ]; then
+        local run
+        RECORD=collect
+        for ((run = 1; run <= NOCHANGE_RUNS; run++)); do
+            # borg archive names must differ; the others ignore the tag's value
+            [ $run -gt 1 ] && [[ $base == borg* ]] && cmd[${#cmd[@]} - 1]="$repo::$step-$run"
+            measure "$step" "$tool" "$repo" "${cmd[@]}"
+            [ "$M_RC" = 0 ] || [ "$M_RC" = 3 ] || break
+        done
+        RECORD=1
+        median_run
+    else
+        measure "$step" "$tool" "$repo" "${cmd[@]}"
+    fi
     MEASURE_STDIN=/dev/null
     if [ "$M_RC" != 0 ] && [ "$M_RC" != 3 ]; then
         if [ "$base" = accord-max ] && grep -qiE 'compression|unknown|unrecogni|usage|invalid' "$LOGS/$step.$tool.log"; then
@@ -288,11 +331,16 @@ backup() {
 restore() {
     local tool=$1 repo=${REPO[$1]} target=$RESTORES/$1 status arch root round
     if [ -n "${DISABLED[$tool]:-}" ]; then skip restore "$tool"; return; fi
-    # Each tool restores twice, the first time untimed: whichever restore came
-    # first after the backup steps was up to 40% slower than the same tool's
-    # next one, so a fixed order would charge one tool for it.
-    for round in warmup timed; do
-        [ "$round" = warmup ] && [ "$RESTORE_WARMUP" != 1 ] && continue
+    # Each tool restores once untimed, then RESTORE_RUNS times timed, and the
+    # median run is recorded: whichever restore came first after the backup
+    # steps was up to 40% slower than the same tool's next one, and at scale 2
+    # the slowdown once lasted two restores, so a fixed order or one sample
+    # would charge one tool for it.
+    local -a rounds=()
+    [ "$RESTORE_WARMUP" = 1 ] && rounds+=(warmup)
+    for ((round = 1; round <= RESTORE_RUNS; round++)); do rounds+=(timed); done
+    local left=$RESTORE_RUNS
+    for round in "${rounds[@]}"; do
         rm -rf "$target"; mkdir -p "$target"
         WARM=("$repo" "$BENCH_DIR/cache" "$BENCH_DIR/home")
         # Let the kernel finish with the previous restore's filesystem (unmount,
@@ -300,7 +348,7 @@ restore() {
         sync; sleep "$SETTLE"
         fresh_caches
         fresh_fs "$target"
-        [ "$round" = warmup ] && RECORD=0
+        if [ "$round" = warmup ]; then RECORD=0; else RECORD=collect; left=$((left - 1)); fi
         case "$tool" in
             accord*) measure restore "$tool" "$repo" "$ACCORD" restore -d "$repo" latest --target "$target" ;;
             restic)  measure restore "$tool" "$repo" restic -r "$repo" --password-file "$RESTIC_PWF" restore latest --target "$target" ;;
@@ -308,8 +356,11 @@ restore() {
                      measure restore "$tool" "$repo" env -C "$target" borg extract "$repo::$arch" ;;
         esac
         RECORD=1
-        if [ "$round" = warmup ]; then drop_fs "$target"; fi
+        # keep the last timed restore for verification
+        if [ "$round" = warmup ] || [ "$left" -gt 0 ]; then drop_fs "$target"; fi
+        [ "$round" = warmup ] || [ "$M_RC" = 0 ] || [ "$M_RC" = 3 ] || break
     done
+    median_run
     # verification, outside the timing: find where the tool put the tree, then diff it
     if [ "$M_RC" = 0 ] || [ "$M_RC" = 3 ]; then
         root=$(find "$target" -path '*/db/pgdump.sql' -type f -print -quit)

@@ -49,6 +49,30 @@ final class DedupTests: AccordTestCase {
         XCTAssertEqual(try repository.listSnapshotIDs().count, 2)
     }
 
+    /// An unchanged file's xattrs come from the parent snapshot (no listing:
+    /// its ctime says none changed); one set since then is seen, because
+    /// setting it changed the ctime.
+    func testXattrsOfUnchangedFilesComeFromTheParentAndNewOnesAreSeen() throws {
+        let root = try makeTree(seed: 5)
+        let kept = Array((root + "/docs/note1.txt").utf8), added = Array((root + "/docs/note2.txt").utf8)
+        let name = Array("user.accord.walk".utf8)
+        do { try Sys.setXattr(kept, name: name, value: [7, 0, 9]) } catch {
+            throw XCTSkip("no user xattrs on this filesystem: \(error)")
+        }
+        _ = try backup(root)
+        try Sys.setXattr(added, name: name, value: [1, 2])
+        let second = try backup(root)
+        XCTAssertEqual(second.summary.filesUnchanged, second.summary.files - 1, "only the file given an xattr changed")
+        let repository = try openRepository()
+        let entries = Dictionary(uniqueKeysWithValues: try manifestEntries(repository).map { ($0.path, $0) })
+        XCTAssertEqual(entries[kept]?.xattrs, [.init(name: name, value: [7, 0, 9])], "an unchanged file lost its xattr")
+        XCTAssertEqual(entries[added]?.xattrs, [.init(name: name, value: [1, 2])], "an xattr set between backups was missed")
+        let target = scratch.sub("restored")
+        _ = try accordOK("restore", "-d", repo, "latest", "--target", target)
+        let restored = Array((target + root + "/docs/note1.txt").utf8)
+        XCTAssertEqual(try Sys.listXattrs(restored).map(\.value), [[7, 0, 9]])
+    }
+
     func testForcedRereadStoresNoNewData() throws {
         let root = try makeTree(seed: 3)
         _ = try backup(root)

@@ -273,6 +273,27 @@ public enum Sys {
 
     public static func lstat(_ path: String) throws -> FileStatus { try lstat(Array(path.utf8)) }
 
+    /// `lstat` of `name` in the open directory `dir`: one path component to
+    /// resolve instead of the whole path. `path` names it in errors.
+    /// The corresponding C function is `fstatat` with `AT_SYMLINK_NOFOLLOW`.
+    public static func lstat(in dir: Int32, _ name: RawPath, path: RawPath) throws -> FileStatus {
+        var s = Glibc.stat()
+        if withCPath(name, { fstatat(dir, $0, &s, AT_SYMLINK_NOFOLLOW) }) != 0 { throw fail("stat", path.displayPath) }
+        return FileStatus(s)
+    }
+
+    /// Opens `name` in the open directory `dir` (or `path` itself when `dir` is nil)
+    /// as a directory, never following a symlink. The C function is `openat`.
+    public static func openDirectory(in dir: Int32?, _ name: RawPath, path: RawPath) throws -> Int32 {
+        let flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
+        while true {
+            let fd = withCPath(dir == nil ? path : name) { Glibc.openat(dir ?? AT_FDCWD, $0, flags) }
+            if fd >= 0 { return fd }
+            if Glibc.errno == EINTR { continue }
+            throw fail("open directory", path.displayPath)
+        }
+    }
+
     /// The corresponding C function is `stat` (follows symlinks).
     public static func stat(_ path: RawPath) throws -> FileStatus {
         var s = Glibc.stat()
@@ -289,11 +310,17 @@ public enum Sys {
 
     /// The corresponding C function is `readlink`.
     public static func readlink(_ path: RawPath) throws -> RawPath {
+        try readlink(in: AT_FDCWD, path, path: path)
+    }
+
+    /// `readlink` of `name` in the open directory `dir` (`path` names it in errors).
+    /// The corresponding C function is `readlinkat`.
+    public static func readlink(in dir: Int32, _ name: RawPath, path: RawPath) throws -> RawPath {
         var size = 256
         while true {
             var buffer = [UInt8](repeating: 0, count: size)
-            let n = withCPath(path) { p in
-                buffer.withUnsafeMutableBufferPointer { Glibc.readlink(p, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), size) }
+            let n = withCPath(name) { p in
+                buffer.withUnsafeMutableBufferPointer { Glibc.readlinkat(dir, p, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), size) }
             }
             if n < 0 { throw fail("read link", path.displayPath) }
             if n < size { return Array(buffer[0..<n]) }
@@ -352,6 +379,22 @@ public enum Sys {
     public static func listDirectory(_ path: RawPath) throws -> [RawPath] {
         guard let dir = withCPath(path, { Glibc.opendir($0) }) else { throw fail("open directory", path.displayPath) }
         defer { Glibc.closedir(dir) }
+        return try readNames(dir, path: path)
+    }
+
+    /// Lists the entry names of an open directory (`openDirectory`); `fd` stays open.
+    public static func listDirectory(fd: Int32, path: RawPath) throws -> [RawPath] {
+        let copy = Glibc.dup(fd)
+        guard copy >= 0, let dir = Glibc.fdopendir(copy) else {
+            let e = fail("read directory", path.displayPath)
+            if copy >= 0 { _ = Glibc.close(copy) }
+            throw e
+        }
+        defer { Glibc.closedir(dir) }
+        return try readNames(dir, path: path)
+    }
+
+    private static func readNames(_ dir: OpaquePointer, path: RawPath) throws -> [RawPath] {
         var names: [RawPath] = []
         while true {
             Glibc.errno = 0

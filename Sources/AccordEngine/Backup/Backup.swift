@@ -253,7 +253,7 @@ public final class Backup {
                 guard slots.push(slot) else { return }
                 guard jobs.push(.inline(slot, f)) else { return }
             } else {
-                try visit(root.path, isRoot: true)
+                try visitRoot(root.path)
             }
         }
     }
@@ -298,26 +298,45 @@ public final class Backup {
         statsLock.withLock { summary.errors.append(path.displayPath) }
     }
 
-    func visit(_ path: RawPath, isRoot: Bool = false) throws {
-        if failure.value != nil { return }
-        if !isRoot && excluded(path) { return }
+    /// Visits a source root and everything under it.
+    func visitRoot(_ path: RawPath) throws {
         let st: FileStatus
         do { st = try Sys.lstat(path) } catch { try skipUnreadable(path, error); return }
+        try visit(path, st, in: nil, name: path)
+    }
+
+    /// Visits one entry. Below a root, names are resolved in the open parent
+    /// directory `dir` (`fstatat`, `openat`, `readlinkat`): one path component
+    /// per call instead of the whole path.
+    func visit(_ path: RawPath, _ st: FileStatus, in dir: Int32?, name: RawPath) throws {
+        if failure.value != nil { return }
         var e = entry(.file, path, st)
-        e.xattrs = ((try? Sys.listXattrs(path)) ?? []).map { .init(name: $0.name, value: $0.value) }
         if st.isDirectory {
             e.kind = .directory
             e.size = 0
+            e.xattrs = xattrs(path)
             emit(e)
-            let names: [RawPath]
-            do { names = try Sys.listDirectory(path) } catch { try skipUnreadable(path, error); return }
-            for name in names.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
-                try visit(path == [0x2f] ? [0x2f] + name : path + [0x2f] + name)
+            let fd: Int32, names: [RawPath]
+            do {
+                fd = try Sys.openDirectory(in: dir, name, path: path)
+            } catch { try skipUnreadable(path, error); return }
+            defer { Sys.close(fd) }
+            do { names = try Sys.listDirectory(fd: fd, path: path) } catch { try skipUnreadable(path, error); return }
+            for child in names.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+                if failure.value != nil { return }
+                let childPath = path == [0x2f] ? [0x2f] + child : path + [0x2f] + child
+                if excluded(childPath) { continue }
+                let cst: FileStatus
+                do { cst = try Sys.lstat(in: fd, child, path: childPath) } catch { try skipUnreadable(childPath, error); continue }
+                try visit(childPath, cst, in: fd, name: child)
             }
         } else if st.isSymlink {
             e.kind = .symlink
             e.size = 0
-            do { e.linkTarget = try Sys.readlink(path) } catch { try skipUnreadable(path, error); return }
+            e.xattrs = xattrs(path)
+            do {
+                e.linkTarget = try dir.map { try Sys.readlink(in: $0, name, path: path) } ?? Sys.readlink(path)
+            } catch { try skipUnreadable(path, error); return }
             emit(e)
         } else if st.isRegular {
             if st.nlink > 1 {
@@ -326,6 +345,7 @@ public final class Backup {
                     e.kind = .hardlink
                     e.linkTarget = first
                     e.size = 0
+                    e.xattrs = xattrs(path)
                     emit(e)
                     return
                 }
@@ -336,6 +356,9 @@ public final class Backup {
                old.ctimeSec == st.ctimeSec, old.ctimeNsec == st.ctimeNsec, old.inode == st.inode,
                sink.areKnown(old.referencedBlobs) {
                 e.blobs = old.blobs
+                // Setting or removing an xattr changes the ctime: with the ctime
+                // unchanged the parent's xattrs are this file's, and need no syscall.
+                e.xattrs = old.xattrs
                 let slot = Slot(entry: e, done: true)
                 slot.unchanged = true
                 slot.listParent = old.list == nil ? nil : old
@@ -344,6 +367,7 @@ public final class Backup {
                 options.progress?.addBytes(Int(st.size))
                 return
             }
+            e.xattrs = xattrs(path)
             let slot = Slot(entry: e)
             slot.listParent = old?.list == nil ? nil : old
             guard slots.push(slot) else { return }
@@ -353,6 +377,11 @@ public final class Backup {
             statsLock.withLock { summary.otherSkipped += 1 }
             options.onWarning("skipping \(path.displayPath): sockets, FIFOs and device files are not backed up")
         }
+    }
+
+    /// A path's extended attributes (none where they cannot be listed).
+    func xattrs(_ path: RawPath) -> [ManifestEntry.Xattr] {
+        ((try? Sys.listXattrs(path)) ?? []).map { .init(name: $0.name, value: $0.value) }
     }
 
     // MARK: Reading (worker threads)
