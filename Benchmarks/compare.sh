@@ -304,11 +304,13 @@ backup() {
         borg-zlib6:*)       cmd=(borg create --compression "zlib,6" "$repo::$step" "$src") ;;
     esac
     if [ "$step" = nochange ] && [ "$NOCHANGE_RUNS" -gt 1 ]; then
-        local run
+        local run i
         RECORD=collect
         for ((run = 1; run <= NOCHANGE_RUNS; run++)); do
-            # borg archive names must differ; the others ignore the tag's value
-            [ $run -gt 1 ] && [[ $base == borg* ]] && cmd[${#cmd[@]} - 1]="$repo::$step-$run"
+            # borg archive names must differ (REPO::NAME); a tag may repeat
+            for i in "${!cmd[@]}"; do
+                [ $run -gt 1 ] && [[ ${cmd[$i]} == "$repo::"* ]] && cmd[$i]="$repo::$step-$run"
+            done
             measure "$step" "$tool" "$repo" "${cmd[@]}"
             [ "$M_RC" = 0 ] || [ "$M_RC" = 3 ] || break
         done
