@@ -66,7 +66,7 @@ def tools_in(rows, main=True):
 
 
 def f_s(v):
-    return "–" if v is None else (f"{v:.2f}" if v < 10 else f"{v:.1f}")
+    return "–" if v is None else (f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 10 else f"{v:.1f}")
 
 
 def f_mib(v, kb=False):

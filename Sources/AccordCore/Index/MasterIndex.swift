@@ -19,9 +19,9 @@ public struct BlobLocation: Equatable, Sendable {
 /// The in-memory index of every blob in the repository.
 ///
 /// Memory: loaded entries live in one sorted array of 48-byte records
-/// (id + location) with no per-entry overhead, found through a 65,536-slot
-/// table on the id's first 16 bits and a guess within the slot from the next
-/// 32. Added entries are appended unsorted (48 bytes each, duplicates and
+/// (id + location) with no per-entry overhead, found through a table on
+/// the id's first 8-16 bits (~32 records a slot) and a guess within the slot
+/// from the next 32. Added entries are appended unsorted (48 bytes each, duplicates and
 /// all) and sorted into place by `seal()` (an in-place radix sort), which
 /// every writer calls before lookups: loading 10 million chunks peaks near
 /// 48 bytes a blob, instead of a hash table's ~100 beside the array. Merging
@@ -33,7 +33,10 @@ public final class MasterIndex {
     public private(set) var packs: [PackID] = []
     private var packNumbers: [PackID: Int] = [:]
     private var sorted: [Record] = []
-    private var buckets: [UInt32] = []    // buckets[k] = first record whose id's top 16 bits ≥ k
+    private var buckets: [UInt32] = []    // buckets[k] = first record whose id's top `bucketBits` bits ≥ k
+    /// About 32 records a bucket (8 to 16 bits): a table small enough to stay
+    /// in cache between lookups, so a lookup misses the cache once, on the record.
+    private var bucketBits = 8
     /// Added since the last `seal()`: unsorted, may repeat ids.
     private var pending: [Record] = []
     /// Packs named by index files (some may be missing on disk: `check` reports it).
@@ -126,13 +129,15 @@ public final class MasterIndex {
             merged.append(contentsOf: fresh[j...])
             sorted = merged
         }
-        buckets = [UInt32](repeating: 0, count: 65537)
+        bucketBits = min(16, max(8, (Int.bitWidth - sorted.count.leadingZeroBitCount) - 5))
+        let count = 1 << bucketBits, shift = UInt64(64 - bucketBits)
+        buckets = [UInt32](repeating: 0, count: count + 1)
         var k = 0
         for (i, r) in sorted.enumerated() {
-            let top = Int(r.id.w0 >> 48)
+            let top = Int(r.id.w0 >> shift)
             while k <= top { buckets[k] = UInt32(i); k += 1 }
         }
-        while k <= 65536 { buckets[k] = UInt32(sorted.count); k += 1 }
+        while k <= count { buckets[k] = UInt32(sorted.count); k += 1 }
     }
 
     @inline(__always)
@@ -193,13 +198,13 @@ public final class MasterIndex {
 
     private func lookupSorted(_ id: ID) -> BlobLocation? {
         if sorted.isEmpty { return nil }
-        let top = Int(id.w0 >> 48)
+        let top = Int(id.w0 >> UInt64(64 - bucketBits))
         let lo = Int(buckets[top]), hi = Int(buckets[top + 1])
         if lo == hi { return nil }
         // Ids are uniform, so the next 32 bits place one within its bucket:
-        // start there and step towards it (about one record off on average),
-        // instead of a binary search's log2(bucket) scattered reads.
-        let guess = lo + Int((((id.w0 << 16) >> 32) &* UInt64(hi - lo)) >> 32)
+        // start there and step towards it (a few records off, within a cache
+        // line or two), instead of a binary search's scattered reads.
+        let guess = lo + Int((((id.w0 << UInt64(bucketBits)) >> 32) &* UInt64(hi - lo)) >> 32)
         return sorted.withUnsafeBufferPointer { s in
             var i = guess
             if s[i].id < id {
@@ -241,7 +246,7 @@ public final class MasterIndex {
     public func containsPrefix(_ w0: UInt64) -> Bool {
         if pending.contains(where: { $0.id.w0 == w0 }) { return true }
         if sorted.isEmpty { return false }
-        let top = Int(w0 >> 48)
+        let top = Int(w0 >> UInt64(64 - bucketBits))
         var lo = Int(buckets[top]), hi = Int(buckets[top + 1])
         while lo < hi {
             let mid = (lo + hi) >> 1

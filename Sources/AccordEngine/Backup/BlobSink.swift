@@ -68,7 +68,9 @@ public final class BlobSink: @unchecked Sendable {
     /// Are all these blobs stored or on their way? (One lock for the lot.)
     public func areKnown(_ ids: [BlobID]) -> Bool {
         lock.lock(); defer { lock.unlock() }
-        return ids.allSatisfy { inFlight.contains($0) || repository.index.contains($0) }
+        // The index first: an unchanged file's blobs are all there, and a miss
+        // in the set of blobs in flight would hash every id for nothing.
+        return ids.allSatisfy { repository.index.contains($0) || inFlight.contains($0) }
     }
 
     /// Stores a blob unless it is known. Returns true if it was new. Blocks
