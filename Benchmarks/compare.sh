@@ -21,6 +21,9 @@
 #   RESTORE_RUNS timed restores per tool (default 3); the run with the median wall time is recorded
 #   NOCHANGE_RUNS no-change backups per tool (default 3); the median run is recorded
 #   SETTLE       seconds of quiet before each restore (default 10)
+#   BACKED_MEMORY 1 (default where possible): stop the guest kernel's free page reporting for the
+#                run and touch free memory once, so no tool pays the host for re-backing memory
+#                (see Benchmarks/README.md); 0 leaves the VM as it is
 #   KEEP         1: keep repos and corpus afterwards (default 1; 0 deletes repos, corpus, pg data)
 #   PG_BIN       PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
 #   PG_USER      unprivileged user that runs the throwaway PostgreSQL (default nobody)
@@ -58,6 +61,9 @@ RESTORE_WARMUP=${RESTORE_WARMUP:-1}   # 1: each tool restores once untimed befor
 # and a single sample per tool and scale made the doubling ratios noise.
 RESTORE_RUNS=${RESTORE_RUNS:-3}
 NOCHANGE_RUNS=${NOCHANGE_RUNS:-3}
+for v in RESTORE_RUNS NOCHANGE_RUNS; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: $v must be a whole number >= 1, not '${!v}'" >&2; exit 2; }
+done
 RECORD=1   # 1: record; 0: untimed warm-up (shown only); collect: keep for median_run
 COLLECTED=()
 KEEP=${KEEP:-1}
@@ -166,8 +172,39 @@ PGSCALE=$(awk -v s="$SCALE" 'BEGIN { n = int(30 * s + 0.5); print (n < 1 ? 1 : n
 
 # shellcheck source=Benchmarks/scripts/pg.sh
 . "$HERE/scripts/pg.sh"   # as_pg, pg_init, pg_start, pg_stop, pg_dump_to_corpus
+# Free page reporting (virtio-balloon): this VM's kernel hands freed guest
+# memory back to the host, and the next touch of such a page costs the host a
+# fault, 2.5-5.5 µs here. A restore fills ~2 GB of page cache at scale 2, so
+# whichever tool first used memory given back after earlier steps paid up to
+# 1.5 s more system time, for several restores in a row. Setting the reporting
+# order above the largest buddy order (10) stops reporting; touching the free
+# memory once then leaves all of it backed for every tool alike. Undone on exit.
+REPORTING_ORDER=/sys/module/page_reporting/parameters/page_reporting_order
+SAVED_ORDER=""
+backed_memory() {
+    [ "${BACKED_MEMORY:-1}" = 1 ] && [ -w "$REPORTING_ORDER" ] || return 0
+    SAVED_ORDER=$(cat "$REPORTING_ORDER")
+    if ! echo 11 > "$REPORTING_ORDER" 2>/dev/null; then SAVED_ORDER=""; return 0; fi
+    local free_kb
+    free_kb=$(awk '/^MemFree:/ { print $2 }' /proc/meminfo)
+    say "free page reporting off for the run (order $SAVED_ORDER -> 11); touching $((free_kb / 1048576)) GiB of free memory once"
+    "$PY" - "$(( (free_kb - 1048576) * 1024 ))" <<'PYEOF'
+import mmap, sys
+n = max(0, int(sys.argv[1])) & ~0xfff
+if n:
+    m = mmap.mmap(-1, n)
+    for i in range(0, n, 4096):
+        m[i] = 1
+    m.close()
+PYEOF
+}
+restore_reporting() {
+    [ -n "$SAVED_ORDER" ] && echo "$SAVED_ORDER" > "$REPORTING_ORDER" 2>/dev/null || true
+}
+
 cleanup() {
     local rc=$?
+    restore_reporting
     pg_stop
     for d in "$RESTORES"/*; do [ -d "$d" ] && drop_fs "$d"; done
     if [ "$KEEP" = 0 ]; then rm -rf "$REPOS" "$CORPUS" "$PGROOT" "$RESTORES"; fi
@@ -208,9 +245,9 @@ record() {
 # columns, so CPU and RSS come from the same run); a failed run, if any, instead.
 median_run() {
     [ ${#COLLECTED[@]} -gt 0 ] || return 0
-    local row n=${#COLLECTED[@]}
+    local row n=${#COLLECTED[@]} step tool wall cpu rss size status
     row=$(printf '%s\n' "${COLLECTED[@]}" | awk -F, '$11 !~ /^ok/' | head -n1)
-    [ -n "$row" ] || row=$(printf '%s\n' "${COLLECTED[@]}" | sort -t, -k4,4g | sed -n "$(( (n + 1) / 2 ))p")
+    [ -n "$row" ] || row=$(printf '%s\n' "${COLLECTED[@]}" | LC_ALL=C sort -t, -k4,4g | sed -n "$(( (n + 1) / 2 ))p")
     COLLECTED=()
     echo "$row" >> "$CSV"
     IFS=, read -r _ step tool wall _ _ cpu rss size _ status _ <<<"$row"
@@ -465,6 +502,7 @@ for t in "${MAIN_TOOLS[@]}" "${DUMP_TOOLS[@]}"; do
     init_repo "$t" "$REPOS/$t"
 done
 
+backed_memory
 # Warm the page cache with the whole corpus (and let writeback settle), so the
 # first tool measured does not pay for pages the others then find cached.
 find "$CORPUS" -type f -print0 | xargs -0 cat > /dev/null

@@ -155,6 +155,38 @@ final class RoundTripTests: AccordTestCase {
         assertSameTree(source, try listTree(Array(target.utf8) + root))
     }
 
+    /// The walker keeps one directory descriptor open per level, down to
+    /// `Backup.maxDescriptorDepth` (64), and walks deeper levels by path. A
+    /// 200-level chain under `ulimit -n 128` fails if every level holds one.
+    func testATreeDeeperThanTheDescriptorWalkRoundTripsUnderALowOpenFileLimit() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit") else { throw XCTSkip("needs prlimit") }
+        var rng = SeededRandom(seed: 0x3001)
+        let root = Array(scratch.sub("src").utf8)
+        try TreeBuilder.mkdir(root)
+        var dir = root
+        for level in 0..<200 {
+            dir = dir.appending("d")
+            try TreeBuilder.mkdir(dir)
+            if level % 50 == 49 {
+                try TreeBuilder.write(dir.appending("f"), rng.bytes(3000))
+                try Sys.symlink(target: Array("f".utf8), at: dir.appending("l"))
+            }
+        }
+        let source = try listTree(root)
+        for run in 1...2 {   // the second run finds every file unchanged, deep ones by path
+            let b = try AccordCLI.run(["backup", "-d", repo, "--json", root.string], openFileLimit: 128, scratch: scratch)
+            XCTAssertEqual(b.status, 0, "backup \(run) of a 200-level tree with 128 open files allowed failed:\n\(b)")
+            let s = try decodeBackupJSON(b).summary
+            XCTAssertEqual(s.files, 4)
+            XCTAssertEqual(s.directories, 201 + root.filter { $0 == 0x2f }.count)   // the chain, the root and its ancestors
+            XCTAssertEqual(s.symlinks, 4)
+            XCTAssertEqual(s.filesUnchanged, run == 1 ? 0 : 4)
+        }
+        let target = scratch.sub("restored")
+        _ = try accordOK("restore", "-d", repo, "latest", "--target", target)
+        assertSameTree(source, try listTree(Array(target.utf8) + root))
+    }
+
     /// A file whose blobs all lie in one pack is made, written and finished
     /// by the thread restoring that pack. Twenty files of one multi-chunk
     /// content interleave their writes there, so the thread's descriptor

@@ -384,7 +384,7 @@ public enum Sys {
 
     /// Lists the entry names of an open directory (`openDirectory`); `fd` stays open.
     public static func listDirectory(fd: Int32, path: RawPath) throws -> [RawPath] {
-        let copy = Glibc.dup(fd)
+        let copy = Glibc.fcntl(fd, F_DUPFD_CLOEXEC, 0)   // not inherited by a command started meanwhile
         guard copy >= 0, let dir = Glibc.fdopendir(copy) else {
             let e = fail("read directory", path.displayPath)
             if copy >= 0 { _ = Glibc.close(copy) }

@@ -302,13 +302,18 @@ public final class Backup {
     func visitRoot(_ path: RawPath) throws {
         let st: FileStatus
         do { st = try Sys.lstat(path) } catch { try skipUnreadable(path, error); return }
-        try visit(path, st, in: nil, name: path)
+        try visit(path, st, in: nil, name: path, depth: 0)
     }
+
+    /// Directories at most this deep below a root are walked through open
+    /// descriptors (one per level stays open); deeper ones by full path, so a
+    /// very deep tree cannot exhaust the process's descriptors.
+    static let maxDescriptorDepth = 64
 
     /// Visits one entry. Below a root, names are resolved in the open parent
     /// directory `dir` (`fstatat`, `openat`, `readlinkat`): one path component
     /// per call instead of the whole path.
-    func visit(_ path: RawPath, _ st: FileStatus, in dir: Int32?, name: RawPath) throws {
+    func visit(_ path: RawPath, _ st: FileStatus, in dir: Int32?, name: RawPath, depth: Int) throws {
         if failure.value != nil { return }
         var e = entry(.file, path, st)
         if st.isDirectory {
@@ -316,19 +321,30 @@ public final class Backup {
             e.size = 0
             e.xattrs = xattrs(path)
             emit(e)
-            let fd: Int32, names: [RawPath]
+            var fd: Int32?
+            let names: [RawPath]
             do {
-                fd = try Sys.openDirectory(in: dir, name, path: path)
-            } catch { try skipUnreadable(path, error); return }
-            defer { Sys.close(fd) }
-            do { names = try Sys.listDirectory(fd: fd, path: path) } catch { try skipUnreadable(path, error); return }
+                if depth < Self.maxDescriptorDepth {
+                    fd = try Sys.openDirectory(in: dir, name, path: path)
+                    names = try Sys.listDirectory(fd: fd!, path: path)
+                } else {
+                    names = try Sys.listDirectory(path)
+                }
+            } catch {
+                if let fd { Sys.close(fd) }
+                try skipUnreadable(path, error)
+                return
+            }
+            defer { if let fd { Sys.close(fd) } }
             for child in names.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
                 if failure.value != nil { return }
                 let childPath = path == [0x2f] ? [0x2f] + child : path + [0x2f] + child
                 if excluded(childPath) { continue }
                 let cst: FileStatus
-                do { cst = try Sys.lstat(in: fd, child, path: childPath) } catch { try skipUnreadable(childPath, error); continue }
-                try visit(childPath, cst, in: fd, name: child)
+                do {
+                    cst = try fd.map { try Sys.lstat(in: $0, child, path: childPath) } ?? Sys.lstat(childPath)
+                } catch { try skipUnreadable(childPath, error); continue }
+                try visit(childPath, cst, in: fd, name: fd == nil ? childPath : child, depth: depth + 1)
             }
         } else if st.isSymlink {
             e.kind = .symlink
@@ -356,9 +372,10 @@ public final class Backup {
                old.ctimeSec == st.ctimeSec, old.ctimeNsec == st.ctimeNsec, old.inode == st.inode,
                sink.areKnown(old.referencedBlobs) {
                 e.blobs = old.blobs
-                // Setting or removing an xattr changes the ctime: with the ctime
-                // unchanged the parent's xattrs are this file's, and need no syscall.
-                e.xattrs = old.xattrs
+                // Listed again, not copied from the parent: not every filesystem
+                // changes the ctime with an xattr (tmpfs before Linux 6.6), and a
+                // parent made by another user may not have seen trusted.* ones.
+                e.xattrs = xattrs(path)
                 let slot = Slot(entry: e, done: true)
                 slot.unchanged = true
                 slot.listParent = old.list == nil ? nil : old
