@@ -41,4 +41,44 @@ final class RestoreJobTests: AccordTestCase {
         XCTAssertEqual(refsSeen, writer.byPack.reduce(0) { $0 + $1.count }, "jobs must cover every reference once")
         XCTAssertGreaterThanOrEqual(jobOfSoloFile.count, 220, "the copies and small files should be solo files")
     }
+
+    /// Two large files, each spread over several packs, and small files: in
+    /// pack order each large file's jobs come one after another, so the two
+    /// threads would write the same file at once (and wait on its inode lock).
+    /// The jobs are reordered so that neighbours write different files, and
+    /// still cover every reference once.
+    func testNeighbouringJobsWriteDifferentMultiPackFiles() throws {
+        var rng = SeededRandom(seed: 0x10B6)
+        let root = Array(scratch.sub("src").utf8)
+        try TreeBuilder.mkdir(root)
+        try TreeBuilder.write(root.appending("a.bin"), rng.bytes(40 << 20))
+        try TreeBuilder.write(root.appending("b.bin"), rng.bytes(40 << 20))
+        for i in 0..<300 { try TreeBuilder.write(root.appending("small\(i).txt"), rng.bytes(20_000)) }
+        _ = try backup(root.string, extra: ["--threads", "1"])   // one reader: each file's chunks lie together
+
+        let repository = try openRepository()
+        let writer = PackOrderedWriter(repository: repository, threads: 2, progress: nil)
+        for e in try manifestEntries(repository) where e.kind == .file { writer.add(e, at: e.path) }
+        let jobs = writer.makeJobs()
+        let shared = jobs.map { writer.mainSharedFile($0) }
+        // The fewest neighbouring pairs any order can have: the largest group
+        // of one file's jobs, less one, beyond all the other jobs.
+        let counts = Dictionary(grouping: shared.compactMap { $0 }, by: { $0 }).mapValues(\.count)
+        let largest = counts.values.max() ?? 0
+        let unavoidable = max(0, largest - 1 - (jobs.count - largest))
+        let names = Set(shared.compactMap { $0 }.map { writer.files[Int($0)].path.string })
+        XCTAssertEqual(names.count, 2, "test setup: both large files should span packs: \(names)")
+        XCTAssertGreaterThan(shared.filter { $0 != nil }.count, 10, "test setup: the large files should make many jobs")
+        var samePairs = 0
+        for (a, b) in zip(shared, shared.dropFirst()) where a != nil && a == b { samePairs += 1 }
+        XCTAssertEqual(samePairs, unavoidable, "neighbouring jobs write the same large file \(samePairs) times: \(shared)")
+        var seen = Set<String>()
+        for job in jobs {
+            for (k, r) in writer.byPack[job.pack][job.refs].enumerated() {
+                XCTAssertTrue(seen.insert("\(job.pack)/\(job.refs.lowerBound + k)").inserted, "a reference is in two jobs")
+                _ = r
+            }
+        }
+        XCTAssertEqual(seen.count, writer.byPack.reduce(0) { $0 + $1.count }, "jobs must cover every reference once")
+    }
 }

@@ -211,7 +211,58 @@ final class PackOrderedWriter {
             }
             if start < refs.count { jobs.append(Job(pack: pack, refs: start..<refs.count)) }
         }
-        return jobs
+        return interleaved(jobs)
+    }
+
+    /// The multi-pack file a job writes most (nil: only solo files).
+    func mainSharedFile(_ job: Job) -> Int32? {
+        var bytes: [Int32: Int64] = [:]
+        for r in byPack[job.pack][job.refs] where !files[Int(r.file)].solo {
+            bytes[r.file, default: 0] += Int64(r.location.rawLength)
+        }
+        return bytes.max { ($0.value, $1.key) < ($1.value, $0.key) }?.key
+    }
+
+    /// Orders jobs so that threads taking neighbouring jobs seldom write the
+    /// same multi-pack file. A buffered write holds the file's inode lock,
+    /// and in pack order both threads took consecutive jobs of a dump's packs
+    /// and spun on that lock (about 1.5% of a scale-2 restore's CPU, the
+    /// largest part of its growth beyond 2x). Jobs are grouped by the
+    /// multi-pack file they write most (jobs of solo files form one group)
+    /// and the groups are spread evenly through the queue, each in pack order.
+    func interleaved(_ jobs: [Job]) -> [Job] {
+        var groupOf: [Int32: Int] = [:]
+        var group: [Int] = [], size: [Int] = [0]   // size[0]: the solo group
+        for job in jobs {
+            var g = 0
+            if let f = mainSharedFile(job) {
+                if let known = groupOf[f] { g = known } else { g = size.count; groupOf[f] = g; size.append(0) }
+            }
+            group.append(g)
+            size[g] += 1
+        }
+        if groupOf.isEmpty { return jobs }
+        // Job k of a group of n goes to (k + 0.5) / n of the way through the queue.
+        var taken = [Int](repeating: 0, count: size.count)
+        var keyed: [(key: Double, group: Int, index: Int)] = []
+        keyed.reserveCapacity(jobs.count)
+        for (i, g) in group.enumerated() {
+            keyed.append(((Double(taken[g]) + 0.5) / Double(size[g]), g, i))
+            taken[g] += 1
+        }
+        keyed.sort { ($0.key, $0.group) < ($1.key, $1.group) }
+        // Groups of nearly equal size can still meet; pull the next job of
+        // another group forward where a multi-pack file's jobs would touch.
+        var i = 1
+        while i < keyed.count {
+            let g = keyed[i].group
+            if g != 0 && g == keyed[i - 1].group {
+                guard let j = keyed[(i + 1)...].firstIndex(where: { $0.group != g }) else { break }
+                keyed.insert(keyed.remove(at: j), at: i)
+            }
+            i += 1
+        }
+        return keyed.map { jobs[$0.index] }
     }
 
     private func restorePack(_ pack: Int, _ refs: ArraySlice<BlobRef>, inflater: Inflater, span: inout [UInt8], plain: inout [UInt8],
