@@ -316,10 +316,13 @@ public final class Backup {
     func visit(_ path: RawPath, _ st: FileStatus, in dir: Int32?, name: RawPath, depth: Int) throws {
         if failure.value != nil { return }
         var e = entry(.file, path, st)
+        // Listed for unchanged files too: not every filesystem moves the ctime
+        // when an xattr is set (tmpfs before Linux 6.6), and a parent snapshot
+        // made by another user may not have seen trusted.* ones.
+        e.xattrs = ((try? Sys.listXattrs(path)) ?? []).map { .init(name: $0.name, value: $0.value) }
         if st.isDirectory {
             e.kind = .directory
             e.size = 0
-            e.xattrs = xattrs(path)
             emit(e)
             var fd: Int32?
             let names: [RawPath]
@@ -349,7 +352,6 @@ public final class Backup {
         } else if st.isSymlink {
             e.kind = .symlink
             e.size = 0
-            e.xattrs = xattrs(path)
             do {
                 e.linkTarget = try dir.map { try Sys.readlink(in: $0, name, path: path) } ?? Sys.readlink(path)
             } catch { try skipUnreadable(path, error); return }
@@ -361,7 +363,6 @@ public final class Backup {
                     e.kind = .hardlink
                     e.linkTarget = first
                     e.size = 0
-                    e.xattrs = xattrs(path)
                     emit(e)
                     return
                 }
@@ -372,10 +373,6 @@ public final class Backup {
                old.ctimeSec == st.ctimeSec, old.ctimeNsec == st.ctimeNsec, old.inode == st.inode,
                sink.areKnown(old.referencedBlobs) {
                 e.blobs = old.blobs
-                // Listed again, not copied from the parent: not every filesystem
-                // changes the ctime with an xattr (tmpfs before Linux 6.6), and a
-                // parent made by another user may not have seen trusted.* ones.
-                e.xattrs = xattrs(path)
                 let slot = Slot(entry: e, done: true)
                 slot.unchanged = true
                 slot.listParent = old.list == nil ? nil : old
@@ -384,7 +381,6 @@ public final class Backup {
                 options.progress?.addBytes(Int(st.size))
                 return
             }
-            e.xattrs = xattrs(path)
             let slot = Slot(entry: e)
             slot.listParent = old?.list == nil ? nil : old
             guard slots.push(slot) else { return }
@@ -394,11 +390,6 @@ public final class Backup {
             statsLock.withLock { summary.otherSkipped += 1 }
             options.onWarning("skipping \(path.displayPath): sockets, FIFOs and device files are not backed up")
         }
-    }
-
-    /// A path's extended attributes (none where they cannot be listed).
-    func xattrs(_ path: RawPath) -> [ManifestEntry.Xattr] {
-        ((try? Sys.listXattrs(path)) ?? []).map { .init(name: $0.name, value: $0.value) }
     }
 
     // MARK: Reading (worker threads)
