@@ -327,7 +327,7 @@ func indexBenchmarks() {
     } setup: {
         let input = IndexInput()
         let record = MemoryLayout<ID>.stride + MemoryLayout<BlobLocation>.stride
-        note("index: record \(record) bytes/blob + buckets \(65_537 * 4) bytes; 1M blobs ≈ \(record * IndexInput.blobCount / 1_000_000) MB")
+        note("index: record \(record) bytes/blob + a bucket table of at most 262 KB (~32 blobs a slot); 1M blobs ≈ \(record * IndexInput.blobCount / 1_000_000) MB")
         return input
     }
 
