@@ -188,7 +188,8 @@ backed_memory() {
     local free_kb
     free_kb=$(awk '/^MemFree:/ { print $2 }' /proc/meminfo)
     say "free page reporting off for the run (order $SAVED_ORDER -> 11); touching $((free_kb / 1048576)) GiB of free memory once"
-    "$PY" - "$(( (free_kb - 1048576) * 1024 ))" <<'PYEOF'
+    # A failure here (no memory to map) must not end the run: warn and go on.
+    if "$PY" - "$(( (free_kb - 1048576) * 1024 ))" <<'PYEOF'
 import mmap, sys
 n = max(0, int(sys.argv[1])) & ~0xfff
 if n:
@@ -197,6 +198,7 @@ if n:
         m[i] = 1
     m.close()
 PYEOF
+    then :; else say "could not touch the free memory; restores may pay for re-backed pages"; fi
 }
 restore_reporting() {
     [ -n "$SAVED_ORDER" ] && echo "$SAVED_ORDER" > "$REPORTING_ORDER" 2>/dev/null || true
@@ -382,7 +384,8 @@ restore() {
     # would charge one tool for it.
     local -a rounds=()
     [ "$RESTORE_WARMUP" = 1 ] && rounds+=(warmup)
-    for ((round = 1; round <= RESTORE_RUNS; round++)); do rounds+=(timed); done
+    local i
+    for ((i = 0; i < RESTORE_RUNS; i++)); do rounds+=(timed); done
     local left=$RESTORE_RUNS
     for round in "${rounds[@]}"; do
         rm -rf "$target"; mkdir -p "$target"

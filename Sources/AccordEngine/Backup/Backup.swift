@@ -328,8 +328,9 @@ public final class Backup {
             let names: [RawPath]
             do {
                 if depth < Self.maxDescriptorDepth {
-                    fd = try Sys.openDirectory(in: dir, name, path: path)
-                    names = try Sys.listDirectory(fd: fd!, path: path)
+                    let opened = try Sys.openDirectory(in: dir, name, path: path)
+                    fd = opened
+                    names = try Sys.listDirectory(fd: opened, path: path)
                 } else {
                     names = try Sys.listDirectory(path)
                 }
