@@ -150,53 +150,70 @@ public enum ChunkList {
 
     // MARK: Reading
 
-    /// The content ids a record's list refs stand for, and what they need.
-    public static func resolve(_ refs: [BlobID], load: (BlobID) throws -> [UInt8]) throws -> ([BlobID], Info) {
-        try resolve(refs, depth: 0, load: load)
+    /// Most content ids one record may have, inline or in a chunk list, and
+    /// most ids any level of a delta chain may expand to (FORMAT.md,
+    /// "Manifest", "Validity"): 2^25 ids are 1 GiB of ids in memory, a
+    /// 128 GiB dump at the `dump` profile's 4 KiB average chunk, a 32 TiB
+    /// file at the `tree` profile's 1 MiB. It is also what the largest
+    /// record a reader accepts (`ManifestCodec.maxRecordLength`) holds inline.
+    public static let maxIDs = 1 << 25
+    /// Largest chunk-list blob a reader accepts: the largest delta written
+    /// (`maxBlobBytes`); a full part (`partSize` ids) is about half of it.
+    public static let maxListBlobBytes = maxBlobBytes
+
+    /// A chunk list that holds, or would expand to, more ids than its record
+    /// allows: the record is invalid, however readable its blobs are.
+    public struct TooLong: Error, CustomStringConvertible {
+        public var list: BlobID
+        public var limit: Int
+        public var description: String {
+            "chunk list \(list.short) holds more than the \(limit) content ids its record allows"
+        }
     }
 
-    static func resolve(_ refs: [BlobID], depth: Int, load: (BlobID) throws -> [UInt8]) throws -> ([BlobID], Info) {
+    /// The content ids a record's list refs stand for, and what they need.
+    /// `maxIDs` is the most ids the record may have (its size bound, at most
+    /// `ChunkList.maxIDs`): the expansion stops with `TooLong` before it
+    /// allocates more, at every level of a delta chain.
+    public static func resolve(_ refs: [BlobID], maxIDs: Int = ChunkList.maxIDs,
+                               load: (BlobID) throws -> [UInt8]) throws -> ([BlobID], Info) {
+        try resolve(refs, depth: 0, maxIDs: Swift.min(maxIDs, Self.maxIDs), load: load)
+    }
+
+    static func resolve(_ refs: [BlobID], depth: Int, maxIDs: Int, load: (BlobID) throws -> [UInt8]) throws -> ([BlobID], Info) {
         guard !refs.isEmpty else { throw DecodeError.invalid("chunk list with no list blobs", offset: 0) }
-        switch try decode(load(refs[0]), id: refs[0]) {
+        // Every full list holds at least one id and a delta is alone: more refs than ids is too long.
+        guard refs.count <= maxIDs else { throw TooLong(list: refs[0], limit: maxIDs) }
+        switch try decode(load(refs[0]), id: refs[0], maxIDs: maxIDs) {
         case .delta(let generation, let base, let total, let ops):
             guard refs.count == 1 else { throw DecodeError.invalid("chunk list \(refs[0].short): a delta must be the only list blob of its record", offset: 0) }
             guard depth < maxGeneration, generation >= 1, generation <= maxGeneration else {
                 throw DecodeError.invalid("chunk list \(refs[0].short): deltas chained deeper than \(maxGeneration)", offset: 0)
             }
-            let (baseIDs, baseInfo) = try resolve(base, depth: depth + 1, load: load)
+            // decode checked total ≤ maxIDs and that the runs add up to total;
+            // a base is bounded by the cap (a delta may copy a part of it).
+            let (baseIDs, baseInfo) = try resolve(base, depth: depth + 1, maxIDs: Self.maxIDs, load: load)
             guard baseInfo.generation == generation - 1 else {
                 throw DecodeError.invalid("chunk list \(refs[0].short): generation \(generation) on a base of generation \(baseInfo.generation)", offset: 0)
             }
-            // Counts come from stored bytes: check them before allocating.
-            var sum = 0
             for op in ops {
-                switch op {
-                case .copy(_, let count): sum += count
-                case .insert(let ids): sum += ids.count
+                if case .copy(let from, let count) = op, from + count > baseIDs.count {
+                    throw DecodeError.invalid("chunk list \(refs[0].short): copy of \(count) ids at \(from) beyond its base of \(baseIDs.count)", offset: 0)
                 }
-                if sum > total { break }
-            }
-            guard sum == total else {
-                throw DecodeError.invalid("chunk list \(refs[0].short): its runs hold \(sum > total ? "more than \(total)" : "\(sum)") ids, header says \(total)", offset: 0)
             }
             var out: [BlobID] = []
             out.reserveCapacity(total)
             for op in ops {
                 switch op {
-                case .copy(let from, let count):
-                    guard from + count <= baseIDs.count else {
-                        throw DecodeError.invalid("chunk list \(refs[0].short): copy of \(count) ids at \(from) beyond its base of \(baseIDs.count)", offset: 0)
-                    }
-                    out.append(contentsOf: baseIDs[from..<from + count])
-                case .insert(let ids):
-                    out.append(contentsOf: ids)
+                case .copy(let from, let count): out.append(contentsOf: baseIDs[from..<from + count])
+                case .insert(let ids): out.append(contentsOf: ids)
                 }
             }
             return (out, Info(refs: refs, blobs: refs + baseInfo.blobs, base: base, generation: generation))
         case .full(let ids):
             var out = ids
             for ref in refs.dropFirst() {
-                guard case .full(let more) = try decode(load(ref), id: ref) else {
+                guard case .full(let more) = try decode(load(ref), id: ref, maxIDs: maxIDs - out.count) else {
                     throw DecodeError.invalid("chunk list \(ref.short): a delta must be the only list blob of its record", offset: 0)
                 }
                 out.append(contentsOf: more)
@@ -210,8 +227,14 @@ public enum ChunkList {
         case delta(generation: Int, base: [BlobID], total: Int, ops: [Op])
     }
 
-    static func decode(_ bytes: [UInt8], id: BlobID) throws -> Decoded {
-        try bytes.withUnsafeBytes { buf in
+    /// Decodes one list blob. Counts come from stored bytes: each is checked
+    /// against `maxIDs` (the most ids the list may still add) and the blob's
+    /// length before anything is allocated for it.
+    static func decode(_ bytes: [UInt8], id: BlobID, maxIDs: Int = ChunkList.maxIDs) throws -> Decoded {
+        guard bytes.count <= maxListBlobBytes else {
+            throw DecodeError.invalid("chunk list \(id.short) is \(bytes.count) bytes, over the \(maxListBlobBytes) a list blob may have", offset: 0)
+        }
+        return try bytes.withUnsafeBytes { buf in
             var r = ByteReader(buf)
             guard buf.count >= magic.count, Array(buf[0..<magic.count]) == magic else {
                 throw DecodeError.invalid("blob \(id.short) is not a chunk list (no ACCL version 1 header)", offset: 0)
@@ -220,6 +243,8 @@ public enum ChunkList {
             switch Form(rawValue: try r.u8()) {
             case .full:
                 let n = try r.count(max: r.remaining / 32)
+                guard n >= 1 else { throw DecodeError.invalid("chunk list \(id.short): a full list with no ids", offset: r.offset) }
+                guard n <= maxIDs else { throw TooLong(list: id, limit: maxIDs) }
                 var ids: [BlobID] = []
                 ids.reserveCapacity(n)
                 for _ in 0..<n { ids.append(try r.id()) }
@@ -229,15 +254,26 @@ public enum ChunkList {
                 let generation = try r.count(max: Int(Int32.max))
                 let nb = try r.count(max: r.remaining / 32)
                 var base: [BlobID] = []
+                base.reserveCapacity(nb)
                 for _ in 0..<nb { base.append(try r.id()) }
                 let total = try r.count(max: Int(Int32.max))
-                let nops = try r.count(max: r.remaining)
+                guard total <= maxIDs else { throw TooLong(list: id, limit: maxIDs) }
+                // Every op holds at least one id and takes at least 2 bytes.
+                let nops = try r.count(max: r.remaining / 2)
+                guard nops <= total else {
+                    throw DecodeError.invalid("chunk list \(id.short): \(nops) runs for \(total) ids", offset: r.offset)
+                }
                 var ops: [Op] = []
                 ops.reserveCapacity(nops)
+                var sum = 0
                 for _ in 0..<nops {
                     let h = try r.varint()
-                    guard h >> 1 <= UInt64(Int32.max) else { throw DecodeError.invalid("chunk list \(id.short): run too long", offset: r.offset) }
+                    // A run longer than what is left of Total is refused before its ids are read.
+                    guard h >> 1 >= 1, h >> 1 <= UInt64(total - sum) else {
+                        throw DecodeError.invalid("chunk list \(id.short): a run of \(h >> 1) ids where \(total - sum) of its Total of \(total) are left (runs hold 1 id or more and add up to Total)", offset: r.offset)
+                    }
                     let count = Int(h >> 1)
+                    sum += count
                     if h & 1 == 0 {
                         ops.append(.copy(from: try r.count(max: Int(Int32.max)), count: count))
                     } else {
@@ -247,6 +283,9 @@ public enum ChunkList {
                         for _ in 0..<count { ids.append(try r.id()) }
                         ops.append(.insert(ids[...]))
                     }
+                }
+                guard sum == total else {
+                    throw DecodeError.invalid("chunk list \(id.short): its runs hold \(sum) ids, header says \(total)", offset: r.offset)
                 }
                 guard r.isAtEnd else { throw DecodeError.invalid("chunk list \(id.short): trailing bytes", offset: r.offset) }
                 return .delta(generation: generation, base: base, total: total, ops: ops)

@@ -107,6 +107,10 @@ public final class ManifestWriter {
             throw DecodeError.invalid("manifest entries out of tree order: \(last.displayPath) then \(e.path.displayPath)", offset: 0)
         }
         lastPath = e.path
+        // Readers reject a record of more ids (FORMAT.md, "Validity"): fail the backup, not the restore.
+        guard e.blobs.count <= ChunkList.maxIDs else {
+            throw DecodeError.invalid("\(e.path.displayPath) has \(e.blobs.count) chunks, more than the \(ChunkList.maxIDs) a manifest record may have: back it up with a profile of larger chunks", offset: 0)
+        }
         var e = e
         e.list = nil
         if let lists, e.blobs.count >= ChunkList.threshold {
@@ -138,7 +142,13 @@ public final class ManifestWriter {
     }
 }
 
-/// Reads a manifest stream entry by entry, loading its blobs one at a time.
+/// Reads a manifest stream entry by entry, loading its blobs one at a time,
+/// and checks every record against FORMAT.md's validity rules
+/// (`ManifestValidator`) before returning it or reading its chunk list: a
+/// path that is not absolute and canonical, records out of tree order or
+/// repeated, an entry below a non-directory, a hard link to anything but an
+/// earlier regular file, a blob count its size cannot have, all throw
+/// `ManifestError.invalid` naming the snapshot, the record and the path.
 public struct ManifestReader {
     private let ids: [BlobID]
     private var nextBlob = 0
@@ -146,13 +156,19 @@ public struct ManifestReader {
     private var position = 0
     private let load: (BlobID) throws -> [UInt8]
     private var started = false
-    /// When a record's chunk list cannot be read, return the entry with
-    /// `listError` set and no blobs instead of throwing: a restore or check
-    /// then goes on with the other entries. Off by default.
+    private var validator = ManifestValidator()
+    /// The snapshot the stream belongs to, named in errors.
+    public let snapshot: SnapshotID?
+    /// When a record's chunk list cannot be loaded (a blob missing or
+    /// damaged), return the entry with `listError` set and no blobs instead
+    /// of throwing: a restore or check then goes on with the other entries.
+    /// Off by default. A record that breaks a validity rule always throws,
+    /// including a chunk list longer than its record allows.
     public var tolerateListErrors = false
 
-    public init(blobs: [BlobID], load: @escaping (BlobID) throws -> [UInt8]) {
+    public init(blobs: [BlobID], snapshot: SnapshotID? = nil, load: @escaping (BlobID) throws -> [UInt8]) {
         ids = blobs
+        self.snapshot = snapshot
         self.load = load
     }
 
@@ -187,9 +203,18 @@ public struct ManifestReader {
         guard try fill(length) else { throw DecodeError.truncated(offset: position) }
         var entry = try buffer.withUnsafeBytes { try ManifestCodec.decodeRecord(UnsafeRawBufferPointer(rebasing: $0[position..<position + length])) }
         position += length
+        let bounds: ClosedRange<Int>
+        do { bounds = try validator.check(entry, listCount: entry.list?.refs.count) } catch let e as ManifestValidator.Invalid {
+            throw invalid(entry, e.rule)
+        }
         if let refs = entry.list?.refs {
             do {
-                (entry.blobs, entry.list) = try ChunkList.resolve(refs, load: load)
+                (entry.blobs, entry.list) = try ChunkList.resolve(refs, maxIDs: bounds.upperBound, load: load)
+                try ManifestValidator.checkCount(entry.blobs.count, bounds, entry)
+            } catch let e as ChunkList.TooLong {
+                throw invalid(entry, "\(e)")
+            } catch let e as ManifestValidator.Invalid {
+                throw invalid(entry, e.rule)
             } catch {
                 let e = ManifestError.chunkListUnreadable(path: entry.path, error: error)
                 guard tolerateListErrors else { throw e }
@@ -200,14 +225,41 @@ public struct ManifestReader {
         }
         return entry
     }
+
+    private func invalid(_ e: ManifestEntry, _ rule: String) -> ManifestError {
+        .invalid(snapshot: snapshot, record: validator.record, path: e.path, rule: rule)
+    }
 }
 
 public enum ManifestError: Error, CustomStringConvertible {
     case chunkListUnreadable(path: RawPath, error: Error)
+    /// A record breaks a validity rule (FORMAT.md, "Manifest", "Validity"):
+    /// the snapshot is damaged or crafted. `record` counts from 1.
+    case invalid(snapshot: SnapshotID?, record: Int, path: RawPath, rule: String)
+
     public var description: String {
         switch self {
         case .chunkListUnreadable(let path, let error):
             return "the chunk list of \(path.displayPath) is unreadable: \(error)"
+        case .invalid(let snapshot, let record, let path, let rule):
+            let which = snapshot.map { "snapshot \($0.short)" } ?? "a snapshot"
+            return "\(which) has an invalid manifest: record \(record), path \(ManifestError.quoted(path)): \(rule). "
+                + "The snapshot is damaged or crafted and is read no further: forget it by id\(snapshot.map { " (`accord forget \($0.short)`)" } ?? "")"
         }
     }
+
+    /// A path for a message: printable ASCII as is, every other byte as \xHH.
+    static func quoted(_ p: RawPath) -> String {
+        var s = "\""
+        for b in p.prefix(512) {
+            if b >= 0x20 && b < 0x7f && b != 0x22 && b != 0x5c { s.append(Character(Unicode.Scalar(b))) }
+            else { s += "\\x" + String(b, radix: 16).leftPadded(2) }
+        }
+        if p.count > 512 { s += "…" }
+        return s + "\""
+    }
+}
+
+private extension String {
+    func leftPadded(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
 }

@@ -304,8 +304,9 @@ public final class Repository: @unchecked Sendable {
         throw RepositoryError.snapshotAmbiguous(spec, matches: matches.count)
     }
 
-    /// Streams a snapshot's manifest entries.
-    public func manifestReader(_ s: Snapshot) -> ManifestReader {
-        ManifestReader(blobs: s.manifestIDs) { [unowned self] id in try self.readBlob(id) }
+    /// Streams a snapshot's manifest entries, each checked against the
+    /// validity rules (`ManifestReader`); `id`, when given, is named in errors.
+    public func manifestReader(_ s: Snapshot, id: SnapshotID? = nil) -> ManifestReader {
+        ManifestReader(blobs: s.manifestIDs, snapshot: id) { [unowned self] id in try self.readBlob(id) }
     }
 }

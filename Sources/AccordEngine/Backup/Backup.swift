@@ -44,6 +44,8 @@ public final class Backup {
     private var hardlinks: [HardlinkKey: RawPath] = [:]
     private var parentCursor: ParentCursor?
     private var emittedAncestors = Set<RawPath>()
+    /// Paths skipped as unreadable (under `statsLock`): a hard link to one is left out.
+    private var unreadablePaths = Set<RawPath>()
 
     struct HardlinkKey: Hashable { var device: UInt64; var inode: UInt64 }
 
@@ -97,6 +99,12 @@ public final class Backup {
                 slotCondition.unlock()
                 if let e = failure.value { throw e }
                 if let e = slot.entry {
+                    // A hard link must name an earlier file record (FORMAT.md, "Validity"): when
+                    // its first path could not be read, it is left out (and listed as unreadable).
+                    if e.kind == .hardlink && statsLock.withLock({ unreadablePaths.contains(e.linkTarget) }) {
+                        statsLock.withLock { summary.errors.append(e.path.displayPath) }
+                        continue
+                    }
                     try manifest.append(e, parent: slot.listParent)
                     count(e, slot: slot)
                 }
@@ -295,7 +303,7 @@ public final class Backup {
 
     func skipUnreadable(_ path: RawPath, _ error: Error) throws {
         try options.onError(path.displayPath, error)
-        statsLock.withLock { summary.errors.append(path.displayPath) }
+        statsLock.withLock { summary.errors.append(path.displayPath); unreadablePaths.insert(path) }
     }
 
     /// Visits a source root and everything under it.

@@ -103,7 +103,7 @@ public final class Check {
                 allManifestsRead = false
                 continue
             }
-            var reader = repository.manifestReader(s)
+            var reader = repository.manifestReader(s, id: sid)
             reader.tolerateListErrors = true
             do {
                 while let e = try reader.next() {
@@ -114,6 +114,11 @@ public final class Check {
                         }
                     }
                 }
+            } catch let e as ManifestError {
+                // A record breaking a validity rule: say so (the error names snapshot, record, path, rule).
+                if case .invalid = e { report.errors.append("snapshot \(sid.short) is damaged: \(e)") }
+                else { report.errors.append("snapshot \(sid.short): manifest is unreadable (\(e))") }
+                allManifestsRead = false
             } catch {
                 report.errors.append("snapshot \(sid.short): manifest is unreadable (\(error))")
                 allManifestsRead = false

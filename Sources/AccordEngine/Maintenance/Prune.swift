@@ -73,7 +73,7 @@ public final class Prune {
         }
         for (sid, s) in snapshots {
             for m in s.manifestIDs { used.insert(m) }
-            var reader = repository.manifestReader(s)
+            var reader = repository.manifestReader(s, id: sid)
             do {
                 while let e = try reader.next() { for b in e.referencedBlobs { used.insert(b) } }
             } catch {

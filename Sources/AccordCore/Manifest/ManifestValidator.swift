@@ -1,0 +1,139 @@
+/// The rules a manifest stream must follow beyond its encoding (FORMAT.md,
+/// "Manifest", "Validity"), checked record by record as `ManifestReader`
+/// streams it, so nothing downstream (restore, ls, check, prune, sync,
+/// serve) ever sees a path that leaves its tree or a count that is a bomb.
+///
+/// Memory: the path of the previous record, one (length, kind) pair per
+/// ancestor of it that is itself a record (at most one per path component),
+/// and one 8-byte hash per regular file seen so far, for hard links. The
+/// hashes are Swift's `Hasher`, seeded per process: a crafted manifest cannot
+/// choose paths that collide with an earlier file's.
+struct ManifestValidator {
+    /// The smallest chunk the format permits (`ChunkerProfile.validate`: min ≥ 64):
+    /// a content of Size bytes has at most ⌈Size ÷ 64⌉ blobs.
+    static let smallestChunk: UInt64 = 64
+    /// The largest chunk the format permits (max ≤ 64 MiB): at least ⌈Size ÷ 64 MiB⌉ blobs.
+    static let largestChunk: UInt64 = 64 << 20
+
+    /// Records checked so far (the number of the last one, from 1).
+    private(set) var record = 0
+    private var last: RawPath = []
+    /// Records that are `last` or an ancestor of it: path length and kind, outermost first.
+    private var open: [(length: Int, kind: ManifestEntry.Kind)] = []
+    private var files = Set<Int>()
+
+    /// How many content blobs an entry of this kind and size may have, or
+    /// nil with the reason when none is possible.
+    static func blobCountBounds(kind: ManifestEntry.Kind, size: UInt64) -> Result<ClosedRange<Int>, Invalid> {
+        switch kind {
+        case .file, .stream:
+            let most = size / smallestChunk + (size % smallestChunk == 0 ? 0 : 1)
+            let least = size / largestChunk + (size % largestChunk == 0 ? 0 : 1)
+            guard least <= UInt64(ChunkList.maxIDs) else {
+                return .failure(Invalid("a size of \(size) bytes needs more than \(ChunkList.maxIDs) blobs, the most a record may have"))
+            }
+            return .success(Int(least)...Int(min(most, UInt64(ChunkList.maxIDs))))
+        case .directory, .symlink, .hardlink:
+            guard size == 0 else { return .failure(Invalid("a \(kind) has size \(size); it must be 0")) }
+            return .success(0...0)
+        }
+    }
+
+    struct Invalid: Error {
+        var rule: String
+        init(_ rule: String) { self.rule = rule }
+    }
+
+    /// Checks one record as decoded (before its chunk list, if any, is
+    /// read). Returns the most content ids it may have: a chunk list is
+    /// expanded at most that far.
+    mutating func check(_ e: ManifestEntry, listCount: Int?) throws -> ClosedRange<Int> {
+        record += 1
+        let p = e.path
+        if let why = Self.pathProblem(p) { throw Invalid("path \(why)") }
+        // Order: strictly increasing, so each path once.
+        if record > 1 {
+            let c = ManifestEntry.compareTreeOrder(last, p)
+            if c == 0 { throw Invalid("the path appears twice (records must be in strictly increasing tree order)") }
+            if c > 0 { throw Invalid("out of tree order: it follows \(last.displayPath)") }
+        }
+        // Nearest earlier record that is an ancestor: it must be a directory.
+        var common = 0
+        let n = min(last.count, p.count)
+        while common < n && last[common] == p[common] { common += 1 }
+        while let top = open.last, !(top.length <= common && top.length < p.count && (top.length == 1 || p[top.length] == 0x2f)) { open.removeLast() }
+        if let top = open.last, top.kind != .directory {
+            throw Invalid("it lies below \(Array(p[0..<top.length]).displayPath), which is a \(top.kind), not a directory")
+        }
+        if p == [0x2f] && e.kind != .directory { throw Invalid("/ must be a directory, not a \(e.kind)") }
+        open.append((p.count, e.kind))
+        last = p
+
+        guard e.mode <= 0o7777 else { throw Invalid("mode \(String(e.mode, radix: 8)) has bits above 0o7777") }
+        guard (0...999_999_999).contains(e.mtimeNsec), (0...999_999_999).contains(e.ctimeNsec) else {
+            throw Invalid("a nanosecond field is over 999999999")
+        }
+        for x in e.xattrs where x.name.isEmpty || x.name.contains(0) {
+            throw Invalid("an extended attribute name is empty or holds a NUL byte")
+        }
+        switch e.kind {
+        case .file, .stream, .directory:
+            guard e.linkTarget.isEmpty else { throw Invalid("a \(e.kind) has a LinkTarget") }
+        case .symlink:
+            guard !e.linkTarget.isEmpty, !e.linkTarget.contains(0) else { throw Invalid("a symlink target is empty or holds a NUL byte") }
+        case .hardlink:
+            guard files.contains(Self.hash(e.linkTarget)) else {
+                throw Invalid("hard link to \(e.linkTarget.displayPath), which is not an earlier regular file of this snapshot")
+            }
+        }
+        if e.kind == .file { files.insert(Self.hash(p)) }
+
+        let bounds: ClosedRange<Int>
+        switch Self.blobCountBounds(kind: e.kind, size: e.size) {
+        case .success(let b): bounds = b
+        case .failure(let f): throw f
+        }
+        if let listCount {
+            guard bounds.upperBound > 0 else { throw Invalid("a \(e.kind) has a chunk list") }
+            guard listCount <= bounds.upperBound else {
+                throw Invalid("\(listCount) chunk-list blobs for a size of \(e.size) bytes, which allows at most \(bounds.upperBound) content blobs")
+            }
+        } else {
+            try Self.checkCount(e.blobs.count, bounds, e)
+        }
+        return bounds
+    }
+
+    static func checkCount(_ count: Int, _ bounds: ClosedRange<Int>, _ e: ManifestEntry) throws {
+        guard !bounds.contains(count) else { return }
+        if bounds == 0...0 { throw Invalid("a \(e.kind) has \(count) content blobs; it must have none") }
+        throw Invalid("\(count) content blobs for a size of \(e.size) bytes: it must have \(bounds.lowerBound) to \(bounds.upperBound) (chunks are 64 bytes to 64 MiB, at most \(ChunkList.maxIDs) per record)")
+    }
+
+    /// Why a path is not absolute and canonical, or nil when it is.
+    static func pathProblem(_ p: RawPath) -> String? {
+        guard p.first == 0x2f else { return p.isEmpty ? "is empty" : "is not absolute" }
+        if p.count == 1 { return nil }
+        if p.contains(0) { return "holds a NUL byte" }
+        if p.last == 0x2f { return "ends in /" }
+        var start = 1
+        while start <= p.count {
+            var end = start
+            while end < p.count && p[end] != 0x2f { end += 1 }
+            switch end - start {
+            case 0: return "has an empty component (//)"
+            case 1 where p[start] == 0x2e: return "has a . component"
+            case 2 where p[start] == 0x2e && p[start + 1] == 0x2e: return "has a .. component"
+            default: break
+            }
+            start = end + 1
+        }
+        return nil
+    }
+
+    static func hash(_ p: RawPath) -> Int {
+        var h = Hasher()
+        p.withUnsafeBytes { h.combine(bytes: $0) }
+        return h.finalize()
+    }
+}
