@@ -34,11 +34,17 @@ final class CodecTests: XCTestCase {
                                   mtimeSec: i % 4 == 0 ? -Int64(rng.below(1 << 40)) : Int64(rng.below(1 << 40)),
                                   mtimeNsec: Int64(rng.below(1_000_000_000)),
                                   ctimeSec: Int64.max - Int64(i), ctimeNsec: 999_999_999,
-                                  inode: rng.next(), device: rng.next(), size: kind == .file ? rng.next() >> 20 : 0)
-            if kind == .symlink || kind == .hardlink { e.linkTarget = rng.bytes(1 + rng.below(200)) }
+                                  inode: rng.next(), device: rng.next())
+            // Valid as FORMAT.md's "Validity" asks: symlink targets without NUL, hard links to the
+            // file 3 records back, blob counts their sizes allow (1 to 64 MiB per blob here).
+            if kind == .symlink { e.linkTarget = rng.bytes(1 + rng.below(200)).map { $0 == 0 ? 1 : $0 } }
+            if kind == .hardlink { e.linkTarget = out[out.count - 3].path }
             if i % 11 == 0 { e.xattrs = [.init(name: Array("user.a".utf8), value: rng.bytes(rng.below(50))),
                                          .init(name: Array("user.b".utf8), value: [])] }
-            if kind == .file || kind == .stream { e.blobs = (0..<rng.below(12)).map { _ in id(&rng) } }
+            if kind == .file || kind == .stream {
+                e.blobs = (0..<rng.below(12)).map { _ in id(&rng) }
+                if !e.blobs.isEmpty { e.size = UInt64(e.blobs.count - 1) << 26 + 1 + rng.next() >> 38 }
+            }
             out.append(e)
         }
         return out

@@ -182,7 +182,7 @@ public enum ChunkList {
 
     static func resolve(_ refs: [BlobID], depth: Int, maxIDs: Int, load: (BlobID) throws -> [UInt8]) throws -> ([BlobID], Info) {
         guard !refs.isEmpty else { throw DecodeError.invalid("chunk list with no list blobs", offset: 0) }
-        // Every full list holds at least one id and a delta is alone: more refs than ids is too long.
+        // A writer puts at least one id in each full list, and a delta is alone: more refs than ids is too long.
         guard refs.count <= maxIDs else { throw TooLong(list: refs[0], limit: maxIDs) }
         switch try decode(load(refs[0]), id: refs[0], maxIDs: maxIDs) {
         case .delta(let generation, let base, let total, let ops):
@@ -243,7 +243,6 @@ public enum ChunkList {
             switch Form(rawValue: try r.u8()) {
             case .full:
                 let n = try r.count(max: r.remaining / 32)
-                guard n >= 1 else { throw DecodeError.invalid("chunk list \(id.short): a full list with no ids", offset: r.offset) }
                 guard n <= maxIDs else { throw TooLong(list: id, limit: maxIDs) }
                 var ids: [BlobID] = []
                 ids.reserveCapacity(n)
