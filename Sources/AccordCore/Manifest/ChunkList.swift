@@ -213,7 +213,12 @@ public enum ChunkList {
         case .full(let ids):
             var out = ids
             for ref in refs.dropFirst() {
-                guard case .full(let more) = try decode(load(ref), id: ref, maxIDs: maxIDs - out.count) else {
+                let next: Decoded
+                do { next = try decode(load(ref), id: ref, maxIDs: maxIDs - out.count) } catch var e as TooLong {
+                    e.limit = maxIDs   // the record's bound, not what was left of it
+                    throw e
+                }
+                guard case .full(let more) = next else {
                     throw DecodeError.invalid("chunk list \(ref.short): a delta must be the only list blob of its record", offset: 0)
                 }
                 out.append(contentsOf: more)
