@@ -110,17 +110,17 @@ final class ManifestValidationTests: XCTestCase {
 
     func testEntriesBelowANonDirectoryAreRejected() {
         assertRejected([dir("/"), symlink("/a", to: "/etc"), file("/a/passwd", size: 5, blobs: 1)], record: 3, path: "/a/passwd",
-                       rule: "below /a, which is a symlink", "a file beneath a symlink")
+                       rule: "below \"/a\", which is a symlink", "a file beneath a symlink")
         assertRejected([dir("/"), symlink("/a", to: "/etc"), dir("/a/b"), file("/a/b/c")], record: 3, path: "/a/b",
-                       rule: "below /a, which is a symlink", "a directory beneath a symlink")
-        assertRejected([dir("/"), file("/f"), file("/f/x")], record: 3, path: "/f/x", rule: "below /f, which is a file", "beneath a file")
+                       rule: "below \"/a\", which is a symlink", "a directory beneath a symlink")
+        assertRejected([dir("/"), file("/f"), file("/f/x")], record: 3, path: "/f/x", rule: "below \"/f\", which is a file", "beneath a file")
         assertRejected([dir("/"), file("/f"), hardlink("/g", to: "/f"), file("/g/x")], record: 4, path: "/g/x",
-                       rule: "below /g, which is a hardlink", "beneath a hard link")
+                       rule: "below \"/g\", which is a hardlink", "beneath a hard link")
         let stream = ManifestEntry(kind: .stream, path: p("/db.sql"), mode: 0o600)
         assertRejected([dir("/"), stream, file("/db.sql/x")], record: 3, path: "/db.sql/x", rule: "which is a stream", "beneath a stream")
         // The nearest recorded ancestor counts, even with directories between left out.
         assertRejected([dir("/"), symlink("/a", to: "/"), file("/a/b/c/d")], record: 3, path: "/a/b/c/d",
-                       rule: "below /a, which is a symlink", "deep beneath a symlink, ancestors not recorded")
+                       rule: "below \"/a\", which is a symlink", "deep beneath a symlink, ancestors not recorded")
         // A symlink at / followed by entries; and a symlink (or file) at / at all.
         assertRejected([symlink("/", to: "/etc"), file("/passwd")], record: 1, path: "/", rule: "/ must be a directory", "symlink at /")
         assertRejected([file("/")], record: 1, path: "/", rule: "/ must be a directory", "file at /")

@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-import AccordCore
+@testable import AccordCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,13 +16,21 @@ final class ParserFuzzTests: XCTestCase {
 
     enum Target: Int, CaseIterable {
         case packTail, indexFile, snapshot, config, lock, manifestRecord, manifestStream
+        /// `manifestTree`: blobs (`Blobs.split`), the first a manifest stream, the
+        /// others chunk lists its records name (`Blobs.id(k)`), read with the
+        /// validating `ManifestReader`; every entry it returns is checked
+        /// against FORMAT.md's validity rules independently (`TreeRules`) and a
+        /// violation traps, so a hostile record that slips through is a crasher.
+        /// `chunkList`: a u32 little-endian bound then blobs; blob 0 resolved
+        /// with `ChunkList.resolve` under that bound, which must hold.
+        case manifestTree, chunkList
         /// Fixture-only targets (not fuzzed): `packHeader` is a u32 little-endian
         /// pack size followed by a header, given to `PackFormat.decodeHeader`
         /// as is; `packBlobs` is a whole pack read as `check --read-data`
         /// reads it, every blob inflated whatever its RawLength.
         case packHeader, packBlobs
 
-        static let fuzzed: [Target] = [.packTail, .indexFile, .snapshot, .config, .lock, .manifestRecord, .manifestStream]
+        static let fuzzed: [Target] = [.packTail, .indexFile, .snapshot, .config, .lock, .manifestRecord, .manifestStream, .manifestTree, .chunkList]
 
         var name: String { String(describing: self) }
 
@@ -103,7 +111,98 @@ final class ParserFuzzTests: XCTestCase {
                     }
                     return true
                 } catch { return false }
+            case .manifestTree:
+                let blobs = Blobs.split(input[...])
+                guard !blobs.isEmpty else { return false }
+                var reader = ManifestReader(blobs: [Blobs.id(0)], snapshot: Blobs.id(99)) { try Blobs.load($0, blobs) }
+                reader.tolerateListErrors = rng.int(0..<2) == 0
+                var rules = TreeRules()
+                do {
+                    while let e = try reader.next() {
+                        if let broken = rules.check(e) { fatalError("the validating reader returned \(e.path.displayPath): \(broken)") }
+                        if rules.count > input.count { fatalError("manifest reader returned more entries than the stream has bytes") }
+                    }
+                    return true
+                } catch { return false }
+            case .chunkList:
+                guard input.count >= 4 else { return false }
+                let bound = min(Int(input[0]) | Int(input[1]) << 8 | Int(input[2]) << 16 | Int(input[3]) << 24, Blobs.maxFuzzIDs)
+                let blobs = Blobs.split(input[4...])
+                guard !blobs.isEmpty else { return false }
+                guard let (ids, _) = try? ChunkList.resolve([Blobs.id(0)], maxIDs: bound, load: { try Blobs.load($0, blobs) }) else { return false }
+                if ids.count > bound { fatalError("a chunk list resolved to \(ids.count) ids under a bound of \(bound)") }
+                return true
             }
+        }
+    }
+
+    /// Inputs made of several blobs: each is a u32 little-endian length and
+    /// that many bytes (the last takes what is left if it is short). Blob k
+    /// is named by `id(k)`: 31 zero bytes and k.
+    enum Blobs {
+        /// The most ids the fuzzed chunk lists may expand to (128 MiB of ids).
+        static let maxFuzzIDs = 1 << 22
+
+        static func split(_ b: ArraySlice<UInt8>) -> [[UInt8]] {
+            var out: [[UInt8]] = []
+            var i = b.startIndex
+            while i + 4 <= b.endIndex && out.count < 64 {
+                let n = Int(b[i]) | Int(b[i + 1]) << 8 | Int(b[i + 2]) << 16 | Int(b[i + 3]) << 24
+                let end = min(b.endIndex, i + 4 + n)
+                out.append(Array(b[(i + 4)..<end]))
+                i = end
+            }
+            return out
+        }
+
+        static func join(_ blobs: [[UInt8]]) -> [UInt8] {
+            var out: [UInt8] = []
+            for b in blobs { out += [0, 8, 16, 24].map { UInt8(truncatingIfNeeded: b.count >> $0) } + b }
+            return out
+        }
+
+        static func id(_ k: Int) -> BlobID { ID(w0: 0, w1: 0, w2: 0, w3: UInt64(k)) }
+
+        static func load(_ id: BlobID, _ blobs: [[UInt8]]) throws -> [UInt8] {
+            guard id.w0 == 0, id.w1 == 0, id.w2 == 0, id.w3 < UInt64(blobs.count) else { throw DecodeError.invalid("no such blob", offset: 0) }
+            return blobs[Int(id.w3)]
+        }
+    }
+
+    /// FORMAT.md's manifest validity rules, written again from the document
+    /// (not shared with `ManifestValidator`), for entries in stream order.
+    struct TreeRules {
+        var count = 0
+        var previous: RawPath?
+        var kinds: [RawPath: ManifestEntry.Kind] = [:]
+
+        mutating func check(_ e: ManifestEntry) -> String? {
+            count += 1
+            let path = e.path
+            guard path.first == 0x2f, !path.contains(0) else { return "not absolute, or holds NUL" }
+            if path != [0x2f] {
+                let parts = path.split(separator: 0x2f, omittingEmptySubsequences: false).dropFirst()
+                if parts.contains(where: { $0.isEmpty || $0.elementsEqual([0x2e]) || $0.elementsEqual([0x2e, 0x2e]) }) { return "not canonical" }
+            } else if e.kind != .directory { return "/ is not a directory" }
+            if let previous, ManifestEntry.compareTreeOrder(previous, path) >= 0 { return "not after \(previous.displayPath)" }
+            previous = path
+            for i in path.indices where path[i] == 0x2f && i < path.count - 1 {
+                let ancestor = i == 0 ? [0x2f] : Array(path[0..<i])
+                if let k = kinds[ancestor], k != .directory { return "below the \(k) \(ancestor.displayPath)" }
+            }
+            kinds[path] = e.kind
+            switch e.kind {
+            case .file, .stream:
+                if e.listError != nil { return nil }
+                let most = e.size / 64 + (e.size % 64 == 0 ? 0 : 1), least = e.size / (64 << 20) + (e.size % (64 << 20) == 0 ? 0 : 1)
+                if UInt64(e.blobs.count) > most || UInt64(e.blobs.count) < least || e.blobs.count > ChunkList.maxIDs {
+                    return "\(e.blobs.count) blobs for \(e.size) bytes"
+                }
+            case .directory, .symlink, .hardlink:
+                if e.size != 0 || !e.blobs.isEmpty || e.list != nil { return "a \(e.kind) with content" }
+                if e.kind == .hardlink && kinds[e.linkTarget] != .file { return "hard link to \(e.linkTarget.displayPath)" }
+            }
+            return nil
         }
     }
 
@@ -162,6 +261,42 @@ final class ParserFuzzTests: XCTestCase {
             """.utf8)]
         case .packHeader, .packBlobs:
             return []
+        case .manifestTree:
+            // A tree of every kind, a record with a full chunk list (blob 1) and one with a delta on it (blob 2).
+            let full = (0..<1100).map { SHA256Hasher.hash("chunk \($0)") }
+            var changed = full
+            changed[7] = SHA256Hasher.hash("changed")
+            let delta = ChunkList.encodeDelta(generation: 1, base: [Blobs.id(1)], total: changed.count, ops: ChunkList.diff(base: full, new: changed).ops)
+            func listed(_ path: String, _ ref: Int) -> ManifestEntry {
+                var e = ManifestEntry(kind: .stream, path: Array(path.utf8), mode: 0o600, size: 1100 * 4096)
+                e.list = ChunkList.Info(refs: [Blobs.id(ref)], blobs: [], base: [], generation: 0)
+                return e
+            }
+            let entries: [ManifestEntry] = [
+                ManifestEntry(kind: .directory, path: [0x2f], mode: 0o755),
+                ManifestEntry(kind: .directory, path: Array("/srv".utf8), mode: 0o755),
+                ManifestEntry(kind: .file, path: Array("/srv/a".utf8), size: 210, blobs: [SHA256Hasher.hash("x"), SHA256Hasher.hash("y")]),
+                ManifestEntry(kind: .hardlink, path: Array("/srv/h".utf8), linkTarget: Array("/srv/a".utf8)),
+                ManifestEntry(kind: .symlink, path: Array("/srv/l".utf8), linkTarget: Array("../etc".utf8)),
+                ManifestEntry(kind: .directory, path: Array("/srv/sub".utf8), mode: 0o700),
+                ManifestEntry(kind: .hardlink, path: Array("/srv/sub/h2".utf8), linkTarget: Array("/srv/a".utf8)),
+                listed("/srv/z.sql", 1), listed("/srv/zz.sql", 2),
+            ]
+            var w = ByteWriter()
+            w.raw(ManifestCodec.magic)
+            for e in entries { ManifestCodec.encode(e, into: &w) }
+            return [Blobs.join([w.bytes, ChunkList.encodeFull(full[...]), delta])]
+        case .chunkList:
+            let full = (0..<50).map { SHA256Hasher.hash("id \($0)") }
+            var next = full
+            next.insert(SHA256Hasher.hash("new"), at: 20)
+            let d1 = ChunkList.encodeDelta(generation: 1, base: [Blobs.id(1)], total: next.count, ops: ChunkList.diff(base: full, new: next).ops)
+            let d1b = ChunkList.encodeDelta(generation: 1, base: [Blobs.id(2)], total: next.count, ops: ChunkList.diff(base: full, new: next).ops)
+            let d2 = ChunkList.encodeDelta(generation: 2, base: [Blobs.id(1)], total: 30, ops: [.copy(from: 10, count: 30)])
+            let bound: [UInt8] = [0, 0, 1, 0]   // 65,536 ids
+            return [bound + Blobs.join([ChunkList.encodeFull(full[...])]),
+                    bound + Blobs.join([d1, ChunkList.encodeFull(full[...])]),
+                    bound + Blobs.join([d2, d1b, ChunkList.encodeFull(full[...])])]
         case .manifestRecord, .manifestStream:
             let entries: [ManifestEntry] = [
                 ManifestEntry(kind: .directory, path: Array("/srv".utf8), mode: 0o755, mtimeSec: 1_700_000_000, mtimeNsec: 5),
@@ -169,9 +304,9 @@ final class ParserFuzzTests: XCTestCase {
                               ctimeSec: 1_700_000_001, inode: 1 << 40, device: 2049, size: 210,
                               xattrs: [.init(name: Array("user.origin".utf8), value: [0, 1, 2, 0xff])],
                               blobs: [SHA256Hasher.hash("x"), SHA256Hasher.hash("y")]),
-                ManifestEntry(kind: .symlink, path: Array("/srv/l".utf8), linkTarget: Array("a.txt".utf8)),
                 ManifestEntry(kind: .hardlink, path: Array("/srv/h".utf8), linkTarget: Array("/srv/a.txt".utf8)),
-                ManifestEntry(kind: .stream, path: Array("/srv/z.sql".utf8), mode: 0o600, size: 1 << 33, blobs: [SHA256Hasher.hash("z")]),
+                ManifestEntry(kind: .symlink, path: Array("/srv/l".utf8), linkTarget: Array("a.txt".utf8)),
+                ManifestEntry(kind: .stream, path: Array("/srv/z.sql".utf8), mode: 0o600, size: 5000, blobs: [SHA256Hasher.hash("z")]),
             ]
             if target == .manifestRecord {
                 return entries.map { e in

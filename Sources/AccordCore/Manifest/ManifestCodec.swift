@@ -243,8 +243,8 @@ public enum ManifestError: Error, CustomStringConvertible {
             return "the chunk list of \(path.displayPath) is unreadable: \(error)"
         case .invalid(let snapshot, let record, let path, let rule):
             let which = snapshot.map { "snapshot \($0.short)" } ?? "a snapshot"
-            return "\(which) has an invalid manifest: record \(record), path \(ManifestError.quoted(path)): \(rule). "
-                + "The snapshot is damaged or crafted and is read no further: forget it by id\(snapshot.map { " (`accord forget \($0.short)`)" } ?? "")"
+            return "\(which) is damaged: its manifest is invalid at record \(record), path \(ManifestError.quoted(path)): \(rule). "
+                + "It was damaged or crafted and is read no further: forget it by id\(snapshot.map { " (`accord forget \($0.short)`)" } ?? "")"
         }
     }
 

@@ -55,7 +55,7 @@ struct ManifestValidator {
         if record > 1 {
             let c = ManifestEntry.compareTreeOrder(last, p)
             if c == 0 { throw Invalid("the path appears twice (records must be in strictly increasing tree order)") }
-            if c > 0 { throw Invalid("out of tree order: it follows \(last.displayPath)") }
+            if c > 0 { throw Invalid("out of tree order: it follows \(ManifestError.quoted(last))") }
         }
         // Nearest earlier record that is an ancestor: it must be a directory.
         var common = 0
@@ -63,7 +63,7 @@ struct ManifestValidator {
         while common < n && last[common] == p[common] { common += 1 }
         while let top = open.last, !(top.length <= common && top.length < p.count && (top.length == 1 || p[top.length] == 0x2f)) { open.removeLast() }
         if let top = open.last, top.kind != .directory {
-            throw Invalid("it lies below \(Array(p[0..<top.length]).displayPath), which is a \(top.kind), not a directory")
+            throw Invalid("it lies below \(ManifestError.quoted(Array(p[0..<top.length]))), which is a \(top.kind), not a directory")
         }
         if p == [0x2f] && e.kind != .directory { throw Invalid("/ must be a directory, not a \(e.kind)") }
         open.append((p.count, e.kind))
@@ -83,7 +83,7 @@ struct ManifestValidator {
             guard !e.linkTarget.isEmpty, !e.linkTarget.contains(0) else { throw Invalid("a symlink target is empty or holds a NUL byte") }
         case .hardlink:
             guard files.contains(Self.hash(e.linkTarget)) else {
-                throw Invalid("hard link to \(e.linkTarget.displayPath), which is not an earlier regular file of this snapshot")
+                throw Invalid("hard link to \(ManifestError.quoted(e.linkTarget)), which is not an earlier regular file of this snapshot")
             }
         }
         if e.kind == .file { files.insert(Self.hash(p)) }

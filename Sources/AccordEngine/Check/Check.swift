@@ -116,7 +116,7 @@ public final class Check {
                 }
             } catch let e as ManifestError {
                 // A record breaking a validity rule: say so (the error names snapshot, record, path, rule).
-                if case .invalid = e { report.errors.append("snapshot \(sid.short) is damaged: \(e)") }
+                if case .invalid = e { report.errors.append("\(e)") }
                 else { report.errors.append("snapshot \(sid.short): manifest is unreadable (\(e))") }
                 allManifestsRead = false
             } catch {

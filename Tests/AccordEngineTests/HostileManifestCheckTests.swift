@@ -1,0 +1,130 @@
+import Foundation
+import XCTest
+@testable import AccordCore
+import AccordEngine
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A repository holding a real backup plus crafted snapshots whose manifests
+/// break FORMAT.md's validity rules (raw records stored as tree blobs, a
+/// snapshot file naming them): `check` reports each crafted snapshot as
+/// damaged, naming it and the rule, and fails; `prune` refuses and deletes
+/// nothing; a real backup's manifest (hard links, symlinks, a command
+/// stream with a chunk list, then a delta of it) passes.
+final class HostileManifestCheckTests: AccordTestCase {
+    func p(_ s: String) -> RawPath { Array(s.utf8) }
+
+    /// A tree with directories, files, two hard links to one file, symlinks
+    /// (one dangling, one to a directory) and a file with a newline in its name.
+    func makeTree() throws -> String {
+        let root = scratch.sub("src")
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: root + "/etc/sub", withIntermediateDirectories: true)
+        try Data("hello\n".utf8).write(to: URL(fileURLWithPath: root + "/etc/a.conf"))
+        var rng = SeededRandom(seed: 0x4057)
+        try Data(rng.bytes(300_000)).write(to: URL(fileURLWithPath: root + "/etc/sub/blob.bin"))
+        try Data("x".utf8).write(to: URL(fileURLWithPath: root + "/etc/new\nline"))
+        XCTAssertEqual(link(root + "/etc/a.conf", root + "/etc/sub/a-link"), 0)
+        XCTAssertEqual(link(root + "/etc/a.conf", root + "/z-link"), 0)
+        try fm.createSymbolicLink(atPath: root + "/etc/to-sub", withDestinationPath: "sub")
+        try fm.createSymbolicLink(atPath: root + "/dangling", withDestinationPath: "../../nowhere")
+        // The dump a command source streams: ~6 MB cut by the dump profile, over 1,024 chunks.
+        try Data(rng.bytes(6_000_000)).write(to: URL(fileURLWithPath: scratch.sub("dump.bin")))
+        return root
+    }
+
+    /// Stores `manifest` (records as given) and `lists` (chunk-list blobs) as
+    /// tree blobs and writes a snapshot naming the manifest; returns its id.
+    func craft(_ entries: [ManifestEntry], lists: [[UInt8]] = []) throws -> SnapshotID {
+        let repository = try Repository.open(at: repo)
+        try repository.loadIndex()
+        let sink = BlobSink(repository: repository, threads: 1, level: .default)
+        for l in lists { _ = try l.withUnsafeBytes { try sink.store(type: .tree, data: $0) } }
+        var w = ByteWriter()
+        w.raw(ManifestCodec.magic)
+        for e in entries { ManifestCodec.encode(e, into: &w) }
+        let manifest = try w.bytes.withUnsafeBytes { try sink.store(type: .tree, data: $0) }
+        _ = try sink.finish()
+        return try repository.saveSnapshot(Snapshot(time: .now(), host: "crafted", username: "root", plan: "", tags: [],
+                                                    paths: ["/"], sources: [], parent: nil, manifest: [manifest], summary: .init()))
+    }
+
+    func testARealBackupPassesAndCraftedManifestsAreDamagedForCheckAndPrune() throws {
+        let root = try makeTree()
+        try accordOK("init", "-d", repo)
+        let dump = "/db/dump.sql=cat \(scratch.sub("dump.bin"))"
+        let first = try backup(root, extra: ["--command", dump])
+        // The next day: a few bytes of the dump change, so its chunk list is stored as a delta.
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: scratch.sub("dump.bin"))))
+        for k in stride(from: 100_000, to: 6_000_000, by: 1_000_000) { bytes[k] ^= 0xff }
+        try Data(bytes).write(to: URL(fileURLWithPath: scratch.sub("dump.bin")))
+        let second = try backup(root, extra: ["--command", dump])
+
+        // The real manifests read through the validating reader, with every kind in them.
+        let repository = try openRepository()
+        for (id, generation) in [(first.id, 0), (second.id, 1)] {
+            let entries = try manifestEntries(repository, snapshot: ID(hex: id))
+            let kinds = Set(entries.map(\.kind))
+            XCTAssertEqual(kinds, [.directory, .file, .symlink, .hardlink, .stream], "snapshot \(id)")
+            XCTAssertEqual(entries.filter { $0.kind == .hardlink }.map(\.linkTarget.displayPath), [root + "/etc/a.conf", root + "/etc/a.conf"])
+            let stream = try XCTUnwrap(entries.first { $0.kind == .stream })
+            XCTAssertGreaterThanOrEqual(stream.blobs.count, ChunkList.threshold, "the dump keeps a chunk list")
+            XCTAssertEqual(stream.list?.generation, generation, "snapshot \(id): list generation")
+        }
+        try accordOK("check", "-d", repo)
+
+        // Crafted snapshots, one per rule.
+        let store = Array(repeating: SHA256Hasher.hash("base id"), count: ChunkList.partSize)
+        let base = ChunkList.encodeFull(store[...])
+        let baseID = SHA256Hasher.hash(base)
+        let bomb = ChunkList.encodeDelta(generation: 1, base: [baseID], total: 1024 * ChunkList.partSize,
+                                         ops: Array(repeating: .copy(from: 0, count: ChunkList.partSize), count: 1024))
+        var bombEntry = ManifestEntry(kind: .stream, path: p("/db.sql"), mode: 0o600, size: 1 << 40)
+        bombEntry.list = ChunkList.Info(refs: [SHA256Hasher.hash(bomb)], blobs: [], base: [], generation: 0)
+        let dir = { (s: String) in ManifestEntry(kind: .directory, path: self.p(s), mode: 0o755) }
+        let cases: [(String, [ManifestEntry], [[UInt8]], String)] = [
+            ("dot-dot", [dir("/"), ManifestEntry(kind: .file, path: p("/../../etc/cron.d/x"))], [], "has a .. component"),
+            ("below a symlink", [dir("/"), ManifestEntry(kind: .symlink, path: p("/a"), linkTarget: p("/etc")),
+                                 ManifestEntry(kind: .file, path: p("/a/passwd"))], [], "which is a symlink"),
+            ("hard link outside", [dir("/"), ManifestEntry(kind: .hardlink, path: p("/h"), linkTarget: p("/etc/shadow"))], [],
+             "not an earlier regular file"),
+            ("directory then symlink", [dir("/"), dir("/etc"), ManifestEntry(kind: .symlink, path: p("/etc"), linkTarget: p("/"))], [],
+             "appears twice"),
+            ("delta bomb", [dir("/"), bombEntry], [base, bomb], "more than the \(ChunkList.maxIDs) content ids"),
+        ]
+        var crafted: [(String, SnapshotID, String)] = []
+        for (name, entries, lists, rule) in cases { crafted.append((name, try craft(entries, lists: lists), rule)) }
+
+        let check = try accord("check", "-d", repo)
+        XCTAssertFalse(check.status == 0 || check.signaled, "check passed a repository with crafted manifests:\n\(check)")
+        for (name, id, rule) in crafted {
+            let line = check.stderr.split(separator: "\n").first { $0.contains("snapshot \(id.short) is damaged") }
+            XCTAssertNotNil(line, "\(name): check does not report snapshot \(id.short) as damaged:\n\(check)")
+            XCTAssertTrue(line?.contains(rule) ?? false, "\(name): check does not name the rule \"\(rule)\":\n\(check)")
+        }
+        for real in [first.id, second.id] {
+            XCTAssertFalse(check.stderr.contains(String(real.prefix(8))), "check reports the real snapshot \(real):\n\(check)")
+        }
+
+        // prune refuses while any snapshot's manifest is invalid, and deletes nothing.
+        try accordOK("forget", "-d", repo, first.id)   // gives prune something it would delete
+        let packs = try packFiles()
+        let index = try Sys.listDirectory(repo + "/index").sorted()
+        let prune = try accord("prune", "-d", repo, "--max-unused", "0%")
+        XCTAssertFalse(prune.status == 0 || prune.signaled, "prune ran on a repository with crafted manifests:\n\(prune)")
+        XCTAssertTrue(prune.stderr.contains("prune refuses"), "\(prune)")
+        XCTAssertTrue(prune.stderr.contains("is damaged: its manifest is invalid"), "\(prune)")
+        XCTAssertTrue(crafted.contains { prune.stderr.contains("snapshot \($0.1.short)") }, "prune does not name the snapshot:\n\(prune)")
+        XCTAssertEqual(try packFiles(), packs, "prune deleted packs")
+        XCTAssertEqual(try Sys.listDirectory(repo + "/index").sorted(), index, "prune changed the index")
+
+        print("check on crafted manifests:\n\(check.stderr)\nprune:\n\(prune.stderr)")
+
+        // Once the crafted snapshots are forgotten, check and prune pass again.
+        for (_, id, _) in crafted { try accordOK("forget", "-d", repo, id.hex) }
+        try accordOK("prune", "-d", repo)
+        try accordOK("check", "-d", repo)
+        XCTAssertEqual(try manifestEntries(try openRepository(), snapshot: ID(hex: second.id)).filter { $0.kind == .stream }.count, 1)
+    }
+}
