@@ -512,6 +512,36 @@ final class ParserFuzzTests: XCTestCase {
     }
 }
 
+extension ParserFuzzTests {
+    /// The saved hostile manifests and chunk-list bombs are refused by a
+    /// validity rule (`ManifestError.invalid`, `ChunkList.TooLong`), not by
+    /// an accident of their encoding: without validation they would reach the
+    /// trap in `TreeRules` or allocate gigabytes.
+    func testSavedHostileManifestsAreRefusedByAValidityRule() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Crashers").path
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("manifestTree-") || $0.hasPrefix("chunkList-") }.sorted()
+        XCTAssertGreaterThanOrEqual(files.count, 8)
+        for name in files {
+            let text = try String(contentsOfFile: dir + "/" + name, encoding: .utf8)
+            let hex = Array(text.split(separator: "\n").filter { !$0.hasPrefix("#") }.joined().filter { !$0.isWhitespace })
+            let bytes = stride(from: 0, to: hex.count - 1, by: 2).map { UInt8(String(hex[$0...$0 + 1]), radix: 16) ?? 0 }
+            if name.hasPrefix("chunkList-") {
+                let bound = Int(bytes[0]) | Int(bytes[1]) << 8 | Int(bytes[2]) << 16 | Int(bytes[3]) << 24
+                let blobs = Blobs.split(bytes[4...])
+                XCTAssertThrowsError(try ChunkList.resolve([Blobs.id(0)], maxIDs: bound) { try Blobs.load($0, blobs) }, name) {
+                    XCTAssertTrue($0 is ChunkList.TooLong, "\(name): refused for another reason: \($0)")
+                }
+                continue
+            }
+            let blobs = Blobs.split(bytes[...])
+            var reader = ManifestReader(blobs: [Blobs.id(0)]) { try Blobs.load($0, blobs) }
+            XCTAssertThrowsError(try { while try reader.next() != nil {} }(), name) { error in
+                guard let e = error as? ManifestError, case .invalid = e else { return XCTFail("\(name): refused for another reason: \(error)") }
+            }
+        }
+    }
+}
+
 func crc32Of(_ body: UnsafeRawBufferPointer) -> UInt {
     // zlib's CRC-32 (reflected 0xEDB88320), as FORMAT.md specifies, computed here independently.
     var crc: UInt32 = 0xFFFF_FFFF
