@@ -127,4 +127,38 @@ final class HostileManifestCheckTests: AccordTestCase {
         try accordOK("check", "-d", repo)
         XCTAssertEqual(try manifestEntries(try openRepository(), snapshot: ID(hex: second.id)).filter { $0.kind == .stream }.count, 1)
     }
+
+    /// A hard link whose first path cannot be read would name a path with no
+    /// record (FORMAT.md, "Validity" rule 4): backup leaves such links out and
+    /// lists them as unreadable, so the snapshot stays valid and checkable.
+    func testHardLinksToAnUnreadableFileAreLeftOutAndTheSnapshotIsValid() throws {
+        guard Sys.isRoot, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {
+            throw XCTSkip("needs root and setpriv to run accord as another user")
+        }
+        let nobody: (uid: UInt32, gid: UInt32) = (65534, 65534)
+        let root = scratch.sub("src")
+        try TreeBuilder.mkdir(Array(root.utf8))
+        try TreeBuilder.mkdir(Array((root + "/sub").utf8))
+        try TreeBuilder.write(Array((root + "/public.txt").utf8), Array("everyone may read this".utf8))
+        try TreeBuilder.write(Array((root + "/secret.txt").utf8), Array("nobody may read this".utf8), mode: 0o000)
+        XCTAssertEqual(link(root + "/secret.txt", root + "/secret-2"), 0)
+        XCTAssertEqual(link(root + "/secret.txt", root + "/sub/secret-3"), 0)
+        XCTAssertEqual(link(root + "/public.txt", root + "/sub/public-2"), 0)
+        let home = scratch.sub("nobody-home")
+        try TreeBuilder.mkdir(Array(home.utf8))
+        try Sys.lchown(Array(home.utf8), uid: nobody.uid, gid: nobody.gid)
+        let repository = home + "/repo"
+
+        let r = try accord("backup", "-d", repository, "--json", root, asUser: nobody)
+        XCTAssertEqual(r.status, 3, "a backup that skipped unreadable files must exit 3:\n\(r)")
+        XCTAssertEqual(Set(try decodeBackupJSON(r).summary.errors), [root + "/secret.txt", root + "/secret-2", root + "/sub/secret-3"])
+        let opened = try Repository.open(at: repository)
+        try opened.loadIndex()
+        let entries = try manifestEntries(opened)
+        XCTAssertEqual(entries.filter { $0.kind == .hardlink }.map(\.path.displayPath), [root + "/sub/public-2"],
+                       "only the hard link to the readable file is kept")
+        XCTAssertFalse(entries.contains { $0.path.displayPath.contains("secret") })
+        let check = try accord("check", "-d", repository, asUser: nobody)
+        XCTAssertEqual(check.status, 0, "\(check)")
+    }
 }
