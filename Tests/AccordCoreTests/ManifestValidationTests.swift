@@ -91,6 +91,8 @@ final class ManifestValidationTests: XCTestCase {
             e.path = path
             assertRejected([dir("/"), e], record: 2, path: printed, rule: rule, "path \(printed)")
         }
+        XCTAssertEqual(ManifestEntry.canonicalPathProblem(p("/x/../y")), "has a .. component")
+        XCTAssertNil(ManifestEntry.canonicalPathProblem(p("/")))
         // Canonical paths with awkward bytes are fine.
         XCTAssertNoThrow(try readAll([dir("/"), file("/..."), file("/.a"), file("/a b\n"), ManifestEntry(kind: .file, path: [0x2f, 0xff, 0xfe])]))
     }

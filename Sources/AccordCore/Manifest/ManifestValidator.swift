@@ -137,3 +137,12 @@ struct ManifestValidator {
         return h.finalize()
     }
 }
+
+extension ManifestEntry {
+    /// Why `path` is not a valid manifest Path (absolute and canonical:
+    /// "/" alone or "/a/b", no empty, "." or ".." component, no NUL, no
+    /// trailing "/"), e.g. "has a .. component"; nil when it is valid.
+    public static func canonicalPathProblem(_ path: RawPath) -> String? {
+        ManifestValidator.pathProblem(path)
+    }
+}
