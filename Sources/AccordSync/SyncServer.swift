@@ -28,6 +28,8 @@ public final class SyncServer {
 
     let path: String
     let options: Options
+    /// Blobs accepted before an index file is written even without `flush` (~100 bytes of memory each).
+    static let maxPendingBlobs = 1 << 20
     let connection: FrameConnection
     var repository: Repository?
     var lock: RepositoryLock?
@@ -218,6 +220,8 @@ public final class SyncServer {
         pendingPrefixes.insert(prefix)
         accepted += 1
         if writer!.size >= r.config.packSize { try closePack() }
+        // A client that never flushes must not grow these sets without bound: make them durable now.
+        if pending.count >= Self.maxPendingBlobs { _ = try flushPacks() }
     }
 
     func closePack() throws {
