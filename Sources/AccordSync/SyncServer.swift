@@ -271,7 +271,7 @@ public final class SyncServer {
         while true {
             let entry: ManifestEntry?
             do { entry = try reader.next() } catch {
-                throw SyncError.snapshotRejected(id, reason: "its manifest is invalid at record \(record + 1) (\(error))")
+                throw SyncError.snapshotRejected(id, reason: "its manifest was refused after \(record) valid record(s): \(error)")
             }
             guard let e = entry else { break }
             record += 1

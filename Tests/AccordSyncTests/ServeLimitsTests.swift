@@ -166,7 +166,7 @@ final class ServeLimitsTests: SyncTestCase {
         let manifestID = SHA256Hasher.hash(manifest)
 
         for (time, expected) in [("2099-01-01T00:00:00Z", ["2099-01-01T00:00:00", "ahead of this node's clock"]),
-                                 (Timestamp.now().rfc3339, ["was not stored", "invalid"])] {
+                                 (Timestamp.now().rfc3339, ["was not stored", "manifest was refused after 1 valid record", "cron.d/x"])] {
             let s = try serve()
             guard case .helloOK? = try s.hello(src.config) else { return XCTFail("no helloOK; log:\n\(s.log)") }
             try s.connection.send(.have([contentID.w0, manifestID.w0]))
