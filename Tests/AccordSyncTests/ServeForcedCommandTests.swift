@@ -100,7 +100,7 @@ final class ServeForcedCommandTests: SSHSyncTestCase {
         p.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
         p.arguments = ["-m", "--propagation", "private", "sh", "-c", script, "sh", clientRepo, pinned, AccordBinary.path, plan, pinnedUser, ssh.config]
         let log = scratch.sub("legacy.log")
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let h = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         p.standardOutput = h
         p.standardError = h

@@ -30,7 +30,7 @@ final class ServeSession {
         env.removeValue(forKey: "ACCORD_SETTINGS")
         for (k, v) in environment { env[k] = v }
         process.environment = env
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process.standardInput = toServe
         process.standardOutput = fromServe
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
