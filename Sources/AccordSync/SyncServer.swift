@@ -173,8 +173,16 @@ public final class SyncServer {
         do { names = try Sys.listDirectory(path) } catch { throw SyncError.destinationNotWritable(path, reason: "\(error)") }
         // Created by a concurrent session meanwhile: opened below.
         if (try? Sys.lstat(RepositoryLayout(root: path).configPath)) != nil { return }
-        // A fresh file system's mount point holds lost+found.
-        let others = names.filter { $0 != "lost+found" }
+        // A fresh file system's mount point holds lost+found. A creation cut short (a
+        // session killed before the config was written) leaves only the empty
+        // subdirectories, and a temporary file in tmp/: taken up again.
+        let layout = RepositoryLayout(root: path)
+        let skeleton = Set(layout.subdirectories.map { ($0 as NSString).lastPathComponent })
+        let others = names.filter { name in
+            if name == "lost+found" { return false }
+            guard skeleton.contains(name), (try? Sys.lstat(Array((path + "/" + name).utf8)))?.isDirectory == true else { return true }
+            return name != "tmp" && !((try? Sys.listDirectory(path + "/" + name))?.isEmpty ?? false)
+        }
         guard others.isEmpty else { throw SyncError.notARepositoryDirectory(path, entries: others.count) }
         guard st.permissions & 0o077 == 0 else { throw SyncError.directoryNotPrivate(path, mode: st.permissions) }
     }

@@ -279,6 +279,26 @@ final class ServeLimitsTests: SyncTestCase {
         XCTAssertEqual(s.exit()?.status, 0, s.log)
         XCTAssert(FileManager.default.fileExists(atPath: dest + "/config"))
 
+        // What a creation cut short leaves (0700, empty subdirectories, a temporary
+        // file in tmp/) is taken up again; the same with a file in data/ is not.
+        let cut = scratch.sub("cut")
+        for d in ["", "/data", "/index", "/tmp"] {
+            try FileManager.default.createDirectory(atPath: cut + d, withIntermediateDirectories: true)
+            chmod(cut + d, 0o700)
+        }
+        try writeFile(cut + "/tmp/config-partial", [0x7b])
+        try writeFile(cut + "/data/stray", [1])
+        s = try serve(["--repo", cut])
+        m = try XCTUnwrap(errorMessage(try s.hello(src.config)), "a directory with a file in data/ was taken over")
+        XCTAssert(m.contains("no accord repository"), m)
+        _ = s.exit()
+        try FileManager.default.removeItem(atPath: cut + "/data/stray")
+        s = try serve(["--repo", cut])
+        guard case .helloOK? = try s.hello(src.config) else { return XCTFail("an interrupted creation was not taken up: \(s.log)") }
+        try s.connection.send(.bye)
+        XCTAssertEqual(s.exit()?.status, 0, s.log)
+        XCTAssert(FileManager.default.fileExists(atPath: cut + "/config"))
+
         // A new directory (and its parents) is still created as before.
         let fresh = scratch.sub("new/deeper/repo")
         s = try serve(["--repo", fresh])
