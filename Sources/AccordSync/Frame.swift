@@ -180,6 +180,22 @@ public enum Frame: Equatable {
     }
 }
 
+extension Frame {
+    /// An `error` frame saying `error`, cut to 8 KiB (at a character boundary) so
+    /// that it stays far below the kind's limit even when it quotes a hostile path.
+    public static func error(for error: Error) -> Frame {
+        let text = "\(error)"
+        let limit = 8 << 10
+        guard text.utf8.count > limit else { return .error(code: 1, message: text) }
+        var cut = ""
+        for c in text {
+            if cut.utf8.count + c.utf8.count > limit - 3 { break }
+            cut.append(c)
+        }
+        return .error(code: 1, message: cut + "…")
+    }
+}
+
 /// One blob inside a `blobs` frame.
 public struct SyncBlob: Equatable {
     public var index: UInt16

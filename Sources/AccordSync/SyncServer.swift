@@ -62,7 +62,7 @@ public final class SyncServer {
             }
             try connection.flush()
         } catch {
-            try? connection.send(.error(code: 1, message: "\(error)"))
+            try? connection.send(.error(for: error))
             try? connection.flush()
             throw error
         }
@@ -74,7 +74,7 @@ public final class SyncServer {
     public static func refuse(_ error: Error, input: Int32 = 0, output: Int32 = 1, wait: Double = 10) {
         let c = FrameConnection(input: input, output: output, peer: "client")
         _ = try? c.receive(timeout: wait)
-        try? c.send(.error(code: 1, message: "\(error)"))
+        try? c.send(.error(for: error))
         try? c.flush()
     }
 

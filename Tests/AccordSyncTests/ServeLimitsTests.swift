@@ -308,5 +308,17 @@ final class ServeLimitsTests: SyncTestCase {
         XCTAssertEqual(try mode(fresh), 0o700)
     }
 
+    /// An error quoting a huge hostile path still fits its kind's limit, so the client shows it.
+    func testErrorFramesQuotingHugeValuesStayWithinTheirLimit() throws {
+        struct Huge: Error, CustomStringConvertible { var description: String { "bad path /" + String(repeating: "é", count: 600_000) } }
+        let bytes = Frame.error(for: Huge()).encode()
+        XCTAssertLessThanOrEqual(bytes.count - 4, Frame.maxLength(of: .error))
+        var d = FrameDecoder()
+        d.feed(bytes)
+        guard case .error(_, let m)? = try d.next() else { return XCTFail("not an error frame") }
+        XCTAssert(m.hasPrefix("bad path /éé") && m.hasSuffix("…"), String(m.prefix(40)))
+        XCTAssertLessThanOrEqual(m.utf8.count, 8 << 10)
+    }
+
     func mode(_ path: String) throws -> UInt32 { try Sys.stat(Array(path.utf8)).permissions }
 }
