@@ -64,6 +64,9 @@ public struct Settings: Equatable, Sendable {
             }
             try checkOwnership(path, dst, what: "directory \(dir.isEmpty ? "." : dir)")
         }
+        guard access(path, R_OK) == 0 else {
+            throw SettingsError.unusable(path, "cannot read it (\(String(cString: strerror(errno)))): make it readable (mode 0644, owned by root)")
+        }
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
             throw SettingsError.unusable(path, "cannot read it as UTF-8 text (\(error.localizedDescription))")
