@@ -37,12 +37,13 @@ public final class FrameConnection {
     }
 
     /// The next frame; nil on a clean end of input between frames. With a
-    /// timeout, waiting longer than that for bytes throws.
-    public func receive(timeout: Double? = nil) throws -> Frame? {
+    /// timeout, waiting longer than that for bytes throws (`onTimeout`'s error, if given).
+    public func receive(timeout: Double? = nil, onTimeout: (() -> Error)? = nil) throws -> Frame? {
         try flush()
         while true {
             if let f = try decoder.next() { return f }
             if let t = timeout, !Sys.waitReadable(input, seconds: t) {
+                if let e = onTimeout { throw e() }
                 throw ProtocolError.connectionClosed("with no answer from \(peer) within \(Int(t)) s (is the remote command right? see --remote-command)")
             }
             let n: Int

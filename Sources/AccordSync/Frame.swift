@@ -33,6 +33,32 @@ public enum Frame: Equatable {
     public static let maxLength = (64 << 20) + 64
     /// Ids per `have`/`missing` frame.
     public static let maxBatch = 8192
+    /// Largest raw (uncompressed) length of a blob: no chunk the format permits is larger
+    /// (FORMAT.md, chunker profiles: `max` ≤ 64 MiB), so no claim above it is allocated.
+    public static let maxBlobLength = 64 << 20
+    /// Largest snapshot file a `snapshot` frame may carry. A snapshot names its
+    /// manifest blobs (~72 bytes each as written: 16 MiB holds ~230,000 of them,
+    /// a manifest stream of ~3.7 GB, tens of millions of files) and the paths
+    /// a backup could not read; real ones are a few KiB to a few MiB.
+    public static let maxSnapshotLength = 16 << 20
+    /// Largest `config` in hello/helloOK (real ones are ~300 bytes) and `error` message.
+    public static let maxSmallPayload = 64 << 10
+
+    /// The largest `Length` (Kind + Payload) a frame of this kind may have: checked
+    /// as soon as the kind byte has arrived, before the rest is buffered.
+    public static func maxLength(of kind: Kind) -> Int {
+        switch kind {
+        case .blob, .snapshotList: return maxLength
+        case .snapshot: return 1 + maxSnapshotLength
+        case .hello: return 5 + maxSmallPayload
+        case .helloOK: return 3 + maxSmallPayload
+        case .error: return 3 + maxSmallPayload
+        case .have: return 5 + 8 * maxBatch
+        case .missing: return 5 + (maxBatch + 7) / 8
+        // Fixed-size kinds: a little room, so that extra bytes read as "trailing bytes".
+        case .flushed, .snapshotOK, .flush, .listSnapshots, .placeMarker, .markerOK, .bye: return 64
+        }
+    }
 
     public enum Kind: UInt8 {
         case hello = 1, helloOK, have, missing, blob, flush, flushed, snapshot, snapshotOK
@@ -42,6 +68,8 @@ public enum Frame: Equatable {
 
     /// Hello flag: accept a destination repository with a different id.
     public static let flagAllowOtherRepository: UInt16 = 1
+    /// Every flag bit this version defines; the others are reserved and must be 0.
+    public static let knownFlags: UInt16 = flagAllowOtherRepository
 
     public var kind: Kind {
         switch self {
@@ -96,10 +124,12 @@ public enum Frame: Equatable {
     /// Decodes one frame's kind and payload (without the length prefix).
     public static func decode(kind rawKind: UInt8, payload: UnsafeRawBufferPointer) throws -> Frame {
         guard let kind = Kind(rawValue: rawKind) else { throw ProtocolError.unknownFrame(rawKind) }
+        guard 1 + payload.count <= maxLength(of: kind) else { throw ProtocolError.frameTooLargeForKind(kind, 1 + payload.count, limit: maxLength(of: kind)) }
         var r = ByteReader(payload)
         func ids() throws -> [BlobID] {
+            // Bounded by the frame (≤ 2 million ids), not by maxBatch: a repository may hold more snapshots than a batch.
             let n = Int(try r.u32())
-            guard n <= maxBatch, n * 32 == r.remaining else { throw ProtocolError.malformed(kind, "id count \(n) does not match the payload") }
+            guard n * 32 == r.remaining else { throw ProtocolError.malformed(kind, "id count \(n) does not match the payload") }
             return try (0..<n).map { _ in try r.id() }
         }
         func rest() throws -> [UInt8] { try r.raw(r.remaining) }
@@ -129,7 +159,7 @@ public enum Frame: Equatable {
                     guard let t = BlobType(rawValue: tc >> 4) else { throw ProtocolError.malformed(kind, "unknown blob type") }
                     guard let c = BlobCompression(rawValue: tc & 0xf) else { throw ProtocolError.malformed(kind, "unknown compression") }
                     let raw = try r.varint()
-                    guard raw <= UInt64(UInt32.max) else { throw ProtocolError.malformed(kind, "raw length too large") }
+                    guard raw <= UInt64(maxBlobLength) else { throw ProtocolError.malformed(kind, "blob \(list.count) claims a raw length of \(raw) bytes, above the \(maxBlobLength)-byte chunk limit") }
                     let stored = try r.count(max: r.remaining)
                     list.append(SyncBlob(index: index, type: t, compression: c, rawLength: UInt32(raw), stored: try r.raw(stored)))
                 }
@@ -147,6 +177,22 @@ public enum Frame: Equatable {
         } catch let e as DecodeError {
             throw ProtocolError.malformed(kind, "\(e)")
         }
+    }
+}
+
+extension Frame {
+    /// An `error` frame saying `error`, cut to 8 KiB (at a character boundary) so
+    /// that it stays far below the kind's limit even when it quotes a hostile path.
+    public static func error(for error: Error) -> Frame {
+        let text = "\(error)"
+        let limit = 8 << 10
+        guard text.utf8.count > limit else { return .error(code: 1, message: text) }
+        var cut = ""
+        for c in text {
+            if cut.utf8.count + c.utf8.count > limit - 3 { break }
+            cut.append(c)
+        }
+        return .error(code: 1, message: cut + "…")
     }
 }
 
@@ -182,8 +228,11 @@ public struct FrameDecoder {
         let length = buffer.withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: start, as: UInt32.self))) }
         guard length >= 1 else { throw ProtocolError.malformed(.error, "frame of length 0 (no kind byte)") }
         guard length <= Frame.maxLength else { throw ProtocolError.frameTooLarge(length) }
-        guard buffered >= 4 + length else { return nil }
+        // The kind's own limit, before the rest of the frame is buffered.
         let kind = buffer[start + 4]
+        guard let k = Frame.Kind(rawValue: kind) else { throw ProtocolError.unknownFrame(kind) }
+        guard length <= Frame.maxLength(of: k) else { throw ProtocolError.frameTooLargeForKind(k, length, limit: Frame.maxLength(of: k)) }
+        guard buffered >= 4 + length else { return nil }
         let frame = try buffer.withUnsafeBytes { try Frame.decode(kind: kind, payload: UnsafeRawBufferPointer(rebasing: $0[(start + 5)..<(start + 4 + length)])) }
         start += 4 + length
         if start > 1 << 20 { buffer.removeFirst(start); start = 0 }
@@ -195,6 +244,8 @@ public enum ProtocolError: Error, CustomStringConvertible {
     case unknownFrame(UInt8)
     case malformed(Frame.Kind, String)
     case frameTooLarge(Int)
+    case frameTooLargeForKind(Frame.Kind, Int, limit: Int)
+    case reservedFlags(UInt16)
     case unexpected(Frame.Kind, expecting: String)
     case versionMismatch(UInt16)
     case connectionClosed(String)
@@ -205,6 +256,10 @@ public enum ProtocolError: Error, CustomStringConvertible {
         case .unknownFrame(let k): return "protocol error: unknown frame kind \(k) (is the other side a different accord version?)"
         case .malformed(let k, let why): return "protocol error: malformed \(k) frame: \(why)"
         case .frameTooLarge(let n): return "protocol error: frame of \(n) bytes exceeds the \(Frame.maxLength)-byte limit"
+        case .frameTooLargeForKind(let k, let n, let limit):
+            return "protocol error: \(k) frame of \(n) bytes exceeds the \(limit)-byte limit for that kind" + (k == .snapshot ? " (a snapshot file may be at most \(Frame.maxSnapshotLength) bytes)" : "")
+        case .reservedFlags(let f):
+            return "protocol error: hello sets reserved flag bits 0x\(String(f, radix: 16, uppercase: false)) (this accord defines only 0x0001, accept another repository, and the others must be 0): install the same accord on both nodes"
         case .unexpected(let k, let e): return "protocol error: got \(k) while expecting \(e)"
         case .versionMismatch(let v): return "the other side speaks sync protocol version \(v); this accord speaks \(Frame.protocolVersion): install the same accord on both nodes"
         case .connectionClosed(let why): return "connection closed \(why)"

@@ -82,6 +82,10 @@ public final class SyncClient {
     public func send(_ id: SnapshotID) throws {
         let json = try AtomicFile.read(repository.layout.snapshotPath(id))
         let s = try Snapshot.decode(json, name: repository.layout.snapshotPath(id))
+        // Said here rather than by the destination after every blob has travelled.
+        guard json.count <= Frame.maxSnapshotLength else {
+            throw SyncError.snapshotRejected(id, reason: "it is \(json.count) bytes, above the \(Frame.maxSnapshotLength)-byte limit a destination accepts")
+        }
         let all = try blobs(of: s)
         let candidates = all.filter { !remoteKnown.contains($0) }
         var start = 0

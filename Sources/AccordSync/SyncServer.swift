@@ -9,8 +9,27 @@ import AccordCore
 /// every blob it names is indexed, so an interrupted sync never leaves a
 /// snapshot that cannot be restored; packs finished before the interruption
 /// are adopted on the next connection and not sent again.
+///
+/// serve is the door into the DR node and trusts nothing it is sent: every
+/// frame is bounded before it is buffered (FORMAT.md, "Sync protocol"),
+/// reserved hello flags are refused, a snapshot is stored only if its manifest
+/// reads back valid and its time is not far ahead of this node's clock, and a
+/// session that sends nothing for `idleTimeout` seconds is closed, releasing
+/// its lock. No request deletes anything: serve only adds files.
 public final class SyncServer {
+    /// What the node's administrator sets (settings file, `--idle-timeout`).
+    public struct Options {
+        /// Seconds without a byte from the client before the session is closed.
+        public var idleTimeout: Double = 600
+        /// How far (seconds) a snapshot's time may lie ahead of this node's clock.
+        public var maxClockSkew: Int64 = 86_400
+        public init() {}
+    }
+
     let path: String
+    let options: Options
+    /// Blobs accepted before an index file is written even without `flush` (~100 bytes of memory each).
+    static let maxPendingBlobs = 1 << 20
     let connection: FrameConnection
     var repository: Repository?
     var lock: RepositoryLock?
@@ -26,8 +45,9 @@ public final class SyncServer {
     var plain: [UInt8] = []
     let log: (String) -> Void
 
-    public init(path: String, input: Int32 = 0, output: Int32 = 1, log: @escaping (String) -> Void = { _ in }) {
+    public init(path: String, options: Options = Options(), input: Int32 = 0, output: Int32 = 1, log: @escaping (String) -> Void = { _ in }) {
         self.path = path
+        self.options = options
         connection = FrameConnection(input: input, output: output, peer: "client")
         self.log = log
     }
@@ -36,15 +56,26 @@ public final class SyncServer {
     public func run() throws {
         defer { writer?.abandon(); lock?.release() }
         do {
-            while let frame = try connection.receive() {
+            let idle = options.idleTimeout
+            while let frame = try connection.receive(timeout: idle, onTimeout: { SyncError.idle(seconds: idle, repository: self.path) }) {
                 if try !handle(frame) { break }
             }
             try connection.flush()
         } catch {
-            try? connection.send(.error(code: 1, message: "\(error)"))
+            try? connection.send(.error(for: error))
             try? connection.flush()
             throw error
         }
+    }
+
+    /// Answers a client this node will not serve (unusable settings, a repository
+    /// other than the pinned one): reads its hello (waiting at most `wait`
+    /// seconds), answers `error` with the reason, and returns.
+    public static func refuse(_ error: Error, input: Int32 = 0, output: Int32 = 1, wait: Double = 10) {
+        let c = FrameConnection(input: input, output: output, peer: "client")
+        _ = try? c.receive(timeout: wait)
+        try? c.send(.error(for: error))
+        try? c.flush()
     }
 
     func repo() throws -> Repository {
@@ -56,6 +87,7 @@ public final class SyncServer {
         switch frame {
         case .hello(let version, let flags, let configBytes):
             guard version == Frame.protocolVersion else { throw ProtocolError.versionMismatch(version) }
+            guard flags & ~Frame.knownFlags == 0 else { throw ProtocolError.reservedFlags(flags & ~Frame.knownFlags) }
             // A second hello would open the repository again and leave the first lock behind.
             guard repository == nil else { throw ProtocolError.connectionClosed("by the server: hello was sent twice") }
             try open(clientConfig: configBytes, allowOther: flags & Frame.flagAllowOtherRepository != 0)
@@ -104,6 +136,7 @@ public final class SyncServer {
         }
         let layout = RepositoryLayout(root: path)
         if (try? Sys.lstat(layout.configPath)) == nil {
+            try checkNewRepositoryPlace()
             do { try Sys.mkdirs(Array(path.utf8), mode: 0o700) } catch {
                 throw SyncError.destinationNotWritable(path, reason: "\(error)")
             }
@@ -130,11 +163,35 @@ public final class SyncServer {
         repository = r
     }
 
+    /// A repository is created only in a new directory, or in an existing empty
+    /// one that is already private (so `init`'s chmod 0700 changes nothing a user
+    /// set): serve never takes over, or tightens, a directory holding other data.
+    func checkNewRepositoryPlace() throws {
+        guard let st = try? Sys.stat(Array(path.utf8)) else { return }   // absent: created below
+        guard st.isDirectory else { throw RepositoryError.notADirectory(path) }
+        let names: [String]
+        do { names = try Sys.listDirectory(path) } catch { throw SyncError.destinationNotWritable(path, reason: "\(error)") }
+        // Created by a concurrent session meanwhile: opened below.
+        if (try? Sys.lstat(RepositoryLayout(root: path).configPath)) != nil { return }
+        // A fresh file system's mount point holds lost+found. A creation cut short (a
+        // session killed before the config was written) leaves only the empty
+        // subdirectories, and a temporary file in tmp/: taken up again.
+        let layout = RepositoryLayout(root: path)
+        let skeleton = Set(layout.subdirectories.map { ($0 as NSString).lastPathComponent })
+        let others = names.filter { name in
+            if name == "lost+found" { return false }
+            guard skeleton.contains(name), (try? Sys.lstat(Array((path + "/" + name).utf8)))?.isDirectory == true else { return true }
+            return name != "tmp" && !((try? Sys.listDirectory(path + "/" + name))?.isEmpty ?? false)
+        }
+        guard others.isEmpty else { throw SyncError.notARepositoryDirectory(path, entries: others.count) }
+        guard st.permissions & 0o077 == 0 else { throw SyncError.directoryNotPrivate(path, mode: st.permissions) }
+    }
+
     /// Verifies a blob (its content's SHA-256 must start with the prefix the
     /// client announced) and appends it to the current pack.
     func accept(prefix: UInt64, type: BlobType, compression: BlobCompression, rawLength: UInt32, stored: [UInt8]) throws {
         let r = try repo()
-        guard Int(rawLength) <= Frame.maxLength else {
+        guard Int(rawLength) <= Frame.maxBlobLength else {
             throw SyncError.corruptBlob(ID.zero, reason: "claims a raw length of \(rawLength) bytes")
         }
         if compression == .delta && !r.config.allowsDeltaBlobs {
@@ -171,6 +228,8 @@ public final class SyncServer {
         pendingPrefixes.insert(prefix)
         accepted += 1
         if writer!.size >= r.config.packSize { try closePack() }
+        // A client that never flushes must not grow these sets without bound: make them durable now.
+        if pending.count >= Self.maxPendingBlobs { _ = try flushPacks() }
     }
 
     func closePack() throws {
@@ -198,14 +257,32 @@ public final class SyncServer {
         return n
     }
 
-    /// Writes a snapshot after checking every blob it needs is indexed here.
+    /// Writes a snapshot after checking it: at most `Frame.maxSnapshotLength`
+    /// bytes, valid JSON, a time not more than `maxClockSkew` ahead of this
+    /// node's clock, every record of its manifest valid (the manifest reader
+    /// validates each), and every blob it needs indexed here.
     func storeSnapshot(_ json: [UInt8]) throws -> SnapshotID {
         let r = try repo()
         let id = SHA256Hasher.hash(json)
-        let s = try Snapshot.decode(json, name: "snapshot \(id.short) from the client")
+        guard json.count <= Frame.maxSnapshotLength else { throw SyncError.snapshotRejected(id, reason: "it is \(json.count) bytes, above the \(Frame.maxSnapshotLength)-byte limit") }
+        let s: Snapshot
+        do { s = try Snapshot.decode(json, name: "snapshot \(id.short) from the client") } catch {
+            throw SyncError.snapshotRejected(id, reason: "\(error)")
+        }
+        let now = Timestamp.now()
+        if s.time.seconds > now.seconds + options.maxClockSkew {
+            throw SyncError.snapshotInFuture(id, time: s.time.rfc3339, now: now.rfc3339, skew: options.maxClockSkew)
+        }
         for m in s.manifestIDs where !r.index.contains(m) { throw SyncError.snapshotIncomplete(id, missing: m) }
         var reader = r.manifestReader(s)
-        while let e = try reader.next() {
+        var record = 0
+        while true {
+            let entry: ManifestEntry?
+            do { entry = try reader.next() } catch {
+                throw SyncError.snapshotRejected(id, reason: "its manifest was refused after \(record) valid record(s): \(error)")
+            }
+            guard let e = entry else { break }
+            record += 1
             for b in e.referencedBlobs where !r.index.contains(b) { throw SyncError.snapshotIncomplete(id, missing: b) }
         }
         try AtomicFile.write(json, to: r.layout.snapshotPath(id), tmpDirectory: r.layout.tmpDirectory)
@@ -219,6 +296,11 @@ public enum SyncError: Error, CustomStringConvertible {
     case differentRepository(String, theirs: String, ours: String)
     case corruptBlob(BlobID, reason: String)
     case snapshotIncomplete(SnapshotID, missing: BlobID)
+    case snapshotRejected(SnapshotID, reason: String)
+    case snapshotInFuture(SnapshotID, time: String, now: String, skew: Int64)
+    case idle(seconds: Double, repository: String)
+    case notARepositoryDirectory(String, entries: Int)
+    case directoryNotPrivate(String, mode: UInt32)
     case connect(String)
     case badDestination(String)
 
@@ -232,6 +314,16 @@ public enum SyncError: Error, CustomStringConvertible {
             return "blob \(id.short)… was rejected: it does not match its id (\(r)); run `accord check --read-data` on the source"
         case .snapshotIncomplete(let s, let b):
             return "snapshot \(s.short) was not stored: blob \(b.short) it needs has not arrived"
+        case .snapshotRejected(let s, let why):
+            return "snapshot \(s.short) was not stored: \(why); run `accord check` on the source"
+        case .snapshotInFuture(let s, let t, let now, let skew):
+            return "snapshot \(s.short) was not stored: its time \(t) is more than \(skew) s ahead of this node's clock (\(now)); check the clocks of both nodes (serve.max-clock-skew in the settings file sets the limit)"
+        case .idle(let seconds, let repo):
+            return "closing the session: the client sent nothing for \(Int(seconds)) s (serve's idle timeout: --idle-timeout or serve.idle-timeout in the settings file); the lock on \(repo) is released"
+        case .notARepositoryDirectory(let p, let n):
+            return "\(p) on the destination is a directory holding \(n) entr\(n == 1 ? "y" : "ies") but no accord repository: serve creates a repository only in a new or empty directory; pick another directory, or run `accord init` there yourself"
+        case .directoryNotPrivate(let p, let mode):
+            return "\(p) on the destination is an empty directory of mode \(String(mode, radix: 8)), not 0700: serve does not change the mode of an existing directory; `chmod 700 \(p)` there, or pick a new directory"
         case .connect(let m): return m
         case .badDestination(let d): return "bad destination \(d): expected USER@NODE[:DIR], NODE[:DIR] or a local DIR"
         }

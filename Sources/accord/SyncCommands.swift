@@ -3,19 +3,49 @@ import Foundation
 import AccordCore
 import AccordEngine
 import AccordSync
+import AccordPlans
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve a repository to `accord sync` over stdin/stdout (run by ssh on the destination).",
-        discussion: "Creates the repository on first contact with the sender's config. Speaks the framed protocol in FORMAT.md; not for interactive use.")
-    @Option(name: [.customLong("repo"), .customShort("d"), .customLong("directory")], help: "Repository directory on this node.")
-    var repo: String
+        discussion: """
+        Creates the repository on first contact with the sender's config (only in a new directory, or an \
+        empty one of mode 0700). Speaks the framed protocol in FORMAT.md; not for interactive use. \
+        The node can pin the repository: `serve.repository` in the settings file \
+        (/etc/accord/accord.yaml, or $ACCORD_SETTINGS), or the --repo of an authorized_keys forced \
+        command (the client's request is read from SSH_ORIGINAL_COMMAND); serve then refuses any other \
+        directory. See README.md, "Least privilege on the DR node".
+        """)
+    @Option(name: [.customLong("repo"), .customShort("d"), .customLong("directory")], help: "Repository directory on this node (default: serve.repository of the settings file).")
+    var repo: String?
+    @Option(help: ArgumentHelp("Close a session that sends nothing for this many seconds (default: serve.idle-timeout of the settings file, or 600).", valueName: "SECONDS"))
+    var idleTimeout: Int?
+
+    func validate() throws {
+        if let t = idleTimeout, t < 1 || t > 86_400 { throw ValidationError("--idle-timeout must be 1 to 86400 seconds, not \(t)") }
+    }
 
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
-        let server = SyncServer(path: repo) { Sys.writeStderr("accord serve: \($0)\n") }
+        let log: (String) -> Void = { Sys.writeStderr("accord serve: \($0)\n") }
+        let path: String
+        var options = SyncServer.Options()
+        do {
+            let settings = try Settings.load()
+            options.idleTimeout = Double(idleTimeout ?? settings.serve.idleTimeout)
+            options.maxClockSkew = Int64(settings.serve.maxClockSkew)
+            let pin = settings.serve.repository.map { ServeAccess.Pin(path: $0, source: "serve.repository in \(settings.path ?? Settings.path)") }
+            path = try ServeAccess.repository(argument: repo, settingsPin: pin, originalCommand: Sys.environment("SSH_ORIGINAL_COMMAND"),
+                                              local: ServeAccess.startedByLocalSync)
+        } catch {
+            // Said to the client too, so that `accord sync` shows why.
+            log("\(error)")
+            SyncServer.refuse(error)
+            throw ExitCode(1)
+        }
+        let server = SyncServer(path: path, options: options, log: log)
         do { try server.run() } catch {
-            Sys.writeStderr("accord serve: \(error)\n")
+            log("\(error)")
             throw ExitCode(1)
         }
     }

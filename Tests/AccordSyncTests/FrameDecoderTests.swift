@@ -21,7 +21,7 @@ final class FrameDecoderTests: XCTestCase {
             .blobs([SyncBlob(index: 0, type: .data, compression: .none, rawLength: 300, stored: rng.bytes(300))]),
             .blobs([SyncBlob(index: 8191, type: .tree, compression: .zlib, rawLength: 1 << 20, stored: rng.bytes(20_000)),
                     SyncBlob(index: 0xffff, type: .data, compression: .none, rawLength: 0, stored: []),
-                    SyncBlob(index: 7, type: .data, compression: .zlib, rawLength: 0xffff_ffff, stored: rng.bytes(3))]),
+                    SyncBlob(index: 7, type: .data, compression: .zlib, rawLength: UInt32(Frame.maxBlobLength), stored: rng.bytes(3))]),
             .blobs([]),
             .flush,
             .flushed(packs: 3, blobs: 0xffff_ffff),

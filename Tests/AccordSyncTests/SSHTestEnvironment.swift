@@ -12,6 +12,9 @@ struct SSHEnvironment {
     var knownHosts: String
     var user: String
     var noSudoUser: String
+    /// The least-privilege user (forced command `serve --repo pinnedRepo`), when the binary directory was given.
+    var pinnedUser: String?
+    var pinnedRepo: String?
 
     static let scripts = AccordBinary.packageRoot + "/scripts/testenv"
 
@@ -32,7 +35,8 @@ struct SSHEnvironment {
             throw SSHStartError(message: "\(dir)/env lacks SSH_PORT/SSH_KEY/SSH_CONFIG/SSH_KNOWN_HOSTS:\n\(text)")
         }
         return SSHEnvironment(directory: dir, port: port, key: key, config: config, knownHosts: known,
-                              user: env["SSH_USER"] ?? "accordsync", noSudoUser: env["SSH_NOSUDO_USER"] ?? "accordnosudo")
+                              user: env["SSH_USER"] ?? "accordsync", noSudoUser: env["SSH_NOSUDO_USER"] ?? "accordnosudo",
+                              pinnedUser: env["SSH_PINNED_USER"], pinnedRepo: env["SSH_PINNED_REPO"])
     }
 
     /// `ssh USER@host sudo -n true` succeeds within 10 s.

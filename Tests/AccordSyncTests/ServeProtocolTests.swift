@@ -25,7 +25,7 @@ final class ServeProtocolTests: SyncTestCase {
             serve.executableURL = URL(fileURLWithPath: AccordBinary.path)
             serve.arguments = ["serve", "--repo", dest]
         }
-        FileManager.default.createFile(atPath: serveLog, contents: nil)
+        _ = FileManager.default.createFile(atPath: serveLog, contents: nil)
         serve.standardInput = toServe
         serve.standardOutput = fromServe
         serve.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: serveLog))

@@ -8,7 +8,12 @@
 #                 ("sudo -n true" fails with "sudo: a password is required")
 # If ACCORD_BIN_DIR is set, it is appended to the PATH of ssh sessions
 # (sshd SetEnv) and to accordsync's sudo secure_path, so that
-# `ssh ... sudo -n accord serve` finds the binary.
+# `ssh ... sudo -n accord serve` finds the binary. Then also:
+#   accordpinned  the least-privilege set-up of README.md ("Least privilege on
+#                 the DR node"): the same key, but as a forced command
+#                 (command="sudo -n BIN/accord serve --repo DIR/pinned-repo",restrict)
+#                 and a sudoers rule allowing exactly that command line, keeping
+#                 SSH_ORIGINAL_COMMAND so serve can compare the client's --repo.
 #
 # Files in DIR: sshd_config, ssh_host_ed25519_key(.pub), id_ed25519(.pub),
 # authorized_keys/<user>, known_hosts, ssh_config, sshd.pid, sshd.log, env.
@@ -16,6 +21,7 @@
 # Prints KEY=VALUE lines on stdout (the same as DIR/env):
 #   SSH_HOST=127.0.0.1 SSH_PORT SSH_KEY SSH_USER=accordsync
 #   SSH_NOSUDO_USER=accordnosudo SSH_CONFIG SSH_KNOWN_HOSTS SSH_HOST_ALIAS=accordtest
+#   and with ACCORD_BIN_DIR: SSH_PINNED_USER=accordpinned SSH_PINNED_REPO=DIR/pinned-repo
 # Diagnostics go to stderr. Run as root. Stop with sshd-stop.sh DIR.
 set -euo pipefail
 
@@ -25,6 +31,7 @@ source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
 SYNC_USER="accordsync"
 NOSUDO_USER="accordnosudo"
+PINNED_USER="accordpinned"
 HOST_ALIAS="accordtest"
 SUDOERS_FILE="/etc/sudoers.d/accord-testenv"
 SSHD="/usr/sbin/sshd"
@@ -58,6 +65,8 @@ fi
 # --- users -----------------------------------------------------------------------
 ensure_user "$SYNC_USER" home
 ensure_user "$NOSUDO_USER" home
+[[ -n "$BIN_DIR" ]] && ensure_user "$PINNED_USER" home
+PINNED_REPO="$DIR/pinned-repo"
 
 # --- DIR, keys ---------------------------------------------------------------------
 mkdir -p -- "$DIR/authorized_keys"
@@ -72,6 +81,12 @@ for u in "$SYNC_USER" "$NOSUDO_USER"; do
     cp "$DIR/id_ed25519.pub" "$DIR/authorized_keys/$u"
     chmod 0644 "$DIR/authorized_keys/$u"
 done
+if [[ -n "$BIN_DIR" ]]; then
+    # Whatever the client asks, sshd runs this; the request is in SSH_ORIGINAL_COMMAND.
+    printf 'command="sudo -n %s/accord serve --repo %s",restrict %s\n' "$BIN_DIR" "$PINNED_REPO" "$(cat "$DIR/id_ed25519.pub")" \
+        > "$DIR/authorized_keys/$PINNED_USER"
+    chmod 0644 "$DIR/authorized_keys/$PINNED_USER"
+fi
 
 # --- sudo --------------------------------------------------------------------------
 secure_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -85,6 +100,15 @@ Defaults:$SYNC_USER !requiretty
 Defaults:$SYNC_USER !lecture
 $SYNC_USER ALL=(ALL:ALL) NOPASSWD: ALL
 EOF
+if [[ -n "$BIN_DIR" ]]; then
+    cat >> "$tmp_sudoers" <<EOF
+# Least privilege (README.md): exactly one command line, SSH_ORIGINAL_COMMAND kept for serve.
+Defaults:$PINNED_USER !requiretty
+Defaults:$PINNED_USER !lecture
+Defaults:$PINNED_USER env_keep += "SSH_ORIGINAL_COMMAND"
+$PINNED_USER ALL=(root) NOPASSWD: $BIN_DIR/accord serve --repo $PINNED_REPO
+EOF
+fi
 visudo -cqf "$tmp_sudoers" >/dev/null || { rm -f "$tmp_sudoers"; die "generated sudoers file does not validate"; }
 chmod 0440 "$tmp_sudoers"
 mv -f "$tmp_sudoers" "$SUDOERS_FILE"
@@ -106,7 +130,7 @@ ListenAddress 127.0.0.1
 HostKey $DIR/ssh_host_ed25519_key
 PidFile $DIR/sshd.pid
 AuthorizedKeysFile $DIR/authorized_keys/%u
-AllowUsers $SYNC_USER $NOSUDO_USER
+AllowUsers $SYNC_USER $NOSUDO_USER${BIN_DIR:+ $PINNED_USER}
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -161,6 +185,9 @@ SSH_CONFIG=$DIR/ssh_config
 SSH_KNOWN_HOSTS=$DIR/known_hosts
 SSH_HOST_ALIAS=$HOST_ALIAS
 EOF
+    if [[ -n "$BIN_DIR" ]]; then
+        printf 'SSH_PINNED_USER=%s\nSSH_PINNED_REPO=%s\n' "$PINNED_USER" "$PINNED_REPO" >> "$DIR/env.tmp"
+    fi
     chmod 0644 "$DIR/env.tmp"
     mv -f "$DIR/env.tmp" "$DIR/env"
 }

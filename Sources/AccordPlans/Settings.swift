@@ -1,0 +1,138 @@
+import Foundation
+import Yams
+import AccordCore
+
+/// The node's settings file: one YAML document, `/etc/accord/accord.yaml`
+/// (or the file named by `$ACCORD_SETTINGS`, for tests: sudo's env_reset
+/// drops it, so a client over ssh cannot choose it). Each feature owns a
+/// top-level section; today only `serve`:
+///
+///     serve:
+///       repository: /opt/anaconda_backup   # the only directory serve opens (default: the client's --repo)
+///       idle-timeout: 600                  # seconds without a request before serve closes the session
+///       max-clock-skew: 86400              # how far a snapshot's time may lie ahead of this node's clock
+///
+/// Unknown keys are refused, naming the key (a typo must not silently unpin
+/// the repository). When accord runs as root, the file must be a regular file
+/// owned by root and writable by no one else, in a directory of the same kind:
+/// it decides what a client over ssh may reach. A missing file means defaults.
+public struct Settings: Equatable, Sendable {
+    public static let defaultPath = "/etc/accord/accord.yaml"
+    public static let environmentVariable = "ACCORD_SETTINGS"
+    /// No settings document needs more; a larger file is refused unread.
+    public static let maxFileSize = 1 << 20
+
+    public struct Serve: Equatable, Sendable {
+        /// The pinned repository directory (absolute), or nil: the client's --repo.
+        public var repository: String?
+        public var idleTimeout: Int = 600
+        public var maxClockSkew: Int = 86_400
+        public init() {}
+    }
+
+    public var serve = Serve()
+    /// The file these came from; nil when there is none (defaults).
+    public var path: String?
+
+    public init() {}
+
+    /// `$ACCORD_SETTINGS` if set and not empty, else /etc/accord/accord.yaml.
+    public static var path: String {
+        if let p = Sys.environment(environmentVariable), !p.isEmpty { return p }
+        return defaultPath
+    }
+
+    static let keys: [String: Set<String>] = ["serve": ["repository", "idle-timeout", "max-clock-skew"]]
+
+    /// Loads the settings file (`Settings.path` unless given). A missing file is
+    /// the defaults; an unusable one throws, naming the file and the key.
+    public static func load(path: String = Settings.path, requireRootOwned: Bool = geteuid() == 0) throws -> Settings {
+        let st: FileStatus
+        do { st = try Sys.stat(Array(path.utf8)) } catch let e as SystemError where e.isNotFound {
+            return Settings()
+        } catch {
+            throw SettingsError.unusable(path, "cannot read it (\(error))")
+        }
+        guard st.isRegular else { throw SettingsError.unusable(path, "it is not a regular file") }
+        guard st.size <= UInt64(maxFileSize) else { throw SettingsError.unusable(path, "it is \(st.size) bytes, more than a settings file can need (\(maxFileSize))") }
+        if requireRootOwned {
+            try checkOwnership(path, st, what: "file")
+            let dir = (path as NSString).deletingLastPathComponent
+            let dst: FileStatus
+            do { dst = try Sys.stat(Array((dir.isEmpty ? "." : dir).utf8)) } catch {
+                throw SettingsError.unusable(path, "cannot check its directory (\(error))")
+            }
+            try checkOwnership(path, dst, what: "directory \(dir.isEmpty ? "." : dir)")
+        }
+        guard access(path, R_OK) == 0 else {
+            throw SettingsError.unusable(path, "cannot read it (\(String(cString: strerror(errno)))): make it readable (mode 0644, owned by root)")
+        }
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw SettingsError.unusable(path, "cannot read it as UTF-8 text (\(error.localizedDescription))")
+        }
+        var s = try parse(text, source: path)
+        s.path = path
+        return s
+    }
+
+    static func checkOwnership(_ path: String, _ st: FileStatus, what: String) throws {
+        guard st.uid == 0 else {
+            throw SettingsError.unusable(path, "its \(what) is owned by uid \(st.uid), not root: it decides what a client over ssh may reach (chown root)")
+        }
+        guard st.permissions & 0o022 == 0 else {
+            throw SettingsError.unusable(path, "its \(what) is writable by group or others (mode \(String(st.permissions, radix: 8))): chmod go-w")
+        }
+    }
+
+    /// Parses a settings document. Empty means defaults.
+    public static func parse(_ text: String, source: String) throws -> Settings {
+        let node: Any?
+        do { node = try Yams.load(yaml: text) } catch { throw SettingsError.unusable(source, "not valid YAML: \(error)") }
+        var s = Settings()
+        guard let node else { return s }
+        guard let top = node as? [String: Any] else { throw SettingsError.unusable(source, "expected a mapping of sections (like serve:) at the top level") }
+        for k in top.keys.sorted() where keys[k] == nil {
+            throw SettingsError.unusable(source, "unknown key \(k) (known sections: \(keys.keys.sorted().joined(separator: ", ")))")
+        }
+        if let v = top["serve"] {
+            // `serve:` with nothing under it is an empty section.
+            if v is NSNull { return s }
+            guard let serve = v as? [String: Any] else { throw SettingsError.unusable(source, "serve must be a mapping (repository:, idle-timeout:, max-clock-skew:)") }
+            let known = keys["serve"]!
+            for k in serve.keys.sorted() where !known.contains(k) {
+                throw SettingsError.unusable(source, "unknown key serve.\(k) (known: \(known.sorted().joined(separator: ", ")))")
+            }
+            if let r = serve["repository"] {
+                guard let p = r as? String, p.hasPrefix("/"), !p.contains("\0"),
+                      p.split(separator: "/", omittingEmptySubsequences: false).dropFirst().allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }) || p == "/" else {
+                    throw SettingsError.unusable(source, "serve.repository must be an absolute path without empty, . or .. components and no trailing /, not \(r)")
+                }
+                guard p != "/" else { throw SettingsError.unusable(source, "serve.repository cannot be /") }
+                s.serve.repository = p
+            }
+            s.serve.idleTimeout = try seconds(serve["idle-timeout"], "serve.idle-timeout", default: s.serve.idleTimeout, range: 1...86_400, source)
+            s.serve.maxClockSkew = try seconds(serve["max-clock-skew"], "serve.max-clock-skew", default: s.serve.maxClockSkew, range: 0...(366 * 86_400), source)
+        }
+        return s
+    }
+
+    static func seconds(_ v: Any?, _ key: String, default d: Int, range: ClosedRange<Int>, _ source: String) throws -> Int {
+        guard let v else { return d }
+        // YAML `true` reads as a Bool, `1.5` as a Double: only whole numbers are seconds here.
+        guard !(v is Bool), let n = v as? Int, range.contains(n) else {
+            throw SettingsError.unusable(source, "\(key) must be a whole number of seconds from \(range.lowerBound) to \(range.upperBound), not \(v)")
+        }
+        return n
+    }
+}
+
+public enum SettingsError: Error, CustomStringConvertible {
+    case unusable(String, String)
+
+    public var description: String {
+        switch self {
+        case .unusable(let p, let why): return "settings file \(p) is unusable: \(why)"
+        }
+    }
+}
