@@ -274,7 +274,7 @@ public final class SyncServer {
             throw SyncError.snapshotInFuture(id, time: s.time.rfc3339, now: now.rfc3339, skew: options.maxClockSkew)
         }
         for m in s.manifestIDs where !r.index.contains(m) { throw SyncError.snapshotIncomplete(id, missing: m) }
-        var reader = r.manifestReader(s)
+        var reader = r.manifestReader(s, id: id)
         var record = 0
         while true {
             let entry: ManifestEntry?
