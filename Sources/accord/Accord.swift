@@ -174,8 +174,9 @@ struct OutputOptions: ParsableArguments {
     }
 }
 
+/// Prints a warning on stderr; names from snapshots or sources in it are escaped (`escapedText`).
 func warn(_ message: String) {
-    Sys.writeStderr("warning: \(message)\n")
+    Sys.writeStderr("warning: \(escapedText(message))\n")
 }
 
 func printOut(_ s: String) {
