@@ -35,6 +35,18 @@ public struct RepositoryConfig: Codable, Equatable, Sendable {
         return nil
     }
 
+    /// The integer field whose JSON number is not an integer that fits (1e30,
+    /// 1.5), which the decoder reports without naming it; nil if none is.
+    static func numberProblem(_ bytes: [UInt8]) -> String? {
+        guard let o = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else { return nil }
+        let fields: [(String, Any?)] = [("version", o["version"]), ("packSize", o["packSize"]),
+                                        ("compression.level", (o["compression"] as? [String: Any])?["level"])]
+        for case let (name, n as NSNumber) in fields where Int64(exactly: n.doubleValue) == nil || n.doubleValue != n.doubleValue.rounded() {
+            return "field `\(name)` is \(n); it must be an integer"
+        }
+        return nil
+    }
+
     /// Decodes and validates config bytes; a field of the wrong type or out of
     /// range is named in the error.
     public static func decode(_ bytes: [UInt8], repository path: String, configPath: String) throws -> RepositoryConfig {
@@ -46,7 +58,8 @@ public struct RepositoryConfig: Codable, Equatable, Sendable {
             case .keyNotFound(let k, let c): reason = "\(field(c.codingPath + [k])) is missing"
             case .typeMismatch(let t, let c): reason = "\(field(c.codingPath)) is not a valid \(t)"
             case .valueNotFound(let t, let c): reason = "\(field(c.codingPath)) is null, not a \(t)"
-            case .dataCorrupted(let c): reason = c.codingPath.isEmpty ? "not valid config JSON" : "\(field(c.codingPath)) is out of range or malformed"
+            case .dataCorrupted(let c):
+                reason = !c.codingPath.isEmpty ? "\(field(c.codingPath)) is out of range or malformed" : (numberProblem(bytes) ?? "not valid config JSON")
             @unknown default: reason = "not valid config JSON"
             }
             throw RepositoryError.configCorrupt(configPath, reason: reason)
