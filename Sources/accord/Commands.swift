@@ -278,7 +278,7 @@ struct Dump: ParsableCommand {
                 return
             }
         }
-        throw ValidationError("no file \(path) in snapshot \(id.short): see `accord ls \(id.short)`")
+        throw ValidationError("no file \(escapedText(path)) in snapshot \(id.short): see `accord ls \(id.short)`")
     }
 }
 

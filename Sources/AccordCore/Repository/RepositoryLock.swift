@@ -116,12 +116,19 @@ public final class RepositoryLock: @unchecked Sendable {
     /// the file cannot be read, is not lock JSON or holds meaningless values;
     /// `problem` then says why.
     public static func list(_ layout: RepositoryLayout) throws -> [(name: String, info: LockInfo?, problem: String?)] {
-        try Sys.listDirectory(layout.lockDirectory).filter { !$0.hasSuffix(".tmp") }.map { name in
+        try Sys.listDirectory(layout.lockDirectory).filter { !$0.hasSuffix(".tmp") }.compactMap { name in
             let path = layout.lockPath(name)
-            guard let st = try? Sys.lstat(path) else { return (name, nil, "it cannot be examined") }
+            // A lock released since the listing is gone, not unusable.
+            let st: FileStatus
+            do { st = try Sys.lstat(path) } catch let e as SystemError where e.isNotFound { return nil } catch {
+                return (name, nil, "it cannot be examined: \(error)")
+            }
             guard st.isRegular else { return (name, nil, "it is not a regular file") }
             guard st.size <= UInt64(LockInfo.maxFileSize) else { return (name, nil, "it holds \(st.size) bytes, more than a lock file's \(LockInfo.maxFileSize)") }
-            guard let bytes = LockProcess.readSmallFile(path, limit: LockInfo.maxFileSize) else { return (name, nil, "it cannot be read") }
+            guard let bytes = LockProcess.readSmallFile(path, limit: LockInfo.maxFileSize) else {
+                if (try? Sys.lstat(path)) == nil { return nil }
+                return (name, nil, "it cannot be read")
+            }
             guard let info = try? JSONDecoder().decode(LockInfo.self, from: Data(bytes)) else { return (name, nil, "it is not lock JSON") }
             if let p = info.problem() { return (name, nil, p) }
             return (name, info, nil)
