@@ -266,6 +266,11 @@ final class TrustBoundaryCLITests: FaultTestCase {
             }
         }
         XCTAssertEqual(snapshotNames().count, 1, "a backup ran on an invalid config")
+        // unlock touches only locks/: it still works, so a bad config never strands a lock.
+        try writeLock("c0000000000000000000000000000001", exclusive: true, host: "elsewhere", pid: 1, command: "prune")
+        let u = try accordOK("unlock", "--all", "-d", repo)
+        XCTAssertTrue(u.stdout.contains("removed exclusive lock by `prune`"), "\(u)")
+        XCTAssertEqual(lockNames(), [])
     }
 
     // MARK: g. Snapshots dated in the future

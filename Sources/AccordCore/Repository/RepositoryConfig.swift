@@ -29,7 +29,7 @@ public struct RepositoryConfig: Codable, Equatable, Sendable {
             return "field `compression.level` is \(compression.level); it must be \(Self.compressionLevels.lowerBound)-\(Self.compressionLevels.upperBound)"
         }
         if !Self.packSizes.contains(packSize) {
-            return "field `packSize` is \(packSize); it must be \(Self.packSizes.lowerBound) (64 KiB) to \(Self.packSizes.upperBound) (1 GiB)"
+            return "field `packSize` is \(packSize): packSize \(packSize) is outside \(Self.packSizes.lowerBound) (64 KiB) ... \(Self.packSizes.upperBound) (1 GiB)"
         }
         if Timestamp(rfc3339: created) == nil { return "field `created` is \(show(created)); it must be an RFC 3339 UTC time like 2026-11-27T09:23:13Z" }
         return nil
