@@ -67,3 +67,35 @@ final class FutureSnapshotPolicyTests: XCTestCase {
         XCTAssertEqual(try r.latestSnapshot(matching: { $0.plan == "other" }, warn: { _ in })?.id, nil)
     }
 }
+
+/// Names of virtual files (`--command NAME=…`, a plan's dumps and Kubernetes
+/// objects) checked by the engine itself, whoever calls it (issue 13).
+final class VirtualPathTests: XCTestCase {
+    func testOnlyAbsoluteCanonicalNamesAreAccepted() {
+        for good in ["/db/dump.sql", "/a", "/kubernetes/secrets/default/x.yaml", "/a/..b/.c", "/sp ace/ü"] {
+            XCTAssertNil(VirtualPath.problem(good), good)
+        }
+        for bad in ["", "/", "db/dump.sql", "/x/../..", "/a/./b", "/a//b", "/a/", "/..", "/.", "/a\u{0}b", "/" + String(repeating: "a", count: 5000)] {
+            XCTAssertNotNil(VirtualPath.problem(bad), bad.debugDescription)
+        }
+    }
+
+    func testTheEngineRefusesABadVirtualNameBeforeStoringAnything() throws {
+        let dir = "/tmp/accord-vpath-" + hexString(Sys.randomBytes(5))
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try Repository.initialize(at: dir)
+        try r.loadIndex()
+        for (commands, inline) in [([CommandSource(path: "/x/../..", command: "echo hi")], [InlineFile]()),
+                                   ([], [InlineFile(path: "/kubernetes/secrets/ns/../../../etc/cron.d/x", bytes: [1])])] {
+            var o = BackupOptions()
+            o.commands = commands
+            o.inlineFiles = inline
+            o.threads = 1
+            XCTAssertThrowsError(try Backup(repository: r, options: o).run()) { e in
+                guard case BackupError.badCommandPath = e else { return XCTFail("\(e)") }
+            }
+        }
+        XCTAssertEqual(try r.listSnapshotIDs(), [])
+        XCTAssertEqual(try r.listPacks(), [])
+    }
+}

@@ -172,6 +172,20 @@ final class TrustBoundaryCLITests: FaultTestCase {
             XCTAssertTrue(u.stdout.contains("removed unusable lock file"), "\(u)")
             XCTAssertEqual(lockNames(), [])
         }
+        // Hostile shapes: a FIFO (a naive reader would hang), a huge file, a directory.
+        let shapes: [(String, () throws -> Void)] = [
+            ("not a regular file", { XCTAssertEqual(mkfifo(bad, 0o600), 0) }),
+            ("more than a lock file's", { try Files.write(bad, [UInt8](repeating: 0x20, count: 200_000) + Array("{}".utf8), mode: 0o600) }),
+            ("not a regular file", { try Files.mkdir(bad) }),
+        ]
+        for (why, make) in shapes {
+            try make()
+            let r = try accord("backup", "-d", repo, tree.root)
+            XCTAssertFalse(r.ok || r.signaled, "backup ran beside a hostile lock entry:\n\(r)")
+            XCTAssertTrue(r.stderr.contains("lock file \(bad) is unusable") && r.stderr.contains(why), "\(r)")
+            if Files.exists(bad + "/.") { try FileManager.default.removeItem(atPath: bad) } else { try accordOK("unlock", "-d", repo) }
+            XCTAssertEqual(lockNames(), [])
+        }
         try accordOK("backup", "-d", repo, tree.root)
     }
 
