@@ -405,17 +405,18 @@ struct CheckCommand: ParsableCommand {
 
 struct Unlock: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Remove stale and unusable locks; --all removes every lock.",
+        abstract: "Remove stale and unreadable locks; --all removes every lock.",
         discussion: """
         A lock is stale when it was not refreshed for 30 minutes, is dated more than 30 minutes in \
         the future, or (on this host) its process is gone, its pid now belongs to another process, \
-        or the host rebooted since. An unusable lock file (unreadable, not lock JSON) blocks every \
-        command until removed. Live locks are listed and kept unless --all is given.
+        or the host rebooted since. An unreadable lock file (or one that is not lock JSON) blocks \
+        prune, forget and other exclusive commands until removed. Live locks are listed and kept \
+        unless --all is given.
         """)
     @OptionGroup var repo: RepositoryOptions
     @Flag(help: "Remove all locks, even live ones. Only when no accord is running on the repository.")
     var all = false
-    @Flag(help: "Remove only stale and unusable locks (the default).")
+    @Flag(help: "Remove only stale and unreadable locks (the default).")
     var stale = false
 
     func validate() throws {

@@ -137,8 +137,9 @@ public final class RepositoryLock: @unchecked Sendable {
 
     /// Takes a lock. Conflicting live locks make it throw `.locked` naming the
     /// holder; stale locks are reported through `warn` and ignored. A lock file
-    /// that cannot be read might be anyone's, exclusive or not: it blocks every
-    /// lock until it is removed (`accord unlock` removes it).
+    /// that cannot be used (`list`) might be anyone's, an exclusive one
+    /// included: it blocks an exclusive lock, naming the file, until it is
+    /// removed (`accord unlock` removes it); a shared lock reports it and goes on.
     public static func acquire(_ layout: RepositoryLayout, exclusive: Bool, command: String,
                                warn: (String) -> Void = { _ in }) throws -> RepositoryLock {
         let info = LockInfo(exclusive: exclusive, host: Sys.hostname, pid: Sys.processID, username: Sys.userName,
@@ -153,9 +154,16 @@ public final class RepositoryLock: @unchecked Sendable {
         do { others = try list(layout) } catch { try? Sys.unlink(path); throw error }
         for other in others where other.name != name {
             guard let o = other.info else {
-                try? Sys.unlink(path)
-                throw RepositoryError.locked("lock file \(layout.lockPath(other.name)) is unusable (\(other.problem ?? "unreadable")), so it is unknown who holds repository \(root): "
-                                             + "if no accord is running on it, remove the file with `accord unlock -d \(root)`")
+                let what = "lock file \(layout.lockPath(other.name)) is unreadable (\(other.problem ?? "it cannot be read"))"
+                let fix = "if no accord is running on the repository, remove it with `accord unlock -d \(root)`"
+                // It might be anyone's lock, an exclusive one included: nothing that deletes may run beside it.
+                // A shared lock goes on (a restore must work on a damaged repository; a genuine lock is never unreadable).
+                guard !exclusive else {
+                    try? Sys.unlink(path)
+                    throw RepositoryError.locked("\(what), so it is unknown who holds repository \(root): \(fix)")
+                }
+                warn("\(what); ignored by this shared lock, but it blocks prune, forget and other exclusive commands: \(fix)")
+                continue
             }
             if let why = o.staleReason() {
                 warn("ignoring stale \(o.summary): \(why); remove it with `accord unlock -d \(root)`")
@@ -206,7 +214,7 @@ public final class RepositoryLock: @unchecked Sendable {
             let why: String? = l.info.map { $0.staleReason() } ?? (l.problem ?? "unreadable")
             guard all || why != nil else { live.append(l.info!.summary); continue }
             do { try Sys.unlink(layout.lockPath(l.name)) } catch let e as SystemError where e.isNotFound { continue }
-            let what = l.info?.summary ?? "unusable lock file \(l.name)"
+            let what = l.info?.summary ?? "unreadable lock file \(l.name)"
             removed.append(why.map { "\(what) (\($0))" } ?? "\(what) (live)")
         }
         return (removed, live)
