@@ -157,6 +157,9 @@ struct Snapshots: ParsableCommand {
         func run() throws {
             let repository = try repo.open()
             let all = try repository.snapshots { id, error in warn("snapshot \(id.short) is unreadable: \(error)") }
+            for (id, s) in all where Repository.isDatedInFuture(s) {
+                warn("snapshot \(id.short) is dated \(s.time.short) UTC, in the future: suspect (a wrong clock or a forged snapshot); `latest` skips it and forget's --keep rules do not count it")
+            }
             if json {
                 var array: [[String: Any]] = []
                 for (id, s) in all {

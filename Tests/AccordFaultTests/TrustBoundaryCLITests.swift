@@ -118,7 +118,8 @@ final class TrustBoundaryCLITests: FaultTestCase {
         for n in names {
             let p = Array(dir.utf8) + [0x2f] + n
             let fd = try Sys.open(p, Sys.O_WRONLY | Sys.O_CREAT | Sys.O_TRUNC, mode: 0o644)
-            Sys.close(fd)
+            defer { Sys.close(fd) }
+            try Sys.writeAll(fd, n + [0x0a], path: "test file")
         }
         try initRepository()
         try accordOK("backup", "-d", repo, dir)
@@ -150,6 +151,28 @@ final class TrustBoundaryCLITests: FaultTestCase {
         XCTAssertTrue(help.stdout.contains("\\x1b") && help.stdout.contains("-0"), "ls --help does not document the escaping:\n\(help.stdout)")
         let both = try accord("ls", "-d", repo, "-0", "-l", "latest")
         XCTAssertEqual(both.status, 64, "\(both)")
+    }
+
+    /// Warnings and errors quote repository bytes (here a lock's `command` and
+    /// `host`): they are escaped as names are, on both paths to the terminal.
+    func testWarningsAndErrorsQuotingRepositoryBytesAreEscaped() throws {
+        let tree = try smallTree()
+        try initRepository()
+        let name = "d0000000000000000000000000000001"
+        let hostile = "prune\n\u{1b}[2Jfake line"
+        try writeLock(name, exclusive: true, host: "elsewhere\u{1b}]0;title\u{7}", pid: 1, command: hostile)
+        let refused = try accordRaw(["backup", "-d", repo, tree.root])
+        XCTAssertEqual(refused.status, 1, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("`prune\\n\\x1b[2Jfake line`") && refused.stderr.contains("elsewhere\\x1b]0;title\\x07"),
+                      "the error does not quote the lock escaped:\n\(refused.stderr)")
+        XCTAssertFalse(refused.stderr.contains("\u{1b}") || refused.stderr.contains("\u{7}"), "control bytes reached the terminal:\n\(refused.stderr)")
+        XCTAssertFalse(refused.stderr.split(separator: "\n").contains { $0.hasPrefix("\u{1b}") || $0.hasPrefix("[2J") })
+
+        try writeLock(name, exclusive: true, host: "elsewhere", pid: 1, command: hostile, time: Timestamp(seconds: Timestamp.now().seconds - 7200, nanoseconds: 0))
+        let warned = try accordRaw(["backup", "-d", repo, tree.root])
+        XCTAssertEqual(warned.status, 0, warned.stderr)
+        XCTAssertTrue(warned.stderr.contains("ignoring stale exclusive lock by `prune\\n\\x1b[2Jfake line`"), warned.stderr)
+        XCTAssertFalse(warned.stderr.contains("\u{1b}") || warned.stderr.contains("\nfake line"), warned.stderr)
     }
 
     // MARK: e. Locks
@@ -317,6 +340,9 @@ final class TrustBoundaryCLITests: FaultTestCase {
         XCTAssertTrue(restore.ok, "\(restore)")
         XCTAssertTrue(restore.stdout.contains(newest.id), "latest did not pick the newest genuine snapshot:\n\(restore)")
 
+        let list = try accordOK("snapshots", "list", "-d", repo)
+        XCTAssertTrue(list.stderr.contains("snapshot \(future.prefix(8)) is dated 2099-06-01"), "snapshots list does not flag the suspect one:\n\(list)")
+        XCTAssertFalse(list.stderr.contains(newest.id.prefix(8)), "\(list)")
         let f = try accordOK("forget", "-d", repo, "--keep-daily", "1")
         XCTAssertTrue(f.stdout.contains("keep   \(future.prefix(8))") && f.stdout.contains("suspect"), "\(f)")
         XCTAssertTrue(f.stderr.contains("snapshot \(future.prefix(8)) is dated"), "the suspect snapshot is not named in a warning:\n\(f)")
