@@ -19,13 +19,20 @@ public struct PlanBackup {
             o.excludes += s.excludes
         }
         for d in plan.dumps {
+            if let why = VirtualPath.problem(d.path) { throw PlanError.invalid(plan.name, "dump path \(d.path.debugDescription) is not allowed: \(why)") }
             o.commands.append(CommandSource(path: d.path, command: plan.expand(d.command),
                                             profile: ChunkerProfile.named(d.profile) ?? .dump))
         }
         let kubectl = Kubectl(plan: plan)
         for spec in plan.objects {
             for (name, yaml) in try KubeObjects.fetch(spec, kubectl: kubectl, missing: warn) {
-                o.inlineFiles.append(InlineFile(path: KubeObjects.path(kind: spec.kind, namespace: spec.namespace, name: name), bytes: yaml))
+                // Names come from the cluster: one that is not a plain file name is left out, not trusted.
+                let path = KubeObjects.path(kind: spec.kind, namespace: spec.namespace, name: name)
+                if name.contains("/") || name.hasPrefix(".") || VirtualPath.problem(path) != nil {
+                    warn("\(spec.kind) \(spec.namespace)/\(name.debugDescription) has a name that cannot be a file name; not backed up")
+                    continue
+                }
+                o.inlineFiles.append(InlineFile(path: path, bytes: yaml))
             }
         }
         return o

@@ -13,9 +13,26 @@ enum Main {
         let args = Array(CommandLine.arguments.dropFirst())
         // Flags first (as the original tool took them) → the original command line.
         if let first = args.first, first.hasPrefix("-"), !["-h", "--help", "--version", "--generate-completion-script"].contains(first) {
-            Legacy.main(args)
+            run(Legacy.self, args)
         } else {
-            Accord.main(args)
+            run(Accord.self, args)
+        }
+    }
+
+    /// `C.main(args)`, but an error of a command's own (exit status 1) is printed
+    /// through `escapedText`: it may quote a name from a snapshot, which must
+    /// not fake lines or send escape sequences to the terminal.
+    static func run<C: ParsableCommand>(_ type: C.Type, _ args: [String]) {
+        do {
+            var command = try type.parseAsRoot(args)
+            try command.run()
+        } catch {
+            if !(error is ExitCode), type.exitCode(for: error) == .failure {
+                let message = type.fullMessage(for: error)
+                if !message.isEmpty { Sys.writeStderr(escapedText(message) + "\n") }
+                type.exit(withError: ExitCode.failure)
+            }
+            type.exit(withError: error)
         }
     }
 }
@@ -174,8 +191,9 @@ struct OutputOptions: ParsableArguments {
     }
 }
 
+/// Prints a warning on stderr; names from snapshots or sources in it are escaped (`escapedText`).
 func warn(_ message: String) {
-    Sys.writeStderr("warning: \(message)\n")
+    Sys.writeStderr("warning: \(escapedText(message))\n")
 }
 
 func printOut(_ s: String) {

@@ -61,7 +61,14 @@ struct BackupCommand: ParsableCommand {
         if let t = threads, t < 1 || t > 256 { throw ValidationError("--threads must be between 1 and 256") }
         if noDumpFiles && !dumpFiles.isEmpty { throw ValidationError("--dump-files and --no-dump-files exclude each other") }
         for d in dumpFiles where d.isEmpty { throw ValidationError("--dump-files needs a non-empty glob, e.g. '*.sql'") }
-        for c in command where !c.contains("=") { throw ValidationError("--command \(c): expected NAME=COMMAND, e.g. /db/dump.sql='pg_dumpall'") }
+        for c in command {
+            guard let eq = c.firstIndex(of: "=") else { throw ValidationError("--command \(c): expected NAME=COMMAND, e.g. /db/dump.sql='pg_dumpall'") }
+            // Checked before anything is created: the name becomes a path under every restore target.
+            let name = String(c[..<eq])
+            if let why = VirtualPath.problem(name) {
+                throw ValidationError("--command name \(name.debugDescription) is not allowed: \(why); give an absolute path without . or .. components, like /db/dump.sql")
+            }
+        }
     }
 
     func run() throws {
@@ -102,14 +109,18 @@ struct BackupCommand: ParsableCommand {
     }
 }
 
-/// Opens the index, adopts packs of an interrupted backup, runs the backup under a shared lock.
-func runBackup(_ repository: Repository, _ options: BackupOptions) throws -> BackupResult {
-    try withLock(repository, command: "backup") {
+/// Opens the index, adopts packs of an interrupted backup, runs the backup under
+/// a shared lock, or under the caller's when `lockHeld` (a plan restore's
+/// pre-restore snapshot, taken while the restore holds its exclusive lock).
+func runBackup(_ repository: Repository, _ options: BackupOptions, lockHeld: Bool = false) throws -> BackupResult {
+    func body() throws -> BackupResult {
         try repository.loadIndex()
         let adopted = try repository.adoptUnindexedPacks()
         if adopted > 0 { options.onWarning("indexed \(adopted) pack(s) left by an interrupted backup; their data is reused") }
         return try Backup(repository: repository, options: options).run()
     }
+    if lockHeld { return try body() }
+    return try withLock(repository, command: "backup", body)
 }
 
 func report(_ r: BackupResult, json: Bool, quiet: Bool) {
@@ -117,6 +128,7 @@ func report(_ r: BackupResult, json: Bool, quiet: Bool) {
     if json {
         var object = (try? JSONSerialization.jsonObject(with: Data(r.snapshot.encode()))) as? [String: Any] ?? [:]
         object["id"] = r.id.hex
+        if !r.notes.isEmpty { object["notes"] = r.notes }
         if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
             print(String(decoding: data, as: UTF8.self))
         }
@@ -130,6 +142,7 @@ func report(_ r: BackupResult, json: Bool, quiet: Bool) {
     if !s.errors.isEmpty {
         print("\(s.errors.count) path(s) could not be read and are missing from the snapshot")
     }
+    for n in r.notes { print("note: \(escapedText(n))") }
 }
 
 struct Snapshots: ParsableCommand {
@@ -144,6 +157,9 @@ struct Snapshots: ParsableCommand {
         func run() throws {
             let repository = try repo.open()
             let all = try repository.snapshots { id, error in warn("snapshot \(id.short) is unreadable: \(error)") }
+            for (id, s) in all where Repository.isDatedInFuture(s) {
+                warn("snapshot \(id.short) is dated \(s.time.short) UTC, in the future: suspect (a wrong clock or a forged snapshot); `latest` skips it and forget's --keep rules do not count it")
+            }
             if json {
                 var array: [[String: Any]] = []
                 for (id, s) in all {
@@ -161,7 +177,7 @@ struct Snapshots: ParsableCommand {
                 let roots = s.sources.filter { $0.kind == "path" }.map(\.path)
                 let virtual = s.sources.count - roots.count
                 let paths = (roots + (virtual > 0 ? ["+\(virtual) virtual"] : [])).joined(separator: " ")
-                rows.append([id.short, s.time.short, s.host, s.tags.joined(separator: ","), paths,
+                rows.append([id.short, s.time.short, escapedText(s.host), escapedText(s.tags.joined(separator: ",")), escapedText(paths),
                              String(s.summary.files), formatBytes(s.summary.totalBytes), formatBytes(s.summary.addedBytes)])
             }
             printTable(rows)
@@ -182,30 +198,50 @@ func printTable(_ rows: [[String]]) {
 }
 
 struct Ls: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the paths in a snapshot.")
+    static let configuration = CommandConfiguration(
+        abstract: "List the paths in a snapshot.",
+        discussion: """
+        Names come from the snapshot and are printed escaped, one per line: a backslash as \\\\, \
+        newline, tab and carriage return as \\n, \\t, \\r, other control bytes and bytes that are \
+        not UTF-8 as \\xHH (ESC is \\x1b), and C1, line-separator and bidirectional control \
+        characters as \\u{XXXX}; so a name can neither fake a line nor send escape sequences to \
+        the terminal. With -0 each path is printed raw and ends with a NUL byte, as `find -print0` \
+        (for `xargs -0`).
+        """)
     @OptionGroup var repo: RepositoryOptions
     @Flag(name: .shortAndLong, help: "Show type, mode, owner, size and mtime.")
     var long = false
+    @Flag(name: .customShort("0"), help: "Print raw paths, each ended by a NUL byte instead of a newline (no escaping).")
+    var null = false
     @Argument(help: "Snapshot id, unique id prefix, or 'latest'.")
     var snapshot: String
+
+    func validate() throws {
+        if long && null { throw ValidationError("-0 prints bare paths: leave out --long") }
+    }
 
     func run() throws {
         let repository = try repo.open()
         // Snapshot first, index second: a snapshot's index is written before it, never after.
-        let s = try repository.loadSnapshot(try repository.resolveSnapshot(snapshot))
+        let s = try repository.loadSnapshot(try repository.resolveSnapshot(snapshot, warn: warn))
         try repository.loadIndex()
         var reader = repository.manifestReader(s)
         var out: [UInt8] = []
         while let e = try reader.next() {
-            if long {
-                let kind: String = ["", "-", "d", "l", "h", "s"][Int(e.kind.rawValue)]
-                let mode = String(e.mode, radix: 8)
-                let t = Timestamp(seconds: e.mtimeSec, nanoseconds: e.mtimeNsec).short
-                out += Array("\(kind) \(String(repeating: "0", count: max(0, 4 - mode.count)) + mode) \(e.uid):\(e.gid) \(String(e.size).leftPad(12)) \(t) ".utf8)
+            if null {
+                out += e.path
+                out.append(0)
+            } else {
+                if long {
+                    let kind: String = ["", "-", "d", "l", "h", "s"][Int(e.kind.rawValue)]
+                    let mode = String(e.mode, radix: 8)
+                    let t = Timestamp(seconds: e.mtimeSec, nanoseconds: e.mtimeNsec).short
+                    out += Array("\(kind) \(String(repeating: "0", count: max(0, 4 - mode.count)) + mode) \(e.uid):\(e.gid) \(String(e.size).leftPad(12)) \(t) ".utf8)
+                }
+                out += Array(escapedName(e.path).utf8)
+                if e.kind == .symlink || e.kind == .hardlink { out += Array(" -> ".utf8) + Array(escapedName(e.linkTarget).utf8) }
+                out.append(0x0a)
             }
-            out += e.path
-            if e.kind == .symlink || e.kind == .hardlink { out += Array(" -> ".utf8) + e.linkTarget }
-            out.append(0x0a)
             if out.count > 1 << 16 { try out.withUnsafeBytes { try Sys.writeStdout($0) }; out.removeAll(keepingCapacity: true) }
         }
         try out.withUnsafeBytes { try Sys.writeStdout($0) }
@@ -234,7 +270,7 @@ struct Dump: ParsableCommand {
         while let e = try reader.next() {
             if e.path == wanted {
                 guard e.kind == .file || e.kind == .stream else {
-                    throw ValidationError("\(path) in snapshot \(id.short) is a \(e.kind), not a file")
+                    throw ValidationError("\(escapedText(path)) in snapshot \(id.short) is a \(e.kind), not a file")
                 }
                 let inflater = Inflater()
                 var scratch: [UInt8] = [], plain: [UInt8] = []
@@ -245,7 +281,7 @@ struct Dump: ParsableCommand {
                 return
             }
         }
-        throw ValidationError("no file \(path) in snapshot \(id.short): see `accord ls \(id.short)`")
+        throw ValidationError("no file \(escapedText(path)) in snapshot \(id.short): see `accord ls \(id.short)`")
     }
 }
 
@@ -315,7 +351,7 @@ struct RestoreCommand: ParsableCommand {
             options.includes = include.map { Array($0.utf8) }
             if let n = threads { options.threads = n }
             options.progress = output.makeProgress("restore")
-            options.onError = { path, error in Sys.writeStderr("error: cannot restore \(path): \(error)\n") }
+            options.onError = { path, error in Sys.writeStderr("error: cannot restore \(escapedText(path)): \(escapedText("\(error)"))\n") }
             let started = Sys.monotonicSeconds()
             let r = try Restore(repository: repository, options: options).run(s)
             if json {
@@ -355,8 +391,9 @@ struct CheckCommand: ParsableCommand {
         }
         options.progress = output.makeProgress("check")
         let report = try withLock(repository, readOnly: true, command: "check") { try Check(repository: repository, options: options).run() }
-        for n in report.notes where !output.quiet { print("note: \(n)") }
-        for e in report.errors { Sys.writeStderr("error: \(e)\n") }
+        // Notes and errors may quote names from snapshots: escaped, one line each.
+        for n in report.notes where !output.quiet { print("note: \(escapedText(n))") }
+        for e in report.errors { Sys.writeStderr("error: \(escapedText(e))\n") }
         if !output.quiet {
             print("checked \(report.snapshots) snapshots, \(report.packs) packs, \(report.blobs) blobs"
                   + (options.readData ? ", read \(formatBytes(report.bytesRead))" : ""))
@@ -370,17 +407,93 @@ struct CheckCommand: ParsableCommand {
 }
 
 struct Unlock: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Remove stale locks (those of dead processes); --all removes every lock.")
+    static let configuration = CommandConfiguration(
+        abstract: "Remove stale and unreadable locks; --all removes every lock.",
+        discussion: """
+        A lock is stale when it was not refreshed for 30 minutes, is dated more than 30 minutes in \
+        the future, or (on this host) its process is gone, its pid now belongs to another process, \
+        or the host rebooted since. An unreadable lock file (or one that is not lock JSON) blocks \
+        prune, forget and other exclusive commands until removed. Live locks are listed and kept \
+        unless --all is given.
+        """)
     @OptionGroup var repo: RepositoryOptions
     @Flag(help: "Remove all locks, even live ones. Only when no accord is running on the repository.")
     var all = false
-    @Flag(help: "Remove only stale locks (the default).")
+    @Flag(help: "Remove only stale and unreadable locks (the default).")
     var stale = false
 
-    func run() throws {
-        let repository = try repo.open()
-        let removed = try RepositoryLock.removeLocks(repository.layout, all: all)
-        for r in removed { print("removed \(r)") }
-        if removed.isEmpty { print("no stale locks") }
+    func validate() throws {
+        if all && stale { throw ValidationError("--all and --stale exclude each other") }
     }
+
+    func run() throws {
+        // Only the lock directory is touched: unlock works even when the config cannot be read.
+        let layout = RepositoryLayout(root: repo.path)
+        guard (try? Sys.lstat(layout.configPath)) != nil, (try? Sys.stat(Array(layout.lockDirectory.utf8)))?.isDirectory == true else {
+            throw RepositoryError.notARepository(repo.path)
+        }
+        let (removed, live) = try RepositoryLock.removeLocks(layout, all: all)
+        for r in removed { print("removed \(escapedText(r))") }
+        if removed.isEmpty { print(all ? "no locks" : "no stale locks") }
+        for l in live { print("kept live \(escapedText(l))") }
+        if !live.isEmpty {
+            print("\(live.count) live lock(s) kept: if no accord is running on \(repo.path), remove them with `accord unlock --all -d \(repo.path)`")
+        }
+    }
+}
+
+// MARK: Printing names from a snapshot
+
+/// A name from a snapshot (or any untrusted bytes) made safe to print on a
+/// terminal, one line: `\\` for a backslash, `\n` `\t` `\r` for those,
+/// `\xHH` for other control bytes (0x00-0x1f, 0x7f, ESC is `\x1b`) and for
+/// bytes that are not UTF-8, and `\u{XXXX}` for C1 controls (U+0080-U+009F),
+/// line/paragraph separators and bidirectional controls. Printable UTF-8 is
+/// kept as it is. `ls -0` prints names raw instead.
+func escapedName<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
+    escape(bytes, backslash: true)
+}
+
+/// A message that may quote untrusted names (errors, notes): as `escapedName`,
+/// but a backslash stays as it is.
+func escapedText(_ s: String) -> String {
+    escape(s.utf8, backslash: false)
+}
+
+private func escape<C: Collection>(_ bytes: C, backslash: Bool) -> String where C.Element == UInt8 {
+    // Fast path: printable ASCII only.
+    if bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7f && ($0 != 0x5c || !backslash) }) { return String(decoding: bytes, as: UTF8.self) }
+    let hex = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = []
+    out.reserveCapacity(bytes.count + 16)
+    func byteEscape(_ b: UInt8) { out += [0x5c, 0x78, hex[Int(b >> 4)], hex[Int(b & 15)]] }
+    var parser = Unicode.UTF8.ForwardParser()
+    var pending = Array(bytes)[...]
+    while !pending.isEmpty {
+        var sub = pending.makeIterator()
+        switch parser.parseScalar(from: &sub) {
+        case .valid(let unit):
+            let scalar = Unicode.UTF8.decode(unit)
+            let raw = Array(unit)
+            pending = pending.dropFirst(raw.count)
+            let v = scalar.value
+            switch v {
+            case 0x5c where backslash: out += [0x5c, 0x5c]
+            case 0x0a: out += [0x5c, 0x6e]
+            case 0x09: out += [0x5c, 0x74]
+            case 0x0d: out += [0x5c, 0x72]
+            case 0..<0x20, 0x7f: byteEscape(UInt8(v))
+            case 0x80...0x9f, 0x061c, 0x200e, 0x200f, 0x2028, 0x2029, 0x202a...0x202e, 0x2066...0x2069:
+                out += Array("\\u{\(String(v, radix: 16))}".utf8)
+            default: out += raw
+            }
+        case .error(let length):
+            for b in pending.prefix(length) { byteEscape(b) }
+            pending = pending.dropFirst(max(1, length))
+        case .emptyInput:
+            pending = pending.dropFirst(pending.count)
+        }
+        parser = Unicode.UTF8.ForwardParser()
+    }
+    return String(decoding: out, as: UTF8.self)
 }

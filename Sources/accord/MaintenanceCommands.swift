@@ -9,7 +9,9 @@ struct ForgetCommand: ParsableCommand {
         abstract: "Remove snapshots by id or by a retention policy (then `prune` reclaims space).",
         discussion: """
         A snapshot kept by any rule is kept. Rules apply per host and plan, newest first. Snapshots \
-        tagged pre-restore are kept unless named explicitly.
+        tagged pre-restore are kept unless named explicitly. Snapshots dated more than a day after \
+        this host's clock are suspect: they are kept, take no --keep slot (so they cannot push \
+        genuine ones out) and are named in a warning; forget them by id.
         """)
     @OptionGroup var repo: RepositoryOptions
     @Option(help: "Keep the N newest snapshots.") var keepLast: Int = 0
@@ -39,15 +41,20 @@ struct ForgetCommand: ParsableCommand {
             let all = try repository.snapshots { id, e in warn("snapshot \(id.short) is unreadable: \(e)") }
             var remove: [SnapshotID] = []
             if !snapshots.isEmpty {
-                remove = try snapshots.map { try repository.resolveSnapshot($0) }
+                remove = try snapshots.map { try repository.resolveSnapshot($0, warn: warn) }
                 for id in remove { print("remove \(id.short) (named)") }
             } else {
                 var policy = RetentionPolicy()
                 policy.last = keepLast; policy.hourly = keepHourly; policy.daily = keepDaily
                 policy.weekly = keepWeekly; policy.monthly = keepMonthly; policy.yearly = keepYearly; policy.tags = keepTag
-                for d in Forget.decide(all, policy: policy, plan: plan) {
-                    let line = "\(d.id.short)  \(d.snapshot.time.short)  \(d.snapshot.host)  \(d.snapshot.plan)"
+                let decisions = Forget.decide(all, policy: policy, plan: plan)
+                for d in decisions {
+                    let line = "\(d.id.short)  \(d.snapshot.time.short)  \(escapedText(d.snapshot.host))  \(escapedText(d.snapshot.plan))"
                     if d.keep { print("keep   \(line)  (\(d.reasons.joined(separator: ", ")))") } else { print("remove \(line)"); remove.append(d.id) }
+                }
+                for d in decisions where d.suspect {
+                    warn("snapshot \(d.id.short) is dated \(d.snapshot.time.short) UTC, in the future: kept as suspect and counted by no --keep rule; "
+                         + "check the clock of host \(escapedText(d.snapshot.host)), and remove it with `accord forget \(d.id.short)` if it is not genuine")
                 }
             }
             if dryRun { print("dry run: \(remove.count) snapshot(s) would be removed"); return }

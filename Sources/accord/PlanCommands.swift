@@ -35,6 +35,9 @@ func runPlanBackup(repository: Repository, plan: Plan, tags: [String], output: O
 }
 
 /// Restores a plan's snapshot (latest of that plan unless given) by running its restore steps.
+/// Holds an exclusive lock throughout: a plan restore replaces live data, so a
+/// second one (or a prune) must not run beside it. Its pre-restore snapshot is
+/// a backup that runs under this same lock.
 func runPlanRestore(repoPath: String, plan: Plan, snapshot: String?, options: PlanRestoreOptions) throws {
     // psql or kubectl may exit early (an error in the dump) while we still write
     // to its stdin: the write must fail with EPIPE, so that its exit status and
@@ -42,10 +45,10 @@ func runPlanRestore(repoPath: String, plan: Plan, snapshot: String?, options: Pl
     signal(SIGPIPE, SIG_IGN)
     Sys.umask(0o077)
     let repository = try Repository.open(at: repoPath)
-    try withLock(repository, command: "restore \(plan.name)") {
+    try withLock(repository, exclusive: true, command: "restore \(plan.name)") {
         let id: SnapshotID
-        if let s = snapshot { id = try repository.resolveSnapshot(s) } else {
-            guard let last = try repository.snapshots().last(where: { $0.snapshot.plan == plan.name }) else {
+        if let s = snapshot { id = try repository.resolveSnapshot(s, warn: warn) } else {
+            guard let last = try repository.latestSnapshot(matching: { $0.plan == plan.name }, warn: warn) else {
                 throw PlanRunError.noSnapshot(plan: plan.name, repository: repoPath)
             }
             id = last.id
@@ -54,13 +57,15 @@ func runPlanRestore(repoPath: String, plan: Plan, snapshot: String?, options: Pl
         try repository.loadIndex()
         var o = options
         o.preRestoreBackup = { paths in
+            // A second Repository: the backup adds packs and an index file that
+            // the restore's loaded index need not see.
             let r = try Repository.open(at: repoPath)
             var b = BackupOptions()
             b.paths = paths
             b.plan = "pre-restore"
             b.tags = ["pre-restore", plan.name]
-            b.onError = { p, e in warn("pre-restore snapshot: cannot read \(p): \(e)") }
-            let result = try runBackup(r, b)
+            b.onError = { p, e in warn("pre-restore snapshot: cannot read \(escapedText(p)): \(e)") }
+            let result = try runBackup(r, b, lockHeld: true)
             // Replacing storage deletes it: every file must be in the safety snapshot first.
             guard !result.incomplete else { throw PlanRunError.preRestoreIncomplete(unreadable: result.snapshot.summary.errors) }
             return result.id

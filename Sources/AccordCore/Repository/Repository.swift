@@ -71,11 +71,7 @@ public final class Repository: @unchecked Sendable {
             }
             throw RepositoryError.notARepository(path)
         }
-        let config: RepositoryConfig
-        do { config = try JSONDecoder().decode(RepositoryConfig.self, from: Data(bytes)) } catch {
-            throw RepositoryError.configCorrupt(layout.configPath, reason: "not valid config JSON")
-        }
-        try config.validate(repository: path, configPath: layout.configPath)
+        let config = try RepositoryConfig.decode(bytes, repository: path, configPath: layout.configPath)
         for d in layout.subdirectories { try Sys.mkdir(d, mode: 0o700) }
         return Repository(layout: layout, config: config)
     }
@@ -284,16 +280,42 @@ public final class Repository: @unchecked Sendable {
         return id
     }
 
-    /// Resolves an id, a unique id prefix, or `latest`.
-    public func resolveSnapshot(_ spec: String) throws -> SnapshotID {
-        if spec == "latest" {
-            var unreadable: [(SnapshotID, Error)] = []
-            let all = try snapshots { unreadable.append(($0, $1)) }
-            if let (id, e) = unreadable.first {
-                // It might be the newest: refuse to guess.
-                throw RepositoryError.snapshotCorrupt(layout.snapshotPath(id), reason: "\(e); `latest` cannot be determined while a snapshot is unreadable: give a snapshot id")
+    /// A snapshot dated more than this far ahead of the local clock is suspect
+    /// (a wrong clock, or a hostile snapshot made to look newest): `latest`
+    /// skips it and `forget` keeps it without letting it take a keep slot.
+    public static let futureSkewSeconds: Int64 = 24 * 3600
+
+    /// Is `s` dated more than `futureSkewSeconds` after `now`?
+    public static func isDatedInFuture(_ s: Snapshot, now: Timestamp = .now()) -> Bool {
+        s.time.seconds > now.seconds &+ futureSkewSeconds
+    }
+
+    /// The newest readable snapshot that `matches`, skipping (and naming through
+    /// `warn`) those dated in the future. Throws if a snapshot is unreadable: it
+    /// might be the newest. Nil when none matches.
+    public func latestSnapshot(matching: (Snapshot) -> Bool = { _ in true }, now: Timestamp = .now(),
+                               warn: (String) -> Void) throws -> (id: SnapshotID, snapshot: Snapshot)? {
+        var unreadable: [(SnapshotID, Error)] = []
+        let all = try snapshots { unreadable.append(($0, $1)) }
+        if let (id, e) = unreadable.first {
+            throw RepositoryError.snapshotCorrupt(layout.snapshotPath(id), reason: "\(e); `latest` cannot be determined while a snapshot is unreadable: give a snapshot id")
+        }
+        for item in all.reversed() where matching(item.snapshot) {
+            if Self.isDatedInFuture(item.snapshot, now: now) {
+                warn("skipping snapshot \(item.id.short) for `latest`: it is dated \(item.snapshot.time.short) UTC, in the future; "
+                     + "give its id to use it, or `accord forget \(item.id.short)` if it is not genuine")
+                continue
             }
-            guard let last = all.last else { throw RepositoryError.snapshotNotFound("latest", repository: layout.root) }
+            return item
+        }
+        return nil
+    }
+
+    /// Resolves an id, a unique id prefix, or `latest` (the newest snapshot not
+    /// dated in the future; those skipped are named through `warn`).
+    public func resolveSnapshot(_ spec: String, warn: (String) -> Void = { Sys.writeStderr("warning: \($0)\n") }) throws -> SnapshotID {
+        if spec == "latest" {
+            guard let last = try latestSnapshot(warn: warn) else { throw RepositoryError.snapshotNotFound("latest", repository: layout.root) }
             return last.id
         }
         let lower = spec.lowercased()

@@ -3,18 +3,71 @@ import Foundation
 /// `<repo>/config`: written once by `init`, read by every command
 /// (FORMAT.md, "config"). Readers abort on an unknown `version`.
 public struct RepositoryConfig: Codable, Equatable, Sendable {
-    /// Rejects a config no reader of this version accepts (version, pack
-    /// size, id and seed), naming `configPath`.
+    /// Rejects a config no reader of this version accepts, naming `configPath`,
+    /// the field and its value: every field is checked here, once, so no
+    /// later use of a value (a compression level, a pack size) can trap.
     public func validate(repository path: String, configPath: String) throws {
         guard RepositoryConfig.readableVersions.contains(version) else {
             throw RepositoryError.unsupportedVersion(version, path: path)
         }
-        guard packSize >= 1 << 16, packSize <= 1 << 30 else {
-            throw RepositoryError.configCorrupt(configPath, reason: "packSize \(packSize) is outside 64 KiB ... 1 GiB")
+        if let problem = problem() { throw RepositoryError.configCorrupt(configPath, reason: problem) }
+    }
+
+    /// Pack sizes a repository may have (FORMAT.md, "config").
+    public static let packSizes = (1 << 16)...(1 << 30)
+    public static let compressionLevels = 0...9
+
+    /// The first invalid field, as "field `name` is VALUE; it must be …", or nil.
+    public func problem() -> String? {
+        func lowerHex(_ s: String, _ n: Int) -> Bool { s.utf8.count == n && s.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) } }
+        func show(_ s: String) -> String { s.utf8.count > 80 ? "\"\(s.prefix(40))…\" (\(s.utf8.count) bytes)" : "\"\(s)\"" }
+        if !Self.readableVersions.contains(version) { return "field `version` is \(version); it must be \(Self.readableVersions.lowerBound)-\(Self.readableVersions.upperBound)" }
+        if !lowerHex(id, 64) { return "field `id` is \(show(id)); it must be 64 lowercase hex digits" }
+        if !lowerHex(chunkerSeed, 16) { return "field `chunkerSeed` is \(show(chunkerSeed)); it must be 16 lowercase hex digits" }
+        if compression.algorithm != "zlib" { return "field `compression.algorithm` is \(show(compression.algorithm)); it must be \"zlib\"" }
+        if !Self.compressionLevels.contains(compression.level) {
+            return "field `compression.level` is \(compression.level); it must be \(Self.compressionLevels.lowerBound)-\(Self.compressionLevels.upperBound)"
         }
-        guard id.count == 64, chunkerSeed.count == 16, UInt64(chunkerSeed, radix: 16) != nil else {
-            throw RepositoryError.configCorrupt(configPath, reason: "bad id or chunkerSeed")
+        if !Self.packSizes.contains(packSize) {
+            return "field `packSize` is \(packSize): packSize \(packSize) is outside \(Self.packSizes.lowerBound) (64 KiB) ... \(Self.packSizes.upperBound) (1 GiB)"
         }
+        if Timestamp(rfc3339: created) == nil { return "field `created` is \(show(created)); it must be an RFC 3339 UTC time like 2026-11-27T09:23:13Z" }
+        return nil
+    }
+
+    /// The integer field whose JSON number is not an integer that fits (1e30,
+    /// 1.5), which the decoder reports without naming it; nil if none is.
+    static func numberProblem(_ bytes: [UInt8]) -> String? {
+        guard let o = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else { return nil }
+        let fields: [(String, Any?)] = [("version", o["version"]), ("packSize", o["packSize"]),
+                                        ("compression.level", (o["compression"] as? [String: Any])?["level"])]
+        for case let (name, n as NSNumber) in fields where Int64(exactly: n.doubleValue) == nil || n.doubleValue != n.doubleValue.rounded() {
+            return "field `\(name)` is \(n); it must be an integer"
+        }
+        return nil
+    }
+
+    /// Decodes and validates config bytes; a field of the wrong type or out of
+    /// range is named in the error.
+    public static func decode(_ bytes: [UInt8], repository path: String, configPath: String) throws -> RepositoryConfig {
+        let config: RepositoryConfig
+        do { config = try JSONDecoder().decode(RepositoryConfig.self, from: Data(bytes)) } catch let e as DecodingError {
+            func field(_ c: [CodingKey]) -> String { c.isEmpty ? "the top level" : "field `\(c.map(\.stringValue).joined(separator: "."))`" }
+            let reason: String
+            switch e {
+            case .keyNotFound(let k, let c): reason = "\(field(c.codingPath + [k])) is missing"
+            case .typeMismatch(let t, let c): reason = "\(field(c.codingPath)) is not a valid \(t)"
+            case .valueNotFound(let t, let c): reason = "\(field(c.codingPath)) is null, not a \(t)"
+            case .dataCorrupted(let c):
+                reason = !c.codingPath.isEmpty ? "\(field(c.codingPath)) is out of range or malformed" : (numberProblem(bytes) ?? "not valid config JSON")
+            @unknown default: reason = "not valid config JSON"
+            }
+            throw RepositoryError.configCorrupt(configPath, reason: reason)
+        } catch {
+            throw RepositoryError.configCorrupt(configPath, reason: "not valid config JSON")
+        }
+        try config.validate(repository: path, configPath: configPath)
+        return config
     }
 
     /// Version 2 added delta blobs (compression 2); new repositories get it.

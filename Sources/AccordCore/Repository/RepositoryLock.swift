@@ -1,7 +1,8 @@
 import Foundation
 
 /// `<repo>/locks/<random>`: who holds the repository and how (FORMAT.md, "Locks").
-/// Backup, restore, check and sync take shared locks; prune takes an exclusive one.
+/// Backup, restore, check and sync take shared locks; prune, forget, repair
+/// and a plan restore take an exclusive one.
 public struct LockInfo: Codable, Sendable {
     public var exclusive: Bool
     public var host: String
@@ -10,19 +11,92 @@ public struct LockInfo: Codable, Sendable {
     public var command: String
     /// Refreshed every `refreshInterval` while held.
     public var time: Timestamp
+    /// When `pid` started, in clock ticks after boot (field 22 of `/proc/PID/stat`),
+    /// if known: a live process with another start time reuses the pid.
+    public var processStart: UInt64?
+    /// `/proc/sys/kernel/random/boot_id` when the lock was taken, if known:
+    /// after a reboot every lock of this host is stale.
+    public var bootID: String?
 
-    /// A lock not refreshed for this long is stale even if its host cannot be checked.
+    public init(exclusive: Bool, host: String, pid: Int32, username: String, command: String, time: Timestamp,
+                processStart: UInt64? = nil, bootID: String? = nil) {
+        self.exclusive = exclusive; self.host = host; self.pid = pid; self.username = username
+        self.command = command; self.time = time; self.processStart = processStart; self.bootID = bootID
+    }
+
+    /// A lock not refreshed for this long is stale even if its host cannot be
+    /// checked; one dated this far in the future is stale too (a clock that far
+    /// ahead breaks the rule that hosts sharing a repository agree on the time).
     public static let staleAfterSeconds: Int64 = 30 * 60
     public static let refreshInterval: Double = 5 * 60
+    /// Larger lock files are not read (and count as unreadable).
+    public static let maxFileSize = 64 << 10
 
-    /// Stale: its process is gone (same host) or it was not refreshed in time.
-    public func isStale(now: Timestamp = .now()) -> Bool {
-        if host == Sys.hostname && !Sys.processExists(pid) { return true }
-        return now.seconds - time.seconds > Self.staleAfterSeconds
+    /// Why the lock is stale (FORMAT.md, "Locks"), or nil while it is live:
+    /// not refreshed in time, dated in the future, or on this host a process
+    /// that is gone, a pid now used by another process, or a boot since.
+    public func staleReason(now: Timestamp = .now()) -> String? {
+        let age = now.seconds - time.seconds
+        if age > Self.staleAfterSeconds { return "not refreshed for \(age / 60) minutes" }
+        if -age > Self.staleAfterSeconds { return "dated \(time.short) UTC, \(-age / 60) minutes in the future" }
+        if host == Sys.hostname {
+            if let b = bootID, let current = LockProcess.bootID, b != current { return "taken before this host last booted" }
+            if !Sys.processExists(pid) { return "its process \(pid) is gone" }
+            if let s = processStart, let current = LockProcess.startTime(pid), s != current {
+                return "pid \(pid) now belongs to another process"
+            }
+        }
+        return nil
+    }
+
+    /// Stale: see `staleReason`.
+    public func isStale(now: Timestamp = .now()) -> Bool { staleReason(now: now) != nil }
+
+    /// What makes a decoded lock meaningless (it is then treated as unreadable), or nil.
+    func problem() -> String? {
+        if pid <= 0 { return "pid \(pid) is not a process id" }
+        if host.isEmpty { return "host is empty" }
+        return nil
     }
 
     public var summary: String {
         "\(exclusive ? "exclusive" : "shared") lock by `\(command)` (pid \(pid) on \(host), user \(username), since \(time.short) UTC)"
+    }
+}
+
+/// This host's process facts a lock records (Linux `/proc`; nil elsewhere or when unreadable).
+enum LockProcess {
+    /// Field 22 (`starttime`) of `/proc/PID/stat`. The second field, the command
+    /// name, may hold spaces and parentheses: fields are counted after the last ')'.
+    static func startTime(_ pid: Int32) -> UInt64? {
+        guard pid > 0, let bytes = readSmallFile("/proc/\(pid)/stat", limit: 4096),
+              let close = bytes.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        // After ')': state is field 3, so field 22 is the 20th one.
+        let fields = bytes[(close + 1)...].split(separator: UInt8(ascii: " "))
+        guard fields.count >= 20 else { return nil }
+        return UInt64(String(decoding: fields[fields.startIndex + 19], as: UTF8.self))
+    }
+
+    static let bootID: String? = {
+        guard let b = readSmallFile("/proc/sys/kernel/random/boot_id", limit: 128) else { return nil }
+        let s = String(decoding: b, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return s.isEmpty ? nil : s
+    }()
+
+    /// Reads at most `limit` bytes of a regular file, not following a symlink;
+    /// nil if it cannot be read or is larger.
+    static func readSmallFile(_ path: String, limit: Int) -> [UInt8]? {
+        guard let fd = try? Sys.open(path, Sys.O_RDONLY | Sys.O_NOFOLLOW) else { return nil }
+        defer { Sys.close(fd) }
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = (try? buffer.withUnsafeMutableBytes { try Sys.read(fd, $0.baseAddress!, $0.count, path: path) }) ?? -1
+            if n < 0 { return nil }
+            if n == 0 { return out }
+            out += buffer[0..<n]
+            if out.count > limit { return nil }
+        }
     }
 }
 
@@ -38,36 +112,67 @@ public final class RepositoryLock: @unchecked Sendable {
         self.path = path; self.layout = layout; self.info = info
     }
 
-    /// All locks in the repository, with their file names.
-    public static func list(_ layout: RepositoryLayout) throws -> [(name: String, info: LockInfo?)] {
-        try Sys.listDirectory(layout.lockDirectory).filter { !$0.hasSuffix(".tmp") }.map { name in
-            let info = (try? AtomicFile.read(layout.lockPath(name))).flatMap { try? JSONDecoder().decode(LockInfo.self, from: Data($0)) }
-            return (name, info)
+    /// All locks in the repository, with their file names. `info` is nil when
+    /// the file cannot be read, is not lock JSON or holds meaningless values;
+    /// `problem` then says why.
+    public static func list(_ layout: RepositoryLayout) throws -> [(name: String, info: LockInfo?, problem: String?)] {
+        try Sys.listDirectory(layout.lockDirectory).filter { !$0.hasSuffix(".tmp") }.compactMap { name in
+            let path = layout.lockPath(name)
+            // A lock released since the listing is gone, not unusable.
+            let st: FileStatus
+            do { st = try Sys.lstat(path) } catch let e as SystemError where e.isNotFound { return nil } catch {
+                return (name, nil, "it cannot be examined: \(error)")
+            }
+            guard st.isRegular else { return (name, nil, "it is not a regular file") }
+            guard st.size <= UInt64(LockInfo.maxFileSize) else { return (name, nil, "it holds \(st.size) bytes, more than a lock file's \(LockInfo.maxFileSize)") }
+            guard let bytes = LockProcess.readSmallFile(path, limit: LockInfo.maxFileSize) else {
+                if (try? Sys.lstat(path)) == nil { return nil }
+                return (name, nil, "it cannot be read")
+            }
+            guard let info = try? JSONDecoder().decode(LockInfo.self, from: Data(bytes)) else { return (name, nil, "it is not lock JSON") }
+            if let p = info.problem() { return (name, nil, p) }
+            return (name, info, nil)
         }
     }
 
     /// Takes a lock. Conflicting live locks make it throw `.locked` naming the
-    /// holder; stale locks are reported through `warn` and ignored.
+    /// holder; stale locks are reported through `warn` and ignored. A lock file
+    /// that cannot be used (`list`) might be anyone's, an exclusive one
+    /// included: it blocks an exclusive lock, naming the file, until it is
+    /// removed (`accord unlock` removes it); a shared lock reports it and goes on.
     public static func acquire(_ layout: RepositoryLayout, exclusive: Bool, command: String,
                                warn: (String) -> Void = { _ in }) throws -> RepositoryLock {
-        let info = LockInfo(exclusive: exclusive, host: Sys.hostname, pid: Sys.processID,
-                            username: Sys.userName, command: command, time: .now())
+        let info = LockInfo(exclusive: exclusive, host: Sys.hostname, pid: Sys.processID, username: Sys.userName,
+                            command: command, time: .now(), processStart: LockProcess.startTime(Sys.processID),
+                            bootID: LockProcess.bootID)
         let name = hexString(Sys.randomBytes(16))
         let path = layout.lockPath(name)
         try AtomicFile.write(try Repository.encodeJSON(info), to: path, tmpDirectory: layout.tmpDirectory)
         let lock = RepositoryLock(path: path, layout: layout, info: info)
-        for other in try list(layout) where other.name != name {
+        let root = layout.root
+        let others: [(name: String, info: LockInfo?, problem: String?)]
+        do { others = try list(layout) } catch { try? Sys.unlink(path); throw error }
+        for other in others where other.name != name {
             guard let o = other.info else {
-                warn("lock file \(layout.lockPath(other.name)) is unreadable; if no accord is running, remove it with `accord unlock`")
+                let what = "lock file \(layout.lockPath(other.name)) is unreadable (\(other.problem ?? "it cannot be read"))"
+                let fix = "if no accord is running on the repository, remove it with `accord unlock -d \(root)`"
+                // It might be anyone's lock, an exclusive one included: nothing that deletes may run beside it.
+                // A shared lock goes on (a restore must work on a damaged repository; a genuine lock is never unreadable).
+                guard !exclusive else {
+                    try? Sys.unlink(path)
+                    throw RepositoryError.locked("\(what), so it is unknown who holds repository \(root): \(fix)")
+                }
+                warn("\(what); ignored by this shared lock, but it blocks prune, forget and other exclusive commands: \(fix)")
                 continue
             }
-            if o.isStale() {
-                warn("ignoring stale \(o.summary): remove it with `accord unlock`")
+            if let why = o.staleReason() {
+                warn("ignoring stale \(o.summary): \(why); remove it with `accord unlock -d \(root)`")
                 continue
             }
             if exclusive || o.exclusive {
                 try? Sys.unlink(path)
-                throw RepositoryError.locked("repository \(layout.root) is held by a \(o.summary); wait for it to finish, or if it is dead run `accord unlock -d \(layout.root)`")
+                throw RepositoryError.locked("repository \(root) is held by a \(o.summary); wait for it to finish, "
+                                             + "or, if that accord is no longer running, remove its lock with `accord unlock --all -d \(root)`")
             }
         }
         lock.startRefreshing()
@@ -101,15 +206,17 @@ public final class RepositoryLock: @unchecked Sendable {
         try? Sys.unlink(path)
     }
 
-    /// Removes stale locks (or all, with `all`). Returns the summaries removed.
-    public static func removeLocks(_ layout: RepositoryLayout, all: Bool) throws -> [String] {
-        var removed: [String] = []
+    /// Removes stale and unusable locks (or all, with `all`). Returns what was
+    /// removed and the live locks left. A lock released meanwhile is skipped.
+    public static func removeLocks(_ layout: RepositoryLayout, all: Bool) throws -> (removed: [String], live: [String]) {
+        var removed: [String] = [], live: [String] = []
         for l in try list(layout) {
-            if all || l.info == nil || l.info!.isStale() {
-                try Sys.unlink(layout.lockPath(l.name))
-                removed.append(l.info?.summary ?? "unreadable lock \(l.name)")
-            }
+            let why: String? = l.info.map { $0.staleReason() } ?? (l.problem ?? "unreadable")
+            guard all || why != nil else { live.append(l.info!.summary); continue }
+            do { try Sys.unlink(layout.lockPath(l.name)) } catch let e as SystemError where e.isNotFound { continue }
+            let what = l.info?.summary ?? "unreadable lock file \(l.name)"
+            removed.append(why.map { "\(what) (\($0))" } ?? "\(what) (live)")
         }
-        return removed
+        return (removed, live)
     }
 }

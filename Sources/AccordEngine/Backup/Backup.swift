@@ -48,11 +48,16 @@ public final class Backup {
     private var unreadablePaths = Set<RawPath>()
 
     struct HardlinkKey: Hashable { var device: UInt64; var inode: UInt64 }
+    /// The repository's directory: never backed up into itself, wherever it lies in a source.
+    let repositoryDirectory: HardlinkKey?
+    /// Where the walk met (and left out) the repository, if it did (walker thread).
+    private var skippedRepository: RawPath?
 
     public init(repository: Repository, options: BackupOptions) {
         self.repository = repository
         self.options = options
-        let level = options.compression ?? CompressionLevel(Int32(repository.config.compression.level))
+        let level = options.compression ?? CompressionLevel(Int32(clamping: repository.config.compression.level))
+        repositoryDirectory = (try? Sys.stat(Array(repository.layout.root.utf8))).map { HardlinkKey(device: $0.device, inode: $0.inode) }
         sink = BlobSink(repository: repository, threads: options.threads, level: level)
         jobs = BoundedQueue(capacity: 4 * options.threads + 16)
         slots = BoundedQueue(capacity: 8192, wakeBatch: 64)
@@ -126,7 +131,11 @@ public final class Backup {
                                     tags: options.tags, paths: roots.map(\.display), sources: roots.map { $0.source(options) },
                                     parent: parentID, manifest: manifestIDs, summary: summary)
             let id = try repository.saveSnapshot(snapshot)
-            return BackupResult(id: id, snapshot: snapshot)
+            var result = BackupResult(id: id, snapshot: snapshot)
+            if let p = skippedRepository {
+                result.notes.append("the repository \(repository.layout.root) lies inside a source as \(p.displayPath) and was left out of the snapshot")
+            }
+            return result
         } catch {
             fail(error)
             walker.wait()
@@ -185,13 +194,14 @@ public final class Backup {
 
     func prepareRoots() throws -> [Root] {
         var roots: [Root] = options.paths.map { Root(path: normalize($0)) }
+        // Virtual names are taken as they are, never normalized: `/x/../..` must not become `/`.
         for c in options.commands {
-            guard c.path.hasPrefix("/"), c.path.count > 1 else { throw BackupError.badCommandPath(c.path) }
-            roots.append(Root(path: normalize(Array(c.path.utf8)), command: c))
+            if let why = VirtualPath.problem(c.path) { throw BackupError.badCommandPath(c.path, reason: why) }
+            roots.append(Root(path: Array(c.path.utf8), command: c))
         }
         for f in options.inlineFiles {
-            guard f.path.hasPrefix("/"), f.path.count > 1 else { throw BackupError.badCommandPath(f.path) }
-            roots.append(Root(path: normalize(Array(f.path.utf8)), inline: f))
+            if let why = VirtualPath.problem(f.path) { throw BackupError.badCommandPath(f.path, reason: why) }
+            roots.append(Root(path: Array(f.path.utf8), inline: f))
         }
         if roots.isEmpty { throw BackupError.noSources }
         for r in roots where !r.isVirtual {
@@ -231,7 +241,9 @@ public final class Backup {
         if let p = options.parent { return p }
         let wanted = options.displayPaths.sorted()
         let all = try repository.snapshots()
-        return all.last { $0.snapshot.host == options.host && $0.snapshot.paths.sorted() == wanted && $0.snapshot.plan == options.plan }?.id
+        // A snapshot dated in the future is suspect (Repository.isDatedInFuture): never a parent.
+        return all.last { $0.snapshot.host == options.host && $0.snapshot.paths.sorted() == wanted && $0.snapshot.plan == options.plan
+            && !Repository.isDatedInFuture($0.snapshot) }?.id
     }
 
     // MARK: Walking (one thread, tree order)
@@ -323,6 +335,11 @@ public final class Backup {
     /// per call instead of the whole path.
     func visit(_ path: RawPath, _ st: FileStatus, in dir: Int32?, name: RawPath, depth: Int) throws {
         if failure.value != nil { return }
+        // Backing the repository up into itself would grow it by itself every run.
+        if st.isDirectory, let r = repositoryDirectory, r.device == st.device, r.inode == st.inode {
+            if skippedRepository == nil { skippedRepository = path }
+            return
+        }
         var e = entry(.file, path, st)
         // Listed for unchanged files too: not every filesystem moves the ctime
         // when an xattr is set (tmpfs before Linux 6.6), and a parent snapshot

@@ -13,6 +13,31 @@ public struct CommandSource: Sendable {
     }
 }
 
+/// Names of virtual files (a command's output, an inline file) in a snapshot.
+public enum VirtualPath {
+    /// Longest name accepted (Linux's PATH_MAX).
+    public static let maxLength = 4096
+
+    /// Why `path` cannot name a virtual file, or nil: it must be absolute and
+    /// canonical (`/a/b`: no empty, `.` or `..` component, no trailing slash),
+    /// not `/` itself, without NUL, at most `maxLength` bytes. A restore puts
+    /// the file at this path under its target, so nothing else is safe.
+    public static func problem(_ path: String) -> String? {
+        let u = Array(path.utf8)
+        if u.isEmpty { return "it is empty" }
+        if u.first != 0x2f { return "it is not absolute (it must start with /)" }
+        if u == [0x2f] { return "it is / itself, which is a directory" }
+        if u.count > maxLength { return "it is longer than \(maxLength) bytes" }
+        if u.contains(0) { return "it contains a NUL byte" }
+        if u.last == 0x2f { return "it ends with /" }
+        for c in u.dropFirst().split(separator: 0x2f, omittingEmptySubsequences: false) {
+            if c.isEmpty { return "it has an empty component (//)" }
+            if c.elementsEqual([0x2e]) || c.elementsEqual([0x2e, 0x2e]) { return "it has a . or .. component" }
+        }
+        return nil
+    }
+}
+
 /// Bytes already in memory stored as one file (a Kubernetes object's YAML).
 public struct InlineFile: Sendable {
     public var path: String
@@ -62,6 +87,8 @@ public struct BackupOptions {
 public struct BackupResult {
     public var id: SnapshotID
     public var snapshot: Snapshot
+    /// Things the user should know about the run (the repository was left out of a source).
+    public var notes: [String] = []
     /// True when some paths could not be read (exit code 3).
     public var incomplete: Bool { !snapshot.summary.errors.isEmpty }
 }
@@ -72,7 +99,8 @@ public enum BackupError: Error, CustomStringConvertible {
     case nestedSources(String, inside: String)
     case commandFailed(path: String, command: String, status: String, stderrTail: String)
     case commandStartFailed(String, reason: String)
-    case badCommandPath(String)
+    /// A virtual file's name is not an absolute canonical path (`VirtualPath.problem` says why).
+    case badCommandPath(String, reason: String)
     /// The chunks of a source do not add up to the bytes read from it (a bug: never store such a snapshot).
     case chunkedBytesMismatch(String, read: UInt64, chunked: UInt64)
 
@@ -85,7 +113,8 @@ public enum BackupError: Error, CustomStringConvertible {
             let t = tail.isEmpty ? "" : "; its stderr ends: \(tail)"
             return "command source \(p) failed (\(s)): `\(c)`\(t). No snapshot was written."
         case .commandStartFailed(let c, let r): return "could not start command `\(c)`: \(r). No snapshot was written."
-        case .badCommandPath(let p): return "virtual file path \(p) must be absolute, like /db/dump.sql"
+        case .badCommandPath(let p, let r):
+            return "virtual file name \(p.debugDescription) is not allowed: \(r); give an absolute path without . or .. components, like /db/dump.sql. Nothing was written"
         case .chunkedBytesMismatch(let p, let r, let c):
             return "internal error: \(p): read \(r) bytes but its chunks hold \(c). No snapshot was written; please report this"
         }

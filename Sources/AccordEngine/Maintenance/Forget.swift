@@ -16,12 +16,18 @@ public struct ForgetDecision {
     public var snapshot: Snapshot
     public var keep: Bool
     public var reasons: [String]
+    /// Dated in the future (`Repository.isDatedInFuture`): kept, but it took no keep slot.
+    public var suspect = false
 }
 
 public enum Forget {
     /// Decides for every snapshot. Snapshots tagged `pre-restore` are always
     /// kept (a safety copy taken before a restore); forget them by id.
-    public static func decide(_ snapshots: [(id: SnapshotID, snapshot: Snapshot)], policy: RetentionPolicy, plan: String? = nil) -> [ForgetDecision] {
+    /// Snapshots dated more than `Repository.futureSkewSeconds` after `now` are
+    /// suspect: kept (forget them by id) and left out of every rule, so a wrong
+    /// clock or a forged date cannot push genuine snapshots out of the keep slots.
+    public static func decide(_ snapshots: [(id: SnapshotID, snapshot: Snapshot)], policy: RetentionPolicy, plan: String? = nil,
+                              now: Timestamp = .now()) -> [ForgetDecision] {
         var out: [ForgetDecision] = []
         let groups = Dictionary(grouping: snapshots) { "\($0.snapshot.host)\u{0}\($0.snapshot.plan)" }
         for key in groups.keys.sorted() {
@@ -41,6 +47,10 @@ public enum Forget {
             var counts = [Int](repeating: 0, count: rules.count)
             var lastKey = [String?](repeating: nil, count: rules.count)
             for (id, s) in group {
+                if Repository.isDatedInFuture(s, now: now) {
+                    out.append(ForgetDecision(id: id, snapshot: s, keep: true, reasons: ["suspect: dated in the future"], suspect: true))
+                    continue
+                }
                 var reasons: [String] = []
                 for (i, rule) in rules.enumerated() where rule.1 > 0 && counts[i] < rule.1 {
                     let k = rule.2(s.time)
