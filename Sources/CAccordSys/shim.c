@@ -62,7 +62,7 @@ int accord_open_beneath(int dirfd, const char *path, int flags, unsigned int mod
         struct open_how how;
         memset(&how, 0, sizeof how);
         how.flags = (unsigned long long)(flags | O_CLOEXEC);
-        how.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0;
+        how.mode = ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) ? mode : 0;
         how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS;
         long fd;
         do { fd = syscall(SYS_openat2, dirfd, path, &how, sizeof how); } while (fd < 0 && errno == EINTR);
