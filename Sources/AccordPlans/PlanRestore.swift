@@ -139,7 +139,7 @@ public final class PlanRestore {
     func replaceStorage() throws {
         for path in replacedPaths {
             try removeTree(path)
-            try Sys.mkdirs(path, mode: 0o700)
+            try Sys.mkdirs(path, mode: 0o755)
             var o = RestoreOptions(target: path)
             o.subtree = path
             o.threads = options.threads
