@@ -89,4 +89,48 @@ final class PlanReplaceStorageTests: XCTestCase {
         XCTAssertEqual(try meta(git + "/a.txt").size, 2)
         XCTAssertEqual(try meta(git).mode & 0o7777, 0o755, "the replaced path itself gets the snapshot's metadata")
     }
+
+    /// A hostile snapshot naming `<replaced path>/../../../outside/x` (the
+    /// issue's cron.d case, moved into a scratch directory), dated now so it
+    /// is the latest: the plan restore refuses it or fails that entry, and
+    /// nothing appears outside.
+    func testReplaceStorageNeverWritesThroughDotDotInASnapshotPath() throws {
+        let st = scratch.sub("st"), storage = st + "/storage", git = storage + "/git", outside = scratch.sub("outside")
+        for d in [st, storage, git, outside] { try Sys.mkdir(d, mode: 0o755); try Sys.chmod(Array(d.utf8), mode: 0o755) }
+        let repository = try Repository.initialize(at: scratch.sub("repo"))
+        let sink = BlobSink(repository: repository, threads: 1, level: .default)
+        let content = Array("* * * * * root sh -c pwned\n".utf8)
+        let blob = try content.withUnsafeBytes { try sink.store(type: .data, data: $0) }
+        var w = ByteWriter()
+        w.raw(ManifestCodec.magic)
+        var paths: [String] = ["/"]
+        var prefix = ""
+        for c in git.split(separator: "/") { prefix += "/" + c; paths.append(prefix) }
+        for p in paths { ManifestCodec.encode(ManifestEntry(kind: .directory, path: Array(p.utf8), mode: 0o777), into: &w) }
+        ManifestCodec.encode(ManifestEntry(kind: .file, path: Array((git + "/../../../outside/x").utf8), mode: 0o4777,
+                                           size: UInt64(content.count), blobs: [blob]), into: &w)
+        let manifest = try w.bytes.withUnsafeBytes { try sink.store(type: .tree, data: $0) }
+        _ = try sink.finish()
+        let snapshot = Snapshot(time: .now(), host: "hostile", username: "root", plan: "test", tags: [], paths: [storage], sources: [],
+                                parent: nil, manifest: [manifest], summary: Snapshot.Summary())
+        let id = try repository.saveSnapshot(snapshot)
+        let reopened = try Repository.open(at: scratch.sub("repo"))
+        try reopened.loadIndex()
+        let plan = try Plan.parse("""
+        storage:
+          root: \(storage)
+          excludes: []
+          replace: [git]
+        restoreSteps: [replace-storage]
+        """, source: scratch.sub("plan.yaml"))
+        let before = try [st, storage, outside].map(meta)
+        var o = PlanRestoreOptions()
+        o.override = true
+        XCTAssertThrowsError(try PlanRestore(plan: plan, repository: reopened, snapshotID: id, snapshot: snapshot, options: o).run()) { e in
+            XCTAssertTrue("\(e)".contains("outside/x"), "the error names the path: \(e)")
+        }
+        XCTAssertEqual(try Sys.listDirectory(outside), [], "nothing is written outside the replaced path")
+        XCTAssertEqual(try [st, outside].map(meta), [before[0], before[2]])
+        XCTAssertEqual(try meta(storage).mode, before[1].mode)
+    }
 }
