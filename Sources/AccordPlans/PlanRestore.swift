@@ -131,12 +131,17 @@ public final class PlanRestore {
         }
     }
 
+    /// Replaces each path with the snapshot's copy. The path itself is the
+    /// target (reached through the admin's own symlinks above it); the
+    /// snapshot's subtree there is restored onto it, so metadata goes to the
+    /// replaced path and what is below it, never to its ancestors, and no
+    /// symlink below it is followed.
     func replaceStorage() throws {
         for path in replacedPaths {
             try removeTree(path)
             try Sys.mkdirs(path, mode: 0o755)
-            var o = RestoreOptions(target: [0x2f])
-            o.includes = [path]
+            var o = RestoreOptions(target: path)
+            o.subtree = path
             o.threads = options.threads
             var failures: [String] = []
             o.onError = { p, e in failures.append("\(p): \(e)") }
@@ -146,13 +151,29 @@ public final class PlanRestore {
         }
     }
 
+    /// Removes `path` and everything below it, never following a symlink
+    /// below it (a symlink is removed itself; the path's parents are the admin's).
     func removeTree(_ path: RawPath) throws {
-        guard let st = try? Sys.lstat(path) else { return }
+        let slash = path.lastIndex(of: 0x2f) ?? 0
+        let parentPath: RawPath = slash == 0 ? [0x2f] : Array(path[..<slash])
+        let name = Array(path[(slash + 1)...])
+        guard !name.isEmpty, name != [0x2e], name != [0x2e, 0x2e] else { throw PlanError.invalid(plan.name, "cannot replace \(path.displayPath)") }
+        let parent: Int32
+        do { parent = try Sys.open(parentPath, Sys.O_RDONLY | Sys.O_DIRECTORY) } catch let e as SystemError where e.isNotFound { return }
+        defer { Sys.close(parent) }
+        try removeEntry(in: parent, name, path)
+    }
+
+    /// Removes `name` in the open directory `dir` (`path` names it), emptying it first if a directory.
+    func removeEntry(in dir: Int32, _ name: RawPath, _ path: RawPath) throws {
+        guard let st = try? Sys.lstat(in: dir, name, path: path) else { return }
         if st.isDirectory {
-            for name in try Sys.listDirectory(path) { try removeTree(path + [0x2f] + name) }
-            try Sys.rmdir(path)
+            let sub = try Sys.openDirectory(in: dir, name, path: path)
+            defer { Sys.close(sub) }
+            for child in try Sys.listDirectory(fd: sub, path: path) { try removeEntry(in: sub, child, path + [0x2f] + child) }
+            try Sys.unlink(in: dir, name, directory: true, path: path.displayPath)
         } else {
-            try Sys.unlink(path)
+            try Sys.unlink(in: dir, name, path: path.displayPath)
         }
     }
 

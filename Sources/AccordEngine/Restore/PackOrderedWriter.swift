@@ -15,6 +15,7 @@ import AccordCore
 final class PackOrderedWriter {
     struct FileTarget {
         var entry: ManifestEntry   // blobs removed once referenced
+        /// Relative to the target (`RestoreTarget`).
         var path: RawPath
         /// All blobs in one pack: created and finished by `writeAll`.
         var solo = false
@@ -35,6 +36,7 @@ final class PackOrderedWriter {
     static let segmentFiles = 8192
     static let segmentBlobs = 1 << 16
     let repository: Repository
+    let target: RestoreTarget
     let threads: Int
     let progress: Progress?
     private(set) var files: [FileTarget] = []
@@ -60,14 +62,22 @@ final class PackOrderedWriter {
         state.initialize(repeating: 0)
     }
 
-    init(repository: Repository, threads: Int, progress: Progress?) {
+    init(repository: Repository, target: RestoreTarget, threads: Int, progress: Progress?) {
         self.repository = repository
+        self.target = target
         self.threads = threads
         self.progress = progress
         byPack = Array(repeating: [], count: repository.index.packs.count)
     }
 
-    /// Records where a file's blobs go (`createAll` makes the file).
+    /// A writer that only plans (`makeJobs`), with no target to write to.
+    convenience init(repository: Repository, threads: Int, progress: Progress?) {
+        self.init(repository: repository, target: RestoreTarget(unopened: [0x2f]), threads: threads, progress: progress)
+    }
+
+    /// Records where a file's blobs go (`createAll` makes the file). A file
+    /// whose blobs' lengths (from the index) do not add up to its size fails
+    /// here, before anything is written to or removed at its path.
     func add(_ e: ManifestEntry, at path: RawPath) {
         let n = Int32(files.count)
         var offset: Int64 = 0
@@ -85,7 +95,7 @@ final class PackOrderedWriter {
             offset += Int64(l.rawLength)
         }
         if failed[n] == nil && UInt64(offset) != e.size {
-            failed[n] = RestoreError.sizeMismatch(e.path.displayPath, expected: e.size, got: UInt64(offset))
+            failed[n] = RestoreError.sizeMismatch(target.display(path), expected: e.size, got: UInt64(offset))
         }
         entry.blobs = []
         var target = FileTarget(entry: entry, path: path)
@@ -129,25 +139,13 @@ final class PackOrderedWriter {
         workers.wait()
     }
 
-    /// Creates a file that must be new (after `prepare` made room for it) and
-    /// returns its descriptor, open for writing.
-    static func create(_ path: RawPath, prepare: (RawPath) throws -> Void) throws -> Int32 {
-        // Into a fresh tree the file is new and its directory exists: one
-        // call. Otherwise make room first (parents, an old entry) and retry.
-        let flags = Sys.O_WRONLY | Sys.O_CREAT | Sys.O_EXCL | Sys.O_NOFOLLOW
-        do { return try Sys.open(path, flags, mode: 0o600) } catch let e as SystemError where e.errno == EEXIST || e.errno == ENOENT {
-            try prepare(path)
-            return try Sys.open(path, flags, mode: 0o600)
-        }
-    }
-
     /// Creates, empty and in parallel, every file `writeAll` does not create itself.
-    func createAll(prepare: @escaping (RawPath) throws -> Void) {
+    func createAll() {
         allocateState()
         forEachFile { [unowned self] n, f in
             if f.solo || isFailed(n) { return }
             do {
-                Sys.close(try PackOrderedWriter.create(f.path, prepare: prepare))
+                Sys.close(try target.createFile(f.path))
                 state[Int(n)] = Self.created
             } catch {
                 markFailed(n, error)
@@ -155,10 +153,10 @@ final class PackOrderedWriter {
         }
     }
 
-    /// Writes every blob. A solo file is created by `prepare`-ing its path and
+    /// Writes every blob. A solo file is created at its first write and
     /// finished by `finish` (given its descriptor) once its last blob is
     /// written. Files whose blobs could not be read are in `failed` afterwards.
-    func writeAll(prepare: @escaping (RawPath) throws -> Void, finish: @escaping (FileTarget, Int32) throws -> Void) {
+    func writeAll(finish: @escaping (FileTarget, Int32) throws -> Void) {
         allocateState()
         remaining = .allocate(capacity: files.count)
         for (i, f) in files.enumerated() { remaining[i] = f.blobCount }
@@ -176,7 +174,7 @@ final class PackOrderedWriter {
             var fds = FDCache()
             while let job = queue.pop() {
                 restorePack(job.pack, byPack[job.pack][job.refs], inflater: inflater, span: &span, plain: &plain, pending: &pending,
-                            fds: &fds, prepare: prepare, finish: finish)
+                            fds: &fds, finish: finish)
             }
             fds.closeAll()
         }
@@ -267,7 +265,7 @@ final class PackOrderedWriter {
 
     private func restorePack(_ pack: Int, _ refs: ArraySlice<BlobRef>, inflater: Inflater, span: inout [UInt8], plain: inout [UInt8],
                              pending: inout [UInt8], fds: inout FDCache,
-                             prepare: (RawPath) throws -> Void, finish: (FileTarget, Int32) throws -> Void) {
+                             finish: (FileTarget, Int32) throws -> Void) {
         let packID = repository.index.packs[pack]
         let path = repository.layout.packPath(packID)
         let end = refs.map { Int64($0.location.offset) + Int64($0.location.storedLength) }.max()!
@@ -298,10 +296,10 @@ final class PackOrderedWriter {
         var pendingBlobs: Int32 = 0
         pending.removeAll(keepingCapacity: true)
         func open(_ f: Int32) throws -> Int32 {
-            let target = files[Int(f)]
+            let file = files[Int(f)]
             // A solo file is made at its first write (and reopened if the cache let it go).
-            guard target.solo && state[Int(f)] == 0 else { return try fds.open(f, target.path) }
-            let fd = try fds.open(f, target.path, create: { try PackOrderedWriter.create($0, prepare: prepare) })
+            guard file.solo && state[Int(f)] == 0 else { return try fds.open(f, file.path, create: { try target.open($0, Sys.O_WRONLY) }) }
+            let fd = try fds.open(f, file.path, create: { try target.createFile($0) })
             state[Int(f)] = Self.created
             return fd
         }
@@ -321,7 +319,7 @@ final class PackOrderedWriter {
             if !isFailed(f) {
                 do {
                     let out = try open(f)
-                    try pending.withUnsafeBytes { try writeSkippingZeros($0, fd: out, at: pendingOffset, path: files[Int(f)].path.displayPath) }
+                    try pending.withUnsafeBytes { try writeSkippingZeros($0, fd: out, at: pendingOffset, path: target.display(files[Int(f)].path)) }
                     written(f, blobs: pendingBlobs, fd: out)
                 } catch {
                     markFailed(f, error)
@@ -368,7 +366,7 @@ final class PackOrderedWriter {
                     flushPending()
                     if plain.count >= PackOrderedWriter.coalesce {
                         let out = try open(r.file)
-                        try plain.withUnsafeBytes { try writeSkippingZeros($0, fd: out, at: r.fileOffset, path: files[Int(r.file)].path.displayPath) }
+                        try plain.withUnsafeBytes { try writeSkippingZeros($0, fd: out, at: r.fileOffset, path: target.display(files[Int(r.file)].path)) }
                         written(r.file, blobs: 1, fd: out)
                     } else {
                         pendingFile = r.file
@@ -392,11 +390,6 @@ final class PackOrderedWriter {
 /// not reopen it.
 struct FDCache {
     private var open: [(file: Int32, fd: Int32)] = []
-
-    /// The descriptor of `file`: cached, or opened.
-    mutating func open(_ file: Int32, _ path: RawPath) throws -> Int32 {
-        try open(file, path, create: { try Sys.open($0, Sys.O_WRONLY | Sys.O_NOFOLLOW) })
-    }
 
     /// The descriptor of `file`: cached, or made by `create`.
     mutating func open(_ file: Int32, _ path: RawPath, create: (RawPath) throws -> Int32) throws -> Int32 {

@@ -6,6 +6,11 @@ public struct RestoreOptions {
     public var target: RawPath
     /// Restore only these paths (and what is below them); empty = everything.
     public var includes: [RawPath] = []
+    /// Restore only the snapshot's entries at and below this path, placing the
+    /// path itself at `target` (not below it): `/opt/s/git` with target
+    /// `/opt/s/git` restores that tree in place and touches none of its
+    /// ancestors (a plan's replaced paths). nil: every entry, at `target + path`.
+    public var subtree: RawPath?
     public var threads = defaultThreadCount
     public var progress: Progress?
     /// Called for each path that could not be restored; return to go on, throw to stop.
@@ -21,6 +26,13 @@ public struct RestoreResult {
 }
 
 /// Rehydrates a snapshot under a target directory.
+///
+/// The target is opened once (`RestoreTarget`) and every entry is made
+/// relative to it without following any symlink beneath it, so no entry,
+/// whatever its path or the symlinks before it, reaches outside. Before
+/// anything is written the whole manifest is read once (no contents): a
+/// record the reader rejects, or a path that is not absolute and canonical,
+/// refuses the restore with nothing written.
 ///
 /// Contents are written pack by pack (`PackOrderedWriter`): each pack is
 /// read once, in order, and a pool of threads verifies (SHA-256), inflates
@@ -40,14 +52,15 @@ public final class Restore {
         self.options = options
     }
 
-    func targetPath(_ p: RawPath) -> RawPath {
-        var t = options.target
-        while t.count > 1 && t.last == 0x2f { t.removeLast() }
-        if t == [0x2f] { return p }
-        return p == [0x2f] ? t : t + p
-    }
+    /// Where a snapshot path goes, relative to the target; nil outside `subtree`.
+    func relative(_ p: RawPath) -> RawPath? { RestorePath.relative(p, to: options.subtree ?? [0x2f]) }
+
+    /// Paths of the files hard links name (`preflight`), and those of them this run restored (`report`).
+    var linkTargets = Set<RawPath>()
+    var restoredLinkTargets = Set<RawPath>()
 
     func included(_ e: ManifestEntry) -> Bool {
+        if let s = options.subtree, !ManifestEntry.isWithin(e.path, s) { return false }
         if options.includes.isEmpty { return true }
         for inc in options.includes {
             if isUnder(e.path, inc) { return true }
@@ -58,14 +71,36 @@ public final class Restore {
 
     func isUnder(_ p: RawPath, _ dir: RawPath) -> Bool { ManifestEntry.isWithin(p, dir) }
 
+    /// Reads the whole manifest (entries only, no contents) and refuses the
+    /// restore, before anything is written, if the reader rejects a record or
+    /// a path could leave the target; notes which files hard links name.
+    func preflight(_ snapshot: Snapshot) throws {
+        var reader = repository.manifestReader(snapshot)
+        reader.tolerateListErrors = true
+        var number = 0
+        while let e = try reader.next() {
+            number += 1
+            guard RestorePath.isCanonical(e.path) else { throw RestoreError.unsafeEntry(e.path, record: number) }
+            if e.kind == .hardlink {
+                guard RestorePath.isCanonical(e.linkTarget) else { throw RestoreError.unsafeEntry(e.linkTarget, record: number) }
+                if included(e) { linkTargets.insert(e.linkTarget) }
+            }
+        }
+    }
+
     public func run(_ snapshot: Snapshot) throws -> RestoreResult {
+        if let s = options.subtree, !RestorePath.isCanonical(s) { throw RestoreError.unsafeEntry(s, record: 0) }
+        try RestoreTarget.check(options.target)
+        try preflight(snapshot)
+        let target = try RestoreTarget(opening: options.target)
         var reader = repository.manifestReader(snapshot)
         reader.tolerateListErrors = true   // one damaged chunk list loses one file, not the restore
-        options.progress?.setTotals(files: snapshot.summary.files, bytes: options.includes.isEmpty ? snapshot.summary.totalBytes : 0)
+        let partial = !options.includes.isEmpty || options.subtree != nil
+        options.progress?.setTotals(files: snapshot.summary.files, bytes: partial ? 0 : snapshot.summary.totalBytes)
         options.progress?.startReporting()
         defer { options.progress?.stop() }
-        var contents = PackOrderedWriter(repository: repository, threads: options.threads, progress: options.progress)
-        var directories: [ManifestEntry] = []
+        var contents = PackOrderedWriter(repository: repository, target: target, threads: options.threads, progress: options.progress)
+        var directories: [(entry: ManifestEntry, relative: RawPath)] = []
         var hardlinks: [ManifestEntry] = []
         // The tree in manifest order. File contents are written a segment of
         // files at a time (`PackOrderedWriter.isFull`), so memory does not
@@ -80,20 +115,20 @@ public final class Restore {
         }
         defer { writing?.done.wait() }   // a stop (thrown error) still lets the writing segment end
         while let e = try reader.next() {
-            guard included(e) else { continue }
-            let path = targetPath(e.path)
+            guard included(e), let path = relative(e.path) else { continue }
             do {
+                // The preflight read the same records; a manifest read twice must not differ.
+                guard RestorePath.isCanonical(e.path) else { throw RestoreError.unsafeEntry(e.path, record: 0) }
                 switch e.kind {
                 case .directory:
-                    try Sys.mkdirs(path, mode: 0o700)
-                    directories.append(e)
+                    try target.makeDirectory(path, mode: 0o700)
+                    directories.append((e, path))
                 case .file, .stream:
                     if let why = e.listError { throw RestoreError.contentUnreadable(why) }
+                    if path.isEmpty { throw RestoreError.rootNotDirectory(target.display(path), kind: "a file") }
                     contents.add(e, at: path)   // created below, in parallel
                 case .symlink:
-                    try prepare(path)
-                    try Sys.symlink(target: e.linkTarget, at: path)
-                    try applyMetadata(e, path)
+                    try target.makeSymlink(path, e, setOwner: isRoot)
                 case .hardlink:
                     hardlinks.append(e)
                 }
@@ -107,25 +142,28 @@ public final class Restore {
                 let segment = contents, done = WorkerGroup()
                 done.spawn(1, name: "restore-segment") { [unowned self] _ in write(segment) }
                 writing = (segment, done)
-                contents = PackOrderedWriter(repository: repository, threads: options.threads, progress: options.progress)
+                contents = PackOrderedWriter(repository: repository, target: target, threads: options.threads, progress: options.progress)
             }
         }
         try awaitSegment()
         write(contents)
         try report(contents)
         for e in hardlinks {
-            let path = targetPath(e.path)
             do {
-                try prepare(path)
-                try Sys.link(existing: targetPath(e.linkTarget), new: path)
+                // Only to a file this run restored: never to one outside the
+                // snapshot, the target or the restored part, nor to a directory.
+                guard let path = relative(e.path), restoredLinkTargets.contains(e.linkTarget), let existing = relative(e.linkTarget) else {
+                    throw RestoreError.hardlinkTargetNotRestored(e.path.displayPath, target: e.linkTarget.displayPath)
+                }
+                try target.makeHardLink(path, to: existing)
                 result.files += 1
             } catch {
                 result.failed.append(e.path.displayPath)
                 try options.onError(e.path.displayPath, error)
             }
         }
-        for e in directories.reversed() {
-            do { try applyMetadata(e, targetPath(e.path)) } catch {
+        for (e, path) in directories.reversed() {
+            do { try target.setDirectoryMetadata(path, e, setOwner: isRoot) } catch {
                 try options.onError(e.path.displayPath, error)
             }
             result.directories += 1
@@ -136,34 +174,34 @@ public final class Restore {
     /// Makes, writes and finishes the files of one segment (on its own threads;
     /// `report` then counts them).
     func write(_ contents: PackOrderedWriter) {
+        let target = contents.target
         // Files spread over several packs, and empty ones, are made empty now,
         // on all threads (their directories exist by now).
-        let prepare: (RawPath) throws -> Void = { [unowned self] path in try self.prepare(path) }
-        contents.createAll(prepare: prepare)
+        contents.createAll()
         // Pass 2: contents, pack by pack. Files within one pack (most) are
         // made and finished there.
-        contents.writeAll(prepare: prepare) { [unowned self] f, fd in
-            try finishFile(f.entry, fd: fd, f.path)
+        contents.writeAll { [unowned self] f, fd in
+            try finishFile(f.entry, fd: fd, target.display(f.path))
             options.progress?.addFile()
         }
         // Pass 3: sizes and metadata of the other files, on all threads; failed
         // files are removed (`report` names them, in manifest order).
         contents.forEachFile { [unowned self] n, f in
             if contents.isFailed(n) {
-                if contents.wasCreated(n) { try? Sys.unlink(f.path) }
+                if contents.wasCreated(n) { try? target.remove(f.path) }
                 return
             }
             if contents.isFinished(n) { return }
             if f.solo {
                 // Neither failed nor finished: not every blob was written (a bug). Never pad it out.
-                if contents.wasCreated(n) { try? Sys.unlink(f.path) }
+                if contents.wasCreated(n) { try? target.remove(f.path) }
                 contents.markFinishFailed(n, RestoreError.incomplete(f.entry.path.displayPath))
                 return
             }
             do {
-                let fd = try Sys.open(f.path, Sys.O_WRONLY | Sys.O_NOFOLLOW)
+                let fd = try target.open(f.path, Sys.O_WRONLY)
                 defer { Sys.close(fd) }
-                try finishFile(f.entry, fd: fd, f.path)
+                try finishFile(f.entry, fd: fd, target.display(f.path))
                 options.progress?.addFile()
             } catch {
                 contents.markFinishFailed(n, error)
@@ -181,35 +219,20 @@ public final class Restore {
             }
             result.files += 1
             result.bytes += f.entry.size
+            if !linkTargets.isEmpty && linkTargets.contains(f.entry.path) { restoredLinkTargets.insert(f.entry.path) }
         }
     }
 
     /// Size, owner, mode, xattrs and times of a file whose content is written
-    /// (through `fd`, open for writing).
-    func finishFile(_ e: ManifestEntry, fd: Int32, _ path: RawPath) throws {
-        let display = path.displayPath
+    /// (through `fd`, open for writing; `display` names it).
+    func finishFile(_ e: ManifestEntry, fd: Int32, _ display: String) throws {
         // Only a file whose last blocks were zero (left as holes) is short; a
         // truncate to the size it has would still cost ext4 a truncate.
         if try Sys.fstat(fd, path: display).size != e.size { try Sys.ftruncate(fd, Int64(e.size), path: display) }
         if isRoot { try Sys.fchown(fd, uid: e.uid, gid: e.gid, path: display) }
         try Sys.fchmod(fd, mode: e.mode, path: display)
-        for x in e.xattrs { try? Sys.setXattr(path, name: x.name, value: x.value) }
+        for x in e.xattrs { try? Sys.setXattr(fd: fd, name: x.name, value: x.value, path: display) }
         try Sys.setTimes(fd: fd, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, path: display)
-    }
-
-    /// Makes room for a new file: parents exist, an old file of that name is gone.
-    func prepare(_ path: RawPath) throws {
-        if let slash = path.lastIndex(of: 0x2f), slash > 0 { try Sys.mkdirs(Array(path[..<slash]), mode: 0o700) }
-        if let st = try? Sys.lstat(path) {
-            if st.isDirectory { try Sys.rmdir(path) } else { try Sys.unlink(path) }
-        }
-    }
-
-    func applyMetadata(_ e: ManifestEntry, _ path: RawPath) throws {
-        if isRoot { try Sys.lchown(path, uid: e.uid, gid: e.gid) }
-        for x in e.xattrs { try? Sys.setXattr(path, name: x.name, value: x.value) }
-        if e.kind != .symlink { try Sys.chmod(path, mode: e.mode) }
-        try Sys.setTimes(path, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec)
     }
 }
 
@@ -256,9 +279,33 @@ public enum RestoreError: Error, CustomStringConvertible {
     case sizeMismatch(String, expected: UInt64, got: UInt64)
     case contentUnreadable(String)
     case incomplete(String)
+    case targetNotDirectory(String)
+    case unsafeEntry(RawPath, record: Int)
+    case symlinkInPath(String)
+    case outsideTarget(String)
+    case symlinkInPlaceOfDirectory(String)
+    case rootNotDirectory(String, kind: String)
+    case hardlinkTargetNotRestored(String, target: String)
     public var description: String {
         switch self {
-        case .sizeMismatch(let p, let e, let g): return "\(p): restored \(g) bytes but the snapshot records \(e): run `accord check --read-data`"
+        case .sizeMismatch(let p, let e, let g):
+            return "\(p): its blobs add up to \(g) bytes but the snapshot records \(e), so nothing was written to it: run `accord check --read-data`"
+        case .targetNotDirectory(let p):
+            return "restore target \(p) exists and is not a directory: give a directory (or a path that does not exist yet) as --target"
+        case .unsafeEntry(let p, let n):
+            let which = n > 0 ? "manifest record \(n) names" : "the restore names"
+            return "\(which) \(String(reflecting: p.displayPath)), which is not an absolute path without empty, '.' or '..' components: "
+                + "the snapshot is damaged or hostile, nothing was restored; run `accord check`"
+        case .symlinkInPath(let p):
+            return "\(p): a symlink is on the way to it (in the target beforehand, or made by this snapshot), and restore never follows one below the target; not restored"
+        case .outsideTarget(let p):
+            return "\(p) would lie outside the restore target; not restored"
+        case .symlinkInPlaceOfDirectory(let p):
+            return "\(p) is a symlink where the snapshot has a directory; restore neither follows nor replaces it, so nothing below it is restored: remove it, or restore with --target"
+        case .rootNotDirectory(let p, let kind):
+            return "the snapshot makes the restore target \(p) itself \(kind); it stays a directory and that entry is not restored"
+        case .hardlinkTargetNotRestored(let p, let t):
+            return "\(p) is a hard link to \(t), which is not a file this restore made; the link is not made"
         case .contentUnreadable(let why): return "\(why); the file is not restored"
         case .incomplete(let p): return "internal error: not every blob of \(p) was written, so it is not restored; please report this"
         }

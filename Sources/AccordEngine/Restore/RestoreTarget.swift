@@ -1,0 +1,219 @@
+import AccordCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The directory a restore writes into, held open for the whole restore.
+///
+/// The target's own path is the admin's choice, so symlinks in it are
+/// followed once, when it is opened. Beneath it nothing is: every entry is
+/// created, opened, removed and given its metadata relative to this
+/// descriptor or to a parent directory opened beneath it
+/// (`Sys.open(beneath:)`: no `..` out, no symlink in any component), with
+/// `mkdirat`/`symlinkat`/`linkat`/`unlinkat` on the parent and
+/// `fchown`/`fchmod`/`futimens`/`fsetxattr` on a descriptor (for a symlink,
+/// the `AT_SYMLINK_NOFOLLOW` forms and no mode). A symlink a snapshot made,
+/// or one planted in the target beforehand, is therefore never gone
+/// through: a path below one fails (`RestoreError.symlinkInPath`), and an
+/// entry in its place replaces it. Paths here are relative to the target
+/// (empty: the target itself) and canonical (`RestorePath.relative`).
+final class RestoreTarget {
+    let fd: Int32
+    /// The target as given, for messages.
+    let path: RawPath
+
+    /// Refuses a target that exists and is not a directory (followed if a symlink).
+    static func check(_ path: RawPath) throws {
+        do {
+            guard try Sys.stat(path).isDirectory else { throw RestoreError.targetNotDirectory(path.displayPath) }
+        } catch let e as SystemError where e.isNotFound {
+            return
+        }
+    }
+
+    /// Opens the target, creating it (and missing parents) with mode 0700 if absent.
+    init(opening path: RawPath) throws {
+        try Self.check(path)
+        if (try? Sys.stat(path)) == nil { try Sys.mkdirs(path, mode: 0o700) }
+        do { fd = try Sys.open(path, Sys.O_RDONLY | Sys.O_DIRECTORY) } catch let e as SystemError where e.errno == ENOTDIR {
+            throw RestoreError.targetNotDirectory(path.displayPath)
+        }
+        var p = path
+        while p.count > 1 && p.last == 0x2f { p.removeLast() }
+        self.path = p
+    }
+
+    /// No target: for a `PackOrderedWriter` that only plans (`makeJobs`); every call fails with EBADF.
+    init(unopened path: RawPath) {
+        fd = -1
+        self.path = path
+    }
+
+    deinit { if fd >= 0 { Sys.close(fd) } }
+
+    /// The full path of `relative`, for messages.
+    func display(_ relative: RawPath) -> String {
+        if relative.isEmpty { return path.displayPath }
+        return (path == [0x2f] ? path + relative : path + [0x2f] + relative).displayPath
+    }
+
+    /// A clearer error for a refused resolution.
+    func explain(_ error: Error, _ relative: RawPath) -> Error {
+        guard let e = error as? SystemError else { return error }
+        if e.errno == ELOOP { return RestoreError.symlinkInPath(display(relative)) }
+        if e.errno == EXDEV { return RestoreError.outsideTarget(display(relative)) }
+        return error
+    }
+
+    /// Opens an existing file or directory beneath the target.
+    func open(_ relative: RawPath, _ flags: Int32) throws -> Int32 {
+        do { return try Sys.open(beneath: fd, relative, flags, path: display(relative)) } catch { throw explain(error, relative) }
+    }
+
+    /// Creates a new file (replacing whatever was at its path, making missing
+    /// parents 0700) and returns its descriptor, open for writing.
+    func createFile(_ relative: RawPath) throws -> Int32 {
+        // Into a fresh tree the file is new and its directory exists: one
+        // call. Otherwise make room first (parents, an old entry) and retry.
+        let flags = Sys.O_WRONLY | Sys.O_CREAT | Sys.O_EXCL
+        do { return try Sys.open(beneath: fd, relative, flags, mode: 0o600, path: display(relative)) } catch let e as SystemError
+            where e.errno == EEXIST || e.errno == ENOENT || e.errno == ELOOP {
+            return try inParent(relative, making: true) { dir, name in
+                try removeEntry(in: dir, name, relative)
+                return try Sys.open(beneath: dir, name, flags, mode: 0o600, path: display(relative))
+            }
+        } catch {
+            throw explain(error, relative)
+        }
+    }
+
+    /// Makes a directory with `mode` (missing parents too). An existing
+    /// directory stays, a file of that name is replaced; a symlink is left
+    /// alone and refused (it may be the admin's own, as /opt -> /data/opt:
+    /// an in-place restore must not swap it for an empty directory), so
+    /// nothing below it is restored. The target itself always exists.
+    func makeDirectory(_ relative: RawPath, mode: UInt32) throws {
+        if relative.isEmpty { return }
+        try inParent(relative, making: true) { dir, name in
+            if try Sys.mkdir(in: dir, name, mode: mode, path: display(relative)) { return }
+            let st = try Sys.lstat(in: dir, name, path: Array(display(relative).utf8))
+            if st.isDirectory { return }
+            if st.isSymlink { throw RestoreError.symlinkInPlaceOfDirectory(display(relative)) }
+            try Sys.unlink(in: dir, name, path: display(relative))
+            try Sys.mkdir(in: dir, name, mode: mode, path: display(relative))
+        }
+    }
+
+    /// Creates a symlink (replacing whatever was at its path) and gives it
+    /// owner (as root), xattrs and times; a symlink has no mode of its own.
+    func makeSymlink(_ relative: RawPath, _ e: ManifestEntry, setOwner: Bool) throws {
+        guard !relative.isEmpty else { throw RestoreError.rootNotDirectory(display(relative), kind: "a symlink") }
+        let shown = display(relative)
+        try inParent(relative, making: true) { dir, name in
+            do { try Sys.symlink(target: e.linkTarget, in: dir, name, path: shown) } catch let err as SystemError where err.errno == EEXIST {
+                try removeEntry(in: dir, name, relative)
+                try Sys.symlink(target: e.linkTarget, in: dir, name, path: shown)
+            }
+            if setOwner { try Sys.lchown(in: dir, name, uid: e.uid, gid: e.gid, path: shown) }
+            for x in e.xattrs { try? Sys.setXattr(in: dir, name, attribute: x.name, value: x.value, path: shown) }
+            try Sys.setTimes(in: dir, name, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, path: shown)
+        }
+    }
+
+    /// Makes `relative` a further name of the regular file `existing` (both
+    /// beneath the target), replacing whatever was at `relative`.
+    func makeHardLink(_ relative: RawPath, to existing: RawPath) throws {
+        guard !relative.isEmpty else { throw RestoreError.rootNotDirectory(display(relative), kind: "a hard link") }
+        let shown = display(relative)
+        try inParent(existing, making: false) { oldDir, oldName in
+            guard try Sys.lstat(in: oldDir, oldName, path: Array(display(existing).utf8)).isRegular else {
+                throw RestoreError.hardlinkTargetNotRestored(shown, target: display(existing))
+            }
+            try inParent(relative, making: true) { newDir, newName in
+                do { try Sys.link(in: oldDir, oldName, to: newDir, newName, path: shown) } catch let err as SystemError where err.errno == EEXIST {
+                    try removeEntry(in: newDir, newName, relative)
+                    try Sys.link(in: oldDir, oldName, to: newDir, newName, path: shown)
+                }
+            }
+        }
+    }
+
+    /// Removes a file this restore made (a failed one).
+    func remove(_ relative: RawPath) throws {
+        guard !relative.isEmpty else { return }
+        try inParent(relative, making: false) { dir, name in try Sys.unlink(in: dir, name, path: display(relative)) }
+    }
+
+    /// Owner (as root), xattrs, mode and times of a directory (the target itself when `relative` is empty).
+    func setDirectoryMetadata(_ relative: RawPath, _ e: ManifestEntry, setOwner: Bool) throws {
+        let shown = display(relative)
+        let d = try open(relative, Sys.O_RDONLY | Sys.O_DIRECTORY)
+        defer { Sys.close(d) }
+        if setOwner { try Sys.fchown(d, uid: e.uid, gid: e.gid, path: shown) }
+        for x in e.xattrs { try? Sys.setXattr(fd: d, name: x.name, value: x.value, path: shown) }
+        try Sys.fchmod(d, mode: e.mode, path: shown)
+        try Sys.setTimes(fd: d, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, path: shown)
+    }
+
+    /// Removes whatever is at `name` in `dir` (an empty directory too); nothing there is fine.
+    private func removeEntry(in dir: Int32, _ name: RawPath, _ relative: RawPath) throws {
+        do { try Sys.unlink(in: dir, name, path: display(relative)) } catch let e as SystemError {
+            if e.isNotFound { return }
+            guard e.errno == EISDIR else { throw e }
+            try Sys.unlink(in: dir, name, directory: true, path: display(relative))
+        }
+    }
+
+    /// Calls `body` with the parent directory of `relative` (opened beneath
+    /// the target; with `making`, made 0700 where missing) and its last name.
+    private func inParent<R>(_ relative: RawPath, making: Bool, _ body: (Int32, RawPath) throws -> R) throws -> R {
+        let (parent, name) = RestorePath.split(relative)
+        let dir = try openDirectory(parent, making: making)
+        defer { if dir != fd { Sys.close(dir) } }
+        do { return try body(dir, name) } catch { throw explain(error, relative) }
+    }
+
+    /// A descriptor of directory `relative` (the target's own for ""), for resolving from.
+    private func openDirectory(_ relative: RawPath, making: Bool) throws -> Int32 {
+        if relative.isEmpty { return fd }
+        do {
+            return try Sys.open(beneath: fd, relative, Sys.O_PATH | Sys.O_DIRECTORY, path: display(relative))
+        } catch let e as SystemError where making && e.isNotFound {
+            let (parent, name) = RestorePath.split(relative)
+            let up = try openDirectory(parent, making: true)
+            defer { if up != fd { Sys.close(up) } }
+            try Sys.mkdir(in: up, name, mode: 0o700, path: display(relative))
+            do { return try Sys.open(beneath: up, name, Sys.O_PATH | Sys.O_DIRECTORY, path: display(relative)) } catch { throw explain(error, relative) }
+        } catch {
+            throw explain(error, relative)
+        }
+    }
+}
+
+/// Snapshot paths as restore places them.
+enum RestorePath {
+    /// Whether `p` is absolute and canonical: "/" alone, or "/a/b" with no
+    /// empty, "." or ".." component, no NUL and no trailing slash.
+    static func isCanonical(_ p: RawPath) -> Bool {
+        guard p.first == 0x2f else { return false }
+        if p.count == 1 { return true }
+        if p.contains(0) { return false }
+        for c in p.dropFirst().split(separator: 0x2f, omittingEmptySubsequences: false) {
+            if c.isEmpty || c.elementsEqual([0x2e]) || c.elementsEqual([0x2e, 0x2e]) { return false }
+        }
+        return true
+    }
+
+    /// `p` relative to `root` (both canonical): "" for `root` itself, nil when `p` is not at or below it.
+    static func relative(_ p: RawPath, to root: RawPath) -> RawPath? {
+        if root == [0x2f] { return Array(p.dropFirst()) }
+        guard ManifestEntry.isWithin(p, root) else { return nil }
+        return p.count == root.count ? [] : Array(p[(root.count + 1)...])
+    }
+
+    /// Parent (relative, "" for the top) and last name of a non-empty relative path.
+    static func split(_ relative: RawPath) -> (parent: RawPath, name: RawPath) {
+        guard let slash = relative.lastIndex(of: 0x2f) else { return ([], relative) }
+        return (Array(relative[..<slash]), Array(relative[(slash + 1)...]))
+    }
+}
