@@ -40,6 +40,7 @@ public final class PlanRestore {
     var runningTimeout: Int { options.waitTimeout ?? plan.timeouts.runningSeconds }
 
     public func run() throws {
+        try validateSnapshot()
         for step in plan.restoreSteps {
             options.log("step \(step)")
             switch step {
@@ -57,6 +58,15 @@ public final class PlanRestore {
             default: throw PlanError.invalid(plan.name, "unknown restore step \(step)")
             }
         }
+    }
+
+    /// Reads the whole manifest through the validating reader (entries only,
+    /// no contents) before the first step: a damaged or hostile snapshot is
+    /// refused before any pod is stopped or any path is removed.
+    func validateSnapshot() throws {
+        var reader = repository.manifestReader(snapshot, id: snapshotID)
+        reader.tolerateListErrors = true   // an unloadable chunk list loses one file, as in the restore itself
+        while try reader.next() != nil {}
     }
 
     func checkMarker() throws {
@@ -179,7 +189,7 @@ public final class PlanRestore {
 
     /// Finds an entry of the snapshot by path.
     func entry(_ path: String) throws -> ManifestEntry? {
-        var reader = repository.manifestReader(snapshot)
+        var reader = repository.manifestReader(snapshot, id: snapshotID)
         let wanted = Array(path.utf8)
         while let e = try reader.next() {
             if e.path == wanted { return e }
@@ -227,7 +237,7 @@ public final class PlanRestore {
             default: break
             }
             let prefix = Array("/kubernetes/\(KubeObjects.plural(spec.kind))/\(spec.namespace)/".utf8)
-            var reader = repository.manifestReader(snapshot)
+            var reader = repository.manifestReader(snapshot, id: snapshotID)
             var files: [ManifestEntry] = []
             while let e = try reader.next() {
                 if e.kind == .file && e.path.starts(with: prefix) && e.path[prefix.count...].firstIndex(of: 0x2f) == nil { files.append(e) }

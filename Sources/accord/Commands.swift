@@ -223,9 +223,10 @@ struct Ls: ParsableCommand {
     func run() throws {
         let repository = try repo.open()
         // Snapshot first, index second: a snapshot's index is written before it, never after.
-        let s = try repository.loadSnapshot(try repository.resolveSnapshot(snapshot, warn: warn))
+        let id = try repository.resolveSnapshot(snapshot, warn: warn)
+        let s = try repository.loadSnapshot(id)
         try repository.loadIndex()
-        var reader = repository.manifestReader(s)
+        var reader = repository.manifestReader(s, id: id)
         var out: [UInt8] = []
         while let e = try reader.next() {
             if null {
@@ -265,7 +266,7 @@ struct Dump: ParsableCommand {
         let id = try repository.resolveSnapshot(snapshot)
         let s = try repository.loadSnapshot(id)
         try repository.loadIndex()
-        var reader = repository.manifestReader(s)
+        var reader = repository.manifestReader(s, id: id)
         let wanted = Array(path.utf8)
         while let e = try reader.next() {
             if e.path == wanted {

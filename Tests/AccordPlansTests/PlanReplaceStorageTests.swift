@@ -97,6 +97,7 @@ final class PlanReplaceStorageTests: XCTestCase {
     func testReplaceStorageNeverWritesThroughDotDotInASnapshotPath() throws {
         let st = scratch.sub("st"), storage = st + "/storage", git = storage + "/git", outside = scratch.sub("outside")
         for d in [st, storage, git, outside] { try Sys.mkdir(d, mode: 0o755); try Sys.chmod(Array(d.utf8), mode: 0o755) }
+        try write(git + "/live.txt", "live data\n")
         let repository = try Repository.initialize(at: scratch.sub("repo"))
         let sink = BlobSink(repository: repository, threads: 1, level: .default)
         let content = Array("* * * * * root sh -c pwned\n".utf8)
@@ -132,5 +133,7 @@ final class PlanReplaceStorageTests: XCTestCase {
         XCTAssertEqual(try Sys.listDirectory(outside), [], "nothing is written outside the replaced path")
         XCTAssertEqual(try [st, outside].map(meta), [before[0], before[2]])
         XCTAssertEqual(try meta(storage).mode, before[1].mode)
+        // Refused before the first step (the snapshot is read whole first), so the live tree is still there.
+        XCTAssertEqual(try Sys.listDirectory(git), ["live.txt"], "a refused snapshot must not remove the data it would replace")
     }
 }
