@@ -38,9 +38,16 @@ struct Serve: ParsableCommand {
             path = try ServeAccess.repository(argument: repo, settingsPin: pin, originalCommand: Sys.environment("SSH_ORIGINAL_COMMAND"),
                                               local: ServeAccess.startedByLocalSync)
         } catch {
-            // Said to the client too, so that `accord sync` shows why.
             log("\(error)")
-            SyncServer.refuse(error)
+            // Said to the client too, so that `accord sync` shows why, but only to
+            // one: a person at a terminal, or a forced command asked to run something
+            // else (`ssh dr-node ls`), gets the line above at once, not an error
+            // frame's bytes after waiting for a hello that never comes.
+            if !Sys.isTerminal(1) && !ServeAccess.isNotASyncClient(error) { SyncServer.refuse(error) }
+            throw ExitCode(1)
+        }
+        if Sys.isTerminal(1) {
+            log("speaks the sync protocol on stdin/stdout and is run by `accord sync` (over ssh), not at a terminal: see `accord sync --help`")
             throw ExitCode(1)
         }
         let server = SyncServer(path: path, options: options, log: log)

@@ -69,10 +69,16 @@ final class ServePinningTests: SyncTestCase {
     }
 
     func testForcedCommandRefusesARequestThatIsNotServe() throws {
-        let src = try sourceWithOneSnapshot()
         let s = try serve(["--repo", pinned], environment: ["SSH_ORIGINAL_COMMAND": "cat /etc/shadow"])
-        let m = try XCTUnwrap(errorMessage(try s.hello(src.config)), "log:\n\(s.log)")
-        XCTAssert(m.contains("may only run `accord serve`") && m.contains("cat /etc/shadow"), m)
+        // Not a sync client (`ssh dr-node cat /etc/shadow`): one plain line on stderr and
+        // exit 1 at once, with stdin left open; no error frame's bytes on stdout (a
+        // wait for a hello would end only after 10 s, then write one).
+        let out = s.fromServe.fileHandleForReading.readDataToEndOfFile()
+        XCTAssertEqual(out.count, 0, "serve wrote \(out.count) bytes to a client that is not accord sync: \(Array(out.prefix(16)))")
+        XCTAssertEqual(s.exit(closeInput: false)?.status, 1, s.log)
+        let lines = s.log.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, s.log)
+        XCTAssert(s.log.contains("may only run `accord serve`") && s.log.contains("cat /etc/shadow"), s.log)
         XCTAssertFalse(FileManager.default.fileExists(atPath: pinned))
     }
 
@@ -88,6 +94,9 @@ final class ServePinningTests: SyncTestCase {
             ("serve:\n  repository: relative/dir\n", ["serve.repository must be an absolute path"]),
             ("serve:\n  repository: /srv/../etc\n", ["serve.repository must be an absolute path"]),
             ("serve: [1, 2]\n", ["serve must be a mapping"]),
+            // Above the skew past which `latest` and `forget` distrust a snapshot.
+            ("serve:\n  max-clock-skew: 86401\n", ["serve.max-clock-skew must be at most 86400 seconds", "`latest` skips"]),
+            ("serve:\n  max-clock-skew: 31536000\n", ["serve.max-clock-skew must be at most 86400 seconds", "not 31536000"]),
             ("serve: {repository: /x\n", ["not valid YAML"]),
         ]
         for (text, expected) in cases {
