@@ -23,7 +23,7 @@ public final class FrameConnection {
     /// Set once a write timed out: the peer is not reading, so later writes
     /// (the error frame, say) fail at once instead of waiting again.
     private var writeStalled: Error?
-    /// When the first byte of the frame being received arrived (nil between frames).
+    /// When the first byte of the frame being received arrived, or this `receive` began (nil between frames).
     private var partialSince: Double?
 
     public init(input: Int32, output: Int32, peer: String) {
@@ -85,12 +85,11 @@ public final class FrameConnection {
     /// session open: past that, `onSlowFrame(bytes buffered)`'s error is thrown.
     public func receive(timeout: Double? = nil, onTimeout: (() -> Error)? = nil, onSlowFrame: ((Int) -> Error)? = nil) throws -> Frame? {
         try flush()
+        // A frame begun earlier (bytes read with the previous frame) is timed from
+        // here: the time this side spent acting on that frame is not the peer's.
+        partialSince = decoder.buffered > 0 ? Sys.monotonicSeconds() : nil
         while true {
-            if let f = try decoder.next() {
-                // Bytes left over are the next frame's start, read just now.
-                if decoder.buffered == 0 { partialSince = nil } else if partialSince != nil { partialSince = Sys.monotonicSeconds() }
-                return f
-            }
+            if let f = try decoder.next() { return f }
             if let t = timeout {
                 var wait = t
                 if onSlowFrame != nil, let since = partialSince { wait = max(0, min(t, since + t - Sys.monotonicSeconds())) }
