@@ -175,8 +175,8 @@ public final class SyncServer {
 
     /// A repository is created only in a new directory, or in an existing empty
     /// one that is already private (so `init`'s chmod 0700 changes nothing a user
-    /// set) and owned by serve's own user (another user, root's repository in
-    /// their directory, could later swap `snapshots/` or `data/` for symlinks):
+    /// set) and owned by serve's own user (the owner of a directory could later
+    /// swap the `snapshots/` or `data/` of root's repository in it for symlinks):
     /// serve never takes over, or tightens, a directory holding other data.
     func checkNewRepositoryPlace() throws {
         guard let st = try? Sys.stat(Array(path.utf8)) else { return }   // absent: created below
@@ -364,7 +364,7 @@ public enum SyncError: Error, CustomStringConvertible {
         case .notReading(let seconds, let repo):
             return "closing the session: the client read none of serve's answers for \(Int(seconds)) s (serve's idle timeout: --idle-timeout or serve.idle-timeout in the settings file); the lock on \(repo) is released"
         case .directoryNotOwned(let p, let owner, let serve):
-            return "\(p) on the destination is owned by \(userName(owner)), not by \(userName(serve)) who runs serve: serve creates a repository only in a directory of its own user (another user could later replace its subdirectories with symlinks); if that user is trusted, `chown \(serve) \(p)` there (as root), or pick a new directory"
+            return "\(p) on the destination is owned by \(userName(owner)), not by \(userName(serve)) who runs serve: serve creates a repository only in a directory of its own user (another user could later replace its subdirectories with symlinks); if that user is trusted, `chown \(serve) \(p)` there, or pick a new directory"
         case .notARepositoryDirectory(let p, let n):
             return "\(p) on the destination is a directory holding \(n) entr\(n == 1 ? "y" : "ies") but no accord repository: serve creates a repository only in a new or empty directory; pick another directory, or run `accord init` there yourself"
         case .directoryNotPrivate(let p, let mode):
