@@ -80,10 +80,12 @@ public final class SyncServer {
 
     /// Answers a client this node will not serve (unusable settings, a repository
     /// other than the pinned one): reads its hello (waiting at most `wait`
-    /// seconds), answers `error` with the reason, and returns.
+    /// seconds for it, and for room to write), answers `error` with the reason, and returns.
     public static func refuse(_ error: Error, input: Int32 = 0, output: Int32 = 1, wait: Double = 10) {
         let c = FrameConnection(input: input, output: output, peer: "client")
-        _ = try? c.receive(timeout: wait)
+        // Bounded as a session is: a hello trickled in, or a client that reads nothing, ends the wait.
+        c.writeTimeout = wait
+        _ = try? c.receive(timeout: wait, onSlowFrame: { _ in ProtocolError.connectionClosed("by the server: the hello took more than \(Int(wait)) s") })
         try? c.send(.error(for: error))
         try? c.flush()
     }
