@@ -10,7 +10,7 @@ import AccordCore
 ///     serve:
 ///       repository: /opt/anaconda_backup   # the only directory serve opens (default: the client's --repo)
 ///       idle-timeout: 600                  # seconds without a request before serve closes the session
-///       max-clock-skew: 86400              # how far a snapshot's time may lie ahead of this node's clock
+///       max-clock-skew: 86400              # how far a snapshot's time may lie ahead of this node's clock, at most 86400 (Repository.futureSkewSeconds)
 ///
 /// Unknown keys are refused, naming the key (a typo must not silently unpin
 /// the repository). When accord runs as root, the file must be a regular file
@@ -112,7 +112,13 @@ public struct Settings: Equatable, Sendable {
                 s.serve.repository = p
             }
             s.serve.idleTimeout = try seconds(serve["idle-timeout"], "serve.idle-timeout", default: s.serve.idleTimeout, range: 1...86_400, source)
-            s.serve.maxClockSkew = try seconds(serve["max-clock-skew"], "serve.max-clock-skew", default: s.serve.maxClockSkew, range: 0...(366 * 86_400), source)
+            // No more than the skew past which `latest` skips a snapshot and `forget` keeps it
+            // as suspect: serve would store snapshots that the repository then distrusts.
+            let skewLimit = Int(Repository.futureSkewSeconds)
+            if let v = serve["max-clock-skew"] as? Int, !(serve["max-clock-skew"] is Bool), v > skewLimit {
+                throw SettingsError.unusable(source, "serve.max-clock-skew must be at most \(skewLimit) seconds (the limit past which `latest` skips a snapshot as dated in the future and `forget` keeps it as suspect), not \(v)")
+            }
+            s.serve.maxClockSkew = try seconds(serve["max-clock-skew"], "serve.max-clock-skew", default: s.serve.maxClockSkew, range: 0...skewLimit, source)
         }
         return s
     }

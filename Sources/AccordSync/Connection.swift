@@ -1,4 +1,7 @@
 import AccordCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Frames over a pair of file descriptors (pipes to ssh, or stdin/stdout of
 /// `accord serve`), with write buffering and byte counters for the wire.
@@ -12,6 +15,16 @@ public final class FrameConnection {
     public private(set) var bytesReceived: UInt64 = 0
     /// Describes the peer in errors ("ssh to node2", "client").
     public let peer: String
+    /// serve's guard against a peer that stops reading: with a value, `flush`
+    /// waits at most this many seconds for the peer to take more bytes, then
+    /// throws `onWriteTimeout`'s error (nil: waits as long as it takes).
+    public var writeTimeout: Double?
+    public var onWriteTimeout: (() -> Error)?
+    /// Set once a write timed out: the peer is not reading, so later writes
+    /// (the error frame, say) fail at once instead of waiting again.
+    private var writeStalled: Error?
+    /// When the first byte of the frame being received arrived, or this `receive` began (nil between frames).
+    private var partialSince: Double?
 
     public init(input: Int32, output: Int32, peer: String) {
         self.input = input
@@ -27,8 +40,17 @@ public final class FrameConnection {
 
     public func flush() throws {
         guard !outBuffer.isEmpty else { return }
+        if let e = writeStalled { throw e }
         do {
-            try outBuffer.withUnsafeBytes { try Sys.writeAll(output, $0, path: peer) }
+            if let t = writeTimeout {
+                try writeBounded(seconds: t)
+            } else {
+                try outBuffer.withUnsafeBytes { try Sys.writeAll(output, $0, path: peer) }
+            }
+        } catch let e as WriteStalled {
+            let error = onWriteTimeout?() ?? ProtocolError.connectionClosed("because \(peer) read nothing for \(e.seconds) s")
+            writeStalled = error
+            throw error
         } catch {
             throw ProtocolError.connectionClosed("while sending to \(peer) (\(error))")
         }
@@ -36,15 +58,46 @@ public final class FrameConnection {
         outBuffer.removeAll(keepingCapacity: true)
     }
 
+    private struct WriteStalled: Error { var seconds: Int }
+
+    /// Writes the buffer waiting at most `seconds` each time the peer's side is
+    /// full. The descriptor stays blocking (serve's stdout may share its open
+    /// file with stdin): after poll says writable, at most 4096 bytes (PIPE_BUF) are
+    /// written at once, which a pipe with room, or a socket reported writable,
+    /// takes without blocking.
+    private func writeBounded(seconds: Double) throws {
+        var done = 0
+        while done < outBuffer.count {
+            guard Sys.waitWritable(output, seconds: seconds) else { throw WriteStalled(seconds: Int(seconds)) }
+            let n = outBuffer.withUnsafeBytes { Glibc.write(output, $0.baseAddress! + done, min(4096, $0.count - done)) }
+            if n < 0 {
+                if Glibc.errno == EINTR || Glibc.errno == EAGAIN { continue }
+                throw SystemError(errno: Glibc.errno, operation: "write", path: peer)
+            }
+            done += n
+        }
+    }
+
     /// The next frame; nil on a clean end of input between frames. With a
     /// timeout, waiting longer than that for bytes throws (`onTimeout`'s error, if given).
-    public func receive(timeout: Double? = nil, onTimeout: (() -> Error)? = nil) throws -> Frame? {
+    /// With `onSlowFrame` as well, a frame must also arrive whole within `timeout`
+    /// of its first byte, so a peer trickling a byte at a time cannot hold the
+    /// session open: past that, `onSlowFrame(bytes buffered)`'s error is thrown.
+    public func receive(timeout: Double? = nil, onTimeout: (() -> Error)? = nil, onSlowFrame: ((Int) -> Error)? = nil) throws -> Frame? {
         try flush()
+        // A frame begun earlier (bytes read with the previous frame) is timed from
+        // here: the time this side spent acting on that frame is not the peer's.
+        partialSince = decoder.buffered > 0 ? Sys.monotonicSeconds() : nil
         while true {
             if let f = try decoder.next() { return f }
-            if let t = timeout, !Sys.waitReadable(input, seconds: t) {
-                if let e = onTimeout { throw e() }
-                throw ProtocolError.connectionClosed("with no answer from \(peer) within \(Int(t)) s (is the remote command right? see --remote-command)")
+            if let t = timeout {
+                var wait = t
+                if onSlowFrame != nil, let since = partialSince { wait = max(0, min(t, since + t - Sys.monotonicSeconds())) }
+                if !Sys.waitReadable(input, seconds: wait) {
+                    if let slow = onSlowFrame, partialSince != nil { throw slow(decoder.buffered) }
+                    if let e = onTimeout { throw e() }
+                    throw ProtocolError.connectionClosed("with no answer from \(peer) within \(Int(t)) s (is the remote command right? see --remote-command)")
+                }
             }
             let n: Int
             do { n = try readBuffer.withUnsafeMutableBytes { try Sys.read(input, $0.baseAddress!, $0.count, path: peer) } } catch {
@@ -55,6 +108,7 @@ public final class FrameConnection {
                 throw ProtocolError.connectionClosed("by \(peer) in the middle of a frame")
             }
             bytesReceived += UInt64(n)
+            if decoder.buffered == 0 { partialSince = Sys.monotonicSeconds() }
             decoder.feed(readBuffer[0..<n])
         }
     }
@@ -64,5 +118,21 @@ public final class FrameConnection {
         guard let f = try receive(timeout: timeout) else { throw ProtocolError.connectionClosed("by \(peer) while waiting for \(what)") }
         if case .error(let code, let message) = f { throw ProtocolError.remote(code: code, message: message) }
         return f
+    }
+}
+
+extension Sys {
+    /// Waits until `fd` can take more bytes (or has failed: the write then says
+    /// why); false after `seconds` without room. The corresponding C function is `poll`.
+    static func waitWritable(_ fd: Int32, seconds: Double) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        let deadline = monotonicSeconds() + seconds
+        while true {
+            let left = Int32(max(0, (deadline - monotonicSeconds()) * 1000))
+            let r = Glibc.poll(&p, 1, left)
+            if r > 0 { return true }
+            if r == 0 { return false }
+            if Glibc.errno != EINTR { return true }
+        }
     }
 }

@@ -79,6 +79,16 @@ public enum ServeAccess {
         return found
     }
 
+    /// Does `error` say the client is not `accord sync` (a forced command asked
+    /// to run another command, or one that cannot be read)? Such a client gets a
+    /// plain line on stderr, not an error frame.
+    public static func isNotASyncClient(_ error: Error) -> Bool {
+        switch error as? ServeAccessError {
+        case .notAServeRequest?, .unreadableRequest?: return true
+        default: return false
+        }
+    }
+
     /// Splits a command line as `sh` would (quotes and backslashes; no expansion).
     /// nil for an unterminated quote or a trailing backslash.
     static func shellWords(_ s: String) -> [String]? {

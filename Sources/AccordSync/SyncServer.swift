@@ -14,12 +14,15 @@ import AccordCore
 /// frame is bounded before it is buffered (FORMAT.md, "Sync protocol"),
 /// reserved hello flags are refused, a snapshot is stored only if its manifest
 /// reads back valid and its time is not far ahead of this node's clock, and a
-/// session that sends nothing for `idleTimeout` seconds is closed, releasing
-/// its lock. No request deletes anything: serve only adds files.
+/// session is closed, releasing its lock, when the client sends nothing for
+/// `idleTimeout` seconds, takes longer than that to send one frame once its
+/// first byte arrived, or reads none of serve's answers for that long. No
+/// request deletes anything: serve only adds files.
 public final class SyncServer {
     /// What the node's administrator sets (settings file, `--idle-timeout`).
     public struct Options {
-        /// Seconds without a byte from the client before the session is closed.
+        /// Seconds without a byte from the client (or for one frame to arrive
+        /// whole, or for the client to take a byte of an answer) before the session is closed.
         public var idleTimeout: Double = 600
         /// How far (seconds) a snapshot's time may lie ahead of this node's clock.
         public var maxClockSkew: Int64 = 86_400
@@ -50,6 +53,11 @@ public final class SyncServer {
         self.options = options
         connection = FrameConnection(input: input, output: output, peer: "client")
         self.log = log
+        // A client that floods requests and reads no answer would otherwise hold
+        // serve in write(), and its lock, forever.
+        let idle = options.idleTimeout
+        connection.writeTimeout = idle
+        connection.onWriteTimeout = { SyncError.notReading(seconds: idle, repository: path) }
     }
 
     /// Serves one session. Errors are sent to the client as `error` frames and rethrown.
@@ -57,11 +65,13 @@ public final class SyncServer {
         defer { writer?.abandon(); lock?.release() }
         do {
             let idle = options.idleTimeout
-            while let frame = try connection.receive(timeout: idle, onTimeout: { SyncError.idle(seconds: idle, repository: self.path) }) {
+            while let frame = try connection.receive(timeout: idle, onTimeout: { SyncError.idle(seconds: idle, repository: self.path) },
+                                                     onSlowFrame: { SyncError.slowFrame(seconds: idle, received: $0, repository: self.path) }) {
                 if try !handle(frame) { break }
             }
             try connection.flush()
         } catch {
+            // (A client that reads nothing gets no error frame: the connection fails it at once.)
             try? connection.send(.error(for: error))
             try? connection.flush()
             throw error
@@ -70,10 +80,12 @@ public final class SyncServer {
 
     /// Answers a client this node will not serve (unusable settings, a repository
     /// other than the pinned one): reads its hello (waiting at most `wait`
-    /// seconds), answers `error` with the reason, and returns.
+    /// seconds for it, and for room to write), answers `error` with the reason, and returns.
     public static func refuse(_ error: Error, input: Int32 = 0, output: Int32 = 1, wait: Double = 10) {
         let c = FrameConnection(input: input, output: output, peer: "client")
-        _ = try? c.receive(timeout: wait)
+        // Bounded as a session is: a hello trickled in, or a client that reads nothing, ends the wait.
+        c.writeTimeout = wait
+        _ = try? c.receive(timeout: wait, onSlowFrame: { _ in ProtocolError.connectionClosed("by the server: the hello took more than \(Int(wait)) s") })
         try? c.send(.error(for: error))
         try? c.flush()
     }
@@ -165,10 +177,14 @@ public final class SyncServer {
 
     /// A repository is created only in a new directory, or in an existing empty
     /// one that is already private (so `init`'s chmod 0700 changes nothing a user
-    /// set): serve never takes over, or tightens, a directory holding other data.
+    /// set) and owned by serve's own user (the owner of a directory could later
+    /// swap the `snapshots/` or `data/` of root's repository in it for symlinks):
+    /// serve never takes over, or tightens, a directory holding other data.
     func checkNewRepositoryPlace() throws {
         guard let st = try? Sys.stat(Array(path.utf8)) else { return }   // absent: created below
         guard st.isDirectory else { throw RepositoryError.notADirectory(path) }
+        let me = geteuid()
+        guard st.uid == me else { throw SyncError.directoryNotOwned(path, owner: st.uid, serve: me) }
         let names: [String]
         do { names = try Sys.listDirectory(path) } catch { throw SyncError.destinationNotWritable(path, reason: "\(error)") }
         // Created by a concurrent session meanwhile: opened below.
@@ -176,15 +192,37 @@ public final class SyncServer {
         // A fresh file system's mount point holds lost+found. A creation cut short (a
         // session killed before the config was written) leaves only the empty
         // subdirectories, and a temporary file in tmp/: taken up again.
+        // Those subdirectories must be real directories (not symlinks) of serve's
+        // own user, and tmp/ may hold only regular files named as Accord's
+        // temporary files are (AtomicFile, PackWriter).
         let layout = RepositoryLayout(root: path)
         let skeleton = Set(layout.subdirectories.map { ($0 as NSString).lastPathComponent })
-        let others = names.filter { name in
-            if name == "lost+found" { return false }
-            guard skeleton.contains(name), (try? Sys.lstat(Array((path + "/" + name).utf8)))?.isDirectory == true else { return true }
-            return name != "tmp" && !((try? Sys.listDirectory(path + "/" + name))?.isEmpty ?? false)
+        var others: [String] = []
+        for name in names where name != "lost+found" {
+            let sub = path + "/" + name
+            guard skeleton.contains(name), let sst = try? Sys.lstat(Array(sub.utf8)), sst.isDirectory else { others.append(name); continue }
+            guard sst.uid == me else { throw SyncError.directoryNotOwned(sub, owner: sst.uid, serve: me) }
+            guard let inside = try? Sys.listDirectory(sub) else { others.append(name); continue }
+            if name != "tmp" {
+                if !inside.isEmpty { others.append(name) }
+                continue
+            }
+            for t in inside {
+                let f = try? Sys.lstat(Array((sub + "/" + t).utf8))
+                guard Self.isTemporaryFileName(t), f?.isRegular == true, f?.uid == me else { others.append("tmp/" + t); continue }
+            }
         }
         guard others.isEmpty else { throw SyncError.notARepositoryDirectory(path, entries: others.count) }
         guard st.permissions & 0o077 == 0 else { throw SyncError.directoryNotPrivate(path, mode: st.permissions) }
+    }
+
+    /// `<16 hex>.tmp` (AtomicFile) or `pack-<16 hex>.tmp` (PackWriter).
+    static func isTemporaryFileName(_ name: String) -> Bool {
+        var n = Substring(name)
+        guard n.hasSuffix(".tmp") else { return false }
+        n = n.dropLast(4)
+        if n.hasPrefix("pack-") { n = n.dropFirst(5) }
+        return n.utf8.count == 16 && n.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
     }
 
     /// Verifies a blob (its content's SHA-256 must start with the prefix the
@@ -299,6 +337,9 @@ public enum SyncError: Error, CustomStringConvertible {
     case snapshotRejected(SnapshotID, reason: String)
     case snapshotInFuture(SnapshotID, time: String, now: String, skew: Int64)
     case idle(seconds: Double, repository: String)
+    case slowFrame(seconds: Double, received: Int, repository: String)
+    case notReading(seconds: Double, repository: String)
+    case directoryNotOwned(String, owner: UInt32, serve: UInt32)
     case notARepositoryDirectory(String, entries: Int)
     case directoryNotPrivate(String, mode: UInt32)
     case connect(String)
@@ -320,6 +361,12 @@ public enum SyncError: Error, CustomStringConvertible {
             return "snapshot \(s.short) was not stored: its time \(t) is more than \(skew) s ahead of this node's clock (\(now)); check the clocks of both nodes (serve.max-clock-skew in the settings file sets the limit)"
         case .idle(let seconds, let repo):
             return "closing the session: the client sent nothing for \(Int(seconds)) s (serve's idle timeout: --idle-timeout or serve.idle-timeout in the settings file); the lock on \(repo) is released"
+        case .slowFrame(let seconds, let n, let repo):
+            return "closing the session: the client took more than \(Int(seconds)) s to send one frame (\(n) byte\(n == 1 ? "" : "s") of it arrived; serve's idle timeout: --idle-timeout or serve.idle-timeout in the settings file); the lock on \(repo) is released"
+        case .notReading(let seconds, let repo):
+            return "closing the session: the client read none of serve's answers for \(Int(seconds)) s (serve's idle timeout: --idle-timeout or serve.idle-timeout in the settings file); the lock on \(repo) is released"
+        case .directoryNotOwned(let p, let owner, let serve):
+            return "\(p) on the destination is owned by \(userName(owner)), not by \(userName(serve)) who runs serve: serve creates a repository only in a directory of its own user (another user could later replace its subdirectories with symlinks); if that user is trusted, `chown \(serve) \(p)` there, or pick a new directory"
         case .notARepositoryDirectory(let p, let n):
             return "\(p) on the destination is a directory holding \(n) entr\(n == 1 ? "y" : "ies") but no accord repository: serve creates a repository only in a new or empty directory; pick another directory, or run `accord init` there yourself"
         case .directoryNotPrivate(let p, let mode):
@@ -328,4 +375,10 @@ public enum SyncError: Error, CustomStringConvertible {
         case .badDestination(let d): return "bad destination \(d): expected USER@NODE[:DIR], NODE[:DIR] or a local DIR"
         }
     }
+}
+
+/// "uid 65534 (nobody)", or "uid N" when the user database has no name for it.
+func userName(_ uid: UInt32) -> String {
+    guard let pw = getpwuid(uid), let name = pw.pointee.pw_name else { return "uid \(uid)" }
+    return "uid \(uid) (\(String(cString: name)))"
 }

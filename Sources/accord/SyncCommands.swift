@@ -10,7 +10,8 @@ struct Serve: ParsableCommand {
         abstract: "Serve a repository to `accord sync` over stdin/stdout (run by ssh on the destination).",
         discussion: """
         Creates the repository on first contact with the sender's config (only in a new directory, or an \
-        empty one of mode 0700). Speaks the framed protocol in FORMAT.md; not for interactive use. \
+        empty one of mode 0700 owned by this user). Speaks the framed protocol in FORMAT.md; not for \
+        interactive use (at a terminal it says so and exits 1). \
         The node can pin the repository: `serve.repository` in the settings file \
         (/etc/accord/accord.yaml, or $ACCORD_SETTINGS), or the --repo of an authorized_keys forced \
         command (the client's request is read from SSH_ORIGINAL_COMMAND); serve then refuses any other \
@@ -38,9 +39,16 @@ struct Serve: ParsableCommand {
             path = try ServeAccess.repository(argument: repo, settingsPin: pin, originalCommand: Sys.environment("SSH_ORIGINAL_COMMAND"),
                                               local: ServeAccess.startedByLocalSync)
         } catch {
-            // Said to the client too, so that `accord sync` shows why.
             log("\(error)")
-            SyncServer.refuse(error)
+            // Said to a sync client too (an error frame after its hello), so that
+            // `accord sync` shows why. A person at a terminal, or a forced command
+            // asked to run something else (`ssh dr-node ls`), gets only the line
+            // above, at once: no wait for a hello that never comes, no frame bytes.
+            if !Sys.isTerminal(1) && !ServeAccess.isNotASyncClient(error) { SyncServer.refuse(error) }
+            throw ExitCode(1)
+        }
+        if Sys.isTerminal(1) {
+            log("speaks the sync protocol on stdin/stdout and is run by `accord sync` (over ssh), not at a terminal: see `accord sync --help`")
             throw ExitCode(1)
         }
         let server = SyncServer(path: path, options: options, log: log)

@@ -60,16 +60,22 @@ final class ServeForcedCommandTests: SSHSyncTestCase {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/ssh")
         p.arguments = ["-F", ssh.config, "\(pinnedUser!)@127.0.0.1", "touch \(marker)"]
-        let out = Pipe()
+        let out = Pipe(), err = Pipe(), input = Pipe()
         p.standardOutput = out
-        p.standardError = out
-        p.standardInput = FileHandle.nullDevice
+        p.standardError = err
+        // stdin stays open, as at a terminal: serve must answer at once, not wait for a hello.
+        p.standardInput = input
         try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
+        try? input.fileHandleForWriting.close()
         XCTAssertNotEqual(p.terminationStatus, 0, text)
         XCTAssertFalse(FileManager.default.fileExists(atPath: marker), "the client's own command ran under the pinned key")
         XCTAssert(text.contains("may only run `accord serve`") && text.contains("touch \(marker)"), text)
+        // A one-line answer on stderr, and no protocol bytes (an error frame) on stdout.
+        XCTAssertEqual(stdout.count, 0, "serve wrote \(stdout.count) bytes to stdout: \(Array(stdout.prefix(16)))")
+        XCTAssertEqual(text.split(separator: "\n").filter { $0.contains("accord serve") }.count, 1, text)
     }
 
     /// `accord -a backup -d DIR -u USER -n NODE` (the original command line) through

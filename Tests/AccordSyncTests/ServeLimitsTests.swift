@@ -89,6 +89,62 @@ final class ServeLimitsTests: SyncTestCase {
         XCTAssertEqual(s.exit(closeInput: false)?.status, 1)
     }
 
+    /// A client that floods requests and reads none of the answers: serve's
+    /// stdout pipe fills, and a blocking write would hold serve (and its shared
+    /// lock) forever. With --idle-timeout 1 serve must give up writing, end by
+    /// itself and release the lock (60 s only guards the test against hanging).
+    func testClientThatReadsNoAnswerIsClosedAndItsLockReleased() throws {
+        let src = try sourceWithOneSnapshot()
+        let s = try serve(["--repo", dest, "--idle-timeout", "1"])
+        guard case .helloOK? = try s.hello(src.config) else { return XCTFail("no helloOK; log:\n\(s.log)") }
+        XCTAssertEqual(((try? FileManager.default.contentsOfDirectory(atPath: dest + "/locks")) ?? []).count, 1)
+        // Our end of serve's stdin is made non-blocking, so this loop keeps checking
+        // whether serve is still running while its input is full.
+        let fd = s.toServe.fileHandleForWriting.fileDescriptor
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        let request = Frame.have((0..<UInt64(Frame.maxBatch)).map { $0 &* 0x9e37_79b9_7f4a_7c15 }).encode() + Frame.listSnapshots.encode()
+        var requests = 0, offset = 0
+        let guardTime = Date().addingTimeInterval(60)
+        while s.process.isRunning && Date() < guardTime {
+            let n = request.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n > 0 {
+                offset += n
+                if offset == request.count { offset = 0; requests += 2 }
+                continue
+            }
+            if n < 0 && errno == EPIPE { break }
+            usleep(10_000)
+        }
+        let exit = s.exit(timeout: 20, closeInput: false)
+        XCTAssertEqual(exit?.status, 1, "serve still blocks writing to a client that read none of \(requests) answers; log:\n\(s.log)")
+        XCTAssertEqual(exit?.signaled, false)
+        XCTAssert(s.log.contains("the client read none of serve's answers for 1 s") && s.log.contains("lock on \(dest) is released"), s.log)
+        XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: dest + "/locks")) ?? [], [])
+        try accordOK(["prune", "-d", dest])
+    }
+
+    /// The idle rule is not only "a byte per interval": a frame must arrive whole
+    /// within the idle timeout of its first byte. A client trickling one byte every
+    /// 0.2 s (never 1 s silent) into an 805-byte frame is closed with its own message.
+    func testFrameTrickledInAByteAtATimeIsClosedAfterTheIdleTimeout() throws {
+        let src = try sourceWithOneSnapshot()
+        let s = try serve(["--repo", dest, "--idle-timeout", "1"])
+        guard case .helloOK? = try s.hello(src.config) else { return XCTFail("no helloOK; log:\n\(s.log)") }
+        let frame = Frame.have((0..<100).map { UInt64($0) }).encode()
+        // At most 60 bytes (12 s): without the rule, serve then closes for idleness, with the idle message.
+        var sent = 0
+        while sent < 60 && s.process.isRunning {
+            do { try s.writeRaw([frame[sent]]) } catch { break }
+            sent += 1
+            usleep(200_000)
+        }
+        let reply = try? s.connection.receive(timeout: 60)
+        let m = try XCTUnwrap(errorMessage(reply), "no error frame: \(String(describing: reply)); log:\n\(s.log)")
+        XCTAssert(m.contains("took more than 1 s to send one frame") && m.contains("lock on \(dest) is released"), "after \(sent) bytes: \(m)")
+        XCTAssertEqual(s.exit(timeout: 20, closeInput: false)?.status, 1, s.log)
+        XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: dest + "/locks")) ?? [], [])
+    }
+
     /// A blob claiming a raw length above the 64 MiB chunk limit (4 GiB, and
     /// 64 MiB + 1) is refused when its frame is decoded, before anything of
     /// that size is allocated (a 1 GiB address-space limit would abort it).
@@ -286,7 +342,8 @@ final class ServeLimitsTests: SyncTestCase {
             try FileManager.default.createDirectory(atPath: cut + d, withIntermediateDirectories: true)
             chmod(cut + d, 0o700)
         }
-        try writeFile(cut + "/tmp/config-partial", [0x7b])
+        try writeFile(cut + "/tmp/" + hexString(Sys.randomBytes(8)) + ".tmp", [0x7b])
+        try writeFile(cut + "/tmp/pack-" + hexString(Sys.randomBytes(8)) + ".tmp", [0x41])
         try writeFile(cut + "/data/stray", [1])
         s = try serve(["--repo", cut])
         m = try XCTUnwrap(errorMessage(try s.hello(src.config)), "a directory with a file in data/ was taken over")
@@ -306,6 +363,66 @@ final class ServeLimitsTests: SyncTestCase {
         try s.connection.send(.bye)
         XCTAssertEqual(s.exit()?.status, 0, s.log)
         XCTAssertEqual(try mode(fresh), 0o700)
+    }
+
+    /// An existing directory serve did not create must belong to serve's own
+    /// user: root must not build a repository in a directory another user owns
+    /// (they could later swap its snapshots/ or data/ for symlinks). The same for
+    /// subdirectories an interrupted creation left, which must be real directories;
+    /// tmp/ may hold only regular files named as Accord's temporary files.
+    func testServeRefusesADirectoryOrLeftoversOwnedByAnotherUser() throws {
+        guard geteuid() == 0 else { throw XCTSkip("needs root to chown a directory to another user") }
+        let src = try sourceWithOneSnapshot()
+        let dest = self.dest
+        let elsewhere = scratch.sub("elsewhere")
+        try FileManager.default.createDirectory(atPath: elsewhere, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dest, withIntermediateDirectories: true)
+        chmod(dest, 0o700)
+        XCTAssertEqual(chown(dest, 65534, 65534), 0)
+        func refused(_ expected: [String], _ what: String, line: UInt = #line) throws {
+            let before = try FileManager.default.subpathsOfDirectory(atPath: dest).sorted()
+            let s = try serve()
+            let reply = try s.hello(src.config)
+            let m = try XCTUnwrap(errorMessage(reply), "\(what) was taken over: \(String(describing: reply)); log:\n\(s.log)", line: line)
+            for e in expected { XCTAssert(m.contains(e), "\(what): \(m)", line: line) }
+            XCTAssertEqual(s.exit()?.status, 1, line: line)
+            XCTAssertEqual(try FileManager.default.subpathsOfDirectory(atPath: dest).sorted(), before, "\(what): something was created", line: line)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: elsewhere), [], line: line)
+        }
+        try refused(["\(dest) on the destination is owned by uid 65534", "not by uid 0"], "an empty 0700 directory of uid 65534")
+        XCTAssertEqual(try Sys.stat(Array(dest.utf8)).uid, 65534)
+        XCTAssertEqual(try mode(dest), 0o700)
+
+        XCTAssertEqual(chown(dest, 0, 0), 0)
+        try FileManager.default.createDirectory(atPath: dest + "/snapshots", withIntermediateDirectories: false)
+        chmod(dest + "/snapshots", 0o700)
+        XCTAssertEqual(chown(dest + "/snapshots", 65534, 65534), 0)
+        try refused(["\(dest)/snapshots on the destination is owned by uid 65534"], "a leftover snapshots/ of uid 65534")
+        try FileManager.default.removeItem(atPath: dest + "/snapshots")
+
+        XCTAssertEqual(symlink(elsewhere, dest + "/data"), 0)
+        try refused(["no accord repository"], "a symlink named data")
+        try FileManager.default.removeItem(atPath: dest + "/data")
+
+        try FileManager.default.createDirectory(atPath: dest + "/tmp", withIntermediateDirectories: false)
+        chmod(dest + "/tmp", 0o700)
+        let tmpName = dest + "/tmp/" + hexString(Sys.randomBytes(8)) + ".tmp"
+        for (make, what) in [({ try writeFile(dest + "/tmp/notes.txt", [1]) }, "tmp/notes.txt"),
+                             ({ XCTAssertEqual(symlink(elsewhere, tmpName), 0) }, "a symlink named as a temporary file"),
+                             ({ try FileManager.default.createDirectory(atPath: tmpName, withIntermediateDirectories: false) }, "a directory named as a temporary file"),
+                             ({ try writeFile(tmpName, [1]); XCTAssertEqual(chown(tmpName, 65534, 65534), 0) }, "a temporary file of uid 65534")] as [(() throws -> Void, String)] {
+            try make()
+            try refused(["no accord repository"], what)
+            for f in try FileManager.default.contentsOfDirectory(atPath: dest + "/tmp") { try FileManager.default.removeItem(atPath: dest + "/tmp/" + f) }
+        }
+
+        // Owned by serve's user, with a real temporary file left: taken up.
+        try writeFile(tmpName, [1])
+        let s = try serve()
+        guard case .helloOK? = try s.hello(src.config) else { return XCTFail("a root-owned interrupted creation was refused; log:\n\(s.log)") }
+        try s.connection.send(.bye)
+        XCTAssertEqual(s.exit()?.status, 0, s.log)
+        XCTAssert(FileManager.default.fileExists(atPath: dest + "/config"))
     }
 
     /// An error quoting a huge hostile path still fits its kind's limit, so the client shows it.

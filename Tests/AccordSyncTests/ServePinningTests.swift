@@ -69,11 +69,55 @@ final class ServePinningTests: SyncTestCase {
     }
 
     func testForcedCommandRefusesARequestThatIsNotServe() throws {
-        let src = try sourceWithOneSnapshot()
         let s = try serve(["--repo", pinned], environment: ["SSH_ORIGINAL_COMMAND": "cat /etc/shadow"])
-        let m = try XCTUnwrap(errorMessage(try s.hello(src.config)), "log:\n\(s.log)")
-        XCTAssert(m.contains("may only run `accord serve`") && m.contains("cat /etc/shadow"), m)
+        // Not a sync client (`ssh dr-node cat /etc/shadow`): one plain line on stderr and
+        // exit 1 at once, with stdin left open; no error frame's bytes on stdout (a
+        // wait for a hello would end only after 10 s, then write one).
+        let out = s.fromServe.fileHandleForReading.readDataToEndOfFile()
+        XCTAssertEqual(out.count, 0, "serve wrote \(out.count) bytes to a client that is not accord sync: \(Array(out.prefix(16)))")
+        XCTAssertEqual(s.exit(closeInput: false)?.status, 1, s.log)
+        let lines = s.log.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, s.log)
+        XCTAssert(s.log.contains("may only run `accord serve`") && s.log.contains("cat /etc/shadow"), s.log)
         XCTAssertFalse(FileManager.default.fileExists(atPath: pinned))
+    }
+
+    /// serve run at a terminal (`sudo accord serve …` typed by hand, `ssh -t`) says in
+    /// one line on stderr what it is for and exits 1 at once, whether its settings are
+    /// usable or not: no wait for a hello, no protocol bytes on the terminal, nothing created.
+    func testServeAtATerminalAnswersOneLineAtOnce() throws {
+        let unusable = try writeSettings("serve:\n  idle-timeout: 0\n")
+        for (environment, expected) in [([String: String](), "not at a terminal"), (["ACCORD_SETTINGS": unusable], "serve.idle-timeout must be")] {
+            // `script` runs serve on a pseudo-terminal (its stdin, stdout and stderr) and copies what it writes.
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+            p.arguments = ["-qefc", "'\(AccordBinary.path)' serve --repo '\(other)'", "/dev/null"]
+            var env = ProcessInfo.processInfo.environment
+            env.removeValue(forKey: "SSH_ORIGINAL_COMMAND")
+            env.removeValue(forKey: "ACCORD_SETTINGS")
+            for (k, v) in environment { env[k] = v }
+            p.environment = env
+            let input = Pipe(), out = Pipe()
+            p.standardInput = input       // left open: a hello could still come
+            p.standardOutput = out
+            p.standardError = out
+            try p.run()
+            let deadline = Date().addingTimeInterval(20)
+            while p.isRunning && Date() < deadline { usleep(5000) }
+            let running = p.isRunning
+            if running { kill(p.processIdentifier, SIGKILL) }
+            try? input.fileHandleForWriting.close()
+            p.waitUntilExit()
+            let bytes = [UInt8](out.fileHandleForReading.readDataToEndOfFile())
+            let text = String(decoding: bytes, as: UTF8.self)
+            XCTAssertFalse(running, "serve at a terminal waited for a hello: \(text)")
+            XCTAssertEqual(p.terminationStatus, 1, text)
+            XCTAssertEqual(text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }).count, 1, text.debugDescription)
+            XCTAssert(text.contains(expected), text)
+            // No protocol bytes (an error frame's length and kind) on the terminal.
+            XCTAssertFalse(bytes.contains { $0 < 0x09 || $0 == 0x7f }, "\(bytes)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: other))
+        }
     }
 
     /// A settings file that could unpin the repository by mistake is refused,
@@ -88,6 +132,9 @@ final class ServePinningTests: SyncTestCase {
             ("serve:\n  repository: relative/dir\n", ["serve.repository must be an absolute path"]),
             ("serve:\n  repository: /srv/../etc\n", ["serve.repository must be an absolute path"]),
             ("serve: [1, 2]\n", ["serve must be a mapping"]),
+            // Above the skew past which `latest` and `forget` distrust a snapshot.
+            ("serve:\n  max-clock-skew: 86401\n", ["serve.max-clock-skew must be at most 86400 seconds", "`latest` skips"]),
+            ("serve:\n  max-clock-skew: 31536000\n", ["serve.max-clock-skew must be at most 86400 seconds", "not 31536000"]),
             ("serve: {repository: /x\n", ["not valid YAML"]),
         ]
         for (text, expected) in cases {
