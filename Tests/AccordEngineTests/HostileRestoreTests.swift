@@ -356,6 +356,37 @@ final class HostileRestoreTests: AccordTestCase {
         }
     }
 
+    /// A symlink the snapshot makes pointing inside the target (`/s` ->
+    /// `real`) is not gone through either: what the snapshot puts below it
+    /// fails, and nothing lands in `real` by that route.
+    func testSymlinkWithinTheTargetIsNotFollowed() throws {
+        let (_, s, r) = try craft([dir("/"), dir("/real", mode: 0o755), symlink("/s", to: "real"), file("/s/x"), dir("/s/sub")])
+        try restoreBothWays(s, r) { o, mode in
+            guard restoreLayerRan(o, mode, readerRefuses: "/s/x") else { return }
+            XCTAssertEqual(Set(o.failedPaths), ["/s/x", "/s/sub"], "\(mode): \(o.failures)")
+            XCTAssertTrue(o.failures.allSatisfy { $0.error.contains("symlink") }, "\(mode): \(o.failures)")
+            XCTAssertNil(inTarget("real/x"), "\(mode): nothing written through the symlink")
+            XCTAssertNil(inTarget("real/sub"), "\(mode): nothing made through the symlink")
+        }
+    }
+
+    /// The same with the symlink planted in the target (`l` -> `real`) and a
+    /// valid snapshot that has `/l` as a directory: nothing below `l` goes to `real`.
+    func testPlantedSymlinkWithinTheTargetIsNotFollowed() throws {
+        let (_, s, r) = try craft([dir("/"), dir("/l", mode: 0o755), dir("/l/sub"), file("/l/x"), dir("/real", mode: 0o755)])
+        try restoreBothWays(s, r, prepare: {
+            try TreeBuilder.mkdir(target, mode: 0o755)
+            try TreeBuilder.mkdir(target.appending("real"), mode: 0o755)
+            try Sys.symlink(target: Array("real".utf8), at: target.appending("l"))
+        }) { o, mode in
+            XCTAssertNil(o.refused, "\(mode): a valid snapshot over a hostile target is restored entry by entry")
+            XCTAssertEqual(Set(o.failedPaths), ["/l", "/l/x", "/l/sub"], "\(mode): \(o.failures)")
+            XCTAssertNil(inTarget("real/x"), "\(mode): nothing written through the planted symlink")
+            XCTAssertNil(inTarget("real/sub"), "\(mode): nothing made through the planted symlink")
+            XCTAssertEqual(inTarget("l")?.isSymlink, true, "\(mode)")
+        }
+    }
+
     // MARK: The target itself
 
     func testTargetNamingAFileIsRefusedAndTheFileUntouched() throws {
