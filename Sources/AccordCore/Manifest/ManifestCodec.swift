@@ -13,6 +13,22 @@ public enum ManifestCodec {
     public static let magic: [UInt8] = Array("ACMF".utf8) + [1]
     /// Largest record a reader accepts (a file of 32 million chunks).
     public static let maxRecordLength = 1 << 30
+    /// Most extended attributes one record may have (FORMAT.md, "Validity",
+    /// rule 6): Linux lists a file's xattr names, each NUL-terminated, in at
+    /// most 64 KiB, so a file has at most 32,768 (of one-byte names).
+    public static let maxXattrs = 1 << 15
+    /// Most bytes of xattr names and values, summed, one record may have:
+    /// 64 MiB (Linux allows 64 KiB per value; 1,024 such values).
+    public static let maxXattrBytes = 64 << 20
+
+    /// A record that breaks a validity rule the decoder checks before it
+    /// allocates for the record (its xattr count and size): the reader turns
+    /// it into `ManifestError.invalid` with the record's number.
+    public struct RecordInvalid: Error, CustomStringConvertible {
+        public var path: RawPath
+        public var rule: String
+        public var description: String { "\(ManifestError.quoted(path)): \(rule)" }
+    }
 
     public static func encode(_ e: ManifestEntry, into w: inout ByteWriter) {
         var r = ByteWriter(capacity: 64 + e.path.count + e.blobs.count * 32)
@@ -51,9 +67,26 @@ public enum ManifestCodec {
         let cs = try r.zigzag(), cn = Int64(try u32())
         let inode = try r.varint(), device = try r.varint(), size = try r.varint()
         let link = try r.string(max: 1 << 16)
+        // Each xattr takes at least 2 bytes, but millions of tiny ones cost ~70 bytes of
+        // memory each: the count and the bytes are bounded before anything is allocated.
         let nx = try r.count(max: r.remaining / 2)
+        guard nx <= maxXattrs else {
+            throw RecordInvalid(path: path, rule: "\(nx) extended attributes, more than the \(maxXattrs) a record may have")
+        }
         var xattrs: [ManifestEntry.Xattr] = []
-        for _ in 0..<nx { xattrs.append(.init(name: try r.string(), value: try r.string())) }
+        xattrs.reserveCapacity(nx)
+        var xattrBytes = 0
+        for _ in 0..<nx {
+            var lengths = r   // peek at both lengths before copying either
+            let nameLength = try lengths.count(max: 1 << 20)
+            try lengths.skip(nameLength)
+            let valueLength = try lengths.count(max: 1 << 20)
+            xattrBytes += nameLength + valueLength
+            guard xattrBytes <= maxXattrBytes else {
+                throw RecordInvalid(path: path, rule: "its extended attributes hold more than the \(maxXattrBytes) bytes of names and values a record may have")
+            }
+            xattrs.append(.init(name: try r.string(), value: try r.string()))
+        }
         let nb = try r.count(max: r.remaining / 32)
         var blobs: [BlobID] = []
         blobs.reserveCapacity(nb)
@@ -84,7 +117,10 @@ public final class ManifestWriter {
     private let store: (UnsafeRawBufferPointer) throws -> BlobID
     public private(set) var blobs: [BlobID] = []
     public private(set) var entryCount = 0
-    private var lastPath: RawPath? = nil
+    /// The readers' rules (FORMAT.md, "Validity"), applied to every entry
+    /// appended: a backup fails naming the path rather than write a snapshot
+    /// every reader refuses.
+    private var validator = ManifestValidator()
 
     private let lists: ((UnsafeRawBufferPointer) throws -> BlobID)?
 
@@ -103,13 +139,19 @@ public final class ManifestWriter {
     /// Appends an entry; entries must come in strictly increasing tree order.
     /// `parent` is the same path's entry in the parent snapshot, if any.
     public func append(_ e: ManifestEntry, parent: ManifestEntry? = nil) throws {
-        if let last = lastPath, ManifestEntry.compareTreeOrder(last, e.path) >= 0 {
-            throw DecodeError.invalid("manifest entries out of tree order: \(last.displayPath) then \(e.path.displayPath)", offset: 0)
-        }
-        lastPath = e.path
         // Readers reject a record of more ids (FORMAT.md, "Validity"): fail the backup, not the restore.
         guard e.blobs.count <= ChunkList.maxIDs else {
             throw DecodeError.invalid("\(e.path.displayPath) has \(e.blobs.count) chunks, more than the \(ChunkList.maxIDs) a manifest record may have: back it up with a profile of larger chunks", offset: 0)
+        }
+        do {
+            _ = try validator.check(e, listCount: nil)
+            guard e.xattrs.count <= ManifestCodec.maxXattrs,
+                  e.xattrs.reduce(0, { $0 + $1.name.count + $1.value.count }) <= ManifestCodec.maxXattrBytes else {
+                throw ManifestValidator.Invalid("more than \(ManifestCodec.maxXattrs) extended attributes or \(ManifestCodec.maxXattrBytes) bytes of them")
+            }
+        } catch let invalid as ManifestValidator.Invalid {
+            throw ManifestError.invalid(snapshot: nil, record: validator.record, path: e.path,
+                                        rule: "\(invalid.rule) (the backup wrote no snapshot: readers would refuse it)")
         }
         var e = e
         e.list = nil
@@ -157,6 +199,8 @@ public struct ManifestReader {
     private let load: (BlobID) throws -> [UInt8]
     private var started = false
     private var validator = ManifestValidator()
+    /// Chunk-list counts and the last full list, kept between records.
+    private let lists = ChunkList.Cache()
     /// The snapshot the stream belongs to, named in errors.
     public let snapshot: SnapshotID?
     /// When a record's chunk list cannot be loaded (a blob missing or
@@ -206,7 +250,12 @@ public struct ManifestReader {
         }
         position += used
         guard try fill(length) else { throw DecodeError.truncated(offset: position) }
-        var entry = try buffer.withUnsafeBytes { try ManifestCodec.decodeRecord(UnsafeRawBufferPointer(rebasing: $0[position..<position + length])) }
+        var entry: ManifestEntry
+        do {
+            entry = try buffer.withUnsafeBytes { try ManifestCodec.decodeRecord(UnsafeRawBufferPointer(rebasing: $0[position..<position + length])) }
+        } catch let e as ManifestCodec.RecordInvalid {
+            throw ManifestError.invalid(snapshot: snapshot, record: validator.record + 1, path: e.path, rule: e.rule)
+        }
         position += length
         var bounds = 0...ChunkList.maxIDs
         if validates {
@@ -216,7 +265,7 @@ public struct ManifestReader {
         }
         if let refs = entry.list?.refs {
             do {
-                (entry.blobs, entry.list) = try ChunkList.resolve(refs, maxIDs: bounds.upperBound, load: load)
+                (entry.blobs, entry.list) = try ChunkList.resolve(refs, maxIDs: bounds.upperBound, cache: lists, load: load)
                 try ManifestValidator.checkCount(entry.blobs.count, bounds, entry)
             } catch let e as ChunkList.TooLong {
                 throw invalid(entry, "\(e)")

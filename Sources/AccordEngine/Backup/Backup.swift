@@ -450,7 +450,7 @@ public final class Backup {
                     var source = MemorySource(bytes: f.bytes)
                     let ids = try chunk(&source, stream(.dump), slot: slot, batch: batch)
                     let now = Sys.now()
-                    slot.entry = ManifestEntry(kind: .file, path: normalize(Array(f.path.utf8)), mode: f.mode,
+                    slot.entry = ManifestEntry(kind: .file, path: Array(f.path.utf8), mode: f.mode,
                                                uid: 0, gid: 0, mtimeSec: now.sec, mtimeNsec: now.nsec,
                                                ctimeSec: now.sec, ctimeNsec: now.nsec, size: UInt64(f.bytes.count), blobs: ids)
                 } catch { fail(error) }

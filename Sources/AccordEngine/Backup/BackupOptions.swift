@@ -28,12 +28,8 @@ public enum VirtualPath {
         if u.first != 0x2f { return "it is not absolute (it must start with /)" }
         if u == [0x2f] { return "it is / itself, which is a directory" }
         if u.count > maxLength { return "it is longer than \(maxLength) bytes" }
-        if u.contains(0) { return "it contains a NUL byte" }
-        if u.last == 0x2f { return "it ends with /" }
-        for c in u.dropFirst().split(separator: 0x2f, omittingEmptySubsequences: false) {
-            if c.isEmpty { return "it has an empty component (//)" }
-            if c.elementsEqual([0x2e]) || c.elementsEqual([0x2e, 0x2e]) { return "it has a . or .. component" }
-        }
+        // The manifest's own rule (FORMAT.md, "Validity", rule 1), worded for a name given on the command line.
+        if let why = ManifestEntry.canonicalPathProblem(u) { return "it " + why }
         return nil
     }
 }

@@ -195,13 +195,7 @@ enum RestorePath {
     /// Whether `p` is absolute and canonical: "/" alone, or "/a/b" with no
     /// empty, "." or ".." component, no NUL and no trailing slash.
     static func isCanonical(_ p: RawPath) -> Bool {
-        guard p.first == 0x2f else { return false }
-        if p.count == 1 { return true }
-        if p.contains(0) { return false }
-        for c in p.dropFirst().split(separator: 0x2f, omittingEmptySubsequences: false) {
-            if c.isEmpty || c.elementsEqual([0x2e]) || c.elementsEqual([0x2e, 0x2e]) { return false }
-        }
-        return true
+        ManifestEntry.canonicalPathProblem(p) == nil
     }
 
     /// `p` relative to `root` (both canonical): "" for `root` itself, nil when `p` is not at or below it.
