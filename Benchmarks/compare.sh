@@ -12,7 +12,11 @@
 #                `swift build -c release` if missing and ACCORD was not given)
 #   BENCH_DIR    work dir (default /tmp/accord-bench); everything is written below it
 #   SCALE        size factor (default 1: pgbench scale 30, 25,000 small files, ~1 GiB total)
-#   TOOLS        subset/order of: accord accord-max restic borg-lz4 borg-zlib6 (default: all)
+#   TOOLS        subset/order of: accord accord-max accord-before restic borg-lz4 borg-zlib6
+#                (default: all but accord-before)
+#   ACCORD_BEFORE for the tool accord-before: a second accord binary (say, the last commit's
+#                release build), run exactly as `accord`, so a change is measured before and
+#                after in one run against the same restic/borg figures
 #   BASE_TOOL    tool the ratio columns are computed for (default accord)
 #   DUMP_GROWTH  1 (default): also back up the dump alone day 1 + day 2 for growth; 0 skips
 #   FRESH_CACHE  1 (default as root): drop the page cache and re-read the step's inputs before
@@ -91,8 +95,14 @@ case "$BENCH_DIR" in /*) ;; *) BENCH_DIR=$PWD/$BENCH_DIR ;; esac
 BENCH_DIR=${BENCH_DIR%/}
 [ -n "$BENCH_DIR" ] && [ "$BENCH_DIR" != / ] || die "refusing BENCH_DIR=/"
 for t in $TOOLS; do
-    case "$t" in accord|accord-max|restic|borg-lz4|borg-zlib6) ;; *) die "unknown tool '$t' in TOOLS" ;; esac
+    case "$t" in accord|accord-max|accord-before|restic|borg-lz4|borg-zlib6) ;; *) die "unknown tool '$t' in TOOLS" ;; esac
 done
+if [[ " $TOOLS " == *" accord-before "* ]]; then
+    [ -n "${ACCORD_BEFORE:-}" ] && [ -x "$ACCORD_BEFORE" ] || die "TOOLS names accord-before: set ACCORD_BEFORE to an executable accord binary"
+    ACCORD_BEFORE=$(cd "$(dirname "$ACCORD_BEFORE")" && pwd)/$(basename "$ACCORD_BEFORE")
+fi
+# The binary a tool named accord* runs.
+accord_bin() { if [ "$1" = accord-before ]; then echo "$ACCORD_BEFORE"; else echo "$ACCORD"; fi; }
 has_tool() { case " $TOOLS " in *" $1 "*) return 0 ;; esac; return 1; }
 has_prefix() { case " $TOOLS" in *" $1"*) return 0 ;; esac; return 1; }
 
@@ -281,7 +291,7 @@ measure() {
     esac
     case "$tool" in accord*)
         if [ "$step" != restore ] && [[ $status == ok* ]]; then
-            rep=$("$ACCORD" snapshots list -d "$repo" --json 2>/dev/null | "$PY" "$SCRIPTS/report.py" accord-added || true)
+            rep=$("$(accord_bin "${tool%%+*}")" snapshots list -d "$repo" --json 2>/dev/null | "$PY" "$SCRIPTS/report.py" accord-added || true)
         fi ;;
     esac
     if [[ $status != ok* ]]; then
@@ -318,7 +328,7 @@ init_repo() {  # init_repo TOOL REPO (untimed)
     local tool=$1 repo=$2 rc=0
     REPO[$tool]=$repo
     case "$tool" in
-        accord*) "$ACCORD" init -d "$repo" ;;
+        accord*) "$(accord_bin "${tool%%+*}")" init -d "$repo" ;;
         restic*) restic -r "$repo" --password-file "$RESTIC_PWF" init ;;
         borg*)   borg init -e none "$repo" ;;
     esac >"$LOGS/init.$tool.log" 2>&1 || rc=$?
@@ -341,6 +351,7 @@ backup() {
         accord:cmd)         cmd=("$ACCORD" backup -d "$repo" --tag "$step" --command "/db/pgdump.sql=cat $CORPUS/db/pgdump.sql") ;;
         accord:*)           cmd=("$ACCORD" backup -d "$repo" --tag "$step" "$src") ;;
         accord-max:*)       cmd=("$ACCORD" backup -d "$repo" --compression max --tag "$step" "$src") ;;
+        accord-before:*)    cmd=("$ACCORD_BEFORE" backup -d "$repo" --tag "$step" "$src") ;;
         restic:stdin)       cmd=(restic -r "$repo" --password-file "$RESTIC_PWF" backup --tag "$step" --stdin --stdin-filename pgdump.sql)
                             MEASURE_STDIN=$CORPUS/db/pgdump.sql ;;
         restic:*)           cmd=(restic -r "$repo" --password-file "$RESTIC_PWF" backup --tag "$step" "$src") ;;
@@ -397,7 +408,7 @@ restore() {
         fresh_fs "$target"
         if [ "$round" = warmup ]; then RECORD=0; else RECORD=collect; left=$((left - 1)); fi
         case "$tool" in
-            accord*) measure restore "$tool" "$repo" "$ACCORD" restore -d "$repo" latest --target "$target" ;;
+            accord*) measure restore "$tool" "$repo" "$(accord_bin "$tool")" restore -d "$repo" latest --target "$target" ;;
             restic)  measure restore "$tool" "$repo" restic -r "$repo" --password-file "$RESTIC_PWF" restore latest --target "$target" ;;
             borg*)   arch=$(borg list --short --last 1 "$repo" 2>/dev/null) || arch=change
                      measure restore "$tool" "$repo" env -C "$target" borg extract "$repo::$arch" ;;
