@@ -433,13 +433,15 @@ struct Unlock: ParsableCommand {
         guard (try? Sys.lstat(layout.configPath)) != nil, (try? Sys.stat(Array(layout.lockDirectory.utf8)))?.isDirectory == true else {
             throw RepositoryError.notARepository(repo.path)
         }
-        let (removed, live) = try RepositoryLock.removeLocks(layout, all: all)
+        let (removed, live, left) = try RepositoryLock.removeLocks(layout, all: all)
         for r in removed { print("removed \(escapedText(r))") }
         if removed.isEmpty { print(all ? "no locks" : "no stale locks") }
         for l in live { print("kept live \(escapedText(l))") }
         if !live.isEmpty {
             print("\(live.count) live lock(s) kept: if no accord is running on \(repo.path), remove them with `accord unlock --all -d \(repo.path)`")
         }
+        for l in left { Sys.writeStderr("error: \(escapedText(l))\n") }
+        if !left.isEmpty { throw ExitCode.failure }
     }
 }
 

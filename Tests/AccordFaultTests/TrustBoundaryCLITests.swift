@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-import AccordCore
+@testable import AccordCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -209,10 +209,58 @@ final class TrustBoundaryCLITests: FaultTestCase {
             let r = try accord("prune", "-d", repo)
             XCTAssertFalse(r.ok || r.signaled, "prune ran beside a hostile lock entry:\n\(r)")
             XCTAssertTrue(r.stderr.contains("lock file \(bad) is unreadable") && r.stderr.contains(why), "\(r)")
-            if Files.exists(bad + "/.") { try FileManager.default.removeItem(atPath: bad) } else { try accordOK("unlock", "-d", repo) }
-            XCTAssertEqual(lockNames(), [])
+            // `accord unlock`, as the message says, removes each of them (the directory is empty).
+            let u = try accordOK("unlock", "-d", repo)
+            XCTAssertTrue(u.stdout.contains("removed "), "\(u)")
+            XCTAssertEqual(lockNames(), [], "`accord unlock` left a hostile lock entry (\(why))")
         }
         try accordOK("prune", "-d", repo)
+
+        // A directory that holds something: unlock removes none of it, names
+        // it and says to remove it by hand; an unreadable lock beside it still goes.
+        let other = String(repeating: "f", count: 32)
+        try Files.mkdir(bad)
+        try Files.write(bad + "/kept", Array("not a lock".utf8), mode: 0o600)
+        try Files.write(repo + "/locks/" + other, Array("garbage".utf8), mode: 0o600)
+        let u = try accord("unlock", "-d", repo)
+        XCTAssertEqual(u.status, 1, "unlock did not fail on a directory it cannot remove:\n\(u)")
+        XCTAssertTrue(u.stderr.contains("\(bad) is a directory that is not empty") && u.stderr.contains("remove it by hand (rm -r \(bad))"),
+                      "unlock does not say what to do about the directory:\n\(u)")
+        XCTAssertTrue(u.stdout.contains("removed unreadable lock file \(other)"), "\(u)")
+        XCTAssertEqual(try Files.read(bad + "/kept"), Array("not a lock".utf8), "unlock removed what the directory holds")
+        XCTAssertEqual(lockNames(), [String(repeating: "e", count: 32)])
+        let p = try accord("prune", "-d", repo)
+        XCTAssertFalse(p.ok || p.signaled, "prune ran beside a directory among the locks:\n\(p)")
+        try FileManager.default.removeItem(atPath: bad)
+        try accordOK("prune", "-d", repo)
+    }
+
+    /// The race `list`'s lstat cannot close: a lock entry swapped for a FIFO
+    /// after the lstat. Reading it must fail at once, never wait for a writer.
+    /// A reader that blocks is released by opening the FIFO for writing, so
+    /// a regression fails here instead of hanging the suite.
+    func testReadingALockEntryThatIsAFIFONeverBlocks() throws {
+        let fifo = scratch.sub("fifo")
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        let done = DispatchSemaphore(value: 0)
+        let result = LockedBox<[UInt8]??>(nil)
+        Thread.detachNewThread {
+            result.value = .some(LockProcess.readSmallFile(fifo, limit: LockInfo.maxFileSize))
+            done.signal()
+        }
+        if done.wait(timeout: .now() + 20) == .timedOut {
+            XCTFail("reading a lock entry that is a FIFO blocked (it waited for a writer)")
+            let w = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC)   // there is a reader: this opens, and closing it gives it EOF
+            if w >= 0 { close(w) }
+            _ = done.wait(timeout: .now() + 20)
+            return
+        }
+        XCTAssertNotNil(result.value, "the reader did not finish")
+        XCTAssertNil(result.value ?? nil, "a FIFO was read as a lock file")
+        // The same function still reads a regular file.
+        let file = scratch.sub("lock")
+        try Files.write(file, Array("{}".utf8), mode: 0o600)
+        XCTAssertEqual(LockProcess.readSmallFile(file, limit: LockInfo.maxFileSize), Array("{}".utf8))
     }
 
     func testALockWhosePidWasReusedIsStaleAndTheLiveOneIsNot() throws {
@@ -351,5 +399,16 @@ final class TrustBoundaryCLITests: FaultTestCase {
         try accordOK("forget", "-d", repo, future)
         let after = try accordOK("ls", "-d", repo, "latest")
         XCTAssertFalse(after.stderr.contains("skipping"), "\(after)")
+    }
+}
+
+/// A value handed from another thread.
+private final class LockedBox<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: T
+    init(_ value: T) { stored = value }
+    var value: T {
+        get { lock.lock(); defer { lock.unlock() }; return stored }
+        set { lock.lock(); stored = newValue; lock.unlock() }
     }
 }

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `<repo>/locks/<random>`: who holds the repository and how (FORMAT.md, "Locks").
 /// Backup, restore, check and sync take shared locks; prune, forget, repair
@@ -84,10 +87,15 @@ enum LockProcess {
     }()
 
     /// Reads at most `limit` bytes of a regular file, not following a symlink;
-    /// nil if it cannot be read or is larger.
+    /// nil if it cannot be read, is larger or is not a regular file. A caller's
+    /// `lstat` proves nothing about what is opened: an entry swapped for a FIFO
+    /// in between would block `open` (and `read`) until a writer came, so the
+    /// open never blocks (`O_NONBLOCK`) and the descriptor itself must be a
+    /// regular file.
     static func readSmallFile(_ path: String, limit: Int) -> [UInt8]? {
-        guard let fd = try? Sys.open(path, Sys.O_RDONLY | Sys.O_NOFOLLOW) else { return nil }
+        guard let fd = try? Sys.open(path, Sys.O_RDONLY | Sys.O_NOFOLLOW | O_NONBLOCK | Sys.O_CLOEXEC) else { return nil }
         defer { Sys.close(fd) }
+        guard let st = try? Sys.fstat(fd, path: path), st.isRegular else { return nil }
         var out: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
@@ -207,16 +215,31 @@ public final class RepositoryLock: @unchecked Sendable {
     }
 
     /// Removes stale and unusable locks (or all, with `all`). Returns what was
-    /// removed and the live locks left. A lock released meanwhile is skipped.
-    public static func removeLocks(_ layout: RepositoryLayout, all: Bool) throws -> (removed: [String], live: [String]) {
-        var removed: [String] = [], live: [String] = []
+    /// removed, the live locks left, and the entries it would not remove with
+    /// what to do about each. A lock released meanwhile is skipped. A directory
+    /// among the locks is removed when empty; its contents never are (they are
+    /// no lock, and might be anything): a non-empty one is left, named, for
+    /// the user to look at and remove by hand.
+    public static func removeLocks(_ layout: RepositoryLayout, all: Bool) throws -> (removed: [String], live: [String], left: [String]) {
+        var removed: [String] = [], live: [String] = [], left: [String] = []
         for l in try list(layout) {
             let why: String? = l.info.map { $0.staleReason() } ?? (l.problem ?? "unreadable")
             guard all || why != nil else { live.append(l.info!.summary); continue }
-            do { try Sys.unlink(layout.lockPath(l.name)) } catch let e as SystemError where e.isNotFound { continue }
-            let what = l.info?.summary ?? "unreadable lock file \(l.name)"
+            let path = layout.lockPath(l.name)
+            var what = l.info?.summary ?? "unreadable lock file \(l.name)"
+            do { try Sys.unlink(path) } catch let e as SystemError where e.isNotFound { continue } catch {
+                // unlink refuses a directory (EISDIR on Linux, EPERM elsewhere); rmdir removes only an empty one.
+                guard let st = try? Sys.lstat(path), st.isDirectory else { throw error }
+                do { try Sys.rmdir(Array(path.utf8)) } catch let e as SystemError where e.isNotFound { continue } catch let e as SystemError
+                    where e.errno == ENOTEMPTY || e.errno == EEXIST {
+                    left.append("\(path) is a directory that is not empty, not a lock file; unlock does not remove what a directory holds: "
+                                + "look at it and, if no accord is running on the repository, remove it by hand (rm -r \(path))")
+                    continue
+                }
+                what = "empty directory \(l.name) in the lock directory"
+            }
             removed.append(why.map { "\(what) (\($0))" } ?? "\(what) (live)")
         }
-        return (removed, live)
+        return (removed, live, left)
     }
 }
