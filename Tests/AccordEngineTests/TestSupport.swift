@@ -286,6 +286,11 @@ func spawn(_ executable: String, _ args: [String], cwd: String? = nil, stdout: S
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    // The child starts with stdio only, as from a shell or cron: what the test
+    // process holds (the harness's sockets, pipes of earlier tests) is not
+    // accord's, and under `prlimit --nofile` it would count against accord's
+    // limit (a full run once failed the 128-descriptor walk test that way).
+    posix_spawn_file_actions_addclosefrom_np(&actions, 3)
     var argv = [executable] + args
     if let dir = cwd { argv = ["/usr/bin/env", "--chdir=" + dir] + argv }
     var env = ProcessInfo.processInfo.environment
