@@ -278,6 +278,11 @@ final class Child {
     func kill(_ signal: Int32) { if isRunning { _ = Glibc.kill(pid, signal) } }
 }
 
+/// glibc ≥ 2.34's `posix_spawn_file_actions_addclosefrom_np`, which the Glibc
+/// module does not export (its header guards it with `__USE_MISC`).
+@_silgen_name("posix_spawn_file_actions_addclosefrom_np")
+private func spawnActionsCloseFrom(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ from: Int32) -> Int32
+
 /// Starts `executable args…`; stdout and stderr go to files, stdin is /dev/null.
 func spawn(_ executable: String, _ args: [String], cwd: String? = nil, stdout: String, stderr: String) throws -> Child {
     var actions = posix_spawn_file_actions_t()
@@ -290,7 +295,7 @@ func spawn(_ executable: String, _ args: [String], cwd: String? = nil, stdout: S
     // process holds (the harness's sockets, pipes of earlier tests) is not
     // accord's, and under `prlimit --nofile` it would count against accord's
     // limit (a full run once failed the 128-descriptor walk test that way).
-    posix_spawn_file_actions_addclosefrom_np(&actions, 3)
+    _ = spawnActionsCloseFrom(&actions, 3)
     var argv = [executable] + args
     if let dir = cwd { argv = ["/usr/bin/env", "--chdir=" + dir] + argv }
     var env = ProcessInfo.processInfo.environment
