@@ -110,25 +110,31 @@ struct ManifestValidator {
         throw Invalid("\(count) content blobs for a size of \(e.size) bytes: it must have \(bounds.lowerBound) to \(bounds.upperBound) (chunks are 64 bytes to 64 MiB, at most \(ChunkList.maxIDs) per record)")
     }
 
-    /// Why a path is not absolute and canonical, or nil when it is.
+    /// Why a path is not absolute and canonical, or nil when it is. One pass
+    /// over the bytes: it runs for every record a reader or the writer sees.
     static func pathProblem(_ p: RawPath) -> String? {
-        guard p.first == 0x2f else { return p.isEmpty ? "is empty" : "is not absolute" }
-        if p.count == 1 { return nil }
-        if p.contains(0) { return "holds a NUL byte" }
-        if p.last == 0x2f { return "ends in /" }
-        var start = 1
-        while start <= p.count {
-            var end = start
-            while end < p.count && p[end] != 0x2f { end += 1 }
-            switch end - start {
-            case 0: return "has an empty component (//)"
-            case 1 where p[start] == 0x2e: return "has a . component"
-            case 2 where p[start] == 0x2e && p[start + 1] == 0x2e: return "has a .. component"
-            default: break
+        p.withUnsafeBufferPointer { b -> String? in
+            guard let first = b.first, first == 0x2f else { return b.isEmpty ? "is empty" : "is not absolute" }
+            let n = b.count
+            if n == 1 { return nil }
+            var start = 1   // first byte of the current component
+            var i = 1
+            while i <= n {
+                let c: UInt8 = i < n ? b[i] : 0x2f   // the end closes the last component
+                if c == 0 { return "holds a NUL byte" }
+                if c == 0x2f {
+                    switch i - start {
+                    case 0: return i == n ? "ends in /" : "has an empty component (//)"
+                    case 1 where b[start] == 0x2e: return "has a . component"
+                    case 2 where b[start] == 0x2e && b[start + 1] == 0x2e: return "has a .. component"
+                    default: break
+                    }
+                    start = i + 1
+                }
+                i += 1
             }
-            start = end + 1
+            return nil
         }
-        return nil
     }
 
     static func hash(_ p: RawPath) -> Int {
