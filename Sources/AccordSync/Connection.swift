@@ -120,19 +120,3 @@ public final class FrameConnection {
         return f
     }
 }
-
-extension Sys {
-    /// Waits until `fd` can take more bytes (or has failed: the write then says
-    /// why); false after `seconds` without room. The corresponding C function is `poll`.
-    static func waitWritable(_ fd: Int32, seconds: Double) -> Bool {
-        var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-        let deadline = monotonicSeconds() + seconds
-        while true {
-            let left = Int32(max(0, (deadline - monotonicSeconds()) * 1000))
-            let r = Glibc.poll(&p, 1, left)
-            if r > 0 { return true }
-            if r == 0 { return false }
-            if Glibc.errno != EINTR { return true }
-        }
-    }
-}

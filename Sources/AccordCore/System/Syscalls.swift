@@ -475,8 +475,16 @@ public enum Sys {
     }
 
     /// Waits until `fd` is readable or `seconds` pass. The corresponding C function is `poll`.
-    public static func waitReadable(_ fd: Int32, seconds: Double) -> Bool {
-        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+    public static func waitReadable(_ fd: Int32, seconds: Double) -> Bool { wait(fd, for: Int16(POLLIN), seconds: seconds) }
+
+    /// Waits until `fd` can take more bytes (or has failed: the write then says
+    /// why); false after `seconds` without room. The corresponding C function is `poll`.
+    public static func waitWritable(_ fd: Int32, seconds: Double) -> Bool { wait(fd, for: Int16(POLLOUT), seconds: seconds) }
+
+    /// `poll` on one descriptor until one of `events` (or an error) or the
+    /// deadline; EINTR resumes with the time left.
+    private static func wait(_ fd: Int32, for events: Int16, seconds: Double) -> Bool {
+        var p = pollfd(fd: fd, events: events, revents: 0)
         let deadline = monotonicSeconds() + seconds
         while true {
             let left = Int32(max(0, (deadline - monotonicSeconds()) * 1000))
