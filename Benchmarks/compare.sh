@@ -129,17 +129,10 @@ command -v python3 >/dev/null || need+=(python3)
 command -v runuser >/dev/null || need+=(util-linux)
 command -v diff >/dev/null || need+=(diffutils)
 [ -x "$PG_BIN/initdb" ] && [ -x "$PG_BIN/pgbench" ] && [ -x "$PG_BIN/pg_dump" ] || need+=(postgresql postgresql-client)
-if [ ${#need[@]} -gt 0 ]; then
-    say "installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-if [ ! -x "$PG_BIN/initdb" ]; then   # another PostgreSQL major than 15: take the newest present
-    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
-    [ -x "$PG_BIN/initdb" ] || die "no PostgreSQL server binaries found (set PG_BIN)"
-fi
-id "$PG_USER" >/dev/null 2>&1 || die "user $PG_USER does not exist (set PG_USER)"
+# shellcheck source=Benchmarks/scripts/pg.sh
+. "$HERE/scripts/pg.sh"   # install_needed, pg_find_bin, as_pg, pg_init, pg_start, pg_stop, pg_dump_to_corpus
+install_needed "${need[@]}"
+pg_find_bin
 
 if has_prefix accord && [ ! -x "$ACCORD" ]; then
     [ -z "$ACCORD_GIVEN" ] || die "ACCORD=$ACCORD is not executable"
@@ -180,8 +173,6 @@ PGDATA_DIR=$PGROOT/data
 PGSOCK=$PGROOT/sock
 PGSCALE=$(awk -v s="$SCALE" 'BEGIN { n = int(30 * s + 0.5); print (n < 1 ? 1 : n) }')
 
-# shellcheck source=Benchmarks/scripts/pg.sh
-. "$HERE/scripts/pg.sh"   # as_pg, pg_init, pg_start, pg_stop, pg_dump_to_corpus
 # Free page reporting (virtio-balloon): this VM's kernel hands freed guest
 # memory back to the host, and the next touch of such a page costs the host a
 # fault, 2.5-5.5 µs here. A restore fills ~2 GB of page cache at scale 2, so

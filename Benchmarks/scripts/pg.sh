@@ -1,6 +1,22 @@
 # Throwaway PostgreSQL for the benchmarks, shared by compare.sh and sync-bench.sh.
 # Sourced, not run. Expects: PGROOT PGDATA_DIR PGSOCK PG_USER PG_BIN PY LOGS CORPUS PGSCALE,
-# and a `die` function (pg_change_day2 also ACCOUNTS and NUPD). Sets PG_RUNNING.
+# and `die` and `say` functions (pg_change_day2 also ACCOUNTS and NUPD). Sets PG_RUNNING.
+# install_needed PKG...: apt-get install what the caller found missing (nothing given: nothing done).
+install_needed() {
+    [ $# -gt 0 ] || return 0
+    say "installing $*"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "$@" >/dev/null
+}
+# pg_find_bin: PG_BIN of the newest PostgreSQL present when 15's is absent; PG_USER must exist.
+pg_find_bin() {
+    if [ ! -x "$PG_BIN/initdb" ]; then
+        PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+        [ -x "$PG_BIN/initdb" ] || die "no PostgreSQL server binaries found (set PG_BIN)"
+    fi
+    id "$PG_USER" >/dev/null 2>&1 || die "user $PG_USER does not exist (set PG_USER)"
+}
 as_pg() { (cd "$PGROOT" && runuser -u "$PG_USER" -- env HOME="$PGROOT" "$@"); }
 pg_start() {
     PGPORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -107,6 +107,15 @@ METRICS = [("wall_s", "wall s", f_s), ("cpu_s", "CPU s (user+sys)", f_s),
            ("maxrss_kb", "peak RSS MiB", lambda v: f_mib(v, kb=True)), ("repo_bytes", "repo MiB", f_mib)]
 
 
+def emit(lines, path):
+    """Prints the report and, when --out names a file, writes it there too."""
+    text = "\n".join(lines)
+    if path:
+        with open(path, "w") as f:
+            f.write(text + "\n")
+    print(text)
+
+
 def table(a):
     rows = load(a.csv)
     meta = load_meta(a.meta)
@@ -198,11 +207,7 @@ def table(a):
     if dump1:
         out.append(f"\nDump size: day 1 {f_mib(dump1)} MiB, day 2 {f_mib(dump2)} MiB.")
     out.append("")
-    text = "\n".join(out)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
-    print(text)
+    emit(out, a.out)
 
 
 def compare(a):
@@ -224,11 +229,7 @@ def compare(a):
             body.append(line)
         out.append(md_table(["step"] + tools, body))
         out.append("")
-    text = "\n".join(out)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
-    print(text)
+    emit(out, a.out)
 
 
 def accord_added(_a):

@@ -18,6 +18,20 @@ require_root() {
     [[ "$(id -u)" -eq 0 ]] || die "must run as root (it creates system users and starts daemons)"
 }
 
+# testenv_dir "$@" -> prints the absolute path of the one DIR argument the
+# start/stop scripts take, after checking there is exactly one and we are root.
+# Use as DIR="$(testenv_dir "$@")" (set -e makes its die end the script).
+testenv_dir() {
+    [[ $# -eq 1 ]] || die "usage: $TESTENV_NAME.sh DIR"
+    require_root
+    abs_dir "$1"
+}
+
+# The private PostgreSQL server's binaries and the OS user that runs it
+# (pg-start.sh, pg-stop.sh).
+PGBIN="${PGBIN:-/usr/lib/postgresql/15/bin}"
+PG_USER_OS="accordtest"
+
 # abs_dir DIR -> prints the absolute path of DIR (DIR need not exist yet).
 abs_dir() {
     local d="$1"

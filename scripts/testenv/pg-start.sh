@@ -21,12 +21,7 @@ TESTENV_NAME="pg-start"
 # shellcheck source=scripts/testenv/lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
-PGBIN="${PGBIN:-/usr/lib/postgresql/15/bin}"
-PG_USER_OS="accordtest"
-
-[[ $# -eq 1 ]] || die "usage: pg-start.sh DIR"
-require_root
-DIR="$(abs_dir "$1")"
+DIR="$(testenv_dir "$@")"
 check_plain_path "$DIR"
 
 if [[ ! -x "$PGBIN/postgres" ]]; then

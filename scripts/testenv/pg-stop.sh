@@ -9,12 +9,7 @@ TESTENV_NAME="pg-stop"
 # shellcheck source=scripts/testenv/lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
-PGBIN="${PGBIN:-/usr/lib/postgresql/15/bin}"
-PG_USER_OS="accordtest"
-
-[[ $# -eq 1 ]] || die "usage: pg-stop.sh DIR"
-require_root
-DIR="$(abs_dir "$1")"
+DIR="$(testenv_dir "$@")"
 
 pidfile="$DIR/data/postmaster.pid"
 if [[ ! -f "$pidfile" ]]; then

@@ -36,9 +36,7 @@ HOST_ALIAS="accordtest"
 SUDOERS_FILE="/etc/sudoers.d/accord-testenv"
 SSHD="/usr/sbin/sshd"
 
-[[ $# -eq 1 ]] || die "usage: sshd-start.sh DIR"
-require_root
-DIR="$(abs_dir "$1")"
+DIR="$(testenv_dir "$@")"
 check_plain_path "$DIR"
 BIN_DIR="${ACCORD_BIN_DIR:-}"
 if [[ -n "$BIN_DIR" ]]; then

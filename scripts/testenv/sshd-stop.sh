@@ -12,9 +12,7 @@ source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
 SUDOERS_FILE="/etc/sudoers.d/accord-testenv"
 
-[[ $# -eq 1 ]] || die "usage: sshd-stop.sh DIR"
-require_root
-DIR="$(abs_dir "$1")"
+DIR="$(testenv_dir "$@")"
 
 if [[ -f "$SUDOERS_FILE" ]] && grep -qF "written for $DIR" "$SUDOERS_FILE"; then
     rm -f "$SUDOERS_FILE"
