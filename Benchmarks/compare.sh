@@ -130,7 +130,7 @@ command -v runuser >/dev/null || need+=(util-linux)
 command -v diff >/dev/null || need+=(diffutils)
 [ -x "$PG_BIN/initdb" ] && [ -x "$PG_BIN/pgbench" ] && [ -x "$PG_BIN/pg_dump" ] || need+=(postgresql postgresql-client)
 # shellcheck source=Benchmarks/scripts/pg.sh
-. "$HERE/scripts/pg.sh"   # install_needed, pg_find_bin, as_pg, pg_init, pg_start, pg_stop, pg_dump_to_corpus
+. "$HERE/scripts/pg.sh"   # install_needed, pg_find_bin, make_day1_corpus, as_pg, pg_init, pg_start, pg_stop, pg_dump_to_corpus
 install_needed "${need[@]}"
 pg_find_bin
 
@@ -482,15 +482,7 @@ step_dump2()    { case "$1" in *+cmd) backup dump-day2 "$1" cmd ;; *+stdin) back
 
 # ---------------------------------------------------------------- corpus, day 1
 T0=$(date +%s)
-say "generating corpus at scale $SCALE in $CORPUS (pgbench scale $PGSCALE)"
-pg_init
-pg_start
-"$PG_BIN/createdb" bench 2>/dev/null || true
-"$PG_BIN/pgbench" -i -q -s "$PGSCALE" bench >"$LOGS/pgbench-init.log" 2>&1 ||
-    { tail "$LOGS/pgbench-init.log" >&2; die "pgbench -i failed"; }
-pg_dump_to_corpus 1
-pg_stop
-"$PY" "$SCRIPTS/corpus.py" gen --root "$CORPUS" --scale "$SCALE"
+make_day1_corpus
 DUMP1=$(stat -c %s "$CORPUS/db/pgdump.sql")
 DUMP1_SUM=$(sha256sum "$CORPUS/db/pgdump.sql" | cut -d' ' -f1)
 say "corpus ready in $(( $(date +%s) - T0 )) s: $(du -sh "$CORPUS" | cut -f1), $(find "$CORPUS" -type f | wc -l) files"

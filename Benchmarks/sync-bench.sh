@@ -86,7 +86,7 @@ command -v tar >/dev/null || need+=(tar)
 command -v gzip >/dev/null || need+=(gzip)
 [ -x "$PG_BIN/initdb" ] && [ -x "$PG_BIN/pgbench" ] && [ -x "$PG_BIN/pg_dump" ] || need+=(postgresql postgresql-client)
 # shellcheck source=Benchmarks/scripts/pg.sh
-. "$HERE/scripts/pg.sh"   # install_needed, pg_find_bin, as_pg, pg_init, pg_start, pg_stop, pg_dump_to_corpus
+. "$HERE/scripts/pg.sh"   # install_needed, pg_find_bin, make_day1_corpus, as_pg, pg_init, pg_start, pg_stop, pg_dump_to_corpus
 install_needed "${need[@]}"
 pg_find_bin
 
@@ -247,15 +247,7 @@ transfers() {  # transfers STEP
 
 # ---------------------------------------------------------------- corpus, day 1
 T0=$(date +%s)
-say "generating corpus at scale $SCALE in $CORPUS (pgbench scale $PGSCALE)"
-pg_init
-pg_start
-"$PG_BIN/createdb" bench 2>/dev/null || true
-"$PG_BIN/pgbench" -i -q -s "$PGSCALE" bench >"$LOGS/pgbench-init.log" 2>&1 ||
-    { tail "$LOGS/pgbench-init.log" >&2; die "pgbench -i failed"; }
-pg_dump_to_corpus 1
-pg_stop
-"$PY" "$SCRIPTS/corpus.py" gen --root "$CORPUS" --scale "$SCALE"
+make_day1_corpus
 DAY1_BYTES=$(du -sb "$CORPUS" | cut -f1)
 DAY1_FILES=$(find "$CORPUS" -type f | wc -l)
 DUMP1=$(stat -c %s "$CORPUS/db/pgdump.sql")

@@ -17,6 +17,19 @@ pg_find_bin() {
     fi
     id "$PG_USER" >/dev/null 2>&1 || die "user $PG_USER does not exist (set PG_USER)"
 }
+# make_day1_corpus: the day-1 corpus (needs SCALE SCRIPTS too): a pgbench database of
+# PGSCALE dumped into db/, then corpus.py's small files, CSVs, binaries and YAML.
+make_day1_corpus() {
+    say "generating corpus at scale $SCALE in $CORPUS (pgbench scale $PGSCALE)"
+    pg_init
+    pg_start
+    "$PG_BIN/createdb" bench 2>/dev/null || true
+    "$PG_BIN/pgbench" -i -q -s "$PGSCALE" bench >"$LOGS/pgbench-init.log" 2>&1 ||
+        { tail "$LOGS/pgbench-init.log" >&2; die "pgbench -i failed"; }
+    pg_dump_to_corpus 1
+    pg_stop
+    "$PY" "$SCRIPTS/corpus.py" gen --root "$CORPUS" --scale "$SCALE"
+}
 as_pg() { (cd "$PGROOT" && runuser -u "$PG_USER" -- env HOME="$PGROOT" "$@"); }
 pg_start() {
     PGPORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
