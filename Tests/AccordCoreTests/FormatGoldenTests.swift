@@ -221,7 +221,7 @@ final class FormatGoldenTests: XCTestCase {
     static func renderExample() throws -> String {
         let e = try buildExample()
         var out = """
-        Accord repository format 1: worked example
+        Accord repository format 2: worked example
         Written by Tests/AccordCoreTests/FormatGoldenTests.swift; offsets in hex, lengths in decimal.
 
         blob \(SHA256Hasher.hash(hello).hex)

@@ -2,9 +2,9 @@ import CZlib
 import CLibdeflate
 import CIsal
 
-/// How a blob's bytes are stored in a pack (FORMAT.md, "Blob compression").
+/// How a blob's bytes are stored in a pack (FORMAT.md, "Blob types and compression").
 public enum BlobCompression: UInt8, Sendable {
-    /// Stored as is: deflate did not make it smaller.
+    /// Stored as is: level 0, a blob under 64 bytes, or deflate would not save 1/64 of it.
     case none = 0
     /// zlib format (RFC 1950): 2-byte header, deflate stream, Adler-32.
     case zlib = 1
@@ -106,7 +106,7 @@ public final class Deflater {
 
     /// Compresses `input` into `output` (replacing its contents). Returns
     /// `.none` (and leaves `output` empty) when compression would not save
-    /// at least 1/64 of the size, or the level is 0. A cheap probe of 8 KiB
+    /// at least 1/64 of the size, the input is under 64 bytes, or the level is 0. A cheap probe of 8 KiB
     /// at level 1 skips incompressible data (random, already compressed)
     /// without deflating all of it.
     public func compress(_ input: UnsafeRawBufferPointer, into output: inout [UInt8]) -> BlobCompression {
