@@ -26,7 +26,7 @@ public struct BlobLocation: Equatable, Sendable {
 /// every writer calls before lookups: loading 10 million chunks peaks near
 /// 48 bytes a blob, instead of a hash table's ~100 beside the array. Merging
 /// new entries into a non-empty index copies the sorted array once.
-/// Not thread-safe: callers lock (see `BlobRegistry` in the engine).
+/// Not thread-safe: callers lock (`BlobSink` does).
 public final class MasterIndex {
     struct Record { var id: ID; var location: BlobLocation }
 
@@ -73,6 +73,11 @@ public final class MasterIndex {
     /// Appends one entry of pack number `n` (`packNumber`); `seal()` sorts it in.
     func append(pack n: Int, _ e: PackEntry) {
         pending.append(Record(id: e.id, location: BlobLocation(pack: n, entry: e)))
+    }
+
+    /// Empties the index (before `Repository.loadIndex` reloads it).
+    public func removeAll() {
+        packs = []; packNumbers = [:]; sorted = []; buckets = []; pending = []; bucketBits = 8
     }
 
     /// Room for `count` more entries before `seal()`, so loading does not regrow the array.
