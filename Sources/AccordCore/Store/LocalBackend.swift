@@ -141,3 +141,16 @@ public final class LocalBackend: Backend, @unchecked Sendable {
         }
     }
 }
+
+extension LocalBackend {
+    /// Removes temporary files (of interrupted writes) older than `age`
+    /// seconds from `tmp/`; younger ones may belong to a write or a lock
+    /// being taken right now.
+    public func removeTemporaryFiles(olderThan age: Int64) {
+        let cutoff = Sys.now().sec - age
+        for name in (try? Sys.listDirectory(layout.tmpDirectory)) ?? [] {
+            let p = layout.tmpDirectory + "/" + name
+            if let st = try? Sys.lstat(p), st.mtimeSec < cutoff { try? Sys.unlink(p) }
+        }
+    }
+}

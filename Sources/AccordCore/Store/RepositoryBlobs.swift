@@ -206,15 +206,29 @@ extension Repository {
     /// a repository stores a blob, not of the snapshot): a caller that keeps
     /// or copies stored bytes resolves them itself (`deltaBase(of:location:)`).
     /// Manifest records are validated as they are read (`ManifestReader`);
-    /// the first invalid one throws. Check, prune and both sides of sync use this walk.
+    /// the first invalid one throws. Prune and both sides of sync use this;
+    /// check uses the walk under it.
     public func referencedBlobs(snapshot s: Snapshot, id: SnapshotID? = nil) throws -> [BlobID] {
         var seen = Set<BlobID>()
         var out: [BlobID] = []
-        for m in s.manifestIDs where seen.insert(m).inserted { out.append(m) }
-        var reader = manifestReader(s, id: id)
-        while let e = try reader.next() {
-            for b in e.referencedBlobs where seen.insert(b).inserted { out.append(b) }
-        }
+        try walkReferencedBlobs(snapshot: s, id: id, seen: &seen) { b, _ in out.append(b) }
         return out
+    }
+
+    /// The walk under `referencedBlobs`: calls `blob` for each blob not yet
+    /// in `seen` (which it adds to), with the manifest entry using it (nil for
+    /// a manifest blob), and `entry` for each manifest entry read. With
+    /// `tolerateListErrors`, an entry whose chunk list cannot be read is
+    /// passed on with its `listError` set (check reports it and goes on).
+    /// Errors `blob` or `entry` throw end the walk.
+    public func walkReferencedBlobs(snapshot s: Snapshot, id: SnapshotID? = nil, tolerateListErrors: Bool = false, seen: inout Set<BlobID>,
+                                    entry: (ManifestEntry) throws -> Void = { _ in }, blob: (BlobID, ManifestEntry?) throws -> Void) throws {
+        for m in s.manifestIDs where seen.insert(m).inserted { try blob(m, nil) }
+        var reader = manifestReader(s, id: id)
+        reader.tolerateListErrors = tolerateListErrors
+        while let e = try reader.next() {
+            try entry(e)
+            for b in e.referencedBlobs where seen.insert(b).inserted { try blob(b, e) }
+        }
     }
 }
