@@ -154,6 +154,13 @@ public final class Restore {
         try awaitSegment()
         write(contents)
         try report(contents)
+        try finish(hardlinks: hardlinks, directories: directories, in: target)
+        return result
+    }
+
+    /// After every file's contents: hard links (to files this run restored),
+    /// then directories' metadata, deepest first (so their times stay).
+    func finish(hardlinks: [ManifestEntry], directories: [(entry: ManifestEntry, relative: RawPath)], in target: RestoreTarget) throws {
         for e in hardlinks {
             do {
                 // Only to a file this run restored: never to one outside the
@@ -174,7 +181,6 @@ public final class Restore {
             }
             result.directories += 1
         }
-        return result
     }
 
     /// Makes, writes and finishes the files of one segment (on its own threads;
