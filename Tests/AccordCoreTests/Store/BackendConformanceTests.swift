@@ -64,8 +64,8 @@ class BackendConformanceTests: XCTestCase {
             }
         }
         // Writing a name again replaces the object whole.
-        try [1, 2, 3].withUnsafeBytes { try b.write(.lock, "lock-x", $0) }
-        try [4].withUnsafeBytes { try b.write(.lock, "lock-x", $0) }
+        try ([1, 2, 3] as [UInt8]).withUnsafeBytes { try b.write(.lock, "lock-x", $0) }
+        try ([4] as [UInt8]).withUnsafeBytes { try b.write(.lock, "lock-x", $0) }
         XCTAssertEqual(try b.read(.lock, "lock-x"), [4])
     }
 
@@ -143,7 +143,7 @@ class BackendConformanceTests: XCTestCase {
         XCTAssertEqual(try b.list(.pack), [], "a write cut short must leave nothing under its name")
         assertNotFound(try b.read(.pack, n), .pack, n)
         // Over an existing object: the old one stays whole.
-        try [7, 7].withUnsafeBytes { try b.write(.lock, "lock-a", $0) }
+        try ([7, 7] as [UInt8]).withUnsafeBytes { try b.write(.lock, "lock-a", $0) }
         interrupt()
         XCTAssertThrowsError(try bytes.withUnsafeBytes { try b.write(.lock, "lock-a", $0) })
         XCTAssertEqual(try b.read(.lock, "lock-a"), [7, 7])
@@ -168,7 +168,7 @@ class BackendConformanceTests: XCTestCase {
                     XCTAssertEqual(e as? BackendError, .invalidName(kind, n), "\(kind) \(n.debugDescription): \(e)")
                 }
             }
-            refused { try [1].withUnsafeBytes { try b.write(kind, n, $0) } }
+            refused { try ([1] as [UInt8]).withUnsafeBytes { try b.write(kind, n, $0) } }
             refused { try b.read(kind, n) }
             refused { try b.size(kind, n) }
             refused { try b.delete(kind, n) }
