@@ -128,6 +128,9 @@ public final class Repository: @unchecked Sendable {
         return id
     }
 
+    /// Removes a snapshot (forget); its blobs stay until prune. Durable on return.
+    public func deleteSnapshot(_ id: SnapshotID) throws { try backend.delete(.snapshot, id.hex) }
+
     /// A snapshot dated more than this far ahead of the local clock is suspect
     /// (a wrong clock, or a hostile snapshot made to look newest): `latest`
     /// skips it and `forget` keeps it without letting it take a keep slot.

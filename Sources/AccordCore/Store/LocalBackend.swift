@@ -16,7 +16,8 @@ public final class LocalBackend: Backend, @unchecked Sendable {
     private let fdLock = NSLock()
     /// Open pack descriptors and how many reads use each right now: only
     /// unused ones are closed when the cache is full (others are mid-pread).
-    private var packFDs: [String: (fd: Int32, users: Int)] = [:]
+    /// Keyed by id, with the path made once at open: a read per blob builds no string.
+    private var packFDs: [PackID: (fd: Int32, users: Int, path: String)] = [:]
     static let maxCachedPackFDs = 256
     /// A test seam: runs in `write` after the data is durable in `tmp/`,
     /// before it takes its name; throwing plays a crash at that moment.
@@ -78,7 +79,9 @@ public final class LocalBackend: Backend, @unchecked Sendable {
         try kind.validate(name)
         guard offset >= 0 else { throw SystemError(errno: EINVAL, operation: "pread", path: path(kind, name)) }
         if buffer.isEmpty { return 0 }
-        if kind == .pack { return try withPackFD(name) { fd, p in try Sys.preadFully(fd, buffer.baseAddress!, buffer.count, offset, path: p) } }
+        if kind == .pack, let id = ID(hex: name) {
+            return try withPackFD(id) { fd, p in try Sys.preadFully(fd, buffer.baseAddress!, buffer.count, offset, path: p) }
+        }
         let p = path(kind, name)
         let fd: Int32
         do { fd = try Sys.open(p, Sys.O_RDONLY) } catch let e as SystemError where e.isNotFound {
@@ -102,7 +105,7 @@ public final class LocalBackend: Backend, @unchecked Sendable {
     public func delete(_ kind: ObjectKind, _ name: String) throws {
         try kind.validate(name)
         let p = path(kind, name)
-        if kind == .pack { dropPackFD(name) }
+        if kind == .pack, let id = ID(hex: name) { dropPackFD(id) }
         do { try Sys.unlink(p) } catch let e as SystemError where e.isNotFound {
             throw BackendError.notFound(kind, name, location: location)
         }
@@ -111,33 +114,33 @@ public final class LocalBackend: Backend, @unchecked Sendable {
 
     // MARK: Pack descriptors
 
-    /// Runs `body` with an open descriptor of pack `name` (validated), kept open meanwhile.
-    func withPackFD<T>(_ name: String, _ body: (Int32, String) throws -> T) throws -> T {
-        let p = path(.pack, name)
-        let fd: Int32 = try fdLock.withLock {
-            if let f = packFDs[name] { packFDs[name] = (f.fd, f.users + 1); return f.fd }
+    /// Runs `body` with an open descriptor of pack `id` and its path, kept open meanwhile.
+    func withPackFD<T>(_ id: PackID, _ body: (Int32, String) throws -> T) throws -> T {
+        let (fd, p): (Int32, String) = try fdLock.withLock {
+            if let f = packFDs[id] { packFDs[id] = (f.fd, f.users + 1, f.path); return (f.fd, f.path) }
             if packFDs.count >= Self.maxCachedPackFDs {
                 for (pack, f) in packFDs where f.users == 0 { Sys.close(f.fd); packFDs[pack] = nil }
             }
+            let p = layout.packPath(id)
             let fd: Int32
             do { fd = try Sys.open(p, Sys.O_RDONLY) } catch let e as SystemError where e.isNotFound {
-                throw BackendError.notFound(.pack, name, location: location)
+                throw BackendError.notFound(.pack, id.hex, location: location)
             }
-            packFDs[name] = (fd, 1)
-            return fd
+            packFDs[id] = (fd, 1, p)
+            return (fd, p)
         }
         defer {
             fdLock.withLock {
-                if let f = packFDs[name] { packFDs[name] = (f.fd, f.users - 1) }
+                if let f = packFDs[id] { packFDs[id] = (f.fd, f.users - 1, f.path) }
             }
         }
         return try body(fd, p)
     }
 
     /// Forgets a cached descriptor of a pack about to be deleted.
-    private func dropPackFD(_ name: String) {
+    private func dropPackFD(_ id: PackID) {
         fdLock.withLock {
-            if let f = packFDs[name], f.users == 0 { Sys.close(f.fd); packFDs[name] = nil }
+            if let f = packFDs[id], f.users == 0 { Sys.close(f.fd); packFDs[id] = nil }
         }
     }
 }

@@ -74,7 +74,7 @@ extension Repository {
     /// descriptor, `pread`); fewer only at its end.
     @inline(__always)
     public func readPack(_ id: PackID, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        try backend.withPackFD(id.hex) { fd, path in
+        try backend.withPackFD(id) { fd, path in
             buffer.isEmpty ? 0 : try Sys.preadFully(fd, buffer.baseAddress!, buffer.count, offset, path: path)
         }
     }
