@@ -26,7 +26,7 @@ public struct BlobLocation: Equatable, Sendable {
 /// every writer calls before lookups: loading 10 million chunks peaks near
 /// 48 bytes a blob, instead of a hash table's ~100 beside the array. Merging
 /// new entries into a non-empty index copies the sorted array once.
-/// Not thread-safe: callers lock (`BlobSink` does).
+/// Not thread-safe: callers lock (see `BlobRegistry` in the engine).
 public final class MasterIndex {
     struct Record { var id: ID; var location: BlobLocation }
 
