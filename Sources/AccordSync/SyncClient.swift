@@ -45,7 +45,7 @@ public final class SyncClient {
 
     /// Opens the session; the destination creates its repository with our config if needed.
     public func hello(allowOtherRepository: Bool = false) throws {
-        let config = try AtomicFile.read(repository.layout.configPath)
+        let config = try repository.backend.read(.config, "config")
         try connection.send(.hello(version: Frame.protocolVersion, flags: allowOtherRepository ? Frame.flagAllowOtherRepository : 0, config: config))
         let reply = try connection.expect("the reply to hello", timeout: helloTimeout)
         guard case .helloOK(let version, let config) = reply else { throw ProtocolError.unexpected(reply.kind, expecting: "helloOK") }
@@ -62,16 +62,7 @@ public final class SyncClient {
     }
 
     /// Every blob a snapshot needs: its manifest blobs and all content blobs.
-    func blobs(of s: Snapshot) throws -> [BlobID] {
-        var seen = Set<BlobID>()
-        var out: [BlobID] = []
-        for m in s.manifestIDs where seen.insert(m).inserted { out.append(m) }
-        var reader = repository.manifestReader(s)
-        while let e = try reader.next() {
-            for b in e.referencedBlobs where seen.insert(b).inserted { out.append(b) }
-        }
-        return out
-    }
+    func blobs(of s: Snapshot) throws -> [BlobID] { try repository.referencedBlobs(snapshot: s) }
 
     /// Remembers the blobs of a snapshot the destination already has.
     public func assumeRemoteHas(_ s: Snapshot) throws {
@@ -80,7 +71,10 @@ public final class SyncClient {
 
     /// Sends one snapshot and whatever blobs the destination lacks.
     public func send(_ id: SnapshotID) throws {
-        let json = try AtomicFile.read(repository.layout.snapshotPath(id))
+        let json: [UInt8]
+        do { json = try repository.backend.read(.snapshot, id.hex) } catch BackendError.notFound {
+            throw SystemError(errno: ENOENT, operation: "open", path: repository.layout.snapshotPath(id))
+        }
         let s = try Snapshot.decode(json, name: repository.layout.snapshotPath(id))
         // Said here rather than by the destination after every blob has travelled.
         guard json.count <= Frame.maxSnapshotLength else {
@@ -151,8 +145,8 @@ public final class SyncClient {
     func expand(_ id: BlobID, location l: BlobLocation, stored: [UInt8]) throws -> (BlobCompression, [UInt8]) {
         var plain: [UInt8] = []
         try stored.withUnsafeBytes {
-            try BlobDecoder.decode(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength),
-                                   inflater: inflater, into: &plain, base: repository.readBase)
+            try repository.decodeVerified(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength),
+                                          inflater: inflater, into: &plain)
         }
         var out: [UInt8] = []
         let c = plain.withUnsafeBytes { deflater.compress($0, into: &out) }

@@ -36,7 +36,8 @@ public final class SyncServer {
     let connection: FrameConnection
     var repository: Repository?
     var lock: RepositoryLock?
-    var writer: PackWriter?
+    /// The pack blobs are accepted into (made once the repository is open).
+    var assembler: PackAssembler?
     var pendingPacks: [IndexFile.Pack] = []
     var pending = Set<BlobID>()
     var pendingPrefixes = Set<UInt64>()
@@ -62,7 +63,7 @@ public final class SyncServer {
 
     /// Serves one session. Errors are sent to the client as `error` frames and rethrown.
     public func run() throws {
-        defer { writer?.abandon(); lock?.release() }
+        defer { assembler?.abandon(); lock?.release() }
         do {
             let idle = options.idleTimeout
             while let frame = try connection.receive(timeout: idle, onTimeout: { SyncError.idle(seconds: idle, repository: self.path) },
@@ -104,7 +105,7 @@ public final class SyncServer {
             guard repository == nil else { throw ProtocolError.connectionClosed("by the server: hello was sent twice") }
             try open(clientConfig: configBytes, allowOther: flags & Frame.flagAllowOtherRepository != 0)
             let r = try repo()
-            try connection.send(.helloOK(version: Frame.protocolVersion, config: try AtomicFile.read(r.layout.configPath)))
+            try connection.send(.helloOK(version: Frame.protocolVersion, config: try r.backend.read(.config, "config")))
         case .have(let prefixes):
             let r = try repo()
             var bits = [UInt8](repeating: 0, count: (prefixes.count + 7) / 8)
@@ -240,11 +241,11 @@ public final class SyncServer {
         var storeWhole = false
         do {
             try stored.withUnsafeBytes {
-                try BlobDecoder.decode(stored: $0, id: nil, compression: compression, rawLength: Int(rawLength),
-                                       inflater: inflater, into: &plain, base: { base in
-                                           if let l = r.index.lookup(base), l.compression == .delta { storeWhole = true; return try r.readBlob(base) }
-                                           return try r.readBase(base)
-                                       })
+                try r.decodeVerified(stored: $0, id: nil, compression: compression, rawLength: Int(rawLength),
+                                     inflater: inflater, into: &plain, base: { base in
+                                         if let l = r.index.lookup(base), l.compression == .delta { storeWhole = true; return try r.readBlob(base) }
+                                         return try r.readBase(base)
+                                     })
             }
         } catch {
             throw SyncError.corruptBlob(ID(w0: prefix, w1: 0, w2: 0, w3: 0), reason: "\(error)")
@@ -254,28 +255,25 @@ public final class SyncServer {
             throw SyncError.corruptBlob(ID(w0: prefix, w1: 0, w2: 0, w3: 0), reason: "its content hashes to \(id.short)…, not the announced id")
         }
         if r.index.contains(id) || pending.contains(id) { return }
-        if writer == nil { writer = try PackWriter(layout: r.layout) }
+        if assembler == nil { assembler = r.makePackAssembler() }
+        let full: PackWriter?
         if storeWhole {
             var out: [UInt8] = []
             let c = plain.withUnsafeBytes { deflater.compress($0, into: &out) }
-            try (c == .none ? plain : out).withUnsafeBytes { try writer!.add(id: id, type: type, compression: c, rawLength: Int(rawLength), stored: $0) }
+            full = try (c == .none ? plain : out).withUnsafeBytes { try assembler!.add(id: id, type: type, compression: c, rawLength: Int(rawLength), stored: $0) }
         } else {
-            try stored.withUnsafeBytes { try writer!.add(id: id, type: type, compression: compression, rawLength: Int(rawLength), stored: $0) }
+            full = try stored.withUnsafeBytes { try assembler!.add(id: id, type: type, compression: compression, rawLength: Int(rawLength), stored: $0) }
         }
         pending.insert(id)
         pendingPrefixes.insert(prefix)
         accepted += 1
-        if writer!.size >= r.config.packSize { try closePack() }
+        if let w = full, let sealed = try PackAssembler.seal(w) { pendingPacks.append(sealed.pack) }
         // A client that never flushes must not grow these sets without bound: make them durable now.
         if pending.count >= Self.maxPendingBlobs { _ = try flushPacks() }
     }
 
     func closePack() throws {
-        guard let w = writer else { return }
-        writer = nil
-        if w.isEmpty { w.abandon(); return }
-        let id = try w.finish()
-        pendingPacks.append(.init(id: id, blobs: w.entries))
+        if let sealed = try assembler?.finish() { pendingPacks.append(sealed.pack) }
     }
 
     /// Makes every accepted blob durable: packs, then one index file.
@@ -311,19 +309,18 @@ public final class SyncServer {
         if s.time.seconds > now.seconds + options.maxClockSkew {
             throw SyncError.snapshotInFuture(id, time: s.time.rfc3339, now: now.rfc3339, skew: options.maxClockSkew)
         }
-        for m in s.manifestIDs where !r.index.contains(m) { throw SyncError.snapshotIncomplete(id, missing: m) }
-        var reader = r.manifestReader(s, id: id)
         var record = 0
-        while true {
-            let entry: ManifestEntry?
-            do { entry = try reader.next() } catch {
-                throw SyncError.snapshotRejected(id, reason: "its manifest was refused after \(record) valid record(s): \(error)")
+        var seen = Set<BlobID>()
+        do {
+            try r.walkReferencedBlobs(snapshot: s, id: id, seen: &seen, entry: { _ in record += 1 }) { b, _ in
+                guard r.index.contains(b) else { throw SyncError.snapshotIncomplete(id, missing: b) }
             }
-            guard let e = entry else { break }
-            record += 1
-            for b in e.referencedBlobs where !r.index.contains(b) { throw SyncError.snapshotIncomplete(id, missing: b) }
+        } catch let e as SyncError {
+            throw e
+        } catch {
+            throw SyncError.snapshotRejected(id, reason: "its manifest was refused after \(record) valid record(s): \(error)")
         }
-        try AtomicFile.write(json, to: r.layout.snapshotPath(id), tmpDirectory: r.layout.tmpDirectory)
+        try json.withUnsafeBytes { try r.backend.write(.snapshot, id.hex, $0) }
         log("stored snapshot \(id.short)")
         return id
     }

@@ -4,7 +4,7 @@ import AccordCore
 @testable import AccordEngine
 import AccordTestSupport
 
-/// How a restore shares a pack's blobs among its threads (`PackOrderedWriter.makeJobs`).
+/// How a restore shares a pack's blobs among its threads (`RestoreFileWriter.makeJobs`).
 final class RestoreJobTests: AccordTestCase {
     /// Twenty files of one 3 MiB content, then small ones: the shared
     /// chunks' references interleave the twenty files over ~60 MiB of
@@ -21,7 +21,7 @@ final class RestoreJobTests: AccordTestCase {
         _ = try backup(root.string)
 
         let repository = try openRepository()
-        let writer = PackOrderedWriter(repository: repository, threads: 2, progress: nil)
+        let writer = RestoreFileWriter(repository: repository, threads: 2, progress: nil)
         for e in try manifestEntries(repository) where e.kind == .file { writer.add(e, at: e.path) }
         let jobs = writer.makeJobs()
         XCTAssertGreaterThan(jobs.count, writer.byPack.filter { !$0.isEmpty }.count,
@@ -57,7 +57,7 @@ final class RestoreJobTests: AccordTestCase {
         _ = try backup(root.string, extra: ["--threads", "1"])   // one reader: each file's chunks lie together
 
         let repository = try openRepository()
-        let writer = PackOrderedWriter(repository: repository, threads: 2, progress: nil)
+        let writer = RestoreFileWriter(repository: repository, threads: 2, progress: nil)
         for e in try manifestEntries(repository) where e.kind == .file { writer.add(e, at: e.path) }
         let jobs = writer.makeJobs()
         let shared = jobs.map { writer.mainSharedFile($0) }

@@ -8,8 +8,8 @@
 ///
 /// Index files are only ever added (by backup, sync, repair) or replaced as
 /// a whole (by prune, which writes the new one before deleting the old).
-public struct IndexFile: Equatable {
-    public struct Pack: Equatable {
+public struct IndexFile: Equatable, Sendable {
+    public struct Pack: Equatable, Sendable {
         public var id: PackID
         public var blobs: [PackEntry]
         public init(id: PackID, blobs: [PackEntry]) { self.id = id; self.blobs = blobs }

@@ -1,28 +1,28 @@
-/// Loads index files into a `MasterIndex` a piece at a time.
+/// The one reader of index files: it feeds a file's entries to a sink a
+/// piece at a time, reading through the repository's backend.
 ///
-/// `Repository.readIndexFile` reads a whole file, checks its hash, then
-/// decodes it: the file's bytes and its decoded entries (~100 bytes a blob)
-/// are both in memory at once, beside the index they go into. Loading is the
+/// A whole-file reader would hold the file's bytes and its decoded entries
+/// (~100 bytes a blob) at once, beside the index they go into. Loading is the
 /// largest allocation of a no-change backup or a restore, so this reader
 /// holds one 1 MiB window instead: it hashes each piece as it reads it and
-/// appends each blob record straight into the index. A file that turns out
-/// not to match its name throws after some of its entries went in; every
-/// caller then gives up on the index (the command fails), so nothing uses them.
+/// hands each blob record straight to the sink (`MasterIndex` for
+/// `Repository.loadIndex`, an `IndexFile` for `Repository.readIndexFile`). A
+/// file that turns out not to match its name throws after some of its entries
+/// went in; every caller then gives up on the index (the command fails), so
+/// nothing uses them.
 struct IndexLoader {
     static let window = 1 << 20
 
-    let index: MasterIndex
-    /// Only entries of these packs are added (`nil`: all).
-    let present: Set<PackID>?
+    let backend: any Backend
 
-    /// Reads `path`, which must hash to `id`; adds its entries.
-    func load(_ path: String, id: ID) throws {
-        let fd = try Sys.open(path, Sys.O_RDONLY)
-        defer { Sys.close(fd) }
-        let size = Int(try Sys.fstat(fd, path: path).size)
-        var input = Input(fd: fd, path: path, size: size)
+    /// Reads index file `id`, which must hash to its name; gives its entries to `sink`.
+    func load<S: IndexSink>(_ id: ID, into sink: inout S) throws {
+        let name = id.hex
+        let path = (backend as? LocalBackend)?.path(.index, name) ?? backend.location + "/index/" + name
+        let size = Int(try backend.size(.index, name))
+        var input = Input(backend: backend, name: name, path: path, size: size)
         do {
-            try decode(&input)
+            try decode(&input, &sink)
         } catch let error as DecodeError {
             // A file cut short or altered mostly fails to decode before its
             // hash is known: name the cause that matters, the hash, when it differs.
@@ -37,7 +37,7 @@ struct IndexLoader {
         }
     }
 
-    private func decode(_ r: inout Input) throws {
+    private func decode<S: IndexSink>(_ r: inout Input, _ sink: inout S) throws {
         try r.need(12)
         guard r.bytes(8).elementsEqual(IndexFile.magic) else {
             throw DecodeError.invalid("not an Accord index file (bad magic)", offset: 0)
@@ -50,11 +50,10 @@ struct IndexLoader {
             let pack = r.id()
             let n = Int(r.u32())
             guard n <= r.remaining / IndexFile.blobRecordSize else { throw DecodeError.truncated(offset: r.offset) }
-            let keep = present?.contains(pack) ?? true
-            let number = keep ? index.packNumber(pack) : -1
+            let keep = sink.beginPack(pack, blobs: n)
             for _ in 0..<n {
                 let entry = try r.record(IndexFile.blobRecordSize) { try IndexFile.decodeBlob(&$0) }
-                if keep { index.append(pack: number, entry) }
+                if keep { sink.add(entry) }
             }
         }
         guard r.remaining == 0 else { throw DecodeError.invalid("trailing bytes after the last pack", offset: r.offset) }
@@ -62,7 +61,8 @@ struct IndexLoader {
 
     /// A window over the file, refilled on demand; every byte read is hashed once.
     struct Input {
-        let fd: Int32
+        let backend: any Backend
+        let name: String
         let path: String
         let size: Int
         var buffer: [UInt8] = []
@@ -71,8 +71,8 @@ struct IndexLoader {
         var fileOffset = 0     // file offset of buffer[end]
         let hasher = SHA256Hasher()
 
-        init(fd: Int32, path: String, size: Int) {
-            self.fd = fd; self.path = path; self.size = size
+        init(backend: any Backend, name: String, path: String, size: Int) {
+            self.backend = backend; self.name = name; self.path = path; self.size = size
             buffer = [UInt8](repeating: 0, count: Swift.min(IndexLoader.window, Swift.max(size, 64)))
         }
 
@@ -93,7 +93,7 @@ struct IndexLoader {
             while end - start < n && fileOffset < size {
                 let want = Swift.min(buffer.count - end, size - fileOffset)
                 let got = try buffer.withUnsafeMutableBytes { b in
-                    try Sys.preadFully(fd, b.baseAddress! + end, want, Int64(fileOffset), path: path)
+                    try backend.read(.index, name, at: Int64(fileOffset), into: UnsafeMutableRawBufferPointer(rebasing: b[end..<end + want]))
                 }
                 if got == 0 { break }   // the file shrank while being read
                 buffer.withUnsafeBytes { b in hasher.update(data: UnsafeRawBufferPointer(rebasing: b[end..<end + got])) }
@@ -110,7 +110,7 @@ struct IndexLoader {
             while fileOffset < size {
                 let want = Swift.min(buffer.count, size - fileOffset)
                 let got = (try? buffer.withUnsafeMutableBytes { b in
-                    try Sys.preadFully(fd, b.baseAddress!, want, Int64(fileOffset), path: path)
+                    try backend.read(.index, name, at: Int64(fileOffset), into: UnsafeMutableRawBufferPointer(rebasing: b[..<want]))
                 }) ?? 0
                 if got == 0 { return }
                 buffer.withUnsafeBytes { b in hasher.update(data: UnsafeRawBufferPointer(rebasing: b[0..<got])) }
@@ -141,6 +141,37 @@ struct IndexLoader {
             return buffer.withUnsafeBytes { ID(bytes: $0.baseAddress! + start) }
         }
     }
+}
+
+/// Where `IndexLoader` puts a file's entries.
+protocol IndexSink {
+    /// A pack's record begins, with `blobs` entries; false: skip its entries.
+    mutating func beginPack(_ id: PackID, blobs: Int) -> Bool
+    mutating func add(_ entry: PackEntry)
+}
+
+/// Loads entries into the master index, leaving out packs not `present`.
+struct MasterIndexSink: IndexSink {
+    let index: MasterIndex
+    let present: Set<PackID>?
+    var number = -1
+    mutating func beginPack(_ id: PackID, blobs: Int) -> Bool {
+        guard present?.contains(id) ?? true else { return false }
+        number = index.packNumber(id)
+        return true
+    }
+    mutating func add(_ entry: PackEntry) { index.append(pack: number, entry) }
+}
+
+/// Collects a file's entries as an `IndexFile`.
+struct IndexFileSink: IndexSink {
+    var file = IndexFile(packs: [])
+    mutating func beginPack(_ id: PackID, blobs: Int) -> Bool {
+        file.packs.append(.init(id: id, blobs: []))
+        file.packs[file.packs.count - 1].blobs.reserveCapacity(blobs)
+        return true
+    }
+    mutating func add(_ entry: PackEntry) { file.packs[file.packs.count - 1].blobs.append(entry) }
 }
 
 private extension DecodeError {

@@ -75,6 +75,11 @@ public final class MasterIndex {
         pending.append(Record(id: e.id, location: BlobLocation(pack: n, entry: e)))
     }
 
+    /// Empties the index (before `Repository.loadIndex` reloads it).
+    public func removeAll() {
+        packs = []; packNumbers = [:]; sorted = []; buckets = []; pending = []; bucketBits = 8
+    }
+
     /// Room for `count` more entries before `seal()`, so loading does not regrow the array.
     public func reserve(_ count: Int) { pending.reserveCapacity(pending.count + count) }
 

@@ -1,95 +1,45 @@
-/// Reads blobs and headers from pack files.
+/// Reads headers and delta bases from pack bytes. The bytes come through a
+/// reader (`Repository` passes its backend's ranged read), so nothing here
+/// opens a file.
 public enum PackReader {
-    /// Reads and decodes the header at the end of an open pack.
-    public static func readHeader(fd: Int32, size: Int, path: String) throws -> [PackEntry] {
+    /// Reads up to `buffer.count` bytes at an offset of one pack; returns how many.
+    public typealias RangeReader = (_ offset: Int64, _ buffer: UnsafeMutableRawBufferPointer) throws -> Int
+
+    /// Reads and decodes the header at the end of a pack of `size` bytes.
+    public static func readHeader(size: Int, read: RangeReader) throws -> [PackEntry] {
         guard size >= PackFormat.trailerSize + 8 else { throw PackError.truncatedPack(size: size) }
         var trailer = [UInt8](repeating: 0, count: PackFormat.trailerSize)
-        let n = try trailer.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, $0.count, Int64(size - PackFormat.trailerSize), path: path) }
+        let n = try trailer.withUnsafeMutableBytes { try read(Int64(size - PackFormat.trailerSize), $0) }
         guard n == PackFormat.trailerSize else { throw PackError.truncatedPack(size: size) }
         let headerLength = try trailer.withUnsafeBytes { try PackFormat.decodeTrailer($0, packSize: size) }
         var header = [UInt8](repeating: 0, count: headerLength)
         let start = size - PackFormat.trailerSize - headerLength
-        let m = try header.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, $0.count, Int64(start), path: path) }
+        let m = try header.withUnsafeMutableBytes { try read(Int64(start), $0) }
         guard m == headerLength else { throw PackError.truncatedPack(size: size) }
         return try header.withUnsafeBytes { try PackFormat.decodeHeader($0, packSize: size) }
     }
 
+    /// Decodes the header of a pack read whole (check's `--read-data`).
+    public static func decodeHeader(whole buf: UnsafeRawBufferPointer) throws -> [PackEntry] {
+        guard buf.count >= PackFormat.trailerSize + 8 else { throw PackError.truncatedPack(size: buf.count) }
+        let hl = try PackFormat.decodeTrailer(UnsafeRawBufferPointer(rebasing: buf[(buf.count - PackFormat.trailerSize)...]), packSize: buf.count)
+        return try PackFormat.decodeHeader(UnsafeRawBufferPointer(rebasing: buf[(buf.count - PackFormat.trailerSize - hl)..<(buf.count - PackFormat.trailerSize)]), packSize: buf.count)
+    }
+
     /// The base id a delta blob names: the first 32 of its stored bytes, read
-    /// at `offset` from an open pack. Nil if the pack ends before them.
-    public static func readDeltaBase(fd: Int32, offset: UInt32, path: String) throws -> BlobID? {
+    /// at `offset`. Nil if the pack ends before them.
+    public static func readDeltaBase(offset: UInt32, read: RangeReader) throws -> BlobID? {
         var idBytes = [UInt8](repeating: 0, count: 32)
-        let n = try idBytes.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, 32, Int64(offset), path: path) }
+        let n = try idBytes.withUnsafeMutableBytes { try read(Int64(offset), $0) }
         return n == 32 ? idBytes.withUnsafeBytes { ID(bytes: $0.baseAddress!) } : nil
     }
 
+    /// The header of a loose pack file (tests and tools; a repository's packs
+    /// are read through `Repository.readPackHeader`, over its backend).
     public static func readHeader(path: String) throws -> [PackEntry] {
         let fd = try Sys.open(path, Sys.O_RDONLY)
         defer { Sys.close(fd) }
         let st = try Sys.fstat(fd, path: path)
-        return try readHeader(fd: fd, size: Int(st.size), path: path)
-    }
-}
-
-/// Turns stored bytes back into a blob's bytes and verifies the id.
-public enum BlobDecoder {
-    /// Gives the bytes of a delta blob's base (a blob stored whole), verified.
-    public typealias BaseReader = (BlobID) throws -> [UInt8]
-
-    /// Inflates (if compressed) or applies the delta, and checks SHA-256 == id.
-    /// With `id` nil the hash is left to the caller. A delta blob needs `base`.
-    public static func decode(stored: UnsafeRawBufferPointer, id: BlobID?, compression: BlobCompression, rawLength: Int,
-                              inflater: Inflater, into output: inout [UInt8], base: BaseReader? = nil) throws {
-        let shown = id ?? ID.zero
-        // No chunk exceeds 64 MiB: a larger length is a damaged header, not a reason to allocate it.
-        guard rawLength <= 64 << 20 else { throw BlobError.corrupt(shown, reason: "raw length \(rawLength) exceeds the 64 MiB chunk limit") }
-        switch compression {
-        case .none:
-            guard stored.count == rawLength else { throw BlobError.corrupt(shown, reason: "stored length \(stored.count) ≠ \(rawLength)") }
-            output.removeAll(keepingCapacity: true)
-            output.append(contentsOf: stored)
-        case .zlib:
-            do { try inflater.inflate(stored, rawLength: rawLength, into: &output) } catch {
-                throw BlobError.corrupt(shown, reason: "\(error)")
-            }
-        case .delta:
-            guard stored.count > 32 else { throw BlobError.corrupt(shown, reason: "delta blob of \(stored.count) bytes has no program") }
-            guard let base else { throw BlobError.corrupt(shown, reason: "\(DeltaError.noBase)") }
-            let baseID = ID(bytes: stored.baseAddress!)
-            let baseBytes: [UInt8]
-            do { baseBytes = try base(baseID) } catch {
-                throw BlobError.baseUnreadable(shown, base: baseID, underlying: error)
-            }
-            do {
-                try baseBytes.withUnsafeBytes {
-                    try DeltaCodec.apply(program: UnsafeRawBufferPointer(rebasing: stored[32...]), base: $0, rawLength: rawLength, into: &output)
-                }
-            } catch {
-                throw BlobError.corrupt(shown, reason: "\(error)")
-            }
-        }
-        guard let id else { return }
-        let actual = output.withUnsafeBytes { SHA256Hasher.hash($0) }
-        guard actual == id else { throw BlobError.corrupt(id, reason: "content hashes to \(actual.short)") }
-    }
-
-    /// The base id a delta blob's stored bytes name.
-    public static func deltaBase(stored: UnsafeRawBufferPointer) -> BlobID? {
-        stored.count > 32 ? ID(bytes: stored.baseAddress!) : nil
-    }
-}
-
-public enum BlobError: Error, CustomStringConvertible {
-    case corrupt(BlobID, reason: String)
-    case notInIndex(BlobID)
-    case inPack(BlobID, pack: PackID, offset: UInt32, underlying: Error)
-    case baseUnreadable(BlobID, base: BlobID, underlying: Error)
-
-    public var description: String {
-        switch self {
-        case .corrupt(let id, let reason): return "blob \(id) is corrupt (\(reason))"
-        case .notInIndex(let id): return "blob \(id) is not in the index: the repository is missing data; run `accord check`"
-        case .inPack(let id, let pack, let offset, let e): return "blob \(id) in pack \(pack) at offset \(offset): \(e); run `accord check --read-data`"
-        case .baseUnreadable(let id, let base, let e): return "blob \(id.short) is stored as a delta on blob \(base.short), which cannot be read (\(e))"
-        }
+        return try readHeader(size: Int(st.size)) { try Sys.preadFully(fd, $1.baseAddress!, $1.count, $0, path: path) }
     }
 }

@@ -3,16 +3,26 @@
 /// target directory. Durable on return.
 public enum AtomicFile {
     public static func write(_ bytes: [UInt8], to path: String, tmpDirectory: String, mode: UInt32 = 0o600) throws {
+        try bytes.withUnsafeBytes { try write($0, to: path, tmpDirectory: tmpDirectory, mode: mode) }
+    }
+
+    /// `write` of bytes in place. `beforeRename` runs after the fsync, before
+    /// the name appears (a test throws there to play a crash).
+    public static func write(_ bytes: UnsafeRawBufferPointer, to path: String, tmpDirectory: String, mode: UInt32 = 0o600,
+                             beforeRename: (() throws -> Void)? = nil) throws {
         let tmp = tmpDirectory + "/" + hexString(Sys.randomBytes(8)) + ".tmp"
         let fd = try Sys.open(tmp, Sys.O_WRONLY | Sys.O_CREAT | Sys.O_EXCL, mode: mode)
+        var isOpen = true   // closed once only: another thread may reuse the number
         do {
             try Sys.writeAll(fd, bytes, path: tmp)
             try Sys.fsync(fd, path: tmp)
             Sys.close(fd)
+            isOpen = false
+            try beforeRename?()
             try Sys.rename(tmp, path)
             try Sys.fsyncDirectory(parent(of: path))
         } catch {
-            Sys.close(fd)
+            if isOpen { Sys.close(fd) }
             try? Sys.unlink(tmp)
             throw error
         }

@@ -1,31 +1,34 @@
 import Foundation
 
-/// A repository on a local filesystem: config, packs, index, snapshots, locks.
+/// The one door to a repository: everything that reads or writes its
+/// objects goes through here (or through `backend`, which this owns). It
+/// holds the config, the index, the pack descriptor cache (in `backend`),
+/// blob lookup and decoding (`readVerified`, the one home of delta-base
+/// resolution), pack assembly (`makePackAssembler`), commit (`writeIndex`,
+/// then `saveSnapshot`) and the walk of a snapshot's blobs
+/// (`referencedBlobs`). Pack and blob reads live in `Store/RepositoryBlobs.swift`.
 ///
-/// Thread safety: `readBlob` may be called from many threads at once (pack
-/// descriptors are cached under a lock and read with `pread`); everything
-/// else is called from one thread.
+/// Thread safety: `readBlob`/`readVerified` may be called from many threads
+/// at once (the backend caches pack descriptors under its lock and reads
+/// with `pread`); everything else is called from one thread.
+/// `@unchecked Sendable` for that reason: `index` and `indexFiles` change
+/// only on the owning thread, before or after reader threads run.
 public final class Repository: @unchecked Sendable {
     public let layout: RepositoryLayout
     public let config: RepositoryConfig
     public let gear: GearTable
+    /// Where the objects are (today's files; an object store next).
+    public let backend: LocalBackend
     public let index = MasterIndex()
     /// Index files loaded (names), to tell which packs are indexed.
-    public private(set) var indexFiles: [ID] = []
-
-    private let fdLock = NSLock()
-    /// Open pack descriptors and how many reads use each right now: only
-    /// unused ones are closed when the cache is full (others are mid-pread).
-    private var packFDs: [PackID: (fd: Int32, users: Int)] = [:]
-    private static let maxCachedPackFDs = 256
+    public internal(set) var indexFiles: [ID] = []
 
     init(layout: RepositoryLayout, config: RepositoryConfig) {
         self.layout = layout
         self.config = config
+        backend = LocalBackend(layout: layout)
         gear = GearTable(seed: config.seed)
     }
-
-    deinit { for f in packFDs.values { Sys.close(f.fd) } }
 
     // MARK: Opening
 
@@ -55,7 +58,7 @@ public final class Repository: @unchecked Sendable {
     }
 
     /// Opens an existing repository (or creates it when `create` is set and
-    /// the path holds none). Loads the config; call `loadIndex()` next.
+    /// the path holds none). Loads the config; `loadIndex()` loads the index.
     public static func open(at path: String, create: Bool = false) throws -> Repository {
         let layout = RepositoryLayout(root: path)
         let st: FileStatus
@@ -89,173 +92,18 @@ public final class Repository: @unchecked Sendable {
         return Array(try e.encode(v)) + [0x0a]
     }
 
-    // MARK: Index
-
-    /// Names of the index files present.
-    public func listIndexFiles() throws -> [ID] {
-        try Sys.listDirectory(layout.indexDirectory).compactMap(ID.init(hex:))
-    }
-
-    /// Reads and verifies one index file.
-    public func readIndexFile(_ id: ID) throws -> IndexFile {
-        let path = layout.indexPath(id)
-        let bytes = try AtomicFile.read(path)
-        guard bytes.withUnsafeBytes({ SHA256Hasher.hash($0) }) == id else {
-            throw RepositoryError.indexCorrupt(path, reason: "content does not match its name (truncated or altered)")
-        }
-        do { return try bytes.withUnsafeBytes { try IndexFile.decode($0) } } catch {
-            throw RepositoryError.indexCorrupt(path, reason: "\(error)")
-        }
-    }
-
-    /// Loads every index file into `index`. A corrupt file throws (run `repair index`).
-    /// Entries of packs missing on disk are left out, so a copy of the same blob in
-    /// another pack is used instead (and a backup stores a lost blob again).
-    /// Files are read a window at a time (`IndexLoader`), into an index sized
-    /// once from the files' sizes.
-    public func loadIndex() throws {
-        let present = Set(try listPacks())
-        let files = try listIndexFiles()
-        var records = 0
-        for id in files { records += Int((try? Sys.stat(Array(layout.indexPath(id).utf8)).size) ?? 0) / IndexFile.blobRecordSize }
-        index.reserve(records)
-        let loader = IndexLoader(index: index, present: present)
-        for id in files {
-            try loader.load(layout.indexPath(id), id: id)
-            indexFiles.append(id)
-        }
-        index.seal()
-    }
-
-    /// Writes an index file for these packs; durable on return.
-    @discardableResult
-    public func writeIndex(_ file: IndexFile) throws -> ID {
-        let bytes = file.encode()
-        let id = bytes.withUnsafeBytes { SHA256Hasher.hash($0) }
-        try AtomicFile.write(bytes, to: layout.indexPath(id), tmpDirectory: layout.tmpDirectory)
-        indexFiles.append(id)
-        return id
-    }
-
-    /// Every pack file present under data/, by id.
-    public func listPacks() throws -> [PackID] {
-        var out: [PackID] = []
-        for sub in try Sys.listDirectory(layout.dataDirectory) where sub.count == 2 {
-            for name in try Sys.listDirectory(layout.dataDirectory + "/" + sub) {
-                if let id = ID(hex: name) { out.append(id) }
-            }
-        }
-        return out
-    }
-
-    /// Packs written by a backup that died before its index was written are
-    /// complete and valid: index them now so their blobs are reused. Returns
-    /// how many packs were adopted. Unreadable packs are left for `check`.
-    @discardableResult
-    public func adoptUnindexedPacks() throws -> Int {
-        var adopted: [IndexFile.Pack] = []
-        for id in try listPacks() where !index.containsPack(id) {
-            guard let entries = try? PackReader.readHeader(path: layout.packPath(id)) else { continue }
-            adopted.append(.init(id: id, blobs: entries))
-        }
-        if adopted.isEmpty { return 0 }
-        let file = IndexFile(packs: adopted)
-        try writeIndex(file)
-        index.add(file)
-        index.seal()
-        return adopted.count
-    }
-
-    // MARK: Blobs
-
-    /// Runs `body` with an open descriptor of the pack, kept open meanwhile.
-    private func withPackFD<T>(_ id: PackID, blob: BlobID, _ body: (Int32) throws -> T) throws -> T {
-        let fd: Int32 = try fdLock.withLock {
-            if let f = packFDs[id] { packFDs[id] = (f.fd, f.users + 1); return f.fd }
-            if packFDs.count >= Self.maxCachedPackFDs {
-                for (pack, f) in packFDs where f.users == 0 { Sys.close(f.fd); packFDs[pack] = nil }
-            }
-            let fd: Int32
-            do { fd = try Sys.open(layout.packPath(id), Sys.O_RDONLY) } catch let e as SystemError where e.isNotFound {
-                throw RepositoryError.packMissing(id, blob: blob)
-            }
-            packFDs[id] = (fd, 1)
-            return fd
-        }
-        defer {
-            fdLock.withLock {
-                if let f = packFDs[id] { packFDs[id] = (f.fd, f.users - 1) }
-            }
-        }
-        return try body(fd)
-    }
-
-    /// Reads a blob's stored bytes (still compressed).
-    public func readStored(_ id: BlobID, location l: BlobLocation, into buffer: inout [UInt8]) throws {
-        let pack = index.pack(of: l)
-        buffer.resizeForOverwrite(Int(l.storedLength))
-        let n = try withPackFD(pack, blob: id) { fd in
-            try buffer.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, $0.count, Int64(l.offset), path: layout.packPath(pack)) }
-        }
-        guard n == Int(l.storedLength) else {
-            throw BlobError.inPack(id, pack: pack, offset: l.offset, underlying: PackError.truncatedPack(size: Int(l.offset) + n))
-        }
-    }
-
-    /// Reads, inflates and verifies a blob.
-    public func readBlob(_ id: BlobID, inflater: Inflater, scratch: inout [UInt8], into output: inout [UInt8]) throws {
-        guard let l = index.lookup(id) else { throw BlobError.notInIndex(id) }
-        try readStored(id, location: l, into: &scratch)
-        do {
-            try scratch.withUnsafeBytes {
-                try BlobDecoder.decode(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength),
-                                       inflater: inflater, into: &output, base: { try self.readBase($0, inflater: inflater) })
-            }
-        } catch {
-            throw BlobError.inPack(id, pack: index.pack(of: l), offset: l.offset, underlying: error)
-        }
-    }
-
-    /// Reads a delta blob's base: a blob stored whole (never itself a delta), verified.
-    /// Readers that decode many blobs pass their own `inflater` (it is idle while
-    /// a delta's base is read).
-    public func readBase(_ id: BlobID, inflater: Inflater?) throws -> [UInt8] {
-        guard let l = index.lookup(id) else { throw BlobError.notInIndex(id) }
-        guard l.compression != .delta else { throw DeltaError.baseIsDelta(id) }
-        var scratch: [UInt8] = [], out: [UInt8] = []
-        try readBlob(id, inflater: inflater ?? Inflater(), scratch: &scratch, into: &out)
-        return out
-    }
-
-    /// `readBase` as a `BlobDecoder.BaseReader`.
-    public func readBase(_ id: BlobID) throws -> [UInt8] { try readBase(id, inflater: nil) }
-
-    /// The base a blob stored as a delta names (reads its first 32 stored bytes).
-    public func deltaBase(of id: BlobID, location l: BlobLocation) throws -> BlobID {
-        let pack = index.pack(of: l)
-        let base = try withPackFD(pack, blob: id) { try PackReader.readDeltaBase(fd: $0, offset: l.offset, path: layout.packPath(pack)) }
-        guard let base, l.storedLength > 32 else {
-            throw BlobError.inPack(id, pack: pack, offset: l.offset, underlying: PackError.truncatedPack(size: Int(l.offset)))
-        }
-        return base
-    }
-
-    /// Convenience for small blobs (manifests).
-    public func readBlob(_ id: BlobID) throws -> [UInt8] {
-        var scratch: [UInt8] = [], out: [UInt8] = []
-        try readBlob(id, inflater: Inflater(), scratch: &scratch, into: &out)
-        return out
-    }
-
     // MARK: Snapshots
 
     public func listSnapshotIDs() throws -> [SnapshotID] {
-        try Sys.listDirectory(layout.snapshotDirectory).compactMap(ID.init(hex:))
+        try backend.list(.snapshot).compactMap(ID.init(hex:))
     }
 
     public func loadSnapshot(_ id: SnapshotID) throws -> Snapshot {
         let path = layout.snapshotPath(id)
-        let bytes = try AtomicFile.read(path)
+        let bytes: [UInt8]
+        do { bytes = try backend.read(.snapshot, id.hex) } catch BackendError.notFound {
+            throw SystemError(errno: ENOENT, operation: "open", path: path)
+        }
         guard SHA256Hasher.hash(bytes) == id else {
             throw RepositoryError.snapshotCorrupt(path, reason: "content does not match its name")
         }
@@ -276,9 +124,12 @@ public final class Repository: @unchecked Sendable {
     public func saveSnapshot(_ s: Snapshot) throws -> SnapshotID {
         let bytes = try s.encode()
         let id = SHA256Hasher.hash(bytes)
-        try AtomicFile.write(bytes, to: layout.snapshotPath(id), tmpDirectory: layout.tmpDirectory)
+        try bytes.withUnsafeBytes { try backend.write(.snapshot, id.hex, $0) }
         return id
     }
+
+    /// Removes a snapshot (forget); its blobs stay until prune. Durable on return.
+    public func deleteSnapshot(_ id: SnapshotID) throws { try backend.delete(.snapshot, id.hex) }
 
     /// A snapshot dated more than this far ahead of the local clock is suspect
     /// (a wrong clock, or a hostile snapshot made to look newest): `latest`

@@ -33,8 +33,9 @@ public final class BlobSink: @unchecked Sendable {
     private var inFlight = Set<BlobID>()
     private let queue: BoundedQueue<[Job]>
     private let workers = WorkerGroup()
+    /// Guards `assembler` (compressors add to one open pack).
     private let packLock = NSLock()
-    private var writer: PackWriter?
+    private let assembler: PackAssembler
     private var finishedPacks: [IndexFile.Pack] = []
     let failure = FirstError()
 
@@ -50,6 +51,7 @@ public final class BlobSink: @unchecked Sendable {
 
     public init(repository: Repository, threads: Int, level: CompressionLevel, queueBytes: Int = 8 << 20) {
         self.repository = repository
+        assembler = repository.makePackAssembler()
         self.level = level
         deltas = repository.config.allowsDeltaBlobs && level.level > 0
         queue = BoundedQueue(capacity: queueBytes)
@@ -140,15 +142,9 @@ public final class BlobSink: @unchecked Sendable {
                     storedCount = out.count
                 }
                 let full: PackWriter? = try packLock.withLock {
-                    if writer == nil { writer = try PackWriter(layout: repository.layout) }
-                    if comp == .none {
-                        try job.data.withUnsafeBytes { try writer!.add(id: job.id, type: job.type, compression: .none, rawLength: job.data.count, stored: $0) }
-                    } else {
-                        try out.withUnsafeBytes { try writer!.add(id: job.id, type: job.type, compression: comp, rawLength: job.data.count, stored: $0) }
+                    try (comp == .none ? job.data : out).withUnsafeBytes {
+                        try assembler.add(id: job.id, type: job.type, compression: comp, rawLength: job.data.count, stored: $0)
                     }
-                    guard writer!.size >= repository.config.packSize else { return nil }
-                    defer { writer = nil }
-                    return writer
                 }
                 // The fsync of a full pack happens outside the lock: the other
                 // compressors go on filling the next pack meanwhile.
@@ -184,7 +180,7 @@ public final class BlobSink: @unchecked Sendable {
         do {
             try repository.readStored(id, location: l, into: &scratch)
             try scratch.withUnsafeBytes {
-                try BlobDecoder.decode(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength), inflater: inflater, into: &bytes)
+                try repository.decodeVerified(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength), inflater: inflater, into: &bytes)
             }
         } catch { return nil }
         return id
@@ -192,9 +188,8 @@ public final class BlobSink: @unchecked Sendable {
 
     /// Finishes a pack (fsync, rename) and records it.
     private func seal(_ w: PackWriter) throws {
-        if w.isEmpty { w.abandon(); return }
-        let id = try w.finish()
-        lock.withLock { finishedPacks.append(.init(id: id, blobs: w.entries)) }
+        guard let sealed = try PackAssembler.seal(w) else { return }
+        lock.withLock { finishedPacks.append(sealed.pack) }
     }
 
     /// Waits for every accepted blob, closes the last pack and writes the
@@ -203,7 +198,7 @@ public final class BlobSink: @unchecked Sendable {
         queue.close()
         workers.wait()
         if let e = failure.value { abandon(); throw e }
-        if let w = packLock.withLock({ () -> PackWriter? in defer { writer = nil }; return writer }) { try seal(w) }
+        if let w = packLock.withLock({ assembler.takeOpen() }) { try seal(w) }
         if !finishedPacks.isEmpty {
             let file = IndexFile(packs: finishedPacks)
             try repository.writeIndex(file)
@@ -217,7 +212,7 @@ public final class BlobSink: @unchecked Sendable {
     public func abandon() {
         queue.cancel()
         workers.wait()
-        packLock.withLock { writer?.abandon(); writer = nil }
+        packLock.withLock { assembler.abandon() }
     }
 
     public func fail(_ error: Error) {

@@ -39,12 +39,27 @@ public final class Check {
     }
 
     public func run() throws -> CheckReport {
-        let layout = repository.layout
         // Snapshots are listed before the index is read: a backup committing meanwhile
         // wrote its index first, so every listed snapshot's blobs are in what we read.
         let snapshotIDs = try repository.listSnapshotIDs()
-        // Index files, one by one, so one bad file does not hide the rest.
+        let indexed = try loadIndexFiles()
+        let onDisk = Set(try repository.listPacks())
+        checkPacks(indexed, onDisk: onDisk)
+        usedBlobs = checkSnapshots(snapshotIDs)
+        checkDeltaBases(used: usedBlobs, onDisk: onDisk)
+        report.blobs = repository.index.blobCount
+        if !report.errors.isEmpty && onDisk.subtracting(indexed.keys).count > 0 && report.errors.contains(where: { $0.contains("missing from the index") || $0.contains("in no pack") }) {
+            report.errors.append("some packs are not in the index while blobs are missing from it: `accord repair index` rebuilds the index from the pack headers")
+        }
+        if options.readData { try readData(Array(onDisk).sorted()) }
+        return report
+    }
+
+    /// Index files, one by one, so one bad file does not hide the rest; their
+    /// entries go into the repository's index. Returns the entries per pack.
+    func loadIndexFiles() throws -> [PackID: [PackEntry]] {
         var indexed: [PackID: [PackEntry]] = [:]
+        repository.index.removeAll()   // what `loadIndex` left out (entries of missing packs) is checked too
         for id in try repository.listIndexFiles() {
             do {
                 let file = try repository.readIndexFile(id)
@@ -55,9 +70,11 @@ public final class Check {
             }
         }
         repository.index.seal()
+        return indexed
+    }
 
-        // Packs: present, header readable and matching the index.
-        let onDisk = Set(try repository.listPacks())
+    /// Packs: present, header readable and matching the index; unindexed ones noted.
+    func checkPacks(_ indexed: [PackID: [PackEntry]], onDisk: Set<PackID>) {
         for (pack, entries) in indexed.sorted(by: { $0.key < $1.key }) {
             report.packs += 1
             guard onDisk.contains(pack) else {
@@ -65,7 +82,7 @@ public final class Check {
                 continue
             }
             do {
-                let header = try PackReader.readHeader(path: layout.packPath(pack))
+                let header = try repository.readPackHeader(pack)
                 let byID = Dictionary(header.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
                 for e in entries where byID[e.id] != e {
                     report.errors.append("pack \(pack): blob \(e.id) is listed in the index but not at that place in the pack header")
@@ -78,14 +95,17 @@ public final class Check {
             }
         }
         for pack in onDisk.subtracting(indexed.keys).sorted() {
-            if (try? PackReader.readHeader(path: layout.packPath(pack))) != nil {
+            if (try? repository.readPackHeader(pack)) != nil {
                 report.notes.append("pack \(pack) is not in the index (left by an interrupted backup or sync; harmless, the next backup indexes it)")
             } else {
                 report.errors.append("pack \(pack) is not in the index and its header is unreadable (truncated pack from an interrupted write?): remove it or run `accord repair index`")
             }
         }
+    }
 
-        // Snapshots and manifests: every referenced blob must be indexed.
+    /// Snapshots and manifests: every referenced blob must be indexed.
+    /// Returns the blobs snapshots use; nil when a manifest could not be read.
+    func checkSnapshots(_ snapshotIDs: [SnapshotID]) -> Set<BlobID>? {
         var seen = Set<BlobID>()
         var allManifestsRead = true   // else `seen` may lack blobs a snapshot uses
         for sid in snapshotIDs {
@@ -103,17 +123,14 @@ public final class Check {
                 allManifestsRead = false
                 continue
             }
-            var reader = repository.manifestReader(s, id: sid)
-            reader.tolerateListErrors = true
             do {
-                while let e = try reader.next() {
+                try repository.walkReferencedBlobs(snapshot: s, id: sid, tolerateListErrors: true, seen: &seen, entry: { e in
                     if let why = e.listError { report.errors.append("snapshot \(sid.short): \(why)"); allManifestsRead = false }
-                    for b in e.referencedBlobs where seen.insert(b).inserted {
-                        if !repository.index.contains(b) {
-                            report.errors.append("snapshot \(sid.short): \(e.path.displayPath) needs blob \(b), which is in no pack")
-                        }
+                }, blob: { b, e in
+                    if let e, !repository.index.contains(b) {
+                        report.errors.append("snapshot \(sid.short): \(e.path.displayPath) needs blob \(b), which is in no pack")
                     }
-                }
+                })
             } catch let e as ManifestError {
                 // A record breaking a validity rule: say so (the error names snapshot, record, path, rule).
                 if case .invalid = e { report.errors.append("\(e)") }
@@ -124,14 +141,7 @@ public final class Check {
                 allManifestsRead = false
             }
         }
-        usedBlobs = allManifestsRead ? seen : nil
-        checkDeltaBases(used: usedBlobs, onDisk: onDisk)
-        report.blobs = repository.index.blobCount
-        if !report.errors.isEmpty && onDisk.subtracting(indexed.keys).count > 0 && report.errors.contains(where: { $0.contains("missing from the index") || $0.contains("in no pack") }) {
-            report.errors.append("some packs are not in the index while blobs are missing from it: `accord repair index` rebuilds the index from the pack headers")
-        }
-        if options.readData { try readData(Array(onDisk).sorted()) }
-        return report
+        return allManifestsRead ? seen : nil
     }
 
     /// Every blob stored as a delta needs its base, stored whole, in the index.
@@ -190,9 +200,8 @@ public final class Check {
     }
 
     func verifyPack(_ pack: PackID, inflater: Inflater, plain: inout [UInt8]) -> (errors: [String], notes: [String], bytes: UInt64) {
-        let path = repository.layout.packPath(pack)
         let bytes: [UInt8]
-        do { bytes = try AtomicFile.read(path) } catch { return (["pack \(pack) is unreadable: \(error)"], [], 0) }
+        do { bytes = try repository.readPack(pack) } catch { return (["pack \(pack) is unreadable: \(error)"], [], 0) }
         var errors: [String] = [], notes: [String] = []
         if SHA256Hasher.hash(bytes) != pack {
             errors.append("pack \(pack): content does not match its name (the file was altered or truncated)")
@@ -201,12 +210,7 @@ public final class Check {
             return (errors + ["pack \(pack) is truncated to \(bytes.count) bytes (no header left): its blobs are lost; run `accord repair index`"], [], UInt64(bytes.count))
         }
         let entries: [PackEntry]
-        do {
-            entries = try bytes.withUnsafeBytes { buf in
-                let hl = try PackFormat.decodeTrailer(UnsafeRawBufferPointer(rebasing: buf[(buf.count - PackFormat.trailerSize)...]), packSize: buf.count)
-                return try PackFormat.decodeHeader(UnsafeRawBufferPointer(rebasing: buf[(buf.count - PackFormat.trailerSize - hl)..<(buf.count - PackFormat.trailerSize)]), packSize: buf.count)
-            }
-        } catch {
+        do { entries = try bytes.withUnsafeBytes { try PackReader.decodeHeader(whole: $0) } } catch {
             // Fall back to the index's view of the pack to name damaged blobs.
             errors.append("pack \(pack): header is damaged (\(error))")
             return (errors, [], UInt64(bytes.count))
@@ -216,9 +220,8 @@ public final class Check {
             guard end <= bytes.count else { errors.append("pack \(pack): blob \(e.id) at offset \(e.offset) runs past the end"); continue }
             do {
                 try bytes.withUnsafeBytes { buf in
-                    try BlobDecoder.decode(stored: UnsafeRawBufferPointer(rebasing: buf[Int(e.offset)..<end]), id: e.id,
-                                           compression: e.compression, rawLength: Int(e.rawLength), inflater: inflater, into: &plain,
-                                           base: { [repository] in try repository.readBase($0, inflater: inflater) })
+                    try repository.decodeVerified(stored: UnsafeRawBufferPointer(rebasing: buf[Int(e.offset)..<end]), id: e.id,
+                                                  compression: e.compression, rawLength: Int(e.rawLength), inflater: inflater, into: &plain)
                 }
             } catch BlobError.baseUnreadable(_, let base, _) where usedBlobs.map({ !$0.contains(e.id) }) ?? false {
                 // Left behind by prune with its base gone; not indexed, and no snapshot uses it.

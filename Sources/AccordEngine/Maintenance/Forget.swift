@@ -79,7 +79,6 @@ public enum Forget {
 
     /// Removes snapshot files (the index and packs are untouched: run prune).
     public static func remove(_ ids: [SnapshotID], from repository: Repository) throws {
-        for id in ids { try Sys.unlink(repository.layout.snapshotPath(id)) }
-        if !ids.isEmpty { try Sys.fsyncDirectory(repository.layout.snapshotDirectory) }
+        for id in ids { try repository.deleteSnapshot(id) }
     }
 }

@@ -39,52 +39,21 @@ public final class Prune {
         self.options = options
     }
 
+    /// A blob copy prune keeps: where it is, and whether it is stored as a delta.
+    typealias Choice = (pack: PackID, offset: UInt32, delta: Bool)
+    /// Per pack: its live entries (the chosen copies), its size and their share.
+    typealias PackPlan = (pack: PackID, live: [PackEntry], size: UInt64, liveBytes: UInt64)
+
     public func run() throws -> PruneReport {
         var report = PruneReport()
-        let layout = repository.layout
-        // Every index entry, per pack (the master index keeps one copy of each blob).
-        var packEntries: [PackID: [PackEntry]] = [:]
         let oldIndexFiles = try repository.listIndexFiles()
-        for id in oldIndexFiles {
-            let f = try repository.readIndexFile(id)
-            for p in f.packs { packEntries[p.id, default: []].append(contentsOf: p.blobs) }
-        }
-        // Packs the index names but the disk lacks hold nothing to keep: leave them out,
-        // so a surviving duplicate elsewhere is the copy kept.
-        let present = Set(try repository.listPacks())
-        for id in Array(packEntries.keys) where !present.contains(id) {
-            options.log("pack \(id) is in the index but missing on disk; its blobs count as lost")
-            packEntries[id] = nil
-        }
-        // Adopt packs nobody indexed (interrupted backups): they may hold live blobs.
-        for id in present where packEntries[id] == nil {
-            if let entries = try? PackReader.readHeader(path: layout.packPath(id)) { packEntries[id] = entries }
-        }
-        // Reads (manifests, a repacked delta's base) go to packs present on disk, adopted ones included.
-        for (pack, entries) in packEntries { repository.index.add(pack: pack, entries: entries) }
-        repository.index.seal()
-        // Mark.
-        var used = Set<BlobID>()
-        var unreadable: [(SnapshotID, Error)] = []
-        let snapshots = try repository.snapshots(onError: { id, e in unreadable.append((id, e)) })
-        if let (id, e) = unreadable.first {
-            // Its blobs would look unused: refuse rather than delete live data.
-            throw RepositoryError.snapshotCorrupt(layout.snapshotPath(id), reason: "\(e); prune refuses to run while a snapshot is unreadable (forget it by id, or restore the file)")
-        }
-        for (sid, s) in snapshots {
-            for m in s.manifestIDs { used.insert(m) }
-            var reader = repository.manifestReader(s, id: sid)
-            do {
-                while let e = try reader.next() { for b in e.referencedBlobs { used.insert(b) } }
-            } catch {
-                throw RepositoryError.manifestCorrupt(sid, reason: "\(error); prune refuses to run on a damaged repository")
-            }
-        }
+        let packEntries = try entriesByPack(oldIndexFiles)
+        var used = try markUsed()
         // Which copy of each used blob we keep: one stored whole if there is
         // one (it may be a delta's base), else the first. A kept delta needs
         // its base: mark it and choose again until nothing new is needed.
         let order = packEntries.keys.sorted()
-        var chosen: [BlobID: (pack: PackID, offset: UInt32, delta: Bool)] = [:]
+        var chosen: [BlobID: Choice] = [:]
         var basesRead: [BlobID: BlobID] = [:]   // chosen delta copy → its base, read once (the choice is the same every round)
         while true {
             chosen.removeAll(keepingCapacity: true)
@@ -96,29 +65,13 @@ public final class Prune {
                     chosen[e.id] = (pack, e.offset, delta)
                 }
             }
-            let bases = try deltaBases(of: chosen, packEntries, cache: &basesRead)
+            let bases = try deltaBases(of: chosen, cache: &basesRead)
             let fresh = bases.filter { !used.contains($0) }
             if fresh.isEmpty { break }
             used.formUnion(fresh)
         }
         report.blobsUsed = used.count
-        // Sweep: per pack the live entries (the chosen copies) and the live share.
-        var plan: [(pack: PackID, live: [PackEntry], size: UInt64, liveBytes: UInt64)] = []
-        for pack in order {
-            var live: [PackEntry] = []
-            var size: UInt64 = 0, liveBytes: UInt64 = 0
-            var seenInPack = Set<BlobID>()
-            for e in packEntries[pack]! where seenInPack.insert(e.id).inserted {
-                size += UInt64(e.storedLength)
-                if let c = chosen[e.id], c.pack == pack, c.offset == e.offset {
-                    live.append(e)
-                    liveBytes += UInt64(e.storedLength)
-                }
-            }
-            let fileSize = (try? Sys.lstat(layout.packPath(pack)).size) ?? size
-            report.bytesBefore += fileSize
-            plan.append((pack, live, fileSize, liveBytes))
-        }
+        let plan = sweep(order, packEntries, chosen, &report)
         report.packsTotal = plan.count
         let missing = used.filter { chosen[$0] == nil }
         if !missing.isEmpty {
@@ -151,68 +104,123 @@ public final class Prune {
             return report
         }
         // (1) Repack live blobs as stored (no recompression), verifying each.
-        var newPacks: [IndexFile.Pack] = []
-        if !toRepack.isEmpty {
-            var writer: PackWriter? = nil
-            let inflater = Inflater()
-            var plain: [UInt8] = []
-            for (pack, live) in toRepack {
-                let bytes = try AtomicFile.read(layout.packPath(pack))
-                for e in live {
-                    let end = Int(e.offset) + Int(e.storedLength)
-                    guard end <= bytes.count else { throw RepositoryError.packUnreadable(pack, reason: "blob \(e.id.short) runs past the end") }
-                    try bytes.withUnsafeBytes { buf in
-                        let stored = UnsafeRawBufferPointer(rebasing: buf[Int(e.offset)..<end])
-                        try BlobDecoder.decode(stored: stored, id: e.id, compression: e.compression, rawLength: Int(e.rawLength),
-                                               inflater: inflater, into: &plain, base: repository.readBase)
-                        if writer == nil { writer = try PackWriter(layout: layout) }
-                        try writer!.add(id: e.id, type: e.type, compression: e.compression, rawLength: Int(e.rawLength), stored: stored)
-                    }
-                    if writer!.size >= repository.config.packSize {
-                        let id = try writer!.finish()
-                        newPacks.append(.init(id: id, blobs: writer!.entries))
-                        report.bytesAfter += UInt64(writer!.size)
-                        writer = nil
-                    }
-                }
-            }
-            if let w = writer, !w.isEmpty {
-                let id = try w.finish()
-                newPacks.append(.init(id: id, blobs: w.entries))
-                report.bytesAfter += UInt64(w.size)
-            }
-            report.packsWritten = newPacks.count
-        }
-        // (2) The new index, covering every kept and new pack.
-        let newIndex = try repository.writeIndex(IndexFile(packs: keepPacks + newPacks))
-        // (3) Old index files.
-        for id in oldIndexFiles where id != newIndex { try Sys.unlink(layout.indexPath(id)) }
-        try Sys.fsyncDirectory(layout.indexDirectory)
+        let newPacks = try repack(toRepack, &report)
+        // (2) The new index, covering every kept and new pack; (3) old index files.
+        try repository.replaceIndex(oldIndexFiles, with: IndexFile(packs: keepPacks + newPacks))
         // (4) Dead packs, and leftovers of interrupted writes.
-        for p in toDelete where !newPacks.contains(where: { $0.id == p }) { try? Sys.unlink(layout.packPath(p)) }
+        for p in toDelete where !newPacks.contains(where: { $0.id == p }) { try? repository.deletePack(p) }
         // Temp files of interrupted writes; recent ones may belong to a lock being taken right now.
-        let cutoff = Sys.now().sec - 3600
-        for name in (try? Sys.listDirectory(layout.tmpDirectory)) ?? [] {
-            let p = layout.tmpDirectory + "/" + name
-            if let st = try? Sys.lstat(p), st.mtimeSec < cutoff { try? Sys.unlink(p) }
-        }
+        repository.backend.removeTemporaryFiles(olderThan: 3600)
         return report
     }
 
+    /// Every index entry, per pack (the master index keeps one copy of each
+    /// blob), of packs present on disk, unindexed ones adopted; they also go
+    /// into the repository's index, for the reads that follow.
+    func entriesByPack(_ indexFiles: [ID]) throws -> [PackID: [PackEntry]] {
+        var packEntries: [PackID: [PackEntry]] = [:]
+        for id in indexFiles {
+            let f = try repository.readIndexFile(id)
+            for p in f.packs { packEntries[p.id, default: []].append(contentsOf: p.blobs) }
+        }
+        // Packs the index names but the disk lacks hold nothing to keep: leave them out,
+        // so a surviving duplicate elsewhere is the copy kept.
+        let present = Set(try repository.listPacks())
+        for id in Array(packEntries.keys) where !present.contains(id) {
+            options.log("pack \(id) is in the index but missing on disk; its blobs count as lost")
+            packEntries[id] = nil
+        }
+        // Adopt packs nobody indexed (interrupted backups): they may hold live blobs.
+        for id in present where packEntries[id] == nil {
+            if let entries = try? repository.readPackHeader(id) { packEntries[id] = entries }
+        }
+        // Reads (manifests, a repacked delta's base) go to packs present on disk, adopted ones included.
+        for (pack, entries) in packEntries { repository.index.add(pack: pack, entries: entries) }
+        repository.index.seal()
+        return packEntries
+    }
+
+    /// Every blob a snapshot references. An unreadable snapshot or manifest
+    /// stops prune: its blobs would look unused.
+    func markUsed() throws -> Set<BlobID> {
+        var used = Set<BlobID>()
+        var unreadable: [(SnapshotID, Error)] = []
+        let snapshots = try repository.snapshots(onError: { id, e in unreadable.append((id, e)) })
+        if let (id, e) = unreadable.first {
+            throw RepositoryError.snapshotCorrupt(repository.layout.snapshotPath(id), reason: "\(e); prune refuses to run while a snapshot is unreadable (forget it by id, or restore the file)")
+        }
+        for (sid, s) in snapshots {
+            do { used.formUnion(try repository.referencedBlobs(snapshot: s, id: sid)) } catch {
+                throw RepositoryError.manifestCorrupt(sid, reason: "\(error); prune refuses to run on a damaged repository")
+            }
+        }
+        return used
+    }
+
+    /// Per pack the live entries (the chosen copies) and the live share; counts `bytesBefore`.
+    func sweep(_ order: [PackID], _ packEntries: [PackID: [PackEntry]], _ chosen: [BlobID: Choice], _ report: inout PruneReport) -> [PackPlan] {
+        var plan: [PackPlan] = []
+        for pack in order {
+            var live: [PackEntry] = []
+            var size: UInt64 = 0, liveBytes: UInt64 = 0
+            var seenInPack = Set<BlobID>()
+            for e in packEntries[pack]! where seenInPack.insert(e.id).inserted {
+                size += UInt64(e.storedLength)
+                if let c = chosen[e.id], c.pack == pack, c.offset == e.offset {
+                    live.append(e)
+                    liveBytes += UInt64(e.storedLength)
+                }
+            }
+            let fileSize = (try? repository.packSize(pack)).map(UInt64.init) ?? size
+            report.bytesBefore += fileSize
+            plan.append((pack, live, fileSize, liveBytes))
+        }
+        return plan
+    }
+
+    /// Copies live blobs as stored (no recompression) into new packs,
+    /// verifying each; counts the new packs' bytes. Durable on return.
+    func repack(_ toRepack: [(PackID, [PackEntry])], _ report: inout PruneReport) throws -> [IndexFile.Pack] {
+        var newPacks: [IndexFile.Pack] = []
+        if toRepack.isEmpty { return newPacks }
+        let assembler = repository.makePackAssembler()
+        defer { assembler.abandon() }
+        func keep(_ sealed: PackAssembler.Sealed?) {
+            guard let sealed else { return }
+            newPacks.append(sealed.pack)
+            report.bytesAfter += UInt64(sealed.size)
+        }
+        let inflater = Inflater()
+        var plain: [UInt8] = []
+        for (pack, live) in toRepack {
+            let bytes = try repository.readPack(pack)
+            for e in live {
+                let end = Int(e.offset) + Int(e.storedLength)
+                guard end <= bytes.count else { throw RepositoryError.packUnreadable(pack, reason: "blob \(e.id.short) runs past the end") }
+                let full = try bytes.withUnsafeBytes { buf -> PackWriter? in
+                    let stored = UnsafeRawBufferPointer(rebasing: buf[Int(e.offset)..<end])
+                    try repository.decodeVerified(stored: stored, id: e.id, compression: e.compression, rawLength: Int(e.rawLength),
+                                                  inflater: inflater, into: &plain)
+                    return try assembler.add(id: e.id, type: e.type, compression: e.compression, rawLength: Int(e.rawLength), stored: stored)
+                }
+                if let w = full { keep(try PackAssembler.seal(w)) }
+            }
+        }
+        keep(try assembler.finish())
+        report.packsWritten = newPacks.count
+        return newPacks
+    }
+
     /// The bases the chosen delta copies name (their first 32 stored bytes).
-    func deltaBases(of chosen: [BlobID: (pack: PackID, offset: UInt32, delta: Bool)], _ packEntries: [PackID: [PackEntry]],
-                    cache: inout [BlobID: BlobID]) throws -> Set<BlobID> {
+    func deltaBases(of chosen: [BlobID: Choice], cache: inout [BlobID: BlobID]) throws -> Set<BlobID> {
         var byPack: [PackID: [(BlobID, UInt32)]] = [:]
         var bases = Set<BlobID>()
         for (id, c) in chosen where c.delta {
             if let b = cache[id] { bases.insert(b) } else { byPack[c.pack, default: []].append((id, c.offset)) }
         }
         for (pack, blobs) in byPack {
-            let path = repository.layout.packPath(pack)
-            let fd = try Sys.open(path, Sys.O_RDONLY)
-            defer { Sys.close(fd) }
             for (id, offset) in blobs.sorted(by: { $0.1 < $1.1 }) {
-                guard let b = try PackReader.readDeltaBase(fd: fd, offset: offset, path: path) else {
+                guard let b = try repository.deltaBase(inPack: pack, offset: offset) else {
                     throw RepositoryError.packUnreadable(pack, reason: "delta blob \(id.short) runs past the end; prune refuses to run: see `accord check`")
                 }
                 cache[id] = b
@@ -220,40 +228,5 @@ public final class Prune {
             }
         }
         return bases
-    }
-}
-
-/// Rebuilds the index from the pack headers (after a lost or corrupt index).
-public enum RepairIndex {
-    public static func run(_ repository: Repository, log: (String) -> Void) throws -> (packs: Int, blobs: Int, unreadable: [PackID]) {
-        var packs: [IndexFile.Pack] = []
-        var bad: [PackID] = []
-        for id in try repository.listPacks().sorted() {
-            do { packs.append(.init(id: id, blobs: try PackReader.readHeader(path: repository.layout.packPath(id)))) } catch {
-                log("pack \(id) is unreadable (\(error)); its blobs are lost")
-                bad.append(id)
-            }
-        }
-        // A delta whose base is stored whole nowhere cannot be read: index it and a backup
-        // would reuse it. Left out (its pack stays), so the next backup stores that chunk again.
-        let whole = Set(packs.flatMap { $0.blobs.filter { $0.compression != .delta }.map(\.id) })
-        for i in packs.indices where packs[i].blobs.contains(where: { $0.compression == .delta }) {
-            let path = repository.layout.packPath(packs[i].id)
-            let fd = try Sys.open(path, Sys.O_RDONLY)
-            defer { Sys.close(fd) }
-            packs[i].blobs = try packs[i].blobs.filter { e in
-                guard e.compression == .delta else { return true }
-                let base = try PackReader.readDeltaBase(fd: fd, offset: e.offset, path: path)
-                if let base, whole.contains(base) { return true }
-                log("blob \(e.id) in pack \(packs[i].id) is a delta on " + (base.map { "blob \($0), which no pack holds whole" } ?? "a base cut off by the pack's end")
-                    + ": left out of the index")
-                return false
-            }
-        }
-        let old = try repository.listIndexFiles()
-        let newID = try repository.writeIndex(IndexFile(packs: packs))
-        for id in old where id != newID { try Sys.unlink(repository.layout.indexPath(id)) }
-        try Sys.fsyncDirectory(repository.layout.indexDirectory)
-        return (packs.count, packs.reduce(0) { $0 + $1.blobs.count }, bad)
     }
 }

@@ -38,7 +38,7 @@ public struct RestoreResult {
 /// record the reader rejects, or a path that is not absolute and canonical,
 /// refuses the restore with nothing written.
 ///
-/// Contents are written pack by pack (`PackOrderedWriter`): each pack is
+/// Contents are written pack by pack (`RestoreFileWriter`): each pack is
 /// read once, in order, and a pool of threads verifies (SHA-256), inflates
 /// and writes its blobs with positioned writes; zero blocks are skipped so
 /// holes stay holes. Hard links are made once their file
@@ -105,14 +105,14 @@ public final class Restore {
         options.progress?.setTotals(files: snapshot.summary.files, bytes: partial ? 0 : snapshot.summary.totalBytes)
         options.progress?.startReporting()
         defer { options.progress?.stop() }
-        var contents = PackOrderedWriter(repository: repository, target: target, threads: options.threads, progress: options.progress)
+        var contents = RestoreFileWriter(repository: repository, target: target, threads: options.threads, progress: options.progress)
         var directories: [(entry: ManifestEntry, relative: RawPath)] = []
         var hardlinks: [ManifestEntry] = []
         // The tree in manifest order. File contents are written a segment of
-        // files at a time (`PackOrderedWriter.isFull`), so memory does not
+        // files at a time (`RestoreFileWriter.isFull`), so memory does not
         // grow with the number of files; while one segment is written, this
         // thread reads the manifest into the next (and makes its directories).
-        var writing: (segment: PackOrderedWriter, done: WorkerGroup)?
+        var writing: (segment: RestoreFileWriter, done: WorkerGroup)?
         func awaitSegment() throws {
             guard let w = writing else { return }
             writing = nil
@@ -148,12 +148,19 @@ public final class Restore {
                 let segment = contents, done = WorkerGroup()
                 done.spawn(1, name: "restore-segment") { [unowned self] _ in write(segment) }
                 writing = (segment, done)
-                contents = PackOrderedWriter(repository: repository, target: target, threads: options.threads, progress: options.progress)
+                contents = RestoreFileWriter(repository: repository, target: target, threads: options.threads, progress: options.progress)
             }
         }
         try awaitSegment()
         write(contents)
         try report(contents)
+        try finish(hardlinks: hardlinks, directories: directories, in: target)
+        return result
+    }
+
+    /// After every file's contents: hard links (to files this run restored),
+    /// then directories' metadata, deepest first (so their times stay).
+    func finish(hardlinks: [ManifestEntry], directories: [(entry: ManifestEntry, relative: RawPath)], in target: RestoreTarget) throws {
         for e in hardlinks {
             do {
                 // Only to a file this run restored: never to one outside the
@@ -174,12 +181,11 @@ public final class Restore {
             }
             result.directories += 1
         }
-        return result
     }
 
     /// Makes, writes and finishes the files of one segment (on its own threads;
     /// `report` then counts them).
-    func write(_ contents: PackOrderedWriter) {
+    func write(_ contents: RestoreFileWriter) {
         let target = contents.target
         // Files spread over several packs, and empty ones, are made empty now,
         // on all threads (their directories exist by now).
@@ -216,7 +222,7 @@ public final class Restore {
     }
 
     /// Counts a written segment's files and reports those that failed, in manifest order.
-    func report(_ contents: PackOrderedWriter) throws {
+    func report(_ contents: RestoreFileWriter) throws {
         for (i, f) in contents.files.enumerated() {
             if let error = contents.failed[Int32(i)] ?? contents.finishErrors[Int32(i)] {
                 result.failed.append(f.entry.path.displayPath)

@@ -43,7 +43,7 @@ final class RestoreTarget {
         self.path = p
     }
 
-    /// No target: for a `PackOrderedWriter` that only plans (`makeJobs`); every call fails with EBADF.
+    /// No target: for a `RestoreFileWriter` that only plans (`makeJobs`); every call fails with EBADF.
     init(unopened path: RawPath) {
         fd = -1
         self.path = path

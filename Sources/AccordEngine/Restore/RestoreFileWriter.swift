@@ -12,7 +12,7 @@ import AccordCore
 /// created, written and finished by the thread restoring that pack: one
 /// open. Other files are created empty up front (`createAll`) and finished
 /// after `writeAll` by the caller.
-final class PackOrderedWriter {
+final class RestoreFileWriter {
     struct FileTarget {
         var entry: ManifestEntry   // blobs removed once referenced
         /// Relative to the target (`RestoreTarget`).
@@ -267,25 +267,21 @@ final class PackOrderedWriter {
                              pending: inout [UInt8], fds: inout FDCache,
                              finish: (FileTarget, Int32) throws -> Void) {
         let packID = repository.index.packs[pack]
-        let path = repository.layout.packPath(packID)
         let end = refs.map { Int64($0.location.offset) + Int64($0.location.storedLength) }.max()!
         // The pack is read front to back in windows of ~4 MiB (one read each,
         // a larger blob in a read of its own): few reads, little memory.
-        var fd: Int32 = -1
         var readError: Error?
-        do { fd = try Sys.open(path, Sys.O_RDONLY) } catch let e as SystemError where e.isNotFound {
-            readError = RepositoryError.packMissing(packID, blob: refs.first!.id)
-        } catch {
-            readError = error
-        }
-        defer { if fd >= 0 { Sys.close(fd) } }
         var start: Int64 = 0
         span.removeAll(keepingCapacity: true)
         func window(covering off: Int64, _ length: Int64) throws {
             start = off
-            let want = Swift.max(length, Swift.min(PackOrderedWriter.window, end - off))
+            let want = Swift.max(length, Swift.min(RestoreFileWriter.window, end - off))
             span.resizeForOverwrite(Int(want))
-            let n = try span.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, $0.count, off, path: path) }
+            let n: Int
+            do { n = try span.withUnsafeMutableBytes { try repository.readPack(packID, at: off, into: $0) } } catch BackendError.notFound {
+                span.removeAll(keepingCapacity: true)
+                throw RepositoryError.packMissing(packID, blob: refs.first!.id)
+            }
             if n < span.count { span.removeLast(span.count - n) }
         }
         // Consecutive blobs of one file (a dump's chunks lie in pack order)
@@ -348,9 +344,8 @@ final class PackOrderedWriter {
                     }
                     do {
                         try span.withUnsafeBytes { buf in
-                            try BlobDecoder.decode(stored: UnsafeRawBufferPointer(rebasing: buf[lo..<hi]), id: r.id, compression: r.location.compression,
-                                                   rawLength: Int(r.location.rawLength), inflater: inflater, into: &plain,
-                                                   base: { [repository] in try repository.readBase($0, inflater: inflater) })
+                            try repository.decodeVerified(stored: UnsafeRawBufferPointer(rebasing: buf[lo..<hi]), id: r.id, compression: r.location.compression,
+                                                          rawLength: Int(r.location.rawLength), inflater: inflater, into: &plain)
                         }
                     } catch {
                         decoded = nil
@@ -359,12 +354,12 @@ final class PackOrderedWriter {
                     decoded = r.id
                 }
                 if pendingFile == r.file && pendingOffset + Int64(pending.count) == r.fileOffset
-                    && pending.count + plain.count <= PackOrderedWriter.coalesce {
+                    && pending.count + plain.count <= RestoreFileWriter.coalesce {
                     pending.append(contentsOf: plain)
                     pendingBlobs += 1
                 } else {
                     flushPending()
-                    if plain.count >= PackOrderedWriter.coalesce {
+                    if plain.count >= RestoreFileWriter.coalesce {
                         let out = try open(r.file)
                         try plain.withUnsafeBytes { try writeSkippingZeros($0, fd: out, at: r.fileOffset, path: target.display(files[Int(r.file)].path)) }
                         written(r.file, blobs: 1, fd: out)
@@ -384,32 +379,4 @@ final class PackOrderedWriter {
 
     func isFailed(_ f: Int32) -> Bool { lock.withLock { failed[f] != nil } }
     func markFailed(_ f: Int32, _ e: Error) { lock.withLock { if failed[f] == nil { failed[f] = e } } }
-}
-
-/// A few open descriptors per worker, so consecutive blobs of one file do
-/// not reopen it.
-struct FDCache {
-    private var open: [(file: Int32, fd: Int32)] = []
-
-    /// The descriptor of `file`: cached, or made by `create`.
-    mutating func open(_ file: Int32, _ path: RawPath, create: (RawPath) throws -> Int32) throws -> Int32 {
-        if let i = open.firstIndex(where: { $0.file == file }) { return open[i].fd }
-        if open.count >= 16 { Sys.close(open.removeFirst().fd) }
-        let fd = try create(path)
-        open.append((file, fd))
-        return fd
-    }
-
-    mutating func close(_ file: Int32) {
-        if let i = open.firstIndex(where: { $0.file == file }) { Sys.close(open.remove(at: i).fd) }
-    }
-
-    mutating func closeAll() { for o in open { Sys.close(o.fd) }; open.removeAll() }
-}
-
-/// A shared cursor for threads taking turns at a list.
-final class ManagedCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
-    func take(_ n: Int) -> Int { lock.withLock { defer { value += n }; return value } }
 }

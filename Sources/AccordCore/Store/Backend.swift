@@ -1,0 +1,89 @@
+/// What a repository is stored as: named objects of a few kinds, each
+/// written whole and read whole or by range. `LocalBackend` keeps them as
+/// files (FORMAT.md, "Layout"); an object store can keep them as keys.
+///
+/// Contract every backend keeps (`BackendConformanceTests` checks it):
+/// - Atomicity: an object appears under its name only complete. A write that
+///   fails or is interrupted (crash, lost connection) leaves no object under
+///   its name, or the previous one untouched; never a partial one.
+/// - Durability: when `write` returns, the object survives a crash or power
+///   loss (files: fsync of the data, rename, fsync of the directory).
+///   `delete` is durable on return too.
+/// - Listing may lag: on an object store an object just written may be
+///   missing from `list` for a while (it is readable by name); callers never
+///   conclude from a listing that a just-written object is absent.
+/// - Names are validated before any I/O (`ObjectKind.validate`): a name
+///   from a repository or a socket never reaches a path or a key unchecked.
+/// - A missing object throws `BackendError.notFound`, naming kind, name and
+///   where it was looked for.
+/// - Thread safety: every method may be called from many threads at once.
+public protocol Backend: AnyObject, Sendable {
+    /// A place to name in messages (a directory, a URL).
+    var location: String { get }
+    /// The names of every object of `kind`, in no particular order. Entries
+    /// that are not valid names of that kind (temporary files) are left out.
+    func list(_ kind: ObjectKind) throws -> [String]
+    /// The object's size in bytes.
+    func size(_ kind: ObjectKind, _ name: String) throws -> Int64
+    /// The whole object.
+    func read(_ kind: ObjectKind, _ name: String) throws -> [UInt8]
+    /// Reads up to `buffer.count` bytes at `offset`; returns how many were
+    /// read (fewer only at the object's end; 0 at or past it).
+    func read(_ kind: ObjectKind, _ name: String, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int
+    /// Writes the object whole, replacing one of that name. Durable on return.
+    func write(_ kind: ObjectKind, _ name: String, _ bytes: UnsafeRawBufferPointer) throws
+    /// Removes the object. Durable on return. Missing: `notFound`.
+    func delete(_ kind: ObjectKind, _ name: String) throws
+}
+
+/// The kinds of object in a repository.
+public enum ObjectKind: String, Sendable, CaseIterable {
+    /// The repository's parameters; its one name is `config`.
+    case config
+    /// Key material (reserved for encryption); content-named.
+    case key
+    /// Pack files (`data/XX/<id>`); content-named.
+    case pack
+    /// Index files; content-named.
+    case index
+    /// Snapshot files; content-named.
+    case snapshot
+    /// Lock files; free names of safe characters.
+    case lock
+
+    /// Kinds whose names are the SHA-256 of their content, in lowercase hex.
+    public var isContentNamed: Bool { self == .key || self == .pack || self == .index || self == .snapshot }
+
+    /// Refuses a name that is not one of this kind: content-named kinds take
+    /// 64 lowercase hex digits, `config` only "config", `lock` 1–128 of
+    /// `[A-Za-z0-9._-]` not starting with a dot (so no `..`, `/` or NUL).
+    public func validate(_ name: String) throws {
+        let u = name.utf8
+        let ok: Bool
+        switch self {
+        case .config: ok = name == "config"
+        case .key, .pack, .index, .snapshot:
+            ok = u.count == 64 && u.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+        case .lock:
+            ok = (1...128).contains(u.count) && u.first != 0x2e && u.allSatisfy {
+                (48...57).contains($0) || (65...90).contains($0) || (97...122).contains($0) || $0 == 0x2e || $0 == 0x5f || $0 == 0x2d
+            }
+        }
+        guard ok else { throw BackendError.invalidName(self, name) }
+    }
+}
+
+public enum BackendError: Error, CustomStringConvertible, Equatable {
+    case invalidName(ObjectKind, String)
+    case notFound(ObjectKind, String, location: String)
+
+    public var description: String {
+        switch self {
+        case .invalidName(let k, let n):
+            let shown = String(decoding: n.utf8.prefix(80).map { $0 < 0x20 || $0 == 0x7f ? UInt8(ascii: "?") : $0 }, as: UTF8.self)
+            return "\"\(shown)\" is not a valid \(k.rawValue) name"
+                + (k.isContentNamed ? " (64 lowercase hex digits)" : k == .config ? " (only \"config\")" : " (1-128 of A-Z a-z 0-9 . _ -, not starting with a dot)")
+        case .notFound(let k, let n, let location): return "\(k.rawValue) \(n) is missing from \(location)"
+        }
+    }
+}

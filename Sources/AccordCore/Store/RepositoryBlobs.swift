@@ -1,0 +1,234 @@
+/// The repository's index, packs and blobs: every pack read and every blob
+/// decode in accord passes through here.
+extension Repository {
+    // MARK: Index
+
+    /// Names of the index files present.
+    public func listIndexFiles() throws -> [ID] {
+        try backend.list(.index).compactMap(ID.init(hex:))
+    }
+
+    /// Reads and verifies one index file (through `IndexLoader`, the one
+    /// reader of index files).
+    public func readIndexFile(_ id: ID) throws -> IndexFile {
+        var sink = IndexFileSink()
+        try IndexLoader(backend: backend).load(id, into: &sink)
+        return sink.file
+    }
+
+    /// Loads every index file into `index`, replacing what it held (a second
+    /// call reloads). A corrupt file throws (run `repair index`).
+    /// Entries of packs missing on disk are left out, so a copy of the same blob in
+    /// another pack is used instead (and a backup stores a lost blob again).
+    /// Files are read a window at a time (`IndexLoader`), into an index sized
+    /// once from the files' sizes.
+    public func loadIndex() throws {
+        index.removeAll()
+        indexFiles = []
+        let present = Set(try listPacks())
+        let files = try listIndexFiles()
+        var records = 0
+        for id in files { records += Int((try? backend.size(.index, id.hex)) ?? 0) / IndexFile.blobRecordSize }
+        index.reserve(records)
+        let loader = IndexLoader(backend: backend)
+        var sink = MasterIndexSink(index: index, present: present)
+        for id in files {
+            try loader.load(id, into: &sink)
+            indexFiles.append(id)
+        }
+        index.seal()
+    }
+
+    /// Writes an index file for these packs; durable on return. The first
+    /// half of a commit: the snapshot (`saveSnapshot`) is written after it.
+    @discardableResult
+    public func writeIndex(_ file: IndexFile) throws -> ID {
+        let bytes = file.encode()
+        let id = bytes.withUnsafeBytes { SHA256Hasher.hash($0) }
+        try bytes.withUnsafeBytes { try backend.write(.index, id.hex, $0) }
+        indexFiles.append(id)
+        return id
+    }
+
+    /// Replaces index files `old` by one covering `packs` (prune, repair):
+    /// the new file is durable before any old one is deleted.
+    @discardableResult
+    public func replaceIndex(_ old: [ID], with file: IndexFile) throws -> ID {
+        let newID = try writeIndex(file)
+        for id in old where id != newID { try backend.delete(.index, id.hex) }
+        indexFiles.removeAll { $0 != newID && old.contains($0) }
+        return newID
+    }
+
+    // MARK: Packs
+
+    /// Every pack present, by id.
+    public func listPacks() throws -> [PackID] {
+        try backend.list(.pack).compactMap(ID.init(hex:))
+    }
+
+    /// A pack's size in bytes.
+    public func packSize(_ id: PackID) throws -> Int { Int(try backend.size(.pack, id.hex)) }
+
+    /// Reads up to `buffer.count` bytes of a pack at `offset` (a cached
+    /// descriptor, `pread`); fewer only at its end.
+    @inline(__always)
+    public func readPack(_ id: PackID, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        try backend.withPackFD(id) { fd, path in
+            buffer.isEmpty ? 0 : try Sys.preadFully(fd, buffer.baseAddress!, buffer.count, offset, path: path)
+        }
+    }
+
+    /// A whole pack (check's `--read-data`, prune's repacking).
+    public func readPack(_ id: PackID) throws -> [UInt8] { try backend.read(.pack, id.hex) }
+
+    /// A pack's header, read from its end.
+    public func readPackHeader(_ id: PackID) throws -> [PackEntry] {
+        let size = try packSize(id)
+        return try PackReader.readHeader(size: size) { try readPack(id, at: $0, into: $1) }
+    }
+
+    /// The base a delta blob at `offset` of `pack` names (its first 32 stored
+    /// bytes); nil when the pack ends before them.
+    public func deltaBase(inPack pack: PackID, offset: UInt32) throws -> BlobID? {
+        try PackReader.readDeltaBase(offset: offset) { try readPack(pack, at: $0, into: $1) }
+    }
+
+    /// Deletes a pack (prune). Durable on return.
+    public func deletePack(_ id: PackID) throws { try backend.delete(.pack, id.hex) }
+
+    /// Packs written by a backup that died before its index was written are
+    /// complete and valid: index them now so their blobs are reused. Returns
+    /// how many packs were adopted. Unreadable packs are left for `check`.
+    @discardableResult
+    public func adoptUnindexedPacks() throws -> Int {
+        var adopted: [IndexFile.Pack] = []
+        for id in try listPacks() where !index.containsPack(id) {
+            guard let entries = try? readPackHeader(id) else { continue }
+            adopted.append(.init(id: id, blobs: entries))
+        }
+        if adopted.isEmpty { return 0 }
+        let file = IndexFile(packs: adopted)
+        try writeIndex(file)
+        index.add(file)
+        index.seal()
+        return adopted.count
+    }
+
+    /// A pack assembler writing into this repository, sealing packs at the
+    /// configured pack size.
+    public func makePackAssembler() -> PackAssembler { PackAssembler(layout: layout, packSize: config.packSize) }
+
+    // MARK: Blobs
+
+    /// Reads a blob's stored bytes (still compressed).
+    public func readStored(_ id: BlobID, location l: BlobLocation, into buffer: inout [UInt8]) throws {
+        let pack = index.pack(of: l)
+        buffer.resizeForOverwrite(Int(l.storedLength))
+        let n: Int
+        do { n = try buffer.withUnsafeMutableBytes { try readPack(pack, at: Int64(l.offset), into: $0) } } catch BackendError.notFound {
+            throw RepositoryError.packMissing(pack, blob: id)
+        }
+        guard n == Int(l.storedLength) else {
+            throw BlobError.inPack(id, pack: pack, offset: l.offset, underlying: PackError.truncatedPack(size: Int(l.offset) + n))
+        }
+    }
+
+    /// Reads, decodes (inflates, or applies a delta to its base) and verifies
+    /// a blob: the one path from a blob id to its bytes.
+    public func readVerified(_ id: BlobID, inflater: Inflater, scratch: inout [UInt8], into output: inout [UInt8]) throws {
+        guard let l = index.lookup(id) else { throw BlobError.notInIndex(id) }
+        try readStored(id, location: l, into: &scratch)
+        do {
+            try scratch.withUnsafeBytes {
+                try decodeVerified(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength), inflater: inflater, into: &output)
+            }
+        } catch {
+            throw BlobError.inPack(id, pack: index.pack(of: l), offset: l.offset, underlying: error)
+        }
+    }
+
+    /// Decodes and verifies stored bytes already in memory (a pack read
+    /// whole or a window of it, a blob from a socket); a delta's base is read
+    /// through this repository unless `base` says otherwise. With `id` nil
+    /// the hash is left to the caller. The one caller of `BlobDecoder`.
+    @inline(__always)
+    public func decodeVerified(stored: UnsafeRawBufferPointer, id: BlobID?, compression: BlobCompression, rawLength: Int,
+                               inflater: Inflater, into output: inout [UInt8], base: BlobDecoder.BaseReader? = nil) throws {
+        try BlobDecoder.decode(stored: stored, id: id, compression: compression, rawLength: rawLength, inflater: inflater, into: &output,
+                               base: compression != .delta ? nil : base ?? { try self.readBase($0, inflater: inflater) })
+    }
+
+    /// `readVerified` (kept for callers of its first name).
+    public func readBlob(_ id: BlobID, inflater: Inflater, scratch: inout [UInt8], into output: inout [UInt8]) throws {
+        try readVerified(id, inflater: inflater, scratch: &scratch, into: &output)
+    }
+
+    /// Reads a delta blob's base: a blob stored whole (never itself a delta), verified.
+    /// Readers that decode many blobs pass their own `inflater` (it is idle while
+    /// a delta's base is read).
+    public func readBase(_ id: BlobID, inflater: Inflater?) throws -> [UInt8] {
+        guard let l = index.lookup(id) else { throw BlobError.notInIndex(id) }
+        guard l.compression != .delta else { throw DeltaError.baseIsDelta(id) }
+        var scratch: [UInt8] = [], out: [UInt8] = []
+        try readVerified(id, inflater: inflater ?? Inflater(), scratch: &scratch, into: &out)
+        return out
+    }
+
+    /// `readBase` as a `BlobDecoder.BaseReader`.
+    public func readBase(_ id: BlobID) throws -> [UInt8] { try readBase(id, inflater: nil) }
+
+    /// The base a blob stored as a delta names (reads its first 32 stored bytes).
+    public func deltaBase(of id: BlobID, location l: BlobLocation) throws -> BlobID {
+        let pack = index.pack(of: l)
+        let base: BlobID?
+        do { base = try deltaBase(inPack: pack, offset: l.offset) } catch BackendError.notFound {
+            throw RepositoryError.packMissing(pack, blob: id)
+        }
+        guard let base, l.storedLength > 32 else {
+            throw BlobError.inPack(id, pack: pack, offset: l.offset, underlying: PackError.truncatedPack(size: Int(l.offset)))
+        }
+        return base
+    }
+
+    /// Convenience for small blobs (manifests).
+    public func readBlob(_ id: BlobID) throws -> [UInt8] {
+        var scratch: [UInt8] = [], out: [UInt8] = []
+        try readVerified(id, inflater: Inflater(), scratch: &scratch, into: &out)
+        return out
+    }
+
+    // MARK: Walks
+
+    /// Every blob snapshot `s` references, each once, in a stable order:
+    /// its manifest blobs, then per manifest entry its chunk-list blobs and
+    /// content blobs. Delta bases are not in it (they are a property of how
+    /// a repository stores a blob, not of the snapshot): a caller that keeps
+    /// or copies stored bytes resolves them itself (`deltaBase(of:location:)`).
+    /// Manifest records are validated as they are read (`ManifestReader`);
+    /// the first invalid one throws. Prune and both sides of sync use this;
+    /// check uses the walk under it.
+    public func referencedBlobs(snapshot s: Snapshot, id: SnapshotID? = nil) throws -> [BlobID] {
+        var seen = Set<BlobID>()
+        var out: [BlobID] = []
+        try walkReferencedBlobs(snapshot: s, id: id, seen: &seen) { b, _ in out.append(b) }
+        return out
+    }
+
+    /// The walk under `referencedBlobs`: calls `blob` for each blob not yet
+    /// in `seen` (which it adds to), with the manifest entry using it (nil for
+    /// a manifest blob), and `entry` for each manifest entry read. With
+    /// `tolerateListErrors`, an entry whose chunk list cannot be read is
+    /// passed on with its `listError` set (check reports it and goes on).
+    /// Errors `blob` or `entry` throw end the walk.
+    public func walkReferencedBlobs(snapshot s: Snapshot, id: SnapshotID? = nil, tolerateListErrors: Bool = false, seen: inout Set<BlobID>,
+                                    entry: (ManifestEntry) throws -> Void = { _ in }, blob: (BlobID, ManifestEntry?) throws -> Void) throws {
+        for m in s.manifestIDs where seen.insert(m).inserted { try blob(m, nil) }
+        var reader = manifestReader(s, id: id)
+        reader.tolerateListErrors = tolerateListErrors
+        while let e = try reader.next() {
+            try entry(e)
+            for b in e.referencedBlobs where seen.insert(b).inserted { try blob(b, e) }
+        }
+    }
+}
