@@ -7,7 +7,7 @@ import Glibc
 
 /// Several processes on one repository (FORMAT.md, "Locks"): backups share,
 /// prune excludes, stale locks are recognised and only they are removed.
-final class ConcurrencyTests: FaultTestCase {
+final class ConcurrencyTests: AccordTestCase {
     /// Writes a lock file as FORMAT.md ("Locks") describes it.
     func writeLock(_ name: String, exclusive: Bool, host: String = Sys.hostname, pid: Int32, command: String,
                    time: Timestamp = .now()) throws {
