@@ -30,7 +30,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .target(name: "AccordTestSupport", dependencies: ["AccordCore"], path: "Tests/AccordTestSupport"),
+        .target(name: "AccordTestSupport", dependencies: ["AccordCore"], path: "Tests/AccordTestSupport", exclude: ["README.md"]),
         .testTarget(name: "AccordCoreTests", dependencies: ["AccordCore", "AccordTestSupport"], resources: [.copy("Golden")]),
         .testTarget(name: "AccordEngineTests", dependencies: ["AccordTestSupport", "AccordCore", "AccordEngine"]),
         .testTarget(name: "AccordSyncTests", dependencies: ["AccordTestSupport", "AccordCore", "AccordEngine", "AccordSync"]),

@@ -14,16 +14,10 @@ final class DiskFullTests: AccordTestCase {
 
     @discardableResult
     func tool(_ path: String, _ args: [String]) -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        do { try p.run() } catch { return (-1, "\(error)") }
-        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return (p.terminationStatus, out)
+        do {
+            let r = try runProcess(path, args, timeout: 60)
+            return (r.signaled ? -1 : r.status, r.output)
+        } catch { return (-1, "\(error)") }
     }
 
     override func setUpWithError() throws {
