@@ -8,19 +8,21 @@ import AccordTestSupport
 /// usage of the command it was given to.
 final class UsageTests: AccordTestCase {
     /// Every subcommand `accord` has (Sources/accord/Accord.swift), with the
-    /// arguments it needs before it looks at options it does not know.
-    static let subcommands: [(name: String, args: [String])] = [
-        ("init", []), ("backup", ["/tmp"]), ("snapshots", ["list"]), ("ls", ["latest"]), ("dump", ["latest", "/x"]),
-        ("restore", ["latest", "--target", "/tmp/accord-usage-target"]), ("check", []), ("unlock", []),
-        ("sync", ["--to", "dr-node"]), ("serve", []), ("plan", ["show"]), ("forget", ["--keep-last", "1"]),
-        ("prune", []), ("repair", ["index"]),
-    ]
+    /// arguments it needs before it looks at options it does not know
+    /// (`-d DIR` where it takes one: `plan` has none, `serve` has `--repo`).
+    func subcommands() -> [(name: String, args: [String])] {
+        let d = ["-d", repo]
+        return [("init", d), ("backup", d + ["/tmp"]), ("snapshots", ["list"] + d), ("ls", d + ["latest"]),
+                ("dump", d + ["latest", "/x"]), ("restore", d + ["latest", "--target", scratch.sub("target")]), ("check", d),
+                ("unlock", d), ("sync", d + ["--to", "dr-node"]), ("serve", ["--repo", repo]), ("plan", ["show"]),
+                ("forget", d + ["--keep-last", "1"]), ("prune", d), ("repair", ["index"] + d)]
+    }
 
     func testHelpListsEverySubcommand() throws {
         let r = try accord("--help")
         XCTAssertTrue(r.ok, "\(r)")
         let listed = r.stdout.components(separatedBy: "SUBCOMMANDS:").last ?? ""
-        for (name, _) in Self.subcommands {
+        for (name, _) in subcommands() {
             XCTAssertTrue(listed.split(separator: "\n").contains { $0.split(separator: " ").first.map(String.init) == name },
                           "`accord --help` does not list `\(name)`:\n\(r)")
         }
@@ -29,7 +31,7 @@ final class UsageTests: AccordTestCase {
     }
 
     func testEverySubcommandHasHelpNamingItsUsage() throws {
-        for (name, _) in Self.subcommands {
+        for (name, _) in subcommands() {
             let r = try accord(name, "--help")
             XCTAssertTrue(r.ok, "accord \(name) --help:\n\(r)")
             XCTAssertTrue(r.stdout.contains("OVERVIEW:") && r.stdout.contains("USAGE: accord \(name)"),
@@ -38,8 +40,8 @@ final class UsageTests: AccordTestCase {
     }
 
     func testUnknownOptionExitsWithAUsageMessageNamingIt() throws {
-        for (name, args) in Self.subcommands {
-            let r = try accord([name] + args + ["-d", repo, "--no-such-option"])
+        for (name, args) in subcommands() {
+            let r = try accord([name] + args + ["--no-such-option"])
             XCTAssertEqual(r.status, 64, "accord \(name) --no-such-option:\n\(r)")
             XCTAssertFalse(r.signaled, "\(r)")
             XCTAssertTrue(r.stderr.contains("Unknown option '--no-such-option'"), "the unknown option is not named:\n\(r)")

@@ -2,7 +2,6 @@ import Foundation
 import XCTest
 @testable import AccordCore
 
-
 /// A byte source over an array that returns short reads of random sizes, as
 /// pipes and sockets do.
 struct ChoppySource: ByteSource {
