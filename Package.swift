@@ -30,12 +30,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .target(name: "AccordTestSupport", path: "Tests/AccordTestSupport"),
+        .target(name: "AccordTestSupport", dependencies: ["AccordCore"], path: "Tests/AccordTestSupport", exclude: ["README.md"]),
         .testTarget(name: "AccordCoreTests", dependencies: ["AccordCore", "AccordTestSupport"], resources: [.copy("Golden")]),
         .testTarget(name: "AccordEngineTests", dependencies: ["AccordTestSupport", "AccordCore", "AccordEngine"]),
         .testTarget(name: "AccordSyncTests", dependencies: ["AccordTestSupport", "AccordCore", "AccordEngine", "AccordSync"]),
         .testTarget(name: "AccordFaultTests", dependencies: ["AccordTestSupport", "AccordCore", "AccordEngine"]),
         .testTarget(name: "AccordPlansTests", dependencies: ["AccordTestSupport", "AccordCore", "AccordEngine", "AccordPlans"]),
+        // The command line as users run it: the tests run the built `accord` (the executable target is a dependency so it is built first).
+        .testTarget(name: "accordCLITests", dependencies: ["accord", "AccordTestSupport", "AccordCore"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -9,8 +9,11 @@ import AccordTestSupport
 /// next day's dump, with scattered row updates, stores a delta on that list;
 /// restore, check and prune (after forgetting the day-1 snapshot, whose full
 /// list is the delta's base) all follow the list.
-final class ChunkListBackupTests: XCTestCase {
-    var scratch: TempDirectory!
+///
+/// The dump data, repository and engine helpers are shared with `DeltaBlobTests`
+/// through `DumpBackupTestCase`.
+class DumpBackupTestCase: XCTestCase {
+    var scratch: ScratchDirectory!
     var repo: String { scratch.sub("repo") }
     var warnings: [String] = []
     let lock = NSLock()
@@ -18,7 +21,7 @@ final class ChunkListBackupTests: XCTestCase {
 
     override func setUpWithError() throws {
         try super.setUpWithError()
-        scratch = try TempDirectory("chunklist")
+        scratch = try ScratchDirectory("chunklist")
         _ = try Repository.initialize(at: repo)
     }
 
@@ -135,7 +138,9 @@ final class ChunkListBackupTests: XCTestCase {
         return try Prune(repository: try open(index: false), options: o).run()
     }
 
-    // MARK: Tests
+}
+
+final class ChunkListBackupTests: DumpBackupTestCase {
 
     func testDumpWithScatteredRowUpdatesStoresADeltaAndSurvivesForgettingItsBase() throws {
         var rng = SeededRandom(seed: 0xC1_B001)

@@ -6,8 +6,8 @@ import AccordEngine
 /// Delta blobs (format version 2) through the engine: a daily dump's changed
 /// chunks are stored as copy/insert programs on the parent's chunks they
 /// replaced; bases stay stored whole (no chains), survive forget + prune,
-/// and a missing base is reported. Uses the dump helpers of `ChunkListBackupTests`.
-extension ChunkListBackupTests {
+/// and a missing base is reported. Uses the dump helpers of `DumpBackupTestCase`.
+final class DeltaBlobTests: DumpBackupTestCase {
     /// Every blob of the index stored as a delta, with the base it names.
     func deltas(_ r: Repository) throws -> [BlobID: BlobID] {
         var out: [BlobID: BlobID] = [:]

@@ -7,7 +7,7 @@ import Glibc
 
 /// Several processes on one repository (FORMAT.md, "Locks"): backups share,
 /// prune excludes, stale locks are recognised and only they are removed.
-final class ConcurrencyTests: FaultTestCase {
+final class ConcurrencyTests: AccordTestCase {
     /// Writes a lock file as FORMAT.md ("Locks") describes it.
     func writeLock(_ name: String, exclusive: Bool, host: String = Sys.hostname, pid: Int32, command: String,
                    time: Timestamp = .now()) throws {
@@ -18,21 +18,13 @@ final class ConcurrencyTests: FaultTestCase {
     }
 
     /// A process that lives until killed, for a lock held by a live pid.
-    func startSleeper() throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sleep")
-        p.arguments = ["120"]
-        try p.run()
-        return p
-    }
+    func startSleeper() throws -> RunningCommand { try startProcess("/bin/sleep", ["120"]) }
 
-    /// A pid that belonged to a process that has exited.
+    /// A pid that belonged to a process that has exited (and was reaped).
     func deadPID() throws -> Int32 {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/true")
-        try p.run()
-        p.waitUntilExit()
-        return p.processIdentifier
+        let p = try startProcess("/bin/true", [])
+        _ = p.finish()
+        return p.pid
     }
 
     func testTwoBackupsAtOnceBothSucceedAndBothRestore() throws {
@@ -170,11 +162,11 @@ final class ConcurrencyTests: FaultTestCase {
         let tree = try SourceTree(root: scratch.sub("src"), rng: &rng, randomFiles: 1, randomSize: 10_000, textFiles: 1, textSize: 10_000)
         try initRepository()
         let sleeper = try startSleeper()
-        defer { if sleeper.isRunning { sleeper.terminate(); sleeper.waitUntilExit() } }
-        try writeLock("a0000000000000000000000000000001", exclusive: true, pid: sleeper.processIdentifier, command: "prune")
+        defer { _ = sleeper.finish(timeout: 0) }
+        try writeLock("a0000000000000000000000000000001", exclusive: true, pid: sleeper.pid, command: "prune")
         let r = try accord("backup", "-d", repo, tree.root)
         XCTAssertFalse(r.ok || r.signaled, "backup ran beside a live exclusive lock:\n\(r)")
-        XCTAssertTrue(r.stderr.contains("exclusive lock by `prune` (pid \(sleeper.processIdentifier)"), "the error does not name the holder:\n\(r)")
+        XCTAssertTrue(r.stderr.contains("exclusive lock by `prune` (pid \(sleeper.pid)"), "the error does not name the holder:\n\(r)")
         XCTAssertTrue(r.stderr.contains("accord unlock"), "the error does not say what to do:\n\(r)")
         XCTAssertEqual(snapshotNames(), [])
         XCTAssertEqual(((try? Sys.listDirectory(repo + "/locks")) ?? []).count, 1, "the refused backup left its own lock")
@@ -183,8 +175,7 @@ final class ConcurrencyTests: FaultTestCase {
             XCTAssertFalse(c.ok, "`accord \(cmd[0])` ran beside a live exclusive lock:\n\(c)")
         }
 
-        sleeper.terminate()
-        sleeper.waitUntilExit()
+        _ = sleeper.finish(timeout: 0)
         let after = try accord("backup", "-d", repo, tree.root)
         XCTAssertTrue(after.ok, "backup refused a stale lock (its process is dead):\n\(after)")
         XCTAssertTrue(after.stderr.contains("ignoring stale exclusive lock"), "the stale lock is not reported:\n\(after)")
@@ -193,11 +184,11 @@ final class ConcurrencyTests: FaultTestCase {
     func testUnlockRemovesStaleAndUnreadableLocksButNotLiveOnes() throws {
         try initRepository()
         let sleeper = try startSleeper()
-        defer { sleeper.terminate(); sleeper.waitUntilExit() }
+        defer { _ = sleeper.finish(timeout: 0) }
         let dead = try deadPID()
         let old = Timestamp(seconds: Timestamp.now().seconds - 3600, nanoseconds: 0)
         try writeLock("00000000000000000000000000000001", exclusive: false, pid: dead, command: "backup")              // dead pid here
-        try writeLock("00000000000000000000000000000002", exclusive: true, pid: sleeper.processIdentifier, command: "prune") // live
+        try writeLock("00000000000000000000000000000002", exclusive: true, pid: sleeper.pid, command: "prune") // live
         try writeLock("00000000000000000000000000000003", exclusive: false, host: "elsewhere", pid: 1, command: "sync", time: old) // not refreshed for an hour
         try writeLock("00000000000000000000000000000004", exclusive: false, host: "elsewhere", pid: 1, command: "backup") // fresh, other host: live
         try Files.write(repo + "/locks/00000000000000000000000000000005", Array("garbage".utf8), mode: 0o600)

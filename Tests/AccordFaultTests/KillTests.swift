@@ -9,7 +9,7 @@ import Glibc
 /// (FORMAT.md, "Write order" and "Crashes and leftovers"): afterwards `check`
 /// passes, every committed snapshot restores identically, and the next run
 /// completes and reuses what the killed one wrote.
-final class KillTests: FaultTestCase {
+final class KillTests: AccordTestCase {
     /// What a repository holds, to describe where a kill landed.
     struct State {
         var packs: Set<PackID>, index: Set<String>, snapshots: Set<String>, tmp: Int

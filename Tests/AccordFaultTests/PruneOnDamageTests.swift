@@ -5,7 +5,7 @@ import AccordCore
 /// Prune on a damaged copy of the corruption matrix's repository: it must
 /// refuse (naming the damage) or keep every blob a snapshot still needs —
 /// never delete the last good copy of anything.
-extension CorruptionMatrixTests {
+final class PruneOnDamageTests: CorruptionMatrixTestCase {
     /// A blob may be stored in two packs (FORMAT.md: concurrent backups, sync).
     /// When the pack prune would keep it from is missing, prune must keep the
     /// copy that exists (or refuse), never delete the last good copy.

@@ -61,8 +61,8 @@ final class AE5Environment {
     }
 
     /// The directories the ae5 restore replaces, listed.
-    func replacedTrees() throws -> [String: [String: String]] {
-        var out: [String: [String: String]] = [:]
+    func replacedTrees() throws -> [String: TreeListing] {
+        var out: [String: TreeListing] = [:]
         for d in ["git", "object/anaconda-objects", "object/anaconda-projects"] { out[d] = try Tree.list(storage + "/" + d) }
         return out
     }
@@ -252,8 +252,9 @@ final class AE5PlanIntegrationTests: XCTestCase {
         let treesAfter = try ae5.replacedTrees()
         for (dir, expected) in treesBefore { assertSameTree(expected, treesAfter[dir] ?? [:], "storage/\(dir) after restore") }
         var packageTreeExpected = packageTreeBefore
-        packageTreeExpected["pkgs/noarch/new-upload.conda"] = try Tree.list(s + "/object/anaconda-repository")["pkgs/noarch/new-upload.conda"]
-        XCTAssertNotNil(packageTreeExpected["pkgs/noarch/new-upload.conda"], "the restore touched the excluded anaconda-repository tree")
+        let upload = Array("pkgs/noarch/new-upload.conda".utf8)
+        packageTreeExpected[upload] = try Tree.list(s + "/object/anaconda-repository")[upload]
+        XCTAssertNotNil(packageTreeExpected[upload], "the restore touched the excluded anaconda-repository tree")
         assertSameTree(packageTreeExpected, try Tree.list(s + "/object/anaconda-repository"), "anaconda-repository (excluded, not replaced)")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: s + "/pgdata"), [],
                        "pgdata is replaced by the snapshot's copy, which excludes it: the database comes back from the dump")

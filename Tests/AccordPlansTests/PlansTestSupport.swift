@@ -6,7 +6,7 @@
 import Foundation
 import XCTest
 import AccordCore
-import AccordTestSupport
+@_exported import AccordTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,19 +21,11 @@ enum PlansTestPaths {
     static var testenv: String { packageRoot + "/scripts/testenv" }
     static var fixtures: String { packageRoot + "/Tests/Fixtures" }
 
-    /// `$ACCORD_BIN`, else `<package>/.build/debug/accord`.
-    static var accord: String {
-        if let b = ProcessInfo.processInfo.environment["ACCORD_BIN"], !b.isEmpty { return b }
-        return packageRoot + "/.build/debug/accord"
-    }
+    /// The built binary (AccordTestSupport's `AccordBinary`).
+    static var accord: String { AccordBinary.path }
 
     static func requireAccord(file: StaticString = #filePath, line: UInt = #line) throws -> String {
-        let b = accord
-        guard FileManager.default.isExecutableFile(atPath: b) else {
-            XCTFail("accord binary not found at \(b): run `swift build --build-tests` or set ACCORD_BIN", file: file, line: line)
-            throw XCTSkip("no accord binary")
-        }
-        return b
+        try AccordBinary.require(file: file, line: line)
     }
 }
 
@@ -42,94 +34,14 @@ struct TestSetupError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-// MARK: Scratch directories
-
-/// A directory under /tmp with a short path (pg-start.sh puts a unix socket
-/// in it, and sun_path holds 107 bytes), removed by `remove()`.
-final class ScratchDirectory {
-    let path: String
-
-    init(_ label: String) throws {
-        path = "/tmp/accord-\(label)-" + hexString(Sys.randomBytes(4))
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false,
-                                                attributes: [.posixPermissions: 0o755])
-    }
-
-    func sub(_ name: String) -> String { path + "/" + name }
-
-    func remove() { try? FileManager.default.removeItem(atPath: path) }
-}
-
 // MARK: Running processes
 
-struct CommandResult: CustomStringConvertible {
-    var status: Int32
-    var signaled: Bool
-    var stdout: String
-    var stderr: String
-    var seconds: Double
-    var description: String {
-        "\(signaled ? "killed by signal" : "exit status") \(status) after \(String(format: "%.1f", seconds)) s\n"
-            + "--- stdout ---\n\(stdout.suffix(6000))\n--- stderr ---\n\(stderr.suffix(6000))"
-    }
-}
-
 enum ProcessRunner {
-    /// Runs `executable args…` to completion (its process group is killed after `timeout` s);
-    /// stdin, stdout and stderr are files, so a chatty child never blocks on a full pipe.
-    ///
-    /// posix_spawn + waitpid rather than Foundation's `Process`: on Linux, `Process`
-    /// learns of the exit through a descriptor its children inherit, so after
-    /// pg-start.sh (whose PostgreSQL daemon keeps that descriptor) `waitUntilExit`
-    /// never returns.
+    /// Runs `executable args…` to completion in a process group of its own
+    /// (killed, with the daemons it started, after `timeout` s).
     static func run(_ executable: String, _ args: [String], environment: [String: String],
                     stdin: String? = nil, timeout: Double = 180) throws -> CommandResult {
-        let tmp = "/tmp/accord-plans-io-" + hexString(Sys.randomBytes(6))
-        let out = tmp + ".out", err = tmp + ".err", inp = tmp + ".in"
-        defer { for f in [out, err, inp] { unlink(f) } }
-        if let s = stdin { FileManager.default.createFile(atPath: inp, contents: Data(s.utf8)) }
-
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, stdin == nil ? "/dev/null" : inp, O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        posix_spawnattr_setpgroup(&attr, 0)
-        var none = sigset_t(), all = sigset_t()
-        sigemptyset(&none); sigfillset(&all)
-        posix_spawnattr_setsigmask(&attr, &none)
-        posix_spawnattr_setsigdefault(&attr, &all)
-
-        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + args).map { strdup($0) } + [nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { for p in argv + envp { free(p) } }
-        var pid: pid_t = 0
-        let start = Date()
-        let rc = posix_spawn(&pid, executable, &actions, &attr, argv, envp)
-        guard rc == 0 else { throw TestSetupError("cannot run \(executable): \(String(cString: strerror(rc)))") }
-
-        var status: Int32 = 0
-        let deadline = start.addingTimeInterval(timeout)
-        var killed = false
-        while true {
-            let r = waitpid(pid, &status, WNOHANG)
-            if r == pid { break }
-            if r < 0 && errno != EINTR { throw TestSetupError("waitpid \(pid): \(String(cString: strerror(errno)))") }
-            if !killed && Date() >= deadline { kill(-pid, SIGKILL); kill(pid, SIGKILL); killed = true }
-            usleep(5000)
-        }
-        let seconds = Date().timeIntervalSince(start)
-        let signaled = (status & 0x7f) != 0 && (status & 0x7f) != 0x7f
-        let code = signaled ? status & 0x7f : (status >> 8) & 0xff
-        let o = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
-        let e = (try? String(contentsOfFile: err, encoding: .utf8)) ?? ""
-        return CommandResult(status: code, signaled: signaled, stdout: o, stderr: e + (killed ? "\n[killed after \(timeout) s]" : ""),
-                             seconds: seconds)
+        try runProcess(executable, args, environment: environment, stdin: stdin, timeout: timeout, newProcessGroup: true)
     }
 
     /// Runs a testenv script (bash) and parses the KEY=VALUE lines it prints.
@@ -323,46 +235,10 @@ enum Tree {
 
     static func read(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: path))) }
 
-    /// relative path → "type mode size content-hash [-> target] [mtime]", every node below `root`
-    /// (the root itself excluded). File mtimes are compared; directory mtimes are not (a restore
+    /// Every node below `root` (the root itself excluded): type, mode, size,
+    /// content and file mtimes. Directory mtimes are not compared (a restore
     /// recreates the directories it replaces, and their parents change with it).
-    static func list(_ root: String) throws -> [String: String] {
-        var out: [String: String] = [:]
-        func visit(_ rel: String) throws {
-            let path = rel.isEmpty ? root : root + "/" + rel
-            for name in try FileManager.default.contentsOfDirectory(atPath: path).sorted() {
-                let r = rel.isEmpty ? name : rel + "/" + name
-                let full = root + "/" + r
-                let st = try Sys.lstat(full)
-                let mode = String(st.permissions, radix: 8)
-                if st.isDirectory {
-                    out[r] = "dir \(mode)"
-                    try visit(r)
-                } else if st.isSymlink {
-                    out[r] = "symlink -> " + String(decoding: try Sys.readlink(Array(full.utf8)), as: UTF8.self)
-                } else if st.isRegular {
-                    out[r] = "file \(mode) \(st.size) \(SHA256Hasher.hash(try read(full)).short) mtime \(st.mtimeSec).\(st.mtimeNsec)"
-                } else {
-                    out[r] = "other"
-                }
-            }
-        }
-        try visit("")
-        return out
-    }
-}
-
-func assertSameTree(_ expected: [String: String], _ actual: [String: String], _ context: String,
-                    file: StaticString = #filePath, line: UInt = #line) {
-    for key in Set(expected.keys).union(actual.keys).sorted() {
-        switch (expected[key], actual[key]) {
-        case let (e?, a?) where e != a:
-            XCTFail("\(context): \(key) differs\n  expected: \(e)\n  actual:   \(a)", file: file, line: line)
-        case (_?, nil): XCTFail("\(context): \(key) is missing", file: file, line: line)
-        case (nil, let a?): XCTFail("\(context): \(key) should not exist (\(a))", file: file, line: line)
-        default: break
-        }
-    }
+    static func list(_ root: String) throws -> TreeListing { try listTree(root, .storage) }
 }
 
 /// Every file below a repository: relative path → SHA-256 of its contents.

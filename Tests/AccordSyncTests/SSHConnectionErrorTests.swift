@@ -31,13 +31,8 @@ final class SSHConnectionErrorTests: SSHSyncTestCase {
 
     func testKeyNotInAuthorizedKeysFailsFastSayingTheKeyWasNotAccepted() throws {
         let key = scratch.sub("stranger_ed25519")
-        let keygen = Process()
-        keygen.executableURL = URL(fileURLWithPath: "/usr/bin/ssh-keygen")
-        keygen.arguments = ["-q", "-t", "ed25519", "-N", "", "-C", "not-authorized", "-f", key]
-        keygen.standardOutput = FileHandle.nullDevice
-        try keygen.run()
-        keygen.waitUntilExit()
-        XCTAssertEqual(keygen.terminationStatus, 0)
+        let keygen = try runProcess("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "not-authorized", "-f", key])
+        XCTAssertTrue(keygen.ok, "\(keygen)")
         // No -F: only this key, and the test's known_hosts so the host key is trusted.
         let args = ["sync", "-d", sourceRepo, "--to", remote(scratch.sub("dest")),
                     "--ssh-option=-p \(ssh.port)", "--ssh-option=-i \(key)", "--ssh-option=-o IdentitiesOnly=yes",

@@ -41,17 +41,8 @@ struct SSHEnvironment {
 
     /// `ssh USER@host sudo -n true` succeeds within 10 s.
     func sudoWorks() -> Bool {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/ssh")
-        p.arguments = ["-F", config, "\(user)@127.0.0.1", "sudo", "-n", "true"]
-        p.standardInput = FileHandle.nullDevice
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        guard (try? p.run()) != nil else { return false }
-        let deadline = Date().addingTimeInterval(10)
-        while p.isRunning && Date() < deadline { usleep(5000) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit(); return false }
-        return p.terminationStatus == 0
+        let r = try? runProcess("/usr/bin/ssh", ["-F", config, "\(user)@127.0.0.1", "sudo", "-n", "true"], timeout: 10)
+        return r?.ok ?? false
     }
 
     func stop() {
@@ -65,21 +56,12 @@ struct SSHEnvironment {
 
     @discardableResult
     static func runScript(_ script: String, _ arg: String, environment: [String: String] = [:]) -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = [script, arg]
-        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let log = "/tmp/accord-synctest-script-" + hexString(Sys.randomBytes(4))
-        FileManager.default.createFile(atPath: log, contents: nil)
-        defer { try? FileManager.default.removeItem(atPath: log) }
-        guard let h = FileHandle(forWritingAtPath: log) else { return (-1, "cannot create \(log)") }
-        p.standardOutput = h
-        p.standardError = h
-        p.standardInput = FileHandle.nullDevice
-        do { try p.run() } catch { return (-1, "cannot run \(script): \(error)") }
-        p.waitUntilExit()
-        try? h.close()
-        return (p.terminationStatus, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+        // AccordTestSupport's runner: the script leaves sshd running, which Foundation's `Process` may wait on forever.
+        let env = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        do {
+            let r = try runProcess("/bin/bash", [script, arg], environment: env, timeout: 600)
+            return (r.signaled ? -1 : r.status, r.output)
+        } catch { return (-1, "cannot run \(script): \(error)") }
     }
 }
 

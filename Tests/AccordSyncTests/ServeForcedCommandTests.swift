@@ -102,20 +102,10 @@ final class ServeForcedCommandTests: SSHSyncTestCase {
 
             """.utf8))
         let script = "mount --bind \"$1\" \"$2\" && exec \"$3\" -a backup -q -d \"$2\" --plan \"$4\" -u \"$5\" -n 127.0.0.1 \"--ssh-option=-F $6\""
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        p.arguments = ["-m", "--propagation", "private", "sh", "-c", script, "sh", clientRepo, pinned, AccordBinary.path, plan, pinnedUser, ssh.config]
-        let log = scratch.sub("legacy.log")
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        p.standardOutput = h
-        p.standardError = h
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        try? h.close()
-        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        XCTAssertEqual(p.terminationStatus, 0, "accord -a backup -u -n through the forced command failed:\n\(text)")
+        let r = try runProcess("/usr/bin/unshare", ["-m", "--propagation", "private", "sh", "-c", script, "sh", clientRepo, pinned,
+                                                    AccordBinary.path, plan, pinnedUser, ssh.config], timeout: 600)
+        let text = r.output
+        XCTAssertTrue(r.ok, "accord -a backup -u -n through the forced command failed:\n\(r)")
 
         let sent = snapshotFiles(of: clientRepo)
         XCTAssertEqual(sent.count, 1, "the client's backup did not land in its own repository:\n\(text)")

@@ -1,6 +1,6 @@
-// Helpers for the sync tests: scratch directories, deterministic trees, a
-// tree listing that compares a restore with its source, and a runner for the
-// built `accord` binary (STYLE.md item 14: the CLI is tested as users run it).
+// Helpers for the sync tests: deterministic trees and the sync test case.
+// Scratch directories, the tree comparer and the runner of the built
+// `accord` binary (STYLE.md item 14) are in AccordTestSupport.
 import Foundation
 @_exported import AccordTestSupport
 import XCTest
@@ -29,21 +29,6 @@ extension SeededRandom {
 }
 
 // MARK: Files
-
-/// A directory under /tmp (mode 0755, so the ssh test users can reach files in it), removed by `remove()`.
-final class ScratchDirectory {
-    let path: String
-
-    init(_ label: String) throws {
-        path = "/tmp/accord-synctest-\(label)-" + hexString(Sys.randomBytes(5))
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        chmod(path, 0o755)
-    }
-
-    func sub(_ name: String) -> String { path + "/" + name }
-
-    func remove() { try? FileManager.default.removeItem(atPath: path) }
-}
 
 func writeFile(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
     let dir = (path as NSString).deletingLastPathComponent
@@ -123,64 +108,6 @@ func makeTree(_ root: String, seed: UInt64, randomFiles: Int, randomSize: Int) t
     return total
 }
 
-struct NodeInfo: Equatable, CustomStringConvertible {
-    var type: String
-    var permissions: UInt32
-    var size: UInt64
-    var mtime: Int64
-    var link: String?
-    var content: String?
-    var description: String {
-        "\(type) \(String(permissions, radix: 8)) size \(size) mtime \(mtime)" + (link.map { " -> \($0)" } ?? "") + (content.map { " sha256 \($0.prefix(12))" } ?? "")
-    }
-}
-
-/// Relative path → what a restore must reproduce.
-func listTree(_ root: String) throws -> [String: NodeInfo] {
-    var out: [String: NodeInfo] = [:]
-    func visit(_ rel: String) throws {
-        let path = rel.isEmpty ? root : root + "/" + rel
-        var st = stat()
-        guard lstat(path, &st) == 0 else { throw SystemError(errno: errno, operation: "lstat", path: path) }
-        var info = NodeInfo(type: "other", permissions: UInt32(st.st_mode) & 0o7777, size: 0, mtime: Int64(st.st_mtim.tv_sec), link: nil, content: nil)
-        switch st.st_mode & S_IFMT {
-        case S_IFDIR:
-            info.type = "directory"
-            info.mtime = 0  // a directory's mtime changes while its children are restored; not compared
-            out[rel] = info
-            for name in try FileManager.default.contentsOfDirectory(atPath: path) { try visit(rel.isEmpty ? name : rel + "/" + name) }
-            return
-        case S_IFLNK:
-            info.type = "symlink"
-            info.link = try FileManager.default.destinationOfSymbolicLink(atPath: path)
-        case S_IFREG:
-            info.type = "file"
-            info.size = UInt64(st.st_size)
-            info.content = SHA256Hasher.hash(try readFile(path)).hex
-        default: break
-        }
-        out[rel] = info
-    }
-    try visit("")
-    return out
-}
-
-func assertSameTree(_ expected: [String: NodeInfo], _ actual: [String: NodeInfo], _ what: String,
-                    file: StaticString = #filePath, line: UInt = #line) {
-    var problems: [String] = []
-    for key in Set(expected.keys).union(actual.keys).sorted() {
-        switch (expected[key], actual[key]) {
-        case let (e?, a?) where e != a: problems.append("\(key.isEmpty ? "(root)" : key): source \(e), restored \(a)")
-        case (_?, nil): problems.append("\(key) is missing")
-        case (nil, _?): problems.append("\(key) is extra")
-        default: break
-        }
-    }
-    XCTAssert(problems.isEmpty, "\(what) differs from the source:\n  " + problems.prefix(20).joined(separator: "\n  "), file: file, line: line)
-}
-
-// CommandResult, RunningCommand and AccordBinary are in AccordTestSupport.
-
 /// What `accord sync --json` prints.
 struct SyncJSON: Decodable {
     var snapshots: Int
@@ -193,41 +120,9 @@ struct SyncJSON: Decodable {
 
 // MARK: The base test case
 
-class SyncTestCase: XCTestCase {
-    var scratch: ScratchDirectory!
+class SyncTestCase: AccordTestCase {
     var source: String { scratch.sub("src") }
     var sourceRepo: String { scratch.sub("src-repo") }
-
-    override func setUpWithError() throws {
-        try super.setUpWithError()
-        guard AccordBinary.isBuilt else {
-            XCTFail("accord binary not found at \(AccordBinary.path): run `swift build --build-tests` or set ACCORD_BIN")
-            throw XCTSkip("no accord binary")
-        }
-        scratch = try ScratchDirectory(String(describing: type(of: self)).lowercased())
-    }
-
-    override func tearDown() {
-        scratch?.remove()
-        super.tearDown()
-    }
-
-    func start(_ args: [String]) throws -> RunningCommand {
-        try AccordBinary.start(args, outputDirectory: scratch.path)
-    }
-
-    @discardableResult
-    func accord(_ args: [String], timeout: Double = 120) throws -> CommandResult {
-        try start(args).finish(timeout: timeout)
-    }
-
-    /// Runs a command that must succeed, failing the test with its output otherwise.
-    @discardableResult
-    func accordOK(_ args: [String], timeout: Double = 120, file: StaticString = #filePath, line: UInt = #line) throws -> CommandResult {
-        let r = try accord(args, timeout: timeout)
-        XCTAssert(r.ok, "command failed:\n\(r)", file: file, line: line)
-        return r
-    }
 
     /// Backs up `source` into `sourceRepo`; returns the new snapshot's id and addedBytes.
     @discardableResult
@@ -260,7 +155,8 @@ class SyncTestCase: XCTestCase {
         XCTAssert(check.ok && check.stdout.contains("no errors found"), "check --read-data on the destination failed:\n\(check)", file: file, line: line)
         let target = scratch.sub("restored-\(label)")
         try accordOK(["restore", "-d", repo, "latest", "--target", target, "-q"], file: file, line: line)
-        assertSameTree(try listTree(source), try listTree(target + source), "the tree restored from \(repo)", file: file, line: line)
+        assertSameTree(try listTree(source, .fileSeconds), try listTree(target + source, .fileSeconds), "the tree restored from \(repo)",
+                       file: file, line: line)
         try? FileManager.default.removeItem(atPath: target)
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import AccordTestSupport
 @testable import AccordCore
 #if canImport(Glibc)
 import Glibc
@@ -9,28 +10,13 @@ import Glibc
 /// a repository inside its own source, bad `--command` names, names that
 /// carry control bytes, lock files that are unusable, reused or dated in the
 /// future, config values out of range, and snapshots dated in the future.
-final class TrustBoundaryCLITests: FaultTestCase {
+final class TrustBoundaryCLITests: AccordTestCase {
     // MARK: Helpers
 
     /// Runs accord with stdout captured as raw bytes (names need not be UTF-8).
     func accordRaw(_ args: [String]) throws -> (status: Int32, signaled: Bool, stdout: [UInt8], stderr: String) {
-        let out = scratch.sub(".raw-out-" + hexString(Sys.randomBytes(4))), err = out + ".err"
-        defer { unlink(out); unlink(err) }
-        FileManager.default.createFile(atPath: out, contents: nil)
-        FileManager.default.createFile(atPath: err, contents: nil)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: AccordBinary.path)
-        p.arguments = args
-        var env = ProcessInfo.processInfo.environment
-        env.removeValue(forKey: "ACCORD_REPOSITORY")
-        p.environment = env
-        p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        return (p.terminationStatus, p.terminationReason == .uncaughtSignal, try Files.read(out),
-                (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
+        let r = try accord(args)
+        return (r.status, r.signaled, r.stdoutBytes, r.stderr)
     }
 
     func lockNames() -> [String] { ((try? Sys.listDirectory(repo + "/locks")) ?? []).sorted() }
@@ -45,13 +31,7 @@ final class TrustBoundaryCLITests: FaultTestCase {
         try Files.write(repo + "/locks/" + name, Array(bytes) + [0x0a], mode: 0o600)
     }
 
-    func startSleeper() throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sleep")
-        p.arguments = ["120"]
-        try p.run()
-        return p
-    }
+    func startSleeper() throws -> RunningCommand { try startProcess("/bin/sleep", ["120"]) }
 
     /// Field 22 of /proc/PID/stat, parsed after the last ')'.
     func startTime(_ pid: Int32) throws -> UInt64 {
@@ -267,8 +247,8 @@ final class TrustBoundaryCLITests: FaultTestCase {
         let tree = try smallTree()
         try initRepository()
         let sleeper = try startSleeper()
-        defer { sleeper.terminate(); sleeper.waitUntilExit() }
-        let pid = sleeper.processIdentifier
+        defer { _ = sleeper.finish(timeout: 0) }
+        let pid = sleeper.pid
         let name = "a0000000000000000000000000000001"
 
         // The process that took the lock is this very one: live.

@@ -1,10 +1,11 @@
 import Foundation
 import XCTest
+import AccordTestSupport
 import AccordCore
 
 /// `accord forget` and `accord prune` as a user runs them: which snapshots
 /// go, what space comes back, and that what is kept still restores.
-final class RetentionCLITests: FaultTestCase {
+final class RetentionCLITests: AccordTestCase {
     /// Backs up `count` versions of a tree, rewriting `changePerRound` random files between them.
     func history(_ count: Int, seed: UInt64, randomFiles: Int = 6, randomSize: Int = 400_000, changePerRound: Int = 3,
                  packSize: Int? = nil) throws -> (tree: SourceTree, snapshots: [(id: String, listing: TreeListing, added: UInt64)]) {

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import AccordTestSupport
 import AccordCore
 
 /// The command line as a user meets it: bad input gets a clear message and a
@@ -206,8 +207,8 @@ final class CLITests: AccordTestCase {
 
     /// The pid of a process that has exited.
     func deadPID() throws -> Int32 {
-        let child = try spawn("/bin/true", [], stdout: "/dev/null", stderr: "/dev/null")
-        while child.isRunning { usleep(1000) }
+        let child = try startProcess("/bin/true", [])
+        _ = child.finish()
         XCTAssertFalse(Sys.processExists(child.pid))
         return child.pid
     }
