@@ -19,14 +19,15 @@ let package = Package(
         .systemLibrary(name: "CIsal", path: "Sources/CIsal", providers: [.apt(["libisal-dev"])]),
         .systemLibrary(name: "CLibcrypto", path: "Sources/CLibcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "CAccordSys"),
-        .target(name: "AccordCore", dependencies: ["CZlib", "CLibdeflate", "CIsal", "CLibcrypto", "CAccordSys"]),
-        .target(name: "AccordEngine", dependencies: ["AccordCore"]),
-        .target(name: "AccordSync", dependencies: ["AccordCore", "AccordEngine"]),
-        .target(name: "AccordPlans", dependencies: ["AccordCore", "AccordEngine", .product(name: "Yams", package: "Yams")]),
+        .target(name: "AccordRuntime", dependencies: ["CAccordSys"]),
+        .target(name: "AccordCore", dependencies: ["CZlib", "CLibdeflate", "CIsal", "CLibcrypto", "CAccordSys", "AccordRuntime"]),
+        .target(name: "AccordEngine", dependencies: ["AccordCore", "AccordRuntime"]),
+        .target(name: "AccordSync", dependencies: ["AccordCore", "AccordRuntime"]),
+        .target(name: "AccordPlans", dependencies: ["AccordCore", "AccordEngine", "AccordRuntime", .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "accord",
             dependencies: [
-                "AccordCore", "AccordEngine", "AccordSync", "AccordPlans",
+                "AccordRuntime", "AccordCore", "AccordEngine", "AccordSync", "AccordPlans",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,6 +1,7 @@
 import Foundation
 import AccordCore
 import AccordEngine
+import AccordRuntime
 
 public struct PlanRestoreOptions {
     public var override = false

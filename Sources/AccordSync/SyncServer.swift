@@ -1,5 +1,6 @@
 import Foundation
 import AccordCore
+import AccordRuntime
 
 /// `accord serve`: the destination side of a sync, on stdin/stdout.
 ///

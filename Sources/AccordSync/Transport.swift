@@ -1,6 +1,6 @@
 import Foundation
 import AccordCore
-import AccordEngine
+import AccordRuntime
 
 /// Where a sync goes: `USER@NODE[:DIR]`, `NODE[:DIR]`, or a local `DIR`.
 public struct Destination: Equatable, CustomStringConvertible {

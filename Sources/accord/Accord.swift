@@ -3,6 +3,7 @@ import AccordCore
 import AccordEngine
 import AccordPlans
 import AccordSync
+import AccordRuntime
 
 @main
 enum Main {

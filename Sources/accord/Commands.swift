@@ -3,6 +3,7 @@ import Foundation
 import AccordCore
 import AccordEngine
 import AccordPlans
+import AccordRuntime
 
 struct Init: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Create an empty repository (mode 0700).")

@@ -4,6 +4,7 @@ import AccordCore
 import AccordEngine
 import AccordPlans
 import AccordSync
+import AccordRuntime
 
 struct PlanCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "plan", abstract: "Show backup plans.", subcommands: [Show.self], defaultSubcommand: Show.self)

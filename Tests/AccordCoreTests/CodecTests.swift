@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import AccordCore
+import AccordRuntime
 
 /// Encode → decode round trips for every on-disk format, golden bytes for
 /// the binary ones, and decoders fed truncated and mutated input: they must

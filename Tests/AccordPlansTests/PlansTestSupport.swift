@@ -9,6 +9,7 @@ import AccordCore
 import AccordTestSupport
 #if canImport(Glibc)
 import Glibc
+import AccordRuntime
 #endif
 
 // MARK: Locations

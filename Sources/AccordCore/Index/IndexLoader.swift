@@ -1,3 +1,4 @@
+import AccordRuntime
 /// Loads index files into a `MasterIndex` a piece at a time.
 ///
 /// `Repository.readIndexFile` reads a whole file, checks its hash, then

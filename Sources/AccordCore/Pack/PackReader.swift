@@ -1,3 +1,4 @@
+import AccordRuntime
 /// Reads blobs and headers from pack files.
 public enum PackReader {
     /// Reads and decodes the header at the end of an open pack.

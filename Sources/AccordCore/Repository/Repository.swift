@@ -1,4 +1,5 @@
 import Foundation
+import AccordRuntime
 
 /// A repository on a local filesystem: config, packs, index, snapshots, locks.
 ///

@@ -1,5 +1,6 @@
 import Foundation
 import AccordCore
+import AccordRuntime
 
 /// One backup run: walks the sources in tree order, reads and chunks what
 /// changed, stores new blobs, writes the manifest and finally the snapshot.

@@ -1,5 +1,4 @@
 import Foundation
-import AccordCore
 
 /// A FIFO between threads with backpressure: `push` blocks while the queue
 /// holds more than `capacity` cost units (an item is always admitted into an

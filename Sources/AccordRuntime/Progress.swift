@@ -1,5 +1,4 @@
 import Foundation
-import AccordCore
 
 /// Counters shared by the threads of a backup or restore, and a reporter
 /// that prints them to stderr twice a second (on a TTY, or when asked).

@@ -1,5 +1,4 @@
 import Foundation
-import AccordCore
 
 /// Quotes a word for `/bin/sh` (single quotes unless it is plainly safe).
 public func shellQuote(_ s: String) -> String {
