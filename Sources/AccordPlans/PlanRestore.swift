@@ -11,8 +11,8 @@ public struct PlanRestoreOptions {
     public var waitTimeout: Int?
     public var threads = defaultThreadCount
     public var log: (String) -> Void = { _ in }
-    /// Takes the pre-restore snapshot of these paths (the engine's backup, run by the caller).
-    public var preRestoreBackup: ([RawPath]) throws -> SnapshotID? = { _ in nil }
+    /// Told what the pre-restore snapshot could not read (the caller prints it as a warning).
+    public var warn: (String) -> Void = { _ in }
     public init() {}
 }
 
@@ -55,7 +55,7 @@ public final class PlanRestore {
             case "cleanup-sql": try cleanupSQL()
             case "apply-objects": try applyObjects()
             case "restart-pods": try restartPods()
-            case "remove-marker": try? Sys.unlink(repository.layout.restoreMarkerPath)
+            case "remove-marker": repository.removeRestoreMarker()
             default: throw PlanError.invalid(plan.name, "unknown restore step \(step)")
             }
         }
@@ -72,7 +72,7 @@ public final class PlanRestore {
 
     func checkMarker() throws {
         if options.override { return }
-        if (try? Sys.lstat(repository.layout.restoreMarkerPath)) == nil {
+        if !repository.hasRestoreMarker {
             throw PlanRunError.markerMissing(repository.layout.root)
         }
     }
@@ -131,14 +131,6 @@ public final class PlanRestore {
         return s.replace.map { sub in
             let p = sub == "." ? s.root : s.root + "/" + sub
             return Array(p.utf8)
-        }
-    }
-
-    func preRestoreSnapshot() throws {
-        let existing = replacedPaths.filter { (try? Sys.lstat($0)) != nil }
-        if existing.isEmpty { return }
-        if let id = try options.preRestoreBackup(existing) {
-            options.log("pre-restore snapshot \(id.short) holds the replaced data (tag pre-restore)")
         }
     }
 

@@ -126,8 +126,7 @@ public final class SyncServer {
         case .listSnapshots:
             try connection.send(.snapshotList(try repo().listSnapshotIDs().sorted()))
         case .placeMarker:
-            let r = try repo()
-            try AtomicFile.write([], to: r.layout.restoreMarkerPath, tmpDirectory: r.layout.tmpDirectory)
+            try repo().placeRestoreMarker()
             try connection.send(.markerOK)
         case .bye:
             _ = try flushPacks()
