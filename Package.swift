@@ -19,7 +19,7 @@ let package = Package(
         .systemLibrary(name: "CIsal", path: "Sources/CIsal", providers: [.apt(["libisal-dev"])]),
         .systemLibrary(name: "CLibcrypto", path: "Sources/CLibcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "CAccordSys"),
-        .target(name: "AccordRuntime", dependencies: ["CAccordSys"]),
+        .target(name: "AccordRuntime", dependencies: ["CAccordSys"], exclude: ["README.md"]),
         .target(name: "AccordCore", dependencies: ["CZlib", "CLibdeflate", "CIsal", "CLibcrypto", "CAccordSys", "AccordRuntime"]),
         .target(name: "AccordEngine", dependencies: ["AccordCore", "AccordRuntime"]),
         .target(name: "AccordSync", dependencies: ["AccordCore", "AccordRuntime"]),

@@ -111,17 +111,15 @@ struct BackupCommand: ParsableCommand {
 }
 
 /// Opens the index, adopts packs of an interrupted backup, runs the backup under
-/// a shared lock, or under the caller's when `lockHeld` (a plan restore's
-/// pre-restore snapshot, taken while the restore holds its exclusive lock).
-func runBackup(_ repository: Repository, _ options: BackupOptions, lockHeld: Bool = false) throws -> BackupResult {
-    func body() throws -> BackupResult {
+/// a shared lock. (A plan restore's pre-restore snapshot runs in AccordPlans,
+/// under the restore's exclusive lock.)
+func runBackup(_ repository: Repository, _ options: BackupOptions) throws -> BackupResult {
+    try withLock(repository, command: "backup") {
         try repository.loadIndex()
         let adopted = try repository.adoptUnindexedPacks()
         if adopted > 0 { options.onWarning("indexed \(adopted) pack(s) left by an interrupted backup; their data is reused") }
         return try Backup(repository: repository, options: options).run()
     }
-    if lockHeld { return try body() }
-    return try withLock(repository, command: "backup", body)
 }
 
 func report(_ r: BackupResult, json: Bool, quiet: Bool) {
