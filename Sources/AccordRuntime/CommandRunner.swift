@@ -40,6 +40,8 @@ public enum CommandError: Error, CustomStringConvertible, Equatable, Sendable {
 /// from (and/or feeding its stdin), and keeping the last 2 KiB of its stderr
 /// for error messages. Secrets travel in the environment or stdin, never on
 /// the command line.
+// @unchecked Sendable: `tail` is shared with the stderr thread only under `tailLock`;
+// the pipes are set in `start` before that thread exists.
 public final class CommandRunner: @unchecked Sendable {
     public let command: String
     /// Run directly, without a shell, when set (`init(argv:)`).

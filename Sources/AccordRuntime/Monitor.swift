@@ -8,6 +8,7 @@ import Musl
 
 /// A mutex with two condition variables (pthread), for queues whose
 /// producers and consumers wait on different conditions.
+// @unchecked Sendable: it is the lock (a pthread mutex); its pointers never change after init.
 public final class Monitor: @unchecked Sendable {
     public static let notEmpty = 0
     public static let notFull = 1

@@ -5,7 +5,7 @@ import AccordRuntime
 /// to a descriptor, every blob verified on the way (`StreamWriter`).
 public enum Dump {
     /// Why nothing was written; the command line words it for its user.
-    public enum Failure: Error, CustomStringConvertible {
+    public enum Failure: Error, CustomStringConvertible, Sendable {
         case notFound(path: RawPath, snapshot: SnapshotID)
         case notAFile(path: RawPath, snapshot: SnapshotID, kind: ManifestEntry.Kind)
 
