@@ -37,6 +37,25 @@ public final class PlanRestore {
         kubectl = Kubectl(plan: plan)
     }
 
+    /// Restores `snapshot` (an id, a unique prefix or `latest`; nil means the
+    /// plan's latest) from `repository`, whose exclusive lock the caller holds
+    /// for the whole run: the pre-restore snapshot is taken under it too.
+    public static func run(plan: Plan, repository: Repository, snapshot: String?, options: PlanRestoreOptions) throws {
+        let root = repository.layout.root
+        let id: SnapshotID
+        if let s = snapshot { id = try repository.resolveSnapshot(s, warn: options.warn) } else {
+            guard let last = try repository.latestSnapshot(matching: { $0.plan == plan.name }, warn: options.warn) else {
+                throw PlanRunError.noSnapshot(plan: plan.name, repository: root)
+            }
+            id = last.id
+        }
+        let s = try repository.loadSnapshot(id)
+        try repository.loadIndex()
+        options.log("restoring snapshot \(id.short) of plan \(plan.name) from \(root)")
+        try PlanRestore(plan: plan, repository: repository, snapshotID: id, snapshot: s, options: options).run()
+        options.log("restore of \(id.short) complete")
+    }
+
     var scaleTimeout: Int { options.waitTimeout ?? plan.timeouts.scaleSeconds }
     var runningTimeout: Int { options.waitTimeout ?? plan.timeouts.runningSeconds }
 

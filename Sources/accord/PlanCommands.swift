@@ -46,20 +46,9 @@ func runPlanRestore(repoPath: String, plan: Plan, snapshot: String?, options: Pl
     signal(SIGPIPE, SIG_IGN)
     Sys.umask(0o077)
     let repository = try Repository.open(at: repoPath)
+    var o = options
+    o.warn = warn
     try withLock(repository, exclusive: true, command: "restore \(plan.name)") {
-        let id: SnapshotID
-        if let s = snapshot { id = try repository.resolveSnapshot(s, warn: warn) } else {
-            guard let last = try repository.latestSnapshot(matching: { $0.plan == plan.name }, warn: warn) else {
-                throw PlanRunError.noSnapshot(plan: plan.name, repository: repoPath)
-            }
-            id = last.id
-        }
-        let s = try repository.loadSnapshot(id)
-        try repository.loadIndex()
-        var o = options
-        o.warn = warn
-        o.log("restoring snapshot \(id.short) of plan \(plan.name) from \(repoPath)")
-        try PlanRestore(plan: plan, repository: repository, snapshotID: id, snapshot: s, options: o).run()
-        o.log("restore of \(id.short) complete")
+        try PlanRestore.run(plan: plan, repository: repository, snapshot: snapshot, options: o)
     }
 }
