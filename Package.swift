@@ -20,7 +20,7 @@ let package = Package(
         .systemLibrary(name: "CLibcrypto", path: "Sources/CLibcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "CAccordSys"),
         .target(name: "AccordRuntime", dependencies: ["CAccordSys"], exclude: ["README.md"]),
-        .target(name: "AccordCore", dependencies: ["CZlib", "CLibdeflate", "CIsal", "CLibcrypto", "CAccordSys", "AccordRuntime"]),
+        .target(name: "AccordCore", dependencies: ["CZlib", "CLibdeflate", "CIsal", "CLibcrypto", "AccordRuntime"]),
         .target(name: "AccordEngine", dependencies: ["AccordCore", "AccordRuntime"]),
         .target(name: "AccordSync", dependencies: ["AccordCore", "AccordRuntime"]),
         .target(name: "AccordPlans", dependencies: ["AccordCore", "AccordEngine", "AccordRuntime", .product(name: "Yams", package: "Yams")]),

@@ -11,7 +11,8 @@ public struct PlanRestoreOptions {
     public var waitTimeout: Int?
     public var threads = defaultThreadCount
     public var log: (String) -> Void = { _ in }
-    /// Told what the pre-restore snapshot could not read (the caller prints it as a warning).
+    /// Where warnings go (the caller prints them): a snapshot skipped as unreadable
+    /// while finding the latest, a path the pre-restore snapshot could not read.
     public var warn: (String) -> Void = { _ in }
     public init() {}
 }
