@@ -19,18 +19,20 @@ let package = Package(
         .systemLibrary(name: "CIsal", path: "Sources/CIsal", providers: [.apt(["libisal-dev"])]),
         .systemLibrary(name: "CLibcrypto", path: "Sources/CLibcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "CAccordSys"),
-        .target(name: "AccordCore", dependencies: ["CZlib", "CLibdeflate", "CIsal", "CLibcrypto", "CAccordSys"]),
-        .target(name: "AccordEngine", dependencies: ["AccordCore"]),
-        .target(name: "AccordSync", dependencies: ["AccordCore", "AccordEngine"]),
-        .target(name: "AccordPlans", dependencies: ["AccordCore", "AccordEngine", .product(name: "Yams", package: "Yams")]),
+        .target(name: "AccordRuntime", dependencies: ["CAccordSys"], exclude: ["README.md"]),
+        .target(name: "AccordCore", dependencies: ["CZlib", "CLibdeflate", "CIsal", "CLibcrypto", "AccordRuntime"], exclude: ["README.md", "Store/README.md"]),
+        .target(name: "AccordEngine", dependencies: ["AccordCore", "AccordRuntime"], exclude: ["README.md"]),
+        .target(name: "AccordSync", dependencies: ["AccordCore", "AccordRuntime"], exclude: ["README.md"]),
+        .target(name: "AccordPlans", dependencies: ["AccordCore", "AccordEngine", "AccordRuntime", .product(name: "Yams", package: "Yams")], exclude: ["README.md"]),
         .executableTarget(
             name: "accord",
             dependencies: [
-                "AccordCore", "AccordEngine", "AccordSync", "AccordPlans",
+                "AccordRuntime", "AccordCore", "AccordEngine", "AccordSync", "AccordPlans",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            exclude: ["README.md"]
         ),
-        .target(name: "AccordTestSupport", dependencies: ["AccordCore"], path: "Tests/AccordTestSupport", exclude: ["README.md"]),
+        .target(name: "AccordTestSupport", dependencies: ["AccordRuntime", "AccordCore"], path: "Tests/AccordTestSupport", exclude: ["README.md"]),
         .testTarget(name: "AccordCoreTests", dependencies: ["AccordCore", "AccordTestSupport"], resources: [.copy("Golden")]),
         .testTarget(name: "AccordEngineTests", dependencies: ["AccordTestSupport", "AccordCore", "AccordEngine"]),
         .testTarget(name: "AccordSyncTests", dependencies: ["AccordTestSupport", "AccordCore", "AccordEngine", "AccordSync"]),

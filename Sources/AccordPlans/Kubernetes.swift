@@ -1,6 +1,6 @@
 import Foundation
 import AccordCore
-import AccordEngine
+import AccordRuntime
 
 /// Runs kubectl (and friends) as the plan names it, checking every exit status.
 public struct Kubectl {

@@ -1,6 +1,7 @@
 import Foundation
 import AccordCore
 import AccordEngine
+import AccordRuntime
 
 public struct PlanRestoreOptions {
     public var override = false
@@ -10,8 +11,9 @@ public struct PlanRestoreOptions {
     public var waitTimeout: Int?
     public var threads = defaultThreadCount
     public var log: (String) -> Void = { _ in }
-    /// Takes the pre-restore snapshot of these paths (the engine's backup, run by the caller).
-    public var preRestoreBackup: ([RawPath]) throws -> SnapshotID? = { _ in nil }
+    /// Where warnings go (the caller prints them): a snapshot skipped as unreadable
+    /// while finding the latest, a path the pre-restore snapshot could not read.
+    public var warn: (String) -> Void = { _ in }
     public init() {}
 }
 
@@ -36,6 +38,25 @@ public final class PlanRestore {
         kubectl = Kubectl(plan: plan)
     }
 
+    /// Restores `snapshot` (an id, a unique prefix or `latest`; nil means the
+    /// plan's latest) from `repository`, whose exclusive lock the caller holds
+    /// for the whole run: the pre-restore snapshot is taken under it too.
+    public static func run(plan: Plan, repository: Repository, snapshot: String?, options: PlanRestoreOptions) throws {
+        let root = repository.layout.root
+        let id: SnapshotID
+        if let s = snapshot { id = try repository.resolveSnapshot(s, warn: options.warn) } else {
+            guard let last = try repository.latestSnapshot(matching: { $0.plan == plan.name }, warn: options.warn) else {
+                throw PlanRunError.noSnapshot(plan: plan.name, repository: root)
+            }
+            id = last.id
+        }
+        let s = try repository.loadSnapshot(id)
+        try repository.loadIndex()
+        options.log("restoring snapshot \(id.short) of plan \(plan.name) from \(root)")
+        try PlanRestore(plan: plan, repository: repository, snapshotID: id, snapshot: s, options: options).run()
+        options.log("restore of \(id.short) complete")
+    }
+
     var scaleTimeout: Int { options.waitTimeout ?? plan.timeouts.scaleSeconds }
     var runningTimeout: Int { options.waitTimeout ?? plan.timeouts.runningSeconds }
 
@@ -54,7 +75,7 @@ public final class PlanRestore {
             case "cleanup-sql": try cleanupSQL()
             case "apply-objects": try applyObjects()
             case "restart-pods": try restartPods()
-            case "remove-marker": try? Sys.unlink(repository.layout.restoreMarkerPath)
+            case "remove-marker": repository.removeRestoreMarker()
             default: throw PlanError.invalid(plan.name, "unknown restore step \(step)")
             }
         }
@@ -71,7 +92,7 @@ public final class PlanRestore {
 
     func checkMarker() throws {
         if options.override { return }
-        if (try? Sys.lstat(repository.layout.restoreMarkerPath)) == nil {
+        if !repository.hasRestoreMarker {
             throw PlanRunError.markerMissing(repository.layout.root)
         }
     }
@@ -130,14 +151,6 @@ public final class PlanRestore {
         return s.replace.map { sub in
             let p = sub == "." ? s.root : s.root + "/" + sub
             return Array(p.utf8)
-        }
-    }
-
-    func preRestoreSnapshot() throws {
-        let existing = replacedPaths.filter { (try? Sys.lstat($0)) != nil }
-        if existing.isEmpty { return }
-        if let id = try options.preRestoreBackup(existing) {
-            options.log("pre-restore snapshot \(id.short) holds the replaced data (tag pre-restore)")
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Yams
 import AccordCore
+import AccordRuntime
 
 /// The node's settings file: one YAML document, `/etc/accord/accord.yaml`
 /// (or the file named by `$ACCORD_SETTINGS`, for tests: sudo's env_reset

@@ -1,6 +1,7 @@
 import AccordCore
 #if canImport(Glibc)
 import Glibc
+import AccordRuntime
 #endif
 
 /// Frames over a pair of file descriptors (pipes to ssh, or stdin/stdout of

@@ -1,5 +1,6 @@
 import Foundation
 import AccordCore
+import AccordRuntime
 
 /// Which repository `accord serve` may open: the narrow door on the DR node.
 ///

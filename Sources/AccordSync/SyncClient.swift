@@ -1,6 +1,6 @@
 import Foundation
 import AccordCore
-import AccordEngine
+import AccordRuntime
 
 /// What one sync sent.
 public struct SyncStats: Sendable {
@@ -27,7 +27,7 @@ public final class SyncClient {
     let repository: Repository
     let connection: FrameConnection
     public private(set) var stats = SyncStats()
-    public var progress: AccordEngine.Progress?
+    public var progress: AccordRuntime.Progress?
     /// Blobs the destination is known to hold (from snapshots it has or we sent).
     private var remoteKnown = Set<BlobID>()
     /// May delta blobs be sent as stored (the destination's format allows them)?

@@ -1,5 +1,6 @@
 import Foundation
 import AccordCore
+import AccordRuntime
 
 /// `accord serve`: the destination side of a sync, on stdin/stdout.
 ///
@@ -126,8 +127,7 @@ public final class SyncServer {
         case .listSnapshots:
             try connection.send(.snapshotList(try repo().listSnapshotIDs().sorted()))
         case .placeMarker:
-            let r = try repo()
-            try AtomicFile.write([], to: r.layout.restoreMarkerPath, tmpDirectory: r.layout.tmpDirectory)
+            try repo().placeRestoreMarker()
             try connection.send(.markerOK)
         case .bye:
             _ = try flushPacks()

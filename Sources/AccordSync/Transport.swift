@@ -1,6 +1,6 @@
 import Foundation
 import AccordCore
-import AccordEngine
+import AccordRuntime
 
 /// Where a sync goes: `USER@NODE[:DIR]`, `NODE[:DIR]`, or a local `DIR`.
 public struct Destination: Equatable, CustomStringConvertible {
@@ -68,8 +68,8 @@ public final class SyncTransport {
         }
         runner = CommandRunner(argv: argv)
         let stdout: Int32
-        do { stdout = try runner.start(stdin: true) } catch {
-            throw SyncError.connect("cannot start `\(argv[0])`: \(error)")
+        do { stdout = try runner.start(stdin: true) } catch CommandError.cannotStart(_, let reason) {
+            throw SyncError.connect("cannot start `\(argv[0])`: \(reason)")
         }
         connection = FrameConnection(input: stdout, output: runner.stdinDescriptor,
                                      peer: destination.isLocal ? "accord serve" : "ssh \(destination.host!)")

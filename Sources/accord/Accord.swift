@@ -3,6 +3,7 @@ import AccordCore
 import AccordEngine
 import AccordPlans
 import AccordSync
+import AccordRuntime
 
 @main
 enum Main {
@@ -60,7 +61,7 @@ struct Accord: ParsableCommand {
 
         Exit codes: 0 success, 1 error, 3 backup completed but some files could not be read.
         """,
-        subcommands: [Init.self, BackupCommand.self, Snapshots.self, Ls.self, Dump.self,
+        subcommands: [Init.self, BackupCommand.self, Snapshots.self, Ls.self, DumpCommand.self,
                       RestoreCommand.self, CheckCommand.self, Unlock.self, SyncCommand.self, Serve.self,
                       PlanCommand.self, ForgetCommand.self, PruneCommand.self, Repair.self]
     )

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import AccordCore
 import AccordEngine
+import AccordRuntime
 
 struct ForgetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

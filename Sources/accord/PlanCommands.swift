@@ -4,6 +4,7 @@ import AccordCore
 import AccordEngine
 import AccordPlans
 import AccordSync
+import AccordRuntime
 
 struct PlanCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "plan", abstract: "Show backup plans.", subcommands: [Show.self], defaultSubcommand: Show.self)
@@ -30,14 +31,14 @@ func runPlanBackup(repository: Repository, plan: Plan, tags: [String], output: O
         warnings.append(message)
     }
     let result = try runBackup(repository, options)
-    try AtomicFile.write([], to: repository.layout.restoreMarkerPath, tmpDirectory: repository.layout.tmpDirectory)
+    try repository.placeRestoreMarker()
     return (result, warnings)
 }
 
 /// Restores a plan's snapshot (latest of that plan unless given) by running its restore steps.
 /// Holds an exclusive lock throughout: a plan restore replaces live data, so a
 /// second one (or a prune) must not run beside it. Its pre-restore snapshot is
-/// a backup that runs under this same lock.
+/// a backup that PlanRestore runs on this same Repository under this same lock.
 func runPlanRestore(repoPath: String, plan: Plan, snapshot: String?, options: PlanRestoreOptions) throws {
     // psql or kubectl may exit early (an error in the dump) while we still write
     // to its stdin: the write must fail with EPIPE, so that its exit status and
@@ -45,33 +46,9 @@ func runPlanRestore(repoPath: String, plan: Plan, snapshot: String?, options: Pl
     signal(SIGPIPE, SIG_IGN)
     Sys.umask(0o077)
     let repository = try Repository.open(at: repoPath)
+    var o = options
+    o.warn = warn
     try withLock(repository, exclusive: true, command: "restore \(plan.name)") {
-        let id: SnapshotID
-        if let s = snapshot { id = try repository.resolveSnapshot(s, warn: warn) } else {
-            guard let last = try repository.latestSnapshot(matching: { $0.plan == plan.name }, warn: warn) else {
-                throw PlanRunError.noSnapshot(plan: plan.name, repository: repoPath)
-            }
-            id = last.id
-        }
-        let s = try repository.loadSnapshot(id)
-        try repository.loadIndex()
-        var o = options
-        o.preRestoreBackup = { paths in
-            // A second Repository: the backup adds packs and an index file that
-            // the restore's loaded index need not see.
-            let r = try Repository.open(at: repoPath)
-            var b = BackupOptions()
-            b.paths = paths
-            b.plan = "pre-restore"
-            b.tags = ["pre-restore", plan.name]
-            b.onError = { p, e in warn("pre-restore snapshot: cannot read \(escapedText(p)): \(e)") }
-            let result = try runBackup(r, b, lockHeld: true)
-            // Replacing storage deletes it: every file must be in the safety snapshot first.
-            guard !result.incomplete else { throw PlanRunError.preRestoreIncomplete(unreadable: result.snapshot.summary.errors) }
-            return result.id
-        }
-        o.log("restoring snapshot \(id.short) of plan \(plan.name) from \(repoPath)")
-        try PlanRestore(plan: plan, repository: repository, snapshotID: id, snapshot: s, options: o).run()
-        o.log("restore of \(id.short) complete")
+        try PlanRestore.run(plan: plan, repository: repository, snapshot: snapshot, options: o)
     }
 }

@@ -4,6 +4,7 @@ import AccordCore
 import AccordEngine
 import AccordSync
 import AccordPlans
+import AccordRuntime
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -95,7 +96,7 @@ func probeSync(_ repository: Repository, to dest: Destination, _ o: SyncOptions)
     _ = transport.close()
 }
 
-func runSync(_ repository: Repository, to dest: Destination, _ o: SyncOptions, only: [SnapshotID]?, marker: Bool, progress: AccordEngine.Progress?) throws -> SyncStats {
+func runSync(_ repository: Repository, to dest: Destination, _ o: SyncOptions, only: [SnapshotID]?, marker: Bool, progress: AccordRuntime.Progress?) throws -> SyncStats {
     let (transport, client) = try openSync(repository, to: dest, o)
     client.progress = progress
     let stats: SyncStats

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import AccordCore
+import AccordRuntime
 
 /// The worked example of FORMAT.md, byte for byte.
 ///

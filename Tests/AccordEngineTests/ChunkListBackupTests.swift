@@ -3,6 +3,7 @@ import XCTest
 import AccordCore
 import AccordEngine
 import AccordTestSupport
+import AccordRuntime
 
 /// Chunk lists end to end, through the engine API: a database dump of
 /// thousands of `dump`-profile chunks keeps its id list in list blobs; the

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import AccordCore
+import AccordRuntime
 
 /// Broken repositories, named after the defect (STYLE.md item 12): `check`
 /// and `restore` must fail with a non-zero exit and name what is damaged.

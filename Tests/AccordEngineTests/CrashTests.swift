@@ -3,6 +3,7 @@ import XCTest
 import AccordCore
 #if canImport(Glibc)
 import Glibc
+import AccordRuntime
 #endif
 
 /// A backup killed at any moment leaves a repository that `check` passes and

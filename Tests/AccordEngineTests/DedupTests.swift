@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import AccordCore
+import AccordRuntime
 
 /// Repeated backups store only what changed.
 final class DedupTests: AccordTestCase {

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import AccordCore
 import AccordEngine
+import AccordRuntime
 
 /// Delta blobs (format version 2) through the engine: a daily dump's changed
 /// chunks are stored as copy/insert programs on the parent's chunks they

@@ -2,6 +2,7 @@
 // bytes. The test case, scratch directories, tree builder and comparer and
 // the runner of the built binary are in AccordTestSupport.
 import Foundation
+import AccordRuntime
 @_exported import AccordTestSupport
 import AccordCore
 

@@ -4,6 +4,7 @@ import XCTest
 import AccordEngine
 #if canImport(Glibc)
 import Glibc
+import AccordRuntime
 #endif
 
 /// A repository holding a real backup plus crafted snapshots whose manifests

@@ -17,6 +17,7 @@ import XCTest
 import AccordTestSupport
 #if canImport(Glibc)
 import Glibc
+import AccordRuntime
 #endif
 
 final class HostileRestoreTests: AccordTestCase {

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import AccordCore
 import AccordTestSupport
+import AccordRuntime
 
 /// `Repository.loadIndex` reads index files through a 1 MiB window,
 /// hashing as it goes: records cross the window's edges, and damage found

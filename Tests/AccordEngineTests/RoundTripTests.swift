@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import AccordCore
+import AccordRuntime
 
 /// Backup then restore through the command line; the restored tree must
 /// match the source in content and in every attribute a restore promises.

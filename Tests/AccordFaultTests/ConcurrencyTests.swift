@@ -3,6 +3,7 @@ import XCTest
 import AccordCore
 #if canImport(Glibc)
 import Glibc
+import AccordRuntime
 #endif
 
 /// Several processes on one repository (FORMAT.md, "Locks"): backups share,

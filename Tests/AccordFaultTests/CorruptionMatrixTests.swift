@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import AccordCore
+import AccordRuntime
 
 /// One damage at a time to a copy of a small two-snapshot repository: a
 /// pack, an index file, a snapshot file, a manifest blob, the config.

@@ -3,6 +3,7 @@ import XCTest
 import AccordCore
 #if canImport(Glibc)
 import Glibc
+import AccordRuntime
 #endif
 
 /// A repository on an 8 MiB tmpfs receives a backup of 24 MB of random

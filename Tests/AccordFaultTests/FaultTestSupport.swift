@@ -7,6 +7,7 @@ import AccordCore
 @_exported import AccordTestSupport
 #if canImport(Glibc)
 import Glibc
+import AccordRuntime
 #endif
 
 extension SeededRandom {

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import AccordCore
 import AccordEngine
+import AccordRuntime
 
 /// `Forget.decide` and `latest` with snapshots dated in the future (a wrong
 /// clock, or a snapshot forged to look newest, issue 13): they are kept as

@@ -3,6 +3,7 @@ import XCTest
 import AccordCore
 #if canImport(Glibc)
 import Glibc
+import AccordRuntime
 #endif
 
 /// `kill -9` at seeded random moments of a backup, a prune and a sync

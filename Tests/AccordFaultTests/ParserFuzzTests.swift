@@ -3,6 +3,7 @@ import XCTest
 @testable import AccordCore
 #if canImport(Glibc)
 import Glibc
+import AccordRuntime
 #endif
 
 /// Seeded random mutation of every on-disk structure's decoder: pack

@@ -7,6 +7,7 @@ import Foundation
 import XCTest
 import Yams
 import AccordCore
+import AccordRuntime
 
 /// One test's world: fake cluster, storage tree, plan file, repository.
 final class AE5Environment {

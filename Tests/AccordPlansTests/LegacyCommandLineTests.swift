@@ -5,6 +5,7 @@ import Foundation
 import XCTest
 import Yams
 import AccordCore
+import AccordRuntime
 
 final class LegacyCommandLineTests: XCTestCase {
     var scratch: ScratchDirectory!

@@ -8,6 +8,7 @@ import XCTest
 import AccordCore
 import AccordEngine
 import AccordPlans
+import AccordRuntime
 
 final class PlanReplaceStorageTests: XCTestCase {
     var scratch: ScratchDirectory!

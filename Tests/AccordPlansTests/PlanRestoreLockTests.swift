@@ -8,6 +8,7 @@ import XCTest
 import AccordCore
 #if canImport(Glibc)
 import Glibc
+import AccordRuntime
 #endif
 
 final class PlanRestoreLockTests: XCTestCase {

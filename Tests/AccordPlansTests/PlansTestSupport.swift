@@ -9,6 +9,7 @@ import AccordCore
 @_exported import AccordTestSupport
 #if canImport(Glibc)
 import Glibc
+import AccordRuntime
 #endif
 
 // MARK: Locations

@@ -4,6 +4,7 @@ import AccordCore
 import AccordTestSupport
 #if canImport(Glibc)
 import Glibc
+import AccordRuntime
 #endif
 
 /// Sync over a real ssh to loopback (`sudo -n accord serve` as user accordsync).

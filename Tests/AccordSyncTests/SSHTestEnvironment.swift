@@ -3,6 +3,7 @@
 import Foundation
 import XCTest
 import AccordCore
+import AccordRuntime
 
 struct SSHEnvironment {
     var directory: String

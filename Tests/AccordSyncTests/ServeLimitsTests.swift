@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import AccordCore
 import AccordSync
+import AccordRuntime
 
 /// serve is the door into the DR node (issue 13, item 3): every frame is
 /// bounded before it is buffered, reserved flags are refused, a snapshot far

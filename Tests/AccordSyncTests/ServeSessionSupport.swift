@@ -6,6 +6,7 @@ import AccordCore
 import AccordSync
 #if canImport(Glibc)
 import Glibc
+import AccordRuntime
 #endif
 
 final class ServeSession {

@@ -7,6 +7,7 @@ import XCTest
 import AccordCore
 #if canImport(Glibc)
 import Glibc
+import AccordRuntime
 #endif
 
 // MARK: Deterministic data

@@ -3,6 +3,7 @@
 // inspection of what a command left in it), and the file helpers they share.
 // Trees: Trees.swift and SourceTree.swift; the binary: AccordProcess.swift.
 import Foundation
+import AccordRuntime
 import XCTest
 import AccordCore
 #if canImport(Glibc)

@@ -4,6 +4,7 @@
 // attribute by attribute, as much of them as a suite's restore reproduces
 // (`TreeListOptions`).
 import Foundation
+import AccordRuntime
 import XCTest
 import AccordCore
 #if canImport(Glibc)

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import AccordTestSupport
 import AccordCore
+import AccordRuntime
 
 /// The command line as a user meets it: bad input gets a clear message and a
 /// non-zero exit (1 for errors, 64 for usage), and locks protect the repository.

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import AccordTestSupport
 import AccordCore
+import AccordRuntime
 
 /// `accord forget` and `accord prune` as a user runs them: which snapshots
 /// go, what space comes back, and that what is kept still restores.

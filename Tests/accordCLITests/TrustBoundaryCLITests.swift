@@ -4,6 +4,7 @@ import AccordTestSupport
 @testable import AccordCore
 #if canImport(Glibc)
 import Glibc
+import AccordRuntime
 #endif
 
 /// Issue 13, item 4, as a user (or an attacker) meets it on the command line:

@@ -1,3 +1,4 @@
+import AccordRuntime
 /// Something bytes can be read from: a file, a pipe, a socket.
 public protocol ByteSource {
     /// Reads up to `buffer.count` bytes; 0 means end of input.

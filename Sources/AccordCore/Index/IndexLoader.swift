@@ -1,3 +1,4 @@
+import AccordRuntime
 /// The one reader of index files: it feeds a file's entries to a sink a
 /// piece at a time, reading through the repository's backend.
 ///

@@ -1,3 +1,4 @@
+import AccordRuntime
 /// The manifest stream (FORMAT.md, "Manifest"):
 ///
 ///     Manifest = "ACMF" || Version(1 byte = 1) || Entry*

@@ -1,3 +1,4 @@
+import AccordRuntime
 /// One node of a snapshot's tree. Entries are kept in *tree order* (see
 /// `ManifestEntry.treeOrder`): a directory before its contents, siblings by
 /// name bytes. FORMAT.md, "Manifest", gives the byte encoding.

@@ -1,3 +1,4 @@
+import AccordRuntime
 /// The rules a manifest stream must follow beyond its encoding (FORMAT.md,
 /// "Manifest", "Validity"), checked record by record as `ManifestReader`
 /// streams it, so nothing downstream (restore, ls, check, prune, sync,

@@ -1,3 +1,4 @@
+import AccordRuntime
 /// Reads headers and delta bases from pack bytes. The bytes come through a
 /// reader (`Repository` passes its backend's ranged read), so nothing here
 /// opens a file.

@@ -1,3 +1,4 @@
+import AccordRuntime
 /// Appends stored blobs to a temporary file and turns it into a pack.
 ///
 /// Durability: nothing is durable until `finish()` returns; then the pack is

@@ -1,3 +1,4 @@
+import AccordRuntime
 /// Writes a whole file so that a crash leaves either nothing or the complete
 /// file: a temporary name in `tmpDirectory`, fsync, rename, fsync of the
 /// target directory. Durable on return.

@@ -1,4 +1,5 @@
 import Foundation
+import AccordRuntime
 
 /// The one door to a repository: everything that reads or writes its
 /// objects goes through here (or through `backend`, which this owns). It

@@ -1,4 +1,5 @@
 import Foundation
+import AccordRuntime
 
 /// `<repo>/config`: written once by `init`, read by every command
 /// (FORMAT.md, "config"). Readers abort on an unknown `version`.

@@ -1,6 +1,7 @@
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import AccordRuntime
 #endif
 
 /// `<repo>/locks/<random>`: who holds the repository and how (FORMAT.md, "Locks").

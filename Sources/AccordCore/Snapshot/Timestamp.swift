@@ -1,4 +1,5 @@
 import Foundation
+import AccordRuntime
 
 /// A wall-clock instant with nanoseconds, written as RFC 3339 UTC.
 public struct Timestamp: Comparable, Sendable, Codable {

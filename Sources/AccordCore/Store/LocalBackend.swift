@@ -1,4 +1,5 @@
 import Foundation
+import AccordRuntime
 
 /// A repository's objects as files on a local filesystem (FORMAT.md,
 /// "Layout"): writes go through `AtomicFile` (temporary file in `tmp/`,

@@ -1,3 +1,4 @@
+import AccordRuntime
 /// The repository's index, packs and blobs: every pack read and every blob
 /// decode in accord passes through here.
 extension Repository {

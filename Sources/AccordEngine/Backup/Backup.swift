@@ -1,5 +1,6 @@
 import Foundation
 import AccordCore
+import AccordRuntime
 
 /// One backup run: walks the sources in tree order, reads and chunks what
 /// changed, stores new blobs, writes the manifest and finally the snapshot.
@@ -509,7 +510,10 @@ public final class Backup {
 
     func runCommand(_ slot: Slot, _ c: CommandSource, _ stream: ChunkStream, _ batch: BlobSink.Batch) throws {
         let runner = CommandRunner(command: c.command, environment: c.environment)
-        let out = try runner.start()
+        let out: Int32
+        do { out = try runner.start() } catch CommandError.cannotStart(_, let reason) {
+            throw BackupError.commandStartFailed(c.command, reason: reason)
+        }
         var source = FileDescriptorSource(fd: out, path: "stdout of `\(c.command)`")
         let ids: [BlobID]
         do { ids = try chunk(&source, stream, slot: slot, batch: batch) } catch {

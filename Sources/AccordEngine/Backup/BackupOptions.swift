@@ -1,4 +1,5 @@
 import AccordCore
+import AccordRuntime
 
 /// A command whose stdout is backed up as one virtual file (a database dump).
 public struct CommandSource: Sendable {

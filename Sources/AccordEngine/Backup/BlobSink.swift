@@ -1,5 +1,6 @@
 import Foundation
 import AccordCore
+import AccordRuntime
 
 /// Stores new blobs for one backup: deduplicates against the index and the
 /// blobs in flight, compresses on a pool of threads, and appends to packs.

@@ -1,5 +1,7 @@
 import Foundation
 import AccordCore
+import AccordRuntime
+import class AccordRuntime.Progress // over Foundation.Progress
 
 /// What a backup does with each chunk of one source, in stream order: hash
 /// it, store it unless known (a new chunk of a stream with a parent list may

@@ -1,5 +1,7 @@
 import Foundation
 import AccordCore
+import AccordRuntime
+import class AccordRuntime.Progress // over Foundation.Progress
 
 public struct CheckOptions {
     /// Read every blob, inflate it and verify its SHA-256 (and each pack's id).

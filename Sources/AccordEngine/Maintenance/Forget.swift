@@ -1,5 +1,6 @@
 import Foundation
 import AccordCore
+import AccordRuntime
 
 /// Which snapshots to keep (restic's semantics): a snapshot kept by any rule
 /// is kept. Rules apply per group (host + plan), newest first; a time rule

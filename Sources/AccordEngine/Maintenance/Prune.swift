@@ -1,5 +1,6 @@
 import Foundation
 import AccordCore
+import AccordRuntime
 
 public struct PruneOptions {
     /// Repack a pack when more than this share of its bytes is unused.

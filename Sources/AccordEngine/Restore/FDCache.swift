@@ -1,4 +1,5 @@
 import Foundation
+import AccordRuntime
 import AccordCore
 
 /// A few open descriptors per worker, so consecutive blobs of one file do

@@ -1,4 +1,6 @@
 import Foundation
+import AccordRuntime
+import class AccordRuntime.Progress // over Foundation.Progress
 @_spi(Testing) import AccordCore
 
 public struct RestoreOptions {

@@ -1,5 +1,7 @@
 import Foundation
 import AccordCore
+import AccordRuntime
+import class AccordRuntime.Progress // over Foundation.Progress
 
 /// Restores file contents pack by pack: every blob the selected files need
 /// is grouped by the pack holding it, and each pack is read once, front to

@@ -1,6 +1,7 @@
 import AccordCore
 #if canImport(Glibc)
 import Glibc
+import AccordRuntime
 #endif
 
 /// The directory a restore writes into, held open for the whole restore.

@@ -1,4 +1,5 @@
 import AccordCore
+import AccordRuntime
 
 /// Writes a file or stream entry's bytes, in order, to a descriptor (a
 /// restore command's stdin, or stdout for `accord dump`), verifying every

@@ -5,6 +5,7 @@ import AccordTestSupport
 import Glibc
 #endif
 @testable import AccordCore
+import AccordRuntime
 
 /// Chunk lists (FORMAT.md, "Chunk lists"): entries of `ChunkList.threshold`
 /// blobs or more keep their id list in list blobs, full or as a delta on the

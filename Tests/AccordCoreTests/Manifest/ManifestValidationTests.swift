@@ -5,6 +5,7 @@ import AccordTestSupport
 import Glibc
 #endif
 @testable import AccordCore
+import AccordRuntime
 
 /// The manifest validity rules (FORMAT.md, "Manifest", "Validity"): every
 /// hostile record is refused by `ManifestReader.next()` with

@@ -1,3 +1,4 @@
+import AccordRuntime
 import XCTest
 import AccordCore
 

@@ -1,4 +1,5 @@
 import Foundation
+import AccordRuntime
 import XCTest
 @testable import AccordCore
 

@@ -1,8 +1,9 @@
 import Foundation
-import AccordCore
 
 /// Counters shared by the threads of a backup or restore, and a reporter
 /// that prints them to stderr twice a second (on a TTY, or when asked).
+// @unchecked Sendable: the counters and `done` are changed and read under `lock`
+// (`thread` is set once, by the thread that starts reporting).
 public final class Progress: @unchecked Sendable {
     private let lock = NSLock()
     public private(set) var files = 0

@@ -1,11 +1,11 @@
 import Foundation
-import AccordCore
 
 /// A FIFO between threads with backpressure: `push` blocks while the queue
 /// holds more than `capacity` cost units (an item is always admitted into an
 /// empty queue, so one oversized item cannot deadlock). `close()` lets
 /// consumers drain and then get nil; `cancel()` wakes everyone at once and
 /// makes further pushes and pops fail, so one failing stage stops the rest.
+// @unchecked Sendable: every stored field is read and written only while `monitor` (its pthread mutex) is held.
 public final class BoundedQueue<T>: @unchecked Sendable {
     private var items: [T?] = []
     private var head = 0
@@ -74,6 +74,7 @@ public final class BoundedQueue<T>: @unchecked Sendable {
 }
 
 /// Runs `count` threads of `body` and joins them.
+// @unchecked Sendable: its one field, a DispatchGroup, is thread-safe itself.
 public final class WorkerGroup: @unchecked Sendable {
     private let group = DispatchGroup()
     public init() {}
@@ -92,6 +93,7 @@ public final class WorkerGroup: @unchecked Sendable {
 }
 
 /// The first error any thread hit; later ones are dropped.
+// @unchecked Sendable: `error` is read and written only under `lock`.
 public final class FirstError: @unchecked Sendable {
     private let lock = NSLock()
     private var error: Error?

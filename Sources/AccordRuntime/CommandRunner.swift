@@ -1,5 +1,4 @@
 import Foundation
-import AccordCore
 
 /// Quotes a word for `/bin/sh` (single quotes unless it is plainly safe).
 public func shellQuote(_ s: String) -> String {
@@ -16,10 +15,33 @@ public struct ExitStatus: CustomStringConvertible, Sendable {
     public var description: String { signaled ? "killed by signal \(code)" : "exit status \(code)" }
 }
 
+/// Why a command run by `CommandRunner` failed. Its own type, not a backup's
+/// or a sync's: the caller (backup's `--command` path, a plan restore, the
+/// ssh transport) adds what the failure means for its work.
+public enum CommandError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// The process could not be started (no shell, no such program, no descriptors).
+    case cannotStart(command: String, reason: String)
+    /// The process ran and ended badly; `stderrTail` is the end of its stderr.
+    case failed(command: String, status: String, stderrTail: String)
+
+    public var command: String {
+        switch self { case .cannotStart(let c, _), .failed(let c, _, _): return c }
+    }
+
+    public var description: String {
+        switch self {
+        case .cannotStart(let c, let r): return "cannot start `\(c)`: \(r)"
+        case .failed(let c, let s, let e): return "`\(c)` failed (\(s))" + (e.isEmpty ? "" : "; stderr: \(e)")
+        }
+    }
+}
+
 /// Runs `/bin/sh -c COMMAND`, exposing its stdout as a descriptor to stream
 /// from (and/or feeding its stdin), and keeping the last 2 KiB of its stderr
 /// for error messages. Secrets travel in the environment or stdin, never on
 /// the command line.
+// @unchecked Sendable: `tail` is shared with the stderr thread only under `tailLock`;
+// the pipes are set in `start` before that thread exists.
 public final class CommandRunner: @unchecked Sendable {
     public let command: String
     /// Run directly, without a shell, when set (`init(argv:)`).
@@ -61,7 +83,7 @@ public final class CommandRunner: @unchecked Sendable {
         if stdin { stdinPipe = Pipe(); process.standardInput = stdinPipe } else { process.standardInput = FileHandle.nullDevice }
         process.standardError = stderrPipe
         do { try process.run() } catch {
-            throw BackupError.commandStartFailed(command, reason: "\(error)")
+            throw CommandError.cannotStart(command: command, reason: "\(error)")
         }
         try? stdoutPipe?.fileHandleForWriting.close()
         try? stdinPipe?.fileHandleForReading.close()
@@ -97,6 +119,12 @@ public final class CommandRunner: @unchecked Sendable {
         // A grandchild may keep stderr open; the tail we have is enough after 5 s.
         _ = stderrDone.wait(timeout: .now() + 5)
         return ExitStatus(code: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal)
+    }
+
+    /// Waits for exit (as `wait`); throws `CommandError.failed` unless it succeeded.
+    public func waitSucceeded() throws {
+        let status = wait()
+        guard status.succeeded else { throw CommandError.failed(command: command, status: status.description, stderrTail: stderrTail) }
     }
 
     /// Waits up to 5 s for the process to end (it usually has, after an error); nil if it has not.

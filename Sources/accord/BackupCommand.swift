@@ -1,0 +1,145 @@
+import ArgumentParser
+import Foundation
+import AccordCore
+import AccordEngine
+import AccordPlans
+import AccordRuntime
+
+struct Init: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create an empty repository (mode 0700).")
+    @OptionGroup var repo: RepositoryOptions
+    @Option(help: "zlib level 0-9, or off, fast, default, max.")
+    var compression: String = "default"
+
+    func run() throws {
+        Sys.umask(0o077)
+        guard let level = CompressionLevel(name: compression) else { throw ValidationError("--compression \(compression) is not one of off, fast, default, max, 0-9") }
+        let r = try Repository.initialize(at: repo.path, compression: level)
+        print("created repository \(r.config.id.prefix(8)) at \(repo.path)")
+    }
+}
+
+struct BackupCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Back up paths (and command outputs) into a new snapshot.",
+        discussion: """
+        Creates the repository on first use. Files unchanged since the last snapshot of the same \
+        paths on this host (same size, mtime, ctime, inode) are not read again. Unreadable files \
+        are skipped with a warning and listed in the snapshot; the exit code is then 3.
+        """)
+    @OptionGroup var repo: RepositoryOptions
+    @OptionGroup var output: OutputOptions
+    @Option(name: .long, help: "Tag the snapshot (repeatable).")
+    var tag: [String] = []
+    @Option(name: .long, help: ArgumentHelp("Skip paths matching a glob; with '/' it matches the absolute path, else the file name (repeatable).", valueName: "PATTERN"))
+    var exclude: [String] = []
+    @Option(name: .long, help: ArgumentHelp("Back up a command's stdout as the virtual file NAME (absolute path), chunked with the small 'dump' profile, e.g. /db/dump.sql='pg_dumpall -U postgres' (repeatable).", valueName: "NAME=COMMAND"))
+    var command: [String] = []
+    @Option(help: "zlib level for new blobs: off, fast, default, max or 0-9 (default: the repository's).")
+    var compression: String?
+    @Option(name: .long, help: ArgumentHelp("Cut files matching a glob (as --exclude) with the small 'dump' profile, as database dumps kept as files change in scattered rows (repeatable; default: *.sql).", valueName: "PATTERN"))
+    var dumpFiles: [String] = []
+    @Flag(name: .long, help: "Cut every file with the 'tree' profile, *.sql included.")
+    var noDumpFiles = false
+    @Option(help: "Worker threads (default: one per core).")
+    var threads: Int?
+    @Option(help: "Host name recorded in the snapshot.")
+    var host: String?
+    @Flag(help: "Read every file even if unchanged since the parent snapshot.")
+    var force = false
+    @Flag(help: "Print the snapshot summary as JSON.")
+    var json = false
+    @Option(help: ArgumentHelp("Back up a plan instead of PATHs: ae5, ae5-repos or a YAML plan file (see `accord plan show`).", valueName: "PLAN"))
+    var plan: String?
+    @Argument(help: ArgumentHelp("Files or directories to back up.", valueName: "PATH"))
+    var paths: [String] = []
+
+    func validate() throws {
+        if plan != nil && !(paths.isEmpty && command.isEmpty) { throw ValidationError("--plan backs up what the plan names: give no PATH or --command with it") }
+        if plan == nil && paths.isEmpty && command.isEmpty { throw ValidationError("give at least one PATH to back up (or --command NAME=COMMAND, or --plan)") }
+        if let c = compression, CompressionLevel(name: c) == nil { throw ValidationError("--compression \(c) is not one of off, fast, default, max, 0-9") }
+        if let t = threads, t < 1 || t > 256 { throw ValidationError("--threads must be between 1 and 256") }
+        if noDumpFiles && !dumpFiles.isEmpty { throw ValidationError("--dump-files and --no-dump-files exclude each other") }
+        for d in dumpFiles where d.isEmpty { throw ValidationError("--dump-files needs a non-empty glob, e.g. '*.sql'") }
+        for c in command {
+            guard let eq = c.firstIndex(of: "=") else { throw ValidationError("--command \(c): expected NAME=COMMAND, e.g. /db/dump.sql='pg_dumpall'") }
+            // Checked before anything is created: the name becomes a path under every restore target.
+            let name = String(c[..<eq])
+            if let why = VirtualPath.problem(name) {
+                throw ValidationError("--command name \(name.debugDescription) is not allowed: \(why); give an absolute path without . or .. components, like /db/dump.sql")
+            }
+        }
+    }
+
+    func run() throws {
+        // A missing source fails before anything is created.
+        for p in paths where (try? Sys.lstat(Array(p.utf8))) == nil {
+            throw BackupError.pathNotFound(p)
+        }
+        let repository = try repo.open(create: true)
+        if let p = plan {
+            let (result, warnings) = try runPlanBackup(repository: repository, plan: try Plan.load(p), tags: tag, output: output, threads: threads)
+            report(result, json: json, quiet: output.quiet)
+            if result.incomplete || !warnings.isEmpty { throw ExitCode(3) }
+            return
+        }
+        var options = BackupOptions()
+        let cwd = Sys.currentDirectory()
+        options.paths = paths.map { p in
+            let bytes = Array(p.utf8)
+            return bytes.first == 0x2f ? bytes : cwd + [0x2f] + bytes
+        }
+        options.commands = command.map { c in
+            let eq = c.firstIndex(of: "=")!
+            return CommandSource(path: String(c[..<eq]), command: String(c[c.index(after: eq)...]))
+        }
+        options.excludes = exclude
+        if noDumpFiles { options.dumpFiles = [] } else if !dumpFiles.isEmpty { options.dumpFiles = dumpFiles }
+        options.tags = tag
+        if let h = host { options.host = h }
+        options.forceRead = force
+        if let t = threads { options.threads = t }
+        if let c = compression { options.compression = CompressionLevel(name: c) }
+        options.progress = output.makeProgress("backup")
+        options.onError = { path, error in warn("cannot read \(path): \(error); skipped") }
+        options.onWarning = { if !output.quiet { warn($0) } }
+        let result = try runBackup(repository, options)
+        report(result, json: json, quiet: output.quiet)
+        if result.incomplete { throw ExitCode(3) }
+    }
+}
+
+/// Opens the index, adopts packs of an interrupted backup, runs the backup under
+/// a shared lock. (A plan restore's pre-restore snapshot runs in AccordPlans,
+/// under the restore's exclusive lock.)
+func runBackup(_ repository: Repository, _ options: BackupOptions) throws -> BackupResult {
+    try withLock(repository, command: "backup") {
+        try repository.loadIndex()
+        let adopted = try repository.adoptUnindexedPacks()
+        if adopted > 0 { options.onWarning("indexed \(adopted) pack(s) left by an interrupted backup; their data is reused") }
+        return try Backup(repository: repository, options: options).run()
+    }
+}
+
+func report(_ r: BackupResult, json: Bool, quiet: Bool) {
+    let s = r.snapshot.summary
+    if json {
+        var object = (try? JSONSerialization.jsonObject(with: Data(r.snapshot.encode()))) as? [String: Any] ?? [:]
+        object["id"] = r.id.hex
+        if !r.notes.isEmpty { object["notes"] = r.notes }
+        if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
+            print(String(decoding: data, as: UTF8.self))
+        }
+        return
+    }
+    if quiet { return }
+    print("snapshot \(r.id.short) saved: \(s.files) files, \(s.directories) dirs, \(formatBytes(s.totalBytes)); "
+          + "read \(formatBytes(s.bytesRead)), added \(formatBytes(s.addedBytes)) in \(s.addedBlobs) new blobs "
+          + (s.addedDeltaBlobs.map { "(\($0) as deltas) " } ?? "")
+          + "(\(s.filesUnchanged) files unchanged) in \(String(format: "%.2f", s.durationSeconds)) s")
+    if !s.errors.isEmpty {
+        print("\(s.errors.count) path(s) could not be read and are missing from the snapshot")
+    }
+    for n in r.notes { print("note: \(escapedText(n))") }
+}

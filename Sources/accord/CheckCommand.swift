@@ -1,0 +1,79 @@
+import ArgumentParser
+import Foundation
+import AccordCore
+import AccordEngine
+import AccordRuntime
+
+struct CheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "check", abstract: "Verify the repository's structure (and with --read-data, every byte).")
+    @OptionGroup var repo: RepositoryOptions
+    @OptionGroup var output: OutputOptions
+    @Flag(help: "Read every blob, inflate it and verify its SHA-256.")
+    var readData = false
+    @Option(help: ArgumentHelp("Read only this share of the packs, e.g. 10%.", valueName: "N%"))
+    var readDataSubset: String?
+
+    func run() throws {
+        let repository = try repo.open()
+        var options = CheckOptions()
+        options.readData = readData || readDataSubset != nil
+        if let s = readDataSubset {
+            guard let p = Double(s.hasSuffix("%") ? String(s.dropLast()) : s), p > 0, p <= 100 else {
+                throw ValidationError("--read-data-subset \(s): expected a percentage like 10%")
+            }
+            options.readDataPercent = p
+        }
+        options.progress = output.makeProgress("check")
+        let report = try withLock(repository, readOnly: true, command: "check") { try Check(repository: repository, options: options).run() }
+        // Notes and errors may quote names from snapshots: escaped, one line each.
+        for n in report.notes where !output.quiet { print("note: \(escapedText(n))") }
+        for e in report.errors { Sys.writeStderr("error: \(escapedText(e))\n") }
+        if !output.quiet {
+            print("checked \(report.snapshots) snapshots, \(report.packs) packs, \(report.blobs) blobs"
+                  + (options.readData ? ", read \(formatBytes(report.bytesRead))" : ""))
+        }
+        if !report.ok {
+            Sys.writeStderr("check failed: \(report.errors.count) problem(s) in \(repo.path)\n")
+            throw ExitCode(1)
+        }
+        if !output.quiet { print("no errors found") }
+    }
+}
+
+struct Unlock: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Remove stale and unreadable locks; --all removes every lock.",
+        discussion: """
+        A lock is stale when it was not refreshed for 30 minutes, is dated more than 30 minutes in \
+        the future, or (on this host) its process is gone, its pid now belongs to another process, \
+        or the host rebooted since. An unreadable lock file (or one that is not lock JSON) blocks \
+        prune, forget and other exclusive commands until removed. Live locks are listed and kept \
+        unless --all is given.
+        """)
+    @OptionGroup var repo: RepositoryOptions
+    @Flag(help: "Remove all locks, even live ones. Only when no accord is running on the repository.")
+    var all = false
+    @Flag(help: "Remove only stale and unreadable locks (the default).")
+    var stale = false
+
+    func validate() throws {
+        if all && stale { throw ValidationError("--all and --stale exclude each other") }
+    }
+
+    func run() throws {
+        // Only the lock directory is touched: unlock works even when the config cannot be read.
+        let layout = RepositoryLayout(root: repo.path)
+        guard (try? Sys.lstat(layout.configPath)) != nil, (try? Sys.stat(Array(layout.lockDirectory.utf8)))?.isDirectory == true else {
+            throw RepositoryError.notARepository(repo.path)
+        }
+        let (removed, live, left) = try RepositoryLock.removeLocks(layout, all: all)
+        for r in removed { print("removed \(escapedText(r))") }
+        if removed.isEmpty { print(all ? "no locks" : "no stale locks") }
+        for l in live { print("kept live \(escapedText(l))") }
+        if !live.isEmpty {
+            print("\(live.count) live lock(s) kept: if no accord is running on \(repo.path), remove them with `accord unlock --all -d \(repo.path)`")
+        }
+        for l in left { Sys.writeStderr("error: \(escapedText(l))\n") }
+        if !left.isEmpty { throw ExitCode.failure }
+    }
+}
