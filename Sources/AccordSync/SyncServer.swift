@@ -170,8 +170,7 @@ public final class SyncServer {
             throw SyncError.differentRepository(path, theirs: String(r.config.id.prefix(8)), ours: String(client.id.prefix(8)))
         }
         lock = try RepositoryLock.acquire(r.layout, exclusive: false, command: "serve", warn: log)
-        try r.loadIndex()
-        let adopted = try r.adoptUnindexedPacks()
+        let adopted = try r.prepareForWriting()
         if adopted > 0 { log("indexed \(adopted) pack(s) left by an interrupted sync") }
         repository = r
     }

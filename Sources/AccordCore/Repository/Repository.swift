@@ -23,6 +23,8 @@ public final class Repository: @unchecked Sendable {
     public let index = MasterIndex()
     /// Index files loaded (names), to tell which packs are indexed.
     public internal(set) var indexFiles: [ID] = []
+    /// Has `loadIndex` run (`prepareForWriting` loads it only once)?
+    public internal(set) var isIndexLoaded = false
 
     init(layout: RepositoryLayout, config: RepositoryConfig) {
         self.layout = layout

@@ -38,6 +38,7 @@ extension Repository {
             indexFiles.append(id)
         }
         index.seal()
+        isIndexLoaded = true
     }
 
     /// Writes an index file for these packs; durable on return. The first
