@@ -35,44 +35,37 @@ final class ParserFuzzTests: XCTestCase {
 
         var name: String { String(describing: self) }
 
+        /// A whole pack: trailer, header, then every blob whose slice lies inside it
+        /// (and, with `maxRawLength`, whose raw length is within it); true if the
+        /// trailer and header were accepted.
+        static func decodePack(_ input: [UInt8], maxRawLength: UInt32?) -> Bool {
+            guard input.count >= PackFormat.trailerSize + 8 else { return false }
+            return (try? input.withUnsafeBytes { buf -> Bool in
+                let hl = try PackFormat.decodeTrailer(UnsafeRawBufferPointer(rebasing: buf[(buf.count - 12)...]), packSize: buf.count)
+                let entries = try PackFormat.decodeHeader(UnsafeRawBufferPointer(rebasing: buf[(buf.count - 12 - hl)..<(buf.count - 12)]), packSize: buf.count)
+                let inflater = Inflater()
+                var plain: [UInt8] = []
+                for e in entries where Int(e.offset) + Int(e.storedLength) <= buf.count && e.rawLength <= maxRawLength ?? .max {
+                    try? BlobDecoder.decode(stored: UnsafeRawBufferPointer(rebasing: buf[Int(e.offset)..<(Int(e.offset) + Int(e.storedLength))]), id: e.id,
+                                            compression: e.compression, rawLength: Int(e.rawLength), inflater: inflater, into: &plain)
+                }
+                return true
+            }) ?? false
+        }
+
         /// Decodes one input as `accord` would; returns true if it was accepted.
         func decode(_ input: [UInt8], rng: inout SeededRandom) -> Bool {
             switch self {
             case .packTail:
                 // As PackReader.readHeader and Check.verifyPack do: trailer, then header, then each blob's slice.
-                guard input.count >= PackFormat.trailerSize + 8 else { return false }
-                return (try? input.withUnsafeBytes { buf -> Bool in
-                    let hl = try PackFormat.decodeTrailer(UnsafeRawBufferPointer(rebasing: buf[(buf.count - 12)...]), packSize: buf.count)
-                    let entries = try PackFormat.decodeHeader(UnsafeRawBufferPointer(rebasing: buf[(buf.count - 12 - hl)..<(buf.count - 12)]), packSize: buf.count)
-                    let inflater = Inflater()
-                    var plain: [UInt8] = []
-                    for e in entries {
-                        let end = Int(e.offset) + Int(e.storedLength)
-                        guard end <= buf.count else { continue }
-                        // Blobs longer than FORMAT.md allows (64 MiB) are the fixture Crashers/packBlobs-rawLength-4GiB.hex.
-                        guard e.rawLength <= 64 << 20 else { continue }
-                        try? BlobDecoder.decode(stored: UnsafeRawBufferPointer(rebasing: buf[Int(e.offset)..<end]), id: e.id,
-                                                compression: e.compression, rawLength: Int(e.rawLength), inflater: inflater, into: &plain)
-                    }
-                    return true
-                }) ?? false
+                // Blobs longer than FORMAT.md allows (64 MiB) are the fixture Crashers/packBlobs-rawLength-4GiB.hex.
+                return Self.decodePack(input, maxRawLength: 64 << 20)
             case .packHeader:
                 guard input.count >= 4 else { return false }
                 let size = Int(input[0]) | Int(input[1]) << 8 | Int(input[2]) << 16 | Int(input[3]) << 24
                 return (try? Array(input[4...]).withUnsafeBytes { try PackFormat.decodeHeader($0, packSize: size) }) != nil
             case .packBlobs:
-                guard input.count >= PackFormat.trailerSize + 8 else { return false }
-                return (try? input.withUnsafeBytes { buf -> Bool in
-                    let hl = try PackFormat.decodeTrailer(UnsafeRawBufferPointer(rebasing: buf[(buf.count - 12)...]), packSize: buf.count)
-                    let entries = try PackFormat.decodeHeader(UnsafeRawBufferPointer(rebasing: buf[(buf.count - 12 - hl)..<(buf.count - 12)]), packSize: buf.count)
-                    let inflater = Inflater()
-                    var plain: [UInt8] = []
-                    for e in entries where Int(e.offset) + Int(e.storedLength) <= buf.count {
-                        try? BlobDecoder.decode(stored: UnsafeRawBufferPointer(rebasing: buf[Int(e.offset)..<(Int(e.offset) + Int(e.storedLength))]), id: e.id,
-                                                compression: e.compression, rawLength: Int(e.rawLength), inflater: inflater, into: &plain)
-                    }
-                    return true
-                }) ?? false
+                return Self.decodePack(input, maxRawLength: nil)
             case .indexFile:
                 return (try? input.withUnsafeBytes { try IndexFile.decode($0) }) != nil
             case .snapshot:
