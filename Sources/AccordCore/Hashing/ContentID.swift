@@ -65,6 +65,7 @@ extension ContentID {
     /// The SHA-256 of these bytes, named as this kind: the caller says what the bytes are.
     @inlinable public init(hashing data: UnsafeRawBufferPointer) { self.init(raw: SHA256Hasher.hash(data)) }
     @inlinable public init(hashing data: [UInt8]) { self.init(raw: SHA256Hasher.hash(data)) }
+    @inlinable public init<S: StringProtocol>(hashing text: S) { self.init(raw: SHA256Hasher.hash(text)) }
 
     /// The digest's four big-endian words (`w0` is the first 8 bytes: the prefix
     /// the index buckets on and the sync protocol announces).
