@@ -10,7 +10,7 @@ import AccordCore
 public enum Frame: Equatable {
     case hello(version: UInt16, flags: UInt16, config: [UInt8])
     case helloOK(version: UInt16, config: [UInt8])
-    /// The first 8 bytes (most significant first: `ID.w0`) of each id the client may send.
+    /// The first 8 bytes (most significant first: `BlobID.w0`) of each id the client may send.
     case have([UInt64])
     /// One bit per id of the `have` it answers (bit i of byte i/8, least significant first): 1 = send it.
     case missing(count: UInt32, bitmap: [UInt8])

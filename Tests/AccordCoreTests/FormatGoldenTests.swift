@@ -109,7 +109,7 @@ final class FormatGoldenTests: XCTestCase {
         var index = SpecReader(e.index)
         let indexed = try index.index()
         XCTAssertEqual(indexed.count, 1)
-        XCTAssertEqual(indexed.first?.pack, e.packID.raw)
+        XCTAssertEqual(indexed.first?.pack, e.packID.digest)
         XCTAssertEqual(indexed.first?.blobs, header)
 
         var manifest = SpecReader(e.manifest)
@@ -333,7 +333,7 @@ struct SpecReader {
             self.init(kind: e.kind.rawValue, path: e.path, mode: UInt64(e.mode), uid: UInt64(e.uid), gid: UInt64(e.gid),
                       mtime: e.mtimeSec, mtimeNsec: UInt64(e.mtimeNsec), ctime: e.ctimeSec, ctimeNsec: UInt64(e.ctimeNsec),
                       inode: e.inode, device: e.device, size: e.size, link: e.linkTarget,
-                      xattrs: e.xattrs.flatMap { [$0.name, $0.value] }, blobs: e.blobs.map(\.raw))
+                      xattrs: e.xattrs.flatMap { [$0.name, $0.value] }, blobs: e.blobs.map(\.digest))
         }
     }
     struct Malformed: Error, CustomStringConvertible { var description: String }
