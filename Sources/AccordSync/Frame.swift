@@ -126,7 +126,7 @@ public enum Frame: Equatable {
         guard let kind = Kind(rawValue: rawKind) else { throw ProtocolError.unknownFrame(rawKind) }
         guard 1 + payload.count <= maxLength(of: kind) else { throw ProtocolError.frameTooLargeForKind(kind, 1 + payload.count, limit: maxLength(of: kind)) }
         var r = ByteReader(payload)
-        func ids() throws -> [SnapshotID] {
+        func snapshotIDs() throws -> [SnapshotID] {
             // Bounded by the frame (≤ 2 million ids), not by maxBatch: a repository may hold more snapshots than a batch.
             let n = Int(try r.u32())
             guard n * 32 == r.remaining else { throw ProtocolError.malformed(kind, "id count \(n) does not match the payload") }
@@ -149,7 +149,7 @@ public enum Frame: Equatable {
                 let n = Int(try r.u32())
                 guard n <= maxBatch, (n + 7) / 8 == r.remaining else { throw ProtocolError.malformed(kind, "bitmap length does not match \(n) ids") }
                 return .missing(count: UInt32(n), bitmap: try rest())
-            case .snapshotList: return .snapshotList(try ids())
+            case .snapshotList: return .snapshotList(try snapshotIDs())
             case .blob:
                 let n = Int(try r.u16())
                 var list: [SyncBlob] = []
