@@ -100,7 +100,7 @@ final class KillTests: AccordTestCase {
                 let b = try backup([tree.root])
                 committed[b.id] = listing
                 let repository = try openRepository()
-                let refs = try referencedBlobs(repository, try XCTUnwrap(ID(hex: b.id)))
+                let refs = try referencedBlobs(repository, try XCTUnwrap(SnapshotID(hex: b.id)))
                 let expectedNew = refs.subtracting(onDisk.keys)
                 XCTAssertEqual(b.summary.addedBlobs, expectedNew.count,
                                "kill \(k): the next backup stored \(b.summary.addedBlobs) blobs, but only \(expectedNew.count) of the \(refs.count) it needs were in no pack (\(leftovers.count) unindexed packs were left)")
