@@ -8,7 +8,7 @@ import AccordRuntime
 /// small cache, so a restore or a backup's base reads do not reopen a pack
 /// per blob.
 ///
-/// `@unchecked Sendable`: the only mutable state, `packFDs` and
+/// `@unchecked Sendable`: the only mutable state, `packFDs`, `retiring` and
 /// `fault` (set by `faultBeforeCommit`), is guarded by `fdLock`.
 public final class LocalBackend: Backend, @unchecked Sendable {
     public let layout: RepositoryLayout
@@ -19,6 +19,9 @@ public final class LocalBackend: Backend, @unchecked Sendable {
     /// unused ones are closed when the cache is full (others are mid-pread).
     /// Keyed by id, with the path made once at open: a read per blob builds no string.
     private var packFDs: [PackID: (fd: Int32, users: Int, path: String)] = [:]
+    /// Descriptors of deleted packs still in use: closed by their last user, and
+    /// out of `packFDs`, so a read after the delete fails as the pack is gone.
+    private var retiring: [Int32: Int] = [:]
     static let maxCachedPackFDs = 256
     /// A test seam: runs in `write` after the data is durable in `tmp/`,
     /// before it takes its name; throwing plays a crash at that moment.
@@ -26,7 +29,7 @@ public final class LocalBackend: Backend, @unchecked Sendable {
 
     public init(layout: RepositoryLayout) { self.layout = layout }
 
-    deinit { for f in packFDs.values { Sys.close(f.fd) } }
+    deinit { for f in packFDs.values { Sys.close(f.fd) }; for fd in retiring.keys { Sys.close(fd) } }
 
     /// Sets (or clears) the fault `write` runs before an object takes its name.
     @_spi(Testing) public func faultBeforeCommit(_ f: ((ObjectKind, String) throws -> Void)?) { fdLock.withLock { fault = f } }
@@ -139,16 +142,22 @@ public final class LocalBackend: Backend, @unchecked Sendable {
         }
         defer {
             fdLock.withLock {
-                if let f = packFDs[id] { packFDs[id] = (f.fd, f.users - 1, f.path) }
+                if let users = retiring[fd] {
+                    if users <= 1 { Sys.close(fd); retiring[fd] = nil } else { retiring[fd] = users - 1 }
+                } else if let f = packFDs[id], f.fd == fd {
+                    packFDs[id] = (f.fd, f.users - 1, f.path)
+                }
             }
         }
         return try body(fd, p)
     }
 
-    /// Forgets a cached descriptor of a pack about to be deleted.
+    /// Forgets a cached descriptor of a pack about to be deleted: closed now if
+    /// unused, else by its last user (`retiring`).
     private func dropPackFD(_ id: PackID) {
         fdLock.withLock {
-            if let f = packFDs[id], f.users == 0 { Sys.close(f.fd); packFDs[id] = nil }
+            guard let f = packFDs.removeValue(forKey: id) else { return }
+            if f.users == 0 { Sys.close(f.fd) } else { retiring[f.fd] = f.users }
         }
     }
 }

@@ -1,6 +1,6 @@
 import AccordRuntime
 import XCTest
-@_spi(Testing) import AccordCore
+@_spi(Testing) @testable import AccordCore
 
 /// What `LocalBackend` promises beyond the `Backend` contract: its files'
 /// modes, nothing left in `tmp/` by a failed write, stray files not listed.
@@ -51,5 +51,28 @@ final class LocalBackendTests: XCTestCase {
         try AtomicFile.write(bytes, to: layout.dataDirectory + "/" + other + "/" + name, tmpDirectory: layout.tmpDirectory)
         XCTAssertEqual(try backend.list(.index), [name])
         XCTAssertEqual(try backend.list(.pack), [name])
+    }
+
+    /// A pack deleted while a read holds its descriptor: that read goes on
+    /// (the bytes stay until the last descriptor closes), the descriptor is
+    /// closed by it, and every later read says the pack is gone.
+    func testAPackDeletedMidReadIsClosedByItsReaderAndGoneAfter() throws {
+        let bytes: [UInt8] = [7, 8, 9]
+        let name = SHA256Hasher.hash(bytes).hex
+        let id = try XCTUnwrap(PackID(hex: name))
+        try bytes.withUnsafeBytes { try backend.write(.pack, name, $0) }
+        var held: Int32 = -1
+        try backend.withPackFD(id) { fd, _ in
+            held = fd
+            try backend.delete(.pack, name)
+            var got = [UInt8](repeating: 0, count: 3)
+            XCTAssertEqual(got.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 3, 0) }, 3, "the reader's descriptor was closed under it")
+            XCTAssertEqual(got, bytes)
+        }
+        XCTAssertEqual(fcntl(held, F_GETFD), -1, "the deleted pack's descriptor stayed open after its last reader")
+        var buf = [UInt8](repeating: 0, count: 3)
+        XCTAssertThrowsError(try buf.withUnsafeMutableBytes { try backend.read(.pack, name, at: 0, into: $0) }) { error in
+            guard case BackendError.notFound = error else { return XCTFail("\(error)") }
+        }
     }
 }
