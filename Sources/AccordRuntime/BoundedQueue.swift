@@ -75,8 +75,8 @@ public final class BoundedQueue<T: Sendable>: @unchecked Sendable {
 }
 
 /// Runs `count` threads of `body` and joins them.
-// @unchecked Sendable: its one field, a DispatchGroup, is thread-safe itself.
-public final class WorkerGroup: @unchecked Sendable {
+// Sendable: its one field, a DispatchGroup, is thread-safe itself.
+public final class WorkerGroup: Sendable {
     private let group = DispatchGroup()
     public init() {}
 

@@ -13,7 +13,8 @@ import AccordRuntime
 /// at once (the backend caches pack descriptors under its lock and reads
 /// with `pread`); everything else is called from one thread.
 /// `@unchecked Sendable` for that reason: `index` and `indexFiles` change
-/// only on the owning thread, before or after reader threads run.
+/// only on the owning thread, before reader threads start or after they are
+/// joined (`BlobSink` adds its index file after joining its compressors).
 public final class Repository: @unchecked Sendable {
     public let layout: RepositoryLayout
     public let config: RepositoryConfig

@@ -8,8 +8,8 @@ import AccordRuntime
 /// small cache, so a restore or a backup's base reads do not reopen a pack
 /// per blob.
 ///
-/// `@unchecked Sendable`: the only mutable state, `packFDs` and
-/// `faultBeforeCommit`, is guarded by `fdLock`.
+/// `@unchecked Sendable`: the only mutable state, `packFDs` and `fault`
+/// (set by `faultBeforeCommit`), is guarded by `fdLock`.
 public final class LocalBackend: Backend, @unchecked Sendable {
     public let layout: RepositoryLayout
     public var location: String { layout.root }
