@@ -116,6 +116,13 @@ def emit(lines, path):
     print(text)
 
 
+def cell(r, show):
+    """A table cell: `show(r)` for a good row, else its status, or "–" when there is none."""
+    if r is None:
+        return "–"
+    return show(r) if ok(r) else r["status"]
+
+
 def table(a):
     rows = load(a.csv)
     meta = load_meta(a.meta)
@@ -139,13 +146,7 @@ def table(a):
     for step in MAIN_STEPS:
         line = [STEP_LABEL[step]]
         for t in tools:
-            r = idx.get((step, t))
-            if r is None:
-                line.append("–")
-            elif not ok(r):
-                line.append(r["status"])
-            else:
-                line.append(" / ".join(fmt(metric(r, k)) for k, _, fmt in METRICS))
+            line.append(cell(idx.get((step, t)), lambda r: " / ".join(fmt(metric(r, k)) for k, _, fmt in METRICS)))
         for o in others:
             rb, ro = idx.get((step, base)), idx.get((step, o))
             line.append(" / ".join(f_ratio(metric(rb, k), metric(ro, k)) for k, _, _ in METRICS))
@@ -161,8 +162,7 @@ def table(a):
         for step in MAIN_STEPS:
             line = [STEP_LABEL[step]]
             for t in tools:
-                r = idx.get((step, t))
-                line.append(fmt(metric(r, key)) if ok(r) else (r["status"] if r else "–"))
+                line.append(cell(idx.get((step, t)), lambda r: fmt(metric(r, key))))
             for o in others:
                 line.append(f_ratio(metric(idx.get((step, base)), key), metric(idx.get((step, o)), key)))
             body.append(line)

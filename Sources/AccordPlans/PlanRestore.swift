@@ -44,15 +44,13 @@ public final class PlanRestore {
     /// for the whole run: the pre-restore snapshot is taken under it too.
     public static func run(plan: Plan, repository: Repository, snapshot: String?, options: PlanRestoreOptions) throws {
         let root = repository.layout.root
-        let id: SnapshotID
-        if let s = snapshot { id = try repository.resolveSnapshot(s, warn: options.warn) } else {
-            guard let last = try repository.latestSnapshot(matching: { $0.plan == plan.name }, warn: options.warn) else {
+        let id: SnapshotID, s: Snapshot
+        if let spec = snapshot { (id, s) = try repository.openSnapshot(spec, warn: options.warn) } else {
+            guard let last = try repository.openLatestSnapshot(matching: { $0.plan == plan.name }, warn: options.warn) else {
                 throw PlanRunError.noSnapshot(plan: plan.name, repository: root)
             }
-            id = last.id
+            (id, s) = last
         }
-        let s = try repository.loadSnapshot(id)
-        try repository.loadIndex()
         options.log("restoring snapshot \(id.short) of plan \(plan.name) from \(root)")
         try PlanRestore(plan: plan, repository: repository, snapshotID: id, snapshot: s, options: options).run()
         options.log("restore of \(id.short) complete")

@@ -20,7 +20,7 @@ extension PlanRestore {
         let warn = options.warn
         b.onError = { p, e in warn("pre-restore snapshot: cannot read \(p): \(e)") }
         // As every backup: packs an interrupted backup left are indexed first, so their data is reused.
-        _ = try repository.adoptUnindexedPacks()
+        try repository.prepareForWriting()
         let result = try Backup(repository: repository, options: b).run()
         // Replacing storage deletes it: every file must be in the safety snapshot first.
         guard !result.incomplete else { throw PlanRunError.preRestoreIncomplete(unreadable: result.snapshot.summary.errors) }

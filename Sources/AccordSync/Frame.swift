@@ -10,7 +10,7 @@ import AccordCore
 public enum Frame: Equatable, Sendable {
     case hello(version: UInt16, flags: UInt16, config: [UInt8])
     case helloOK(version: UInt16, config: [UInt8])
-    /// The first 8 bytes (most significant first: `ID.w0`) of each id the client may send.
+    /// The first 8 bytes (most significant first: `BlobID.w0`) of each id the client may send.
     case have([UInt64])
     /// One bit per id of the `have` it answers (bit i of byte i/8, least significant first): 1 = send it.
     case missing(count: UInt32, bitmap: [UInt8])
@@ -126,7 +126,7 @@ public enum Frame: Equatable, Sendable {
         guard let kind = Kind(rawValue: rawKind) else { throw ProtocolError.unknownFrame(rawKind) }
         guard 1 + payload.count <= maxLength(of: kind) else { throw ProtocolError.frameTooLargeForKind(kind, 1 + payload.count, limit: maxLength(of: kind)) }
         var r = ByteReader(payload)
-        func ids() throws -> [BlobID] {
+        func snapshotIDs() throws -> [SnapshotID] {
             // Bounded by the frame (≤ 2 million ids), not by maxBatch: a repository may hold more snapshots than a batch.
             let n = Int(try r.u32())
             guard n * 32 == r.remaining else { throw ProtocolError.malformed(kind, "id count \(n) does not match the payload") }
@@ -149,7 +149,7 @@ public enum Frame: Equatable, Sendable {
                 let n = Int(try r.u32())
                 guard n <= maxBatch, (n + 7) / 8 == r.remaining else { throw ProtocolError.malformed(kind, "bitmap length does not match \(n) ids") }
                 return .missing(count: UInt32(n), bitmap: try rest())
-            case .snapshotList: return .snapshotList(try ids())
+            case .snapshotList: return .snapshotList(try snapshotIDs())
             case .blob:
                 let n = Int(try r.u16())
                 var list: [SyncBlob] = []

@@ -176,7 +176,7 @@ public final class SyncClient {
         let remote = try remoteSnapshots()
         let local = try repository.snapshots()
         // After listing: every listed snapshot's index file is already there.
-        if repository.indexFiles.isEmpty { try repository.loadIndex() }
+        if !repository.isIndexLoaded { try repository.loadIndex() }
         for (id, s) in local where remote.contains(id) {
             // The newest snapshot the destination has of each plan/host seeds what it holds.
             if local.last(where: { remote.contains($0.id) && $0.snapshot.plan == s.plan && $0.snapshot.host == s.host })?.id == id {

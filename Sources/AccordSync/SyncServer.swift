@@ -170,8 +170,7 @@ public final class SyncServer {
             throw SyncError.differentRepository(path, theirs: String(r.config.id.prefix(8)), ours: String(client.id.prefix(8)))
         }
         lock = try RepositoryLock.acquire(r.layout, exclusive: false, command: "serve", warn: log)
-        try r.loadIndex()
-        let adopted = try r.adoptUnindexedPacks()
+        let adopted = try r.prepareForWriting()
         if adopted > 0 { log("indexed \(adopted) pack(s) left by an interrupted sync") }
         repository = r
     }
@@ -231,10 +230,10 @@ public final class SyncServer {
     func accept(prefix: UInt64, type: BlobType, compression: BlobCompression, rawLength: UInt32, stored: [UInt8]) throws {
         let r = try repo()
         guard Int(rawLength) <= Frame.maxBlobLength else {
-            throw SyncError.corruptBlob(ID.zero, reason: "claims a raw length of \(rawLength) bytes")
+            throw SyncError.corruptBlob(BlobID.zero, reason: "claims a raw length of \(rawLength) bytes")
         }
         if compression == .delta && !r.config.allowsDeltaBlobs {
-            throw SyncError.corruptBlob(ID(w0: prefix, w1: 0, w2: 0, w3: 0), reason: "it is a delta blob, which this format version \(r.config.version) repository cannot hold")
+            throw SyncError.corruptBlob(BlobID(w0: prefix, w1: 0, w2: 0, w3: 0), reason: "it is a delta blob, which this format version \(r.config.version) repository cannot hold")
         }
         // A delta's base must be stored here already (the client sends a delta only then).
         // If our only copy of it is itself a delta, the blob is verified through it and stored whole.
@@ -248,11 +247,11 @@ public final class SyncServer {
                                      })
             }
         } catch {
-            throw SyncError.corruptBlob(ID(w0: prefix, w1: 0, w2: 0, w3: 0), reason: "\(error)")
+            throw SyncError.corruptBlob(BlobID(w0: prefix, w1: 0, w2: 0, w3: 0), reason: "\(error)")
         }
-        let id = plain.withUnsafeBytes { SHA256Hasher.hash($0) }
+        let id = plain.withUnsafeBytes { BlobID(hashing: $0) }
         guard id.w0 == prefix else {
-            throw SyncError.corruptBlob(ID(w0: prefix, w1: 0, w2: 0, w3: 0), reason: "its content hashes to \(id.short)…, not the announced id")
+            throw SyncError.corruptBlob(BlobID(w0: prefix, w1: 0, w2: 0, w3: 0), reason: "its content hashes to \(id.short)…, not the announced id")
         }
         if r.index.contains(id) || pending.contains(id) { return }
         if assembler == nil { assembler = r.makePackAssembler() }
@@ -299,7 +298,7 @@ public final class SyncServer {
     /// validates each), and every blob it needs indexed here.
     func storeSnapshot(_ json: [UInt8]) throws -> SnapshotID {
         let r = try repo()
-        let id = SHA256Hasher.hash(json)
+        let id = SnapshotID(hashing: json)
         guard json.count <= Frame.maxSnapshotLength else { throw SyncError.snapshotRejected(id, reason: "it is \(json.count) bytes, above the \(Frame.maxSnapshotLength)-byte limit") }
         let s: Snapshot
         do { s = try Snapshot.decode(json, name: "snapshot \(id.short) from the client") } catch {

@@ -110,13 +110,12 @@ struct BackupCommand: ParsableCommand {
     }
 }
 
-/// Opens the index, adopts packs of an interrupted backup, runs the backup under
-/// a shared lock. (A plan restore's pre-restore snapshot runs in AccordPlans,
+/// Runs a backup under a shared lock, the repository made ready for writing
+/// first (index loaded, packs of an interrupted backup adopted). (A plan restore's pre-restore snapshot runs in AccordPlans,
 /// under the restore's exclusive lock.)
 func runBackup(_ repository: Repository, _ options: BackupOptions) throws -> BackupResult {
     try withLock(repository, command: "backup") {
-        try repository.loadIndex()
-        let adopted = try repository.adoptUnindexedPacks()
+        let adopted = try repository.prepareForWriting()
         if adopted > 0 { options.onWarning("indexed \(adopted) pack(s) left by an interrupted backup; their data is reused") }
         return try Backup(repository: repository, options: options).run()
     }

@@ -81,10 +81,7 @@ struct Ls: ParsableCommand {
 
     func run() throws {
         let repository = try repo.open()
-        // Snapshot first, index second: a snapshot's index is written before it, never after.
-        let id = try repository.resolveSnapshot(snapshot, warn: warn)
-        let s = try repository.loadSnapshot(id)
-        try repository.loadIndex()
+        let (id, s) = try repository.openSnapshot(snapshot, warn: warn)
         var reader = repository.manifestReader(s, id: id)
         var out: [UInt8] = []
         while let e = try reader.next() {
@@ -122,9 +119,7 @@ struct DumpCommand: ParsableCommand {
 
     func run() throws {
         let repository = try repo.open()
-        let id = try repository.resolveSnapshot(snapshot)
-        let s = try repository.loadSnapshot(id)
-        try repository.loadIndex()
+        let (id, s) = try repository.openSnapshot(snapshot)
         do { try Dump.write(snapshot: id, s, path: Array(path.utf8), repository: repository, to: 1) } catch let e as Dump.Failure {
             switch e {
             case .notAFile(_, _, let kind): throw ValidationError("\(escapedText(path)) in snapshot \(id.short) is a \(kind), not a file")

@@ -62,9 +62,7 @@ struct RestoreCommand: ParsableCommand {
         let repository = try repo.open()
         Sys.umask(0)
         let result: RestoreResult = try withLock(repository, readOnly: true, command: "restore") {
-            let id = try repository.resolveSnapshot(snapshot)
-            let s = try repository.loadSnapshot(id)
-            try repository.loadIndex()
+            let (id, s) = try repository.openSnapshot(snapshot)
             let cwd = Sys.currentDirectory()
             let t = target.map { Array($0.utf8) } ?? [0x2f]
             var options = RestoreOptions(target: t.first == 0x2f ? t : cwd + [0x2f] + t)

@@ -77,9 +77,9 @@ final class FormatGoldenTests: XCTestCase {
     func testExampleDecodesByTheRulesOfFormatMd() throws {
         let e = try Self.buildExample()
         // Names are SHA-256 of the file bytes.
-        XCTAssertEqual(SHA256Hasher.hash(e.pack), e.packID)
-        XCTAssertEqual(SHA256Hasher.hash(e.index), e.indexID)
-        XCTAssertEqual(SHA256Hasher.hash(e.manifest), e.manifestID)
+        XCTAssertEqual(PackID(hashing: e.pack), e.packID)
+        XCTAssertEqual(IndexID(hashing: e.index), e.indexID)
+        XCTAssertEqual(BlobID(hashing: e.manifest), e.manifestID)
 
         var pack = SpecReader(e.pack)
         let header = try pack.pack()
@@ -109,7 +109,7 @@ final class FormatGoldenTests: XCTestCase {
         var index = SpecReader(e.index)
         let indexed = try index.index()
         XCTAssertEqual(indexed.count, 1)
-        XCTAssertEqual(indexed.first?.pack, e.packID)
+        XCTAssertEqual(indexed.first?.pack, e.packID.digest)
         XCTAssertEqual(indexed.first?.blobs, header)
 
         var manifest = SpecReader(e.manifest)
@@ -164,13 +164,13 @@ final class FormatGoldenTests: XCTestCase {
                                  mtimeSec: 1_700_000_000, mtimeNsec: 123_456_789, ctimeSec: 1_700_000_100, ctimeNsec: 500_000_000,
                                  inode: 131, device: 2049, size: UInt64(hello.count + text.count),
                                  xattrs: [.init(name: Array("user.origin".utf8), value: Array("example".utf8))],
-                                 blobs: [SHA256Hasher.hash(hello), SHA256Hasher.hash(text)])
+                                 blobs: [BlobID(hashing: hello), BlobID(hashing: text)])
         return [dir, file]
     }
 
     struct Example {
         var pack: [UInt8], packID: PackID
-        var index: [UInt8], indexID: ID
+        var index: [UInt8], indexID: IndexID
         var manifest: [UInt8], manifestID: BlobID
         var textStoredLength: Int
     }
@@ -194,10 +194,10 @@ final class FormatGoldenTests: XCTestCase {
 
         let writer = try PackWriter(layout: layout)
         try hello.withUnsafeBytes {
-            try writer.add(id: SHA256Hasher.hash(hello), type: .data, compression: .none, rawLength: hello.count, stored: $0)
+            try writer.add(id: BlobID(hashing: hello), type: .data, compression: .none, rawLength: hello.count, stored: $0)
         }
         try compressed.withUnsafeBytes {
-            try writer.add(id: SHA256Hasher.hash(text), type: .data, compression: .zlib, rawLength: text.count, stored: $0)
+            try writer.add(id: BlobID(hashing: text), type: .data, compression: .zlib, rawLength: text.count, stored: $0)
         }
         let packID = try writer.finish()
         let pack = try AtomicFile.read(layout.packPath(packID))
@@ -207,13 +207,13 @@ final class FormatGoldenTests: XCTestCase {
         var stored: [[UInt8]] = []
         let manifestWriter = ManifestWriter(gear: GearTable(seed: 23)) { bytes in
             stored.append(Array(bytes))
-            return SHA256Hasher.hash(bytes)
+            return BlobID(hashing: bytes)
         }
         for e in manifestEntries { try manifestWriter.append(e) }
         let ids = try manifestWriter.finish()
         precondition(ids.count == 1 && stored.count == 1, "the example manifest is one blob")
 
-        return Example(pack: pack, packID: packID, index: index, indexID: SHA256Hasher.hash(index),
+        return Example(pack: pack, packID: packID, index: index, indexID: IndexID(hashing: index),
                        manifest: stored[0], manifestID: ids[0], textStoredLength: compressed.count)
     }
 
@@ -225,9 +225,9 @@ final class FormatGoldenTests: XCTestCase {
         Accord repository format 2: worked example
         Written by Tests/AccordCoreTests/FormatGoldenTests.swift; offsets in hex, lengths in decimal.
 
-        blob \(SHA256Hasher.hash(hello).hex)
+        blob \(BlobID(hashing: hello).hex)
              "hello\\n", 6 bytes, type 0 (data): under 64 bytes, stored raw (compression 0)
-        blob \(SHA256Hasher.hash(text).hex)
+        blob \(BlobID(hashing: text).hex)
              "accord backup: chunk, hash, pack.\\n" x 6, \(text.count) bytes, type 0 (data): level 6 -> \(e.textStoredLength) bytes (compression 1, zlib format)
 
 
@@ -259,7 +259,7 @@ final class FormatGoldenTests: XCTestCase {
         let data = SpecReader.splitMix64Bytes(seed: 42, count: chunkInputSize)
         let lengths = FastCDC.chunkLengths(data, profile: .dump, gear: GearTable(seed: 23))
         out += "  \(chunkInputSize) bytes of SplitMix64(seed 42) words, little-endian, cut with profile dump (\(ChunkerProfile.dump.min)/\(ChunkerProfile.dump.avg)/\(ChunkerProfile.dump.max)), seed 23:\n"
-        out += "    sha256 of input \(SHA256Hasher.hash(data).hex)\n"
+        out += "    sha256 of input \(BlobID(hashing: data).hex)\n"
         var line = "    lengths"
         for n in lengths {
             if line.count > 80 { out += line + "\n"; line = "           " }
@@ -314,6 +314,7 @@ final class FormatGoldenTests: XCTestCase {
 /// A reader written from FORMAT.md alone: little-endian integers, LEB128,
 /// zigzag, its own CRC-32, FastCDC and SplitMix64. It records every field it
 /// reads (offset, length, meaning) so the golden file can show a map.
+/// Ids stay raw digests (`ID`): the document's reader knows bytes, not the code's id kinds.
 struct SpecReader {
     struct Field { var offset: Int; var length: Int; var name: String; var value: String }
     struct HeaderEntry: Equatable { var type: UInt8; var compression: UInt8; var raw: UInt32; var stored: UInt32; var id: ID; var offset: UInt32 }
@@ -332,7 +333,7 @@ struct SpecReader {
             self.init(kind: e.kind.rawValue, path: e.path, mode: UInt64(e.mode), uid: UInt64(e.uid), gid: UInt64(e.gid),
                       mtime: e.mtimeSec, mtimeNsec: UInt64(e.mtimeNsec), ctime: e.ctimeSec, ctimeNsec: UInt64(e.ctimeNsec),
                       inode: e.inode, device: e.device, size: e.size, link: e.linkTarget,
-                      xattrs: e.xattrs.flatMap { [$0.name, $0.value] }, blobs: e.blobs)
+                      xattrs: e.xattrs.flatMap { [$0.name, $0.value] }, blobs: e.blobs.map(\.digest))
         }
     }
     struct Malformed: Error, CustomStringConvertible { var description: String }

@@ -194,13 +194,7 @@ final class ChunkListBackupTests: DumpBackupTestCase {
         try assertCheckPasses("with both snapshots")
 
         // Forget day 1 and prune hard: day 1's full list must stay (it is day 2's base).
-        let pruned = try forgetAndPrune([first.id])
-        XCTAssertGreaterThan(pruned.packsDeleted + pruned.packsRepacked, 0, "prune removed nothing: the test proves nothing")
-        let afterPrune = try open()
-        for b in l2.blobs { XCTAssertTrue(afterPrune.index.contains(b), "prune dropped list blob \(b.short) that day 2 needs") }
-        XCTAssertEqual(try afterPrune.listSnapshotIDs(), [second.id])
-        try assertRestores(second.id, dumpPath, as: bytes2, "day 2 after forgetting day 1")
-        try assertCheckPasses("after forgetting day 1 and pruning")
+        try forgetPruneAndAssertChainKept(first.id, chain: l2.blobs, survivor: second.id, restoresTo: bytes2, "day 2 after forgetting day 1")
 
         // Day 3, after the prune: another 0.5% of rows. A delta on day 2's list
         // (generation 2), whose chain reaches day 1's full list. Then forget
@@ -218,15 +212,23 @@ final class ChunkListBackupTests: DumpBackupTestCase {
         XCTAssertLessThan(Double(third.snapshot.summary.addedBytes), 0.35 * Double(s1.addedBytes))
         try assertRestores(third.id, dumpPath, as: bytes3, "day 3")
 
-        let pruned2 = try forgetAndPrune([second.id])
-        XCTAssertGreaterThan(pruned2.packsDeleted + pruned2.packsRepacked, 0, "second prune removed nothing")
-        let afterPrune2 = try open()
-        for b in l3.blobs { XCTAssertTrue(afterPrune2.index.contains(b), "prune dropped list blob \(b.short) of day 3's chain") }
-        XCTAssertEqual(try afterPrune2.listSnapshotIDs(), [third.id])
-        try assertRestores(third.id, dumpPath, as: bytes3, "day 3 after forgetting days 1 and 2")
-        try assertCheckPasses("after forgetting days 1 and 2")
+        try forgetPruneAndAssertChainKept(second.id, chain: l3.blobs, survivor: third.id, restoresTo: bytes3, "day 3 after forgetting days 1 and 2")
         XCTAssertEqual(warnings.value, [])
         print("chunk list engine test took \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+    }
+
+    /// Forgets `forget` and prunes (which must remove something, or the test
+    /// proves nothing); `survivor` must be the one snapshot left, every blob of
+    /// its chunk list's `chain` still indexed, and it must restore to `bytes`.
+    func forgetPruneAndAssertChainKept(_ forget: SnapshotID, chain: [BlobID], survivor: SnapshotID, restoresTo bytes: [UInt8],
+                                       _ context: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let pruned = try forgetAndPrune([forget])
+        XCTAssertGreaterThan(pruned.packsDeleted + pruned.packsRepacked, 0, "\(context): prune removed nothing", file: file, line: line)
+        let afterPrune = try open()
+        for b in chain { XCTAssertTrue(afterPrune.index.contains(b), "\(context): prune dropped list blob \(b.short) of the chain", file: file, line: line) }
+        XCTAssertEqual(try afterPrune.listSnapshotIDs(), [survivor], context, file: file, line: line)
+        try assertRestores(survivor, dumpPath, as: bytes, context)
+        try assertCheckPasses(context)
     }
 
     func testUnchangedDumpFileReusesItsListAndAChangedOneStoresADelta() throws {

@@ -65,7 +65,7 @@ final class HostileManifestCheckTests: AccordTestCase {
         // The real manifests read through the validating reader, with every kind in them.
         let repository = try openRepository()
         for (id, generation) in [(first.id, 0), (second.id, 1)] {
-            let entries = try manifestEntries(repository, snapshot: ID(hex: id))
+            let entries = try manifestEntries(repository, snapshot: SnapshotID(hex: id))
             let kinds = Set(entries.map(\.kind))
             XCTAssertEqual(kinds, [.directory, .file, .symlink, .hardlink, .stream], "snapshot \(id)")
             XCTAssertEqual(entries.filter { $0.kind == .hardlink }.map(\.linkTarget.displayPath), [root + "/etc/a.conf", root + "/etc/a.conf"])
@@ -76,13 +76,13 @@ final class HostileManifestCheckTests: AccordTestCase {
         try accordOK("check", "-d", repo)
 
         // Crafted snapshots, one per rule.
-        let store = Array(repeating: SHA256Hasher.hash("base id"), count: ChunkList.partSize)
+        let store = Array(repeating: BlobID(hashing: "base id"), count: ChunkList.partSize)
         let base = ChunkList.encodeFull(store[...])
-        let baseID = SHA256Hasher.hash(base)
+        let baseID = BlobID(hashing: base)
         let bomb = ChunkList.encodeDelta(generation: 1, base: [baseID], total: 1024 * ChunkList.partSize,
                                          ops: Array(repeating: .copy(from: 0, count: ChunkList.partSize), count: 1024))
         var bombEntry = ManifestEntry(kind: .stream, path: p("/db.sql"), mode: 0o600, size: 1 << 40)
-        bombEntry.list = ChunkList.Info(refs: [SHA256Hasher.hash(bomb)], blobs: [], base: [], generation: 0)
+        bombEntry.list = ChunkList.Info(refs: [BlobID(hashing: bomb)], blobs: [], base: [], generation: 0)
         let dir = { (s: String) in ManifestEntry(kind: .directory, path: self.p(s), mode: 0o755) }
         let cases: [(String, [ManifestEntry], [[UInt8]], String)] = [
             ("dot-dot", [dir("/"), ManifestEntry(kind: .file, path: p("/../../etc/cron.d/x"))], [], "has a .. component"),
@@ -126,7 +126,7 @@ final class HostileManifestCheckTests: AccordTestCase {
         for (_, id, _) in crafted { try accordOK("forget", "-d", repo, id.hex) }
         try accordOK("prune", "-d", repo)
         try accordOK("check", "-d", repo)
-        XCTAssertEqual(try manifestEntries(try openRepository(), snapshot: ID(hex: second.id)).filter { $0.kind == .stream }.count, 1)
+        XCTAssertEqual(try manifestEntries(try openRepository(), snapshot: SnapshotID(hex: second.id)).filter { $0.kind == .stream }.count, 1)
     }
 
     /// A hard link whose first path cannot be read would name a path with no

@@ -16,10 +16,10 @@ final class IndexLoadTests: AccordTestCase {
             var blobs: [PackEntry] = []
             for i in 0..<12_000 {
                 let type: BlobType = i % 7 == 0 ? .tree : .data
-                blobs.append(PackEntry(id: ID(bytes: rng.bytes(32))!, type: type, compression: kinds[(i + p) % 3],
+                blobs.append(PackEntry(id: BlobID(bytes: rng.bytes(32))!, type: type, compression: kinds[(i + p) % 3],
                                        rawLength: UInt32(1000 + i), storedLength: UInt32(500 + i), offset: UInt32(i) * 4096))
             }
-            packs.append(IndexFile.Pack(id: ID(bytes: rng.bytes(32))!, blobs: blobs))
+            packs.append(IndexFile.Pack(id: PackID(bytes: rng.bytes(32))!, blobs: blobs))
         }
         return IndexFile(packs: packs)
     }
@@ -85,7 +85,7 @@ final class IndexLoadTests: AccordTestCase {
             do { _ = try IndexFile.decode(buf); return nil } catch { return "\(error)" }
         })
         XCTAssertTrue(expected.contains("unknown blob type"), expected)
-        let badTypeID = badType.withUnsafeBytes { SHA256Hasher.hash($0) }
+        let badTypeID = IndexID(hashing: badType)
         try TreeBuilder.write(Array(repository.layout.indexPath(badTypeID).utf8), badType, mode: 0o600)
         XCTAssertThrowsError(try Repository.open(at: repo).loadIndex()) { error in
             XCTAssertTrue("\(error)".contains(expected), "the loader says \(error), the decoder \(expected)")
@@ -94,7 +94,7 @@ final class IndexLoadTests: AccordTestCase {
 
         // Well named but malformed: one trailing byte, the file named by its new hash.
         let bad = good + [0]
-        let badID = bad.withUnsafeBytes { SHA256Hasher.hash($0) }
+        let badID = IndexID(hashing: bad)
         try TreeBuilder.write(Array(repository.layout.indexPath(badID).utf8), bad, mode: 0o600)
         let r = try Repository.open(at: repo)
         XCTAssertThrowsError(try r.loadIndex()) { error in

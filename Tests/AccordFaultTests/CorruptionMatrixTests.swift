@@ -78,7 +78,7 @@ class CorruptionMatrixTestCase: AccordTestCase {
         let l2 = try tree.listing()
 
         let r = try openRepository(baseRepo)
-        let id1 = try XCTUnwrap(ID(hex: b1.id)), id2 = try XCTUnwrap(ID(hex: b2.id))
+        let id1 = try XCTUnwrap(SnapshotID(hex: b1.id)), id2 = try XCTUnwrap(SnapshotID(hex: b2.id))
         let blobs1 = try referencedBlobs(r, id1)
         let entries2 = try manifestEntries(r, id2)
         var s2Only = Set<BlobID>()
@@ -283,7 +283,7 @@ final class CorruptionMatrixTests: CorruptionMatrixTestCase {
         let blob = index.packs[0].blobs[0].id
         index.packs[0].blobs[0].offset += 1
         let bytes = index.encode()
-        try Files.write(repo + "/index/" + SHA256Hasher.hash(bytes).hex, bytes, mode: 0o600)
+        try Files.write(repo + "/index/" + IndexID(hashing: bytes).hex, bytes, mode: 0o600)
         try FileManager.default.removeItem(atPath: old)
         try assertCheckFails(["pack \(pack.hex): blob \(blob.hex) is listed in the index but not at that place in the pack header"],
                              "index entry with a wrong offset")
@@ -344,7 +344,7 @@ final class CorruptionMatrixTests: CorruptionMatrixTestCase {
         for (fault, object, raw, words) in variants {
             try freshCopy()
             let bytes = try raw ?? Array(JSONSerialization.data(withJSONObject: object!, options: [.sortedKeys, .prettyPrinted])) + [0x0a]
-            let name = SHA256Hasher.hash(bytes).hex
+            let name = SnapshotID(hashing: bytes).hex
             try Files.write(repo + "/snapshots/" + name, bytes, mode: 0o600)
             try assertCheckFails([name.prefix(8).description, words], fault)
             try assertRestores(b.s2, root: b.tree.root, expected: b.l2, "S2 beside a \(fault)")

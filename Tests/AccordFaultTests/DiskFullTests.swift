@@ -102,7 +102,7 @@ final class DiskFullTests: AccordTestCase {
         let onDisk = blobsInPackHeaders(small)
         let b = try backup([big.root], repository: small)
         let repository = try openRepository(small)
-        let refs = try referencedBlobs(repository, try XCTUnwrap(ID(hex: b.id)))
+        let refs = try referencedBlobs(repository, try XCTUnwrap(SnapshotID(hex: b.id)))
         XCTAssertEqual(b.summary.addedBlobs, refs.subtracting(onDisk.keys).count, "the backup after freeing space did not reuse the packs written before the disk filled")
         XCTAssertEqual(try unindexedPacks(small), [])
         try assertCheckPasses(small, readData: true, "after freeing space")

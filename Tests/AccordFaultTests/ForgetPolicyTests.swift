@@ -22,8 +22,8 @@ final class ForgetPolicyTests: XCTestCase {
 
     func snap(_ t: Timestamp, host: String = "node1", plan: String = "paths", tags: [String] = []) -> Item {
         let s = Snapshot(time: t, host: host, username: "root", plan: plan, tags: tags, paths: ["/srv"],
-                         sources: [], parent: nil, manifest: [SHA256Hasher.hash("manifest \(t.rfc3339)")], summary: .init())
-        return (SHA256Hasher.hash("\(t.rfc3339) \(host) \(plan) \(tags)"), s)
+                         sources: [], parent: nil, manifest: [BlobID(hashing: "manifest \(t.rfc3339)")], summary: .init())
+        return (SnapshotID(hashing: "\(t.rfc3339) \(host) \(plan) \(tags)"), s)
     }
 
     func policy(last: Int = 0, hourly: Int = 0, daily: Int = 0, weekly: Int = 0, monthly: Int = 0, yearly: Int = 0, tags: [String] = []) -> RetentionPolicy {

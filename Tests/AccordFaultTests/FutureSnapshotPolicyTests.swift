@@ -14,8 +14,8 @@ final class FutureSnapshotPolicyTests: XCTestCase {
     func snap(_ t: String, host: String = "node1", plan: String = "paths", tags: [String] = []) -> Item {
         let time = Timestamp(rfc3339: t)!
         let s = Snapshot(time: time, host: host, username: "root", plan: plan, tags: tags, paths: ["/srv"],
-                         sources: [], parent: nil, manifest: [SHA256Hasher.hash("manifest \(t)")], summary: .init())
-        return (SHA256Hasher.hash("\(t) \(host) \(plan) \(tags)"), s)
+                         sources: [], parent: nil, manifest: [BlobID(hashing: "manifest \(t)")], summary: .init())
+        return (SnapshotID(hashing: "\(t) \(host) \(plan) \(tags)"), s)
     }
 
     func policy(last: Int = 0, daily: Int = 0, monthly: Int = 0) -> RetentionPolicy {

@@ -67,8 +67,17 @@ final class KillTests: AccordTestCase {
             try changeTree()
             let listing = try tree.listing()
             let before = state()
-            // Every other kill aims at the end of the run (last pack, index, snapshot; some complete).
-            let delay = k % 2 == 0 ? rng.double(0...(1.2 * duration)) : rng.double((0.8 * duration)...(1.4 * duration))
+            // Even rounds kill anywhere; rounds 1, 5, … aim at the end of the run (last pack, index,
+            // snapshot; some complete); rounds 3, 7, … (each followed by a checked backup) aim mid-run,
+            // after packs and before the index, so that backup has leftovers to adopt. A completed
+            // round adopts what the round before left, so only those mid-run kills test reuse
+            // reliably on a loaded machine (where a late kill often lands after the commit).
+            let delay: Double
+            switch k % 4 {
+            case 1: delay = rng.double((0.8 * duration)...(1.4 * duration))
+            case 3: delay = rng.double((0.3 * duration)...(0.7 * duration))
+            default: delay = rng.double(0...(1.2 * duration))
+            }
             let cmd = try start(["backup", "-d", repo, "--json", tree.root])
             sleepSeconds(delay)
             if cmd.isRunning { cmd.kill() }
@@ -91,7 +100,7 @@ final class KillTests: AccordTestCase {
                 let b = try backup([tree.root])
                 committed[b.id] = listing
                 let repository = try openRepository()
-                let refs = try referencedBlobs(repository, try XCTUnwrap(ID(hex: b.id)))
+                let refs = try referencedBlobs(repository, try XCTUnwrap(SnapshotID(hex: b.id)))
                 let expectedNew = refs.subtracting(onDisk.keys)
                 XCTAssertEqual(b.summary.addedBlobs, expectedNew.count,
                                "kill \(k): the next backup stored \(b.summary.addedBlobs) blobs, but only \(expectedNew.count) of the \(refs.count) it needs were in no pack (\(leftovers.count) unindexed packs were left)")

@@ -35,44 +35,37 @@ final class ParserFuzzTests: XCTestCase {
 
         var name: String { String(describing: self) }
 
+        /// A whole pack: trailer, header, then every blob whose slice lies inside it
+        /// (and, with `maxRawLength`, whose raw length is within it); true if the
+        /// trailer and header were accepted.
+        static func decodePack(_ input: [UInt8], maxRawLength: UInt32?) -> Bool {
+            guard input.count >= PackFormat.trailerSize + 8 else { return false }
+            return (try? input.withUnsafeBytes { buf -> Bool in
+                let hl = try PackFormat.decodeTrailer(UnsafeRawBufferPointer(rebasing: buf[(buf.count - 12)...]), packSize: buf.count)
+                let entries = try PackFormat.decodeHeader(UnsafeRawBufferPointer(rebasing: buf[(buf.count - 12 - hl)..<(buf.count - 12)]), packSize: buf.count)
+                let inflater = Inflater()
+                var plain: [UInt8] = []
+                for e in entries where Int(e.offset) + Int(e.storedLength) <= buf.count && e.rawLength <= maxRawLength ?? .max {
+                    try? BlobDecoder.decode(stored: UnsafeRawBufferPointer(rebasing: buf[Int(e.offset)..<(Int(e.offset) + Int(e.storedLength))]), id: e.id,
+                                            compression: e.compression, rawLength: Int(e.rawLength), inflater: inflater, into: &plain)
+                }
+                return true
+            }) ?? false
+        }
+
         /// Decodes one input as `accord` would; returns true if it was accepted.
         func decode(_ input: [UInt8], rng: inout SeededRandom) -> Bool {
             switch self {
             case .packTail:
                 // As PackReader.readHeader and Check.verifyPack do: trailer, then header, then each blob's slice.
-                guard input.count >= PackFormat.trailerSize + 8 else { return false }
-                return (try? input.withUnsafeBytes { buf -> Bool in
-                    let hl = try PackFormat.decodeTrailer(UnsafeRawBufferPointer(rebasing: buf[(buf.count - 12)...]), packSize: buf.count)
-                    let entries = try PackFormat.decodeHeader(UnsafeRawBufferPointer(rebasing: buf[(buf.count - 12 - hl)..<(buf.count - 12)]), packSize: buf.count)
-                    let inflater = Inflater()
-                    var plain: [UInt8] = []
-                    for e in entries {
-                        let end = Int(e.offset) + Int(e.storedLength)
-                        guard end <= buf.count else { continue }
-                        // Blobs longer than FORMAT.md allows (64 MiB) are the fixture Crashers/packBlobs-rawLength-4GiB.hex.
-                        guard e.rawLength <= 64 << 20 else { continue }
-                        try? BlobDecoder.decode(stored: UnsafeRawBufferPointer(rebasing: buf[Int(e.offset)..<end]), id: e.id,
-                                                compression: e.compression, rawLength: Int(e.rawLength), inflater: inflater, into: &plain)
-                    }
-                    return true
-                }) ?? false
+                // Blobs longer than FORMAT.md allows (64 MiB) are the fixture Crashers/packBlobs-rawLength-4GiB.hex.
+                return Self.decodePack(input, maxRawLength: 64 << 20)
             case .packHeader:
                 guard input.count >= 4 else { return false }
                 let size = Int(input[0]) | Int(input[1]) << 8 | Int(input[2]) << 16 | Int(input[3]) << 24
                 return (try? Array(input[4...]).withUnsafeBytes { try PackFormat.decodeHeader($0, packSize: size) }) != nil
             case .packBlobs:
-                guard input.count >= PackFormat.trailerSize + 8 else { return false }
-                return (try? input.withUnsafeBytes { buf -> Bool in
-                    let hl = try PackFormat.decodeTrailer(UnsafeRawBufferPointer(rebasing: buf[(buf.count - 12)...]), packSize: buf.count)
-                    let entries = try PackFormat.decodeHeader(UnsafeRawBufferPointer(rebasing: buf[(buf.count - 12 - hl)..<(buf.count - 12)]), packSize: buf.count)
-                    let inflater = Inflater()
-                    var plain: [UInt8] = []
-                    for e in entries where Int(e.offset) + Int(e.storedLength) <= buf.count {
-                        try? BlobDecoder.decode(stored: UnsafeRawBufferPointer(rebasing: buf[Int(e.offset)..<(Int(e.offset) + Int(e.storedLength))]), id: e.id,
-                                                compression: e.compression, rawLength: Int(e.rawLength), inflater: inflater, into: &plain)
-                    }
-                    return true
-                }) ?? false
+                return Self.decodePack(input, maxRawLength: nil)
             case .indexFile:
                 return (try? input.withUnsafeBytes { try IndexFile.decode($0) }) != nil
             case .snapshot:
@@ -96,7 +89,7 @@ final class ParserFuzzTests: XCTestCase {
                     pos += n
                 }
                 let failing = rng.int(0..<8) == 0 ? rng.int(0..<max(1, pieces.count)) : -1
-                let ids = pieces.indices.map { SHA256Hasher.hash("piece \($0)") }
+                let ids = pieces.indices.map { BlobID(hashing: "piece \($0)") }
                 var reader = ManifestReader(blobs: ids) { id in
                     // Mutated records may name chunk-list blobs: unknown ids fail to load.
                     guard let k = ids.firstIndex(of: id) else { throw DecodeError.invalid("no such blob", offset: 0) }
@@ -115,7 +108,7 @@ final class ParserFuzzTests: XCTestCase {
             case .manifestTree:
                 let blobs = Blobs.split(input[...])
                 guard !blobs.isEmpty else { return false }
-                var reader = ManifestReader(blobs: [Blobs.id(0)], snapshot: Blobs.id(99)) { try Blobs.load($0, blobs) }
+                var reader = ManifestReader(blobs: [Blobs.id(0)], snapshot: SnapshotID(w0: 0, w1: 0, w2: 0, w3: 99)) { try Blobs.load($0, blobs) }
                 reader.tolerateListErrors = rng.int(0..<2) == 0
                 var rules = TreeRules()
                 do {
@@ -162,7 +155,7 @@ final class ParserFuzzTests: XCTestCase {
             return out
         }
 
-        static func id(_ k: Int) -> BlobID { ID(w0: 0, w1: 0, w2: 0, w3: UInt64(k)) }
+        static func id(_ k: Int) -> BlobID { BlobID(w0: 0, w1: 0, w2: 0, w3: UInt64(k)) }
 
         static func load(_ id: BlobID, _ blobs: [[UInt8]]) throws -> [UInt8] {
             guard id.w0 == 0, id.w1 == 0, id.w2 == 0, id.w3 < UInt64(blobs.count) else { throw DecodeError.invalid("no such blob", offset: 0) }
@@ -223,7 +216,7 @@ final class ParserFuzzTests: XCTestCase {
                     var stored: [UInt8] = []
                     let comp = plain.withUnsafeBytes { deflater.compress($0, into: &stored) }
                     if comp == .none { stored = plain }
-                    entries.append(PackEntry(id: SHA256Hasher.hash(plain), type: k == 2 ? .tree : .data, compression: comp,
+                    entries.append(PackEntry(id: BlobID(hashing: plain), type: k == 2 ? .tree : .data, compression: comp,
                                              rawLength: UInt32(plain.count), storedLength: UInt32(stored.count), offset: UInt32(data.count)))
                     data += stored
                 }
@@ -231,10 +224,10 @@ final class ParserFuzzTests: XCTestCase {
             }
             return out
         case .indexFile:
-            let entry = { (o: UInt32, s: UInt32) in PackEntry(id: SHA256Hasher.hash("b\(o)"), type: .data, compression: .zlib, rawLength: s * 2, storedLength: s, offset: o) }
+            let entry = { (o: UInt32, s: UInt32) in PackEntry(id: BlobID(hashing: "b\(o)"), type: .data, compression: .zlib, rawLength: s * 2, storedLength: s, offset: o) }
             return [IndexFile(packs: []).encode(),
-                    IndexFile(packs: [.init(id: SHA256Hasher.hash("p1"), blobs: [entry(0, 100), entry(100, 50)])]).encode(),
-                    IndexFile(packs: [.init(id: SHA256Hasher.hash("p1"), blobs: [entry(0, 7)]), .init(id: SHA256Hasher.hash("p2"), blobs: [])]).encode()]
+                    IndexFile(packs: [.init(id: PackID(hashing: "p1"), blobs: [entry(0, 100), entry(100, 50)])]).encode(),
+                    IndexFile(packs: [.init(id: PackID(hashing: "p1"), blobs: [entry(0, 7)]), .init(id: PackID(hashing: "p2"), blobs: [])]).encode()]
         case .snapshot:
             var summary = Snapshot.Summary()
             summary.files = 3; summary.totalBytes = 12345; summary.errors = ["/srv/unreadable"]; summary.durationSeconds = 1.5
@@ -242,7 +235,7 @@ final class ParserFuzzTests: XCTestCase {
                              plan: "ae5", tags: ["daily", "pre-restore"], paths: ["/db/dump.sql", "/opt/anaconda/storage"],
                              sources: [.init(kind: "command", path: "/db/dump.sql", command: "pg_dumpall", profile: .dump),
                                        .init(kind: "path", path: "/opt/anaconda/storage", excludes: ["*.tmp"], profile: .tree)],
-                             parent: SHA256Hasher.hash("parent"), manifest: [SHA256Hasher.hash("m1"), SHA256Hasher.hash("m2")], summary: summary)
+                             parent: SnapshotID(hashing: "parent"), manifest: [BlobID(hashing: "m1"), BlobID(hashing: "m2")], summary: summary)
             return [try! s.encode()]
         case .config:
             let e = JSONEncoder()
@@ -264,9 +257,9 @@ final class ParserFuzzTests: XCTestCase {
             return []
         case .manifestTree:
             // A tree of every kind, a record with a full chunk list (blob 1) and one with a delta on it (blob 2).
-            let full = (0..<1100).map { SHA256Hasher.hash("chunk \($0)") }
+            let full = (0..<1100).map { BlobID(hashing: "chunk \($0)") }
             var changed = full
-            changed[7] = SHA256Hasher.hash("changed")
+            changed[7] = BlobID(hashing: "changed")
             let delta = ChunkList.encodeDelta(generation: 1, base: [Blobs.id(1)], total: changed.count, ops: ChunkList.diff(base: full, new: changed).ops)
             func listed(_ path: String, _ ref: Int) -> ManifestEntry {
                 var e = ManifestEntry(kind: .stream, path: Array(path.utf8), mode: 0o600, size: 1100 * 4096)
@@ -276,7 +269,7 @@ final class ParserFuzzTests: XCTestCase {
             let entries: [ManifestEntry] = [
                 ManifestEntry(kind: .directory, path: [0x2f], mode: 0o755),
                 ManifestEntry(kind: .directory, path: Array("/srv".utf8), mode: 0o755),
-                ManifestEntry(kind: .file, path: Array("/srv/a".utf8), size: 210, blobs: [SHA256Hasher.hash("x"), SHA256Hasher.hash("y")]),
+                ManifestEntry(kind: .file, path: Array("/srv/a".utf8), size: 210, blobs: [BlobID(hashing: "x"), BlobID(hashing: "y")]),
                 ManifestEntry(kind: .hardlink, path: Array("/srv/h".utf8), linkTarget: Array("/srv/a".utf8)),
                 ManifestEntry(kind: .symlink, path: Array("/srv/l".utf8), linkTarget: Array("../etc".utf8)),
                 ManifestEntry(kind: .directory, path: Array("/srv/sub".utf8), mode: 0o700),
@@ -288,9 +281,9 @@ final class ParserFuzzTests: XCTestCase {
             for e in entries { ManifestCodec.encode(e, into: &w) }
             return [Blobs.join([w.bytes, ChunkList.encodeFull(full[...]), delta])]
         case .chunkList:
-            let full = (0..<50).map { SHA256Hasher.hash("id \($0)") }
+            let full = (0..<50).map { BlobID(hashing: "id \($0)") }
             var next = full
-            next.insert(SHA256Hasher.hash("new"), at: 20)
+            next.insert(BlobID(hashing: "new"), at: 20)
             let d1 = ChunkList.encodeDelta(generation: 1, base: [Blobs.id(1)], total: next.count, ops: ChunkList.diff(base: full, new: next).ops)
             let d1b = ChunkList.encodeDelta(generation: 1, base: [Blobs.id(2)], total: next.count, ops: ChunkList.diff(base: full, new: next).ops)
             let d2 = ChunkList.encodeDelta(generation: 2, base: [Blobs.id(1)], total: 30, ops: [.copy(from: 10, count: 30)])
@@ -304,10 +297,10 @@ final class ParserFuzzTests: XCTestCase {
                 ManifestEntry(kind: .file, path: Array("/srv/a.txt".utf8), mode: 0o644, uid: 1000, gid: 1000, mtimeSec: -5, mtimeNsec: 999_999_999,
                               ctimeSec: 1_700_000_001, inode: 1 << 40, device: 2049, size: 210,
                               xattrs: [.init(name: Array("user.origin".utf8), value: [0, 1, 2, 0xff])],
-                              blobs: [SHA256Hasher.hash("x"), SHA256Hasher.hash("y")]),
+                              blobs: [BlobID(hashing: "x"), BlobID(hashing: "y")]),
                 ManifestEntry(kind: .hardlink, path: Array("/srv/h".utf8), linkTarget: Array("/srv/a.txt".utf8)),
                 ManifestEntry(kind: .symlink, path: Array("/srv/l".utf8), linkTarget: Array("a.txt".utf8)),
-                ManifestEntry(kind: .stream, path: Array("/srv/z.sql".utf8), mode: 0o600, size: 5000, blobs: [SHA256Hasher.hash("z")]),
+                ManifestEntry(kind: .stream, path: Array("/srv/z.sql".utf8), mode: 0o600, size: 5000, blobs: [BlobID(hashing: "z")]),
             ]
             if target == .manifestRecord {
                 return entries.map { e in

@@ -23,7 +23,7 @@ final class PruneOnDamageTests: CorruptionMatrixTestCase {
             let w = try PackWriter(layout: repository.layout)
             try stored.withUnsafeBytes { try w.add(id: entry.id, type: entry.type, compression: entry.compression, rawLength: Int(entry.rawLength), stored: $0) }
             let filler = Array("unused filler \(attempt)".utf8)
-            try filler.withUnsafeBytes { try w.add(id: SHA256Hasher.hash($0), type: .data, compression: .none, rawLength: filler.count, stored: $0) }
+            try filler.withUnsafeBytes { try w.add(id: BlobID(hashing: $0), type: .data, compression: .none, rawLength: filler.count, stored: $0) }
             let id = try w.finish()
             if id > b.s2OnlyPack { try repository.writeIndex(IndexFile(packs: [.init(id: id, blobs: w.entries)])); duplicate = id } else { try FileManager.default.removeItem(atPath: packPath(id)) }
             attempt += 1

@@ -66,13 +66,7 @@ final class PlanReplaceStorageTests: XCTestCase {
         let watched = [st, storage, outside, outside + "/precious"]
         let before = try watched.map(meta)
 
-        let plan = try Plan.parse("""
-        storage:
-          root: \(storage)
-          excludes: []
-          replace: [git]
-        restoreSteps: [replace-storage]
-        """, source: scratch.sub("plan.yaml"))
+        let plan = try replaceGitPlan(storage)
         let reopened = try Repository.open(at: scratch.sub("repo"))
         try reopened.loadIndex()
         var o = PlanRestoreOptions()
@@ -118,13 +112,7 @@ final class PlanReplaceStorageTests: XCTestCase {
         let id = try repository.saveSnapshot(snapshot)
         let reopened = try Repository.open(at: scratch.sub("repo"))
         try reopened.loadIndex()
-        let plan = try Plan.parse("""
-        storage:
-          root: \(storage)
-          excludes: []
-          replace: [git]
-        restoreSteps: [replace-storage]
-        """, source: scratch.sub("plan.yaml"))
+        let plan = try replaceGitPlan(storage)
         let before = try [st, storage, outside].map(meta)
         var o = PlanRestoreOptions()
         o.override = true
@@ -136,5 +124,16 @@ final class PlanReplaceStorageTests: XCTestCase {
         XCTAssertEqual(try meta(storage).mode, before[1].mode)
         // Refused before the first step (the snapshot is read whole first), so the live tree is still there.
         XCTAssertEqual(try Sys.listDirectory(git), ["live.txt"], "a refused snapshot must not remove the data it would replace")
+    }
+
+    /// A plan whose only restore step replaces `storage`'s git directory.
+    func replaceGitPlan(_ storage: String) throws -> Plan {
+        try Plan.parse("""
+        storage:
+          root: \(storage)
+          excludes: []
+          replace: [git]
+        restoreSteps: [replace-storage]
+        """, source: scratch.sub("plan.yaml"))
     }
 }

@@ -8,7 +8,7 @@ final class FrameDecoderTests: XCTestCase {
     /// One frame of every kind, with edge values.
     static let everyFrame: [Frame] = {
         var rng = SeededRandom(seed: 13)
-        let ids = (0..<5).map { _ in SHA256Hasher.hash(rng.bytes(16)) }
+        let ids = (0..<5).map { _ in SnapshotID(hashing: rng.bytes(16)) }
         return [
             .hello(version: Frame.protocolVersion, flags: Frame.flagAllowOtherRepository, config: Array(#"{"id":"abc","version":1}"#.utf8)),
             .hello(version: 0xffff, flags: 0, config: []),

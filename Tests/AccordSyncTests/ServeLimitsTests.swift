@@ -155,7 +155,7 @@ final class ServeLimitsTests: SyncTestCase {
             try? FileManager.default.removeItem(atPath: dest)
             let s = try serve(addressSpaceLimit: 1 << 30)
             guard case .helloOK? = try s.hello(src.config) else { return XCTFail("no helloOK under the limit; log:\n\(s.log)") }
-            try s.connection.send(.have([SHA256Hasher.hash("x").w0]))
+            try s.connection.send(.have([BlobID(hashing: "x").w0]))
             guard case .missing? = try s.connection.receive(timeout: 60) else { return XCTFail("no missing; log:\n\(s.log)") }
             try s.connection.send(.blobs([SyncBlob(index: 0, type: .data, compression: .zlib, rawLength: raw,
                                                    stored: [0x78, 0x9c, 0x4b, 0x04, 0x00, 0x00, 0x79])]))
@@ -214,13 +214,13 @@ final class ServeLimitsTests: SyncTestCase {
         let src = try sourceWithOneSnapshot()
         let hostile: [UInt8] = Array("/opt/anaconda/storage/git/../../../etc/cron.d/x".utf8)
         let content = Array("* * * * * root touch /tmp/pwned\n".utf8)
-        let contentID = SHA256Hasher.hash(content)
+        let contentID = BlobID(hashing: content)
         var stream = ByteWriter()
         stream.raw(ManifestCodec.magic)
         ManifestCodec.encode(ManifestEntry(kind: .directory, path: Array("/".utf8), mode: 0o755), into: &stream)
         ManifestCodec.encode(ManifestEntry(kind: .file, path: hostile, mode: 0o644, size: UInt64(content.count), blobs: [contentID]), into: &stream)
         let manifest = stream.bytes
-        let manifestID = SHA256Hasher.hash(manifest)
+        let manifestID = BlobID(hashing: manifest)
 
         for (time, expected) in [("2099-01-01T00:00:00Z", ["2099-01-01T00:00:00", "ahead of this node's clock"]),
                                  (Timestamp.now().rfc3339, ["was not stored", "manifest was refused after 1 valid record", "cron.d/x"])] {

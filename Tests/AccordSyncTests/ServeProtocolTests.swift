@@ -132,7 +132,7 @@ final class ServeProtocolTests: SyncTestCase {
         let src = try sourceWithSnapshot()
         try startServe(addressSpaceLimit: 2 << 30)
         guard case .helloOK? = try hello(src.config) else { return XCTFail("no helloOK under the limit; serve log:\n\(log)") }
-        try connection.send(.have([SHA256Hasher.hash("x").w0]))
+        try connection.send(.have([BlobID(hashing: "x").w0]))
         guard case .missing? = try connection.receive() else { return XCTFail("no missing reply; serve log:\n\(log)") }
         try connection.send(.blobs([SyncBlob(index: 0, type: .data, compression: .zlib, rawLength: 0xffff_fff0,
                                              stored: [0x78, 0x9c, 0x4b, 0x04, 0x00, 0x00, 0x79])]))
@@ -151,11 +151,11 @@ final class ServeProtocolTests: SyncTestCase {
         try startServe()
         guard case .helloOK? = try hello(src.config) else { return XCTFail("no helloOK; serve log:\n\(log)") }
         let base = Array("a base the destination never received\n".utf8)
-        try connection.send(.have([SHA256Hasher.hash(base).w0]))
+        try connection.send(.have([BlobID(hashing: base).w0]))
         guard case .missing? = try connection.receive() else { return XCTFail("no missing reply; serve log:\n\(log)") }
         let program: [UInt8] = [UInt8(base.count << 1), 0x00]
         try connection.send(.blobs([SyncBlob(index: 0, type: .data, compression: .delta, rawLength: UInt32(base.count),
-                                             stored: SHA256Hasher.hash(base).bytes + program)]))
+                                             stored: BlobID(hashing: base).bytes + program)]))
         try connection.send(.flush)
         let reply = try? connection.receive()
         let message = try XCTUnwrap(errorMessage(reply), "the server accepted a delta without its base: \(String(describing: reply)); log:\n\(log)")

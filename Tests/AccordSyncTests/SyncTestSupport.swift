@@ -65,11 +65,11 @@ func fileSize(_ path: String) -> UInt64 {
 
 /// Pack files of a repository (`data/XX/<64 hex>`), complete ones only: a pack appears there after its rename.
 func packFiles(of repo: String) -> [String] {
-    regularFiles(under: repo + "/data").filter { ID(hex: ($0 as NSString).lastPathComponent) != nil }
+    regularFiles(under: repo + "/data").filter { PackID(hex: ($0 as NSString).lastPathComponent) != nil }
 }
 
 func snapshotFiles(of repo: String) -> [String] {
-    ((try? FileManager.default.contentsOfDirectory(atPath: repo + "/snapshots")) ?? []).filter { ID(hex: $0) != nil }.sorted()
+    ((try? FileManager.default.contentsOfDirectory(atPath: repo + "/snapshots")) ?? []).filter { SnapshotID(hex: $0) != nil }.sorted()
 }
 
 /// A port on 127.0.0.1 that nothing listens on (bound, read, closed).

@@ -194,7 +194,7 @@ open class AccordTestCase: XCTestCase {
     }
 
     public func snapshotFiles() -> [String] {
-        ((try? Sys.listDirectory(repo + "/snapshots")) ?? []).filter { ID(hex: $0) != nil }
+        ((try? Sys.listDirectory(repo + "/snapshots")) ?? []).filter { SnapshotID(hex: $0) != nil }
     }
 
     /// Snapshot file names of `repo`, sorted (the sync suite's spelling of `snapshotNames`).
@@ -277,15 +277,16 @@ open class AccordTestCase: XCTestCase {
         let data = (repository ?? repo) + "/data"
         var out: [String] = []
         for sub in (try? Sys.listDirectory(data)) ?? [] where sub.count == 2 {
-            for name in (try? Sys.listDirectory(data + "/" + sub)) ?? [] where ID(hex: name) != nil { out.append(data + "/" + sub + "/" + name) }
+            for name in (try? Sys.listDirectory(data + "/" + sub)) ?? [] where PackID(hex: name) != nil { out.append(data + "/" + sub + "/" + name) }
         }
         return out.sorted()
     }
 
     public func packIDs(_ repository: String? = nil) -> Set<PackID> {
-        Set(packFiles(repository).compactMap { ID(hex: String($0.split(separator: "/").last!)) })
+        Set(packFiles(repository).compactMap { PackID(hex: String($0.split(separator: "/").last!)) })
     }
 
+    /// Object names (64 lowercase hex digits) in `dir`, whichever kind it holds.
     public func names(in dir: String) -> [String] {
         ((try? Sys.listDirectory(dir)) ?? []).filter { ID(hex: $0) != nil }.sorted()
     }

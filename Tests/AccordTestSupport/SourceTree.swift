@@ -40,24 +40,23 @@ public struct SourceTree {
     /// Rewrites `count` random files (chosen by `rng`) with new content of the same size; returns them.
     @discardableResult
     public func rewriteRandomFiles(_ count: Int, rng: inout SeededRandom) throws -> [String] {
-        var chosen: [String] = []
-        var pool = randomFiles
-        for _ in 0..<min(count, pool.count) {
-            let p = pool.remove(at: rng.int(0..<pool.count))
-            try Files.write(p, rng.bytes(max(1, Files.size(p))))
-            chosen.append(p)
-        }
-        return chosen
+        try rewrite(count, of: randomFiles, rng: &rng) { rng, n in rng.bytes(n) }
     }
 
     /// Rewrites `count` text files with new text of the same size; returns them.
     @discardableResult
     public func rewriteTextFiles(_ count: Int, rng: inout SeededRandom) throws -> [String] {
+        try rewrite(count, of: textFiles, rng: &rng) { rng, n in rng.letterText(n) }
+    }
+
+    /// Rewrites `count` files drawn from `pool` with `content` of each one's size.
+    private func rewrite(_ count: Int, of files: [String], rng: inout SeededRandom,
+                         content: (inout SeededRandom, Int) -> [UInt8]) throws -> [String] {
         var chosen: [String] = []
-        var pool = textFiles
+        var pool = files
         for _ in 0..<min(count, pool.count) {
             let p = pool.remove(at: rng.int(0..<pool.count))
-            try Files.write(p, rng.letterText(max(1, Files.size(p))))
+            try Files.write(p, content(&rng, max(1, Files.size(p))))
             chosen.append(p)
         }
         return chosen

@@ -86,7 +86,7 @@ public enum TreeBuilder {
         return out
     }
 
-    /// SHA-256 of a file's content, streamed.
+    /// SHA-256 of a file's content, streamed (a raw digest: a whole file is no repository object).
     public static func hash(_ path: RawPath) throws -> ID {
         let fd = try Sys.open(path, Sys.O_RDONLY)
         defer { Sys.close(fd) }

@@ -100,7 +100,7 @@ final class RetentionCLITests: AccordTestCase {
         XCTAssertEqual(snapshotNames(), [live.id])
         // What is left is the live data, plus at most 10 % unused (prune's default --max-unused) and headers.
         let repository = try openRepository()
-        let liveBytes = try referencedBlobs(repository, try XCTUnwrap(ID(hex: live.id))).reduce(UInt64(0)) {
+        let liveBytes = try referencedBlobs(repository, try XCTUnwrap(SnapshotID(hex: live.id))).reduce(UInt64(0)) {
             $0 + UInt64(repository.index.lookup($1)?.storedLength ?? 0)
         }
         XCTAssertLessThan(after, before / 2, "prune reclaimed too little: \(before) → \(after)")

@@ -347,7 +347,7 @@ final class TrustBoundaryCLITests: AccordTestCase {
     /// Stores a copy of `snapshot` dated `time` (a forged or wrong-clock snapshot of the same data).
     func forge(_ snapshot: String, time: Timestamp) throws -> String {
         let r = try Repository.open(at: repo)
-        var s = try r.loadSnapshot(try XCTUnwrap(ID(hex: snapshot)))
+        var s = try r.loadSnapshot(try XCTUnwrap(SnapshotID(hex: snapshot)))
         s.time = time
         return try r.saveSnapshot(s).hex
     }

@@ -17,7 +17,9 @@ public struct ByteReader {
     public mutating func u16() throws -> UInt16 { try need(2); defer { offset += 2 }; return UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self)) }
     public mutating func u32() throws -> UInt32 { try need(4); defer { offset += 4 }; return UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
     public mutating func u64() throws -> UInt64 { try need(8); defer { offset += 8 }; return UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
-    public mutating func id() throws -> ID { try need(32); defer { offset += 32 }; return ID(bytes: bytes.baseAddress! + offset) }
+    public mutating func rawID() throws -> ID { try need(32); defer { offset += 32 }; return ID(bytes: bytes.baseAddress! + offset) }
+    /// 32 bytes read as the kind of id the format says stands here.
+    @inlinable public mutating func id<I: ContentID>(_: I.Type = I.self) throws -> I { I(digest: try rawID()) }
     public mutating func raw(_ n: Int) throws -> [UInt8] { try need(n); defer { offset += n }; return Array(bytes[offset..<offset + n]) }
     public mutating func skip(_ n: Int) throws { try need(n); offset += n }
 

@@ -7,7 +7,8 @@ public struct ByteWriter {
     public mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
     public mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
     public mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
-    public mutating func id(_ v: ID) {
+    /// Any kind of id: the codecs write the 32 bytes whatever they name.
+    @inlinable public mutating func id<I: ContentID>(_ v: I) {
         let n = bytes.count
         bytes.append(contentsOf: repeatElement(0, count: 32))
         bytes.withUnsafeMutableBytes { v.write(to: $0.baseAddress! + n) }

@@ -1,7 +1,8 @@
-/// A 32-byte content address: the SHA-256 of a blob's uncompressed bytes
-/// (`BlobID`), of a pack file's bytes (`PackID`), of an index or snapshot
-/// file's bytes. Stored inline as four words so ids are cheap to hash,
-/// compare and keep by the million.
+/// The raw 32 bytes of a SHA-256 digest, as `SHA256Hasher` returns them. It
+/// names nothing by itself: the repository's names are the typed ids over it
+/// (`BlobID`, `PackID`, `SnapshotID`, `IndexID`, see `ContentID`), and code
+/// that holds one of those says which kind it means. Stored inline as four
+/// words so ids are cheap to hash, compare and keep by the million.
 public struct ID: Hashable, Comparable, Sendable, CustomStringConvertible {
     public var w0: UInt64, w1: UInt64, w2: UInt64, w3: UInt64
 
@@ -67,26 +68,22 @@ public struct ID: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// The first 8 hex digits, as `snapshots list` shows them.
     public var short: String { String(hex.prefix(8)) }
 
-    public static func < (a: ID, b: ID) -> Bool {
+    @inlinable public static func < (a: ID, b: ID) -> Bool {
         if a.w0 != b.w0 { return a.w0 < b.w0 }
         if a.w1 != b.w1 { return a.w1 < b.w1 }
         if a.w2 != b.w2 { return a.w2 < b.w2 }
         return a.w3 < b.w3
     }
 
-    public func hash(into hasher: inout Hasher) {
+    @inlinable public func hash(into hasher: inout Hasher) {
         // The id is already uniformly random: one word is enough.
         hasher.combine(w1)
     }
 
-    public static func == (a: ID, b: ID) -> Bool {
+    @inlinable public static func == (a: ID, b: ID) -> Bool {
         a.w0 == b.w0 && a.w1 == b.w1 && a.w2 == b.w2 && a.w3 == b.w3
     }
 }
-
-public typealias BlobID = ID
-public typealias PackID = ID
-public typealias SnapshotID = ID
 
 @inline(__always)
 func hexValue(_ c: UInt8) -> UInt8? {

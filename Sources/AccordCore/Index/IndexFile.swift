@@ -42,7 +42,7 @@ public struct IndexFile: Equatable, Sendable {
 
     /// One `Blob` record (`blobRecordSize` bytes); `IndexLoader` reads them too.
     static func decodeBlob(_ r: inout ByteReader) throws -> PackEntry {
-        let bid = try r.id()
+        let bid = try r.id(BlobID.self)
         guard let t = BlobType(rawValue: try r.u8()) else { throw DecodeError.invalid("unknown blob type", offset: r.offset) }
         guard let c = BlobCompression(rawValue: try r.u8()) else { throw DecodeError.invalid("unknown compression", offset: r.offset) }
         let off = try r.u32(), stored = try r.u32(), raw = try r.u32()
@@ -57,7 +57,7 @@ public struct IndexFile: Equatable, Sendable {
         var packs: [Pack] = []
         packs.reserveCapacity(packCount)
         for _ in 0..<packCount {
-            let id = try r.id()
+            let id = try r.id(PackID.self)
             let n = Int(try r.u32())
             guard n <= r.remaining / blobRecordSize else { throw DecodeError.truncated(offset: r.offset) }
             var blobs: [PackEntry] = []

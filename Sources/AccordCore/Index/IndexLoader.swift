@@ -17,7 +17,7 @@ struct IndexLoader {
     let backend: any Backend
 
     /// Reads index file `id`, which must hash to its name; gives its entries to `sink`.
-    func load<S: IndexSink>(_ id: ID, into sink: inout S) throws {
+    func load<S: IndexSink>(_ id: IndexID, into sink: inout S) throws {
         let name = id.hex
         let path = (backend as? LocalBackend)?.path(.index, name) ?? backend.location + "/index/" + name
         let size = Int(try backend.size(.index, name))
@@ -28,12 +28,12 @@ struct IndexLoader {
             // A file cut short or altered mostly fails to decode before its
             // hash is known: name the cause that matters, the hash, when it differs.
             input.drain()
-            if input.hasher.finalize() != id {
+            if input.hasher.finalize() != id.digest {
                 throw RepositoryError.indexCorrupt(path, reason: "content does not match its name (truncated or altered)")
             }
             throw RepositoryError.indexCorrupt(path, reason: "\(error)")
         }
-        if input.hasher.finalize() != id {
+        if input.hasher.finalize() != id.digest {
             throw RepositoryError.indexCorrupt(path, reason: "content does not match its name (truncated or altered)")
         }
     }
@@ -48,7 +48,7 @@ struct IndexLoader {
         guard packCount <= r.remaining / 36 else { throw DecodeError.truncated(offset: r.offset) }
         for _ in 0..<packCount {
             try r.need(36)
-            let pack = r.id()
+            let pack = r.packID()
             let n = Int(r.u32())
             guard n <= r.remaining / IndexFile.blobRecordSize else { throw DecodeError.truncated(offset: r.offset) }
             let keep = sink.beginPack(pack, blobs: n)
@@ -137,9 +137,9 @@ struct IndexLoader {
             defer { start += 4 }
             return buffer.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: start, as: UInt32.self)) }
         }
-        mutating func id() -> ID {
+        mutating func packID() -> PackID {
             defer { start += 32 }
-            return buffer.withUnsafeBytes { ID(bytes: $0.baseAddress! + start) }
+            return buffer.withUnsafeBytes { PackID(bytes: $0.baseAddress! + start) }
         }
     }
 }

@@ -28,7 +28,7 @@ public struct BlobLocation: Equatable, Sendable {
 /// new entries into a non-empty index copies the sorted array once.
 /// Not thread-safe: callers that share it lock around each call (`BlobSink` does, under its `lock`).
 public final class MasterIndex {
-    struct Record { var id: ID; var location: BlobLocation }
+    struct Record { var id: BlobID; var location: BlobLocation }
 
     public private(set) var packs: [PackID] = []
     private var packNumbers: [PackID: Int] = [:]
@@ -196,12 +196,12 @@ public final class MasterIndex {
         }
     }
 
-    public func lookup(_ id: ID) -> BlobLocation? {
+    public func lookup(_ id: BlobID) -> BlobLocation? {
         if !pending.isEmpty, let l = lookupPending(id) { return l }
         return lookupSorted(id)
     }
 
-    private func lookupSorted(_ id: ID) -> BlobLocation? {
+    private func lookupSorted(_ id: BlobID) -> BlobLocation? {
         if sorted.isEmpty { return nil }
         let top = Int(id.w0 >> UInt64(64 - bucketBits))
         let lo = Int(buckets[top]), hi = Int(buckets[top + 1])
@@ -232,11 +232,11 @@ public final class MasterIndex {
         }
     }
 
-    public func contains(_ id: ID) -> Bool { lookup(id) != nil }
+    public func contains(_ id: BlobID) -> Bool { lookup(id) != nil }
 
     /// An entry added but not yet sealed (a linear search: writers seal
     /// before they look up; this keeps a lookup in between correct).
-    private func lookupPending(_ id: ID) -> BlobLocation? {
+    private func lookupPending(_ id: BlobID) -> BlobLocation? {
         var best: BlobLocation?
         for r in pending where r.id == id {
             if let b = best, !Self.preferred(r.location, over: b) { continue }
@@ -247,7 +247,7 @@ public final class MasterIndex {
         return b
     }
 
-    /// Is there a blob whose id starts with these 8 bytes (`ID.w0`)?
+    /// Is there a blob whose id starts with these 8 bytes (`BlobID.w0`)?
     public func containsPrefix(_ w0: UInt64) -> Bool {
         if pending.contains(where: { $0.id.w0 == w0 }) { return true }
         if sorted.isEmpty { return false }
@@ -265,7 +265,7 @@ public final class MasterIndex {
     public func pack(of location: BlobLocation) -> PackID { packs[location.packIndex] }
 
     /// Every (id, location), in no particular order (each id once after `seal()`).
-    public func forEach(_ body: (ID, BlobLocation) throws -> Void) rethrows {
+    public func forEach(_ body: (BlobID, BlobLocation) throws -> Void) rethrows {
         for r in sorted { try body(r.id, r.location) }
         for r in pending { try body(r.id, r.location) }
     }

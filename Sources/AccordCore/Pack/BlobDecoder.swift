@@ -7,7 +7,7 @@ public enum BlobDecoder {
     /// With `id` nil the hash is left to the caller. A delta blob needs `base`.
     public static func decode(stored: UnsafeRawBufferPointer, id: BlobID?, compression: BlobCompression, rawLength: Int,
                               inflater: Inflater, into output: inout [UInt8], base: BaseReader? = nil) throws {
-        let shown = id ?? ID.zero
+        let shown = id ?? BlobID.zero
         // No chunk exceeds 64 MiB: a larger length is a damaged header, not a reason to allocate it.
         guard rawLength <= 64 << 20 else { throw BlobError.corrupt(shown, reason: "raw length \(rawLength) exceeds the 64 MiB chunk limit") }
         switch compression {
@@ -22,7 +22,7 @@ public enum BlobDecoder {
         case .delta:
             guard stored.count > 32 else { throw BlobError.corrupt(shown, reason: "delta blob of \(stored.count) bytes has no program") }
             guard let base else { throw BlobError.corrupt(shown, reason: "\(DeltaError.noBase)") }
-            let baseID = ID(bytes: stored.baseAddress!)
+            let baseID = BlobID(bytes: stored.baseAddress!)
             let baseBytes: [UInt8]
             do { baseBytes = try base(baseID) } catch {
                 throw BlobError.baseUnreadable(shown, base: baseID, underlying: error)
@@ -36,13 +36,13 @@ public enum BlobDecoder {
             }
         }
         guard let id else { return }
-        let actual = output.withUnsafeBytes { SHA256Hasher.hash($0) }
+        let actual = output.withUnsafeBytes { BlobID(hashing: $0) }
         guard actual == id else { throw BlobError.corrupt(id, reason: "content hashes to \(actual.short)") }
     }
 
     /// The base id a delta blob's stored bytes name.
     public static func deltaBase(stored: UnsafeRawBufferPointer) -> BlobID? {
-        stored.count > 32 ? ID(bytes: stored.baseAddress!) : nil
+        stored.count > 32 ? BlobID(bytes: stored.baseAddress!) : nil
     }
 }
 

@@ -98,7 +98,7 @@ public enum PackFormat {
             _ = try r.u16()
             let raw = try r.u32()
             let storedLength = try r.u32()
-            let id = try r.id()
+            let id = try r.id(BlobID.self)
             if comp == .none && raw != storedLength { throw PackError.lengthMismatch(id) }
             if comp == .delta && storedLength <= 32 { throw PackError.lengthMismatch(id) }
             if raw > 64 << 20 { throw PackError.lengthMismatch(id) }   // no chunk is larger

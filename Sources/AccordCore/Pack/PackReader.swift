@@ -32,7 +32,7 @@ public enum PackReader {
     public static func readDeltaBase(offset: UInt32, read: RangeReader) throws -> BlobID? {
         var idBytes = [UInt8](repeating: 0, count: 32)
         let n = try idBytes.withUnsafeMutableBytes { try read(Int64(offset), $0) }
-        return n == 32 ? idBytes.withUnsafeBytes { ID(bytes: $0.baseAddress!) } : nil
+        return n == 32 ? idBytes.withUnsafeBytes { BlobID(bytes: $0.baseAddress!) } : nil
     }
 
     /// The header of a loose pack file (tests and tools; a repository's packs

@@ -60,7 +60,7 @@ public final class PackWriter {
         try Sys.fsync(fd, path: tmpPath)
         Sys.close(fd)
         finished = true
-        let id = hasher.finalize()
+        let id = PackID(digest: hasher.finalize())   // a pack is named by the hash of its bytes
         let dir = repository.packDirectory(id)
         if try Sys.mkdir(dir, mode: 0o700) { try Sys.fsyncDirectory(repository.dataDirectory) }
         try Sys.rename(tmpPath, repository.packPath(id))

@@ -23,7 +23,9 @@ public final class Repository: @unchecked Sendable {
     public let backend: LocalBackend
     public let index = MasterIndex()
     /// Index files loaded (names), to tell which packs are indexed.
-    public internal(set) var indexFiles: [ID] = []
+    public internal(set) var indexFiles: [IndexID] = []
+    /// Has `loadIndex` run (`prepareForWriting` loads it only once)?
+    public internal(set) var isIndexLoaded = false
 
     init(layout: RepositoryLayout, config: RepositoryConfig) {
         self.layout = layout
@@ -97,7 +99,7 @@ public final class Repository: @unchecked Sendable {
     // MARK: Snapshots
 
     public func listSnapshotIDs() throws -> [SnapshotID] {
-        try backend.list(.snapshot).compactMap(ID.init(hex:))
+        try backend.list(.snapshot).compactMap(SnapshotID.init(hex:))
     }
 
     public func loadSnapshot(_ id: SnapshotID) throws -> Snapshot {
@@ -106,7 +108,7 @@ public final class Repository: @unchecked Sendable {
         do { bytes = try backend.read(.snapshot, id.hex) } catch BackendError.notFound {
             throw SystemError(errno: ENOENT, operation: "open", path: path)
         }
-        guard SHA256Hasher.hash(bytes) == id else {
+        guard SnapshotID(hashing: bytes) == id else {
             throw RepositoryError.snapshotCorrupt(path, reason: "content does not match its name")
         }
         return try Snapshot.decode(bytes, name: path)
@@ -125,7 +127,7 @@ public final class Repository: @unchecked Sendable {
     @discardableResult
     public func saveSnapshot(_ s: Snapshot) throws -> SnapshotID {
         let bytes = try s.encode()
-        let id = SHA256Hasher.hash(bytes)
+        let id = SnapshotID(hashing: bytes)
         try bytes.withUnsafeBytes { try backend.write(.snapshot, id.hex, $0) }
         return id
     }

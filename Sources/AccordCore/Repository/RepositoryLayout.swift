@@ -19,7 +19,7 @@ public struct RepositoryLayout: Sendable {
 
     public func packDirectory(_ id: PackID) -> String { dataDirectory + "/" + String(id.hex.prefix(2)) }
     public func packPath(_ id: PackID) -> String { packDirectory(id) + "/" + id.hex }
-    public func indexPath(_ id: ID) -> String { indexDirectory + "/" + id.hex }
+    public func indexPath(_ id: IndexID) -> String { indexDirectory + "/" + id.hex }
     public func snapshotPath(_ id: SnapshotID) -> String { snapshotDirectory + "/" + id.hex }
     public func lockPath(_ name: String) -> String { lockDirectory + "/" + name }
 

@@ -73,8 +73,8 @@ public struct Snapshot: Codable, Sendable {
         self.manifest = manifest.map(\.hex); self.summary = summary
     }
 
-    public var manifestIDs: [BlobID] { manifest.compactMap(ID.init(hex:)) }
-    public var parentID: SnapshotID? { parent.flatMap(ID.init(hex:)) }
+    public var manifestIDs: [BlobID] { manifest.compactMap(BlobID.init(hex:)) }
+    public var parentID: SnapshotID? { parent.flatMap(SnapshotID.init(hex:)) }
 
     public func encode() throws -> [UInt8] {
         let e = JSONEncoder()

@@ -80,7 +80,7 @@ public final class LocalBackend: Backend, @unchecked Sendable {
         try kind.validate(name)
         guard offset >= 0 else { throw SystemError(errno: EINVAL, operation: "pread", path: path(kind, name)) }
         if buffer.isEmpty { return 0 }
-        if kind == .pack, let id = ID(hex: name) {
+        if kind == .pack, let id = PackID(hex: name) {
             return try withPackFD(id) { fd, p in try Sys.preadFully(fd, buffer.baseAddress!, buffer.count, offset, path: p) }
         }
         let p = path(kind, name)
@@ -106,7 +106,7 @@ public final class LocalBackend: Backend, @unchecked Sendable {
     public func delete(_ kind: ObjectKind, _ name: String) throws {
         try kind.validate(name)
         let p = path(kind, name)
-        if kind == .pack, let id = ID(hex: name) { dropPackFD(id) }
+        if kind == .pack, let id = PackID(hex: name) { dropPackFD(id) }
         do { try Sys.unlink(p) } catch let e as SystemError where e.isNotFound {
             throw BackendError.notFound(kind, name, location: location)
         }

@@ -5,13 +5,13 @@ extension Repository {
     // MARK: Index
 
     /// Names of the index files present.
-    public func listIndexFiles() throws -> [ID] {
-        try backend.list(.index).compactMap(ID.init(hex:))
+    public func listIndexFiles() throws -> [IndexID] {
+        try backend.list(.index).compactMap(IndexID.init(hex:))
     }
 
     /// Reads and verifies one index file (through `IndexLoader`, the one
     /// reader of index files).
-    public func readIndexFile(_ id: ID) throws -> IndexFile {
+    public func readIndexFile(_ id: IndexID) throws -> IndexFile {
         var sink = IndexFileSink()
         try IndexLoader(backend: backend).load(id, into: &sink)
         return sink.file
@@ -38,14 +38,15 @@ extension Repository {
             indexFiles.append(id)
         }
         index.seal()
+        isIndexLoaded = true
     }
 
     /// Writes an index file for these packs; durable on return. The first
     /// half of a commit: the snapshot (`saveSnapshot`) is written after it.
     @discardableResult
-    public func writeIndex(_ file: IndexFile) throws -> ID {
+    public func writeIndex(_ file: IndexFile) throws -> IndexID {
         let bytes = file.encode()
-        let id = bytes.withUnsafeBytes { SHA256Hasher.hash($0) }
+        let id = IndexID(hashing: bytes)
         try bytes.withUnsafeBytes { try backend.write(.index, id.hex, $0) }
         indexFiles.append(id)
         return id
@@ -54,7 +55,7 @@ extension Repository {
     /// Replaces index files `old` by one covering `packs` (prune, repair):
     /// the new file is durable before any old one is deleted.
     @discardableResult
-    public func replaceIndex(_ old: [ID], with file: IndexFile) throws -> ID {
+    public func replaceIndex(_ old: [IndexID], with file: IndexFile) throws -> IndexID {
         let newID = try writeIndex(file)
         for id in old where id != newID { try backend.delete(.index, id.hex) }
         indexFiles.removeAll { $0 != newID && old.contains($0) }
@@ -65,7 +66,7 @@ extension Repository {
 
     /// Every pack present, by id.
     public func listPacks() throws -> [PackID] {
-        try backend.list(.pack).compactMap(ID.init(hex:))
+        try backend.list(.pack).compactMap(PackID.init(hex:))
     }
 
     /// A pack's size in bytes.

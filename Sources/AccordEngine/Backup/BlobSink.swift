@@ -124,7 +124,7 @@ public final class BlobSink: @unchecked Sendable {
 
     /// Hashes and stores a blob; returns its id.
     public func store(type: BlobType, data: UnsafeRawBufferPointer) throws -> BlobID {
-        let id = SHA256Hasher.hash(data)
+        let id = BlobID(hashing: data)
         try store(id, type: type, data: data)
         return id
     }

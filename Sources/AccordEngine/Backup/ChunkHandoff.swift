@@ -35,7 +35,7 @@ struct ChunkAcceptor {
     }
 
     mutating func accept(_ chunk: UnsafeRawBufferPointer) throws {
-        let id = SHA256Hasher.hash(chunk)
+        let id = BlobID(hashing: chunk)
         if parentIDs.isEmpty {
             try sink.store(id, type: .data, data: chunk, batch: batch)
         } else if let j = parentPosition[id.w0] {

@@ -209,7 +209,7 @@ public final class Check: @unchecked Sendable {
         let bytes: [UInt8]
         do { bytes = try repository.readPack(pack) } catch { return (["pack \(pack) is unreadable: \(error)"], [], 0) }
         var errors: [String] = [], notes: [String] = []
-        if SHA256Hasher.hash(bytes) != pack {
+        if PackID(hashing: bytes) != pack {
             errors.append("pack \(pack): content does not match its name (the file was altered or truncated)")
         }
         if bytes.count < PackFormat.trailerSize + 8 {

@@ -118,7 +118,7 @@ public final class Prune {
     /// Every index entry, per pack (the master index keeps one copy of each
     /// blob), of packs present on disk, unindexed ones adopted; they also go
     /// into the repository's index, for the reads that follow.
-    func entriesByPack(_ indexFiles: [ID]) throws -> [PackID: [PackEntry]] {
+    func entriesByPack(_ indexFiles: [IndexID]) throws -> [PackID: [PackEntry]] {
         var packEntries: [PackID: [PackEntry]] = [:]
         for id in indexFiles {
             let f = try repository.readIndexFile(id)

@@ -37,7 +37,7 @@ struct Chunk: Equatable, CustomStringConvertible {
 func streamChunks<S: ByteSource>(_ source: inout S, profile: ChunkerProfile, gear: GearTable) throws -> [Chunk] {
     let stream = ChunkStream(profile: profile, gear: gear)
     var out: [Chunk] = []
-    try stream.forEachChunk(from: &source) { out.append(Chunk(length: $0.count, id: SHA256Hasher.hash($0))) }
+    try stream.forEachChunk(from: &source) { out.append(Chunk(length: $0.count, id: BlobID(hashing: $0))) }
     return out
 }
 
@@ -45,7 +45,7 @@ func wholeChunks(_ data: [UInt8], profile: ChunkerProfile, gear: GearTable) -> [
     var offset = 0
     return FastCDC.chunkLengths(data, profile: profile, gear: gear).map { len in
         defer { offset += len }
-        return data.withUnsafeBytes { Chunk(length: len, id: SHA256Hasher.hash(UnsafeRawBufferPointer(rebasing: $0[offset..<offset + len]))) }
+        return data.withUnsafeBytes { Chunk(length: len, id: BlobID(hashing: UnsafeRawBufferPointer(rebasing: $0[offset..<offset + len]))) }
     }
 }
 

@@ -21,14 +21,14 @@ final class DeltaCodecTests: XCTestCase {
         let program: [UInt8] = [0x10, 0x00, 0x03, 0x2d, 0x0e, 0x09]
         XCTAssertEqual(String(decoding: try apply(program, base: base, rawLength: 16), as: UTF8.self), "abcdefgh-2345678")
         // And through the blob decoder, as stored bytes: base id, then the program.
-        let baseID = SHA256Hasher.hash(base)
+        let baseID = BlobID(hashing: base)
         let target = Array("abcdefgh-2345678".utf8)
         let stored = baseID.bytes + program
         XCTAssertEqual(stored.count, 38)
         var out: [UInt8] = []
         var asked: [BlobID] = []
         try stored.withUnsafeBytes {
-            try BlobDecoder.decode(stored: $0, id: SHA256Hasher.hash(target), compression: .delta, rawLength: 16,
+            try BlobDecoder.decode(stored: $0, id: BlobID(hashing: target), compression: .delta, rawLength: 16,
                                    inflater: Inflater(), into: &out, base: { asked.append($0); return base })
         }
         XCTAssertEqual(out, target)
@@ -115,9 +115,9 @@ final class DeltaCodecTests: XCTestCase {
     func testDecoderRefusesADeltaWithoutItsBase() throws {
         let base = Array("abcdefgh12345678".utf8)
         let target = Array("abcdefgh12345678".utf8)
-        let stored = SHA256Hasher.hash(base).bytes + [0x20, 0x00]
+        let stored = BlobID(hashing: base).bytes + [0x20, 0x00]
         var out: [UInt8] = []
-        func decode(_ s: [UInt8], base reader: BlobDecoder.BaseReader?, id: BlobID? = SHA256Hasher.hash(target)) throws {
+        func decode(_ s: [UInt8], base reader: BlobDecoder.BaseReader?, id: BlobID? = BlobID(hashing: target)) throws {
             try s.withUnsafeBytes { try BlobDecoder.decode(stored: $0, id: id, compression: .delta, rawLength: 16, inflater: Inflater(), into: &out, base: reader) }
         }
         XCTAssertNoThrow(try decode(stored, base: { _ in base }))
@@ -130,7 +130,7 @@ final class DeltaCodecTests: XCTestCase {
         }
         XCTAssertThrowsError(try decode(Array(stored.prefix(32)), base: { _ in base }), "32 stored bytes hold no program")
         // A pack header with a delta entry of 32 stored bytes or fewer is refused.
-        let entry = PackEntry(id: SHA256Hasher.hash(target), type: .data, compression: .delta, rawLength: 16, storedLength: 32, offset: 0)
+        let entry = PackEntry(id: BlobID(hashing: target), type: .data, compression: .delta, rawLength: 16, storedLength: 32, offset: 0)
         let pack = [UInt8](repeating: 0, count: 32) + PackFormat.encodeTail([entry])
         XCTAssertThrowsError(try pack.withUnsafeBytes { buf -> [PackEntry] in
             let hl = try PackFormat.decodeTrailer(UnsafeRawBufferPointer(rebasing: buf[(buf.count - 12)...]), packSize: buf.count)
@@ -140,9 +140,9 @@ final class DeltaCodecTests: XCTestCase {
 
     func testTheIndexPrefersAWholeCopyOfABlobOverADeltaCopy() {
         var rng = SeededRandom(seed: 0x1DE)
-        func id() -> BlobID { ID(bytes: rng.bytes(32))! }
-        let x = id(), other = id()
-        let packA = id(), packB = id(), packC = id()
+        func id<I: ContentID>() -> I { I(bytes: rng.bytes(32))! }
+        let x: BlobID = id(), other: BlobID = id()
+        let packA: PackID = id(), packB: PackID = id(), packC: PackID = id()
         func entry(_ id: BlobID, _ c: BlobCompression, at offset: UInt32) -> PackEntry {
             PackEntry(id: id, type: .data, compression: c, rawLength: 100, storedLength: c == .delta ? 40 : 100, offset: offset)
         }

@@ -37,19 +37,19 @@ final class MasterIndexTests: CodecTestCase {
     /// stored several times: whole and as deltas, in different packs.
     func testSealedIndexKeepsTheRightCopyOfEveryBlobAmongManyAndCrowded() {
         var rng = TestRandom(seed: 29)
-        var ids: [ID] = []
+        var ids: [BlobID] = []
         for i in 0..<30_000 {
-            var x = id(&rng)
+            var x = id(&rng, as: BlobID.self)
             if i % 3 == 0 { x.w0 = (x.w0 & 0x0000_ffff_ffff_ffff) | 0x1234_0000_0000_0000 }   // one crowded bucket
             if i % 5 == 0 { x.w0 = (x.w0 & 0x0000_0000_ffff_ffff) | 0xabcd_0042_0000_0000 }   // and equal next 16 bits
             ids.append(x)
         }
         let index = MasterIndex()
         // Expected: a whole copy over a delta copy, else the first added (lower pack, offset).
-        var expected: [ID: (pack: Int, offset: UInt32, delta: Bool)] = [:]
+        var expected: [BlobID: (pack: Int, offset: UInt32, delta: Bool)] = [:]
         var packIDs: [PackID] = []
         for p in 0..<60 {
-            let pack = id(&rng)
+            let pack = id(&rng, as: PackID.self)
             packIDs.append(pack)
             var entries: [PackEntry] = []
             for k in 0..<900 {
@@ -75,7 +75,7 @@ final class MasterIndexTests: CodecTestCase {
         }
         for x in ids where expected[x] == nil { XCTAssertNil(index.lookup(x), "found \(x.short), never added") }
         for _ in 0..<2000 {
-            var x = id(&rng)
+            var x = id(&rng, as: BlobID.self)
             x.w0 = (x.w0 & 0x0000_ffff_ffff_ffff) | 0x1234_0000_0000_0000
             if expected[x] == nil { XCTAssertNil(index.lookup(x), "found \(x.short) in a crowded bucket, never added") }
         }

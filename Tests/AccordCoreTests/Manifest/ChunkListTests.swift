@@ -29,7 +29,7 @@ final class ChunkListTests: XCTestCase {
         var listStores = 0
 
         func store(_ bytes: UnsafeRawBufferPointer) -> BlobID {
-            let id = SHA256Hasher.hash(bytes)
+            let id = BlobID(hashing: bytes)
             blobs[id] = Array(bytes)
             return id
         }
@@ -50,7 +50,7 @@ final class ChunkListTests: XCTestCase {
     }
 
     func randomID(_ rng: inout SeededRandom) -> BlobID {
-        ID(w0: rng.next(), w1: rng.next(), w2: rng.next(), w3: rng.next())
+        BlobID(w0: rng.next(), w1: rng.next(), w2: rng.next(), w3: rng.next())
     }
 
     func randomIDs(_ rng: inout SeededRandom, _ n: Int) -> [BlobID] {
@@ -449,7 +449,7 @@ final class ChunkListTests: XCTestCase {
         }
     }
 
-    let randomIDForDamage = SHA256Hasher.hash("z")
+    let randomIDForDamage = BlobID(hashing: "z")
 
     func testDamagedListBlobsMakeTheReaderThrowNamingThePath() throws {
         var rng = SeededRandom(seed: 0xC1_0060)

@@ -10,7 +10,7 @@ final class ManifestCodecTests: CodecTestCase {
         let entries = sampleEntries(&rng, count: 4000)
         var store: [BlobID: [UInt8]] = [:]
         let writer = ManifestWriter(gear: GearTable(seed: 23)) { bytes in
-            let id = SHA256Hasher.hash(bytes)
+            let id = BlobID(hashing: bytes)
             store[id] = Array(bytes)
             return id
         }
@@ -34,7 +34,7 @@ final class ManifestCodecTests: CodecTestCase {
                 let n = Swift.min(stream.count - i, 1 + rng.below(maxPiece))
                 pieces.append(Array(stream[i..<i + n])); i += n
             }
-            let ids = pieces.indices.map { ID(w0: 0, w1: 0, w2: 0, w3: UInt64($0)) }
+            let ids = pieces.indices.map { BlobID(w0: 0, w1: 0, w2: 0, w3: UInt64($0)) }
             var reader = ManifestReader(blobs: ids) { id in
                 // Mutated records may name chunk-list blobs: unknown ids fail to load.
                 guard id.w0 == 0, id.w1 == 0, id.w2 == 0, id.w3 < UInt64(pieces.count) else { throw DecodeError.invalid("no such blob", offset: 0) }
@@ -45,7 +45,7 @@ final class ManifestCodecTests: CodecTestCase {
     }
 
     func testManifestWriterRejectsEntriesOutOfTreeOrder() throws {
-        let writer = ManifestWriter(gear: GearTable(seed: 1)) { SHA256Hasher.hash($0) }
+        let writer = ManifestWriter(gear: GearTable(seed: 1)) { BlobID(hashing: $0) }
         try writer.append(ManifestEntry(kind: .directory, path: Array("/a".utf8)))
         try writer.append(ManifestEntry(kind: .file, path: Array("/a/b".utf8)))
         XCTAssertThrowsError(try writer.append(ManifestEntry(kind: .file, path: Array("/a/b".utf8))), "duplicate path accepted")
@@ -89,7 +89,7 @@ final class ManifestCodecTests: CodecTestCase {
             let mutated = mutate(stream, &rng)
             let cut = rng.below(mutated.count + 1)
             let pieces = [Array(mutated[..<cut]), Array(mutated[cut...])]
-            var reader = ManifestReader(blobs: [ID(w0: 0, w1: 0, w2: 0, w3: 0), ID(w0: 0, w1: 0, w2: 0, w3: 1)]) { id in
+            var reader = ManifestReader(blobs: [BlobID(w0: 0, w1: 0, w2: 0, w3: 0), BlobID(w0: 0, w1: 0, w2: 0, w3: 1)]) { id in
                 // Mutated records may name chunk-list blobs: unknown ids fail to load.
                 guard id.w0 == 0, id.w1 == 0, id.w2 == 0, id.w3 < UInt64(pieces.count) else { throw DecodeError.invalid("no such blob", offset: 0) }
                 return pieces[Int(id.w3)]
@@ -105,7 +105,7 @@ final class ManifestCodecTests: CodecTestCase {
             ManifestEntry(kind: .directory, path: [0x2f], mode: 0o755, mtimeSec: 1_700_000_000, mtimeNsec: 5),
             ManifestEntry(kind: .file, path: Array("/a b\n".utf8) + [0xff], mode: 0o4755, uid: 1234, gid: 5678,
                           mtimeSec: -1, mtimeNsec: 999_999_999, ctimeSec: 1_700_000_001, ctimeNsec: 1, inode: 42, device: 2049,
-                          size: 5, xattrs: [.init(name: Array("user.k".utf8), value: [0, 1])], blobs: [SHA256Hasher.hash("hello")]),
+                          size: 5, xattrs: [.init(name: Array("user.k".utf8), value: [0, 1])], blobs: [BlobID(hashing: "hello")]),
             ManifestEntry(kind: .stream, path: Array("/db/dump.sql".utf8), mode: 0o600, size: 0),
             ManifestEntry(kind: .symlink, path: Array("/l".utf8), mode: 0o777, linkTarget: Array("target".utf8)),
             ManifestEntry(kind: .hardlink, path: Array("/m".utf8), linkTarget: Array("/a b".utf8)),

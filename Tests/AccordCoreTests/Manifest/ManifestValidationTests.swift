@@ -14,14 +14,14 @@ import AccordRuntime
 /// refused before their ids are allocated.
 final class ManifestValidationTests: XCTestCase {
     typealias Store = ChunkListTests.MemoryStore
-    let snapshot = SHA256Hasher.hash("crafted snapshot")
+    let snapshot = SnapshotID(hashing: "crafted snapshot")
 
     // MARK: Helpers
 
     func p(_ s: String) -> RawPath { Array(s.utf8) }
     func dir(_ path: String) -> ManifestEntry { ManifestEntry(kind: .directory, path: p(path), mode: 0o755) }
     func file(_ path: String, size: UInt64 = 0, blobs: Int = 0) -> ManifestEntry {
-        ManifestEntry(kind: .file, path: p(path), size: size, blobs: (0..<blobs).map { SHA256Hasher.hash("content \($0)") })
+        ManifestEntry(kind: .file, path: p(path), size: size, blobs: (0..<blobs).map { BlobID(hashing: "content \($0)") })
     }
     func symlink(_ path: String, to target: String) -> ManifestEntry {
         ManifestEntry(kind: .symlink, path: p(path), mode: 0o777, linkTarget: p(target))
@@ -158,9 +158,9 @@ final class ManifestValidationTests: XCTestCase {
     // MARK: Other fields
 
     func testKindsWithoutContentHaveNoBlobsAndLinkTargetsAreWellFormed() {
-        var d = dir("/d"); d.blobs = [SHA256Hasher.hash("x")]
+        var d = dir("/d"); d.blobs = [BlobID(hashing: "x")]
         assertRejected([dir("/"), d], record: 2, path: "/d", rule: "must have none", "directory with a blob")
-        var s = symlink("/s", to: "t"); s.blobs = [SHA256Hasher.hash("x")]
+        var s = symlink("/s", to: "t"); s.blobs = [BlobID(hashing: "x")]
         assertRejected([dir("/"), s], record: 2, path: "/s", rule: "must have none", "symlink with a blob")
         var ds = dir("/d"); ds.size = 4096
         assertRejected([dir("/"), ds], record: 2, path: "/d", rule: "size 4096", "directory with a size")
@@ -185,7 +185,7 @@ final class ManifestValidationTests: XCTestCase {
         assertRejected([dir("/"), file("/f", size: 1, blobs: 0)], record: 2, path: "/f", rule: "must have 1 to 1", "no blob for 1 byte")
         assertRejected([dir("/"), file("/f", size: (64 << 20) * 3 + 1, blobs: 3)], record: 2, path: "/f", rule: "must have 4 to",
                        "3 blobs for just over 192 MiB")
-        let huge = ManifestEntry(kind: .stream, path: p("/s"), size: UInt64(ChunkList.maxIDs) * (64 << 20) + 1, blobs: [SHA256Hasher.hash("x")])
+        let huge = ManifestEntry(kind: .stream, path: p("/s"), size: UInt64(ChunkList.maxIDs) * (64 << 20) + 1, blobs: [BlobID(hashing: "x")])
         assertRejected([dir("/"), huge], record: 2, path: "/s", rule: "needs more than \(ChunkList.maxIDs) blobs", "a size beyond the cap")
         // The edges are accepted.
         XCTAssertEqual(try readAll([dir("/"), file("/a", size: 128, blobs: 2), file("/b", size: 129, blobs: 3), file("/c", size: 64 << 20, blobs: 1),
@@ -203,7 +203,7 @@ final class ManifestValidationTests: XCTestCase {
 
     func ids(_ n: Int, _ tag: String) -> [BlobID] {
         var rng = SeededRandom(seed: SHA256Hasher.hash(tag).w0)
-        return (0..<n).map { _ in ID(w0: rng.next(), w1: rng.next(), w2: rng.next(), w3: rng.next()) }
+        return (0..<n).map { _ in BlobID(w0: rng.next(), w1: rng.next(), w2: rng.next(), w3: rng.next()) }
     }
 
     func testChunkListCountsMustFitTheSize() {
@@ -503,7 +503,7 @@ final class ManifestValidationTests: XCTestCase {
         XCTAssertEqual(back[2].list?.refs.count, 2, "70,000 ids are two full parts")
         // The next day: a delta on that list.
         var changed = dumpIDs
-        changed[500] = SHA256Hasher.hash("changed")
+        changed[500] = BlobID(hashing: "changed")
         entries[2].blobs = changed
         let writer2 = ManifestWriter(gear: GearTable(seed: 5), store: { store.store($0) }, lists: { store.storeList($0) })
         for (k, e) in entries.enumerated() { try writer2.append(e, parent: k == 2 ? back[2] : nil) }

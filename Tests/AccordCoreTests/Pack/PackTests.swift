@@ -32,7 +32,7 @@ final class PackTests: CodecTestCase {
         var out: [UInt8] = []
         for i in 0..<20 {
             let data = i % 2 == 0 ? rng.bytes(10_000) : Array(String(repeating: "accord \(i) ", count: 500).utf8)
-            let blobID = SHA256Hasher.hash(data)
+            let blobID = BlobID(hashing: data)
             let c = data.withUnsafeBytes { deflater.compress($0, into: &out) }
             try (c == .zlib ? out : data).withUnsafeBytes {
                 try writer.add(id: blobID, type: .data, compression: c, rawLength: data.count, stored: $0)
@@ -42,7 +42,7 @@ final class PackTests: CodecTestCase {
         let packID = try writer.finish()
         let path = layout.packPath(packID)
         let fileBytes = try AtomicFile.read(path)
-        XCTAssertEqual(SHA256Hasher.hash(fileBytes), packID, "a pack's name must be the SHA-256 of its bytes")
+        XCTAssertEqual(PackID(hashing: fileBytes), packID, "a pack's name must be the SHA-256 of its bytes")
         XCTAssertEqual(fileBytes.count, writer.size)
         let header = try PackReader.readHeader(path: path)
         XCTAssertEqual(header, writer.entries)
@@ -125,8 +125,8 @@ final class PackTests: CodecTestCase {
 
     func testPackTailMatchesGolden() throws {
         let entries = [
-            PackEntry(id: SHA256Hasher.hash("first"), type: .data, compression: .none, rawLength: 5, storedLength: 5, offset: 0),
-            PackEntry(id: SHA256Hasher.hash("second"), type: .tree, compression: .zlib, rawLength: 70_000, storedLength: 1234, offset: 5),
+            PackEntry(id: BlobID(hashing: "first"), type: .data, compression: .none, rawLength: 5, storedLength: 5, offset: 0),
+            PackEntry(id: BlobID(hashing: "second"), type: .tree, compression: .zlib, rawLength: 70_000, storedLength: 1234, offset: 5),
         ]
         try Golden.check(hexDump(PackFormat.encodeTail(entries)), name: "pack-tail-v1.hex")
     }

@@ -26,7 +26,7 @@ final class RepositoryStoreTests: XCTestCase {
         let base = rng.bytes(50_000)
         var target = base
         target.replaceSubrange(1000..<1010, with: rng.bytes(10))
-        let baseID = SHA256Hasher.hash(base), targetID = SHA256Hasher.hash(target)
+        let baseID = BlobID(hashing: base), targetID = BlobID(hashing: target)
         // The base zlib-compressed, the target as a delta on it.
         let assembler = repository.makePackAssembler()
         var out: [UInt8] = []
@@ -69,7 +69,7 @@ final class RepositoryStoreTests: XCTestCase {
 
     func testTheWalkVisitsEachManifestBlobOnceBeforeReadingIt() throws {
         let repository = try Repository.initialize(at: root)
-        let a = SHA256Hasher.hash([1]), b = SHA256Hasher.hash([2])
+        let a = BlobID(hashing: [1]), b = BlobID(hashing: [2])
         let s = Snapshot(time: .now(), host: "h", username: "u", plan: "", tags: [], paths: ["/"], sources: [], parent: nil,
                          manifest: [a, b, a], summary: .init())
         var seen = Set<BlobID>()

@@ -19,7 +19,8 @@ class CodecTestCase: XCTestCase {
         scratchDirectory?.remove()
     }
 
-    func id(_ rng: inout TestRandom) -> ID { ID(w0: rng.next(), w1: rng.next(), w2: rng.next(), w3: rng.next()) }
+    /// A random id of the kind the context asks for.
+    func id<I: ContentID>(_ rng: inout TestRandom, as _: I.Type = I.self) -> I { I(w0: rng.next(), w1: rng.next(), w2: rng.next(), w3: rng.next()) }
 
     /// Entries of every kind, in tree order, with awkward values.
     func sampleEntries(_ rng: inout TestRandom, count: Int) -> [ManifestEntry] {
@@ -73,7 +74,7 @@ class CodecTestCase: XCTestCase {
         var out: [UInt8] = []
         for i in 0..<blobs {
             let data = i % 2 == 0 ? rng.bytes(1 + rng.below(3000)) : [UInt8](repeating: UInt8(i), count: 100 + rng.below(5000))
-            let blobID = SHA256Hasher.hash(data)
+            let blobID = BlobID(hashing: data)
             let c = data.withUnsafeBytes { deflater.compress($0, into: &out) }
             let stored = c == .zlib ? out : data
             entries.append(PackEntry(id: blobID, type: i % 3 == 0 ? .tree : .data, compression: c,

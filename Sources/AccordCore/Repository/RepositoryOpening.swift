@@ -1,0 +1,41 @@
+import AccordRuntime
+
+/// How commands get a repository ready: the index is loaded by these doors,
+/// never by a command itself, and always in the order that makes it complete.
+///
+/// The index is loaded when a snapshot is opened, not when the repository is:
+/// a backup writes its index file before its snapshot, and backups run side by
+/// side under shared locks, so only an index read *after* the snapshot is sure
+/// to hold every blob the snapshot names. Loading on `open` would read it
+/// before the lock is taken and before the snapshot is chosen.
+extension Repository {
+    /// Opens a snapshot for reading its files (`ls`, `dump`, `restore`):
+    /// resolves `spec` (an id, a unique prefix or `latest`), reads the
+    /// snapshot, then loads the index.
+    public func openSnapshot(_ spec: String, warn: (String) -> Void = { Sys.writeStderr("warning: \($0)\n") }) throws
+        -> (id: SnapshotID, snapshot: Snapshot) {
+        let id = try resolveSnapshot(spec, warn: warn)
+        let snapshot = try loadSnapshot(id)
+        try loadIndex()
+        return (id, snapshot)
+    }
+
+    /// Opens the newest snapshot that `matches` (not dated in the future; see
+    /// `latestSnapshot`) the same way; nil when none matches.
+    public func openLatestSnapshot(matching: (Snapshot) -> Bool, warn: (String) -> Void) throws -> (id: SnapshotID, snapshot: Snapshot)? {
+        guard let latest = try latestSnapshot(matching: matching, warn: warn) else { return nil }
+        try loadIndex()
+        return latest
+    }
+
+    /// Gets the repository ready for a writer (backup, serve, the pre-restore
+    /// snapshot), under the writer's lock: loads the index unless a snapshot was
+    /// opened already, then indexes the packs an interrupted writer left
+    /// (`adoptUnindexedPacks`), so their blobs are reused. Returns how many
+    /// packs were adopted.
+    @discardableResult
+    public func prepareForWriting() throws -> Int {
+        if !isIndexLoaded { try loadIndex() }
+        return try adoptUnindexedPacks()
+    }
+}
