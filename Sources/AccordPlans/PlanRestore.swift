@@ -40,9 +40,12 @@ public final class PlanRestore {
     }
 
     /// Restores `snapshot` (an id, a unique prefix or `latest`; nil means the
-    /// plan's latest) from `repository`, whose exclusive lock the caller holds
-    /// for the whole run: the pre-restore snapshot is taken under it too.
+    /// plan's latest) from `repository`, under the repository's exclusive lock
+    /// for the whole run (taken here): a second plan restore or a prune must
+    /// not run beside it, and the pre-restore snapshot is taken under it too.
     public static func run(plan: Plan, repository: Repository, snapshot: String?, options: PlanRestoreOptions) throws {
+        let lock = try RepositoryLock.acquire(repository.layout, exclusive: true, command: "restore \(plan.name)", warn: options.warn)
+        defer { lock.release() }
         let root = repository.layout.root
         let id: SnapshotID, s: Snapshot
         if let spec = snapshot { (id, s) = try repository.openSnapshot(spec, warn: options.warn) } else {

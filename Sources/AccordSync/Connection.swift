@@ -1,7 +1,7 @@
 import AccordCore
+import AccordRuntime
 #if canImport(Glibc)
 import Glibc
-import AccordRuntime
 #endif
 
 /// Frames over a pair of file descriptors (pipes to ssh, or stdin/stdout of

@@ -174,9 +174,7 @@ public final class SyncClient {
     /// Syncs snapshots (default: all the destination lacks), oldest first.
     public func syncAll(only: [SnapshotID]? = nil, marker: Bool = false) throws -> SyncStats {
         let remote = try remoteSnapshots()
-        let local = try repository.snapshots()
-        // After listing: every listed snapshot's index file is already there.
-        if !repository.isIndexLoaded { try repository.loadIndex() }
+        let local = try repository.openAllSnapshots()
         for (id, s) in local where remote.contains(id) {
             // The newest snapshot the destination has of each plan/host seeds what it holds.
             if local.last(where: { remote.contains($0.id) && $0.snapshot.plan == s.plan && $0.snapshot.host == s.host })?.id == id {

@@ -48,7 +48,5 @@ func runPlanRestore(repoPath: String, plan: Plan, snapshot: String?, options: Pl
     let repository = try Repository.open(at: repoPath)
     var o = options
     o.warn = warn
-    try withLock(repository, exclusive: true, command: "restore \(plan.name)") {
-        try PlanRestore.run(plan: plan, repository: repository, snapshot: snapshot, options: o)
-    }
+    try PlanRestore.run(plan: plan, repository: repository, snapshot: snapshot, options: o)
 }

@@ -1,9 +1,9 @@
 import Foundation
 import XCTest
 import AccordCore
+import AccordRuntime
 #if canImport(Glibc)
 import Glibc
-import AccordRuntime
 #endif
 
 /// A backup killed at any moment leaves a repository that `check` passes and

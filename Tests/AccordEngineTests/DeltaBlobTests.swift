@@ -253,7 +253,7 @@ final class DeltaBlobTests: DumpBackupTestCase {
             let inflater = Inflater()
             for round in 0..<3 {
                 for (i, id) in ids.enumerated() where (i + round + t) % 2 == 0 {
-                    do { try r.readBlob(id, inflater: inflater, scratch: &scratch, into: &out) } catch { failures.add("\(error)") }
+                    do { try r.readVerified(id, inflater: inflater, scratch: &scratch, into: &out) } catch { failures.add("\(error)") }
                 }
             }
         }

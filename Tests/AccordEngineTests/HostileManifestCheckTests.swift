@@ -2,9 +2,9 @@ import Foundation
 import XCTest
 @testable import AccordCore
 import AccordEngine
+import AccordRuntime
 #if canImport(Glibc)
 import Glibc
-import AccordRuntime
 #endif
 
 /// A repository holding a real backup plus crafted snapshots whose manifests

@@ -15,9 +15,9 @@ import XCTest
 @_spi(Testing) import AccordCore
 @_spi(Testing) @testable import AccordEngine
 import AccordTestSupport
+import AccordRuntime
 #if canImport(Glibc)
 import Glibc
-import AccordRuntime
 #endif
 
 final class HostileRestoreTests: AccordTestCase {

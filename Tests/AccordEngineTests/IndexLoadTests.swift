@@ -102,4 +102,32 @@ final class IndexLoadTests: AccordTestCase {
             XCTAssertTrue("\(error)".contains("trailing bytes"), "\(error)")
         }
     }
+
+    /// A hostile index names a 4 GiB stored length: loading refuses it before
+    /// any reader could allocate that much for the blob (FORMAT.md, "Index files").
+    func testAnIndexEntryWithAHugeStoredLengthIsRefusedWhenLoaded() throws {
+        var rng = SeededRandom(seed: 0x1D0C)
+        let repository = try Repository.initialize(at: repo)
+        let pack = PackID(hashing: rng.bytes(32))
+        try touchPacks(repository, [pack])
+        for (stored, raw) in [(UInt32.max, UInt32(100)), (UInt32(100), UInt32.max), (PackFormat.maxStoredLength + 1, UInt32(10))] {
+            let blob = BlobID(hashing: rng.bytes(32))
+            let file = IndexFile(packs: [.init(id: pack, blobs: [PackEntry(id: blob, type: .data, compression: .zlib, rawLength: raw,
+                                                                       storedLength: stored, offset: 0)])])
+            let id = try repository.writeIndex(file)
+            XCTAssertThrowsError(try Repository.open(at: repo).loadIndex(), "stored \(stored), raw \(raw) loaded") { error in
+                XCTAssertTrue("\(error)".contains("lengths out of bounds"), "\(error)")
+                XCTAssertTrue("\(error)".contains(id.hex), "the error names the index file: \(error)")
+            }
+            XCTAssertThrowsError(try repository.readIndexFile(id))
+            try Sys.unlink(Array(repository.layout.indexPath(id).utf8))
+        }
+        // At the bounds it loads.
+        let blob = BlobID(hashing: rng.bytes(32))
+        try repository.writeIndex(IndexFile(packs: [.init(id: pack, blobs: [PackEntry(id: blob, type: .data, compression: .zlib,
+            rawLength: PackFormat.maxRawLength, storedLength: PackFormat.maxStoredLength, offset: 0)])]))
+        let loaded = try Repository.open(at: repo)
+        try loaded.loadIndex()
+        XCTAssertNotNil(loaded.index.lookup(blob))
+    }
 }

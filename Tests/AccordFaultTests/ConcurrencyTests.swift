@@ -1,9 +1,9 @@
 import Foundation
 import XCTest
 import AccordCore
+import AccordRuntime
 #if canImport(Glibc)
 import Glibc
-import AccordRuntime
 #endif
 
 /// Several processes on one repository (FORMAT.md, "Locks"): backups share,

@@ -1,9 +1,9 @@
 import Foundation
 import XCTest
 import AccordCore
+import AccordRuntime
 #if canImport(Glibc)
 import Glibc
-import AccordRuntime
 #endif
 
 /// A repository on an 8 MiB tmpfs receives a backup of 24 MB of random

@@ -5,9 +5,9 @@ import Foundation
 import XCTest
 import AccordCore
 @_exported import AccordTestSupport
+import AccordRuntime
 #if canImport(Glibc)
 import Glibc
-import AccordRuntime
 #endif
 
 extension SeededRandom {

@@ -1,9 +1,9 @@
 import Foundation
 import XCTest
 import AccordCore
+import AccordRuntime
 #if canImport(Glibc)
 import Glibc
-import AccordRuntime
 #endif
 
 /// `kill -9` at seeded random moments of a backup, a prune and a sync

@@ -1,9 +1,9 @@
 import Foundation
 import XCTest
 @testable import AccordCore
+import AccordRuntime
 #if canImport(Glibc)
 import Glibc
-import AccordRuntime
 #endif
 
 /// Seeded random mutation of every on-disk structure's decoder: pack

@@ -6,9 +6,9 @@
 import Foundation
 import XCTest
 import AccordCore
+import AccordRuntime
 #if canImport(Glibc)
 import Glibc
-import AccordRuntime
 #endif
 
 final class PlanRestoreLockTests: XCTestCase {

@@ -7,9 +7,9 @@ import Foundation
 import XCTest
 import AccordCore
 @_exported import AccordTestSupport
+import AccordRuntime
 #if canImport(Glibc)
 import Glibc
-import AccordRuntime
 #endif
 
 // MARK: Locations

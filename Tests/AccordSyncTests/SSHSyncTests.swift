@@ -2,9 +2,9 @@ import Foundation
 import XCTest
 import AccordCore
 import AccordTestSupport
+import AccordRuntime
 #if canImport(Glibc)
 import Glibc
-import AccordRuntime
 #endif
 
 /// Sync over a real ssh to loopback (`sudo -n accord serve` as user accordsync).

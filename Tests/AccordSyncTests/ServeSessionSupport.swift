@@ -4,9 +4,9 @@ import Foundation
 import XCTest
 import AccordCore
 import AccordSync
+import AccordRuntime
 #if canImport(Glibc)
 import Glibc
-import AccordRuntime
 #endif
 
 final class ServeSession {

@@ -5,9 +5,9 @@ import Foundation
 @_exported import AccordTestSupport
 import XCTest
 import AccordCore
+import AccordRuntime
 #if canImport(Glibc)
 import Glibc
-import AccordRuntime
 #endif
 
 // MARK: Deterministic data

@@ -2,9 +2,9 @@ import Foundation
 import XCTest
 import AccordTestSupport
 @testable import AccordCore
+import AccordRuntime
 #if canImport(Glibc)
 import Glibc
-import AccordRuntime
 #endif
 
 /// Issue 13, item 4, as a user (or an attacker) meets it on the command line:

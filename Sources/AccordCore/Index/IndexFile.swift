@@ -46,6 +46,10 @@ public struct IndexFile: Equatable, Sendable {
         guard let t = BlobType(rawValue: try r.u8()) else { throw DecodeError.invalid("unknown blob type", offset: r.offset) }
         guard let c = BlobCompression(rawValue: try r.u8()) else { throw DecodeError.invalid("unknown compression", offset: r.offset) }
         let off = try r.u32(), stored = try r.u32(), raw = try r.u32()
+        // Bounded before any reader allocates `stored` bytes for the blob (FORMAT.md, "Packs").
+        guard raw <= PackFormat.maxRawLength, stored <= PackFormat.maxStoredLength else {
+            throw DecodeError.invalid("blob \(bid.short) has lengths out of bounds (stored \(stored), raw \(raw); at most \(PackFormat.maxStoredLength) and \(PackFormat.maxRawLength))", offset: r.offset - 8)
+        }
         return PackEntry(id: bid, type: t, compression: c, rawLength: raw, storedLength: stored, offset: off)
     }
 

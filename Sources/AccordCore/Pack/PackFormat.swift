@@ -39,6 +39,13 @@ public enum PackFormat {
     public static let trailerSize = 12  // HeaderLength + Magic
     /// Largest header a reader accepts (about 1.5 million entries).
     public static let maxHeaderLength = 64 << 20
+    /// No chunk is larger than 64 MiB (`maxRawLength`), and no stored form of
+    /// one is larger than 64 MiB + 64 KiB (`maxStoredLength`: zlib's worst-case
+    /// growth of 64 MiB is under 21 KiB, a delta's at most its 32-byte base id
+    /// and op headers). Every pack-header and index entry is held to both
+    /// before any reader allocates a blob's stored bytes.
+    public static let maxRawLength: UInt32 = 64 << 20
+    public static let maxStoredLength: UInt32 = (64 << 20) + (64 << 10)
 
     public static func encodeHeader(_ entries: [PackEntry]) -> [UInt8] {
         var w = ByteWriter(capacity: 8 + entries.count * entrySize)
@@ -101,7 +108,7 @@ public enum PackFormat {
             let id = try r.id(BlobID.self)
             if comp == .none && raw != storedLength { throw PackError.lengthMismatch(id) }
             if comp == .delta && storedLength <= 32 { throw PackError.lengthMismatch(id) }
-            if raw > 64 << 20 { throw PackError.lengthMismatch(id) }   // no chunk is larger
+            if raw > maxRawLength || storedLength > maxStoredLength { throw PackError.lengthMismatch(id) }   // no chunk is larger
             entries.append(PackEntry(id: id, type: type, compression: comp, rawLength: raw, storedLength: storedLength, offset: UInt32(offset)))
             offset += UInt64(storedLength)
             if offset > dataEnd { throw PackError.blobsExceedPack }

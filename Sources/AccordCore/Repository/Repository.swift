@@ -62,7 +62,8 @@ public final class Repository: @unchecked Sendable {
     }
 
     /// Opens an existing repository (or creates it when `create` is set and
-    /// the path holds none). Loads the config; `loadIndex()` loads the index.
+    /// the path holds none). Loads the config; the index is loaded by the doors
+    /// that need it (`openSnapshot`, `prepareForWriting`: RepositoryOpening.swift).
     public static func open(at path: String, create: Bool = false) throws -> Repository {
         let layout = RepositoryLayout(root: path)
         let st: FileStatus

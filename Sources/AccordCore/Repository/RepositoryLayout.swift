@@ -1,4 +1,4 @@
-/// Where each kind of file lives in a repository (FORMAT.md, "Layout").
+/// Where each kind of file lives in a repository (FORMAT.md, "Repository layout").
 public struct RepositoryLayout: Sendable {
     public let root: String
 

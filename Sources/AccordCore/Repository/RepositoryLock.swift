@@ -1,7 +1,7 @@
 import Foundation
+import AccordRuntime
 #if canImport(Glibc)
 import Glibc
-import AccordRuntime
 #endif
 
 /// `<repo>/locks/<random>`: who holds the repository and how (FORMAT.md, "Locks").

@@ -28,6 +28,15 @@ extension Repository {
         return latest
     }
 
+    /// Every readable snapshot, oldest first, with the index loaded after
+    /// listing them (the sync client): it covers every listed snapshot, even
+    /// one a concurrent backup committed after an earlier load in this process.
+    public func openAllSnapshots() throws -> [(id: SnapshotID, snapshot: Snapshot)] {
+        let all = try snapshots()
+        try loadIndex()
+        return all
+    }
+
     /// Gets the repository ready for a writer (backup, serve, the pre-restore
     /// snapshot), under the writer's lock: loads the index unless a snapshot was
     /// opened already, then indexes the packs an interrupted writer left

@@ -1,6 +1,6 @@
 /// What a repository is stored as: named objects of a few kinds, each
 /// written whole and read whole or by range. `LocalBackend` keeps them as
-/// files (FORMAT.md, "Layout"); an object store can keep them as keys.
+/// files (FORMAT.md, "Repository layout"); an object store can keep them as keys.
 ///
 /// Contract every backend keeps (`BackendConformanceTests` checks it):
 /// - Atomicity: an object appears under its name only complete. A write that

@@ -8,8 +8,8 @@ import AccordRuntime
 /// small cache, so a restore or a backup's base reads do not reopen a pack
 /// per blob.
 ///
-/// `@unchecked Sendable`: the only mutable state, `packFDs` and `fault`
-/// (set by `faultBeforeCommit`), is guarded by `fdLock`.
+/// `@unchecked Sendable`: the only mutable state, `packFDs` and
+/// `fault` (set by `faultBeforeCommit`), is guarded by `fdLock`.
 public final class LocalBackend: Backend, @unchecked Sendable {
     public let layout: RepositoryLayout
     public var location: String { layout.root }
@@ -29,10 +29,17 @@ public final class LocalBackend: Backend, @unchecked Sendable {
     deinit { for f in packFDs.values { Sys.close(f.fd) } }
 
     /// Sets (or clears) the fault `write` runs before an object takes its name.
-    public func faultBeforeCommit(_ f: ((ObjectKind, String) throws -> Void)?) { fdLock.withLock { fault = f } }
+    @_spi(Testing) public func faultBeforeCommit(_ f: ((ObjectKind, String) throws -> Void)?) { fdLock.withLock { fault = f } }
 
-    /// The file of a (validated) object.
-    public func path(_ kind: ObjectKind, _ name: String) -> String {
+    /// The file of an object, its name checked first (`ObjectKind.validate`):
+    /// no name reaches a path unchecked.
+    public func path(_ kind: ObjectKind, _ name: String) throws -> String {
+        try kind.validate(name)
+        return filePath(kind, name)
+    }
+
+    /// The file of an object whose name the caller has validated.
+    private func filePath(_ kind: ObjectKind, _ name: String) -> String {
         switch kind {
         case .config: return layout.configPath
         case .key: return layout.root + "/keys/" + name
@@ -55,7 +62,7 @@ public final class LocalBackend: Backend, @unchecked Sendable {
             }
             return out
         case .key, .index, .snapshot, .lock:
-            let dir = AtomicFile.parent(of: path(kind, "x"))
+            let dir = AtomicFile.parent(of: filePath(kind, "x"))
             let names: [String]
             do { names = try Sys.listDirectory(dir) } catch let e as SystemError where e.isNotFound && kind == .key { return [] }
             return names.filter { (try? kind.validate($0)) != nil }
@@ -64,26 +71,26 @@ public final class LocalBackend: Backend, @unchecked Sendable {
 
     public func size(_ kind: ObjectKind, _ name: String) throws -> Int64 {
         try kind.validate(name)
-        do { return Int64(try Sys.stat(Array(path(kind, name).utf8)).size) } catch let e as SystemError where e.isNotFound {
+        do { return Int64(try Sys.stat(Array(filePath(kind, name).utf8)).size) } catch let e as SystemError where e.isNotFound {
             throw BackendError.notFound(kind, name, location: location)
         }
     }
 
     public func read(_ kind: ObjectKind, _ name: String) throws -> [UInt8] {
         try kind.validate(name)
-        do { return try AtomicFile.read(path(kind, name)) } catch let e as SystemError where e.isNotFound {
+        do { return try AtomicFile.read(filePath(kind, name)) } catch let e as SystemError where e.isNotFound {
             throw BackendError.notFound(kind, name, location: location)
         }
     }
 
     public func read(_ kind: ObjectKind, _ name: String, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         try kind.validate(name)
-        guard offset >= 0 else { throw SystemError(errno: EINVAL, operation: "pread", path: path(kind, name)) }
+        guard offset >= 0 else { throw SystemError(errno: EINVAL, operation: "pread", path: filePath(kind, name)) }
         if buffer.isEmpty { return 0 }
         if kind == .pack, let id = PackID(hex: name) {
             return try withPackFD(id) { fd, p in try Sys.preadFully(fd, buffer.baseAddress!, buffer.count, offset, path: p) }
         }
-        let p = path(kind, name)
+        let p = filePath(kind, name)
         let fd: Int32
         do { fd = try Sys.open(p, Sys.O_RDONLY) } catch let e as SystemError where e.isNotFound {
             throw BackendError.notFound(kind, name, location: location)
@@ -94,7 +101,7 @@ public final class LocalBackend: Backend, @unchecked Sendable {
 
     public func write(_ kind: ObjectKind, _ name: String, _ bytes: UnsafeRawBufferPointer) throws {
         try kind.validate(name)
-        let p = path(kind, name)
+        let p = filePath(kind, name)
         if kind == .pack || kind == .key {
             let dir = AtomicFile.parent(of: p)
             if try Sys.mkdir(dir, mode: 0o700) { try Sys.fsyncDirectory(AtomicFile.parent(of: dir)) }
@@ -105,7 +112,7 @@ public final class LocalBackend: Backend, @unchecked Sendable {
 
     public func delete(_ kind: ObjectKind, _ name: String) throws {
         try kind.validate(name)
-        let p = path(kind, name)
+        let p = filePath(kind, name)
         if kind == .pack, let id = PackID(hex: name) { dropPackFD(id) }
         do { try Sys.unlink(p) } catch let e as SystemError where e.isNotFound {
             throw BackendError.notFound(kind, name, location: location)

@@ -18,7 +18,9 @@ extension Repository {
     }
 
     /// Loads every index file into `index`, replacing what it held (a second
-    /// call reloads). A corrupt file throws (run `repair index`).
+    /// call reloads, renumbering packs: only before readers take `BlobLocation`s,
+    /// never while reads are in flight). Commands reach it through the doors in
+    /// `RepositoryOpening.swift`. A corrupt file throws (run `repair index`).
     /// Entries of packs missing on disk are left out, so a copy of the same blob in
     /// another pack is used instead (and a backup stores a lost blob again).
     /// Files are read a window at a time (`IndexLoader`), into an index sized
@@ -159,11 +161,6 @@ extension Repository {
                                inflater: Inflater, into output: inout [UInt8], base: BlobDecoder.BaseReader? = nil) throws {
         try BlobDecoder.decode(stored: stored, id: id, compression: compression, rawLength: rawLength, inflater: inflater, into: &output,
                                base: compression != .delta ? nil : base ?? { try self.readBase($0, inflater: inflater) })
-    }
-
-    /// `readVerified` (kept for callers of its first name).
-    public func readBlob(_ id: BlobID, inflater: Inflater, scratch: inout [UInt8], into output: inout [UInt8]) throws {
-        try readVerified(id, inflater: inflater, scratch: &scratch, into: &output)
     }
 
     /// Reads a delta blob's base: a blob stored whole (never itself a delta), verified.

@@ -18,7 +18,8 @@ public enum Dump {
     }
 
     /// Writes the contents of the file or stream entry at `path` in snapshot
-    /// `id` to `fd` (`name` names it in errors); returns the bytes written.
+    /// `id` to `fd` (`name` names it in errors); returns the size the
+    /// entry records.
     /// The manifest is read through the validating reader until the entry is
     /// found: a damaged manifest fails here rather than yield a wrong entry.
     @discardableResult

@@ -1,7 +1,7 @@
 import AccordCore
+import AccordRuntime
 #if canImport(Glibc)
 import Glibc
-import AccordRuntime
 #endif
 
 /// The directory a restore writes into, held open for the whole restore.

@@ -15,7 +15,7 @@ public struct StreamWriter {
         let drop = Set(dropLines.map { Array($0.utf8) })
         var carry: [UInt8] = []   // an incomplete last line, when filtering
         for id in e.blobs {
-            try repository.readBlob(id, inflater: inflater, scratch: &scratch, into: &plain)
+            try repository.readVerified(id, inflater: inflater, scratch: &scratch, into: &plain)
             if drop.isEmpty {
                 try plain.withUnsafeBytes { try Sys.writeAll(fd, $0, path: name) }
                 continue

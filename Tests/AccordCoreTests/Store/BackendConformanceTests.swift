@@ -1,6 +1,6 @@
 import AccordRuntime
 import XCTest
-import AccordCore
+@_spi(Testing) import AccordCore
 
 /// The contract every `Backend` keeps (its doc comment): round trips,
 /// ranges, listing by kind, delete, missing objects, atomic writes, names

@@ -1,6 +1,6 @@
 import AccordRuntime
 import XCTest
-import AccordCore
+@_spi(Testing) import AccordCore
 
 /// What `LocalBackend` promises beyond the `Backend` contract: its files'
 /// modes, nothing left in `tmp/` by a failed write, stray files not listed.
@@ -32,7 +32,7 @@ final class LocalBackendTests: XCTestCase {
         XCTAssertEqual(try Sys.listDirectory(backend.layout.tmpDirectory), [], "the staged file was left in tmp/")
         backend.faultBeforeCommit(nil)
         try bytes.withUnsafeBytes { try backend.write(.pack, name, $0) }
-        let path = backend.path(.pack, name)
+        let path = try backend.path(.pack, name)
         XCTAssertEqual(try Sys.lstat(path).mode & 0o777, 0o600)
         XCTAssertEqual(try Sys.lstat((path as NSString).deletingLastPathComponent).mode & 0o777, 0o700)
     }
