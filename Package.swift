@@ -41,5 +41,5 @@ let package = Package(
         // The command line as users run it: the tests run the built `accord` (the executable target is a dependency so it is built first).
         .testTarget(name: "accordCLITests", dependencies: ["accord", "AccordTestSupport", "AccordCore"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

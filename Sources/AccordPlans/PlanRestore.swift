@@ -12,8 +12,9 @@ public struct PlanRestoreOptions {
     public var threads = defaultThreadCount
     public var log: (String) -> Void = { _ in }
     /// Where warnings go (the caller prints them): a snapshot skipped as unreadable
-    /// while finding the latest, a path the pre-restore snapshot could not read.
-    public var warn: (String) -> Void = { _ in }
+    /// while finding the latest, a path the pre-restore snapshot could not read
+    /// (from the backup's threads, hence `@Sendable`).
+    public var warn: @Sendable (String) -> Void = { _ in }
     public init() {}
 }
 

@@ -5,8 +5,9 @@ import Foundation
 /// empty queue, so one oversized item cannot deadlock). `close()` lets
 /// consumers drain and then get nil; `cancel()` wakes everyone at once and
 /// makes further pushes and pops fail, so one failing stage stops the rest.
-// @unchecked Sendable: every stored field is read and written only while `monitor` (its pthread mutex) is held.
-public final class BoundedQueue<T>: @unchecked Sendable {
+// @unchecked Sendable: every stored field is read and written only while `monitor` (its pthread mutex) is held;
+// items cross threads, so they must be Sendable.
+public final class BoundedQueue<T: Sendable>: @unchecked Sendable {
     private var items: [T?] = []
     private var head = 0
     private var cost = 0
@@ -74,12 +75,12 @@ public final class BoundedQueue<T>: @unchecked Sendable {
 }
 
 /// Runs `count` threads of `body` and joins them.
-// @unchecked Sendable: its one field, a DispatchGroup, is thread-safe itself.
-public final class WorkerGroup: @unchecked Sendable {
+// Sendable: its one field, a DispatchGroup, is thread-safe itself.
+public final class WorkerGroup: Sendable {
     private let group = DispatchGroup()
     public init() {}
 
-    public func spawn(_ count: Int, name: String, _ body: @escaping (Int) -> Void) {
+    public func spawn(_ count: Int, name: String, _ body: @escaping @Sendable (Int) -> Void) {
         for i in 0..<count {
             group.enter()
             let t = Thread { body(i); self.group.leave() }

@@ -3,14 +3,14 @@ import Foundation
 /// Counters shared by the threads of a backup or restore, and a reporter
 /// that prints them to stderr twice a second (on a TTY, or when asked).
 // @unchecked Sendable: the counters and `done` are changed and read under `lock`
-// (`thread` is set once, by the thread that starts reporting).
+// (`thread` is set once, by the thread that starts reporting; `verb`, `start`, `enabled` are `let`).
 public final class Progress: @unchecked Sendable {
     private let lock = NSLock()
     public private(set) var files = 0
     public private(set) var bytes: UInt64 = 0
     public private(set) var storedBytes: UInt64 = 0
-    public var totalBytes: UInt64 = 0
-    public var totalFiles = 0
+    public private(set) var totalBytes: UInt64 = 0   // set with `setTotals`, under `lock`
+    public private(set) var totalFiles = 0
     let verb: String
     let start = Sys.monotonicSeconds()
     private var thread: Thread?

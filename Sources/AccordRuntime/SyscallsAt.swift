@@ -30,8 +30,8 @@ extension Sys {
     /// Makes `open(beneath:)` walk components with `openat(O_NOFOLLOW)` instead
     /// of calling `openat2` (as on a kernel without it). For tests.
     public static var opensBeneathComponentWise: Bool {
-        get { CAccordSys.accord_beneath_fallback != 0 }
-        set { CAccordSys.accord_beneath_fallback = newValue ? 1 : 0 }
+        get { CAccordSys.accord_beneath_fallback_get() != 0 }
+        set { CAccordSys.accord_beneath_fallback_set(newValue ? 1 : 0) }
     }
 
     /// Creates directory `name` in the open directory `dir`. Returns false if

@@ -7,7 +7,7 @@ import AccordCore
 /// The client speaks first (`hello`); every request has one reply except
 /// `blob`, which is pipelined and answered only by the `flushed` that
 /// follows a `flush`. Either side may send `error` and close.
-public enum Frame: Equatable {
+public enum Frame: Equatable, Sendable {
     case hello(version: UInt16, flags: UInt16, config: [UInt8])
     case helloOK(version: UInt16, config: [UInt8])
     /// The first 8 bytes (most significant first: `BlobID.w0`) of each id the client may send.
@@ -60,7 +60,7 @@ public enum Frame: Equatable {
         }
     }
 
-    public enum Kind: UInt8 {
+    public enum Kind: UInt8, Sendable {
         case hello = 1, helloOK, have, missing, blob, flush, flushed, snapshot, snapshotOK
         case listSnapshots, snapshotList, placeMarker, markerOK, bye
         case error = 0x7f
@@ -197,7 +197,7 @@ extension Frame {
 }
 
 /// One blob inside a `blobs` frame.
-public struct SyncBlob: Equatable {
+public struct SyncBlob: Equatable, Sendable {
     public var index: UInt16
     public var type: BlobType
     public var compression: BlobCompression

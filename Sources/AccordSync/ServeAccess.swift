@@ -18,7 +18,7 @@ import AccordRuntime
 /// not a door to another node and is not pinned.
 public enum ServeAccess {
     /// A pin: the directory and where it was set, for messages.
-    public struct Pin: Equatable {
+    public struct Pin: Equatable, Sendable {
         public var path: String
         public var source: String
         public init(path: String, source: String) { self.path = path; self.source = source }

@@ -9,7 +9,12 @@
 #include <sys/syscall.h>
 #include <linux/openat2.h>
 
-int accord_beneath_fallback = 0;
+// Read and set with relaxed atomics: restore threads read it while one of
+// them may latch it (ENOSYS), and a test may set it; it orders nothing else.
+static int accord_beneath_fallback = 0;
+
+int accord_beneath_fallback_get(void) { return __atomic_load_n(&accord_beneath_fallback, __ATOMIC_RELAXED); }
+void accord_beneath_fallback_set(int on) { __atomic_store_n(&accord_beneath_fallback, on, __ATOMIC_RELAXED); }
 
 /// The component walk: every directory on the way is opened O_PATH |
 /// O_DIRECTORY | O_NOFOLLOW from the previous one, the last component with
@@ -58,7 +63,7 @@ static int open_beneath_walk(int dirfd, const char *path, int flags, unsigned in
 }
 
 int accord_open_beneath(int dirfd, const char *path, int flags, unsigned int mode) {
-    if (!accord_beneath_fallback) {
+    if (!accord_beneath_fallback_get()) {
         struct open_how how;
         memset(&how, 0, sizeof how);
         how.flags = (unsigned long long)(flags | O_CLOEXEC);
@@ -67,7 +72,7 @@ int accord_open_beneath(int dirfd, const char *path, int flags, unsigned int mod
         long fd;
         do { fd = syscall(SYS_openat2, dirfd, path, &how, sizeof how); } while (fd < 0 && errno == EINTR);
         if (fd >= 0 || errno != ENOSYS) return (int)fd;
-        accord_beneath_fallback = 1;
+        accord_beneath_fallback_set(1);
     }
     return open_beneath_walk(dirfd, path, flags, mode);
 }

@@ -16,8 +16,8 @@ import AccordRuntime
 class DumpBackupTestCase: XCTestCase {
     var scratch: ScratchDirectory!
     var repo: String { scratch.sub("repo") }
-    var warnings: [String] = []
-    let lock = NSLock()
+    /// Warnings of the backups (from the walker thread).
+    let warnings = LockedBox<[String]>([])
     let dumpPath = "/db/pgbench.sql"
 
     override func setUpWithError() throws {
@@ -75,7 +75,7 @@ class DumpBackupTestCase: XCTestCase {
         o.host = "chunklist-test"
         o.threads = 2
         o.onError = { path, error in throw error }
-        o.onWarning = { [unowned self] w in self.lock.withLock { self.warnings.append(w) } }
+        o.onWarning = { [warnings] w in warnings.withLock { $0.append(w) } }
         return o
     }
 
@@ -159,7 +159,7 @@ final class ChunkListBackupTests: DumpBackupTestCase {
         let second = try backupCommand(cat: file2)
         let s1 = first.snapshot.summary, s2 = second.snapshot.summary
         XCTAssertEqual(second.snapshot.parentID, first.id, "the day-2 backup did not find day 1 as its parent")
-        XCTAssertEqual(warnings, [])
+        XCTAssertEqual(warnings.value, [])
 
         // The list: full on day 1, a delta on day 1's full parts on day 2.
         let e1 = try entry(first.id, dumpPath), e2 = try entry(second.id, dumpPath)
@@ -213,7 +213,7 @@ final class ChunkListBackupTests: DumpBackupTestCase {
         try assertRestores(third.id, dumpPath, as: bytes3, "day 3")
 
         try forgetPruneAndAssertChainKept(second.id, chain: l3.blobs, survivor: third.id, restoresTo: bytes3, "day 3 after forgetting days 1 and 2")
-        XCTAssertEqual(warnings, [])
+        XCTAssertEqual(warnings.value, [])
         print("chunk list engine test took \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
     }
 
@@ -278,7 +278,7 @@ final class ChunkListBackupTests: DumpBackupTestCase {
         XCTAssertEqual(fourth.snapshot.summary.filesUnchanged, 2)
         XCTAssertEqual(try entry(fourth.id, file).list, l3)
         try assertRestores(fourth.id, file, as: bytes3, "day 4")
-        XCTAssertEqual(warnings, [])
+        XCTAssertEqual(warnings.value, [])
     }
 
     /// A damaged chunk list loses its one file: restore brings back every

@@ -248,7 +248,7 @@ final class DeltaBlobTests: DumpBackupTestCase {
         var ids: [BlobID] = []
         r.index.forEach { id, _ in ids.append(id) }
         let failures = FailureCounter()
-        DispatchQueue.concurrentPerform(iterations: 4) { t in
+        DispatchQueue.concurrentPerform(iterations: 4) { [ids] t in
             var scratch: [UInt8] = [], out: [UInt8] = []
             let inflater = Inflater()
             for round in 0..<3 {
@@ -261,6 +261,7 @@ final class DeltaBlobTests: DumpBackupTestCase {
     }
 }
 
+/// `@unchecked Sendable`: `messages` grows only under `lock` (and is read after the threads are done).
 final class FailureCounter: @unchecked Sendable {
     private let lock = NSLock()
     private(set) var messages: [String] = []

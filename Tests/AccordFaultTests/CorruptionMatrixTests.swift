@@ -29,6 +29,8 @@ class CorruptionMatrixTestCase: AccordTestCase {
         var s1Index: String
     }
 
+    // nonisolated(unsafe): XCTest runs a class's tests and tearDown one after another
+    // on one thread, so these are never touched by two threads at once.
     nonisolated(unsafe) static var base: Base?
     nonisolated(unsafe) static var outcomes: [(String, String)] = []
 

@@ -64,8 +64,7 @@ final class IsolatedRun {
         defer { munmap(mem, size) }
         memset(mem, 0, headerSize)
         let run = IsolatedRun(shared: mem)
-        fflush(stdout)
-        fflush(stderr)
+        fflush(nil)   // every output stream, stdout and stderr included (Swift 6 refuses the C globals `stdout`/`stderr`)
         let pid = fork()
         if pid == 0 {
             for s in [SIGILL, SIGTRAP, SIGSEGV, SIGBUS, SIGABRT, SIGFPE] { signal(s, SIG_DFL) }

@@ -111,6 +111,8 @@ final class AE5Environment {
 }
 
 final class AE5PlanIntegrationTests: XCTestCase {
+    // nonisolated(unsafe): XCTest runs a class's setUp, tests and tearDown one after
+    // another on one thread, so these are never touched by two threads at once.
     nonisolated(unsafe) static var sharedPostgres: TestPostgres?
     nonisolated(unsafe) static var postgresError: String?
 

@@ -73,9 +73,12 @@ final class PlanRestoreLockTests: XCTestCase {
         // Restore A stops in start-postgres: its postgres never runs (fake kubectl), so it waits holding its lock.
         let restoreArgs = ["-a", "restore", "-d", repo, "--plan", planFile]
         let group = DispatchGroup()
-        nonisolated(unsafe) var first: CommandResult?
+        let first = LockedBox<CommandResult?>(nil)
         let env = ["FAKE_KUBECTL_NEVER_RUNNING": "anaconda-enterprise-postgres"]
-        DispatchQueue.global().async(group: group) { first = try? self.accord(restoreArgs, env: env) }
+        // nonisolated(unsafe): `accord` only reads `clusterEnv`, set in setUp before this
+        // thread starts, and the test waits for the group (its defer) before it returns.
+        nonisolated(unsafe) let test = self
+        DispatchQueue.global().async(group: group) { first.value = try? test.accord(restoreArgs, env: env) }
         defer {
             for l in locks() where l.command.hasPrefix("restore") && l.pid > 1 { kill(-l.pid, SIGKILL); kill(l.pid, SIGKILL) }
             _ = group.wait(timeout: .now() + 30)
@@ -85,7 +88,7 @@ final class PlanRestoreLockTests: XCTestCase {
         while !kubectlLog().contains("--replicas=1") && group.wait(timeout: .now()) == .timedOut && Date() < deadline { usleep(50_000) }
         guard kubectlLog().contains("--replicas=1") else {
             _ = group.wait(timeout: .now() + 5)
-            return XCTFail("restore A never reached start-postgres (its pre-restore backup under the exclusive lock failed?):\n\(first.map { "\($0)" } ?? "still running")")
+            return XCTFail("restore A never reached start-postgres (its pre-restore backup under the exclusive lock failed?):\n\(first.value.map { "\($0)" } ?? "still running")")
         }
         let held = locks()
         XCTAssertEqual(held.count, 1, "\(held)")

@@ -74,6 +74,8 @@ struct SSHStartError: Error, CustomStringConvertible {
 /// A test case with a real sshd for the whole class. Tests are skipped (with
 /// the reason) only when sshd cannot start at all.
 class SSHSyncTestCase: SyncTestCase {
+    // nonisolated(unsafe): XCTest runs each class's setUp, tests and tearDown one after
+    // another on one thread, so this is never touched by two threads at once.
     nonisolated(unsafe) static var environments: [ObjectIdentifier: Result<SSHEnvironment, Error>] = [:]
 
     override class func setUp() {

@@ -382,14 +382,3 @@ final class TrustBoundaryCLITests: AccordTestCase {
         XCTAssertFalse(after.stderr.contains("skipping"), "\(after)")
     }
 }
-
-/// A value handed from another thread.
-private final class LockedBox<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: T
-    init(_ value: T) { stored = value }
-    var value: T {
-        get { lock.lock(); defer { lock.unlock() }; return stored }
-        set { lock.lock(); stored = newValue; lock.unlock() }
-    }
-}

@@ -2,6 +2,8 @@
 /// from the repository's `chunkerSeed` with SplitMix64 (FORMAT.md, "Chunker").
 /// Different seeds give different boundaries, so chunk sizes leak less about
 /// content shared between repositories.
+///
+/// `@unchecked Sendable`: no lock needed, `words` is filled in `init` and only read after.
 public final class GearTable: @unchecked Sendable {
     public let seed: UInt64
     let words: UnsafeMutablePointer<UInt64>

@@ -12,8 +12,9 @@ import AccordRuntime
 /// Thread safety: `readBlob`/`readVerified` may be called from many threads
 /// at once (the backend caches pack descriptors under its lock and reads
 /// with `pread`); everything else is called from one thread.
-/// `@unchecked Sendable` for that reason: `index` and `indexFiles` change
-/// only on the owning thread, before or after reader threads run.
+/// `@unchecked Sendable` for that reason: `index`, `indexFiles` and `isIndexLoaded` change
+/// only on the owning thread, before reader threads start or after they are
+/// joined (`BlobSink` adds its index file after joining its compressors).
 public final class Repository: @unchecked Sendable {
     public let layout: RepositoryLayout
     public let config: RepositoryConfig

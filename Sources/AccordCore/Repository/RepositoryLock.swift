@@ -110,6 +110,10 @@ enum LockProcess {
 }
 
 /// A held lock. Release it with `release()`; a background thread refreshes it.
+///
+/// `@unchecked Sendable`: `released` is read and written under `stop` (an
+/// NSCondition); `info` is set in `init` and from then on changed only by the
+/// refresh thread, started after it.
 public final class RepositoryLock: @unchecked Sendable {
     public let path: String
     let layout: RepositoryLayout

@@ -13,8 +13,21 @@ import AccordRuntime
 /// Unchanged files (same size, mtime, ctime, inode as in the parent) are
 /// not read: their blob lists are copied from the parent's manifest, which
 /// is streamed alongside the walk, never loaded whole.
-public final class Backup {
-    final class Slot {
+///
+/// `@unchecked Sendable`: the walker, the file workers and the calling thread
+/// share it. `summary` and `unreadablePaths` are changed under `statsLock`,
+/// `waitingFor` under `slotCondition`; `hardlinks`, `emittedAncestors` and
+/// `skippedRepository` belong to the walker thread (the caller reads
+/// `skippedRepository` after joining it), and `parentCursor` is set before the
+/// walker starts and used by it alone. The rest is `let`.
+public final class Backup: @unchecked Sendable {
+    /// `@unchecked Sendable`: a slot passes between three threads, one at a
+    /// time. The walker fills it before pushing it on `slots`/`jobs` (the
+    /// queues' mutex orders that); a file worker (or its `ChunkHandoff`
+    /// helper, joined before the worker goes on) fills `entry` and
+    /// `bytesRead`, then sets `done` under `slotCondition`; the manifest
+    /// writer reads them after seeing `done` under `slotCondition`.
+    final class Slot: @unchecked Sendable {
         var entry: ManifestEntry?
         var done = false
         var bytesRead: UInt64 = 0

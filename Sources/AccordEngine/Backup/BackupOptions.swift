@@ -44,7 +44,7 @@ public struct InlineFile: Sendable {
 }
 
 /// What a backup reads and how it records it.
-public struct BackupOptions {
+public struct BackupOptions: Sendable {
     /// Absolute path roots (files or directories).
     public var paths: [RawPath] = []
     public var commands: [CommandSource] = []
@@ -68,10 +68,11 @@ public struct BackupOptions {
     public var threads = defaultThreadCount
     public var compression: CompressionLevel?
     /// Called for each path that cannot be read. Return to skip it (the
-    /// snapshot records it), throw to abort the backup.
-    public var onError: (String, Error) throws -> Void = { _, _ in }
-    /// Called for non-fatal notes (skipped sockets, stale locks).
-    public var onWarning: (String) -> Void = { _ in }
+    /// snapshot records it), throw to abort the backup. Called from the
+    /// walker and the file workers, possibly at once.
+    public var onError: @Sendable (String, Error) throws -> Void = { _, _ in }
+    /// Called for non-fatal notes (skipped sockets, stale locks), from the walker thread.
+    public var onWarning: @Sendable (String) -> Void = { _ in }
     public var progress: Progress?
 
     public init() {}

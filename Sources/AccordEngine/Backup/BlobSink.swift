@@ -9,6 +9,11 @@ import AccordRuntime
 /// returns; then every pack is fsynced and renamed, and one index file
 /// naming them all is written. A crash before that leaves complete packs
 /// without an index (adopted by the next backup) and temporary files.
+///
+/// `@unchecked Sendable`: `inFlight`, the statistics, `finishedPacks` and
+/// every look-up in `repository.index` are under `lock`, `assembler` is under
+/// `packLock`; jobs cross in `queue`. `finish` reads `finishedPacks` after
+/// joining the compressors.
 public final class BlobSink: @unchecked Sendable {
     /// `base`: a blob the data probably resembles (the chunk it replaced in
     /// the parent's version of the stream); the compressor stores the data

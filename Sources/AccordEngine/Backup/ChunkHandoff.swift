@@ -59,6 +59,11 @@ struct ChunkAcceptor {
 /// are reused; at most `depth` batches wait, so memory stays flat.
 /// One helper keeps the chunks in stream order, which the chunk list and
 /// the delta bases (`ChunkAcceptor.next`) need.
+///
+/// `@unchecked Sendable`: `spares` is shared under `spareLock`; batches
+/// cross in `queue`; `current` belongs to the cutting thread; `acceptor`
+/// (with its `BlobSink.Batch`, which is not thread-safe) belongs to the
+/// helper from its start in `init` until `finish`/`abandon` joins it.
 final class ChunkHandoff: @unchecked Sendable {
     struct Piece { var bytes: [UInt8] = []; var ends: [Int] = [] }
 

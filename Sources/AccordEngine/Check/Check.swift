@@ -28,7 +28,11 @@ public struct CheckReport {
 /// Verifies a repository: config, every index file, every pack header
 /// against the index, every snapshot and its manifest, every referenced
 /// blob; with `readData`, every stored byte.
-public final class Check {
+///
+/// `@unchecked Sendable`: the `readData` threads change `report` only under
+/// that function's `lock` and read `usedBlobs`, which is set before they
+/// start; everything else runs on the calling thread.
+public final class Check: @unchecked Sendable {
     let repository: Repository
     let options: CheckOptions
     var report = CheckReport()

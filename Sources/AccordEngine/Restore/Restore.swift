@@ -46,7 +46,12 @@ public struct RestoreResult {
 /// holes stay holes. Hard links are made once their file
 /// exists; directory metadata (mode, owner, times) is applied last, deepest
 /// first, so writing into a read-only directory works.
-public final class Restore {
+///
+/// `@unchecked Sendable`: `write` runs a segment on its own threads, which
+/// use only `let`s (`options`, `repository`, `isRoot`); `result`,
+/// `linkTargets` and `restoredLinkTargets` (and `options.onError`) are used
+/// by the thread calling `run` alone.
+public final class Restore: @unchecked Sendable {
     let repository: Repository
     let options: RestoreOptions
     let lock = NSLock()

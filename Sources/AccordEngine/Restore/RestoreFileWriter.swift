@@ -14,7 +14,14 @@ import class AccordRuntime.Progress // over Foundation.Progress
 /// created, written and finished by the thread restoring that pack: one
 /// open. Other files are created empty up front (`createAll`) and finished
 /// after `writeAll` by the caller.
-final class RestoreFileWriter {
+///
+/// `@unchecked Sendable`: `failed` and `finishErrors` are under `lock`.
+/// `files`, `byPack` and `blobRefs` are built by one thread (`add`) before
+/// any worker starts and only read while workers run; a slot of `state` or
+/// `remaining` is written by the one thread that owns its file at that point
+/// (see each). A segment written on its own thread (`Restore.run`) is handed
+/// over at that thread's start and back at its join.
+final class RestoreFileWriter: @unchecked Sendable {
     struct FileTarget {
         var entry: ManifestEntry   // blobs removed once referenced
         /// Relative to the target (`RestoreTarget`).
@@ -128,7 +135,7 @@ final class RestoreFileWriter {
 
     /// Calls `body` for every file, on `threads` threads, 512 files at a time (so
     /// threads mostly work in different directories and do not queue on their locks).
-    func forEachFile(_ body: @escaping (Int32, FileTarget) -> Void) {
+    func forEachFile(_ body: @escaping @Sendable (Int32, FileTarget) -> Void) {
         let next = ManagedCounter()
         let workers = WorkerGroup()
         workers.spawn(max(1, threads), name: "restore-files") { [unowned self] _ in
@@ -158,7 +165,7 @@ final class RestoreFileWriter {
     /// Writes every blob. A solo file is created at its first write and
     /// finished by `finish` (given its descriptor) once its last blob is
     /// written. Files whose blobs could not be read are in `failed` afterwards.
-    func writeAll(finish: @escaping (FileTarget, Int32) throws -> Void) {
+    func writeAll(finish: @escaping @Sendable (FileTarget, Int32) throws -> Void) {
         allocateState()
         remaining = .allocate(capacity: files.count)
         for (i, f) in files.enumerated() { remaining[i] = f.blobCount }

@@ -18,7 +18,8 @@ import Glibc
 /// through: a path below one fails (`RestoreError.symlinkInPath`), and an
 /// entry in its place replaces it. Paths here are relative to the target
 /// (empty: the target itself) and canonical (`RestorePath.relative`).
-final class RestoreTarget {
+/// Immutable, so the restore threads share it.
+final class RestoreTarget: Sendable {
     let fd: Int32
     /// The target as given, for messages.
     let path: RawPath
