@@ -20,7 +20,8 @@ extension Sys {
     public static var hostname: String {
         var buffer = [CChar](repeating: 0, count: 256)
         Glibc.gethostname(&buffer, 255)
-        return String(cString: buffer)
+        let name = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return String(decoding: name, as: UTF8.self)
     }
 
     public static var userName: String {

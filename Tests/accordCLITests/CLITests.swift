@@ -140,7 +140,7 @@ final class CLITests: AccordTestCase {
         _ = try backup(root)
         XCTAssertEqual(try Sys.lstat(repo).permissions, 0o700)
         XCTAssertEqual(try Sys.lstat(repo + "/config").permissions, 0o600)
-        for p in try packFiles() { XCTAssertEqual(try Sys.lstat(p).permissions, 0o600, p) }
+        for p in packFiles() { XCTAssertEqual(try Sys.lstat(p).permissions, 0o600, p) }
     }
 
     func testFailingCommandSourceFailsBackupWithoutSnapshot() throws {
