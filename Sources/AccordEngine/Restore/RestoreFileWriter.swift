@@ -259,13 +259,20 @@ final class RestoreFileWriter: @unchecked Sendable {
         }
         keyed.sort { ($0.key, $0.group) < ($1.key, $1.group) }
         // Groups of nearly equal size can still meet; pull the next job of
-        // another group forward where a multi-pack file's jobs would touch.
+        // another group forward where a multi-pack file's jobs would touch,
+        // or, with none left after it, move the job back into the first gap
+        // between two jobs of other groups.
         var i = 1
         while i < keyed.count {
             let g = keyed[i].group
             if g != 0 && g == keyed[i - 1].group {
-                guard let j = keyed[(i + 1)...].firstIndex(where: { $0.group != g }) else { break }
-                keyed.insert(keyed.remove(at: j), at: i)
+                if let j = keyed[(i + 1)...].firstIndex(where: { $0.group != g }) {
+                    keyed.insert(keyed.remove(at: j), at: i)
+                } else if let p = (0..<i).first(where: { ($0 == 0 || keyed[$0 - 1].group != g) && keyed[$0].group != g }) {
+                    keyed.insert(keyed.remove(at: i), at: p)
+                } else {
+                    break
+                }
             }
             i += 1
         }
