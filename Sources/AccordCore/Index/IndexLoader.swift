@@ -19,7 +19,7 @@ struct IndexLoader {
     /// Reads index file `id`, which must hash to its name; gives its entries to `sink`.
     func load<S: IndexSink>(_ id: IndexID, into sink: inout S) throws {
         let name = id.hex
-        let path = (try? (backend as? LocalBackend)?.path(.index, name)) ?? backend.location + "/index/" + name
+        let path = backend.describe(.index, name)
         let size = Int(try backend.size(.index, name))
         var input = Input(backend: backend, name: name, path: path, size: size)
         do {

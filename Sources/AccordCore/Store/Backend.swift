@@ -20,6 +20,8 @@
 public protocol Backend: AnyObject, Sendable {
     /// A place to name in messages (a directory, a URL).
     var location: String { get }
+    /// Where object `name` of `kind` is, for messages only (a file path, a key).
+    func describe(_ kind: ObjectKind, _ name: String) -> String
     /// The names of every object of `kind`, in no particular order. Entries
     /// that are not valid names of that kind (temporary files) are left out.
     func list(_ kind: ObjectKind) throws -> [String]

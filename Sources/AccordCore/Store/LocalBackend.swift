@@ -41,6 +41,12 @@ public final class LocalBackend: Backend, @unchecked Sendable {
         return filePath(kind, name)
     }
 
+    /// The object's file for messages; a name that is not valid is shown
+    /// beside the repository, never joined into a path.
+    public func describe(_ kind: ObjectKind, _ name: String) -> String {
+        (try? path(kind, name)) ?? "\(kind) \(name.debugDescription) in \(location)"
+    }
+
     /// The file of an object whose name the caller has validated.
     private func filePath(_ kind: ObjectKind, _ name: String) -> String {
         switch kind {
