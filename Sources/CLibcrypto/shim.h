@@ -2,3 +2,5 @@
 #include <openssl/sha.h>
 #include <openssl/evp.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <openssl/kdf.h>

@@ -21,6 +21,15 @@ public final class GearTable: @unchecked Sendable {
         }
     }
 
+    /// A table of given words: an encrypted repository's, derived from its
+    /// key (FORMAT.md, "Encryption"), so its chunk boundaries depend on a secret.
+    public init(words given: [UInt64]) {
+        precondition(given.count == 256)
+        seed = 0
+        words = .allocate(capacity: 256)
+        for i in 0..<256 { words[i] = given[i] }
+    }
+
     deinit { words.deallocate() }
 
     public subscript(i: Int) -> UInt64 { words[i] }

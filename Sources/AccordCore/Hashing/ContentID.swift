@@ -41,6 +41,12 @@ public struct IndexID: ContentID {
     @inlinable public init(digest: ID) { self.digest = digest }
 }
 
+/// A key file's id and file name: the SHA-256 of the key file's bytes.
+public struct KeyID: ContentID {
+    public var digest: ID
+    @inlinable public init(digest: ID) { self.digest = digest }
+}
+
 extension ContentID {
     @inlinable public static var zero: Self { Self(digest: .zero) }
 

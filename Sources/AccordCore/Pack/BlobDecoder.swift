@@ -3,10 +3,11 @@ public enum BlobDecoder {
     /// Gives the bytes of a delta blob's base (a blob stored whole), verified.
     public typealias BaseReader = (BlobID) throws -> [UInt8]
 
-    /// Inflates (if compressed) or applies the delta, and checks SHA-256 == id.
+    /// Inflates (if compressed) or applies the delta, and checks SHA-256 == id
+    /// (with `idKey`, an encrypted repository's: HMAC-SHA256 under it == id).
     /// With `id` nil the hash is left to the caller. A delta blob needs `base`.
     public static func decode(stored: UnsafeRawBufferPointer, id: BlobID?, compression: BlobCompression, rawLength: Int,
-                              inflater: Inflater, into output: inout [UInt8], base: BaseReader? = nil) throws {
+                              inflater: Inflater, into output: inout [UInt8], base: BaseReader? = nil, idKey: HMACKey? = nil) throws {
         let shown = id ?? BlobID.zero
         // No chunk exceeds 64 MiB: a larger length is a damaged header, not a reason to allocate it.
         guard rawLength <= 64 << 20 else { throw BlobError.corrupt(shown, reason: "raw length \(rawLength) exceeds the 64 MiB chunk limit") }
@@ -36,7 +37,7 @@ public enum BlobDecoder {
             }
         }
         guard let id else { return }
-        let actual = output.withUnsafeBytes { BlobID(hashing: $0) }
+        let actual = output.withUnsafeBytes { b in idKey.map { BlobID(digest: $0.mac(b)) } ?? BlobID(hashing: b) }
         guard actual == id else { throw BlobError.corrupt(id, reason: "content hashes to \(actual.short)") }
     }
 

@@ -86,7 +86,9 @@ public enum PackFormat {
     }
 
     /// Decodes a header and checks it against the pack size.
-    public static func decodeHeader(_ header: UnsafeRawBufferPointer, packSize: Int) throws -> [PackEntry] {
+    /// `sealOverhead` is 28 in an encrypted repository (version 3), whose
+    /// stored blobs carry a nonce and a tag, else 0.
+    public static func decodeHeader(_ header: UnsafeRawBufferPointer, packSize: Int, sealOverhead: Int = 0) throws -> [PackEntry] {
         guard header.count >= 8, header.count + trailerSize <= packSize else { throw PackError.badHeaderLength(header.count, packSize: packSize) }
         let body = UnsafeRawBufferPointer(rebasing: header[0..<header.count - 4])
         var r = ByteReader(header, offset: header.count - 4)
@@ -106,8 +108,9 @@ public enum PackFormat {
             let raw = try r.u32()
             let storedLength = try r.u32()
             let id = try r.id(BlobID.self)
-            if comp == .none && raw != storedLength { throw PackError.lengthMismatch(id) }
-            if comp == .delta && storedLength <= 32 { throw PackError.lengthMismatch(id) }
+            if comp == .none && UInt64(raw) + UInt64(sealOverhead) != UInt64(storedLength) { throw PackError.lengthMismatch(id) }
+            if comp == .delta && Int(storedLength) <= 32 + sealOverhead { throw PackError.lengthMismatch(id) }
+            if comp == .zlib && Int(storedLength) < sealOverhead { throw PackError.lengthMismatch(id) }
             if raw > maxRawLength || storedLength > maxStoredLength { throw PackError.lengthMismatch(id) }   // no chunk is larger
             entries.append(PackEntry(id: id, type: type, compression: comp, rawLength: raw, storedLength: storedLength, offset: UInt32(offset)))
             offset += UInt64(storedLength)

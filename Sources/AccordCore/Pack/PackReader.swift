@@ -7,7 +7,9 @@ public enum PackReader {
     public typealias RangeReader = (_ offset: Int64, _ buffer: UnsafeMutableRawBufferPointer) throws -> Int
 
     /// Reads and decodes the header at the end of a pack of `size` bytes.
-    public static func readHeader(size: Int, read: RangeReader) throws -> [PackEntry] {
+    /// `sealOverhead`: bytes a stored blob carries beyond its version 2 form
+    /// (28 in an encrypted repository: a raw blob's stored length is then RawLength + 28).
+    public static func readHeader(size: Int, sealOverhead: Int = 0, read: RangeReader) throws -> [PackEntry] {
         guard size >= PackFormat.trailerSize + 8 else { throw PackError.truncatedPack(size: size) }
         var trailer = [UInt8](repeating: 0, count: PackFormat.trailerSize)
         let n = try trailer.withUnsafeMutableBytes { try read(Int64(size - PackFormat.trailerSize), $0) }
@@ -17,14 +19,14 @@ public enum PackReader {
         let start = size - PackFormat.trailerSize - headerLength
         let m = try header.withUnsafeMutableBytes { try read(Int64(start), $0) }
         guard m == headerLength else { throw PackError.truncatedPack(size: size) }
-        return try header.withUnsafeBytes { try PackFormat.decodeHeader($0, packSize: size) }
+        return try header.withUnsafeBytes { try PackFormat.decodeHeader($0, packSize: size, sealOverhead: sealOverhead) }
     }
 
     /// Decodes the header of a pack read whole (check's `--read-data`).
-    public static func decodeHeader(whole buf: UnsafeRawBufferPointer) throws -> [PackEntry] {
+    public static func decodeHeader(whole buf: UnsafeRawBufferPointer, sealOverhead: Int = 0) throws -> [PackEntry] {
         guard buf.count >= PackFormat.trailerSize + 8 else { throw PackError.truncatedPack(size: buf.count) }
         let hl = try PackFormat.decodeTrailer(UnsafeRawBufferPointer(rebasing: buf[(buf.count - PackFormat.trailerSize)...]), packSize: buf.count)
-        return try PackFormat.decodeHeader(UnsafeRawBufferPointer(rebasing: buf[(buf.count - PackFormat.trailerSize - hl)..<(buf.count - PackFormat.trailerSize)]), packSize: buf.count)
+        return try PackFormat.decodeHeader(UnsafeRawBufferPointer(rebasing: buf[(buf.count - PackFormat.trailerSize - hl)..<(buf.count - PackFormat.trailerSize)]), packSize: buf.count, sealOverhead: sealOverhead)
     }
 
     /// The base id a delta blob names: the first 32 of its stored bytes, read

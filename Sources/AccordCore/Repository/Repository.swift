@@ -27,25 +27,62 @@ public final class Repository: @unchecked Sendable {
     /// Has `loadIndex` run (`prepareForWriting` loads it only once)?
     public internal(set) var isIndexLoaded = false
 
-    init(layout: RepositoryLayout, config: RepositoryConfig) {
+    /// The keys of an encrypted repository (format version 3) opened with its
+    /// key; nil for a plain one, and for an encrypted one opened without its
+    /// key (`accord serve`, `check --without-key`), which can then move and
+    /// verify stored bytes but not read a blob or a snapshot.
+    public let crypto: RepositoryCrypto?
+    /// The key file that opened it, when encrypted.
+    public let usedKey: KeyID?
+
+    init(layout: RepositoryLayout, config: RepositoryConfig, crypto: RepositoryCrypto? = nil, usedKey: KeyID? = nil) {
         self.layout = layout
         self.config = config
+        self.crypto = crypto
+        self.usedKey = usedKey
         backend = LocalBackend(layout: layout)
-        gear = GearTable(seed: config.seed)
+        gear = crypto.map { GearTable(words: $0.gearWords) } ?? GearTable(seed: config.seed)
+    }
+
+    /// A blob's id: SHA-256 of its bytes, or in an encrypted repository their
+    /// HMAC under the id key (so ids do not reveal known content).
+    @inline(__always)
+    public func blobID(of data: UnsafeRawBufferPointer) -> BlobID {
+        if let crypto { return crypto.blobID(data) }
+        return BlobID(hashing: data)
     }
 
     // MARK: Opening
 
     /// Creates a new repository at `path` (directory 0700, files 0600).
+    /// With `key`, the repository is encrypted (format version 3) and `key`'s
+    /// passphrase wraps its new master key in its first key file.
     @discardableResult
-    public static func initialize(at path: String, compression: CompressionLevel = .default) throws -> Repository {
-        try initialize(at: path, config: RepositoryConfig.new(compression: compression))
+    public static func initialize(at path: String, compression: CompressionLevel = .default, key: KeySource? = nil) throws -> Repository {
+        try initialize(at: path, config: RepositoryConfig.new(compression: compression, encrypted: key != nil), key: key)
     }
 
     /// Creates a repository with a given config (a sync destination takes its
     /// source's, so both cut and name chunks alike). The config must be valid.
-    public static func initialize(at path: String, config: RepositoryConfig) throws -> Repository {
+    /// An encrypted config without a `mac` is a new repository: `key` gives
+    /// the passphrase of its first key file. One with a `mac` is a copy
+    /// (`accord serve`): created without the key; its key files arrive by sync.
+    public static func initialize(at path: String, config given: RepositoryConfig, key: KeySource? = nil) throws -> Repository {
         let layout = RepositoryLayout(root: path)
+        var config = given
+        var crypto: RepositoryCrypto?
+        var firstKey: (id: KeyID, bytes: [UInt8])?
+        if config.isEncrypted && config.mac == nil {
+            guard let key else { throw KeyError.noPassphrase(path) }
+            let passphrase = try key.passphrase()
+            let master = Crypto.randomBytes(RepositoryCrypto.masterKeySize)
+            let c = RepositoryCrypto(master: master, repositoryID: ID(hex: config.id)?.bytes ?? [])
+            config.mac = c.configMAC(config)
+            let file = try KeyFile.create(master: master, passphrase: passphrase, repository: config.id)
+            let bytes = try file.encode()
+            crypto = c
+            firstKey = (KeyID(hashing: bytes), bytes)
+        }
         try config.validate(repository: path, configPath: layout.configPath)
         if let st = try? Sys.stat(Array(path.utf8)) {
             guard st.isDirectory else { throw RepositoryError.notADirectory(path) }
@@ -54,40 +91,65 @@ public final class Repository: @unchecked Sendable {
         try Sys.mkdirs(Array(layout.root.utf8), mode: 0o700)
         try Sys.chmod(Array(layout.root.utf8), mode: 0o700)
         for d in layout.subdirectories { try Sys.mkdir(d, mode: 0o700) }
+        let backend = LocalBackend(layout: layout)
+        if let k = firstKey {
+            // The key file before the config: a config names an encrypted
+            // repository only once a key opens it.
+            try Sys.mkdir(layout.keyDirectory, mode: 0o700)
+            try k.bytes.withUnsafeBytes { try backend.write(.key, k.id.hex, $0) }
+        }
         guard try AtomicFile.create(try encodeJSON(config), at: layout.configPath, tmpDirectory: layout.tmpDirectory) else {
             // Another accord initialized it at the same moment: theirs stands.
+            if let k = firstKey { try? backend.delete(.key, k.id.hex) }
             throw RepositoryError.alreadyInitialized(path)
         }
-        return Repository(layout: layout, config: config)
+        if config.isEncrypted { try Sys.mkdir(layout.keyDirectory, mode: 0o700) }
+        return Repository(layout: layout, config: config, crypto: crypto, usedKey: firstKey?.id)
     }
 
     /// Opens an existing repository (or creates it when `create` is set and
     /// the path holds none). Loads the config; the index is loaded by the doors
     /// that need it (`openSnapshot`, `prepareForWriting`: RepositoryOpening.swift).
-    public static func open(at path: String, create: Bool = false) throws -> Repository {
+    ///
+    /// An encrypted repository is opened with `key` (its passphrase unwraps a
+    /// key file; the config's MAC is then checked), or, with `withoutKey`,
+    /// without it: stored bytes can then be moved and verified, not read. A
+    /// plain repository is refused when `key` is explicit (configured, not a
+    /// prompt): a config replaced by a plain one must not downgrade a client
+    /// that expects encryption. When `create` makes a new repository, it is
+    /// encrypted if `encryptNew` (with `key`).
+    public static func open(at path: String, create: Bool = false, key: KeySource? = nil, withoutKey: Bool = false,
+                            encryptNew: Bool = false) throws -> Repository {
         let layout = RepositoryLayout(root: path)
         let st: FileStatus
         do { st = try Sys.stat(Array(path.utf8)) } catch let e as SystemError where e.isNotFound {
-            if create { return try initializeOrOpen(at: path) }
+            if create { return try initializeOrOpen(at: path, key: key, encrypt: encryptNew) }
             throw RepositoryError.notARepository(path)
         }
         guard st.isDirectory else { throw RepositoryError.notADirectory(path) }
         let bytes: [UInt8]
         do { bytes = try AtomicFile.read(layout.configPath) } catch let e as SystemError where e.isNotFound {
             if create, (try? Sys.listDirectory(path))?.filter({ !$0.hasPrefix(".") && $0 != "restore" }).isEmpty ?? false {
-                return try initializeOrOpen(at: path)
+                return try initializeOrOpen(at: path, key: key, encrypt: encryptNew)
             }
             throw RepositoryError.notARepository(path)
         }
         let config = try RepositoryConfig.decode(bytes, repository: path, configPath: layout.configPath)
         for d in layout.subdirectories { try Sys.mkdir(d, mode: 0o700) }
-        return Repository(layout: layout, config: config)
+        guard config.isEncrypted else {
+            if let key, key.explicit { throw KeyError.plainRepository(path, source: key.description) }
+            return Repository(layout: layout, config: config)
+        }
+        if withoutKey { return Repository(layout: layout, config: config) }
+        guard let key else { throw KeyError.noPassphrase(path) }
+        let (crypto, used) = try unlock(layout: layout, config: config, key: key)
+        return Repository(layout: layout, config: config, crypto: crypto, usedKey: used)
     }
 
     /// First use by a backup: create, or open what a concurrent first backup created.
-    static func initializeOrOpen(at path: String) throws -> Repository {
-        do { return try initialize(at: path) } catch RepositoryError.alreadyInitialized {
-            return try open(at: path)
+    static func initializeOrOpen(at path: String, key: KeySource?, encrypt: Bool) throws -> Repository {
+        do { return try initialize(at: path, compression: .default, key: encrypt ? key : nil) } catch RepositoryError.alreadyInitialized {
+            return try open(at: path, key: key)
         }
     }
 
@@ -112,7 +174,17 @@ public final class Repository: @unchecked Sendable {
         guard SnapshotID(hashing: bytes) == id else {
             throw RepositoryError.snapshotCorrupt(path, reason: "content does not match its name")
         }
-        return try Snapshot.decode(bytes, name: path)
+        guard config.isEncrypted else { return try Snapshot.decode(bytes, name: path) }
+        guard let crypto else { throw RepositoryError.snapshotCorrupt(path, reason: "the repository is encrypted and was opened without its key") }
+        let opened: (time: Int64, json: [UInt8])
+        do { opened = try crypto.openSnapshot(bytes) } catch {
+            throw RepositoryError.snapshotCorrupt(path, reason: "it does not open under this repository's key (\(error)): it was changed, or belongs to another repository")
+        }
+        let s = try Snapshot.decode(opened.json, name: path)
+        guard s.time.seconds == opened.time else {
+            throw RepositoryError.snapshotCorrupt(path, reason: "its sealed time \(s.time.seconds) differs from its header's \(opened.time)")
+        }
+        return s
     }
 
     /// All readable snapshots, oldest first; unreadable ones are reported through `onError`.
@@ -127,7 +199,11 @@ public final class Repository: @unchecked Sendable {
     /// Writes a snapshot: the commit point of a backup. Durable on return.
     @discardableResult
     public func saveSnapshot(_ s: Snapshot) throws -> SnapshotID {
-        let bytes = try s.encode()
+        var bytes = try s.encode()
+        if config.isEncrypted {
+            guard let crypto else { throw KeyError.noPassphrase(layout.root) }
+            bytes = try crypto.sealSnapshot(json: bytes, time: s.time.seconds)
+        }
         let id = SnapshotID(hashing: bytes)
         try bytes.withUnsafeBytes { try backend.write(.snapshot, id.hex, $0) }
         return id

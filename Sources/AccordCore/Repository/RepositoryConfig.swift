@@ -33,6 +33,12 @@ public struct RepositoryConfig: Codable, Equatable, Sendable {
             return "field `packSize` is \(packSize): packSize \(packSize) is outside \(Self.packSizes.lowerBound) (64 KiB) ... \(Self.packSizes.upperBound) (1 GiB)"
         }
         if Timestamp(rfc3339: created) == nil { return "field `created` is \(show(created)); it must be an RFC 3339 UTC time like 2026-11-27T09:23:13Z" }
+        if version >= 3 {
+            if encryption != Self.encryptionAlgorithm { return "field `encryption` is \(encryption.map(show) ?? "missing"); a version 3 config must say \"\(Self.encryptionAlgorithm)\"" }
+            if !lowerHex(mac ?? "", 64) { return "field `mac` is \(mac.map(show) ?? "missing"); a version 3 config must carry 64 lowercase hex digits" }
+        } else if encryption != nil || mac != nil {
+            return "fields `encryption` and `mac` belong to version 3; this config says version \(version)"
+        }
         return nil
     }
 
@@ -71,10 +77,23 @@ public struct RepositoryConfig: Codable, Equatable, Sendable {
         return config
     }
 
-    /// Version 2 added delta blobs (compression 2); new repositories get it.
+    /// Version 2 added delta blobs (compression 2); new plain repositories get it.
     public static let currentVersion = 2
+    /// Version 3 is version 2 encrypted (FORMAT.md, "Encryption"); new encrypted repositories get it.
+    public static let encryptedVersion = 3
     /// Versions this accord reads (and writes, each in its own format).
-    public static let readableVersions = 1...2
+    public static let readableVersions = 1...3
+    /// The one sealing algorithm of version 3.
+    public static let encryptionAlgorithm = "aes-256-gcm"
+
+    /// Is this an encrypted repository (format version 3)?
+    public var isEncrypted: Bool { version >= 3 }
+
+    /// What the config's MAC covers (FORMAT.md, "config"): every field but `mac`, one per line.
+    public var canonicalText: String {
+        "accord config\nversion=\(version)\nid=\(id)\nchunkerSeed=\(chunkerSeed)\ncompression=\(compression.algorithm):\(compression.level)\n"
+            + "packSize=\(packSize)\ncreated=\(created)\nencryption=\(encryption ?? "none")\n"
+    }
 
     /// May blobs be stored as deltas (format version 2 and later)?
     public var allowsDeltaBlobs: Bool { version >= 2 }
@@ -89,17 +108,25 @@ public struct RepositoryConfig: Codable, Equatable, Sendable {
     public var packSize: Int
     /// Time of creation, RFC 3339.
     public var created: String
+    /// Version 3: the sealing algorithm, "aes-256-gcm"; absent in versions 1-2.
+    public var encryption: String?
+    /// Version 3: HMAC-SHA256 of `canonicalText` under the config key, hex; absent in versions 1-2.
+    public var mac: String?
 
     public struct Compression: Codable, Equatable, Sendable {
         public var algorithm: String   // "zlib"
         public var level: Int
     }
 
-    public static func new(compression: CompressionLevel = .default) -> RepositoryConfig {
-        RepositoryConfig(version: currentVersion, id: hexString(Sys.randomBytes(32)),
-                         chunkerSeed: hexString(Sys.randomBytes(8)),
+    /// A new config. An encrypted one (version 3) gets its `encryption` here
+    /// and its `mac` when the repository is created with its key; its
+    /// `chunkerSeed` is unused (the gear table comes from the key) and written as zeros.
+    public static func new(compression: CompressionLevel = .default, encrypted: Bool = false) -> RepositoryConfig {
+        RepositoryConfig(version: encrypted ? encryptedVersion : currentVersion, id: hexString(Sys.randomBytes(32)),
+                         chunkerSeed: encrypted ? String(repeating: "0", count: 16) : hexString(Sys.randomBytes(8)),
                          compression: Compression(algorithm: "zlib", level: Int(compression.level)),
-                         packSize: 16 << 20, created: Timestamp.now().rfc3339)
+                         packSize: 16 << 20, created: Timestamp.now().rfc3339,
+                         encryption: encrypted ? encryptionAlgorithm : nil, mac: nil)
     }
 
     public var seed: UInt64 { UInt64(chunkerSeed, radix: 16) ?? 0 }

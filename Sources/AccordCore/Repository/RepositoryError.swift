@@ -13,9 +13,12 @@ public enum RepositoryError: Error, CustomStringConvertible {
     case packUnreadable(PackID, reason: String)
     case locked(String)
     case manifestCorrupt(SnapshotID?, reason: String)
+    case encryptedWithoutKey(String)
 
     public var description: String {
         switch self {
+        case .encryptedWithoutKey(let p):
+            return "repository \(p) is encrypted and was opened without its key: give its passphrase (--password-file FILE or $ACCORD_PASSWORD_FILE)"
         case .notADirectory(let p):
             return "repository path \(p) exists but is not a directory: pass a directory with -d (or set ACCORD_REPOSITORY)"
         case .notARepository(let p):

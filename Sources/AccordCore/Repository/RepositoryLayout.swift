@@ -14,6 +14,8 @@ public struct RepositoryLayout: Sendable {
     public var snapshotDirectory: String { root + "/snapshots" }
     public var lockDirectory: String { root + "/locks" }
     public var tmpDirectory: String { root + "/tmp" }
+    /// Key files of an encrypted repository (format version 3).
+    public var keyDirectory: String { root + "/keys" }
     /// The 0-byte marker the original accord tool wrote after a complete backup.
     public var restoreMarkerPath: String { root + "/restore" }
 

@@ -89,7 +89,7 @@ extension Repository {
     /// A pack's header, read from its end.
     public func readPackHeader(_ id: PackID) throws -> [PackEntry] {
         let size = try packSize(id)
-        return try PackReader.readHeader(size: size) { try readPack(id, at: $0, into: $1) }
+        return try PackReader.readHeader(size: size, sealOverhead: sealOverhead) { try readPack(id, at: $0, into: $1) }
     }
 
     /// The base a delta blob at `offset` of `pack` names (its first 32 stored
@@ -156,12 +156,42 @@ extension Repository {
     /// whole or a window of it, a blob from a socket); a delta's base is read
     /// through this repository unless `base` says otherwise. With `id` nil
     /// the hash is left to the caller. The one caller of `BlobDecoder`.
+    /// In an encrypted repository the stored bytes are opened first (their
+    /// id is then required: it is bound into the seal).
     @inline(__always)
     public func decodeVerified(stored: UnsafeRawBufferPointer, id: BlobID?, compression: BlobCompression, rawLength: Int,
                                inflater: Inflater, into output: inout [UInt8], base: BlobDecoder.BaseReader? = nil) throws {
-        try BlobDecoder.decode(stored: stored, id: id, compression: compression, rawLength: rawLength, inflater: inflater, into: &output,
-                               base: compression != .delta ? nil : base ?? { try self.readBase($0, inflater: inflater) })
+        let baseReader: BlobDecoder.BaseReader? = compression != .delta ? nil : base ?? { try self.readBase($0, inflater: inflater) }
+        guard config.isEncrypted else {
+            try BlobDecoder.decode(stored: stored, id: id, compression: compression, rawLength: rawLength, inflater: inflater, into: &output,
+                                   base: baseReader)
+            return
+        }
+        guard let crypto else { throw RepositoryError.encryptedWithoutKey(layout.root) }
+        guard let id else { throw BlobError.corrupt(.zero, reason: "a sealed blob cannot be opened without its id") }
+        var plain: [UInt8] = []
+        try crypto.openBlob(stored, id: id, compression: compression, rawLength: rawLength, into: &plain)
+        try plain.withUnsafeBytes {
+            try BlobDecoder.decode(stored: $0, id: id, compression: compression, rawLength: rawLength, inflater: inflater, into: &output,
+                                   base: baseReader, idKey: crypto.idKey)
+        }
     }
+
+    /// Seals version 2 stored bytes for this repository: unchanged in a plain
+    /// one, `RepositoryCrypto.sealBlob` in an encrypted one (into `out`,
+    /// whose bytes `body` then gives). Every writer of new blobs calls this.
+    @inline(__always)
+    public func sealStored<R>(_ plain: UnsafeRawBufferPointer, id: BlobID, compression: BlobCompression, rawLength: Int,
+                              scratch out: inout [UInt8], body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        guard config.isEncrypted else { return try body(plain) }
+        guard let crypto else { throw RepositoryError.encryptedWithoutKey(layout.root) }
+        out.removeAll(keepingCapacity: true)
+        try crypto.sealBlob(plain, id: id, compression: compression, rawLength: rawLength, appendingTo: &out)
+        return try out.withUnsafeBytes { try body($0) }
+    }
+
+    /// Bytes a stored blob has beyond its version 2 form: the seal's nonce and tag in version 3.
+    public var sealOverhead: Int { config.isEncrypted ? AESGCMKey.overhead : 0 }
 
     /// Reads a delta blob's base: a blob stored whole (never itself a delta), verified.
     /// Readers that decode many blobs pass their own `inflater` (it is idle while

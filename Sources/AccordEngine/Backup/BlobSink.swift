@@ -124,7 +124,7 @@ public final class BlobSink: @unchecked Sendable {
 
     /// Hashes and stores a blob; returns its id.
     public func store(type: BlobType, data: UnsafeRawBufferPointer) throws -> BlobID {
-        let id = BlobID(hashing: data)
+        let id = repository.blobID(of: data)
         try store(id, type: type, data: data)
         return id
     }
@@ -132,7 +132,7 @@ public final class BlobSink: @unchecked Sendable {
     private func compressLoop() {
         let deflater = Deflater(level: level)
         let inflater = Inflater()
-        var out: [UInt8] = [], scratch: [UInt8] = [], baseBytes: [UInt8] = []
+        var out: [UInt8] = [], scratch: [UInt8] = [], baseBytes: [UInt8] = [], sealed: [UInt8] = []
         while let jobs = queue.pop() {
           for job in jobs where failure.value == nil {
             do {
@@ -147,9 +147,13 @@ public final class BlobSink: @unchecked Sendable {
                     comp = .delta
                     storedCount = out.count
                 }
-                let full: PackWriter? = try packLock.withLock {
-                    try (comp == .none ? job.data : out).withUnsafeBytes {
-                        try assembler.add(id: job.id, type: job.type, compression: comp, rawLength: job.data.count, stored: $0)
+                // Sealed (an encrypted repository) outside the pack lock, in parallel.
+                let full: PackWriter? = try (comp == .none ? job.data : out).withUnsafeBytes { plain in
+                    try repository.sealStored(plain, id: job.id, compression: comp, rawLength: job.data.count, scratch: &sealed) { stored in
+                        storedCount = stored.count
+                        return try packLock.withLock {
+                            try assembler.add(id: job.id, type: job.type, compression: comp, rawLength: job.data.count, stored: stored)
+                        }
                     }
                 }
                 // The fsync of a full pack happens outside the lock: the other

@@ -35,7 +35,7 @@ struct ChunkAcceptor {
     }
 
     mutating func accept(_ chunk: UnsafeRawBufferPointer) throws {
-        let id = BlobID(hashing: chunk)
+        let id = sink.repository.blobID(of: chunk)
         if parentIDs.isEmpty {
             try sink.store(id, type: .data, data: chunk, batch: batch)
         } else if let j = parentPosition[id.w0] {

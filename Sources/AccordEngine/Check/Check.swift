@@ -216,7 +216,7 @@ public final class Check: @unchecked Sendable {
             return (errors + ["pack \(pack) is truncated to \(bytes.count) bytes (no header left): its blobs are lost; run `accord repair index`"], [], UInt64(bytes.count))
         }
         let entries: [PackEntry]
-        do { entries = try bytes.withUnsafeBytes { try PackReader.decodeHeader(whole: $0) } } catch {
+        do { entries = try bytes.withUnsafeBytes { try PackReader.decodeHeader(whole: $0, sealOverhead: repository.sealOverhead) } } catch {
             // Fall back to the index's view of the pack to name damaged blobs.
             errors.append("pack \(pack): header is damaged (\(error))")
             return (errors, [], UInt64(bytes.count))

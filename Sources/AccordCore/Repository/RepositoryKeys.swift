@@ -1,0 +1,121 @@
+import AccordRuntime
+
+/// Where a passphrase comes from: a file, an environment variable, a
+/// command, a prompt. `passphrase` is called at most once, and only for an
+/// encrypted repository. `explicit` is true for a configured source (not a
+/// prompt): with one, a plain repository is refused (no downgrade).
+public struct KeySource: Sendable {
+    public var description: String
+    public var explicit: Bool
+    public var passphrase: @Sendable () throws -> [UInt8]
+
+    public init(description: String, explicit: Bool, passphrase: @escaping @Sendable () throws -> [UInt8]) {
+        self.description = description
+        self.explicit = explicit
+        self.passphrase = passphrase
+    }
+
+    /// A fixed passphrase (tests, and a passphrase read once and used twice).
+    public static func fixed(_ p: [UInt8], description: String = "a given passphrase", explicit: Bool = true) -> KeySource {
+        KeySource(description: description, explicit: explicit) { p }
+    }
+}
+
+/// Key files: unlocking an encrypted repository, and `accord key`.
+extension Repository {
+    /// At most this many key files are tried when opening (each costs one
+    /// scrypt): a repository stuffed with key files cannot stall an open.
+    public static let maxKeyFilesTried = 16
+
+    /// Reads the key files and unwraps the master key with `key`'s
+    /// passphrase, then checks the config's MAC under it.
+    static func unlock(layout: RepositoryLayout, config: RepositoryConfig, key: KeySource) throws -> (RepositoryCrypto, KeyID) {
+        let backend = LocalBackend(layout: layout)
+        let files = try readKeyFiles(backend).filter { $0.file.repository == config.id }
+        guard !files.isEmpty else { throw KeyError.noKeyFiles(layout.root) }
+        let passphrase = try key.passphrase()
+        var tried = 0
+        for (id, file) in files.prefix(maxKeyFilesTried) {
+            tried += 1
+            let master: [UInt8]
+            do { master = try file.unwrap(passphrase: passphrase) } catch KeyError.wrongPassphrase { continue }
+            let crypto = RepositoryCrypto(master: master, repositoryID: ID(hex: config.id)?.bytes ?? [])
+            guard let mac = config.mac, Crypto.constantTimeEqual(Array(mac.utf8), Array(crypto.configMAC(config).utf8)) else {
+                throw KeyError.configMAC(layout.configPath)
+            }
+            return (crypto, id)
+        }
+        throw KeyError.noKeyOpens(layout.root, tried: tried, source: key.description)
+    }
+
+    /// Every readable key file (verified against its name), sorted by creation time.
+    static func readKeyFiles(_ backend: LocalBackend, onError: (String, Error) -> Void = { _, _ in }) throws -> [(id: KeyID, file: KeyFile)] {
+        var out: [(KeyID, KeyFile)] = []
+        for name in try backend.list(.key) {
+            guard let id = KeyID(hex: name) else { continue }
+            do {
+                guard try backend.size(.key, name) <= Int64(KeyFile.maxFileSize) else {
+                    throw KeyError.unreadable(name, "it is larger than a key file can be (\(KeyFile.maxFileSize) bytes)")
+                }
+                let bytes = try backend.read(.key, name)
+                guard KeyID(hashing: bytes) == id else { throw KeyError.unreadable(name, "its content does not match its name") }
+                out.append((id, try KeyFile.decode(bytes, name: backend.describe(.key, name))))
+            } catch { onError(name, error) }
+        }
+        return out.sorted { ($0.1.created, $0.0.hex) < ($1.1.created, $1.0.hex) }
+    }
+
+    /// The repository's key files; unreadable ones go to `onError`.
+    public func keyFiles(onError: (String, Error) -> Void = { _, _ in }) throws -> [(id: KeyID, file: KeyFile)] {
+        try Self.readKeyFiles(backend, onError: onError)
+    }
+
+    private func requireKey() throws -> RepositoryCrypto {
+        guard config.isEncrypted else { throw KeyError.corrupt("repository \(layout.root) is not encrypted: it has no keys") }
+        guard let crypto else { throw KeyError.noPassphrase(layout.root) }
+        return crypto
+    }
+
+    /// Adds a key file wrapping the master key under `passphrase`. Durable on return.
+    @discardableResult
+    public func addKey(passphrase: [UInt8]) throws -> KeyID {
+        let crypto = try requireKey()
+        let bytes = try KeyFile.create(master: crypto.master, passphrase: passphrase, repository: config.id).encode()
+        let id = KeyID(hashing: bytes)
+        try Sys.mkdir(layout.keyDirectory, mode: 0o700)
+        try bytes.withUnsafeBytes { try backend.write(.key, id.hex, $0) }
+        return id
+    }
+
+    /// Resolves a key file id or unique prefix.
+    public func resolveKey(_ spec: String) throws -> KeyID {
+        let lower = spec.lowercased()
+        let matches = try backend.list(.key).filter { !lower.isEmpty && $0.hasPrefix(lower) }.compactMap(KeyID.init(hex:))
+        guard matches.count == 1 else { throw KeyError.keyNotFound(spec) }
+        return matches[0]
+    }
+
+    /// Removes a key file; refuses to remove the last readable one of this
+    /// repository (the data would be lost with it). Durable on return.
+    public func removeKey(_ id: KeyID) throws {
+        _ = try requireKey()
+        let own = try keyFiles().filter { $0.file.repository == config.id }
+        guard own.contains(where: { $0.id == id }) || (try? backend.size(.key, id.hex)) != nil else { throw KeyError.keyNotFound(id.hex) }
+        guard own.contains(where: { $0.id != id }) else { throw KeyError.lastKey(id.short) }
+        try backend.delete(.key, id.hex)
+    }
+
+    /// Writes a key file made elsewhere (sync carries them to a DR copy):
+    /// its bytes must be a readable key file of this repository.
+    public func storeKeyFile(_ bytes: [UInt8]) throws -> KeyID {
+        let id = KeyID(hashing: bytes)
+        let file = try KeyFile.decode(bytes, name: "key file \(id.short)")
+        guard file.repository == config.id else { throw KeyError.unreadable(id.short, "it belongs to repository \(file.repository.prefix(8)), not \(config.id.prefix(8))") }
+        try Sys.mkdir(layout.keyDirectory, mode: 0o700)
+        if (try? backend.size(.key, id.hex)) == nil { try bytes.withUnsafeBytes { try backend.write(.key, id.hex, $0) } }
+        return id
+    }
+
+    /// The master key, for a paper backup (`accord key export`).
+    public func exportMasterKey() throws -> [UInt8] { try requireKey().master }
+}
