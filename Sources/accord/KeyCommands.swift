@@ -71,7 +71,7 @@ struct Key: ParsableCommand {
 
         func run() throws {
             let repository = try openEncrypted(repo)
-            let target = try resolveKey(id, in: repository)
+            let target = try repository.resolveKey(id)
             if target == repository.usedKey {
                 throw ValidationError("key \(target.short) is the one that opened \(repo.path): open it with another passphrase to remove this one (or use `accord key passwd` to change it)")
             }
@@ -143,19 +143,6 @@ func openEncrypted(_ repo: RepositoryOptions) throws -> Repository {
         throw RepositoryOpenError("\(repo.path) is a plain repository (format version \(repository.config.version)): it has no keys; `accord init` creates an encrypted one")
     }
     return repository
-}
-
-/// A key id from a full id or a unique prefix.
-func resolveKey(_ text: String, in repository: Repository) throws -> KeyID {
-    let ids = try repository.keyFiles().map(\.id)
-    let lower = text.lowercased()
-    let matches = lower.isEmpty ? [] : ids.filter { $0.hex.hasPrefix(lower) }
-    guard matches.count == 1 else {
-        let known = ids.map(\.short).joined(separator: ", ")
-        throw ValidationError(matches.isEmpty ? "no key \(escapedText(text)) in \(repository.layout.root) (its keys: \(known))"
-                                              : "\(escapedText(text)) names \(matches.count) keys; give more of the id")
-    }
-    return matches[0]
 }
 
 func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }

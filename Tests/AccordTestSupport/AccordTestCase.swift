@@ -197,8 +197,9 @@ open class AccordTestCase: XCTestCase {
 
     /// Runs a command that must succeed (exit 0, no signal), failing the test with its output otherwise.
     @discardableResult
-    public func accordOK(_ args: [String], timeout: Double = 240, file: StaticString = #filePath, line: UInt = #line) throws -> CommandResult {
-        let r = try accord(args, timeout: timeout)
+    public func accordOK(_ args: [String], environment: [String: String] = [:], timeout: Double = 240,
+                         file: StaticString = #filePath, line: UInt = #line) throws -> CommandResult {
+        let r = try accord(args, environment: environment, timeout: timeout)
         XCTAssertTrue(r.ok, "accord \(args.joined(separator: " ")) failed:\n\(r)", file: file, line: line)
         return r
     }

@@ -93,12 +93,12 @@ final class EncryptedCLITests: AccordTestCase {
         let badOption = try accord(["init", "-d", scratch.sub("bad2"), "--encryption", "rot13"])
         XCTAssertEqual(badOption.status, 64, "\(badOption)")
         XCTAssertTrue(badOption.stderr.contains("--encryption rot13"), "\(badOption)")
-        XCTAssertFalse(pathExists(scratch.sub("bad")) || pathExists(scratch.sub("bad2")), "a refused init created a repository")
+        XCTAssertFalse(Files.exists(scratch.sub("bad")) || Files.exists(scratch.sub("bad2")), "a refused init created a repository")
         // Asking for a plain repository while a passphrase is configured is a contradiction.
         let both = try accord(["init", "-d", scratch.sub("both"), "--encryption", "none", "--password-file", file])
         XCTAssertEqual(both.status, 1, "\(both)")
         XCTAssertTrue(both.stderr.contains("--encryption none") && both.stderr.contains("--password-file"), "\(both)")
-        XCTAssertFalse(pathExists(scratch.sub("both")))
+        XCTAssertFalse(Files.exists(scratch.sub("both")))
     }
 
     // MARK: Wrong and missing passphrases
@@ -119,7 +119,7 @@ final class EncryptedCLITests: AccordTestCase {
             XCTAssertFalse(r.output.contains("not the passphrase"), "\(args[0]) printed the passphrase:\n\(r)")
         }
         XCTAssertEqual(try repositoryFiles(), before, "a command with a wrong passphrase changed the repository")
-        XCTAssertFalse(pathExists(target), "a restore with a wrong passphrase created its target")
+        XCTAssertFalse(Files.exists(target), "a restore with a wrong passphrase created its target")
     }
 
     func testMissingSourceWithoutTerminalIsAClearError() throws {
