@@ -199,7 +199,7 @@ struct RepositoryOptions: ParsableArguments {
         // A missing default key file is not a passphrase configured: the AE5 flow creates it only for an encrypted repository.
         let configured = origin.file.map { if case .defaultFile = origin { return pathExists($0) } else { return true } } ?? (origin != .prompt)
         if !encrypted, configured {
-            throw ValidationError("\(why) asks for a plain repository, but a passphrase is configured (\(origin.description)), and a client with a passphrase refuses a plain repository: drop one of the two")
+            throw CommandFailure("\(why) asks for a plain repository, but a passphrase is configured (\(origin.description)), and a client with a passphrase refuses a plain repository: drop one of the two")
         }
         if encrypted, ae5, let file = origin.file, case .defaultFile = origin, !pathExists(file) {
             try Passphrase.createKeyFile(file, repository: path)
@@ -224,7 +224,7 @@ struct RepositoryOptions: ParsableArguments {
         if let o = option { return (o != "none", "--encryption \(o)") }
         if let e = Sys.environment(Passphrase.encryptionVariable), !e.isEmpty {
             guard Passphrase.encryptions.contains(e) else {
-                throw ValidationError("$\(Passphrase.encryptionVariable)=\(e) is not one of \(Passphrase.encryptions.joined(separator: ", "))")
+                throw CommandFailure("$\(Passphrase.encryptionVariable)=\(e) is not one of \(Passphrase.encryptions.joined(separator: ", "))")
             }
             return (e != "none", "$\(Passphrase.encryptionVariable)=\(e)")
         }

@@ -73,7 +73,7 @@ struct Key: ParsableCommand {
             let repository = try openEncrypted(repo)
             let target = try repository.resolveKey(id)
             if target == repository.usedKey {
-                throw ValidationError("key \(target.short) is the one that opened \(repo.path): open it with another passphrase to remove this one (or use `accord key passwd` to change it)")
+                throw CommandFailure("key \(target.short) is the one that opened \(repo.path): open it with another passphrase to remove this one (or use `accord key passwd` to change it)")
             }
             try withLock(repository, exclusive: true, command: "key remove") { try repository.removeKey(target) }
             print("removed key \(target.short)")
@@ -87,7 +87,7 @@ struct Key: ParsableCommand {
 
         func run() throws {
             let repository = try openEncrypted(repo)
-            guard let old = repository.usedKey else { throw RepositoryOpenError("\(repo.path): no key file opened it") }
+            guard let old = repository.usedKey else { throw CommandFailure("\(repo.path): no key file opened it") }
             let passphrase = try new.read(repository: repo.path)
             let id = try withLock(repository, exclusive: true, command: "key passwd") { () -> KeyID in
                 let id = try repository.addKey(passphrase: passphrase)
@@ -131,7 +131,8 @@ struct NewPassphraseOptions: ParsableArguments {
     }
 }
 
-struct RepositoryOpenError: Error, CustomStringConvertible {
+/// A command's own failure (exit status 1, not the usage error 64 of `ValidationError`).
+struct CommandFailure: Error, CustomStringConvertible {
     var description: String
     init(_ d: String) { description = d }
 }
@@ -140,7 +141,7 @@ struct RepositoryOpenError: Error, CustomStringConvertible {
 func openEncrypted(_ repo: RepositoryOptions) throws -> Repository {
     let repository = try repo.open()
     guard repository.config.isEncrypted else {
-        throw RepositoryOpenError("\(repo.path) is a plain repository (format version \(repository.config.version)): it has no keys; `accord init` creates an encrypted one")
+        throw CommandFailure("\(repo.path) is a plain repository (format version \(repository.config.version)): it has no keys; `accord init` creates an encrypted one")
     }
     return repository
 }

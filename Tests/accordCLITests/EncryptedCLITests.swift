@@ -59,12 +59,12 @@ final class EncryptedCLITests: AccordTestCase {
         let expected = try listTree(root, .modesTimesAndContent)
         _ = try backup([root])
         try assertRestores("latest", root: root, expected: expected, "encrypted round trip (password file)")
+        try assertCheckPasses(readData: true, "check of an encrypted repository")
         // Through --password-file as well as $ACCORD_PASSWORD_FILE.
         accordEnvironment.removeValue(forKey: "ACCORD_PASSWORD_FILE")
         let target = scratch.sub("restored-option")
         try accordOK(["restore", "-d", repo, "--password-file", file, "latest", "--target", target, "-q"])
         assertSameTree(expected, try listTree(target + root, .modesTimesAndContent), "restore with --password-file")
-        try assertCheckPasses(readData: true, "check of an encrypted repository")
         // No stored file holds the plaintext of a known file.
         let marker = Array("the-plaintext-marker-7f3a91c2".utf8)
         for (name, bytes) in try repositoryFiles() {
