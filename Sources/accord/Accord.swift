@@ -185,23 +185,33 @@ struct RepositoryOptions: ParsableArguments {
     func open(create: Bool = false, ae5: Bool = false, encryption: String? = nil) throws -> Repository {
         Sys.umask(0o077)
         if create, isVacant { return try createRepository(ae5: ae5, encryption: encryption, compression: .default, racing: true) }
-        return try Repository.open(at: path, key: Passphrase.source(try keyOrigin(ae5: ae5), repository: path))
+        var origin = try keyOrigin(ae5: ae5)
+        // A default key file that does not exist configures nothing: a plain repository opens.
+        if case .defaultFile(let f) = origin, !pathExists(f) { origin = .prompt }
+        return try Repository.open(at: path, key: Passphrase.source(origin, repository: path))
     }
 
     /// Creates a repository: encrypted unless `encryption` (else $ACCORD_ENCRYPTION,
-    /// else the settings' repository.encryption) says none. An AE5 flow with no
-    /// passphrase configured creates the default key file first. `racing`: a
+    /// else the settings' repository.encryption) says none. An AE5 flow whose
+    /// key file (the settings' password-file, else /etc/accord/repository.key)
+    /// is missing creates it first. `racing`: a
     /// backup's first use, where a concurrent first backup may have created it.
     func createRepository(ae5: Bool, encryption: String?, compression: CompressionLevel, racing: Bool = false) throws -> Repository {
         Sys.umask(0o077)
         let (encrypted, why) = try Self.encryption(encryption)
         let origin = try keyOrigin(ae5: ae5)
-        // A missing default key file is not a passphrase configured: the AE5 flow creates it only for an encrypted repository.
-        let configured = origin.file.map { if case .defaultFile = origin { return pathExists($0) } else { return true } } ?? (origin != .prompt)
+        // The AE5 flows' key file (the settings' password-file, else the default)
+        // counts only once it exists: they create it for an encrypted repository.
+        var nodeKeyFile: String?
+        switch origin {
+        case .settings(let f, _) where ae5, .defaultFile(let f): nodeKeyFile = f
+        default: break
+        }
+        let configured = nodeKeyFile.map(pathExists) ?? (origin != .prompt)
         if !encrypted, configured {
             throw CommandFailure("\(why) asks for a plain repository, but a passphrase is configured (\(origin.description)), and a client with a passphrase refuses a plain repository: drop one of the two")
         }
-        if encrypted, ae5, let file = origin.file, case .defaultFile = origin, !pathExists(file) {
+        if encrypted, let file = nodeKeyFile, !pathExists(file) {
             try Passphrase.createKeyFile(file, repository: path)
         }
         let config = RepositoryConfig.new(compression: compression, encrypted: encrypted)

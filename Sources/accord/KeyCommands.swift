@@ -33,7 +33,7 @@ struct Key: ParsableCommand {
             let repository = try openEncrypted(repo)
             let keys = try repository.keyFiles()
             let used = repository.usedKey
-            if !json { print("  ID        CREATED                    HOST             USER       KDF") }
+            if !json { print("  ID       CREATED              HOST             USER       KDF") }
             for (id, f) in keys {
                 if json {
                     let o: [String: Any] = ["id": id.hex, "inUse": id == used, "created": f.created, "host": f.host, "username": f.username,
@@ -41,7 +41,7 @@ struct Key: ParsableCommand {
                     if let d = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) { print(String(decoding: d, as: UTF8.self)) }
                     continue
                 }
-                let cols = [id == used ? "*" : " ", id.short, pad(f.created, 26), pad(f.host, 16), pad(f.username, 10),
+                let cols = [id == used ? "*" : " ", id.short, pad(f.created.prefix(19).replacingOccurrences(of: "T", with: " "), 20), pad(f.host, 16), pad(f.username, 10),
                             "\(f.kdf.algorithm) N=\(f.kdf.N) r=\(f.kdf.r) p=\(f.kdf.p)"]
                 print(escapedText(cols.joined(separator: " ")))
             }

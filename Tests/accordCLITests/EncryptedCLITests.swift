@@ -222,4 +222,48 @@ final class EncryptedCLITests: AccordTestCase {
         XCTAssertEqual(try repositoryFiles(), before)
         XCTAssertTrue(try accord(["snapshots", "list", "-d", repo]).ok, "without a passphrase the plain repository still opens")
     }
+    // MARK: The AE5 flows' key file
+
+    /// A plan backup (an AE5 flow) that creates an encrypted repository with no
+    /// passphrase configured creates the node's key file (0600, its directory
+    /// 0700), says loudly where it is, and uses it from then on; a plain
+    /// backup never creates one, and without a source creates nothing.
+    func testPlanBackupCreatesTheNodeKeyFileOnce() throws {
+        let store = scratch.sub("store")
+        try Files.mkdir(store)
+        try Files.write(store + "/object", Array("stored object\n".utf8))
+        let plan = scratch.sub("plan.yaml")
+        try Files.write(plan, Array("base: ae5-repos\nname: keytest\nstorage:\n  root: \(store)\ndumps: []\n".utf8))
+        let etc = scratch.sub("etc-accord")
+        try Files.mkdir(etc)
+        chmod(etc, 0o755)
+        let keyFile = etc + "/keys/repository.key", settings = etc + "/accord.yaml"
+        try Files.write(settings, Array("repository:\n  password-file: \(keyFile)\n".utf8))
+        let env = ["ACCORD_SETTINGS": settings, "ACCORD_ENCRYPTION": "", "ACCORD_SCRYPT_N": "16384"]
+
+        // Not an AE5 flow: no key file is made, and without a source nothing at all.
+        let plainFlow = try accord(["backup", "-d", repo, store], environment: env)
+        XCTAssertEqual(plainFlow.status, 1, "\(plainFlow)")
+        XCTAssertTrue(plainFlow.stderr.contains(keyFile), "\(plainFlow)")
+        XCTAssertFalse(Files.exists(keyFile) || Files.exists(repo), "a backup outside the AE5 flows made a key file or a repository")
+
+        let first = try accord(["backup", "-d", repo, "--plan", plan], environment: env)
+        XCTAssertTrue(first.ok, "\(first)")
+        XCTAssertTrue(first.stderr.contains("created the key file \(keyFile)") && first.stderr.contains("OFF this node"), "not loud enough:\n\(first)")
+        let st = try Sys.stat(Array(keyFile.utf8)), dir = try Sys.stat(Array((etc + "/keys").utf8))
+        XCTAssertEqual(st.permissions, 0o600)
+        XCTAssertEqual(dir.permissions, 0o700)
+        let passphrase = try Files.read(keyFile)
+        XCTAssertEqual(passphrase.count, 65, "32 random bytes as hex and a newline")
+        XCTAssertFalse(first.output.contains(String(decoding: passphrase.dropLast(), as: UTF8.self)), "the passphrase was printed")
+        XCTAssertEqual(try config()["encryption"] as? String, "aes-256-gcm")
+
+        let second = try accord(["backup", "-d", repo, "--plan", plan], environment: env)
+        XCTAssertTrue(second.ok, "\(second)")
+        XCTAssertFalse(second.stderr.contains("created the key file"), "\(second)")
+        XCTAssertEqual(try Files.read(keyFile), passphrase, "the key file was replaced")
+        XCTAssertEqual(snapshotNames().count, 2)
+        // Every command reads it through the settings file.
+        XCTAssertTrue(try accord(["snapshots", "list", "-d", repo], environment: env).ok)
+    }
 }
