@@ -17,6 +17,13 @@ public enum Frame: Equatable, Sendable {
     /// Blobs as stored, several to a frame. Each names its position in the last
     /// `have`; ids are not sent: the server hashes the content and checks the prefix.
     case blobs([SyncBlob])
+    /// An encrypted repository's blobs (protocol 2): sealed bytes as stored, each
+    /// with its full id (an HMAC a keyless server cannot compute) and the
+    /// SHA-256 of those bytes, which the server checks on receipt.
+    case sealedBlobs([SealedSyncBlob])
+    /// One key file's bytes (encrypted repositories), answered by `keyOK`.
+    case keyFile([UInt8])
+    case keyOK(KeyID)
     case flush
     case flushed(packs: UInt32, blobs: UInt32)
     case snapshot([UInt8])
@@ -28,9 +35,14 @@ public enum Frame: Equatable, Sendable {
     case bye
     case error(code: UInt16, message: String)
 
-    public static let protocolVersion: UInt16 = 1
-    /// Largest frame accepted: a 64 MiB blob plus its header.
-    public static let maxLength = (64 << 20) + 64
+    public static let protocolVersion: UInt16 = 2
+    /// Largest frame accepted: a 64 MiB sealed blob (stored raw: + 28 bytes of
+    /// nonce and tag) plus its entry header of up to 79 bytes.
+    public static let maxLength = (64 << 20) + 256
+    /// Largest `blobs` frame: a 64 MiB blob plus its header.
+    public static let maxPlainBlobsLength = (64 << 20) + 64
+    /// Key files a session may send (a repository has a few; each is stored).
+    public static let maxKeyFilesPerSession = 64
     /// Ids per `have`/`missing` frame.
     public static let maxBatch = 8192
     /// Largest raw (uncompressed) length of a blob: no chunk the format permits is larger
@@ -48,7 +60,9 @@ public enum Frame: Equatable, Sendable {
     /// as soon as the kind byte has arrived, before the rest is buffered.
     public static func maxLength(of kind: Kind) -> Int {
         switch kind {
-        case .blob, .snapshotList: return maxLength
+        case .blob, .snapshotList: return maxPlainBlobsLength
+        case .sealedBlob: return maxLength
+        case .keyFile: return 1 + KeyFile.maxFileSize
         case .snapshot: return 1 + maxSnapshotLength
         case .hello: return 5 + maxSmallPayload
         case .helloOK: return 3 + maxSmallPayload
@@ -56,13 +70,13 @@ public enum Frame: Equatable, Sendable {
         case .have: return 5 + 8 * maxBatch
         case .missing: return 5 + (maxBatch + 7) / 8
         // Fixed-size kinds: a little room, so that extra bytes read as "trailing bytes".
-        case .flushed, .snapshotOK, .flush, .listSnapshots, .placeMarker, .markerOK, .bye: return 64
+        case .flushed, .snapshotOK, .keyOK, .flush, .listSnapshots, .placeMarker, .markerOK, .bye: return 64
         }
     }
 
     public enum Kind: UInt8, Sendable {
         case hello = 1, helloOK, have, missing, blob, flush, flushed, snapshot, snapshotOK
-        case listSnapshots, snapshotList, placeMarker, markerOK, bye
+        case listSnapshots, snapshotList, placeMarker, markerOK, bye, sealedBlob, keyFile, keyOK
         case error = 0x7f
     }
 
@@ -78,6 +92,9 @@ public enum Frame: Equatable, Sendable {
         case .have: return .have
         case .missing: return .missing
         case .blobs: return .blob
+        case .sealedBlobs: return .sealedBlob
+        case .keyFile: return .keyFile
+        case .keyOK: return .keyOK
         case .flush: return .flush
         case .flushed: return .flushed
         case .snapshot: return .snapshot
@@ -110,6 +127,14 @@ public enum Frame: Equatable, Sendable {
                 w.u16(b.index); w.u8(b.type.rawValue << 4 | b.compression.rawValue)
                 w.varint(UInt64(b.rawLength)); w.varint(UInt64(b.stored.count)); w.raw(b.stored)
             }
+        case .sealedBlobs(let list):
+            w.u16(UInt16(list.count))
+            for b in list {
+                w.u16(b.index); w.u8(b.type.rawValue << 4 | b.compression.rawValue); w.varint(UInt64(b.rawLength))
+                w.id(b.id); w.raw(b.storedHash.bytes); w.varint(UInt64(b.stored.count)); w.raw(b.stored)
+            }
+        case .keyFile(let bytes): w.raw(bytes)
+        case .keyOK(let id): w.id(id)
         case .flushed(let p, let b): w.u32(p); w.u32(b)
         case .snapshot(let json): w.raw(json)
         case .snapshotOK(let id): w.id(id)
@@ -153,17 +178,25 @@ public enum Frame: Equatable, Sendable {
             case .blob:
                 let n = Int(try r.u16())
                 var list: [SyncBlob] = []
-                for _ in 0..<n {
-                    let index = try r.u16()
-                    let tc = try r.u8()
-                    guard let t = BlobType(rawValue: tc >> 4) else { throw ProtocolError.malformed(kind, "unknown blob type") }
-                    guard let c = BlobCompression(rawValue: tc & 0xf) else { throw ProtocolError.malformed(kind, "unknown compression") }
-                    let raw = try r.varint()
-                    guard raw <= UInt64(maxBlobLength) else { throw ProtocolError.malformed(kind, "blob \(list.count) claims a raw length of \(raw) bytes, above the \(maxBlobLength)-byte chunk limit") }
+                for i in 0..<n {
+                    let (index, t, c, raw) = try entryHeader(&r, kind, i)
                     let stored = try r.count(max: r.remaining)
-                    list.append(SyncBlob(index: index, type: t, compression: c, rawLength: UInt32(raw), stored: try r.raw(stored)))
+                    list.append(SyncBlob(index: index, type: t, compression: c, rawLength: raw, stored: try r.raw(stored)))
                 }
                 return try end(.blobs(list))
+            case .sealedBlob:
+                let n = Int(try r.u16())
+                var list: [SealedSyncBlob] = []
+                for i in 0..<n {
+                    let (index, t, c, raw) = try entryHeader(&r, kind, i)
+                    let id: BlobID = try r.id()
+                    let hash = try r.rawID()
+                    let stored = try r.count(max: r.remaining)
+                    list.append(SealedSyncBlob(index: index, type: t, compression: c, rawLength: raw, id: id, storedHash: hash, stored: try r.raw(stored)))
+                }
+                return try end(.sealedBlobs(list))
+            case .keyFile: return .keyFile(try rest())
+            case .keyOK: return try end(.keyOK(try r.id()))
             case .flush: return try end(.flush)
             case .flushed: return try end(.flushed(packs: try r.u32(), blobs: try r.u32()))
             case .snapshot: return .snapshot(try rest())
@@ -177,6 +210,18 @@ public enum Frame: Equatable, Sendable {
         } catch let e as DecodeError {
             throw ProtocolError.malformed(kind, "\(e)")
         }
+    }
+
+    /// A `blobs`/`sealedBlobs` entry's Index, Type·16 + Compression and RawLength
+    /// (at most `maxBlobLength`, checked before anything is allocated).
+    static func entryHeader(_ r: inout ByteReader, _ kind: Kind, _ i: Int) throws -> (UInt16, BlobType, BlobCompression, UInt32) {
+        let index = try r.u16()
+        let tc = try r.u8()
+        guard let t = BlobType(rawValue: tc >> 4) else { throw ProtocolError.malformed(kind, "unknown blob type") }
+        guard let c = BlobCompression(rawValue: tc & 0xf) else { throw ProtocolError.malformed(kind, "unknown compression") }
+        let raw = try r.varint()
+        guard raw <= UInt64(maxBlobLength) else { throw ProtocolError.malformed(kind, "blob \(i) claims a raw length of \(raw) bytes, above the \(maxBlobLength)-byte chunk limit") }
+        return (index, t, c, UInt32(raw))
     }
 }
 
@@ -205,6 +250,22 @@ public struct SyncBlob: Equatable, Sendable {
     public var stored: [UInt8]
     public init(index: UInt16, type: BlobType, compression: BlobCompression, rawLength: UInt32, stored: [UInt8]) {
         self.index = index; self.type = type; self.compression = compression; self.rawLength = rawLength; self.stored = stored
+    }
+}
+
+/// One blob inside a `sealedBlobs` frame: its full id and the SHA-256 of its stored bytes travel with it.
+public struct SealedSyncBlob: Equatable, Sendable {
+    public var index: UInt16
+    public var type: BlobType
+    public var compression: BlobCompression
+    public var rawLength: UInt32
+    public var id: BlobID
+    /// SHA-256 of `stored`.
+    public var storedHash: ID
+    public var stored: [UInt8]
+    public init(index: UInt16, type: BlobType, compression: BlobCompression, rawLength: UInt32, id: BlobID, storedHash: ID, stored: [UInt8]) {
+        self.index = index; self.type = type; self.compression = compression; self.rawLength = rawLength
+        self.id = id; self.storedHash = storedHash; self.stored = stored
     }
 }
 

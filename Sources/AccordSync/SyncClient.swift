@@ -10,13 +10,19 @@ public struct SyncStats: Sendable {
     public var payloadBytes: UInt64 = 0
     public var wireBytesSent: UInt64 = 0
     public var wireBytesReceived: UInt64 = 0
+    /// Key files sent (encrypted repositories: all of them, every session).
+    public var keyFiles = 0
     public var seconds: Double = 0
 }
 
 /// The sending side of a sync: asks the destination which blobs it lacks,
 /// in batches, and streams those as stored (no recompression), then the snapshot.
+/// An encrypted repository's blobs travel sealed (`sealedBlobs`), with their
+/// ids and the SHA-256 of their stored bytes; its key files travel too
+/// (SyncClientSealed.swift). The client needs the key: it reads the snapshots.
 ///
 ///     hello → helloOK
+///     (keyFile → keyOK)*                  encrypted repositories: every key file
 ///     for each snapshot (oldest first):
 ///         (have → missing, then blob*)*   pipelined, one round trip per batch of ids
 ///         flush → flushed                 blobs durable on the destination
@@ -26,14 +32,16 @@ public struct SyncStats: Sendable {
 public final class SyncClient {
     let repository: Repository
     let connection: FrameConnection
-    public private(set) var stats = SyncStats()
+    public internal(set) var stats = SyncStats()
     public var progress: AccordRuntime.Progress?
     /// Blobs the destination is known to hold (from snapshots it has or we sent).
-    private var remoteKnown = Set<BlobID>()
+    var remoteKnown = Set<BlobID>()
     /// May delta blobs be sent as stored (the destination's format allows them)?
-    private var remoteTakesDeltas = false
-    private let inflater = Inflater()
-    private lazy var deflater = Deflater(level: CompressionLevel(Int32(repository.config.compression.level)))
+    var remoteTakesDeltas = false
+    let inflater = Inflater()
+    /// Sealed bytes opened to authenticate them before they are sent (discarded).
+    var opened: [UInt8] = []
+    lazy var deflater = Deflater(level: CompressionLevel(Int32(repository.config.compression.level)))
     private let started = Sys.monotonicSeconds()
     /// How long to wait for the destination's first answer (ssh connect + sudo + start).
     public var helloTimeout: Double = 60
@@ -50,8 +58,11 @@ public final class SyncClient {
         let reply = try connection.expect("the reply to hello", timeout: helloTimeout)
         guard case .helloOK(let version, let config) = reply else { throw ProtocolError.unexpected(reply.kind, expecting: "helloOK") }
         guard version == Frame.protocolVersion else { throw ProtocolError.versionMismatch(version) }
+        let remote = try? JSONDecoder().decode(RepositoryConfig.self, from: Data(config))
         // A version 1 destination (another repository, --allow-other-repository) takes no delta blobs.
-        remoteTakesDeltas = (try? JSONDecoder().decode(RepositoryConfig.self, from: Data(config)))?.allowsDeltaBlobs ?? false
+        remoteTakesDeltas = remote?.allowsDeltaBlobs ?? false
+        try checkEncryption(remote: remote)
+        if repository.config.isEncrypted { try sendKeyFiles() }
     }
 
     public func remoteSnapshots() throws -> Set<SnapshotID> {
@@ -71,11 +82,12 @@ public final class SyncClient {
 
     /// Sends one snapshot and whatever blobs the destination lacks.
     public func send(_ id: SnapshotID) throws {
+        // The file as stored (sealed in an encrypted repository), and what it says (opened with the key).
         let json: [UInt8]
         do { json = try repository.backend.read(.snapshot, id.hex) } catch BackendError.notFound {
             throw SystemError(errno: ENOENT, operation: "open", path: repository.layout.snapshotPath(id))
         }
-        let s = try Snapshot.decode(json, name: repository.layout.snapshotPath(id))
+        let s = repository.config.isEncrypted ? try repository.loadSnapshot(id) : try Snapshot.decode(json, name: repository.layout.snapshotPath(id))
         // Said here rather than by the destination after every blob has travelled.
         guard json.count <= Frame.maxSnapshotLength else {
             throw SyncError.snapshotRejected(id, reason: "it is \(json.count) bytes, above the \(Frame.maxSnapshotLength)-byte limit a destination accepts")
@@ -98,36 +110,7 @@ public final class SyncClient {
                 guard let l = repository.index.lookup(b) else { throw BlobError.notInIndex(b) }
                 wanted.append((i, b, l))
             }
-            // Read in pack order so each pack is read front to back.
-            wanted.sort { ($0.2.packIndex, $0.2.offset) < ($1.2.packIndex, $1.2.offset) }
-            // Blobs travel several to a frame (up to ~1 MiB), ~8 bytes of header each.
-            var pending: [SyncBlob] = []
-            var pendingBytes = 0
-            func sendPending() throws {
-                guard !pending.isEmpty else { return }
-                try connection.send(.blobs(pending))
-                pending.removeAll(keepingCapacity: true)
-                pendingBytes = 0
-            }
-            for (i, b, l) in wanted {
-                // A buffer of its own: the frame being filled keeps the bytes.
-                var stored: [UInt8] = []
-                try repository.readStored(b, location: l, into: &stored)
-                var compression = l.compression
-                if compression == .delta, !remoteTakesDeltas || !remoteKnown.contains(stored.withUnsafeBytes { BlobDecoder.deltaBase(stored: $0) ?? .zero }) {
-                    // The destination may lack the base (or take no deltas): send the blob whole.
-                    (compression, stored) = try expand(b, location: l, stored: stored)
-                }
-                // A frame stays under Frame.maxLength: a large blob travels alone.
-                if pendingBytes + stored.count > 1 << 20 { try sendPending() }
-                pending.append(SyncBlob(index: UInt16(i), type: l.type, compression: compression, rawLength: l.rawLength, stored: stored))
-                pendingBytes += stored.count
-                if pendingBytes >= 1 << 20 { try sendPending() }
-                stats.blobsSent += 1
-                stats.payloadBytes += UInt64(stored.count)
-                progress?.addBytes(stored.count)
-            }
-            try sendPending()
+            try sendBlobs(wanted)
         }
         try connection.send(.flush)
         let flushed = try connection.expect("the reply to flush")
@@ -139,6 +122,54 @@ public final class SyncClient {
         stats.snapshots += 1
         progress?.addFile()
         updateWire()
+    }
+
+    /// Sends the blobs the destination said it lacks (index in the `have`, id,
+    /// location), as stored, several to a frame (up to ~1 MiB, ~8 bytes of
+    /// header each in `blobs`, ~72 in `sealedBlobs`).
+    func sendBlobs(_ list: [(Int, BlobID, BlobLocation)]) throws {
+        var wanted = list
+        // Read in pack order so each pack is read front to back.
+        wanted.sort { ($0.2.packIndex, $0.2.offset) < ($1.2.packIndex, $1.2.offset) }
+        var pending: [SyncBlob] = []
+        var pendingSealed: [SealedSyncBlob] = []
+        var pendingBytes = 0
+        func sendPending() throws {
+            if !pending.isEmpty { try connection.send(.blobs(pending)) }
+            if !pendingSealed.isEmpty { try connection.send(.sealedBlobs(pendingSealed)) }
+            pending.removeAll(keepingCapacity: true)
+            pendingSealed.removeAll(keepingCapacity: true)
+            pendingBytes = 0
+        }
+        let sealed = repository.config.isEncrypted
+        for (i, b, l) in wanted {
+            // A buffer of its own: the frame being filled keeps the bytes.
+            var stored: [UInt8] = []
+            try repository.readStored(b, location: l, into: &stored)
+            var compression = l.compression
+            // (A sealed delta keeps its base id in clear in front, as a plain one.)
+            if compression == .delta, !remoteTakesDeltas || !remoteKnown.contains(stored.withUnsafeBytes { BlobDecoder.deltaBase(stored: $0) ?? .zero }) {
+                // The destination may lack the base (or take no deltas): send the blob whole.
+                (compression, stored) = sealed ? try expandSealed(b, location: l, stored: stored) : try expand(b, location: l, stored: stored)
+            } else if sealed {
+                try authenticate(b, location: l, stored: stored)
+            }
+            // A frame stays under Frame.maxLength: a large blob travels alone.
+            if pendingBytes + stored.count > 1 << 20 { try sendPending() }
+            if sealed {
+                let hash = stored.withUnsafeBytes { SHA256Hasher.hash($0) }
+                pendingSealed.append(SealedSyncBlob(index: UInt16(i), type: l.type, compression: compression, rawLength: l.rawLength,
+                                                    id: b, storedHash: hash, stored: stored))
+            } else {
+                pending.append(SyncBlob(index: UInt16(i), type: l.type, compression: compression, rawLength: l.rawLength, stored: stored))
+            }
+            pendingBytes += stored.count
+            if pendingBytes >= 1 << 20 { try sendPending() }
+            stats.blobsSent += 1
+            stats.payloadBytes += UInt64(stored.count)
+            progress?.addBytes(stored.count)
+        }
+        try sendPending()
     }
 
     /// A delta blob's bytes recompressed whole (zlib at the repository's level, or raw).

@@ -4,8 +4,11 @@ import AccordRuntime
 
 /// `accord serve`: the destination side of a sync, on stdin/stdout.
 ///
-/// Every blob is verified (inflated, SHA-256 compared to its id) before it
-/// is accepted. Accepted blobs go to packs; `flush` makes them durable (packs
+/// Every blob is verified before it is accepted: in a plain repository it is
+/// inflated and its SHA-256 compared to its id; an encrypted one (format
+/// version 3) is served without its key (serve never needs or asks for a
+/// passphrase), so there the SHA-256 of the sealed bytes is compared to the
+/// one sent with them and the lengths are checked (SyncServerSealed.swift). Accepted blobs go to packs; `flush` makes them durable (packs
 /// fsynced and renamed, then an index file). A snapshot is written only when
 /// every blob it names is indexed, so an interrupted sync never leaves a
 /// snapshot that cannot be restored; packs finished before the interruption
@@ -45,6 +48,8 @@ public final class SyncServer {
     /// Prefixes of the last `have`, which `blob` frames index into.
     var lastBatch: [UInt64] = []
     var accepted = 0
+    /// Key files received this session (bounded by `Frame.maxKeyFilesPerSession`).
+    var keyFilesReceived = 0
     let inflater = Inflater()
     lazy var deflater = Deflater(level: CompressionLevel(Int32(repository?.config.compression.level ?? 1)))
     var plain: [UInt8] = []
@@ -114,10 +119,19 @@ public final class SyncServer {
             lastBatch = prefixes
             try connection.send(.missing(count: UInt32(prefixes.count), bitmap: bits))
         case .blobs(let list):
+            if try repo().config.isEncrypted { throw SyncError.wrongBlobFrame(encrypted: true) }
             for b in list {
                 guard Int(b.index) < lastBatch.count else { throw ProtocolError.malformed(.blob, "index \(b.index) is outside the last have (\(lastBatch.count) ids)") }
                 try accept(prefix: lastBatch[Int(b.index)], type: b.type, compression: b.compression, rawLength: b.rawLength, stored: b.stored)
             }
+        case .sealedBlobs(let list):
+            guard try repo().config.isEncrypted else { throw SyncError.wrongBlobFrame(encrypted: false) }
+            for b in list {
+                guard Int(b.index) < lastBatch.count else { throw ProtocolError.malformed(.sealedBlob, "index \(b.index) is outside the last have (\(lastBatch.count) ids)") }
+                try acceptSealed(prefix: lastBatch[Int(b.index)], b)
+            }
+        case .keyFile(let bytes):
+            try connection.send(.keyOK(try storeKey(bytes)))
         case .flush:
             let packs = try flushPacks()
             try connection.send(.flushed(packs: UInt32(packs), blobs: UInt32(accepted)))
@@ -147,6 +161,9 @@ public final class SyncServer {
         } catch {
             throw ProtocolError.malformed(.hello, "bad repository config (\(error))")
         }
+        // A copy is created from a config that names its key (its MAC), never from one
+        // that would need a passphrase to create a first key file.
+        if client.isEncrypted && client.mac == nil { throw ProtocolError.malformed(.hello, "the config of an encrypted repository has no `mac`") }
         let layout = RepositoryLayout(root: path)
         if (try? Sys.lstat(layout.configPath)) == nil {
             try checkNewRepositoryPlace()
@@ -165,10 +182,12 @@ public final class SyncServer {
                 throw SyncError.destinationNotWritable(path, reason: "\(e)")
             }
         }
-        let r = try Repository.open(at: path)
+        // Without the key: an encrypted repository's stored bytes are moved and checked, never opened.
+        let r = try Repository.open(at: path, withoutKey: true)
         if r.config.id != client.id && !allowOther {
             throw SyncError.differentRepository(path, theirs: String(r.config.id.prefix(8)), ours: String(client.id.prefix(8)))
         }
+        try Self.checkSameEncryption(path, ours: r.config, client: client)
         lock = try RepositoryLock.acquire(r.layout, exclusive: false, command: "serve", warn: log)
         let adopted = try r.prepareForWriting()
         if adopted > 0 { log("indexed \(adopted) pack(s) left by an interrupted sync") }
@@ -298,6 +317,7 @@ public final class SyncServer {
     /// validates each), and every blob it needs indexed here.
     func storeSnapshot(_ json: [UInt8]) throws -> SnapshotID {
         let r = try repo()
+        if r.config.isEncrypted { return try storeSealedSnapshot(json) }
         let id = SnapshotID(hashing: json)
         guard json.count <= Frame.maxSnapshotLength else { throw SyncError.snapshotRejected(id, reason: "it is \(json.count) bytes, above the \(Frame.maxSnapshotLength)-byte limit") }
         let s: Snapshot
@@ -323,58 +343,4 @@ public final class SyncServer {
         log("stored snapshot \(id.short)")
         return id
     }
-}
-
-public enum SyncError: Error, CustomStringConvertible {
-    case destinationNotWritable(String, reason: String)
-    case differentRepository(String, theirs: String, ours: String)
-    case corruptBlob(BlobID, reason: String)
-    case snapshotIncomplete(SnapshotID, missing: BlobID)
-    case snapshotRejected(SnapshotID, reason: String)
-    case snapshotInFuture(SnapshotID, time: String, now: String, skew: Int64)
-    case idle(seconds: Double, repository: String)
-    case slowFrame(seconds: Double, received: Int, repository: String)
-    case notReading(seconds: Double, repository: String)
-    case directoryNotOwned(String, owner: UInt32, serve: UInt32)
-    case notARepositoryDirectory(String, entries: Int)
-    case directoryNotPrivate(String, mode: UInt32)
-    case connect(String)
-    case badDestination(String)
-
-    public var description: String {
-        switch self {
-        case .destinationNotWritable(let p, let r):
-            return "cannot create the repository directory \(p) on the destination (\(r)): check the path and its permissions"
-        case .differentRepository(let p, let theirs, let ours):
-            return "\(p) on the destination holds a different repository (\(theirs), ours is \(ours)): pick another directory or pass --allow-other-repository"
-        case .corruptBlob(let id, let r):
-            return "blob \(id.short)… was rejected: it does not match its id (\(r)); run `accord check --read-data` on the source"
-        case .snapshotIncomplete(let s, let b):
-            return "snapshot \(s.short) was not stored: blob \(b.short) it needs has not arrived"
-        case .snapshotRejected(let s, let why):
-            return "snapshot \(s.short) was not stored: \(why); run `accord check` on the source"
-        case .snapshotInFuture(let s, let t, let now, let skew):
-            return "snapshot \(s.short) was not stored: its time \(t) is more than \(skew) s ahead of this node's clock (\(now)); check the clocks of both nodes (serve.max-clock-skew in the settings file sets the limit)"
-        case .idle(let seconds, let repo):
-            return "closing the session: the client sent nothing for \(Int(seconds)) s (serve's idle timeout: --idle-timeout or serve.idle-timeout in the settings file); the lock on \(repo) is released"
-        case .slowFrame(let seconds, let n, let repo):
-            return "closing the session: the client took more than \(Int(seconds)) s to send one frame (\(n) byte\(n == 1 ? "" : "s") of it arrived; serve's idle timeout: --idle-timeout or serve.idle-timeout in the settings file); the lock on \(repo) is released"
-        case .notReading(let seconds, let repo):
-            return "closing the session: the client read none of serve's answers for \(Int(seconds)) s (serve's idle timeout: --idle-timeout or serve.idle-timeout in the settings file); the lock on \(repo) is released"
-        case .directoryNotOwned(let p, let owner, let serve):
-            return "\(p) on the destination is owned by \(userName(owner)), not by \(userName(serve)) who runs serve: serve creates a repository only in a directory of its own user (another user could later replace its subdirectories with symlinks); if that user is trusted, `chown \(serve) \(p)` there, or pick a new directory"
-        case .notARepositoryDirectory(let p, let n):
-            return "\(p) on the destination is a directory holding \(n) entr\(n == 1 ? "y" : "ies") but no accord repository: serve creates a repository only in a new or empty directory; pick another directory, or run `accord init` there yourself"
-        case .directoryNotPrivate(let p, let mode):
-            return "\(p) on the destination is an empty directory of mode \(String(mode, radix: 8)), not 0700: serve does not change the mode of an existing directory; `chmod 700 \(p)` there, or pick a new directory"
-        case .connect(let m): return m
-        case .badDestination(let d): return "bad destination \(d): expected USER@NODE[:DIR], NODE[:DIR] or a local DIR"
-        }
-    }
-}
-
-/// "uid 65534 (nobody)", or "uid N" when the user database has no name for it.
-func userName(_ uid: UInt32) -> String {
-    guard let pw = getpwuid(uid), let name = pw.pointee.pw_name else { return "uid \(uid)" }
-    return "uid \(uid) (\(String(cString: name)))"
 }

@@ -56,7 +56,7 @@ public final class SyncTransport {
         self.destination = destination
         var argv: [String]
         if destination.isLocal {
-            argv = [Self.selfExecutable, "serve", "--repo", destination.directory]
+            argv = Self.localServeArgv(destination.directory)
         } else {
             let target = (destination.user.map { "\($0)@" } ?? "") + destination.host!
             let remote = (remoteCommand ?? "sudo -n accord") + " serve --repo " + shellQuote(destination.directory)
@@ -73,6 +73,17 @@ public final class SyncTransport {
         }
         connection = FrameConnection(input: stdout, output: runner.stdinDescriptor,
                                      peer: destination.isLocal ? "accord serve" : "ssh \(destination.host!)")
+    }
+
+    /// Where the passphrase of `accord sync`'s own repository may come from in its
+    /// environment: never passed on to serve (ssh passes no environment unless
+    /// told to, and sudo resets it; a local child would inherit it).
+    public static let passphraseVariables = ["ACCORD_PASSWORD_FILE", "ACCORD_PASSWORD_COMMAND"]
+
+    /// `--to DIR`: this accord's `serve`, run through `env -u` so that it starts
+    /// without the passphrase variables: serve never needs or sees a passphrase.
+    public static func localServeArgv(_ directory: String) -> [String] {
+        ["/usr/bin/env"] + passphraseVariables.flatMap { ["-u", $0] } + [selfExecutable, "serve", "--repo", directory]
     }
 
     static var selfExecutable: String {

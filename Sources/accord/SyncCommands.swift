@@ -145,7 +145,7 @@ struct SyncCommand: ParsableCommand {
 func printSyncStats(_ s: SyncStats, to dest: Destination, json: Bool, quiet: Bool) {
     if json {
         let o: [String: Any] = ["snapshots": s.snapshots, "blobs": s.blobsSent, "payloadBytes": s.payloadBytes,
-                                "wireBytesSent": s.wireBytesSent, "wireBytesReceived": s.wireBytesReceived, "seconds": s.seconds]
+                                "wireBytesSent": s.wireBytesSent, "wireBytesReceived": s.wireBytesReceived, "seconds": s.seconds, "keyFiles": s.keyFiles]
         if let d = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) { print(String(decoding: d, as: UTF8.self)) }
         return
     }
