@@ -23,6 +23,14 @@ final class FrameDecoderTests: XCTestCase {
                     SyncBlob(index: 0xffff, type: .data, compression: .none, rawLength: 0, stored: []),
                     SyncBlob(index: 7, type: .data, compression: .zlib, rawLength: UInt32(Frame.maxBlobLength), stored: rng.bytes(3))]),
             .blobs([]),
+            .sealedBlobs([SealedSyncBlob(index: 3, type: .data, compression: .none, rawLength: 100, id: BlobID(hashing: [1]),
+                                         storedHash: SHA256Hasher.hash([2]), stored: rng.bytes(128)),
+                          SealedSyncBlob(index: 0xffff, type: .tree, compression: .delta, rawLength: UInt32(Frame.maxBlobLength), id: BlobID(hashing: [3]),
+                                         storedHash: SHA256Hasher.hash([4]), stored: [])]),
+            .sealedBlobs([]),
+            .keyFile(Array(#"{"version":1}"#.utf8)),
+            .keyFile([]),
+            .keyOK(KeyID(hashing: [5])),
             .flush,
             .flushed(packs: 3, blobs: 0xffff_ffff),
             .snapshot(Array(#"{"paths":["/x"]}"#.utf8)),
@@ -58,7 +66,7 @@ final class FrameDecoderTests: XCTestCase {
     }
 
     func testEveryFrameKindRoundTripsThroughEncodeAndDecode() throws {
-        XCTAssertEqual(Set(Self.everyFrame.map { $0.kind.rawValue }).count, 15, "a Frame case is missing from everyFrame")
+        XCTAssertEqual(Set(Self.everyFrame.map { $0.kind.rawValue }).count, 18, "a Frame case is missing from everyFrame")
         for f in Self.everyFrame {
             let bytes = f.encode()
             XCTAssertEqual(Int(UInt32(bytes[0]) | UInt32(bytes[1]) << 8 | UInt32(bytes[2]) << 16 | UInt32(bytes[3]) << 24), bytes.count - 4,
@@ -123,10 +131,21 @@ final class FrameDecoderTests: XCTestCase {
             }
             XCTAssertLessThan(decoder.buffered, 16)
         }
-        // The largest legal length is accepted as "need more bytes".
+        // The largest legal length (a sealed 64 MiB blob) is accepted as "need more bytes".
         var decoder = FrameDecoder()
-        decoder.feed(withUnsafeBytes(of: UInt32(Frame.maxLength).littleEndian) { Array($0) } + [Frame.Kind.blob.rawValue])
+        decoder.feed(withUnsafeBytes(of: UInt32(Frame.maxLength).littleEndian) { Array($0) } + [Frame.Kind.sealedBlob.rawValue])
         XCTAssertNil(try decoder.next())
+        // A plain `blobs` frame has the smaller limit of protocol 1, and a key file 64 KiB.
+        for (kind, limit) in [(Frame.Kind.blob, Frame.maxPlainBlobsLength), (.keyFile, 1 + KeyFile.maxFileSize)] {
+            var d = FrameDecoder()
+            d.feed(withUnsafeBytes(of: UInt32(limit).littleEndian) { Array($0) } + [kind.rawValue])
+            XCTAssertNil(try d.next(), "\(kind) at its limit")
+            d = FrameDecoder()
+            d.feed(withUnsafeBytes(of: UInt32(limit + 1).littleEndian) { Array($0) } + [kind.rawValue])
+            XCTAssertThrowsError(try d.next(), "\(kind) above its limit") { error in
+                guard case ProtocolError.frameTooLargeForKind(kind, limit + 1, limit: limit) = error else { return XCTFail("wrong error \(error)") }
+            }
+        }
     }
 
     func testZeroLengthFrameIsRejected() {
