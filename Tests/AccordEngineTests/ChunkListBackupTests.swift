@@ -19,12 +19,20 @@ class DumpBackupTestCase: XCTestCase {
     /// Warnings of the backups (from the walker thread).
     let warnings = LockedBox<[String]>([])
     let dumpPath = "/db/pgbench.sql"
+    /// The repository's key: nil for a plain repository; the encrypted
+    /// subclasses (EncryptedEngineTests.swift) run every test on a version 3 one.
+    class var key: KeySource? { nil }
+    var key: KeySource? { Self.key }
 
     override func setUpWithError() throws {
         try super.setUpWithError()
+        if key != nil { setenv(KeyFile.costVariable, "16384", 1) }
         scratch = try ScratchDirectory("chunklist")
-        _ = try Repository.initialize(at: repo)
+        _ = try Repository.initialize(at: repo, key: key)
     }
+
+    /// A new config of the kind this class tests (plain, or encrypted when it has a key).
+    func newConfig() -> RepositoryConfig { RepositoryConfig.new(encrypted: key != nil) }
 
     override func tearDown() {
         scratch?.remove()
@@ -65,7 +73,7 @@ class DumpBackupTestCase: XCTestCase {
     // MARK: Engine calls
 
     func open(index: Bool = true) throws -> Repository {
-        let r = try Repository.open(at: repo)
+        let r = try Repository.open(at: repo, key: key)
         if index { try r.loadIndex() }
         return r
     }
@@ -141,7 +149,7 @@ class DumpBackupTestCase: XCTestCase {
 
 }
 
-final class ChunkListBackupTests: DumpBackupTestCase {
+class ChunkListBackupTests: DumpBackupTestCase {
 
     func testDumpWithScatteredRowUpdatesStoresADeltaAndSurvivesForgettingItsBase() throws {
         var rng = SeededRandom(seed: 0xC1_B001)

@@ -8,7 +8,7 @@ import AccordRuntime
 /// chunks are stored as copy/insert programs on the parent's chunks they
 /// replaced; bases stay stored whole (no chains), survive forget + prune,
 /// and a missing base is reported. Uses the dump helpers of `DumpBackupTestCase`.
-final class DeltaBlobTests: DumpBackupTestCase {
+class DeltaBlobTests: DumpBackupTestCase {
     /// Every blob of the index stored as a delta, with the base it names.
     func deltas(_ r: Repository) throws -> [BlobID: BlobID] {
         var out: [BlobID: BlobID] = [:]
@@ -234,10 +234,10 @@ final class DeltaBlobTests: DumpBackupTestCase {
     func testManyPacksReadFromManyThreadsAtOnce() throws {
         // More packs than the descriptor cache holds, read by 4 threads: a
         // descriptor must never be closed under a read in progress.
-        var config = RepositoryConfig.new()
+        var config = newConfig()
         config.packSize = 1 << 16
         removeTree(Array(repo.utf8))
-        _ = try Repository.initialize(at: repo, config: config)
+        _ = try Repository.initialize(at: repo, config: config, key: key)
         let root = scratch.sub("many")
         try TreeBuilder.mkdir(Array(root.utf8))
         var rng = SeededRandom(seed: 0xFD)
