@@ -42,7 +42,7 @@ struct Key: ParsableCommand {
                     continue
                 }
                 let cols = [id == used ? "*" : " ", id.short, pad(f.created.prefix(19).replacingOccurrences(of: "T", with: " "), 20), pad(f.host, 16), pad(f.username, 10),
-                            "\(f.kdf.algorithm) N=\(f.kdf.N) r=\(f.kdf.r) p=\(f.kdf.p)"]
+                            f.kdf.algorithm == "scrypt" ? "scrypt N=\(f.kdf.N) r=\(f.kdf.r) p=\(f.kdf.p)" : f.kdf.algorithm]
                 print(escapedText(cols.joined(separator: " ")))
             }
         }

@@ -265,5 +265,7 @@ final class EncryptedCLITests: AccordTestCase {
         XCTAssertEqual(snapshotNames().count, 2)
         // Every command reads it through the settings file.
         XCTAssertTrue(try accord(["snapshots", "list", "-d", repo], environment: env).ok)
+        let keys = try accord(["key", "list", "-d", repo, "--json"], environment: env)
+        XCTAssertTrue(keys.ok && keys.stdout.contains("\"algorithm\":\"hkdf-sha256\""), "a generated 256-bit secret needs no scrypt:\n\(keys)")
     }
 }
