@@ -197,4 +197,25 @@ final class KeyCLITests: AccordTestCase {
         accordEnvironment["ACCORD_PASSWORD_FILE"] = second
         try assertRestores("latest", root: scratch.sub("src"), expected: try listTree(scratch.sub("src"), .modesTimesAndContent), "restore after key import")
     }
+    /// At a terminal the passphrase is asked on it with echo off: twice for a
+    /// new repository (a mismatch creates nothing), once to open one.
+    func testPromptOnTheTerminalWithEchoOff() throws {
+        let typed = "typed-at-the-prompt-4c1d"
+        let env = ["ACCORD_ENCRYPTION": "aes-256-gcm", "ACCORD_SCRYPT_N": "16384", "ACCORD_SETTINGS": scratch.sub("none.yaml")]
+        let mismatch = try runOnTerminal(["init", "-d", repo], environment: env,
+                                         answers: [("New passphrase for", typed), ("Again", typed + "x")])
+        XCTAssertEqual(mismatch.status, 1, "\(mismatch)")
+        XCTAssertTrue(mismatch.output.contains("differ"), "\(mismatch)")
+        XCTAssertFalse(Files.exists(repo), "a mismatched confirmation created the repository")
+
+        let made = try runOnTerminal(["init", "-d", repo], environment: env, answers: [("New passphrase for", typed), ("Again", typed)])
+        XCTAssertTrue(made.ok && made.output.contains("created encrypted"), "\(made)")
+        XCTAssertFalse(made.output.contains(typed), "the passphrase was echoed:\n\(made)")
+        XCTAssertTrue(try opens(try writePasswordFile(typed)), "the passphrase typed is not the repository's")
+
+        let listed = try runOnTerminal(["key", "list", "-d", repo], environment: env, answers: [("Passphrase for", typed)])
+        XCTAssertTrue(listed.ok && listed.output.contains("* "), "\(listed)")
+        XCTAssertFalse(listed.output.contains(typed), "\(listed)")
+        XCTAssertFalse(listed.output.contains("Again"), "opening asks once:\n\(listed)")
+    }
 }
