@@ -37,7 +37,9 @@ clean:
 # `make dist`: the self-contained binary, .build-dist/accord: the Swift runtime linked statically,
 # and libcrypto, zlib and libdeflate from Debian's .a files (a directory holding only those .a
 # comes first in the linker's search, so -lz -lcrypto -ldeflate find them there). ISA-L has no .a
-# in Debian: it stays a shared library, a declared dependency. packaging/check-binary.sh fails
+# in Debian: it stays a shared library, a declared dependency of the deb and bundled in the conda
+# package's lib/ (the binary's RUNPATH $ORIGIN/../lib finds it there first; under /usr/bin it
+# names /usr/lib, where Debian's libisal2 is found as always). packaging/check-binary.sh fails
 # the build when ldd lists anything else and writes the glibc floor the packages declare.
 # `make man`, `make completions`: from the command definitions (swift-argument-parser).
 # `make deb`, `make conda`: the packages, from those; no network.
@@ -54,7 +56,7 @@ dist: deps
 	for a in $(STATIC_LIBS); do ln -sf $(LIBDIR)/$$a $(DIST)/static-libs/$$a; done
 	printf '// Written by `make dist`; ignored by git.\n#if ACCORD_BUILD_COMMIT\nlet accordBuildCommit = "%s"\n#endif\n' "$(or $(COMMIT),unknown)" > $(COMMIT_FILE)
 	nice -n 10 $(SWIFT) build -c release --product accord --scratch-path $(DIST) --static-swift-stdlib \
-	  -Xswiftc -DACCORD_BUILD_COMMIT -Xlinker -L$(CURDIR)/$(DIST)/static-libs
+	  -Xswiftc -DACCORD_BUILD_COMMIT -Xlinker -L$(CURDIR)/$(DIST)/static-libs -Xlinker '-rpath=$$ORIGIN/../lib'
 	cp $(DIST)/release/accord $(DIST)/accord
 	strip $(DIST)/accord
 	bash packaging/check-binary.sh $(DIST)/accord $(DIST)/glibc-floor
