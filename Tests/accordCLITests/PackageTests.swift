@@ -89,4 +89,43 @@ final class PackageTests: AccordTestCase {
         let status = try sh("dpkg-query -W -f='${Status}' accord 2>/dev/null || true").stdout
         XCTAssertFalse(status.contains("ok installed"), "dpkg still lists accord as installed after dpkg -r: \(status)")
     }
+
+    /// The conda package: `make conda`'s channel (indexed by py-rattler) is
+    /// solved and installed into a fresh prefix with no network at all (a new
+    /// network namespace), then the prefix's `accord version` runs, finding the
+    /// bundled ISA-L in the prefix, and the glibc floor is declared.
+    func testCondaPackageInstallsOfflineFromALocalChannelAndRuns() throws {
+        let channel = Self.dist + "/conda-channel"
+        func package() -> String? {
+            ((try? FileManager.default.contentsOfDirectory(atPath: channel + "/linux-64")) ?? [])
+                .filter { $0.hasPrefix("accord-") && $0.hasSuffix(".conda") }.sorted().last
+        }
+        if package() == nil {
+            guard slowTestsEnabled else { throw XCTSkip("no .build-dist/conda-channel: run `make conda` or set ACCORD_SLOW_TESTS=1 (a release build)") }
+            let r = try runProcess("/usr/bin/make", ["-C", Self.root, "conda"], timeout: 3600)
+            XCTAssertTrue(r.ok, "make conda failed:\n\(r)")
+        }
+        let name = try XCTUnwrap(package(), "make conda wrote no package into \(channel)/linux-64")
+        let floor = try String(contentsOfFile: Self.dist + "/glibc-floor", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let repodata = try String(contentsOfFile: channel + "/linux-64/repodata.json", encoding: .utf8)
+        XCTAssertTrue(repodata.contains("\"\(name)\"") && repodata.contains("__glibc >=\(floor)"),
+                      "the channel's repodata does not list \(name) with __glibc >=\(floor):\n\(repodata)")
+
+        let prefix = scratch.sub("env")
+        let python = Self.dist + "/venv/bin/python"
+        let install = try runProcess("/usr/bin/unshare", ["--net", python, Self.root + "/packaging/conda/channel.py", "install", channel, prefix], timeout: 300)
+        XCTAssertTrue(install.ok && install.stdout.contains("installed accord "), "offline install from the local channel:\n\(install)")
+        let version = try runProcess(prefix + "/bin/accord", ["version"])
+        let expected = name.dropFirst("accord-".count).split(separator: "-").first.map(String.init) ?? "?"
+        XCTAssertTrue(version.ok && version.stdout.hasPrefix("accord \(expected)\n"), "the prefix's accord version:\n\(version)")
+        let ldd = try runProcess("/usr/bin/ldd", [prefix + "/bin/accord"]).stdout
+        XCTAssertTrue(ldd.contains("libisal.so.2 => \(prefix)/bin/../lib/libisal.so.2") || ldd.contains("libisal.so.2 => \(prefix)/lib/libisal.so.2"),
+                      "the bundled ISA-L is not the one loaded:\n\(ldd)")
+        for f in ["share/man/man1/accord.1", "share/bash-completion/completions/accord", "share/accord/systemd/accord-backup.timer",
+                  "share/accord/examples/plan.yaml", "share/doc/accord/README.md", "conda-meta"] {
+            XCTAssertTrue(Files.exists(prefix + "/" + f), "the conda prefix has no \(f)")
+        }
+        let man = try runProcess("/bin/sh", ["-c", "MANPAGER=cat MANWIDTH=100 man -l '\(prefix)/share/man/man1/accord.1'"])
+        XCTAssertTrue(man.ok && man.stdout.contains("backup"), "\(man)")
+    }
 }

@@ -8,7 +8,7 @@
 # (packaging/check-binary.sh); libstdc++ and libgcc_s are the system's, as on every glibc Linux.
 # Install: conda install -c file://DIST/conda-channel accord (or channel.py install, as the test does).
 set -euo pipefail
-dist=$1 version=$2
+dist=$(cd "$1" && pwd) version=$2
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 for f in "$dist/accord" "$dist/glibc-floor" "$dist/man/accord.1" "$dist/completions/accord.bash"; do

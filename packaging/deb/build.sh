@@ -5,7 +5,7 @@
 # Depends: from dpkg-shlibdeps on the binary (libc6 at the glibc floor check-binary.sh found,
 # libstdc++6, libgcc-s1, libisal2), plus openssh-client for sync. Run as root (file owners).
 set -euo pipefail
-dist=$1 version=$2
+dist=$(cd "$1" && pwd) version=$2
 root=$(cd "$(dirname "$0")/../.." && pwd)
 arch=$(dpkg --print-architecture)
 stage=$dist/deb-root
