@@ -54,7 +54,8 @@ COMMIT_FILE := Sources/accord/BuildCommit.generated.swift
 dist: deps
 	mkdir -p $(DIST)/static-libs
 	for a in $(STATIC_LIBS); do ln -sf $(LIBDIR)/$$a $(DIST)/static-libs/$$a; done
-	printf '// Written by `make dist`; ignored by git.\n#if ACCORD_BUILD_COMMIT\nlet accordBuildCommit = "%s"\n#endif\n' "$(or $(COMMIT),unknown)" > $(COMMIT_FILE)
+	printf '// Written by `make dist`; ignored by git.\n#if ACCORD_BUILD_COMMIT\nlet accordBuildCommit = "%s"\n#endif\n' "$(or $(COMMIT),unknown)" > $(COMMIT_FILE).new
+	cmp -s $(COMMIT_FILE).new $(COMMIT_FILE) && rm $(COMMIT_FILE).new || mv $(COMMIT_FILE).new $(COMMIT_FILE)
 	nice -n 10 $(SWIFT) build -c release --product accord --scratch-path $(DIST) --static-swift-stdlib \
 	  -Xswiftc -DACCORD_BUILD_COMMIT -Xlinker -L$(CURDIR)/$(DIST)/static-libs -Xlinker '-rpath=$$ORIGIN/../lib'
 	cp $(DIST)/release/accord $(DIST)/accord

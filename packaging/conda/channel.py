@@ -96,7 +96,13 @@ def main():
         index(a.channel)
     else:
         install(a.channel, a.prefix, a.spec)
+    # py-rattler's runtime threads sometimes crash the interpreter's finalization (seen with 0.28:
+    # "PyGILState_Release: thread state ... must be current", exit 134 or a segfault) after the
+    # work is done: leave without finalizing, once everything is written.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
