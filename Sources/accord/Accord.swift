@@ -65,7 +65,7 @@ struct Accord: ParsableCommand {
         version: AccordVersion.text,
         subcommands: [Init.self, BackupCommand.self, Snapshots.self, Ls.self, DumpCommand.self,
                       RestoreCommand.self, CheckCommand.self, Unlock.self, SyncCommand.self, Serve.self,
-                      PlanCommand.self, ForgetCommand.self, PruneCommand.self, Repair.self, VersionCommand.self]
+                      PlanCommand.self, ForgetCommand.self, PruneCommand.self, Repair.self, DiffCommand.self, StatsCommand.self, VersionCommand.self]
     )
 }
 
