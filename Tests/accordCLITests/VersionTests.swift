@@ -65,4 +65,24 @@ final class VersionTests: AccordTestCase {
         XCTAssertEqual(r.status, 64, "\(r)")
         XCTAssertTrue(r.stderr.contains("Unknown option '--no-such-option'") && r.stderr.contains("Usage: accord version"), "\(r)")
     }
+
+    /// The man page (`make man`: swift-argument-parser's generate-manual reads
+    /// `--experimental-dump-help`) and the completions describe the subcommand
+    /// parser, not the original command line's flags alone: every subcommand is in them.
+    func testManPageSourceAndCompletionsCoverEverySubcommand() throws {
+        let dump = try accordOK("--experimental-dump-help")
+        let tool = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(dump.stdoutBytes)) as? [String: Any], "\(dump)")
+        let subcommands = ((tool["command"] as? [String: Any])?["subcommands"] as? [[String: Any]] ?? []).compactMap { $0["commandName"] as? String }
+        for name in ["init", "backup", "restore", "sync", "check", "diff", "stats", "version"] {
+            XCTAssertTrue(subcommands.contains(name), "--experimental-dump-help has no \(name): \(subcommands)")
+        }
+        for shell in ["bash", "zsh", "fish"] {
+            let r = try accordOK("--generate-completion-script", shell)
+            XCTAssertTrue(r.stdout.contains("diff") && r.stdout.contains("stats") && r.stdout.contains("version"), "\(shell) completion:\n\(r.stdout.prefix(500))")
+        }
+        let script = scratch.sub("accord.bash")
+        try Files.write(script, Array(try accordOK("--generate-completion-script", "bash").stdout.utf8))
+        let syntax = try runProcess("/bin/bash", ["-n", script])
+        XCTAssertTrue(syntax.ok, "the bash completion does not parse:\n\(syntax)")
+    }
 }
