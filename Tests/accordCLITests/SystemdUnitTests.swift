@@ -99,4 +99,56 @@ final class SystemdUnitTests: AccordTestCase {
         XCTAssertEqual(r.status, 1, "accord -a backup \(value):\n\(r)")
         XCTAssertTrue(r.stderr.contains("no-such-plan.yaml") && !r.stderr.contains("Usage:"), "\(r)")
     }
+
+    /// The service's sandbox, as its directives make it, with the command line
+    /// of its ExecStart: a private mount namespace where the whole tree is
+    /// read-only (ProtectSystem=strict) but /tmp and /var/tmp (PrivateTmp:
+    /// writable, private) and no privilege can be gained (NoNewPrivileges),
+    /// UMask=0077. A backup of a plan with a dump command (the plan's `mktemp`,
+    /// as the ae5 plan's gravity step) works with its repository in a writable
+    /// place (the README's drop-in: ACCORD_REPOSITORY plus ReadWritePaths) and
+    /// fails, creating nothing, with it anywhere else: the sandbox is real.
+    func testBackupWorksInsideTheServiceSandboxAndOnlyThere() throws {
+        guard getuid() == 0 else { throw XCTSkip("a mount namespace needs root") }
+        let probe = try runProcess("/usr/bin/unshare", ["-m", "--propagation", "private", "true"])
+        guard probe.ok else { throw XCTSkip("unshare -m is not permitted here: \(probe.stderr)") }
+        let service = try String(contentsOfFile: Self.unitDirectory + "/accord-backup.service", encoding: .utf8)
+        for directive in ["ProtectSystem=strict", "PrivateTmp=yes", "NoNewPrivileges=yes", "UMask=0077"] {
+            XCTAssertTrue(service.contains("\n\(directive)\n"), "the service has no \(directive): this test emulates it")
+        }
+        let exec = try XCTUnwrap(service.split(separator: "\n").first { $0.hasPrefix("ExecStart=") })
+        let src = scratch.sub("src"), plan = scratch.sub("plan.yaml")
+        try Files.mkdir(src)
+        try Files.write(src + "/f", Array("data".utf8))
+        try Files.write(plan, Array("""
+            base: ae5-repos
+            name: sandbox-test
+            storage: {root: \(src), excludes: [], replace: ["."]}
+            dumps:
+            - path: /dump/out.sql
+              command: 'f=$(mktemp) && echo "select 1;" > "$f" && cat "$f"; rc=$?; rm -f "$f"; exit $rc'
+              profile: dump
+
+            """.utf8))
+        // ExecStart's words, the binary the built one, $ACCORD_BACKUP_FLAGS what backup.env would set.
+        let words = exec.dropFirst("ExecStart=".count).split(separator: " ").flatMap { w -> [String] in
+            w == Self.installedBinary ? [AccordBinary.path] : w == "$ACCORD_BACKUP_FLAGS" ? ["--plan", plan] : [String(w)]
+        }
+        func sandboxed(repository: String) throws -> CommandResult {
+            let quoted = words.map { "'\($0)'" }.joined(separator: " ")
+            let script = """
+                set -e; mount --bind /tmp /tmp; mount --bind /var/tmp /var/tmp; mount -o remount,bind,ro /
+                umask 0077; exec setpriv --no-new-privs env ACCORD_REPOSITORY='\(repository)' \(quoted)
+                """
+            return try runProcess("/usr/bin/unshare", ["-m", "--propagation", "private", "/bin/bash", "-c", script], timeout: 120)
+        }
+        let ok = try sandboxed(repository: repo)
+        XCTAssertTrue(ok.ok && ok.stdout.contains("snapshot "), "the backup fails in the service's sandbox:\n\(ok)")
+        XCTAssertEqual(snapshotFiles().count, 1, "\(ok)")
+        let outside = "/var/lib/accord-sandbox-test-" + String(UInt64.random(in: 1 ... .max), radix: 16)
+        let refused = try sandboxed(repository: outside)
+        XCTAssertEqual(refused.status, 1, "a repository outside the writable paths:\n\(refused)")
+        XCTAssertTrue(refused.stderr.contains("Read-only file system"), "\(refused)")
+        XCTAssertFalse(Files.exists(outside), "the sandbox let accord create \(outside)")
+    }
 }
