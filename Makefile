@@ -4,7 +4,7 @@
 SWIFT ?= swift
 DEB_PACKAGES := zlib1g-dev libssl-dev libdeflate-dev libisal-dev postgresql openssh-server openssh-client sudo rsync python3 python3-yaml systemd man-db binutils
 
-.PHONY: deps build release test demo bench clean dist man completions deb conda
+.PHONY: deps build release test demo bench clean dist man completions deb conda package-test
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -78,3 +78,10 @@ deb: dist man completions
 
 conda: dist man completions
 	bash packaging/conda/build.sh $(DIST) $(VERSION)
+
+# Builds both packages (one release build) and runs the tests that install them (PackageTests)
+# and verify the units (SystemdUnitTests); `make test` skips the install tests unless the
+# packages exist or ACCORD_SLOW_TESTS=1.
+package-test: deb conda
+	$(SWIFT) build --build-tests
+	ACCORD_SLOW_TESTS=1 $(SWIFT) test --skip-build --filter 'PackageTests|SystemdUnitTests'

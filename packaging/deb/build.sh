@@ -3,7 +3,8 @@
 # `make man` and `make completions` (run by `make deb`). No network; no conffiles, so `dpkg -r`
 # leaves nothing (the examples go to /usr/share/doc/accord/examples, for the admin to copy).
 # Depends: from dpkg-shlibdeps on the binary (libc6 at the glibc floor check-binary.sh found,
-# libstdc++6, libgcc-s1, libisal2), plus openssh-client for sync. Run as root (file owners).
+# libstdc++6, libgcc-s1, libisal2), plus openssh-client for sync. Files are owned by root in the
+# package (--root-owner-group), whoever builds it.
 set -euo pipefail
 dist=$(cd "$1" && pwd) version=$2
 root=$(cd "$(dirname "$0")/../.." && pwd)
