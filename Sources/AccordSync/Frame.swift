@@ -24,6 +24,10 @@ public enum Frame: Equatable, Sendable {
     /// One key file's bytes (encrypted repositories), answered by `keyOK`.
     case keyFile([UInt8])
     case keyOK(KeyID)
+    /// Full ids of the bases of delta blobs about to be sent (encrypted
+    /// repositories), answered by `missing`: bit i set = base i is not stored
+    /// whole on the server, so the delta must travel whole.
+    case haveBases([BlobID])
     case flush
     case flushed(packs: UInt32, blobs: UInt32)
     case snapshot([UInt8])
@@ -68,6 +72,7 @@ public enum Frame: Equatable, Sendable {
         case .helloOK: return 3 + maxSmallPayload
         case .error: return 3 + maxSmallPayload
         case .have: return 5 + 8 * maxBatch
+        case .haveBases: return 5 + 32 * maxBatch
         case .missing: return 5 + (maxBatch + 7) / 8
         // Fixed-size kinds: a little room, so that extra bytes read as "trailing bytes".
         case .flushed, .snapshotOK, .keyOK, .flush, .listSnapshots, .placeMarker, .markerOK, .bye: return 64
@@ -76,7 +81,7 @@ public enum Frame: Equatable, Sendable {
 
     public enum Kind: UInt8, Sendable {
         case hello = 1, helloOK, have, missing, blob, flush, flushed, snapshot, snapshotOK
-        case listSnapshots, snapshotList, placeMarker, markerOK, bye, sealedBlob, keyFile, keyOK
+        case listSnapshots, snapshotList, placeMarker, markerOK, bye, sealedBlob, keyFile, keyOK, haveBases
         case error = 0x7f
     }
 
@@ -95,6 +100,7 @@ public enum Frame: Equatable, Sendable {
         case .sealedBlobs: return .sealedBlob
         case .keyFile: return .keyFile
         case .keyOK: return .keyOK
+        case .haveBases: return .haveBases
         case .flush: return .flush
         case .flushed: return .flushed
         case .snapshot: return .snapshot
@@ -135,6 +141,7 @@ public enum Frame: Equatable, Sendable {
             }
         case .keyFile(let bytes): w.raw(bytes)
         case .keyOK(let id): w.id(id)
+        case .haveBases(let ids): w.u32(UInt32(ids.count)); for i in ids { w.id(i) }
         case .flushed(let p, let b): w.u32(p); w.u32(b)
         case .snapshot(let json): w.raw(json)
         case .snapshotOK(let id): w.id(id)
@@ -197,6 +204,10 @@ public enum Frame: Equatable, Sendable {
                 return try end(.sealedBlobs(list))
             case .keyFile: return .keyFile(try rest())
             case .keyOK: return try end(.keyOK(try r.id()))
+            case .haveBases:
+                let n = Int(try r.u32())
+                guard n <= maxBatch, n * 32 == r.remaining else { throw ProtocolError.malformed(kind, "id count \(n) does not match the payload") }
+                return .haveBases(try (0..<n).map { _ in try r.id() })
             case .flush: return try end(.flush)
             case .flushed: return try end(.flushed(packs: try r.u32(), blobs: try r.u32()))
             case .snapshot: return .snapshot(try rest())

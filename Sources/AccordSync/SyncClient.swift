@@ -142,13 +142,16 @@ public final class SyncClient {
             pendingBytes = 0
         }
         let sealed = repository.config.isEncrypted
+        // Encrypted: the destination says which bases it stores whole (it checks each sealed delta's base so).
+        let wholeThere = sealed && remoteTakesDeltas ? try basesStoredWhole(wanted) : []
         for (i, b, l) in wanted {
             // A buffer of its own: the frame being filled keeps the bytes.
             var stored: [UInt8] = []
             try repository.readStored(b, location: l, into: &stored)
             var compression = l.compression
             // (A sealed delta keeps its base id in clear in front, as a plain one.)
-            if compression == .delta, !remoteTakesDeltas || !remoteKnown.contains(stored.withUnsafeBytes { BlobDecoder.deltaBase(stored: $0) ?? .zero }) {
+            if compression == .delta, !remoteTakesDeltas
+                || !(sealed ? wholeThere : remoteKnown).contains(stored.withUnsafeBytes { BlobDecoder.deltaBase(stored: $0) ?? .zero }) {
                 // The destination may lack the base (or take no deltas): send the blob whole.
                 (compression, stored) = sealed ? try expandSealed(b, location: l, stored: stored) : try expand(b, location: l, stored: stored)
             } else if sealed {

@@ -45,6 +45,30 @@ extension SyncClient {
         stats.keyFiles += sent.count
     }
 
+    /// The bases of the delta blobs in `wanted` that the destination stores
+    /// whole (one `haveBases` → `missing` round trip; none without deltas).
+    /// serve refuses a sealed delta whose base it lacks or holds only as a delta
+    /// (it cannot decode one to check), which a backup into the copy itself may
+    /// have stored: asking, rather than assuming from what was sent, keeps such
+    /// a copy syncing (those deltas travel whole).
+    func basesStoredWhole(_ wanted: [(Int, BlobID, BlobLocation)]) throws -> Set<BlobID> {
+        var bases: [BlobID] = []
+        var seen = Set<BlobID>()
+        for (_, b, l) in wanted where l.compression == .delta {
+            let base = try repository.deltaBase(of: b, location: l)
+            if seen.insert(base).inserted { bases.append(base) }
+        }
+        guard !bases.isEmpty else { return [] }
+        try connection.send(.haveBases(bases))
+        let reply = try connection.expect("the reply to haveBases")
+        guard case .missing(let n, let bits) = reply, Int(n) == bases.count else {
+            throw ProtocolError.unexpected(reply.kind, expecting: "missing for \(bases.count) bases")
+        }
+        var whole = Set<BlobID>()
+        for (i, b) in bases.enumerated() where bits[i >> 3] & (1 << UInt8(i & 7)) == 0 { whole.insert(b) }
+        return whole
+    }
+
     /// Checks that sealed bytes about to be sent open under the key as blob
     /// `id` (the destination cannot): a damaged source blob is named here,
     /// not stored on the DR node to be found by its next `check`.

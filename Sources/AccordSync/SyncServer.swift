@@ -130,6 +130,11 @@ public final class SyncServer {
                 guard Int(b.index) < lastBatch.count else { throw ProtocolError.malformed(.sealedBlob, "index \(b.index) is outside the last have (\(lastBatch.count) ids)") }
                 try acceptSealed(prefix: lastBatch[Int(b.index)], b)
             }
+        case .haveBases(let ids):
+            let r = try repo()
+            var bits = [UInt8](repeating: 0, count: (ids.count + 7) / 8)
+            for (i, id) in ids.enumerated() where r.index.lookup(id).map({ $0.compression == .delta }) ?? true { bits[i >> 3] |= 1 << UInt8(i & 7) }
+            try connection.send(.missing(count: UInt32(ids.count), bitmap: bits))
         case .keyFile(let bytes):
             try connection.send(.keyOK(try storeKey(bytes)))
         case .flush:

@@ -26,6 +26,16 @@ extension SyncTestCase {
         return out
     }
 
+    /// Ids of the blobs stored as deltas in a repository's index files.
+    func sealedDeltaBlobs(_ repo: String) throws -> Set<BlobID> {
+        let r = try Repository.open(at: repo, withoutKey: true)
+        var out = Set<BlobID>()
+        for id in try r.listIndexFiles() {
+            for p in try r.readIndexFile(id).packs { for b in p.blobs where b.compression == .delta { out.insert(b.id) } }
+        }
+        return out
+    }
+
     /// The nonce of every stored blob of every pack (bytes 0..<12 of a sealed
     /// blob, 32..<44 of a sealed delta), read from the packs themselves.
     func storedNonces(_ repo: String) throws -> [(nonce: [UInt8], blob: BlobID, pack: PackID)] {
@@ -84,6 +94,38 @@ final class EncryptedLocalSyncTests: SyncTestCase {
         try assertRestoreMatchesSource(from: dest, label: "second")
         let third = try decodeSync(try accordOK(["sync", "-d", sourceRepo, "--to", dest, "--json"]))
         XCTAssertEqual([third.snapshots, third.blobs], [0, 0])
+    }
+
+    /// Delta blobs of an encrypted repository travel sealed as stored when the
+    /// copy holds their base whole, and are opened, decoded and sealed again
+    /// whole for a copy that lacks it; both copies check and restore.
+    func testEncryptedDeltaBlobsTravelAsStoredOrResealedWhole() throws {
+        func rows(_ n: Int, bump: Set<Int> = []) -> [UInt8] {
+            var out: [UInt8] = []
+            for i in 1...n { out += Array("\(i)\t\(bump.contains(i) ? 7 : 0)\t".utf8) + [UInt8](repeating: 0x20, count: 90) + [0x0a] }
+            return out
+        }
+        let dumpFile = source + "/db/dump.sql"
+        try FileManager.default.createDirectory(atPath: source + "/db", withIntermediateDirectories: true)
+        try writeFile(dumpFile, rows(60_000))
+        let first = try backupSource()
+        let dest = scratch.sub("dest")
+        try accordOK(["sync", "-d", sourceRepo, "--to", dest, "-q"])
+        var rng = SeededRandom(seed: 26)
+        try writeFile(dumpFile, rows(60_000, bump: Set((0..<150).map { _ in 1 + rng.int(0..<60_000) })))
+        let second = try backupSource()
+        XCTAssertEqual(try decodeSync(try accordOK(["sync", "-d", sourceRepo, "--to", dest, "--json"])).snapshots, 1)
+        let sourceDeltas = try sealedDeltaBlobs(sourceRepo)
+        XCTAssertGreaterThan(sourceDeltas.count, 20, "day 2 stored too few delta blobs for the test to mean anything")
+        XCTAssertEqual(try sealedDeltaBlobs(dest), sourceDeltas, "sealed deltas whose bases the copy holds must arrive as stored")
+        try assertRestoreMatchesSource(from: dest, label: "deltas")
+
+        let fresh = scratch.sub("dest-day2-only")
+        XCTAssertEqual(try decodeSync(try accordOK(["sync", "-d", sourceRepo, "--to", fresh, "--json", second.id])).snapshots, 1)
+        XCTAssertEqual(try sealedDeltaBlobs(fresh), [], "a sealed delta was sent to a copy without its base")
+        XCTAssertEqual(Set(try indexedBlobs(fresh).keys).intersection(sourceDeltas), sourceDeltas, "the deltas did not arrive whole")
+        try assertRestoreMatchesSource(from: fresh, label: "resealed")
+        XCTAssertNotEqual(first.id, second.id)
     }
 
     /// The local serve starts without the variables that name a passphrase.
@@ -258,6 +300,39 @@ final class EncryptedServeProtocolTests: SyncTestCase {
         guard case .snapshotOK(let id)? = try s.connection.receive(timeout: 60) else { return XCTFail("the sealed snapshot was not taken:\n\(s.log)") }
         XCTAssertEqual(snapshotFiles(of: dest), [id.hex])
         XCTAssertEqual(keyNames(dest), keyNames(sourceRepo))
+    }
+
+    /// `haveBases` says which bases are stored whole: a base stored only as a
+    /// delta (as a backup into the copy may store one) or absent is marked, and
+    /// a sealed delta on such a base is refused.
+    func testServeSaysWhichBasesAreStoredWholeAndRefusesADeltaOnADelta() throws {
+        let raw = try sourceBlob(.none)
+        let s = try session("bases")
+        defer { s.kill() }
+        let deltaID = BlobID(hashing: [7, 7, 7])
+        let onDelta = BlobID(hashing: [8, 8, 8])
+        try s.connection.send(.have([raw.id.w0, deltaID.w0, onDelta.w0]))
+        guard case .missing? = try s.connection.receive(timeout: 60) else { return XCTFail("no missing:\n\(s.log)") }
+        // The whole blob, then (a lie serve cannot see through without the key) a delta on it.
+        let delta = raw.id.bytes + Sys.randomBytes(60)
+        try s.connection.send(.sealedBlobs([sealed(raw.id, raw.location, raw.stored)]))
+        try s.connection.send(.flush)
+        guard case .flushed? = try s.connection.receive(timeout: 60) else { return XCTFail("not flushed:\n\(s.log)") }
+        var d = sealed(deltaID, raw.location, delta, rawLength: 10, compression: .delta)
+        d.index = 1
+        try s.connection.send(.sealedBlobs([d]))
+        try s.connection.send(.flush)
+        guard case .flushed? = try s.connection.receive(timeout: 60) else { return XCTFail("the delta was not taken:\n\(s.log)") }
+        try s.connection.send(.haveBases([raw.id, deltaID, onDelta]))
+        guard case .missing(3, let bits)? = try s.connection.receive(timeout: 60) else { return XCTFail("no answer to haveBases:\n\(s.log)") }
+        XCTAssertEqual(bits, [0b110], "stored whole, only as a delta, absent")
+        var second = sealed(onDelta, raw.location, deltaID.bytes + Sys.randomBytes(60), rawLength: 10, compression: .delta)
+        second.index = 2
+        try s.connection.send(.sealedBlobs([second]))
+        try s.connection.send(.flush)
+        let m = try XCTUnwrap(errorMessage(try s.connection.receive(timeout: 60)), "a delta on a delta was taken")
+        XCTAssert(m.contains("only as a delta itself"), m)
+        XCTAssertEqual(Set(try indexedBlobs(dest).keys), [raw.id, deltaID])
     }
 
     /// A copy of one encrypted repository takes no other: not another id, not

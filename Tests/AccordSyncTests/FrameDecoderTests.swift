@@ -31,6 +31,8 @@ final class FrameDecoderTests: XCTestCase {
             .keyFile(Array(#"{"version":1}"#.utf8)),
             .keyFile([]),
             .keyOK(KeyID(hashing: [5])),
+            .haveBases([BlobID(hashing: [6]), BlobID(hashing: [7])]),
+            .haveBases([]),
             .flush,
             .flushed(packs: 3, blobs: 0xffff_ffff),
             .snapshot(Array(#"{"paths":["/x"]}"#.utf8)),
@@ -66,7 +68,7 @@ final class FrameDecoderTests: XCTestCase {
     }
 
     func testEveryFrameKindRoundTripsThroughEncodeAndDecode() throws {
-        XCTAssertEqual(Set(Self.everyFrame.map { $0.kind.rawValue }).count, 18, "a Frame case is missing from everyFrame")
+        XCTAssertEqual(Set(Self.everyFrame.map { $0.kind.rawValue }).count, 19, "a Frame case is missing from everyFrame")
         for f in Self.everyFrame {
             let bytes = f.encode()
             XCTAssertEqual(Int(UInt32(bytes[0]) | UInt32(bytes[1]) << 8 | UInt32(bytes[2]) << 16 | UInt32(bytes[3]) << 24), bytes.count - 4,

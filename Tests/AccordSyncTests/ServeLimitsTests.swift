@@ -248,7 +248,7 @@ final class ServeLimitsTests: SyncTestCase {
         // The protocol has exactly these requests; none of them removes anything.
         let kinds = (0...255).compactMap { Frame.Kind(rawValue: UInt8($0)) }
         XCTAssertEqual(kinds, [.hello, .helloOK, .have, .missing, .blob, .flush, .flushed, .snapshot, .snapshotOK,
-                               .listSnapshots, .snapshotList, .placeMarker, .markerOK, .bye, .sealedBlob, .keyFile, .keyOK, .error],
+                               .listSnapshots, .snapshotList, .placeMarker, .markerOK, .bye, .sealedBlob, .keyFile, .keyOK, .haveBases, .error],
                        "a frame kind was added: make sure it cannot delete, and update this test")
 
         let src = try sourceWithOneSnapshot(seed: 31)
