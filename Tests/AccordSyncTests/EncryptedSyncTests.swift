@@ -382,4 +382,34 @@ final class EncryptedSSHSyncTests: SSHSyncTestCase {
         XCTAssertFalse(keyNames(dest).isEmpty)
         try assertRestoreMatchesSource(from: dest, label: "dr")
     }
+
+    /// The AE5 flow `-a backup -s -u USER -n NODE` of an encrypted repository:
+    /// the DR copy gets the snapshot, the key files and the marker, and checks
+    /// and restores with the key. (The DR directory is the repository's own path
+    /// in this flow; on one machine a remote command points serve elsewhere.)
+    func testAE5BackupWithSyncOfAnEncryptedRepositoryOverSSH() throws {
+        try useEncryption()
+        try makeTree(source, seed: 42, randomFiles: 2, randomSize: 200_000)
+        let plan = scratch.sub("plan.yaml")
+        try writeFile(plan, Array("""
+            base: ae5
+            name: tree-only
+            storage: {root: \(source), excludes: [], replace: []}
+            dumps: []
+            objects: []
+
+            """.utf8))
+        let dest = scratch.sub("dr-copy")
+        let script = try remoteScript("serve-elsewhere.sh", "exec sudo -n \(AccordBinary.path) serve --repo \(dest)")
+        let flow = ["-a", "backup", "-d", sourceRepo, "--plan", plan, "-s", "-u", ssh.user, "-n", "127.0.0.1", ssh.configOption,
+                    "--remote-command", script]
+        try accordOK(flow, environment: ["ACCORD_SETTINGS": scratch.sub("no-settings.yaml")])
+        XCTAssertEqual(snapshotFiles(of: dest).count, 1)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dest + "/restore"), "no restore marker on the DR copy")
+        XCTAssertEqual(keyNames(dest), keyNames(sourceRepo))
+        try appendToFile(source + "/docs/notes.txt", Array("day two\n".utf8))
+        try accordOK(flow, environment: ["ACCORD_SETTINGS": scratch.sub("no-settings.yaml")])
+        XCTAssertEqual(snapshotFiles(of: dest), snapshotFiles(of: sourceRepo))
+        try assertRestoreMatchesSource(from: dest, label: "ae5")
+    }
 }
