@@ -8,9 +8,11 @@ import AccordRuntime
 /// inflated and its SHA-256 compared to its id; an encrypted one (format
 /// version 3) is served without its key (serve never needs or asks for a
 /// passphrase), so there the SHA-256 of the sealed bytes is compared to the
-/// one sent with them and the lengths are checked (SyncServerSealed.swift). Accepted blobs go to packs; `flush` makes them durable (packs
-/// fsynced and renamed, then an index file). A snapshot is written only when
-/// every blob it names is indexed, so an interrupted sync never leaves a
+/// one sent with them and the lengths are checked (SyncServerSealed.swift).
+/// Accepted blobs go to packs; `flush` makes them durable (packs fsynced and
+/// renamed, then an index file). A plain repository's snapshot is written only
+/// when every blob it names is indexed (an encrypted one's names cannot be read
+/// here: the client sends it after `flushed`), so an interrupted sync never leaves a
 /// snapshot that cannot be restored; packs finished before the interruption
 /// are adopted on the next connection and not sent again.
 ///

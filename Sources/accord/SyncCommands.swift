@@ -11,7 +11,9 @@ struct Serve: ParsableCommand {
         abstract: "Serve a repository to `accord sync` over stdin/stdout (run by ssh on the destination).",
         discussion: """
         Creates the repository on first contact with the sender's config (only in a new directory, or an \
-        empty one of mode 0700 owned by this user). Speaks the framed protocol in FORMAT.md; not for \
+        empty one of mode 0700 owned by this user). An encrypted repository is held without its key: \
+        serve never needs or asks for a passphrase, stores the key files the sender sends and never \
+        deletes one (run `accord key remove` on each copy). Speaks the framed protocol in FORMAT.md; not for \
         interactive use (at a terminal it says so and exits 1). \
         The node can pin the repository: `serve.repository` in the settings file \
         (/etc/accord/accord.yaml, or $ACCORD_SETTINGS), or the --repo of an authorized_keys forced \
@@ -117,7 +119,8 @@ struct SyncCommand: ParsableCommand {
         Runs `ssh -o BatchMode=yes USER@NODE sudo -n accord serve --repo DIR` and speaks the sync \
         protocol over it. `--to DIR` (a local path) runs `accord serve` locally instead. The \
         destination DIR defaults to the local repository's path. An interrupted sync can simply be \
-        run again: what arrived is not sent twice.
+        run again: what arrived is not sent twice. An encrypted repository travels sealed, with all \
+        its key files: this side needs its passphrase, the destination never does.
         """)
     @OptionGroup var repo: RepositoryOptions
     @OptionGroup var output: OutputOptions
