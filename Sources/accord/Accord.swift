@@ -1,7 +1,4 @@
 import ArgumentParser
-#if canImport(Glibc)
-import Glibc
-#endif
 import AccordCore
 import AccordEngine
 import AccordPlans
@@ -180,14 +177,7 @@ struct RepositoryOptions: ParsableArguments {
 
     /// Where the passphrase comes from (`Passphrase`); `ae5` adds the AE5 flows' default key file.
     func keyOrigin(ae5: Bool = false) throws -> Passphrase.Origin {
-        try Passphrase.origin(option: passwordFile, ae5: ae5) { try Self.settings() }
-    }
-
-    /// The settings file; one this user may not read (root's, 0600) is skipped
-    /// unless running as root: a password file it named would be root's too.
-    static func settings() throws -> Settings {
-        if !Sys.isRoot, pathExists(Settings.path), access(Settings.path, R_OK) != 0 { return Settings() }
-        return try Settings.load()
+        try Passphrase.origin(option: passwordFile, ae5: ae5) { try Passphrase.settings() }
     }
 
     /// Opens the repository with files 0600, dirs 0700. With `create`, a
@@ -248,7 +238,7 @@ struct RepositoryOptions: ParsableArguments {
             }
             return (e != "none", "$\(Passphrase.encryptionVariable)=\(e)")
         }
-        let s = try settings()
+        let s = try Passphrase.settings()
         if let e = s.repository.encryption { return (e != "none", "repository.encryption: \(e) in \(s.path ?? Settings.path)") }
         return (true, "the default (aes-256-gcm)")
     }

@@ -6,9 +6,6 @@ import Foundation
 import AccordCore
 import AccordPlans
 import AccordRuntime
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The passphrase sources, first match wins:
 ///   1. `--password-file FILE`
@@ -62,6 +59,13 @@ enum Passphrase {
         return .prompt
     }
 
+    /// The settings file; one this user may not read (root's, 0600) is skipped
+    /// unless running as root: a password file it named would be root's too.
+    static func settings() throws -> Settings {
+        if !Sys.isRoot, pathExists(Settings.path), access(Settings.path, R_OK) != 0 { return Settings() }
+        return try Settings.load()
+    }
+
     static func checkedPath(_ f: String, _ what: String) throws -> String {
         guard !f.isEmpty, !f.contains("\0") else { throw ValidationError("\(what) needs a file name") }
         return f
@@ -100,7 +104,8 @@ enum Passphrase {
     /// a repository created with it.
     static func readFile(_ path: String, what: String) throws -> [UInt8] {
         let fd: Int32
-        do { fd = try Sys.open(path, Sys.O_RDONLY | O_CLOEXEC) } catch {
+        // O_NONBLOCK: a FIFO named by mistake must not hang the open (it is refused below).
+        do { fd = try Sys.open(path, Sys.O_RDONLY | O_CLOEXEC | O_NONBLOCK) } catch {
             throw PassphraseError.unusable(what, "cannot open it (\(error))")
         }
         defer { Sys.close(fd) }
@@ -165,7 +170,7 @@ enum Passphrase {
         guard Sys.isTerminal(0) else { throw PassphraseError.noSource(otherwise) }
         let tty = open("/dev/tty", O_RDWR | O_CLOEXEC)
         guard tty >= 0 else { throw PassphraseError.noSource(otherwise) }
-        defer { Glibc.close(tty) }
+        defer { close(tty) }
         let first = try readHidden(tty, question)
         guard !first.isEmpty else { throw PassphraseError.empty }
         if confirm {
@@ -188,15 +193,15 @@ enum Passphrase {
         _ = tcsetattr(tty, TCSAFLUSH, &quiet)
         defer {
             _ = tcsetattr(tty, TCSAFLUSH, &saved)
-            _ = Glibc.write(tty, "\n", 1)
+            _ = write(tty, "\n", 1)
             for (sig, handler) in zip(signals, previous) { signal(sig, handler) }
             promptTerminal = nil
         }
-        _ = question.withCString { Glibc.write(tty, $0, strlen($0)) }
+        _ = question.withCString { write(tty, $0, strlen($0)) }
         var line: [UInt8] = []
         var byte: UInt8 = 0
         while true {
-            let n = Glibc.read(tty, &byte, 1)
+            let n = read(tty, &byte, 1)
             if n < 0 && errno == EINTR { continue }
             if n <= 0 || byte == 0x0a { break }
             guard line.count < maxFileSize else { throw PassphraseError.unusable("the passphrase typed", "it is longer than \(maxFileSize) bytes") }
@@ -247,7 +252,7 @@ nonisolated(unsafe) private var promptTerminal: (fd: Int32, state: termios)?
 private func restoreTerminalAndDie(_ sig: Int32) {
     if var t = promptTerminal {
         _ = tcsetattr(t.fd, TCSANOW, &t.state)
-        _ = Glibc.write(t.fd, "\n", 1)
+        _ = write(t.fd, "\n", 1)
     }
     signal(sig, SIG_DFL)
     raise(sig)

@@ -198,7 +198,9 @@ final class EncryptedCLITests: AccordTestCase {
         try Files.write(newlineOnly, [0x0a], mode: 0o600)
         try Files.write(big, [UInt8](repeating: 0x61, count: 64 * 1024 + 1), mode: 0o600)
         try Files.mkdir(dir)
-        var cases: [(String, String)] = [(empty, "empty"), (newlineOnly, "empty"), (big, "at most 65536"), (dir, "not a regular file"),
+        let fifo = scratch.sub("fifo")
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        var cases: [(String, String)] = [(empty, "empty"), (newlineOnly, "empty"), (big, "at most 65536"), (dir, "not a regular file"), (fifo, "not a regular file"),
                                          (scratch.sub("missing"), "cannot open")]
         if Sys.isRoot {
             let open = try writePasswordFile("pw", mode: 0o640)
