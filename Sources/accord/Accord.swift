@@ -58,6 +58,7 @@ struct Accord: ParsableCommand {
           accord restore -d /backups latest --target /tmp/restored
           accord sync -d /backups --to root@dr-node
           accord check -d /backups --read-data
+          accord key list -d /backups          (new repositories are encrypted: see `accord key --help`)
 
         Exit codes: 0 success, 1 error, 3 backup completed but some files could not be read.
         """,
@@ -166,7 +167,7 @@ struct RepositoryOptions: ParsableArguments {
     @Option(name: [.customShort("d"), .customLong("directory"), .customLong("repo")],
             help: ArgumentHelp("Repository directory (default: $ACCORD_REPOSITORY or /opt/anaconda_backup).", valueName: "DIR"))
     var directory: String?
-    @Option(help: ArgumentHelp("Read the passphrase of an encrypted repository from FILE (one line; as root the file must be root's, mode 0600). Else $ACCORD_PASSWORD_FILE, $ACCORD_PASSWORD_COMMAND, the settings file's repository.password-file, or a prompt: see `accord key --help`.", valueName: "FILE"))
+    @Option(help: ArgumentHelp("Read the passphrase of an encrypted repository from FILE (one line; as root it must be root's, with no group or other access: chmod 600). Else $ACCORD_PASSWORD_FILE, $ACCORD_PASSWORD_COMMAND, the settings file's repository.password-file, or a prompt: see `accord key --help`.", valueName: "FILE"))
     var passwordFile: String?
 
     var path: String {
