@@ -219,14 +219,23 @@ enum Passphrase {
     static func createKeyFile(_ path: String, repository: String) throws {
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty, (try? Sys.stat(Array(dir.utf8))) == nil { try Sys.mkdirs(Array(dir.utf8), mode: 0o700) }
-        let fd: Int32
-        do { fd = try Sys.open(path, Sys.O_WRONLY | Sys.O_CREAT | O_EXCL | O_CLOEXEC, mode: 0o600) } catch {
-            throw PassphraseError.unusable("the default key file \(path)", "cannot create it (\(error))")
+        // Written whole under a temporary name, then linked into place (never
+        // over an existing file): a crash leaves no half-written key file.
+        let tmp = path + ".tmp-" + hexString(Sys.randomBytes(6))
+        do {
+            let fd = try Sys.open(tmp, Sys.O_WRONLY | Sys.O_CREAT | O_EXCL | O_CLOEXEC, mode: 0o600)
+            defer { Sys.close(fd) }
+            try Sys.fchmod(fd, mode: 0o600, path: tmp)
+            try Sys.writeAll(fd, Array(hexString(Sys.randomBytes(32)).utf8) + [0x0a], path: tmp)
+            try Sys.fsync(fd, path: tmp)
+        } catch {
+            try? Sys.unlink(tmp)
+            throw PassphraseError.unusable("the key file \(path)", "cannot create it (\(error))")
         }
-        defer { Sys.close(fd) }
-        try Sys.fchmod(fd, mode: 0o600, path: path)
-        try Sys.writeAll(fd, Array(hexString(Sys.randomBytes(32)).utf8) + [0x0a], path: path)
-        try Sys.fsync(fd, path: path)
+        defer { try? Sys.unlink(tmp) }
+        do { try Sys.link(existing: Array(tmp.utf8), new: Array(path.utf8)) } catch {
+            throw PassphraseError.unusable("the key file \(path)", "cannot create it (\(error))")
+        }
         try? Sys.fsyncDirectory(dir.isEmpty ? "." : dir)
         Sys.writeStderr("""
 

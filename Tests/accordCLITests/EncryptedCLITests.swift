@@ -262,6 +262,7 @@ final class EncryptedCLITests: AccordTestCase {
         let st = try Sys.stat(Array(keyFile.utf8)), dir = try Sys.stat(Array((etc + "/keys").utf8))
         XCTAssertEqual(st.permissions, 0o600)
         XCTAssertEqual(dir.permissions, 0o700)
+        XCTAssertEqual(try Sys.listDirectory(etc + "/keys"), ["repository.key"], "a temporary file was left beside the key file")
         let passphrase = try Files.read(keyFile)
         XCTAssertEqual(passphrase.count, 65, "32 random bytes as hex and a newline")
         XCTAssertFalse(first.output.contains(String(decoding: passphrase.dropLast(), as: UTF8.self)), "the passphrase was printed")
