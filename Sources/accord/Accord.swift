@@ -12,8 +12,9 @@ enum Main {
     static func main() {
         Sys.tuneMalloc()
         let args = Array(CommandLine.arguments.dropFirst())
-        // Flags first (as the original tool took them) → the original command line.
-        if let first = args.first, first.hasPrefix("-"), !["-h", "--help", "--version", "--generate-completion-script"].contains(first) {
+        // Flags first (as the original tool took them) → the original command line;
+        // help, version, completions and the dump `make man` reads describe the subcommands.
+        if let first = args.first, first.hasPrefix("-"), !["-h", "--help", "--version", "--generate-completion-script", "--experimental-dump-help"].contains(first) {
             run(Legacy.self, args)
         } else {
             run(Accord.self, args)
@@ -62,9 +63,10 @@ struct Accord: ParsableCommand {
 
         Exit codes: 0 success, 1 error, 3 backup completed but some files could not be read.
         """,
+        version: AccordVersion.text,
         subcommands: [Init.self, BackupCommand.self, Key.self, Snapshots.self, Ls.self, DumpCommand.self,
                       RestoreCommand.self, CheckCommand.self, Unlock.self, SyncCommand.self, Serve.self,
-                      PlanCommand.self, ForgetCommand.self, PruneCommand.self, Repair.self]
+                      PlanCommand.self, ForgetCommand.self, PruneCommand.self, Repair.self, DiffCommand.self, StatsCommand.self, VersionCommand.self]
     )
 }
 
@@ -77,7 +79,8 @@ struct Legacy: ParsableCommand {
         accord -a backup [-d DIR] [--repos-only] [-s -u USER -n NODE] [--ingress] [--plan PLAN]
         accord -a restore [-d DIR] [--repos-only] [--no-config] [--override] [--ingress] [--wait-timeout S]
         """,
-        discussion: "See `accord --help` for the subcommands (backup, restore, snapshots, sync, check, …).")
+        discussion: "See `accord --help` for the subcommands (backup, restore, snapshots, sync, check, …).",
+        version: AccordVersion.text)
 
     @Option(name: [.customShort("a"), .customLong("action")], help: ArgumentHelp("The original tool's action: backup or restore.", valueName: "ACTION"))
     var action: String?
