@@ -218,7 +218,9 @@ enum Passphrase {
     /// and that a copy must leave this node: without it the backups are unreadable.
     static func createKeyFile(_ path: String, repository: String) throws {
         let dir = (path as NSString).deletingLastPathComponent
-        if !dir.isEmpty, (try? Sys.stat(Array(dir.utf8))) == nil { try Sys.mkdirs(Array(dir.utf8), mode: 0o700) }
+        if !dir.isEmpty, (try? Sys.stat(Array(dir.utf8))) == nil {
+            do { try Sys.mkdirs(Array(dir.utf8), mode: 0o700) } catch { throw cannotCreate(path, error) }
+        }
         // Written whole under a temporary name, then linked into place (never
         // over an existing file): a crash leaves no half-written key file.
         let tmp = path + ".tmp-" + hexString(Sys.randomBytes(6))
@@ -230,12 +232,10 @@ enum Passphrase {
             try Sys.fsync(fd, path: tmp)
         } catch {
             try? Sys.unlink(tmp)
-            throw PassphraseError.unusable("the key file \(path)", "cannot create it (\(error))")
+            throw cannotCreate(path, error)
         }
         defer { try? Sys.unlink(tmp) }
-        do { try Sys.link(existing: Array(tmp.utf8), new: Array(path.utf8)) } catch {
-            throw PassphraseError.unusable("the key file \(path)", "cannot create it (\(error))")
-        }
+        do { try Sys.link(existing: Array(tmp.utf8), new: Array(path.utf8)) } catch { throw cannotCreate(path, error) }
         try? Sys.fsyncDirectory(dir.isEmpty ? "." : dir)
         Sys.writeStderr("""
 
@@ -267,9 +267,17 @@ private func restoreTerminalAndDie(_ sig: Int32) {
     raise(sig)
 }
 
+/// Why the AE5 key file could not be made, and how to make it (a service with
+/// a read-only /etc, say).
+private func cannotCreate(_ path: String, _ error: Error) -> PassphraseError {
+    .noSource("cannot create the key file \(path) (\(error)): run the first backup where \((path as NSString).deletingLastPathComponent) "
+              + "is writable, or create it yourself, mode 0600, holding a random secret: head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > \(path)")
+}
+
 enum PassphraseError: Error, CustomStringConvertible {
     case unusable(String, String)
     case command(String)
+    /// No passphrase can be had; the message says what to set or do.
     case noSource(String)
     case empty, mismatch
 

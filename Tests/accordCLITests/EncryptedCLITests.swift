@@ -256,6 +256,17 @@ final class EncryptedCLITests: AccordTestCase {
         XCTAssertTrue(plainFlow.stderr.contains(keyFile), "\(plainFlow)")
         XCTAssertFalse(Files.exists(keyFile) || Files.exists(repo), "a backup outside the AE5 flows made a key file or a repository")
 
+        // A key file that cannot be made (here: under a regular file, as under a read-only /etc):
+        // the error says how to make it, and no repository is created without it.
+        let blocker = scratch.sub("not-a-dir"), badSettings = etc + "/unmakeable.yaml"
+        try Files.write(blocker, [0x78])
+        try Files.write(badSettings, Array("repository:\n  password-file: \(blocker)/keys/repository.key\n".utf8))
+        let unmakeable = try accord(["backup", "-d", repo, "--plan", plan], environment: env.merging(["ACCORD_SETTINGS": badSettings]) { $1 })
+        XCTAssertEqual(unmakeable.status, 1, "\(unmakeable)")
+        XCTAssertTrue(unmakeable.stderr.contains("cannot create the key file \(blocker)/keys/repository.key") && unmakeable.stderr.contains("head -c 32 /dev/urandom"),
+                      "\(unmakeable)")
+        XCTAssertFalse(Files.exists(repo), "a repository was created without its key file")
+
         let first = try accord(["backup", "-d", repo, "--plan", plan], environment: env)
         XCTAssertTrue(first.ok, "\(first)")
         XCTAssertTrue(first.stderr.contains("created the key file \(keyFile)") && first.stderr.contains("OFF this node"), "not loud enough:\n\(first)")
