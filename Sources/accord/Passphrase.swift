@@ -76,9 +76,18 @@ enum Passphrase {
     static func source(_ origin: Origin, repository: String, confirm: Bool = false) -> KeySource {
         let fetch: @Sendable () throws -> [UInt8]
         switch origin {
-        case .option(let f), .environmentFile(let f), .settings(let f, _), .defaultFile(let f):
+        case .option(let f), .environmentFile(let f):
             let what = origin.description
             fetch = { try readFile(f, what: what) }
+        case .settings(let f, _), .defaultFile(let f):
+            // The node's key file is missing where it was never copied to: the DR node.
+            let what = origin.description
+            fetch = {
+                do { return try readFile(f, what: what) } catch let e as PassphraseError where !pathExists(f) {
+                    throw PassphraseError.noSource("\(e): copy it from the node where the first backup created it, "
+                                                   + "or give the repository a passphrase from its paper key (`accord key import`)")
+                }
+            }
         case .command(let c):
             fetch = { try runCommand(c) }
         case .prompt:
