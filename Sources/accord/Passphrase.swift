@@ -39,16 +39,11 @@ enum Passphrase {
             case .prompt: return "a prompt on the terminal"
             }
         }
-        var file: String? {
-            switch self {
-            case .option(let f), .environmentFile(let f), .settings(let f, _), .defaultFile(let f): return f
-            case .command, .prompt: return nil
-            }
-        }
     }
 
-    /// The first configured source. `ae5` adds the default key file, which
-    /// counts even when missing (an AE5 backup that creates the repository creates it).
+    /// The first configured source. `ae5` adds the default key file, even when
+    /// missing: an AE5 backup that creates the repository creates it
+    /// (`RepositoryOptions.open` treats a missing one as no source).
     static func origin(option: String?, ae5: Bool, settings: () throws -> Settings) throws -> Origin {
         if let f = option { return .option(try checkedPath(f, "--password-file")) }
         if let f = Sys.environment(fileVariable), !f.isEmpty { return .environmentFile(f) }
