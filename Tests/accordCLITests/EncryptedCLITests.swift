@@ -221,9 +221,16 @@ final class EncryptedCLITests: AccordTestCase {
         try accordOK("init", "-d", repo, "--encryption", "none")
         _ = try backup([root])
         let file = try writePasswordFile("pw")
+        let etc = scratch.sub("etc-plain")
+        try Files.mkdir(etc)
+        chmod(etc, 0o755)
+        try Files.write(etc + "/accord.yaml", Array("repository:\n  password-file: \(file)\n".utf8))
         let before = try repositoryFiles()
         for (args, env) in [(["snapshots", "list", "-d", repo, "--password-file", file], [:]),
-                            (["backup", "-d", repo, root], ["ACCORD_PASSWORD_FILE": file])] as [([String], [String: String])] {
+                            (["backup", "-d", repo, root], ["ACCORD_PASSWORD_FILE": file]),
+                            (["backup", "-d", repo, "-q", root], ["ACCORD_PASSWORD_COMMAND": "cat \(file)"]),
+                            (["restore", "-d", repo, "latest", "--target", scratch.sub("t")], ["ACCORD_SETTINGS": etc + "/accord.yaml"])]
+                as [([String], [String: String])] {
             let r = try accord(args, environment: env)
             XCTAssertEqual(r.status, 1, "\(args[0]) used a plain repository with a passphrase configured:\n\(r)")
             XCTAssertTrue(r.stderr.contains("plain") || r.stderr.contains("not encrypted"), "\(r)")
