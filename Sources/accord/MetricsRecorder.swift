@@ -137,7 +137,7 @@ final class CommandRecorder {
 
     private func finish(start: (sec: Int64, nsec: Int64), end: (sec: Int64, nsec: Int64), duration: Double, code: Int32) {
         let phase = phases.last!
-        var samples = [sample("last_start_timestamp_seconds", seconds(start)), sample("duration_seconds", duration),
+        var samples = [sample("last_start_timestamp_seconds", seconds(start)), sample("duration_seconds", (duration * 1000).rounded() / 1000),
                        sample("exit_code", Double(code)), sample(code == 0 ? "last_success_timestamp_seconds" : "last_failure_timestamp_seconds", seconds(end))]
         // The other outcome is kept from the file; a first run writes 0 there ("never"), so that an alert sees it.
         let never = [sample(code == 0 ? "last_failure_timestamp_seconds" : "last_success_timestamp_seconds", 0)]
