@@ -242,6 +242,22 @@ final class MetricsTests: AccordTestCase {
         XCTAssert(bad.stderr.contains(".prom"), "\(bad)")
     }
 
+    /// The original command line (`accord -a backup`, as the systemd timer
+    /// runs it) records its backup under the plan's label, failure included:
+    /// here the plan file is missing, so the backup fails before any work.
+    func testLegacyBackupRecordsThePlanLabel() throws {
+        let plan = scratch.sub("missing-plan.yaml")
+        let r = try accord(["-a", "backup", "-d", repo, "--plan", plan] + monitor)
+        XCTAssertEqual(r.status, 1, "\(r)")
+        let s = try samples(prom)
+        XCTAssertEqual(value(s, "accord_backup_exit_code", plan: plan), 1)
+        XCTAssertGreaterThan(value(s, "accord_backup_last_failure_timestamp_seconds", plan: plan) ?? 0, 0)
+        XCTAssertEqual(value(s, "accord_backup_last_success_timestamp_seconds", plan: plan), 0, "never succeeded: 0, so the 26 h alert fires")
+        XCTAssertNil(value(s, "accord_sync_exit_code", plan: plan), "no sync was asked for")
+        let log = String(decoding: try Files.read(logPath), as: UTF8.self)
+        XCTAssert(log.contains("command=backup plan=\(plan) repository=\(repo) step=end outcome=failed exit=1"), log)
+    }
+
     /// An old metrics file is untrusted bytes: garbage, foreign and malformed
     /// lines are dropped, another repository's series kept, a label with a
     /// quote, a backslash and a newline written escaped and read back intact.
