@@ -42,6 +42,7 @@ final class CommandRecorder {
     /// The repository label: absolute, as the metrics of two runs from different directories must match.
     let repository: String
     private var phases: [Phase] = []
+    private var warnedMetrics = false
 
     struct Phase {
         var command: String
@@ -155,7 +156,8 @@ final class CommandRecorder {
         guard let m = metrics else { return }
         do { try m.update(samples, ifAbsent: ifAbsent) } catch {
             // The command's own outcome stands: a stale file shows as no recent success.
-            warn("cannot write the metrics file \(m.path) (\(error)); its series are not updated")
+            if !warnedMetrics { warn("cannot write the metrics file \(m.path) (\(error)); its series are not updated") }
+            warnedMetrics = true
         }
     }
 }

@@ -280,6 +280,18 @@ final class MetricsTests: AccordTestCase {
         XCTAssertTrue(lint.ok, "promtool check metrics:\n\(lint)")
         try assertOnlyTheMetricsFile()
 
+        // A symbolic link in place of the file (the collector's directory may be
+        // writable by node_exporter's user) is neither followed nor replaced.
+        let target = scratch.sub("not-metrics")
+        try Files.write(target, Array("precious\n".utf8))
+        try Sys.unlink(prom)
+        XCTAssertEqual(symlink(target, prom), 0)
+        let linked = try accord(["check", "-d", odd, "--metrics-file", prom])
+        XCTAssertTrue(linked.ok && linked.stderr.contains("cannot write the metrics file \(prom)"), "the command's own outcome stands, with a warning:\n\(linked)")
+        XCTAssertEqual(try Files.read(target), Array("precious\n".utf8))
+        XCTAssertEqual(try Sys.lstat(prom).isSymlink, true)
+        try Sys.unlink(prom)
+
         // A file too large to be ours is replaced, not read (and said).
         try Files.write(prom, [UInt8](repeating: 0x61, count: (1 << 20) + 1))
         let big = try accordOK(["check", "-d", odd, "--metrics-file", prom])
