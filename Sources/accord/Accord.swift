@@ -139,9 +139,9 @@ struct Legacy: ParsableCommand {
 
     /// The backup, then the sync: two phases, so that a failed sync leaves the backup's success recorded.
     func legacyBackup(_ name: String, _ rec: CommandRecorder) throws {
-        let (repository, result, warnings, dest) = try rec.phase("backup", plan: name) { try legacyBackupOnly(try Plan.load(name), rec) }
+        let (repository, result, warnings, dest) = try rec.phase("backup", plan: planLabel(name)) { try legacyBackupOnly(try Plan.load(name), rec) }
         if let d = dest {
-            try rec.phase("sync", plan: name) {
+            try rec.phase("sync", plan: planLabel(name)) {
                 let stats = try withLock(repository, command: "sync") {
                     return try runSync(repository, to: d, syncOptions, only: [result.id], marker: true, progress: output.makeProgress("sync"))
                 }

@@ -98,7 +98,7 @@ struct BackupCommand: ParsableCommand {
     }
 
     func run() throws {
-        try monitor.record(repository: repo.path) { rec in try rec.phase("backup", plan: plan) { try backup(rec) } }
+        try monitor.record(repository: repo.path) { rec in try rec.phase("backup", plan: planLabel(plan)) { try backup(rec) } }
     }
 
     func backup(_ rec: CommandRecorder) throws {

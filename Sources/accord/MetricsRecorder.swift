@@ -162,6 +162,14 @@ final class CommandRecorder {
     }
 }
 
+/// The `plan` label of a plan backup: the plan's name, as its snapshots and
+/// `forget --plan` know it; the argument itself when the plan cannot be
+/// loaded (the backup then fails, and that failure is recorded under it).
+func planLabel(_ nameOrPath: String?) -> String? {
+    guard let p = nameOrPath else { return nil }
+    return (try? Plan.load(p))?.name ?? p
+}
+
 /// Snapshots and bytes of a repository, from its directory alone (no key, no
 /// index): nil when `root` holds no repository. Locks and temporary files do not count.
 func repositoryGauges(_ root: String) -> (snapshots: Int, bytes: UInt64)? {

@@ -258,6 +258,22 @@ final class MetricsTests: AccordTestCase {
         XCTAssert(log.contains("command=backup plan=\(plan) repository=\(repo) step=end outcome=failed exit=1"), log)
     }
 
+    /// A plan backup through the original command line, as the timer runs it
+    /// (a plan file with no dumps and no objects, so no cluster is needed):
+    /// its series carry the plan's name, and so do the log lines.
+    func testLegacyPlanBackupIsLabelledWithThePlanName() throws {
+        let plan = scratch.sub("site.yaml")
+        try Files.write(plan, Array("base: ae5\nname: site-b\nstorage:\n  root: \(src)\n  excludes: []\n  replace: []\ndumps: []\nobjects: []\n".utf8))
+        try accordOK(["-a", "backup", "-d", repo, "--plan", plan] + monitor)
+        let s = try samples(prom)
+        XCTAssertEqual(value(s, "accord_backup_exit_code", plan: "site-b"), 0, "\(s.map { "\($0.name) \($0.labels)" })")
+        XCTAssertGreaterThan(value(s, "accord_backup_last_success_timestamp_seconds", plan: "site-b") ?? 0, 0)
+        XCTAssertEqual(value(s, "accord_backup_files", plan: "site-b"), 2)
+        XCTAssertEqual(value(s, "accord_repository_snapshots"), 1, "the repository's series has no plan label")
+        let log = String(decoding: try Files.read(logPath), as: UTF8.self)
+        XCTAssert(log.contains("command=backup plan=site-b repository=\(repo) step=end outcome=ok exit=0"), log)
+    }
+
     /// An old metrics file is untrusted bytes: garbage, foreign and malformed
     /// lines are dropped, another repository's series kept, a label with a
     /// quote, a backslash and a newline written escaped and read back intact.
