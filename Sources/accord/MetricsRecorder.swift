@@ -78,7 +78,9 @@ final class CommandRecorder {
         }
         let end = Sys.now(), duration = Sys.monotonicSeconds() - clock
         var pairs = [("outcome", code == 0 ? "ok" : "failed"), ("exit", String(code)), ("seconds", String(format: "%.3f", duration))]
-        if let e = failure, !(e is ExitCode) { pairs.append(("error", "\(e)")) }
+        // The error as stderr has it, but for the passphrase's: that may quote a
+        // password command's stderr, which may hold anything.
+        if let e = failure, !(e is ExitCode) { pairs.append(("error", e is PassphraseError ? "no passphrase (why is on stderr, not logged)" : "\(e)")) }
         step("end", pairs)
         if !dryRun { finish(start: start, end: end, duration: duration, code: code) }
         if let e = failure { throw e }

@@ -236,7 +236,15 @@ final class MetricsTests: AccordTestCase {
             XCTAssertFalse(text.contains(passwordFile), "the password file's path is in the \(what)")
         }
 
-        // A plan's series carry its name; a bad metrics file name is refused before anything runs.
+        // A password command that fails saying its secret: stderr has it, the log does not.
+        let leaky = try accord(["check", "-d", repo, "--log-file", logPath],
+                               environment: ["ACCORD_PASSWORD_FILE": "", "ACCORD_PASSWORD_COMMAND": "echo leaked-s3cret >&2; exit 1", "ACCORD_SETTINGS": scratch.sub("none.yaml")])
+        XCTAssertEqual(leaky.status, 1, "\(leaky)")
+        let logged = String(decoding: try Files.read(logPath), as: UTF8.self)
+        XCTAssert(logged.contains("no passphrase (why is on stderr, not logged)"), logged)
+        XCTAssertFalse(logged.contains("leaked-s3cret"), logged)
+
+        // A bad metrics file name is refused before anything runs.
         let bad = try accord(["check", "-d", repo, "--metrics-file", scratch.sub("accord.txt")])
         XCTAssertNotEqual(bad.status, 0)
         XCTAssert(bad.stderr.contains(".prom"), "\(bad)")
@@ -272,6 +280,21 @@ final class MetricsTests: AccordTestCase {
         XCTAssertEqual(value(s, "accord_repository_snapshots"), 1, "the repository's series has no plan label")
         let log = String(decoding: try Files.read(logPath), as: UTF8.self)
         XCTAssert(log.contains("command=backup plan=site-b repository=\(repo) step=end outcome=ok exit=0"), log)
+    }
+
+    /// Backups of four repositories at once, into one metrics file: each
+    /// run's read-merge-replace holds the directory's lock, so none loses
+    /// another's series.
+    func testConcurrentRunsKeepEachOthersSeries() throws {
+        let repos = (0..<4).map { scratch.sub("repo\($0)") }
+        let children = try repos.map { try start(["backup", "-d", $0, "--metrics-file", prom, src]) }
+        for c in children { let r = c.finish(); XCTAssertTrue(r.ok, "\(r)") }
+        let s = try samples(prom)
+        for r in repos {
+            XCTAssertGreaterThan(value(s, "accord_backup_last_success_timestamp_seconds", repository: r) ?? 0, 0, "\(r)'s series was lost")
+            XCTAssertEqual(value(s, "accord_repository_snapshots", repository: r), 1)
+        }
+        try assertOnlyTheMetricsFile()
     }
 
     /// An old metrics file is untrusted bytes: garbage, foreign and malformed
