@@ -107,6 +107,7 @@ struct Legacy: ParsableCommand {
     @Option(help: "Snapshot to restore (default: the latest of the plan).")
     var snapshot: String?
     @OptionGroup var syncOptions: SyncOptions
+    @OptionGroup var monitor: MonitorOptions
 
     func validate() throws {
         guard let a = action else {
@@ -128,29 +129,44 @@ struct Legacy: ParsableCommand {
             print(Legacy.helpMessage())
             return
         }
-        let chosen = try Plan.load(plan ?? (reposOnly ? "ae5-repos" : "ae5"))
-        if a == "backup" { try legacyBackup(chosen) } else { try legacyRestore(chosen) }
+        let name = plan ?? (reposOnly ? "ae5-repos" : "ae5")
+        if a == "backup" {
+            try monitor.record(repository: repo.path) { rec in try legacyBackup(name, rec) }
+        } else { try legacyRestore(try Plan.load(name)) }
     }
 
-    func legacyBackup(_ plan: Plan) throws {
+    /// The backup, then the sync: two phases, so that a failed sync leaves the backup's success recorded.
+    func legacyBackup(_ name: String, _ rec: CommandRecorder) throws {
+        let (repository, result, warnings, dest) = try rec.phase("backup", plan: planLabel(name)) { try legacyBackupOnly(try Plan.load(name), rec) }
+        if let d = dest {
+            try rec.phase("sync", plan: planLabel(name)) {
+                let stats = try withLock(repository, command: "sync") {
+                    return try runSync(repository, to: d, syncOptions, only: [result.id], marker: true, progress: output.makeProgress("sync"))
+                }
+                rec.record(sync: stats)
+                printSyncStats(stats, to: d, json: false, quiet: output.quiet)
+            }
+        }
+        if result.incomplete || !warnings.isEmpty { throw ExitCode(3) }
+    }
+
+    /// Probes the DR node (before any backup work, as the original did), then backs up the plan.
+    func legacyBackupOnly(_ plan: Plan, _ rec: CommandRecorder) throws -> (Repository, BackupResult, [String], Destination?) {
         let repository = try repo.open(create: true, ae5: true)
         var dest: Destination?
         if let n = node {
             let d = Destination(user: user, host: n, directory: repo.path)
             // As the original did: test the DR node before any backup work.
             try withLock(repository, command: "sync probe") { try probeSync(repository, to: d, syncOptions) }
+            rec.step("sync probe", [("outcome", "ok")])
             if !output.quiet { print("DR node \(d) reachable; destination repository ready") }
             dest = d
         }
         let (result, warnings) = try runPlanBackup(repository: repository, plan: plan, tags: [], output: output, threads: nil)
+        rec.record(backup: result)
+        if result.incomplete || !warnings.isEmpty { rec.markIncomplete() }   // exit 3 recorded; the sync still runs
         report(result, json: false, quiet: output.quiet)
-        if let d = dest {
-            let stats = try withLock(repository, command: "sync") {
-                return try runSync(repository, to: d, syncOptions, only: [result.id], marker: true, progress: output.makeProgress("sync"))
-            }
-            printSyncStats(stats, to: d, json: false, quiet: output.quiet)
-        }
-        if result.incomplete || !warnings.isEmpty { throw ExitCode(3) }
+        return (repository, result, warnings, dest)
     }
 
     func legacyRestore(_ plan: Plan) throws {
