@@ -27,7 +27,7 @@ struct MonitorOptions: ParsableArguments {
     func record<T>(repository: String, _ body: (CommandRecorder) throws -> T) throws -> T {
         var metrics = metricsFile, log = logFile
         if metrics == nil || log == nil {
-            let s = try RepositoryOptions.settings()
+            let s = try Passphrase.settings()
             metrics = metrics ?? s.metrics.file
             log = log ?? s.log.file
         }
