@@ -8,12 +8,15 @@ struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "check", abstract: "Verify the repository's structure (and with --read-data, every byte).")
     @OptionGroup var repo: RepositoryOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var monitor: MonitorOptions
     @Flag(help: "Read every blob, inflate it and verify its SHA-256.")
     var readData = false
     @Option(help: ArgumentHelp("Read only this share of the packs, e.g. 10%.", valueName: "N%"))
     var readDataSubset: String?
 
-    func run() throws {
+    func run() throws { try monitor.record(repository: repo.path) { rec in try rec.phase("check") { try check(rec) } } }
+
+    func check(_ rec: CommandRecorder) throws {
         let repository = try repo.open()
         var options = CheckOptions()
         options.readData = readData || readDataSubset != nil
@@ -25,6 +28,7 @@ struct CheckCommand: ParsableCommand {
         }
         options.progress = output.makeProgress("check")
         let report = try withLock(repository, readOnly: true, command: "check") { try Check(repository: repository, options: options).run() }
+        rec.record(check: report)
         // Notes and errors may quote names from snapshots: escaped, one line each.
         for n in report.notes where !output.quiet { print("note: \(escapedText(n))") }
         for e in report.errors { Sys.writeStderr("error: \(escapedText(e))\n") }

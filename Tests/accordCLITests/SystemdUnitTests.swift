@@ -76,7 +76,7 @@ final class SystemdUnitTests: AccordTestCase {
         }
         XCTAssertTrue(timerLines.contains { $0.hasPrefix("RandomizedDelaySec=") }, "the timer has no random delay")
         for line in ["Type=oneshot", "ExecStart=\(Self.installedBinary) -a backup $ACCORD_BACKUP_FLAGS", "EnvironmentFile=-/etc/accord/backup.env",
-                     "ProtectSystem=strict", "ReadWritePaths=/opt/anaconda_backup", "PrivateTmp=yes", "NoNewPrivileges=yes",
+                     "ProtectSystem=strict", "ReadWritePaths=-/opt/anaconda_backup", "ExecStartPre=+/usr/bin/install -d -m 0700 /opt/anaconda_backup", "PrivateTmp=yes", "NoNewPrivileges=yes",
                      "SuccessExitStatus=3", "UMask=0077"] {
             XCTAssertTrue(serviceLines.contains(line), "the service has no \(line)")
         }
