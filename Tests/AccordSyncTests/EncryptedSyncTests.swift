@@ -128,6 +128,32 @@ final class EncryptedLocalSyncTests: SyncTestCase {
         XCTAssertNotEqual(first.id, second.id)
     }
 
+    /// A sync killed once serve has renamed its first pack leaves a copy that
+    /// checks with the key; the rerun (serve, keyless, adopts the unindexed
+    /// packs) sends exactly the blobs the packs there lack.
+    func testAKilledEncryptedSyncResumesSendingOnlyWhatIsMissing() throws {
+        var rng = SeededRandom(seed: 27)
+        for i in 0..<5 { try writeFile(source + "/data/big\(i).bin", rng.bytes(8 << 20)) }
+        try backupSource()
+        let dest = scratch.sub("dest")
+        let sync = try start(["sync", "-d", sourceRepo, "--to", dest, "-q"])
+        let deadline = Date().addingTimeInterval(120)
+        while sync.isRunning && packFiles(of: dest).isEmpty && Date() < deadline { usleep(1000) }
+        let interrupted = sync.isRunning
+        sync.kill()
+        _ = sync.finish()
+        waitForUnlocked(dest)
+        let inPacks = Set(try storedNonces(dest).map(\.blob))
+        let needed = Set(try indexedBlobs(sourceRepo).keys)
+        let missing = needed.subtracting(inPacks)
+        if interrupted { XCTAssertFalse(inPacks.isEmpty, "no pack was renamed before the kill") }
+        print("killed sync: \(interrupted ? "interrupted" : "had completed") with \(inPacks.count) of \(needed.count) blobs in the copy's packs")
+        let rerun = try decodeSync(try accordOK(["sync", "-d", sourceRepo, "--to", dest, "--json"]))
+        XCTAssertEqual(rerun.snapshots, 1)
+        XCTAssertEqual(rerun.blobs, missing.count, "the rerun sent \(rerun.blobs) blobs; the copy's packs lacked \(missing.count) of \(needed.count)")
+        try assertRestoreMatchesSource(from: dest, label: "resumed")
+    }
+
     /// The local serve starts without the variables that name a passphrase.
     func testLocalServeIsStartedWithoutThePassphraseVariables() {
         let argv = SyncTransport.localServeArgv("/srv/copy")
