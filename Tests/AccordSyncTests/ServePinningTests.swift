@@ -126,7 +126,8 @@ final class ServePinningTests: SyncTestCase {
         let src = try sourceWithOneSnapshot()
         let cases: [(String, [String])] = [
             ("serve:\n  repositroy: /srv/x\n", ["unknown key serve.repositroy", "known: idle-timeout, max-clock-skew, repository"]),
-            ("metrics:\n  port: 9100\n", ["unknown key metrics", "known sections: serve"]),
+            // (metrics: became a section of its own: an unknown section is refused the same way.)
+            ("monitoring:\n  port: 9100\n", ["unknown key monitoring", "known sections:", "serve"]),
             ("serve:\n  idle-timeout: 0\n", ["serve.idle-timeout must be a whole number of seconds from 1 to 86400, not 0"]),
             ("serve:\n  idle-timeout: ten\n", ["serve.idle-timeout", "not ten"]),
             ("serve:\n  repository: relative/dir\n", ["serve.repository must be an absolute path"]),
