@@ -103,6 +103,12 @@ public final class Restore: @unchecked Sendable {
         reader.validates = !options.skipsManifestValidationForTests
         reader.tolerateListErrors = true
         var kept: [ManifestEntry]? = []
+        if options.includes.isEmpty && options.subtree == nil {
+            // Room for the entries the summary counts (untrusted: each count
+            // clamped, the whole within the limit), saving the array's regrowth.
+            let s = snapshot.summary, counted = [s.files, s.directories, s.symlinks].reduce(0) { $0 + min(max($1, 0), 1 << 24) }
+            kept!.reserveCapacity(min(counted, options.preflightKeepsBytes / Self.footprint(ManifestEntry(kind: .file, path: []))))
+        }
         var keptBytes = 0
         var number = 0
         while var e = try reader.next() {
