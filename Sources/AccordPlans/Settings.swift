@@ -6,12 +6,15 @@ import AccordRuntime
 /// The node's settings file: one YAML document, `/etc/accord/accord.yaml`
 /// (or the file named by `$ACCORD_SETTINGS`, for tests: sudo's env_reset
 /// drops it, so a client over ssh cannot choose it). Each feature owns a
-/// top-level section; today only `serve`:
+/// top-level section:
 ///
 ///     serve:
 ///       repository: /opt/anaconda_backup   # the only directory serve opens (default: the client's --repo)
 ///       idle-timeout: 600                  # seconds without a request before serve closes the session
 ///       max-clock-skew: 86400              # how far a snapshot's time may lie ahead of this node's clock, at most 86400 (Repository.futureSkewSeconds)
+///     repository:
+///       password-file: /etc/accord/repository.key   # the passphrase of the repository's key (after --password-file and $ACCORD_PASSWORD_FILE/_COMMAND)
+///       encryption: aes-256-gcm            # what init and a first backup create: aes-256-gcm (default) or none
 ///
 /// Unknown keys are refused, naming the key (a typo must not silently unpin
 /// the repository). When accord runs as root, the file must be a regular file
@@ -31,7 +34,17 @@ public struct Settings: Equatable, Sendable {
         public init() {}
     }
 
+    /// How this node's clients open and create repositories (issue 15).
+    public struct RepositoryDefaults: Equatable, Sendable {
+        /// An absolute path: the passphrase file, or nil.
+        public var passwordFile: String?
+        /// "aes-256-gcm" or "none", or nil: the built-in default (aes-256-gcm).
+        public var encryption: String?
+        public init() {}
+    }
+
     public var serve = Serve()
+    public var repository = RepositoryDefaults()
     /// The file these came from; nil when there is none (defaults).
     public var path: String?
 
@@ -43,7 +56,11 @@ public struct Settings: Equatable, Sendable {
         return defaultPath
     }
 
-    static let keys: [String: Set<String>] = ["serve": ["repository", "idle-timeout", "max-clock-skew"]]
+    static let keys: [String: Set<String>] = ["serve": ["repository", "idle-timeout", "max-clock-skew"],
+                                              "repository": ["password-file", "encryption"]]
+    /// Sections in the order messages list them (serve first, as it came first).
+    static let sections = ["serve", "repository"]
+    public static let encryptionNames = ["aes-256-gcm", "none"]
 
     /// Loads the settings file (`Settings.path` unless given). A missing file is
     /// the defaults; an unusable one throws, naming the file and the key.
@@ -94,34 +111,62 @@ public struct Settings: Equatable, Sendable {
         guard let node else { return s }
         guard let top = node as? [String: Any] else { throw SettingsError.unusable(source, "expected a mapping of sections (like serve:) at the top level") }
         for k in top.keys.sorted() where keys[k] == nil {
-            throw SettingsError.unusable(source, "unknown key \(k) (known sections: \(keys.keys.sorted().joined(separator: ", ")))")
+            throw SettingsError.unusable(source, "unknown key \(k) (known sections: \(sections.joined(separator: ", ")))")
         }
-        if let v = top["serve"] {
-            // `serve:` with nothing under it is an empty section.
-            if v is NSNull { return s }
-            guard let serve = v as? [String: Any] else { throw SettingsError.unusable(source, "serve must be a mapping (repository:, idle-timeout:, max-clock-skew:)") }
-            let known = keys["serve"]!
-            for k in serve.keys.sorted() where !known.contains(k) {
-                throw SettingsError.unusable(source, "unknown key serve.\(k) (known: \(known.sorted().joined(separator: ", ")))")
-            }
-            if let r = serve["repository"] {
-                guard let p = r as? String, p.hasPrefix("/"), !p.contains("\0"),
-                      p.split(separator: "/", omittingEmptySubsequences: false).dropFirst().allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }) || p == "/" else {
-                    throw SettingsError.unusable(source, "serve.repository must be an absolute path without empty, . or .. components and no trailing /, not \(r)")
+        if let serve = try section(top, "serve", "repository:, idle-timeout:, max-clock-skew:", source) {
+            try parseServe(serve, into: &s, source)
+        }
+        if let repo = try section(top, "repository", "password-file:, encryption:", source) {
+            if let v = repo["password-file"] {
+                guard let p = v as? String, let path = absolutePath(p) else {
+                    throw SettingsError.unusable(source, "repository.password-file must be an absolute path without empty, . or .. components and no trailing /, not \(v)")
                 }
-                guard p != "/" else { throw SettingsError.unusable(source, "serve.repository cannot be /") }
-                s.serve.repository = p
+                s.repository.passwordFile = path
             }
-            s.serve.idleTimeout = try seconds(serve["idle-timeout"], "serve.idle-timeout", default: s.serve.idleTimeout, range: 1...86_400, source)
-            // No more than the skew past which `latest` skips a snapshot and `forget` keeps it
-            // as suspect: serve would store snapshots that the repository then distrusts.
-            let skewLimit = Int(Repository.futureSkewSeconds)
-            if let v = serve["max-clock-skew"] as? Int, !(serve["max-clock-skew"] is Bool), v > skewLimit {
-                throw SettingsError.unusable(source, "serve.max-clock-skew must be at most \(skewLimit) seconds (the limit past which `latest` skips a snapshot as dated in the future and `forget` keeps it as suspect), not \(v)")
+            if let v = repo["encryption"] {
+                guard let e = v as? String, encryptionNames.contains(e) else {
+                    throw SettingsError.unusable(source, "repository.encryption must be one of \(encryptionNames.joined(separator: ", ")), not \(v)")
+                }
+                s.repository.encryption = e
             }
-            s.serve.maxClockSkew = try seconds(serve["max-clock-skew"], "serve.max-clock-skew", default: s.serve.maxClockSkew, range: 0...skewLimit, source)
         }
         return s
+    }
+
+    /// A section's mapping (nil when absent or empty, as `serve:` with nothing under it), its keys checked.
+    static func section(_ top: [String: Any], _ name: String, _ shape: String, _ source: String) throws -> [String: Any]? {
+        guard let v = top[name], !(v is NSNull) else { return nil }
+        guard let m = v as? [String: Any] else { throw SettingsError.unusable(source, "\(name) must be a mapping (\(shape))") }
+        let known = keys[name]!
+        for k in m.keys.sorted() where !known.contains(k) {
+            throw SettingsError.unusable(source, "unknown key \(name).\(k) (known: \(known.sorted().joined(separator: ", ")))")
+        }
+        return m
+    }
+
+    /// `p` if it is absolute, not `/`, with no empty, `.` or `..` component and no NUL.
+    static func absolutePath(_ p: String) -> String? {
+        guard p.hasPrefix("/"), p != "/", !p.contains("\0"),
+              p.split(separator: "/", omittingEmptySubsequences: false).dropFirst().allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }) else { return nil }
+        return p
+    }
+
+    static func parseServe(_ serve: [String: Any], into s: inout Settings, _ source: String) throws {
+        if let r = serve["repository"] {
+            if let p = r as? String, p == "/" { throw SettingsError.unusable(source, "serve.repository cannot be /") }
+            guard let p = r as? String, let path = absolutePath(p) else {
+                throw SettingsError.unusable(source, "serve.repository must be an absolute path without empty, . or .. components and no trailing /, not \(r)")
+            }
+            s.serve.repository = path
+        }
+        s.serve.idleTimeout = try seconds(serve["idle-timeout"], "serve.idle-timeout", default: s.serve.idleTimeout, range: 1...86_400, source)
+        // No more than the skew past which `latest` skips a snapshot and `forget` keeps it
+        // as suspect: serve would store snapshots that the repository then distrusts.
+        let skewLimit = Int(Repository.futureSkewSeconds)
+        if let v = serve["max-clock-skew"] as? Int, !(serve["max-clock-skew"] is Bool), v > skewLimit {
+            throw SettingsError.unusable(source, "serve.max-clock-skew must be at most \(skewLimit) seconds (the limit past which `latest` skips a snapshot as dated in the future and `forget` keeps it as suspect), not \(v)")
+        }
+        s.serve.maxClockSkew = try seconds(serve["max-clock-skew"], "serve.max-clock-skew", default: s.serve.maxClockSkew, range: 0...skewLimit, source)
     }
 
     static func seconds(_ v: Any?, _ key: String, default d: Int, range: ClosedRange<Int>, _ source: String) throws -> Int {

@@ -61,7 +61,7 @@ struct Accord: ParsableCommand {
 
         Exit codes: 0 success, 1 error, 3 backup completed but some files could not be read.
         """,
-        subcommands: [Init.self, BackupCommand.self, Snapshots.self, Ls.self, DumpCommand.self,
+        subcommands: [Init.self, BackupCommand.self, Key.self, Snapshots.self, Ls.self, DumpCommand.self,
                       RestoreCommand.self, CheckCommand.self, Unlock.self, SyncCommand.self, Serve.self,
                       PlanCommand.self, ForgetCommand.self, PruneCommand.self, Repair.self]
     )
@@ -129,7 +129,7 @@ struct Legacy: ParsableCommand {
     }
 
     func legacyBackup(_ plan: Plan) throws {
-        let repository = try repo.open(create: true)
+        let repository = try repo.open(create: true, ae5: true)
         var dest: Destination?
         if let n = node {
             let d = Destination(user: user, host: n, directory: repo.path)
@@ -157,15 +157,17 @@ struct Legacy: ParsableCommand {
         o.waitTimeout = waitTimeout
         let quiet = output.quiet
         o.log = { if !quiet { print("restore: \($0)") } }
-        try runPlanRestore(repoPath: repo.path, plan: plan, snapshot: snapshot, options: o)
+        try runPlanRestore(repo, plan: plan, snapshot: snapshot, options: o)
     }
 }
 
-/// The repository option every command shares.
+/// The repository options every command shares: where it is, and where its passphrase comes from.
 struct RepositoryOptions: ParsableArguments {
     @Option(name: [.customShort("d"), .customLong("directory"), .customLong("repo")],
             help: ArgumentHelp("Repository directory (default: $ACCORD_REPOSITORY or /opt/anaconda_backup).", valueName: "DIR"))
     var directory: String?
+    @Option(help: ArgumentHelp("Read the passphrase of an encrypted repository from FILE (one line; as root the file must be root's, mode 0600). Else $ACCORD_PASSWORD_FILE, $ACCORD_PASSWORD_COMMAND, the settings file's repository.password-file, or a prompt: see `accord key --help`.", valueName: "FILE"))
+    var passwordFile: String?
 
     var path: String {
         if let d = directory, !d.isEmpty { return d }
@@ -173,12 +175,77 @@ struct RepositoryOptions: ParsableArguments {
         return "/opt/anaconda_backup"
     }
 
-    /// Opens the repository (creating it if asked) with files 0600, dirs 0700.
-    func open(create: Bool = false) throws -> Repository {
+    /// Where the passphrase comes from (`Passphrase`); `ae5` adds the AE5 flows' default key file.
+    func keyOrigin(ae5: Bool = false) throws -> Passphrase.Origin {
+        try Passphrase.origin(option: passwordFile, ae5: ae5) { try Settings.load() }
+    }
+
+    /// Opens the repository with files 0600, dirs 0700. With `create`, a
+    /// missing (or empty) repository is created as `createRepository` says.
+    func open(create: Bool = false, ae5: Bool = false, encryption: String? = nil) throws -> Repository {
         Sys.umask(0o077)
-        return try Repository.open(at: path, create: create)
+        if create, isVacant { return try createRepository(ae5: ae5, encryption: encryption, compression: .default, racing: true) }
+        var origin = try keyOrigin(ae5: ae5)
+        // A default key file that does not exist configures nothing: a plain repository opens.
+        if case .defaultFile(let f) = origin, !pathExists(f) { origin = .prompt }
+        return try Repository.open(at: path, key: Passphrase.source(origin, repository: path))
+    }
+
+    /// Creates a repository: encrypted unless `encryption` (else $ACCORD_ENCRYPTION,
+    /// else the settings' repository.encryption) says none. An AE5 flow whose
+    /// key file (the settings' password-file, else /etc/accord/repository.key)
+    /// is missing creates it first. `racing`: a
+    /// backup's first use, where a concurrent first backup may have created it.
+    func createRepository(ae5: Bool, encryption: String?, compression: CompressionLevel, racing: Bool = false) throws -> Repository {
+        Sys.umask(0o077)
+        let (encrypted, why) = try Self.encryption(encryption)
+        let origin = try keyOrigin(ae5: ae5)
+        // The AE5 flows' key file (the settings' password-file, else the default)
+        // counts only once it exists: they create it for an encrypted repository.
+        var nodeKeyFile: String?
+        switch origin {
+        case .settings(let f, _) where ae5, .defaultFile(let f): nodeKeyFile = f
+        default: break
+        }
+        let configured = nodeKeyFile.map(pathExists) ?? (origin != .prompt)
+        if !encrypted, configured {
+            throw CommandFailure("\(why) asks for a plain repository, but a passphrase is configured (\(origin.description)), and a client with a passphrase refuses a plain repository: drop one of the two")
+        }
+        if encrypted, let file = nodeKeyFile, !pathExists(file) {
+            try Passphrase.createKeyFile(file, repository: path)
+        }
+        let config = RepositoryConfig.new(compression: compression, encrypted: encrypted)
+        let key = Passphrase.source(origin, repository: path, confirm: true)
+        do { return try Repository.initialize(at: path, config: config, key: encrypted ? key : nil) } catch RepositoryError.alreadyInitialized where racing {
+            return try Repository.open(at: path, key: Passphrase.source(origin, repository: path))
+        }
+    }
+
+    /// True when `path` holds no repository yet: missing, or an empty directory
+    /// (dot files and a `restore` marker aside), as `Repository.open(create:)` decides.
+    var isVacant: Bool {
+        guard let st = try? Sys.stat(Array(path.utf8)) else { return true }
+        guard st.isDirectory, !pathExists(path + "/config") else { return false }
+        return (try? Sys.listDirectory(path))?.allSatisfy { $0.hasPrefix(".") || $0 == "restore" } ?? false
+    }
+
+    /// Whether a new repository is encrypted, and what decided it (for messages).
+    static func encryption(_ option: String?) throws -> (Bool, String) {
+        if let o = option { return (o != "none", "--encryption \(o)") }
+        if let e = Sys.environment(Passphrase.encryptionVariable), !e.isEmpty {
+            guard Passphrase.encryptions.contains(e) else {
+                throw CommandFailure("$\(Passphrase.encryptionVariable)=\(e) is not one of \(Passphrase.encryptions.joined(separator: ", "))")
+            }
+            return (e != "none", "$\(Passphrase.encryptionVariable)=\(e)")
+        }
+        let s = try Settings.load()
+        if let e = s.repository.encryption { return (e != "none", "repository.encryption: \(e) in \(s.path ?? Settings.path)") }
+        return (true, "the default (aes-256-gcm)")
     }
 }
+
+/// lstat succeeds: a dangling link exists too.
+func pathExists(_ path: String) -> Bool { (try? Sys.lstat(Array(path.utf8))) != nil }
 
 struct OutputOptions: ParsableArguments {
     @Flag(help: "Show progress on stderr even when it is not a terminal.")

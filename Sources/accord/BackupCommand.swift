@@ -6,16 +6,35 @@ import AccordPlans
 import AccordRuntime
 
 struct Init: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Create an empty repository (mode 0700).")
+    static let configuration = CommandConfiguration(
+        abstract: "Create an empty repository (mode 0700), encrypted by default.",
+        discussion: """
+        An encrypted repository (format version 3) needs a passphrase: from --password-file, \
+        $ACCORD_PASSWORD_FILE, $ACCORD_PASSWORD_COMMAND, the settings file's repository.password-file, \
+        or typed twice at a prompt (see `accord key --help`). Lose every passphrase and the backups are \
+        gone: keep one off this node, and `accord key export` on paper. `--encryption none` creates a \
+        plain repository (version 2).
+        """)
     @OptionGroup var repo: RepositoryOptions
     @Option(help: "zlib level 0-9, or off, fast, default, max.")
     var compression: String = "default"
+    @Option(help: ArgumentHelp("aes-256-gcm or none (default: $ACCORD_ENCRYPTION, else the settings' repository.encryption, else aes-256-gcm).", valueName: "ALGORITHM"))
+    var encryption: String?
+
+    func validate() throws { try validateEncryption(encryption) }
 
     func run() throws {
         Sys.umask(0o077)
         guard let level = CompressionLevel(name: compression) else { throw ValidationError("--compression \(compression) is not one of off, fast, default, max, 0-9") }
-        let r = try Repository.initialize(at: repo.path, compression: level)
-        print("created repository \(r.config.id.prefix(8)) at \(repo.path)")
+        let r = try repo.createRepository(ae5: false, encryption: encryption, compression: level)
+        print("created \(r.config.isEncrypted ? "encrypted (aes-256-gcm)" : "plain") repository \(r.config.id.prefix(8)) at \(repo.path)")
+    }
+}
+
+/// `--encryption` names one of `Passphrase.encryptions`.
+func validateEncryption(_ e: String?) throws {
+    if let e, !Passphrase.encryptions.contains(e) {
+        throw ValidationError("--encryption \(e) is not one of \(Passphrase.encryptions.joined(separator: ", "))")
     }
 }
 
@@ -50,6 +69,8 @@ struct BackupCommand: ParsableCommand {
     var force = false
     @Flag(help: "Print the snapshot summary as JSON.")
     var json = false
+    @Option(help: ArgumentHelp("When this backup creates the repository: aes-256-gcm or none (default: as `accord init`).", valueName: "ALGORITHM"))
+    var encryption: String?
     @Option(help: ArgumentHelp("Back up a plan instead of PATHs: ae5, ae5-repos or a YAML plan file (see `accord plan show`).", valueName: "PLAN"))
     var plan: String?
     @Argument(help: ArgumentHelp("Files or directories to back up.", valueName: "PATH"))
@@ -60,6 +81,7 @@ struct BackupCommand: ParsableCommand {
         if plan == nil && paths.isEmpty && command.isEmpty { throw ValidationError("give at least one PATH to back up (or --command NAME=COMMAND, or --plan)") }
         if let c = compression, CompressionLevel(name: c) == nil { throw ValidationError("--compression \(c) is not one of off, fast, default, max, 0-9") }
         if let t = threads, t < 1 || t > 256 { throw ValidationError("--threads must be between 1 and 256") }
+        try validateEncryption(encryption)
         if noDumpFiles && !dumpFiles.isEmpty { throw ValidationError("--dump-files and --no-dump-files exclude each other") }
         for d in dumpFiles where d.isEmpty { throw ValidationError("--dump-files needs a non-empty glob, e.g. '*.sql'") }
         for c in command {
@@ -77,7 +99,8 @@ struct BackupCommand: ParsableCommand {
         for p in paths where (try? Sys.lstat(Array(p.utf8))) == nil {
             throw BackupError.pathNotFound(p)
         }
-        let repository = try repo.open(create: true)
+        // A plan backup is an AE5 flow: its default key file is /etc/accord/repository.key.
+        let repository = try repo.open(create: true, ae5: plan != nil, encryption: encryption)
         if let p = plan {
             let (result, warnings) = try runPlanBackup(repository: repository, plan: try Plan.load(p), tags: tag, output: output, threads: threads)
             report(result, json: json, quiet: output.quiet)

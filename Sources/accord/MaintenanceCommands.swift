@@ -62,7 +62,7 @@ struct ForgetCommand: ParsableCommand {
             try Forget.remove(remove, from: repository)
             print("removed \(remove.count) snapshot(s)")
         }
-        if prune && !dryRun { try PruneCommand.prune(repoPath: repo.path, maxUnused: 10, dryRun: false) }
+        if prune && !dryRun { try PruneCommand.prune(repo, maxUnused: 10, dryRun: false) }
     }
 }
 
@@ -77,12 +77,12 @@ struct PruneCommand: ParsableCommand {
     func run() throws {
         let text = maxUnused.hasSuffix("%") ? String(maxUnused.dropLast()) : maxUnused
         guard let p = Double(text), p >= 0, p <= 100 else { throw ValidationError("--max-unused \(maxUnused): expected a percentage like 10%") }
-        try Self.prune(repoPath: repo.path, maxUnused: p, dryRun: dryRun)
+        try Self.prune(repo, maxUnused: p, dryRun: dryRun)
     }
 
-    static func prune(repoPath: String, maxUnused: Double, dryRun: Bool) throws {
+    static func prune(_ repo: RepositoryOptions, maxUnused: Double, dryRun: Bool) throws {
         Sys.umask(0o077)
-        let repository = try Repository.open(at: repoPath)
+        let repository = try repo.open()
         let report = try withLock(repository, exclusive: true, command: "prune") {
             var o = PruneOptions()
             o.maxUnusedPercent = maxUnused

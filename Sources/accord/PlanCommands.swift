@@ -39,13 +39,13 @@ func runPlanBackup(repository: Repository, plan: Plan, tags: [String], output: O
 /// Holds an exclusive lock throughout: a plan restore replaces live data, so a
 /// second one (or a prune) must not run beside it. Its pre-restore snapshot is
 /// a backup that PlanRestore runs on this same Repository under this same lock.
-func runPlanRestore(repoPath: String, plan: Plan, snapshot: String?, options: PlanRestoreOptions) throws {
+func runPlanRestore(_ repo: RepositoryOptions, plan: Plan, snapshot: String?, options: PlanRestoreOptions) throws {
     // psql or kubectl may exit early (an error in the dump) while we still write
     // to its stdin: the write must fail with EPIPE, so that its exit status and
     // stderr are reported, rather than end accord by signal.
     signal(SIGPIPE, SIG_IGN)
     Sys.umask(0o077)
-    let repository = try Repository.open(at: repoPath)
+    let repository = try repo.open(ae5: true)
     var o = options
     o.warn = warn
     try PlanRestore.run(plan: plan, repository: repository, snapshot: snapshot, options: o)

@@ -55,7 +55,7 @@ struct RestoreCommand: ParsableCommand {
             o.override = override; o.noConfig = noConfig; o.ingress = ingress; o.waitTimeout = waitTimeout
             let quiet = output.quiet
             o.log = { if !quiet { print("restore: \($0)") } }
-            try runPlanRestore(repoPath: repo.path, plan: try Plan.load(p), snapshot: snapshot, options: o)
+            try runPlanRestore(repo, plan: try Plan.load(p), snapshot: snapshot, options: o)
             return
         }
         let snapshot = self.snapshot!

@@ -101,7 +101,8 @@ private func spawnActionsCloseFrom(_ actions: UnsafeMutablePointer<posix_spawn_f
 /// /dev/null, stdout and stderr go to the files given (or to temporary
 /// files); `finish` reads and removes them. `label` names the command in
 /// results (default: executable and args). `environment` is the whole environment
-/// (nil: this process's, without ACCORD_REPOSITORY). With `newProcessGroup`
+/// (nil: this process's, without ACCORD_REPOSITORY), plus ACCORD_ENCRYPTION=none
+/// unless it names one. With `newProcessGroup`
 /// the child leads a group of its own, with no signal blocked or ignored,
 /// so a kill on timeout reaches the daemons a script starts.
 public func startProcess(_ executable: String, _ args: [String], environment: [String: String]? = nil, cwd: String? = nil,
@@ -135,6 +136,10 @@ public func startProcess(_ executable: String, _ args: [String], environment: [S
     if let dir = cwd { argv = ["/usr/bin/env", "--chdir=" + dir] + argv }
     var env = environment ?? ProcessInfo.processInfo.environment
     if environment == nil { env.removeValue(forKey: "ACCORD_REPOSITORY") }
+    // Repositories a test creates are plain unless it asks for encryption
+    // (`AccordTestCase.useEncryption`, or ACCORD_ENCRYPTION in its environment or
+    // the runner's): an AE5 flow would otherwise create /etc/accord/repository.key.
+    if env[plainByDefault.key] == nil { env[plainByDefault.key] = plainByDefault.value }
     let cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
     let cEnv: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer { for p in cArgs + cEnv { free(p) } }
@@ -143,6 +148,9 @@ public func startProcess(_ executable: String, _ args: [String], environment: [S
     guard rc == 0 else { throw ProcessStartError(description: "cannot run \(argv[0]): \(String(cString: strerror(rc)))") }
     return RunningCommand(args: label ?? [executable] + args, pid: pid, ownsGroup: newProcessGroup, stdoutPath: out, stderrPath: err)
 }
+
+/// What every process a test starts gets unless its environment says otherwise.
+public let plainByDefault = (key: "ACCORD_ENCRYPTION", value: "none")
 
 /// Runs `executable args…` to completion (killed after `timeout` s); `stdin` is written to a file first.
 public func runProcess(_ executable: String, _ args: [String], environment: [String: String]? = nil, cwd: String? = nil,

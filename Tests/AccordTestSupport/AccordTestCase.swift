@@ -152,14 +152,42 @@ open class AccordTestCase: XCTestCase {
         super.tearDown()
     }
 
+    /// Added to the environment of every accord this test starts (`useEncryption` fills it).
+    public var accordEnvironment: [String: String] = [:]
+
     public func start(_ args: [String], environment: [String: String] = [:]) throws -> RunningCommand {
-        try AccordBinary.start(args, outputDirectory: scratch.path, environment: environment)
+        try AccordBinary.start(args, outputDirectory: scratch.path, environment: accordEnvironment.merging(environment) { $1 })
     }
 
     @discardableResult
     public func accord(_ args: [String], asUser: (uid: UInt32, gid: UInt32)? = nil, cwd: String? = nil,
-                       timeout: Double = 240) throws -> CommandResult {
-        try AccordBinary.run(args, outputDirectory: scratch.path, asUser: asUser, cwd: cwd, timeout: timeout)
+                       environment: [String: String] = [:], timeout: Double = 240) throws -> CommandResult {
+        try AccordBinary.run(args, outputDirectory: scratch.path, environment: accordEnvironment.merging(environment) { $1 },
+                             asUser: asUser, cwd: cwd, timeout: timeout)
+    }
+
+    // MARK: Encrypted repositories
+
+    /// The passphrase `useEncryption` writes unless given another.
+    public static let testPassphrase = "correct horse battery staple"
+
+    /// Makes every accord this test starts create encrypted repositories and
+    /// open them with a password file (0600, in the scratch directory) holding
+    /// `passphrase`, and new key files cheap (scrypt N = 2^14). Returns the file.
+    @discardableResult
+    public func useEncryption(passphrase: String = AccordTestCase.testPassphrase) throws -> String {
+        let file = try writePasswordFile(passphrase)
+        accordEnvironment["ACCORD_ENCRYPTION"] = "aes-256-gcm"
+        accordEnvironment["ACCORD_PASSWORD_FILE"] = file
+        accordEnvironment["ACCORD_SCRYPT_N"] = "16384"
+        return file
+    }
+
+    /// A new password file (mode 0600 unless given) holding `passphrase` and a newline.
+    public func writePasswordFile(_ passphrase: String, mode: UInt32 = 0o600) throws -> String {
+        let file = scratch.sub("password-" + hexString(Sys.randomBytes(4)))
+        try Files.write(file, Array((passphrase + "\n").utf8), mode: mode)
+        return file
     }
 
     @discardableResult
@@ -169,8 +197,9 @@ open class AccordTestCase: XCTestCase {
 
     /// Runs a command that must succeed (exit 0, no signal), failing the test with its output otherwise.
     @discardableResult
-    public func accordOK(_ args: [String], timeout: Double = 240, file: StaticString = #filePath, line: UInt = #line) throws -> CommandResult {
-        let r = try accord(args, timeout: timeout)
+    public func accordOK(_ args: [String], environment: [String: String] = [:], timeout: Double = 240,
+                         file: StaticString = #filePath, line: UInt = #line) throws -> CommandResult {
+        let r = try accord(args, environment: environment, timeout: timeout)
         XCTAssertTrue(r.ok, "accord \(args.joined(separator: " ")) failed:\n\(r)", file: file, line: line)
         return r
     }
