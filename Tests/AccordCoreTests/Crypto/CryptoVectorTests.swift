@@ -190,6 +190,12 @@ final class CryptoVectorTests: XCTestCase {
         stride(from: 0, to: b.count, by: 32).map { indent + hexString(Array(b[$0..<min(b.count, $0 + 32)])) }.joined(separator: "\n") + "\n"
     }
 
+    /// Text lines, indented (an empty line stays empty).
+    static func indented(_ bytes: [UInt8]) -> String {
+        String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+            .map { $0.allSatisfy { $0 == " " } ? "" : "    " + $0 }.joined(separator: "\n") + "\n"
+    }
+
     static func render() throws -> String {
         let v = try build()
         func label(_ l: String) -> String { "  \"\(l)\"" + String(repeating: " ", count: max(1, 27 - l.count)) }
@@ -212,8 +218,8 @@ final class CryptoVectorTests: XCTestCase {
         o += "Blob ids = HMAC-SHA256(blob-id key, plaintext)\n"
         o += "  \"hello\\n\"           \(hexString(helloID))\n"
         o += "    (its plain SHA-256, the id in versions 1-2: \(SHA256Hasher.hash(hello).hex))\n"
-        o += "  base (204 bytes)    \(v.baseID.hex)\n"
-        o += "  target (203 bytes)  \(v.deltaID.hex)\n\n"
+        o += "  base (\(base.count) bytes)    \(v.baseID.hex)\n"
+        o += "  target (\(target.count) bytes)  \(v.deltaID.hex)\n\n"
         o += "Sealed blob \"hello\\n\", compression 0, raw length 6: stored length 34 (6 + 28)\n"
         o += "  AAD (\(v.blobAAD.count) bytes)\n" + hexLines(v.blobAAD)
         o += "  Nonce(12)           \(hexString(Array(v.sealedBlob[0..<12])))\n"
@@ -225,7 +231,7 @@ final class CryptoVectorTests: XCTestCase {
         o += "  AAD (\(v.deltaAAD.count) bytes)\n" + hexLines(v.deltaAAD)
         o += "  stored bytes = BaseID(32) || Nonce(12) || ciphertext || Tag(16)\n" + hexLines(v.sealedDelta) + "\n"
         o += "Sealed snapshot file (\(v.sealedSnapshot.count) bytes; its JSON is \(v.snapshotJSON.count) bytes)\n"
-        o += "  snapshot JSON\n" + String(decoding: v.snapshotJSON, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).dropLast().map { "    " + $0 }.joined(separator: "\n") + "\n"
+        o += "  snapshot JSON\n" + indented(v.snapshotJSON)
         o += "  \"ACCSNAP3\" || Time  \(hexString(Array(v.sealedSnapshot[0..<16])))   (Time \(v.snapshotTime) = 2026-12-03T12:00:00Z)\n"
         o += "  Nonce(12)           \(hexString(Array(v.sealedSnapshot[16..<28])))\n"
         o += "  ciphertext\n" + hexLines(Array(v.sealedSnapshot[28..<(v.sealedSnapshot.count - 16)]))
@@ -234,12 +240,12 @@ final class CryptoVectorTests: XCTestCase {
         o += "Config: canonical text (\(v.canonical.utf8.count) bytes, each line ending in \\n)\n"
         o += v.canonical.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n") + "\n"
         o += "  mac = HMAC-SHA256(config-mac key, canonical text)\n    \(v.config.mac ?? "")\n"
-        o += "  config file\n" + String(decoding: v.configJSON, as: UTF8.self).split(separator: "\n").map { "    " + $0 }.joined(separator: "\n") + "\n\n"
+        o += "  config file\n" + indented(v.configJSON) + "\n"
         o += "Key file (scrypt N = 16384, r = 8, p = 1; new key files use N = 131072)\n"
         o += "  wrapping key = scrypt(passphrase, salt, N, r, p, 32)\n    \(hexString(v.wrappingKey))\n"
         o += "  AAD = \"ACCORDKY\" || repository id\n" + hexLines(Array("ACCORDKY".utf8) + repositoryID)
         o += "  key file keys/\(SHA256Hasher.hash(v.keyFile).hex)\n"
-        o += String(decoding: v.keyFile, as: UTF8.self).split(separator: "\n").map { "    " + $0 }.joined(separator: "\n") + "\n"
+        o += indented(v.keyFile)
         return o
     }
 
