@@ -28,9 +28,10 @@ final class NonceReuseTests: AccordTestCase {
         let r = try Repository.open(at: repository ?? repo, withoutKey: true)
         XCTAssertTrue(r.config.isEncrypted)
         var n = Nonces()
+        var repeats: [String] = []
         func note(_ nonce: [UInt8], _ stored: ArraySlice<UInt8>, _ table: inout [[UInt8]: ID], _ what: String) {
             let digest = SHA256Hasher.hash(Array(stored))
-            if let seen = table[nonce], seen != digest { n.repeats.append("nonce \(hexString(nonce)) repeats in \(what)") }
+            if let seen = table[nonce], seen != digest { repeats.append("nonce \(hexString(nonce)) repeats in \(what)") }
             table[nonce] = digest
         }
         for pack in try r.listPacks() {
@@ -45,6 +46,7 @@ final class NonceReuseTests: AccordTestCase {
             XCTAssertEqual(Array(bytes.prefix(8)), Array("ACCSNAP3".utf8))
             note(Array(bytes[16..<28]), bytes[...], &n.snapshot, "snapshot \(sid.short)")
         }
+        n.repeats = repeats
         return n
     }
 
@@ -131,5 +133,17 @@ final class NonceReuseTests: AccordTestCase {
         // The copies kept their nonces (stored bytes are copied, not resealed): every surviving old nonce is an old object.
         for (nonce, digest) in after.blob where before.blob[nonce] != nil { XCTAssertEqual(before.blob[nonce], digest) }
         try assertCheckPasses(nil, readData: true, "after prune")
+
+        // The detector itself: a second copy of a pack with one ciphertext byte changed
+        // carries a blob's nonce again over other bytes, and is reported.
+        let r = try Repository.open(at: repo, withoutKey: true)
+        let pack = try XCTUnwrap(try r.listPacks().first)
+        var bytes = try r.readPack(pack)
+        let entry = try XCTUnwrap(try r.readPackHeader(pack).first { $0.compression != .delta })
+        bytes[Int(entry.offset) + 12] ^= 0x01
+        let copy = PackID(hashing: bytes)
+        try Files.mkdir(repo + "/data/" + String(copy.hex.prefix(2)))
+        try Files.write(packPath(copy), bytes, mode: 0o600)
+        XCTAssertEqual(try nonces().repeats.count, 1, "a planted repeat was not found")
     }
 }
