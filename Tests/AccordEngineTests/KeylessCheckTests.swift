@@ -112,6 +112,18 @@ final class KeylessCheckTests: DumpBackupTestCase {
         try assertNamed(keys[0], "a flipped byte in a key file")
     }
 
+    /// A key file renamed to its hash after its salt was cut: within the KDF bounds, so only `check` finds it before an open trips on it.
+    func testAKeyFileWithAMalformedSaltIsNamedWithoutTheKey() throws {
+        let name = try XCTUnwrap(files("keys").first)
+        var file = try KeyFile.decode(try TreeBuilder.read(Array((repo + "/keys/" + name).utf8)), name: name)
+        file.kdf.salt = String(file.kdf.salt.prefix(10))
+        let bytes = try file.encode()
+        let id = SHA256Hasher.hash(bytes).hex
+        try TreeBuilder.write(Array((repo + "/keys/" + id).utf8), bytes)
+        let report = try check(withKey: false)
+        XCTAssertTrue(report.errors.contains { $0.contains(String(id.prefix(8))) && $0.contains("malformed") }, "\(report.errors)")
+    }
+
     func testAKeyFileOfAnotherRepositoryIsNamed() throws {
         let other = scratch.sub("other")
         let o = try Repository.initialize(at: other, key: key)
