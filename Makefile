@@ -2,9 +2,9 @@
 # Both install the Debian packages they need first (as root, with apt-get).
 
 SWIFT ?= swift
-DEB_PACKAGES := zlib1g-dev libssl-dev libdeflate-dev libisal-dev postgresql openssh-server openssh-client sudo rsync python3 python3-yaml
+DEB_PACKAGES := zlib1g-dev libssl-dev libdeflate-dev libisal-dev postgresql openssh-server openssh-client sudo rsync python3 python3-yaml systemd man-db binutils
 
-.PHONY: deps build release test demo bench clean
+.PHONY: deps build release test demo bench clean dist man completions deb conda package-test
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -31,4 +31,57 @@ bench: release
 	bash Benchmarks/compare.sh
 
 clean:
-	rm -rf .build
+	rm -rf .build $(DIST)
+
+# ---- Packages (README.md, "Running it in production") ----------------------------------------
+# `make dist`: the self-contained binary, .build-dist/accord: the Swift runtime linked statically,
+# and libcrypto, zlib and libdeflate from Debian's .a files (a directory holding only those .a
+# comes first in the linker's search, so -lz -lcrypto -ldeflate find them there). ISA-L has no .a
+# in Debian: it stays a shared library, a declared dependency of the deb and bundled in the conda
+# package's lib/ (the binary's RUNPATH $ORIGIN/../lib finds it there first; under /usr/bin it
+# names /usr/lib, where Debian's libisal2 is found as always). packaging/check-binary.sh fails
+# the build when ldd lists anything else and writes the glibc floor the packages declare.
+# `make man`, `make completions`: from the command definitions (swift-argument-parser).
+# `make deb`, `make conda`: the packages, from those; no network.
+DIST := .build-dist
+VERSION := $(shell sed -n 's/^ *static let release = "\(.*\)"$$/\1/p' Sources/accord/VersionCommand.swift)
+COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo -dirty)
+LIBDIR := /usr/lib/$(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+STATIC_LIBS := libz.a libcrypto.a libdeflate.a
+# The generated file is ignored by git and compiled only with -DACCORD_BUILD_COMMIT.
+COMMIT_FILE := Sources/accord/BuildCommit.generated.swift
+
+dist: deps
+	mkdir -p $(DIST)/static-libs
+	for a in $(STATIC_LIBS); do ln -sf $(LIBDIR)/$$a $(DIST)/static-libs/$$a; done
+	printf '// Written by `make dist`; ignored by git.\n#if ACCORD_BUILD_COMMIT\nlet accordBuildCommit = "%s"\n#endif\n' "$(or $(COMMIT),unknown)" > $(COMMIT_FILE).new
+	cmp -s $(COMMIT_FILE).new $(COMMIT_FILE) && rm $(COMMIT_FILE).new || mv $(COMMIT_FILE).new $(COMMIT_FILE)
+	nice -n 10 $(SWIFT) build -c release --product accord --scratch-path $(DIST) --static-swift-stdlib \
+	  -Xswiftc -DACCORD_BUILD_COMMIT -Xlinker -L$(CURDIR)/$(DIST)/static-libs -Xlinker '-rpath=$$ORIGIN/../lib'
+	cp $(DIST)/release/accord $(DIST)/accord
+	strip $(DIST)/accord
+	bash packaging/check-binary.sh $(DIST)/accord $(DIST)/glibc-floor
+
+man:
+	$(SWIFT) package plugin generate-manual --configuration debug
+	mkdir -p $(DIST)/man
+	cp .build/plugins/GenerateManual/outputs/accord/accord.1 $(DIST)/man/accord.1
+
+completions: dist
+	mkdir -p $(DIST)/completions
+	$(DIST)/accord --generate-completion-script bash > $(DIST)/completions/accord.bash
+	$(DIST)/accord --generate-completion-script zsh > $(DIST)/completions/_accord
+	$(DIST)/accord --generate-completion-script fish > $(DIST)/completions/accord.fish
+
+deb: dist man completions
+	bash packaging/deb/build.sh $(DIST) $(VERSION)
+
+conda: dist man completions
+	bash packaging/conda/build.sh $(DIST) $(VERSION)
+
+# Builds both packages (one release build) and runs the tests that install them (PackageTests)
+# and verify the units (SystemdUnitTests); `make test` skips the install tests unless the
+# packages exist or ACCORD_SLOW_TESTS=1.
+package-test: deb conda
+	$(SWIFT) build --build-tests
+	ACCORD_SLOW_TESTS=1 $(SWIFT) test --skip-build --filter 'PackageTests|SystemdUnitTests'

@@ -12,8 +12,12 @@
 #                `swift build -c release` if missing and ACCORD was not given)
 #   BENCH_DIR    work dir (default /tmp/accord-bench); everything is written below it
 #   SCALE        size factor (default 1: pgbench scale 30, 25,000 small files, ~1 GiB total)
-#   TOOLS        subset/order of: accord accord-max accord-before restic borg-lz4 borg-zlib6
-#                (default: all but accord-before)
+#   TOOLS        subset/order of: accord accord-plain accord-max accord-before restic borg-lz4 borg-zlib6
+#                (default: all but accord-before). `accord` is the default repository, encrypted
+#                (format version 3) with a 64-hex-digit machine secret in a password file (as the
+#                AE5 flow generates it); `accord-plain` is the same binary on `init --encryption none`
+#                (format version 2); accord-max is encrypted too. ACCORD_PASSPHRASE_KDF=1 gives
+#                `accord` a typed passphrase instead (scrypt N=2^17 on every command).
 #   ACCORD_BEFORE for the tool accord-before: a second accord binary (say, the last commit's
 #                release build), run exactly as `accord`, so a change is measured before and
 #                after in one run against the same restic/borg figures
@@ -50,7 +54,7 @@ SCRIPTS=$HERE/scripts
 
 SCALE=${SCALE:-1}
 BENCH_DIR=${BENCH_DIR:-/tmp/accord-bench}
-TOOLS=${TOOLS:-"accord accord-max restic borg-lz4 borg-zlib6"}
+TOOLS=${TOOLS:-"accord accord-plain accord-max restic borg-lz4 borg-zlib6"}
 BASE_TOOL=${BASE_TOOL:-accord}
 DUMP_GROWTH=${DUMP_GROWTH:-1}
 if [ -z "${FRESH_CACHE:-}" ]; then
@@ -95,7 +99,7 @@ case "$BENCH_DIR" in /*) ;; *) BENCH_DIR=$PWD/$BENCH_DIR ;; esac
 BENCH_DIR=${BENCH_DIR%/}
 [ -n "$BENCH_DIR" ] && [ "$BENCH_DIR" != / ] || die "refusing BENCH_DIR=/"
 for t in $TOOLS; do
-    case "$t" in accord|accord-max|accord-before|restic|borg-lz4|borg-zlib6) ;; *) die "unknown tool '$t' in TOOLS" ;; esac
+    case "$t" in accord|accord-plain|accord-max|accord-before|restic|borg-lz4|borg-zlib6) ;; *) die "unknown tool '$t' in TOOLS" ;; esac
 done
 if [[ " $TOOLS " == *" accord-before "* ]]; then
     [ -n "${ACCORD_BEFORE:-}" ] && [ -x "$ACCORD_BEFORE" ] || die "TOOLS names accord-before: set ACCORD_BEFORE to an executable accord binary"
@@ -103,6 +107,17 @@ if [[ " $TOOLS " == *" accord-before "* ]]; then
 fi
 # The binary a tool named accord* runs.
 accord_bin() { if [ "$1" = accord-before ]; then echo "$ACCORD_BEFORE"; else echo "$ACCORD"; fi; }
+# accord_run TOOL args...: the tool's binary with its key environment (encrypted
+# tools read ACCORD_PWF; accord-plain and accord-before run with no key configured).
+# accord_cmd TOOL sets AC to that command (for /usr/bin/time, which cannot run a function).
+accord_cmd() {
+    local base=${1%%+*}
+    case "$base" in
+        accord|accord-max) AC=(env ACCORD_PASSWORD_FILE="$ACCORD_PWF" "$(accord_bin "$base")") ;;
+        *)                 AC=(env -u ACCORD_PASSWORD_FILE "$(accord_bin "$base")") ;;
+    esac
+}
+accord_run() { local -a AC; accord_cmd "$1"; shift; "${AC[@]}" "$@"; }
 has_tool() { case " $TOOLS " in *" $1 "*) return 0 ;; esac; return 1; }
 has_prefix() { case " $TOOLS" in *" $1"*) return 0 ;; esac; return 1; }
 
@@ -166,6 +181,12 @@ export BORG_PASSPHRASE='' BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RE
 RESTIC_PWF=$BENCH_DIR/restic-password
 echo "accord-bench-password" > "$RESTIC_PWF"
 chmod 600 "$RESTIC_PWF"
+# Accord's encrypted repositories: a machine secret (as `accord -a backup` generates
+# for /etc/accord/repository.key), or with ACCORD_PASSPHRASE_KDF=1 a typed passphrase.
+ACCORD_PWF=$BENCH_DIR/accord-password
+if [ "${ACCORD_PASSPHRASE_KDF:-0}" = 1 ]; then echo "accord-bench-password" > "$ACCORD_PWF"
+else head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$ACCORD_PWF"; fi
+chmod 600 "$ACCORD_PWF"
 
 # ---------------------------------------------------------------- throwaway PostgreSQL
 PG_RUNNING=0
@@ -282,7 +303,7 @@ measure() {
     esac
     case "$tool" in accord*)
         if [ "$step" != restore ] && [[ $status == ok* ]]; then
-            rep=$("$(accord_bin "${tool%%+*}")" snapshots list -d "$repo" --json 2>/dev/null | "$PY" "$SCRIPTS/report.py" accord-added || true)
+            rep=$(accord_run "$tool" snapshots list -d "$repo" --json 2>/dev/null | "$PY" "$SCRIPTS/report.py" accord-added || true)
         fi ;;
     esac
     if [[ $status != ok* ]]; then
@@ -319,7 +340,8 @@ init_repo() {  # init_repo TOOL REPO (untimed)
     local tool=$1 repo=$2 rc=0
     REPO[$tool]=$repo
     case "$tool" in
-        accord*) "$(accord_bin "${tool%%+*}")" init -d "$repo" ;;
+        accord-plain*) accord_run "$tool" init --encryption none -d "$repo" ;;
+        accord*) accord_run "$tool" init -d "$repo" ;;
         restic*) restic -r "$repo" --password-file "$RESTIC_PWF" init ;;
         borg*)   borg init -e none "$repo" ;;
     esac >"$LOGS/init.$tool.log" 2>&1 || rc=$?
@@ -332,17 +354,16 @@ init_repo() {  # init_repo TOOL REPO (untimed)
 # backup STEP TOOL WHAT   (WHAT: tree | dumpfile | cmd | stdin)
 backup() {
     local step=$1 tool=$2 what=$3 base=${2%%+*} repo=${REPO[$2]}
-    local -a cmd
+    local -a cmd AC
     local src=$CORPUS
     [ "$what" = dumpfile ] && src=$CORPUS/db/pgdump.sql
     if [ -n "${DISABLED[$tool]:-}" ]; then skip "$step" "$tool"; return; fi
     MEASURE_STDIN=/dev/null
     WARM=("$src" "$repo" "$BENCH_DIR/cache" "$BENCH_DIR/home")
     case "$base:$what" in
-        accord:cmd)         cmd=("$ACCORD" backup -d "$repo" --tag "$step" --command "/db/pgdump.sql=cat $CORPUS/db/pgdump.sql") ;;
-        accord:*)           cmd=("$ACCORD" backup -d "$repo" --tag "$step" "$src") ;;
-        accord-max:*)       cmd=("$ACCORD" backup -d "$repo" --compression max --tag "$step" "$src") ;;
-        accord-before:*)    cmd=("$ACCORD_BEFORE" backup -d "$repo" --tag "$step" "$src") ;;
+        accord*:cmd)        accord_cmd "$base"; cmd=("${AC[@]}" backup -d "$repo" --tag "$step" --command "/db/pgdump.sql=cat $CORPUS/db/pgdump.sql") ;;
+        accord-max:*)       accord_cmd "$base"; cmd=("${AC[@]}" backup -d "$repo" --compression max --tag "$step" "$src") ;;
+        accord*:*)          accord_cmd "$base"; cmd=("${AC[@]}" backup -d "$repo" --tag "$step" "$src") ;;
         restic:stdin)       cmd=(restic -r "$repo" --password-file "$RESTIC_PWF" backup --tag "$step" --stdin --stdin-filename pgdump.sql)
                             MEASURE_STDIN=$CORPUS/db/pgdump.sql ;;
         restic:*)           cmd=(restic -r "$repo" --password-file "$RESTIC_PWF" backup --tag "$step" "$src") ;;
@@ -378,6 +399,7 @@ backup() {
 
 restore() {
     local tool=$1 repo=${REPO[$1]} target=$RESTORES/$1 status arch root round
+    local -a AC
     if [ -n "${DISABLED[$tool]:-}" ]; then skip restore "$tool"; return; fi
     # Each tool restores once untimed, then RESTORE_RUNS times timed, and the
     # median run is recorded: whichever restore came first after the backup
@@ -399,7 +421,7 @@ restore() {
         fresh_fs "$target"
         if [ "$round" = warmup ]; then RECORD=0; else RECORD=collect; left=$((left - 1)); fi
         case "$tool" in
-            accord*) measure restore "$tool" "$repo" "$(accord_bin "$tool")" restore -d "$repo" latest --target "$target" ;;
+            accord*) accord_cmd "$tool"; measure restore "$tool" "$repo" "${AC[@]}" restore -d "$repo" latest --target "$target" ;;
             restic)  measure restore "$tool" "$repo" restic -r "$repo" --password-file "$RESTIC_PWF" restore latest --target "$target" ;;
             borg*)   arch=$(borg list --short --last 1 "$repo" 2>/dev/null) || arch=change
                      measure restore "$tool" "$repo" env -C "$target" borg extract "$repo::$arch" ;;
@@ -493,6 +515,7 @@ DUMP_TOOLS=()
 if [ "$DUMP_GROWTH" = 1 ]; then
     for t in "${MAIN_TOOLS[@]}"; do DUMP_TOOLS+=("$t+dumpfile"); done
     has_tool accord && DUMP_TOOLS+=("accord+cmd")
+    has_tool accord-plain && DUMP_TOOLS+=("accord-plain+cmd")
     has_tool restic && DUMP_TOOLS+=("restic+stdin")
 fi
 for t in "${MAIN_TOOLS[@]}" "${DUMP_TOOLS[@]}"; do
@@ -537,7 +560,7 @@ rm -rf "$RESTORES"
     echo "dump sha256 day 1 / day 2=${DUMP1_SUM:0:16}… / $(sha256sum "$CORPUS/db/pgdump.sql" | cut -c1-16)…"
     echo "machine=$(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -r)"
     echo "versions=accord: $( [ -x "$ACCORD" ] && ("$ACCORD" --version 2>/dev/null || echo '?') | head -n1 || echo n/a); $(restic version 2>/dev/null | cut -d' ' -f1-2 || echo 'restic n/a'); $(borg --version 2>/dev/null || echo 'borg n/a')"
-    echo "notes=$([ "$FRESH_CACHE" = 1 ] && echo "page cache dropped before each measurement, then the step's inputs (source, repository, tool caches) read back in" || echo "page cache not dropped (warm reads)"); restic always encrypts, borg repos are -e none; borg has no dump-specific chunker; RSS is the peak of the largest process"
+    echo "notes=$([ "$FRESH_CACHE" = 1 ] && echo "page cache dropped before each measurement, then the step's inputs (source, repository, tool caches) read back in" || echo "page cache not dropped (warm reads)"); restic always encrypts; accord and accord-max repos are encrypted (format 3, $([ "${ACCORD_PASSPHRASE_KDF:-0}" = 1 ] && echo "typed passphrase: scrypt N=2^17 per command" || echo "64-hex machine secret: HKDF")), accord-plain is not; borg repos are -e none; borg has no dump-specific chunker; RSS is the peak of the largest process"
 } > "$META"
 say "results"
 "$PY" "$SCRIPTS/report.py" table --csv "$CSV" --meta "$META" --base "$BASE_TOOL" --out "$BENCH_DIR/results.md"

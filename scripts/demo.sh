@@ -50,6 +50,14 @@ storage:
 timeouts: {scaleSeconds: 30, runningSeconds: 30, pollSeconds: 0.2}
 YAML
 REPO=$WORK/backup DR=$WORK/dr-node-backup
+# The node's settings file (what /etc/accord/accord.yaml is on a real node):
+# the repository key lives in the demo directory, not /etc/accord. The first
+# `-a backup` creates that key file (a random machine secret) and an encrypted
+# repository; the DR copy is encrypted too and its serve never sees the key.
+mkdir -m 700 "$WORK/etc"
+printf 'repository:\n  password-file: %s\n' "$WORK/etc/repository.key" > "$WORK/etc/accord.yaml"
+chmod 644 "$WORK/etc/accord.yaml"
+export ACCORD_SETTINGS=$WORK/etc/accord.yaml
 
 step "accord -a backup (first)"
 "$ACCORD" -a backup -d "$REPO" --plan "$WORK/demo-plan.yaml"
@@ -80,6 +88,14 @@ rm -rf "$S/object/anaconda-projects"
 
 step "accord -a restore on the DR repository"
 "$ACCORD" -a restore -d "$DR" --plan "$WORK/demo-plan.yaml" --wait-timeout 30
+
+step "encrypted at rest: both repositories are format 3; without the key nothing can be listed"
+grep -q '"version" : 3' "$REPO/config" && grep -q '"version" : 3' "$DR/config"
+if ACCORD_SETTINGS=$WORK/no-such-settings.yaml "$ACCORD" snapshots list -d "$DR" </dev/null 2>"$WORK/nokey.txt"; then
+    echo "listing the DR copy without its key worked: it is not encrypted" >&2; exit 1
+fi
+echo "without the key: $(cat "$WORK/nokey.txt")"
+echo "the DR copy holds $(ls "$DR/keys" | wc -l) key file(s) (each wraps the master key; the passphrase stays in $WORK/etc)"
 
 step "verify"
 dumpdb anaconda_repository > "$WORK/actual.sql"

@@ -129,7 +129,9 @@ def table(a):
     idx = index(rows)
     tools = tools_in(rows, main=True)
     base = a.base if a.base in tools else None
-    others = [t for t in tools if t != base and not t.startswith(base or "\0")] if base else []
+    # Ratios against the other tools, and against the same binary on a plain
+    # repository (`-plain`) and the binary before a change (`-before`).
+    others = [t for t in tools if t != base and (not t.startswith(base or "\0") or t in (f"{base}-plain", f"{base}-before"))] if base else []
     out = []
     scale = rows[0]["scale"] if rows else "?"
     out.append(f"# Accord vs restic vs borg — scale {scale}\n")

@@ -1,4 +1,7 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 import AccordCore
 import AccordEngine
 import AccordPlans
@@ -12,8 +15,9 @@ enum Main {
     static func main() {
         Sys.tuneMalloc()
         let args = Array(CommandLine.arguments.dropFirst())
-        // Flags first (as the original tool took them) → the original command line.
-        if let first = args.first, first.hasPrefix("-"), !["-h", "--help", "--version", "--generate-completion-script"].contains(first) {
+        // Flags first (as the original tool took them) → the original command line;
+        // help, version, completions and the dump `make man` reads describe the subcommands.
+        if let first = args.first, first.hasPrefix("-"), !["-h", "--help", "--version", "--generate-completion-script", "--experimental-dump-help"].contains(first) {
             run(Legacy.self, args)
         } else {
             run(Accord.self, args)
@@ -61,9 +65,10 @@ struct Accord: ParsableCommand {
 
         Exit codes: 0 success, 1 error, 3 backup completed but some files could not be read.
         """,
+        version: AccordVersion.text,
         subcommands: [Init.self, BackupCommand.self, Key.self, Snapshots.self, Ls.self, DumpCommand.self,
                       RestoreCommand.self, CheckCommand.self, Unlock.self, SyncCommand.self, Serve.self,
-                      PlanCommand.self, ForgetCommand.self, PruneCommand.self, Repair.self]
+                      PlanCommand.self, ForgetCommand.self, PruneCommand.self, Repair.self, DiffCommand.self, StatsCommand.self, VersionCommand.self]
     )
 }
 
@@ -76,7 +81,8 @@ struct Legacy: ParsableCommand {
         accord -a backup [-d DIR] [--repos-only] [-s -u USER -n NODE] [--ingress] [--plan PLAN]
         accord -a restore [-d DIR] [--repos-only] [--no-config] [--override] [--ingress] [--wait-timeout S]
         """,
-        discussion: "See `accord --help` for the subcommands (backup, restore, snapshots, sync, check, …).")
+        discussion: "See `accord --help` for the subcommands (backup, restore, snapshots, sync, check, …).",
+        version: AccordVersion.text)
 
     @Option(name: [.customShort("a"), .customLong("action")], help: ArgumentHelp("The original tool's action: backup or restore.", valueName: "ACTION"))
     var action: String?
@@ -177,7 +183,14 @@ struct RepositoryOptions: ParsableArguments {
 
     /// Where the passphrase comes from (`Passphrase`); `ae5` adds the AE5 flows' default key file.
     func keyOrigin(ae5: Bool = false) throws -> Passphrase.Origin {
-        try Passphrase.origin(option: passwordFile, ae5: ae5) { try Settings.load() }
+        try Passphrase.origin(option: passwordFile, ae5: ae5) { try Self.settings() }
+    }
+
+    /// The settings file; one this user may not read (root's, 0600) is skipped
+    /// unless running as root: a password file it named would be root's too.
+    static func settings() throws -> Settings {
+        if !Sys.isRoot, pathExists(Settings.path), access(Settings.path, R_OK) != 0 { return Settings() }
+        return try Settings.load()
     }
 
     /// Opens the repository with files 0600, dirs 0700. With `create`, a
@@ -238,7 +251,7 @@ struct RepositoryOptions: ParsableArguments {
             }
             return (e != "none", "$\(Passphrase.encryptionVariable)=\(e)")
         }
-        let s = try Settings.load()
+        let s = try settings()
         if let e = s.repository.encryption { return (e != "none", "repository.encryption: \(e) in \(s.path ?? Settings.path)") }
         return (true, "the default (aes-256-gcm)")
     }

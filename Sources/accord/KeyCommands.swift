@@ -22,7 +22,7 @@ struct Key: ParsableCommand {
         A copy made by `accord sync` carries keys/ too; `key remove` changes only the repository \
         it runs on, so run it on each copy (serve never deletes).
         """,
-        subcommands: [List.self, Add.self, Remove.self, Passwd.self, Export.self])
+        subcommands: [List.self, Add.self, Remove.self, Passwd.self, Export.self, Import.self])
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the key files; * marks the one that opened the repository.")
@@ -42,7 +42,7 @@ struct Key: ParsableCommand {
                     continue
                 }
                 let cols = [id == used ? "*" : " ", id.short, pad(f.created.prefix(19).replacingOccurrences(of: "T", with: " "), 20), pad(f.host, 16), pad(f.username, 10),
-                            "\(f.kdf.algorithm) N=\(f.kdf.N) r=\(f.kdf.r) p=\(f.kdf.p)"]
+                            f.kdf.algorithm == "scrypt" ? "scrypt N=\(f.kdf.N) r=\(f.kdf.r) p=\(f.kdf.p)" : f.kdf.algorithm]
                 print(escapedText(cols.joined(separator: " ")))
             }
         }
@@ -117,6 +117,49 @@ struct Key: ParsableCommand {
     }
 }
 
+extension Key {
+    struct Import: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Add a key file from a paper backup (`accord key export`), for when no passphrase opens the repository any more.",
+            discussion: "Type the paper backup back into a file (the header line may be left out). Each line's checksum finds a mistyped line; the key must then match the config's MAC.")
+        @OptionGroup var repo: RepositoryOptions
+        @Option(help: ArgumentHelp("The paper backup typed back in (- for standard input).", valueName: "FILE"))
+        var paperFile: String
+        @OptionGroup var new: NewPassphraseOptions
+
+        func run() throws {
+            Sys.umask(0o077)
+            let repository = try Repository.open(at: repo.path, withoutKey: true)
+            let config = repository.config
+            guard config.isEncrypted, let mac = config.mac, let rid = ID(hex: config.id) else {
+                throw CommandFailure("\(repo.path) is a plain repository (format version \(config.version)): it has no keys")
+            }
+            let master = try PaperKey.parse(try readPaper(), repositoryID: config.id)
+            let crypto = RepositoryCrypto(master: master, repositoryID: rid.bytes)
+            guard Crypto.constantTimeEqual(Array(mac.utf8), Array(crypto.configMAC(config).utf8)) else {
+                throw CommandFailure("the key in \(paperFile) is not the key of \(repo.path): its config's MAC does not match under it")
+            }
+            let passphrase = try new.read(repository: repo.path)
+            let bytes = try KeyFile.create(master: master, passphrase: passphrase, repository: config.id).encode()
+            let id = try withLock(repository, command: "key import") { try repository.storeKeyFile(bytes) }
+            print("imported the paper key as key \(id.short)")
+        }
+
+        func readPaper() throws -> String {
+            let fd = paperFile == "-" ? 0 : try Sys.open(paperFile, Sys.O_RDONLY)
+            defer { if fd != 0 { Sys.close(fd) } }
+            var bytes = [UInt8](repeating: 0, count: PaperKey.maxText + 1), n = 0
+            while n < bytes.count {
+                let got = try bytes.withUnsafeMutableBytes { try Sys.read(fd, $0.baseAddress! + n, $0.count - n, path: paperFile) }
+                if got == 0 { break }
+                n += got
+            }
+            guard n <= PaperKey.maxText else { throw CommandFailure("\(paperFile) is longer than a paper key (\(PaperKey.maxText) bytes)") }
+            return String(decoding: bytes[0..<n], as: UTF8.self)
+        }
+    }
+}
+
 /// Where a new passphrase comes from: `--new-password-file` or a prompt typed twice.
 struct NewPassphraseOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Read the new passphrase from FILE (as --password-file); else it is asked twice on the terminal.", valueName: "FILE"))
@@ -163,6 +206,56 @@ enum PaperKey {
             out += "\(number): " + groups(line) + " - " + checksum(repositoryID: repositoryID, line: number, line) + "\n"
         }
         out += "check: " + String(SHA256Hasher.hash(Array("accord paper key".utf8) + Array(repositoryID.utf8) + masterKey).hex.prefix(8)) + "\n"
+        return out
+    }
+
+    static let maxText = 16 << 10
+
+    /// The master key from a paper backup typed back in: every key line's
+    /// checksum, the repository id and the whole-key check must match.
+    static func parse(_ text: String, repositoryID: String) throws -> [UInt8] {
+        var key: [UInt8] = [], sawRepository = false, check: String?
+        for (i, raw) in text.split(whereSeparator: \.isNewline).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("accord repository master key") { continue }
+            let where_ = "line \(i + 1) of the paper key"
+            guard let colon = line.firstIndex(of: ":") else { throw CommandFailure("\(where_) is not `repository: ID`, `N: hex - checksum` or `check: hex`") }
+            let label = line[..<colon], rest = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces).lowercased()
+            if label == "repository" {
+                guard rest == repositoryID else { throw CommandFailure("the paper key is for repository \(rest.prefix(16)), not \(repositoryID.prefix(16))") }
+                sawRepository = true
+            } else if label == "check" {
+                check = rest
+            } else {
+                guard let number = Int(label), number == key.count / bytesPerLine + 1, key.count % bytesPerLine == 0, key.count < 32 else {
+                    throw CommandFailure("\(where_): expected key line \(key.count / bytesPerLine + 1), found \(label.prefix(8))")
+                }
+                let parts = rest.components(separatedBy: " - ")
+                let hex = parts[0].filter { !$0.isWhitespace }
+                guard parts.count == 2, hex.allSatisfy({ $0.isASCII && $0.isHexDigit }), hex.count % 2 == 0, hex.count <= 2 * bytesPerLine, let bytes = hexBytes(hex) else {
+                    throw CommandFailure("\(where_) (key line \(number)) is not hex groups, ` - ` and a checksum")
+                }
+                guard checksum(repositoryID: repositoryID, line: number, bytes) == parts[1].trimmingCharacters(in: .whitespaces) else {
+                    throw CommandFailure("key line \(number) does not match its checksum: it was mistyped; type it again")
+                }
+                key += bytes
+            }
+        }
+        guard sawRepository else { throw CommandFailure("the paper key has no `repository:` line") }
+        guard key.count == RepositoryCrypto.masterKeySize else { throw CommandFailure("the paper key holds \(key.count) bytes of key, not \(RepositoryCrypto.masterKeySize)") }
+        let whole = String(SHA256Hasher.hash(Array("accord paper key".utf8) + Array(repositoryID.utf8) + key).hex.prefix(8))
+        guard check == whole else { throw CommandFailure("the paper key's `check:` line \(check == nil ? "is missing" : "does not match the key")") }
+        return key
+    }
+
+    static func hexBytes(_ hex: String) -> [UInt8]? {
+        let u = Array(hex.utf8)
+        guard u.count % 2 == 0 else { return nil }
+        var out: [UInt8] = []
+        for i in stride(from: 0, to: u.count, by: 2) {
+            guard let b = UInt8(String(decoding: u[i..<i + 2], as: UTF8.self), radix: 16) else { return nil }
+            out.append(b)
+        }
         return out
     }
 

@@ -181,10 +181,16 @@ enum Passphrase {
         guard tcgetattr(tty, &saved) == 0 else { throw SystemError(errno: errno, operation: "tcgetattr", path: "/dev/tty") }
         var quiet = saved
         quiet.c_lflag &= ~tcflag_t(ECHO)
+        // Ctrl-C at the prompt must not leave the terminal without echo.
+        promptTerminal = (tty, saved)
+        let signals = [SIGINT, SIGTERM, SIGHUP]
+        let previous = signals.map { signal($0, restoreTerminalAndDie) }
         _ = tcsetattr(tty, TCSAFLUSH, &quiet)
         defer {
             _ = tcsetattr(tty, TCSAFLUSH, &saved)
             _ = Glibc.write(tty, "\n", 1)
+            for (sig, handler) in zip(signals, previous) { signal(sig, handler) }
+            promptTerminal = nil
         }
         _ = question.withCString { Glibc.write(tty, $0, strlen($0)) }
         var line: [UInt8] = []
@@ -230,6 +236,21 @@ enum Passphrase {
 
         """)
     }
+}
+
+/// The terminal to put back if a signal ends accord at the prompt.
+/// nonisolated(unsafe): only the main thread's `readHidden` writes it, before it
+/// installs `restoreTerminalAndDie` and after it removes it; the handler only reads it.
+nonisolated(unsafe) private var promptTerminal: (fd: Int32, state: termios)?
+
+/// Restores the terminal (echo back on), then dies of `sig` as without the handler.
+private func restoreTerminalAndDie(_ sig: Int32) {
+    if var t = promptTerminal {
+        _ = tcsetattr(t.fd, TCSANOW, &t.state)
+        _ = Glibc.write(t.fd, "\n", 1)
+    }
+    signal(sig, SIG_DFL)
+    raise(sig)
 }
 
 enum PassphraseError: Error, CustomStringConvertible {

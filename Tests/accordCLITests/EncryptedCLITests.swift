@@ -94,6 +94,13 @@ final class EncryptedCLITests: AccordTestCase {
         XCTAssertEqual(badOption.status, 64, "\(badOption)")
         XCTAssertTrue(badOption.stderr.contains("--encryption rot13"), "\(badOption)")
         XCTAssertFalse(Files.exists(scratch.sub("bad")) || Files.exists(scratch.sub("bad2")), "a refused init created a repository")
+        // A backup that creates the repository: encrypted by default, plain with --encryption none.
+        let root = try makeTree()
+        let byBackup = scratch.sub("by-backup"), plainByBackup = scratch.sub("plain-by-backup")
+        try accordOK(["backup", "-d", byBackup, "-q", "--password-file", file, root], environment: ["ACCORD_ENCRYPTION": ""])
+        XCTAssertEqual(try config(byBackup)["encryption"] as? String, "aes-256-gcm", "a first backup creates an encrypted repository")
+        try accordOK(["backup", "-d", plainByBackup, "-q", "--encryption", "none", root], environment: ["ACCORD_ENCRYPTION": ""])
+        XCTAssertNil(try config(plainByBackup)["encryption"])
         // Asking for a plain repository while a passphrase is configured is a contradiction.
         let both = try accord(["init", "-d", scratch.sub("both"), "--encryption", "none", "--password-file", file])
         XCTAssertEqual(both.status, 1, "\(both)")
@@ -265,5 +272,7 @@ final class EncryptedCLITests: AccordTestCase {
         XCTAssertEqual(snapshotNames().count, 2)
         // Every command reads it through the settings file.
         XCTAssertTrue(try accord(["snapshots", "list", "-d", repo], environment: env).ok)
+        let keys = try accord(["key", "list", "-d", repo, "--json"], environment: env)
+        XCTAssertTrue(keys.ok && keys.stdout.contains("\"algorithm\":\"hkdf-sha256\""), "a generated 256-bit secret needs no scrypt:\n\(keys)")
     }
 }

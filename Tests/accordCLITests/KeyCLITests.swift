@@ -156,4 +156,66 @@ final class KeyCLITests: AccordTestCase {
         }
         XCTAssertTrue(seen.contains("--password-file <FILE>") && seen.contains("--new-password-file <FILE>"), "\(seen)")
     }
+    /// `key import`: a paper backup typed back in adds a key file for a new
+    /// passphrase, even with every key file gone; a mistyped line, another
+    /// repository's paper or a wrong key is refused and adds nothing.
+    func testImportFromPaperBackupRestoresAccess() throws {
+        try makeRepository()
+        let paper = try accordOK(["key", "export", "-d", repo]).stdout
+        let paperFile = scratch.sub("paper.txt")
+        // Lost every key file (the repository is otherwise intact).
+        for k in keyNames() { try FileManager.default.removeItem(atPath: repo + "/keys/" + k) }
+        XCTAssertFalse(try opens(first))
+
+        let lines = paper.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let mistyped = lines.map { l -> String in
+            guard l.hasPrefix("2: ") else { return l }
+            var c = Array(l)
+            c[3] = c[3] == "0" ? "1" : "0"   // one digit of key line 2 mistyped
+            return String(c)
+        }
+        let cases: [(String, String)] = [
+            (mistyped.joined(separator: "\n"), "key line 2 does not match its checksum"),
+            (paper.replacingOccurrences(of: "repository: ", with: "repository: 00"), "the paper key is for repository"),
+            (lines.filter { !$0.hasPrefix("check:") }.joined(separator: "\n"), "check:"),
+            (lines.filter { !$0.hasPrefix("4: ") }.joined(separator: "\n"), "not 32"),
+        ]
+        for (text, mention) in cases {
+            try Files.write(paperFile, Array(text.utf8), mode: 0o600)
+            let r = try accord(["key", "import", "-d", repo, "--paper-file", paperFile, "--new-password-file", second])
+            XCTAssertEqual(r.status, 1, "\(mention):\n\(r)")
+            XCTAssertTrue(r.stderr.contains(mention), "expected \(mention):\n\(r)")
+            XCTAssertEqual(keyNames(), [], "a refused import wrote a key file")
+        }
+        // Without the header line, and with extra blank lines: accepted.
+        try Files.write(paperFile, Array(("\n" + lines.dropFirst().joined(separator: "\n") + "\n\n").utf8), mode: 0o600)
+        let r = try accord(["key", "import", "-d", repo, "--paper-file", paperFile, "--new-password-file", second])
+        XCTAssertTrue(r.ok && r.stdout.contains("imported"), "\(r)")
+        XCTAssertEqual(keyNames().count, 1)
+        XCTAssertTrue(try opens(second), "the imported key's passphrase does not open the repository")
+        XCTAssertFalse(try opens(first))
+        accordEnvironment["ACCORD_PASSWORD_FILE"] = second
+        try assertRestores("latest", root: scratch.sub("src"), expected: try listTree(scratch.sub("src"), .modesTimesAndContent), "restore after key import")
+    }
+    /// At a terminal the passphrase is asked on it with echo off: twice for a
+    /// new repository (a mismatch creates nothing), once to open one.
+    func testPromptOnTheTerminalWithEchoOff() throws {
+        let typed = "typed-at-the-prompt-4c1d"
+        let env = ["ACCORD_ENCRYPTION": "aes-256-gcm", "ACCORD_SCRYPT_N": "16384", "ACCORD_SETTINGS": scratch.sub("none.yaml")]
+        let mismatch = try runOnTerminal(["init", "-d", repo], environment: env,
+                                         answers: [("New passphrase for", typed), ("Again", typed + "x")])
+        XCTAssertEqual(mismatch.status, 1, "\(mismatch)")
+        XCTAssertTrue(mismatch.output.contains("differ"), "\(mismatch)")
+        XCTAssertFalse(Files.exists(repo), "a mismatched confirmation created the repository")
+
+        let made = try runOnTerminal(["init", "-d", repo], environment: env, answers: [("New passphrase for", typed), ("Again", typed)])
+        XCTAssertTrue(made.ok && made.output.contains("created encrypted"), "\(made)")
+        XCTAssertFalse(made.output.contains(typed), "the passphrase was echoed:\n\(made)")
+        XCTAssertTrue(try opens(try writePasswordFile(typed)), "the passphrase typed is not the repository's")
+
+        let listed = try runOnTerminal(["key", "list", "-d", repo], environment: env, answers: [("Passphrase for", typed)])
+        XCTAssertTrue(listed.ok && listed.output.contains("* "), "\(listed)")
+        XCTAssertFalse(listed.output.contains(typed), "\(listed)")
+        XCTAssertFalse(listed.output.contains("Again"), "opening asks once:\n\(listed)")
+    }
 }

@@ -71,11 +71,11 @@ public final class AESGCMKey: @unchecked Sendable {
 
     /// Opens `Nonce || ciphertext || Tag` into `out` (replacing its contents); throws
     /// `authenticationFailed` unless the tag verifies under this key and `aad`.
-    public func open(_ sealed: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer, into out: inout [UInt8]) throws {
+    /// With `keeping` k, the first k bytes of `out` stay and the plaintext follows them.
+    public func open(_ sealed: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer, into out: inout [UInt8], keeping k: Int = 0) throws {
         guard sealed.count >= Self.overhead else { throw CryptoError.tooShort(sealed.count) }
         let n = sealed.count - Self.overhead
-        out.removeAll(keepingCapacity: true)
-        out.append(contentsOf: repeatElement(0, count: n))
+        out.resizeForOverwrite(k + n)
         let c = try take(encrypt: false)
         defer { give(c, encrypt: false) }
         let input = sealed.baseAddress!.assumingMemoryBound(to: UInt8.self)
@@ -83,11 +83,11 @@ public final class AESGCMKey: @unchecked Sendable {
         let ok: Bool = out.withUnsafeMutableBufferPointer { o in
             guard EVP_CipherInit_ex(c, nil, nil, nil, input, 0) == 1 else { return false }
             if aad.count > 0, EVP_CipherUpdate(c, nil, &len, aad.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32(aad.count)) != 1 { return false }
-            if n > 0, EVP_CipherUpdate(c, o.baseAddress, &len, input + Self.nonceSize, Int32(n)) != 1 { return false }
+            if n > 0, EVP_CipherUpdate(c, o.baseAddress! + k, &len, input + Self.nonceSize, Int32(n)) != 1 { return false }
             let tag = UnsafeMutableRawPointer(mutating: input + Self.nonceSize + n)
             guard EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, Int32(Self.tagSize), tag) == 1 else { return false }
             var end: Int32 = 0
-            return EVP_CipherFinal_ex(c, o.baseAddress.map { $0 + n } ?? nil, &end) == 1
+            return EVP_CipherFinal_ex(c, o.baseAddress.map { $0 + k + n } ?? nil, &end) == 1
         }
         guard ok else {
             out.removeAll(keepingCapacity: true)

@@ -48,11 +48,24 @@ public struct KeyFile: Codable, Equatable, Sendable {
         return n
     }
 
+    /// The KDF of a machine secret (see `isMachineSecret`).
+    public static let machineKDF = "hkdf-sha256"
+
+    /// Is `passphrase` a 256-bit machine secret: exactly 64 lowercase hex
+    /// digits, what accord generates for the AE5 key file? Such a secret
+    /// cannot be guessed, so stretching it buys nothing: its key file uses
+    /// HKDF-SHA256 instead of scrypt, and opening costs microseconds, not
+    /// ~0.4 s and 128 MiB. Every other passphrase gets scrypt.
+    public static func isMachineSecret(_ passphrase: [UInt8]) -> Bool {
+        passphrase.count == 64 && passphrase.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+    }
+
     /// Wraps `master` under `passphrase` for the repository with id `repository` (hex).
     public static func create(master: [UInt8], passphrase: [UInt8], repository: String, n: UInt64? = nil) throws -> KeyFile {
         guard !passphrase.isEmpty else { throw KeyError.emptyPassphrase }
         let salt = Crypto.randomBytes(32)
-        let kdf = KDF(algorithm: "scrypt", N: try n ?? chosenN(), r: 8, p: 1, salt: hexString(salt))
+        let kdf = isMachineSecret(passphrase) ? KDF(algorithm: machineKDF, N: 0, r: 0, p: 0, salt: hexString(salt))
+            : KDF(algorithm: "scrypt", N: try n ?? chosenN(), r: 8, p: 1, salt: hexString(salt))
         var f = KeyFile(version: 1, created: Timestamp.now().rfc3339, host: Sys.hostname, username: Sys.userName,
                         repository: repository, kdf: kdf, sealed: "")
         let wrap = AESGCMKey(try f.derive(passphrase))
@@ -67,6 +80,11 @@ public struct KeyFile: Codable, Equatable, Sendable {
 
     func derive(_ passphrase: [UInt8]) throws -> [UInt8] {
         guard let salt = hexBytes(kdf.salt), salt.count == 32 else { throw KeyError.corrupt("field `kdf.salt` is not 64 hex digits") }
+        if kdf.algorithm == Self.machineKDF {
+            // Only a machine secret opens such a file: a typed passphrase never meets an unstretched KDF.
+            guard Self.isMachineSecret(passphrase) else { throw KeyError.wrongPassphrase }
+            return Crypto.hkdf(key: passphrase, salt: salt, info: Array("accord key file".utf8), length: 32)
+        }
         return try Crypto.scrypt(passphrase: passphrase, salt: salt, n: kdf.N, r: kdf.r, p: kdf.p, length: 32)
     }
 
@@ -85,7 +103,11 @@ public struct KeyFile: Codable, Equatable, Sendable {
     /// The first field outside what a reader accepts, or nil.
     public func problem() -> String? {
         if version != 1 { return "field `version` is \(version); this accord reads key files of version 1" }
-        if kdf.algorithm != "scrypt" { return "field `kdf.algorithm` is \"\(kdf.algorithm.prefix(40))\"; it must be \"scrypt\"" }
+        if kdf.algorithm == Self.machineKDF {
+            if kdf.N != 0 || kdf.r != 0 || kdf.p != 0 { return "fields `kdf.N`, `kdf.r`, `kdf.p` must be 0 for \(Self.machineKDF)" }
+            return ID(hex: repository) == nil ? "field `repository` is not 64 lowercase hex digits" : nil
+        }
+        if kdf.algorithm != "scrypt" { return "field `kdf.algorithm` is \"\(kdf.algorithm.prefix(40))\"; it must be \"scrypt\" or \"\(Self.machineKDF)\"" }
         if !Self.nRange.contains(kdf.N) || kdf.N.nonzeroBitCount != 1 {
             return "field `kdf.N` is \(kdf.N); it must be a power of two from \(Self.nRange.lowerBound) to \(Self.nRange.upperBound)"
         }

@@ -91,17 +91,24 @@ public final class RepositoryCrypto: Sendable {
             body = UnsafeRawBufferPointer(rebasing: stored[32...])
         }
         let aad = Self.blobAAD(id: id, compression: compression, rawLength: rawLength, base: base)
-        var opened: [UInt8] = []
-        do { try aad.withUnsafeBytes { try blobKey.open(body, aad: $0, into: &opened) } } catch {
+        out.removeAll(keepingCapacity: true)
+        if let base { out.append(contentsOf: base.bytes) }
+        do { try aad.withUnsafeBytes { try blobKey.open(body, aad: $0, into: &out, keeping: out.count) } } catch {
             throw BlobError.corrupt(id, reason: "its sealed bytes do not authenticate (\(error))")
         }
-        if let base {
-            out.removeAll(keepingCapacity: true)
-            out.append(contentsOf: base.bytes)
-            out.append(contentsOf: opened)
-        } else {
-            swap(&out, &opened)
-        }
+    }
+
+    // MARK: Scratch buffers
+
+    private let buffers = BufferPool()
+
+    /// Runs `body` with a buffer of this pool (reused across calls and
+    /// threads, so opening a blob allocates nothing once warm).
+    @inline(__always)
+    public func withBuffer<R>(_ body: (inout [UInt8]) throws -> R) rethrows -> R {
+        var b = buffers.take()
+        defer { buffers.give(&b) }
+        return try body(&b)
     }
 
     // MARK: Snapshots
@@ -138,5 +145,21 @@ public final class RepositoryCrypto: Sendable {
     /// The config's MAC: HMAC-SHA256 of its canonical text (FORMAT.md, "config").
     public func configMAC(_ c: RepositoryConfig) -> String {
         hexString(configKey.mac(Array(c.canonicalText.utf8)))
+    }
+}
+
+/// A few reusable byte buffers. `@unchecked Sendable`: `free` is under `lock`.
+final class BufferPool: @unchecked Sendable {
+    private let lock = NSLock()
+    private var free: [[UInt8]] = []
+
+    func take() -> [UInt8] { lock.withLock { free.popLast() } ?? [] }
+
+    func give(_ b: inout [UInt8]) {
+        // Keep at most 16 buffers, none above 8 MiB: a rare huge blob does not pin its memory.
+        guard b.capacity <= 8 << 20 else { return }
+        var mine: [UInt8] = []
+        swap(&mine, &b)
+        lock.withLock { if free.count < 16 { free.append(mine) } }
     }
 }

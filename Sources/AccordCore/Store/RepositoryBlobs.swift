@@ -169,11 +169,12 @@ extension Repository {
         }
         guard let crypto else { throw RepositoryError.encryptedWithoutKey(layout.root) }
         guard let id else { throw BlobError.corrupt(.zero, reason: "a sealed blob cannot be opened without its id") }
-        var plain: [UInt8] = []
-        try crypto.openBlob(stored, id: id, compression: compression, rawLength: rawLength, into: &plain)
-        try plain.withUnsafeBytes {
-            try BlobDecoder.decode(stored: $0, id: id, compression: compression, rawLength: rawLength, inflater: inflater, into: &output,
-                                   base: baseReader, idKey: crypto.idKey)
+        try crypto.withBuffer { plain in
+            try crypto.openBlob(stored, id: id, compression: compression, rawLength: rawLength, into: &plain)
+            try plain.withUnsafeBytes {
+                try BlobDecoder.decode(stored: $0, id: id, compression: compression, rawLength: rawLength, inflater: inflater, into: &output,
+                                       base: baseReader, idKey: crypto.idKey)
+            }
         }
     }
 

@@ -85,29 +85,73 @@ public final class Restore: @unchecked Sendable {
     /// Reads the whole manifest (entries only, no contents) and refuses the
     /// restore, before anything is written, if the reader rejects a record or
     /// a path could leave the target; notes which files hard links name.
-    func preflight(_ snapshot: Snapshot) throws {
+    ///
+    /// Returns the entries the restore includes, as read and checked here, when
+    /// they fit in `keptLimit`: the write pass then takes them instead of
+    /// loading, decoding and validating the manifest again (the second read
+    /// was most of what confinement added to a full restore's CPU). nil for a
+    /// larger manifest: the write pass streams it again, so memory stays bounded.
+    func preflight(_ snapshot: Snapshot) throws -> [ManifestEntry]? {
         var reader = repository.manifestReader(snapshot)
         reader.validates = !options.skipsManifestValidationForTests
         reader.tolerateListErrors = true
+        var kept: [ManifestEntry]? = []
+        var keptBytes = 0
         var number = 0
-        while let e = try reader.next() {
+        while var e = try reader.next() {
             number += 1
             guard RestorePath.isCanonical(e.path) else { throw RestoreError.unsafeEntry(e.path, record: number) }
+            let wanted = included(e)
             if e.kind == .hardlink {
                 guard RestorePath.isCanonical(e.linkTarget) else { throw RestoreError.unsafeEntry(e.linkTarget, record: number) }
-                if included(e) { linkTargets.insert(e.linkTarget) }
+                if wanted { linkTargets.insert(e.linkTarget) }
             }
+            guard wanted, kept != nil else { continue }
+            e.list = nil   // restore needs the content ids only
+            keptBytes += Self.footprint(e)
+            if keptBytes > Self.keptLimit { kept = nil } else { kept!.append(e) }
+        }
+        return kept
+    }
+
+    /// Most memory the preflight keeps entries in (`preflight`). A segment of
+    /// the write pass holds up to 64 Ki blob references besides.
+    static let keptLimit = 32 << 20
+
+    /// About what a kept entry takes: the struct and its arrays' bytes and headers.
+    static func footprint(_ e: ManifestEntry) -> Int {
+        var n = MemoryLayout<ManifestEntry>.stride + 4 * 32 + e.path.count + e.linkTarget.count + e.blobs.count * MemoryLayout<BlobID>.stride
+        for x in e.xattrs { n += 64 + x.name.count + x.value.count }
+        return n
+    }
+
+    /// The write pass's entries: those the preflight kept, or the manifest read again.
+    struct Entries {
+        var kept: [ManifestEntry]?
+        var next = 0
+        var reader: ManifestReader?
+
+        mutating func take() throws -> ManifestEntry? {
+            guard kept != nil else { return try reader!.next() }
+            guard next < kept!.count else { kept = []; return nil }
+            var e = ManifestEntry(kind: .directory, path: [])
+            swap(&e, &kept![next])   // the array lets go of what the restore is done with
+            next += 1
+            return e
         }
     }
 
     public func run(_ snapshot: Snapshot) throws -> RestoreResult {
         if let s = options.subtree, !RestorePath.isCanonical(s) { throw RestoreError.unsafeEntry(s, record: 0) }
         try RestoreTarget.check(options.target)
-        try preflight(snapshot)
+        var entries = Entries(kept: try preflight(snapshot))
         let target = try RestoreTarget(opening: options.target)
-        var reader = repository.manifestReader(snapshot)
-        reader.validates = !options.skipsManifestValidationForTests
-        reader.tolerateListErrors = true   // one damaged chunk list loses one file, not the restore
+        if entries.kept == nil {
+            var reader = repository.manifestReader(snapshot)
+            reader.validates = !options.skipsManifestValidationForTests
+            reader.tolerateListErrors = true   // one damaged chunk list loses one file, not the restore
+            entries.reader = reader
+        }
         let partial = !options.includes.isEmpty || options.subtree != nil
         options.progress?.setTotals(files: snapshot.summary.files, bytes: partial ? 0 : snapshot.summary.totalBytes)
         options.progress?.startReporting()
@@ -127,11 +171,11 @@ public final class Restore: @unchecked Sendable {
             try report(w.segment)
         }
         defer { writing?.done.wait() }   // a stop (thrown error) still lets the writing segment end
-        while let e = try reader.next() {
+        while let e = try entries.take() {
             guard included(e), let path = relative(e.path) else { continue }
             do {
-                // The preflight read the same records; a manifest read twice must not differ.
-                guard RestorePath.isCanonical(e.path) else { throw RestoreError.unsafeEntry(e.path, record: 0) }
+                // Read again, the manifest must not differ from what the preflight checked.
+                if entries.reader != nil { guard RestorePath.isCanonical(e.path) else { throw RestoreError.unsafeEntry(e.path, record: 0) } }
                 switch e.kind {
                 case .directory:
                     try target.makeDirectory(path, mode: 0o700)
@@ -243,21 +287,39 @@ public final class Restore: @unchecked Sendable {
     }
 
     /// Size, owner, mode, xattrs and times of a file whose content is written
-    /// (through `fd`, open for writing; `display` names it).
-    func finishFile(_ e: ManifestEntry, fd: Int32, _ display: String) throws {
-        // Only a file whose last blocks were zero (left as holes) is short; a
-        // truncate to the size it has would still cost ext4 a truncate.
-        if try Sys.fstat(fd, path: display).size != e.size { try Sys.ftruncate(fd, Int64(e.size), path: display) }
-        if isRoot { try Sys.fchown(fd, uid: e.uid, gid: e.gid, path: display) }
-        try Sys.fchmod(fd, mode: e.mode, path: display)
-        for x in e.xattrs { try? Sys.setXattr(fd: fd, name: x.name, value: x.value, path: display) }
-        try Sys.setTimes(fd: fd, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, path: display)
+    /// (through `fd`, open for writing; `display` names it in an error, made only then).
+    func finishFile(_ e: ManifestEntry, fd: Int32, _ display: @autoclosure () -> String) throws {
+        do {
+            let st = try Sys.fstat(fd)
+            // Only a file whose last blocks were zero (left as holes) is short; a
+            // truncate to the size it has would still cost ext4 a truncate.
+            if st.size != e.size { try Sys.ftruncate(fd, Int64(e.size)) }
+            // The file is new (ours, 0600): a call that would change nothing is
+            // left out (a root restore of root's files saves a chown per file).
+            // A chown (which clears set-id bits) is always followed by the chmod.
+            let chown = isRoot && (st.uid != e.uid || st.gid != e.gid)
+            if chown { try Sys.fchown(fd, uid: e.uid, gid: e.gid) }
+            if chown || st.mode & 0o7777 != e.mode { try Sys.fchmod(fd, mode: e.mode) }
+            for x in e.xattrs { try? Sys.setXattr(fd: fd, name: x.name, value: x.value, path: "") }
+            try Sys.setTimes(fd: fd, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec)
+        } catch var error as SystemError {
+            error.path = display()
+            throw error
+        }
     }
 }
 
 /// Writes `buf` at `offset`, leaving 4 KiB blocks (aligned to the file) that
 /// are all zero unwritten, so they stay holes after the final ftruncate.
-func writeSkippingZeros(_ buf: UnsafeRawBufferPointer, fd: Int32, at offset: Int64, path: String) throws {
+/// `path` names the file in an error (made only then).
+func writeSkippingZeros(_ buf: UnsafeRawBufferPointer, fd: Int32, at offset: Int64, path: @autoclosure () -> String) throws {
+    do { try writeSkippingZeros(buf, fd: fd, at: offset) } catch var e as SystemError {
+        e.path = path()
+        throw e
+    }
+}
+
+private func writeSkippingZeros(_ buf: UnsafeRawBufferPointer, fd: Int32, at offset: Int64) throws {
     let block = 4096
     var pos = 0
     var runStart = -1   // start of a pending run of non-zero blocks
@@ -267,7 +329,7 @@ func writeSkippingZeros(_ buf: UnsafeRawBufferPointer, fd: Int32, at offset: Int
         let zero = isAllZero(UnsafeRawBufferPointer(rebasing: buf[pos..<end]))
         if zero {
             if runStart >= 0 {
-                try Sys.pwriteAll(fd, UnsafeRawBufferPointer(rebasing: buf[runStart..<pos]), offset + Int64(runStart), path: path)
+                try Sys.pwriteAll(fd, UnsafeRawBufferPointer(rebasing: buf[runStart..<pos]), offset + Int64(runStart))
                 runStart = -1
             }
         } else if runStart < 0 {
@@ -276,7 +338,7 @@ func writeSkippingZeros(_ buf: UnsafeRawBufferPointer, fd: Int32, at offset: Int
         pos = end
     }
     if runStart >= 0 {
-        try Sys.pwriteAll(fd, UnsafeRawBufferPointer(rebasing: buf[runStart..<buf.count]), offset + Int64(runStart), path: path)
+        try Sys.pwriteAll(fd, UnsafeRawBufferPointer(rebasing: buf[runStart..<buf.count]), offset + Int64(runStart))
     }
 }
 
@@ -292,41 +354,4 @@ func isAllZero(_ buf: UnsafeRawBufferPointer) -> Bool {
     i = words * 8
     while i < n { if buf[i] != 0 { return false }; i += 1 }
     return true
-}
-
-public enum RestoreError: Error, CustomStringConvertible {
-    case sizeMismatch(String, expected: UInt64, got: UInt64)
-    case contentUnreadable(String)
-    case incomplete(String)
-    case targetNotDirectory(String)
-    case unsafeEntry(RawPath, record: Int)
-    case symlinkInPath(String)
-    case outsideTarget(String)
-    case symlinkInPlaceOfDirectory(String)
-    case rootNotDirectory(String, kind: String)
-    case hardlinkTargetNotRestored(String, target: String)
-    public var description: String {
-        switch self {
-        case .sizeMismatch(let p, let e, let g):
-            return "\(p): its blobs add up to \(g) bytes but the snapshot records \(e), so nothing was written to it: run `accord check --read-data`"
-        case .targetNotDirectory(let p):
-            return "restore target \(p) exists and is not a directory: give a directory (or a path that does not exist yet) as --target"
-        case .unsafeEntry(let p, let n):
-            let which = n > 0 ? "manifest record \(n) names" : "the restore names"
-            return "\(which) \(String(reflecting: p.displayPath)), which is not an absolute path without empty, '.' or '..' components: "
-                + "the snapshot is damaged or hostile, nothing was restored; run `accord check`"
-        case .symlinkInPath(let p):
-            return "\(p): a symlink is on the way to it (in the target beforehand, or made by this snapshot), and restore never follows one below the target; not restored"
-        case .outsideTarget(let p):
-            return "\(p) would lie outside the restore target; not restored"
-        case .symlinkInPlaceOfDirectory(let p):
-            return "\(p) is a symlink where the snapshot has a directory; restore neither follows nor replaces it, so nothing below it is restored: remove it, or restore with --target"
-        case .rootNotDirectory(let p, let kind):
-            return "the snapshot makes the restore target \(p) itself \(kind); it stays a directory and that entry is not restored"
-        case .hardlinkTargetNotRestored(let p, let t):
-            return "\(p) is a hard link to \(t), which is not a file this restore made; the link is not made"
-        case .contentUnreadable(let why): return "\(why); the file is not restored"
-        case .incomplete(let p): return "internal error: not every blob of \(p) was written, so it is not restored; please report this"
-        }
-    }
 }

@@ -110,15 +110,15 @@ final class RestoreTarget: Sendable {
     /// owner (as root), xattrs and times; a symlink has no mode of its own.
     func makeSymlink(_ relative: RawPath, _ e: ManifestEntry, setOwner: Bool) throws {
         guard !relative.isEmpty else { throw RestoreError.rootNotDirectory(display(relative), kind: "a symlink") }
-        let shown = display(relative)
+        func shown() -> String { display(relative) }   // for errors only
         try inParent(relative, making: true) { dir, name in
-            do { try Sys.symlink(target: e.linkTarget, in: dir, name, path: shown) } catch let err as SystemError where err.errno == EEXIST {
+            do { try Sys.symlink(target: e.linkTarget, in: dir, name, path: shown()) } catch let err as SystemError where err.errno == EEXIST {
                 try removeEntry(in: dir, name, relative)
-                try Sys.symlink(target: e.linkTarget, in: dir, name, path: shown)
+                try Sys.symlink(target: e.linkTarget, in: dir, name, path: shown())
             }
-            if setOwner { try Sys.lchown(in: dir, name, uid: e.uid, gid: e.gid, path: shown) }
-            for x in e.xattrs { try? Sys.setXattr(in: dir, name, attribute: x.name, value: x.value, path: shown) }
-            try Sys.setTimes(in: dir, name, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, path: shown)
+            if setOwner { try Sys.lchown(in: dir, name, uid: e.uid, gid: e.gid, path: shown()) }
+            for x in e.xattrs { try? Sys.setXattr(in: dir, name, attribute: x.name, value: x.value, path: shown()) }
+            try Sys.setTimes(in: dir, name, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, path: shown())
         }
     }
 
@@ -126,15 +126,15 @@ final class RestoreTarget: Sendable {
     /// beneath the target), replacing whatever was at `relative`.
     func makeHardLink(_ relative: RawPath, to existing: RawPath) throws {
         guard !relative.isEmpty else { throw RestoreError.rootNotDirectory(display(relative), kind: "a hard link") }
-        let shown = display(relative)
+        func shown() -> String { display(relative) }   // for errors only
         try inParent(existing, making: false) { oldDir, oldName in
             guard try Sys.lstat(in: oldDir, oldName, path: Array(display(existing).utf8)).isRegular else {
-                throw RestoreError.hardlinkTargetNotRestored(shown, target: display(existing))
+                throw RestoreError.hardlinkTargetNotRestored(shown(), target: display(existing))
             }
             try inParent(relative, making: true) { newDir, newName in
-                do { try Sys.link(in: oldDir, oldName, to: newDir, newName, path: shown) } catch let err as SystemError where err.errno == EEXIST {
+                do { try Sys.link(in: oldDir, oldName, to: newDir, newName, path: shown()) } catch let err as SystemError where err.errno == EEXIST {
                     try removeEntry(in: newDir, newName, relative)
-                    try Sys.link(in: oldDir, oldName, to: newDir, newName, path: shown)
+                    try Sys.link(in: oldDir, oldName, to: newDir, newName, path: shown())
                 }
             }
         }
@@ -148,13 +148,17 @@ final class RestoreTarget: Sendable {
 
     /// Owner (as root), xattrs, mode and times of a directory (the target itself when `relative` is empty).
     func setDirectoryMetadata(_ relative: RawPath, _ e: ManifestEntry, setOwner: Bool) throws {
-        let shown = display(relative)
         let d = try open(relative, Sys.O_RDONLY | Sys.O_DIRECTORY)
         defer { Sys.close(d) }
-        if setOwner { try Sys.fchown(d, uid: e.uid, gid: e.gid, path: shown) }
-        for x in e.xattrs { try? Sys.setXattr(fd: d, name: x.name, value: x.value, path: shown) }
-        try Sys.fchmod(d, mode: e.mode, path: shown)
-        try Sys.setTimes(fd: d, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, path: shown)
+        do {
+            if setOwner { try Sys.fchown(d, uid: e.uid, gid: e.gid) }
+            for x in e.xattrs { try? Sys.setXattr(fd: d, name: x.name, value: x.value, path: "") }
+            try Sys.fchmod(d, mode: e.mode)
+            try Sys.setTimes(fd: d, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec)
+        } catch var error as SystemError {
+            error.path = display(relative)   // named only for an error
+            throw error
+        }
     }
 
     /// Removes whatever is at `name` in `dir` (an empty directory too); nothing there is fine.

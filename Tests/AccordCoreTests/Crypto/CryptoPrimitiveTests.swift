@@ -58,3 +58,25 @@ final class CryptoPrimitiveTests: XCTestCase {
         XCTAssertEqual(try KeyFile.decode(try f.encode(), name: "k"), f)
     }
 }
+
+/// A machine secret (64 hex digits, 256 bits) is wrapped with HKDF, not scrypt;
+/// a typed passphrase never opens such a key file, and always gets scrypt.
+final class MachineSecretKeyFileTests: XCTestCase {
+    func testAMachineSecretGetsHKDFAndOnlyItOpensTheFile() throws {
+        let master = Crypto.randomBytes(32), repo = hexString(Crypto.randomBytes(32))
+        let secret = Array(hexString(Crypto.randomBytes(32)).utf8)
+        XCTAssertTrue(KeyFile.isMachineSecret(secret))
+        let f = try KeyFile.create(master: master, passphrase: secret, repository: repo)
+        XCTAssertEqual(f.kdf.algorithm, KeyFile.machineKDF)
+        XCTAssertEqual(try f.unwrap(passphrase: secret), master)
+        var other = secret; other[0] = other[0] == 0x61 ? 0x62 : 0x61
+        XCTAssertThrowsError(try f.unwrap(passphrase: other)) { XCTAssertEqual($0 as? KeyError, .wrongPassphrase) }
+        // Upper-case hex or another length is a passphrase: scrypt.
+        let typed = Array(String(decoding: secret, as: UTF8.self).uppercased().utf8)
+        XCTAssertFalse(KeyFile.isMachineSecret(typed))
+        XCTAssertEqual(try KeyFile.create(master: master, passphrase: typed, repository: repo, n: 1 << 14).kdf.algorithm, "scrypt")
+        // An hkdf key file with scrypt cost fields is refused.
+        var bad = f; bad.kdf.N = 1 << 14
+        XCTAssertThrowsError(try KeyFile.decode(try bad.encode(), name: "k"))
+    }
+}
