@@ -90,24 +90,33 @@ final class NonceReuseTests: AccordTestCase {
         var rng = SeededRandom(seed: 0x90CE_0002)
         let tree = try SourceTree(root: scratch.sub("src"), rng: &rng, randomFiles: 12, randomSize: 1_500_000, textFiles: 4, textSize: 1_000_000)
         try initEncrypted(packSize: 1 << 20)
+        _ = try backup([tree.root])
+        // One uninterrupted round measures how long a round's backup (6 files rewritten) runs.
+        _ = try tree.rewriteRandomFiles(6, rng: &rng)
         let t0 = Date()
         _ = try backup([tree.root])
         let duration = Date().timeIntervalSince(t0)
-        var killed = 0
-        for k in 0..<4 {
-            _ = try tree.rewriteRandomFiles(4, rng: &rng)
+        let rounds = 3
+        var killed = 0, leftovers = 0
+        for k in 0..<rounds {
+            _ = try tree.rewriteRandomFiles(6, rng: &rng)
             let cmd = try start(["backup", "-d", repo, "--json", tree.root])
-            sleepSeconds(rng.double((0.2 * duration)...(0.6 * duration)))
+            // Mid-run: after some packs, before the index (as KillTests aims its reuse rounds).
+            sleepSeconds(rng.double((0.3 * duration)...(0.7 * duration)))
             if cmd.isRunning { cmd.kill() }
             let r = cmd.finish()
             XCTAssertTrue(r.ok || (r.signaled && r.status == SIGKILL), "kill \(k): \(r)")
             if !r.ok { killed += 1 }
+            let index = try Repository.open(at: repo, withoutKey: true)
+            try index.loadIndex()
+            leftovers += packIDs().filter { !index.index.containsPack($0) }.count
             // The rerun adopts the killed run's packs and seals what they lack, with new nonces.
             _ = try backup([tree.root])
         }
-        print("nonce kill test: \(killed) of 4 backups killed mid-run")
+        print("nonce kill test: a round runs \(String(format: "%.2f", duration)) s; \(killed) of \(rounds) backups killed mid-run, leaving \(leftovers) unindexed packs")
+        XCTAssertGreaterThan(leftovers, 0, "no killed run left a pack for its rerun to adopt: the kills missed the pack-writing phase")
         let n = try nonces()
-        assertNoRepeat(n, minBlobs: 60, snapshots: 1 + 4 + (4 - killed), "after killed backups and reruns")
+        assertNoRepeat(n, minBlobs: 60, snapshots: 2 + rounds + (rounds - killed), "after killed backups and reruns")
         try assertCheckPasses(nil, "after killed backups")
     }
 
