@@ -20,6 +20,8 @@ final class NonceReuseTests: AccordTestCase {
         /// Nonce → SHA-256 of the stored bytes that carry it, per key.
         var blob: [[UInt8]: ID] = [:], snapshot: [[UInt8]: ID] = [:]
         var repeats: [String] = []
+        /// How many packs hold each blob id (two backups at once both store shared chunks).
+        var copies: [BlobID: Int] = [:]
         var blobCount: Int { blob.count }
     }
 
@@ -37,6 +39,7 @@ final class NonceReuseTests: AccordTestCase {
         for pack in try r.listPacks() {
             let bytes = try r.readPack(pack)
             for e in try r.readPackHeader(pack) {
+                n.copies[e.id, default: 0] += 1
                 let at = Int(e.offset) + (e.compression == .delta ? 32 : 0)
                 note(Array(bytes[at..<(at + 12)]), bytes[Int(e.offset)..<Int(e.offset + e.storedLength)], &n.blob, "pack \(pack.short) blob \(e.id.short)")
             }
@@ -82,6 +85,8 @@ final class NonceReuseTests: AccordTestCase {
         }
         let n = try nonces()
         assertNoRepeat(n, minBlobs: 40, snapshots: 4, "two backups at once")
+        // The runs overlapped: chunks both trees share were sealed by each, under different nonces.
+        XCTAssertGreaterThan(n.copies.values.filter { $0 > 1 }.count, 0, "no blob was stored by both backups: they did not run at once")
         try assertCheckPasses(nil, readData: true, "after two backups at once")
     }
 
