@@ -15,6 +15,10 @@ import AccordRuntime
 ///     repository:
 ///       password-file: /etc/accord/repository.key   # the passphrase of the repository's key (after --password-file and $ACCORD_PASSWORD_FILE/_COMMAND)
 ///       encryption: aes-256-gcm            # what init and a first backup create: aes-256-gcm (default) or none
+///     metrics:
+///       file: /var/lib/prometheus/node-exporter/accord.prom   # Prometheus metrics after each backup, sync, check, forget, prune (--metrics-file)
+///     log:
+///       file: /var/log/accord.log          # one line per step of those commands, appended (--log-file)
 ///
 /// Unknown keys are refused, naming the key (a typo must not silently unpin
 /// the repository). When accord runs as root, the file must be a regular file
@@ -43,8 +47,16 @@ public struct Settings: Equatable, Sendable {
         public init() {}
     }
 
+    /// Where the commands report (issue 18): absolute paths, or nil (no metrics, no log).
+    public struct Monitoring: Equatable, Sendable {
+        public var file: String?
+        public init() {}
+    }
+
     public var serve = Serve()
     public var repository = RepositoryDefaults()
+    public var metrics = Monitoring()
+    public var log = Monitoring()
     /// The file these came from; nil when there is none (defaults).
     public var path: String?
 
@@ -57,9 +69,10 @@ public struct Settings: Equatable, Sendable {
     }
 
     static let keys: [String: Set<String>] = ["serve": ["repository", "idle-timeout", "max-clock-skew"],
-                                              "repository": ["password-file", "encryption"]]
+                                              "repository": ["password-file", "encryption"],
+                                              "metrics": ["file"], "log": ["file"]]
     /// Sections in the order messages list them (serve first, as it came first).
-    static let sections = ["serve", "repository"]
+    static let sections = ["serve", "repository", "metrics", "log"]
     public static let encryptionNames = ["aes-256-gcm", "none"]
 
     /// Loads the settings file (`Settings.path` unless given). A missing file is
@@ -130,7 +143,27 @@ public struct Settings: Equatable, Sendable {
                 s.repository.encryption = e
             }
         }
+        if let m = try section(top, "metrics", "file:", source), let v = m["file"] {
+            guard let p = v as? String, let path = absolutePath(p), metricsFileProblem(path) == nil else {
+                throw SettingsError.unusable(source, "metrics.file must be an absolute path ending in .prom (node_exporter's textfile collector reads only those), not \(v)")
+            }
+            s.metrics.file = path
+        }
+        if let l = try section(top, "log", "file:", source), let v = l["file"] {
+            guard let p = v as? String, let path = absolutePath(p) else {
+                throw SettingsError.unusable(source, "log.file must be an absolute path without empty, . or .. components and no trailing /, not \(v)")
+            }
+            s.log.file = path
+        }
         return s
+    }
+
+    /// Why `path` cannot be a metrics file, or nil: node_exporter's textfile
+    /// collector reads only `*.prom`, and a file it skips silently would look like monitoring.
+    public static func metricsFileProblem(_ path: String) -> String? {
+        let name = path.split(separator: "/").last ?? ""
+        guard name.hasSuffix(".prom"), name.count > 5 else { return "expected a file name ending in .prom (node_exporter's textfile collector reads only those)" }
+        return nil
     }
 
     /// A section's mapping (nil when absent or empty, as `serve:` with nothing under it), its keys checked.

@@ -1,7 +1,4 @@
 import ArgumentParser
-#if canImport(Glibc)
-import Glibc
-#endif
 import AccordCore
 import AccordEngine
 import AccordPlans
@@ -62,6 +59,7 @@ struct Accord: ParsableCommand {
           accord restore -d /backups latest --target /tmp/restored
           accord sync -d /backups --to root@dr-node
           accord check -d /backups --read-data
+          accord key list -d /backups          (new repositories are encrypted: see `accord key --help`)
 
         Exit codes: 0 success, 1 error, 3 backup completed but some files could not be read.
         """,
@@ -109,6 +107,7 @@ struct Legacy: ParsableCommand {
     @Option(help: "Snapshot to restore (default: the latest of the plan).")
     var snapshot: String?
     @OptionGroup var syncOptions: SyncOptions
+    @OptionGroup var monitor: MonitorOptions
 
     func validate() throws {
         guard let a = action else {
@@ -130,29 +129,44 @@ struct Legacy: ParsableCommand {
             print(Legacy.helpMessage())
             return
         }
-        let chosen = try Plan.load(plan ?? (reposOnly ? "ae5-repos" : "ae5"))
-        if a == "backup" { try legacyBackup(chosen) } else { try legacyRestore(chosen) }
+        let name = plan ?? (reposOnly ? "ae5-repos" : "ae5")
+        if a == "backup" {
+            try monitor.record(repository: repo.path) { rec in try legacyBackup(name, rec) }
+        } else { try legacyRestore(try Plan.load(name)) }
     }
 
-    func legacyBackup(_ plan: Plan) throws {
+    /// The backup, then the sync: two phases, so that a failed sync leaves the backup's success recorded.
+    func legacyBackup(_ name: String, _ rec: CommandRecorder) throws {
+        let (repository, result, warnings, dest) = try rec.phase("backup", plan: planLabel(name)) { try legacyBackupOnly(try Plan.load(name), rec) }
+        if let d = dest {
+            try rec.phase("sync", plan: planLabel(name)) {
+                let stats = try withLock(repository, command: "sync") {
+                    return try runSync(repository, to: d, syncOptions, only: [result.id], marker: true, progress: output.makeProgress("sync"))
+                }
+                rec.record(sync: stats)
+                printSyncStats(stats, to: d, json: false, quiet: output.quiet)
+            }
+        }
+        if result.incomplete || !warnings.isEmpty { throw ExitCode(3) }
+    }
+
+    /// Probes the DR node (before any backup work, as the original did), then backs up the plan.
+    func legacyBackupOnly(_ plan: Plan, _ rec: CommandRecorder) throws -> (Repository, BackupResult, [String], Destination?) {
         let repository = try repo.open(create: true, ae5: true)
         var dest: Destination?
         if let n = node {
             let d = Destination(user: user, host: n, directory: repo.path)
             // As the original did: test the DR node before any backup work.
             try withLock(repository, command: "sync probe") { try probeSync(repository, to: d, syncOptions) }
+            rec.step("sync probe", [("outcome", "ok")])
             if !output.quiet { print("DR node \(d) reachable; destination repository ready") }
             dest = d
         }
         let (result, warnings) = try runPlanBackup(repository: repository, plan: plan, tags: [], output: output, threads: nil)
+        rec.record(backup: result)
+        if result.incomplete || !warnings.isEmpty { rec.markIncomplete() }   // exit 3 recorded; the sync still runs
         report(result, json: false, quiet: output.quiet)
-        if let d = dest {
-            let stats = try withLock(repository, command: "sync") {
-                return try runSync(repository, to: d, syncOptions, only: [result.id], marker: true, progress: output.makeProgress("sync"))
-            }
-            printSyncStats(stats, to: d, json: false, quiet: output.quiet)
-        }
-        if result.incomplete || !warnings.isEmpty { throw ExitCode(3) }
+        return (repository, result, warnings, dest)
     }
 
     func legacyRestore(_ plan: Plan) throws {
@@ -172,7 +186,7 @@ struct RepositoryOptions: ParsableArguments {
     @Option(name: [.customShort("d"), .customLong("directory"), .customLong("repo")],
             help: ArgumentHelp("Repository directory (default: $ACCORD_REPOSITORY or /opt/anaconda_backup).", valueName: "DIR"))
     var directory: String?
-    @Option(help: ArgumentHelp("Read the passphrase of an encrypted repository from FILE (one line; as root the file must be root's, mode 0600). Else $ACCORD_PASSWORD_FILE, $ACCORD_PASSWORD_COMMAND, the settings file's repository.password-file, or a prompt: see `accord key --help`.", valueName: "FILE"))
+    @Option(help: ArgumentHelp("Read the passphrase of an encrypted repository from FILE (one line; as root it must be root's, with no group or other access: chmod 600). Else $ACCORD_PASSWORD_FILE, $ACCORD_PASSWORD_COMMAND, the settings file's repository.password-file, or a prompt: see `accord key --help`.", valueName: "FILE"))
     var passwordFile: String?
 
     var path: String {
@@ -183,14 +197,7 @@ struct RepositoryOptions: ParsableArguments {
 
     /// Where the passphrase comes from (`Passphrase`); `ae5` adds the AE5 flows' default key file.
     func keyOrigin(ae5: Bool = false) throws -> Passphrase.Origin {
-        try Passphrase.origin(option: passwordFile, ae5: ae5) { try Self.settings() }
-    }
-
-    /// The settings file; one this user may not read (root's, 0600) is skipped
-    /// unless running as root: a password file it named would be root's too.
-    static func settings() throws -> Settings {
-        if !Sys.isRoot, pathExists(Settings.path), access(Settings.path, R_OK) != 0 { return Settings() }
-        return try Settings.load()
+        try Passphrase.origin(option: passwordFile, ae5: ae5) { try Passphrase.settings() }
     }
 
     /// Opens the repository with files 0600, dirs 0700. With `create`, a
@@ -251,7 +258,7 @@ struct RepositoryOptions: ParsableArguments {
             }
             return (e != "none", "$\(Passphrase.encryptionVariable)=\(e)")
         }
-        let s = try settings()
+        let s = try Passphrase.settings()
         if let e = s.repository.encryption { return (e != "none", "repository.encryption: \(e) in \(s.path ?? Settings.path)") }
         return (true, "the default (aes-256-gcm)")
     }

@@ -51,6 +51,7 @@ struct BackupCommand: ParsableCommand {
         """)
     @OptionGroup var repo: RepositoryOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var monitor: MonitorOptions
     @Option(name: .long, help: "Tag the snapshot (repeatable).")
     var tag: [String] = []
     @Option(name: .long, help: ArgumentHelp("Skip paths matching a glob; with '/' it matches the absolute path, else the file name (repeatable).", valueName: "PATTERN"))
@@ -97,6 +98,10 @@ struct BackupCommand: ParsableCommand {
     }
 
     func run() throws {
+        try monitor.record(repository: repo.path) { rec in try rec.phase("backup", plan: planLabel(plan)) { try backup(rec) } }
+    }
+
+    func backup(_ rec: CommandRecorder) throws {
         // A missing source fails before anything is created.
         for p in paths where (try? Sys.lstat(Array(p.utf8))) == nil {
             throw BackupError.pathNotFound(p)
@@ -105,6 +110,7 @@ struct BackupCommand: ParsableCommand {
         let repository = try repo.open(create: true, ae5: plan != nil, encryption: encryption)
         if let p = plan {
             let (result, warnings) = try runPlanBackup(repository: repository, plan: try Plan.load(p), tags: tag, output: output, threads: threads)
+            rec.record(backup: result)
             report(result, json: json, quiet: output.quiet)
             if result.incomplete || !warnings.isEmpty { throw ExitCode(3) }
             return
@@ -130,6 +136,7 @@ struct BackupCommand: ParsableCommand {
         options.onError = { path, error in warn("cannot read \(path): \(error); skipped") }
         options.onWarning = { if !output.quiet { warn($0) } }
         let result = try runBackup(repository, options)
+        rec.record(backup: result)
         report(result, json: json, quiet: output.quiet)
         if result.incomplete { throw ExitCode(3) }
     }

@@ -18,6 +18,7 @@ struct CheckCommand: ParsableCommand {
         """)
     @OptionGroup var repo: RepositoryOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var monitor: MonitorOptions
     @Flag(help: "Read every blob, inflate it and verify its SHA-256.")
     var readData = false
     @Option(help: ArgumentHelp("Read only this share of the packs, e.g. 10%.", valueName: "N%"))
@@ -37,7 +38,9 @@ struct CheckCommand: ParsableCommand {
         return try Repository.open(at: repo.path, withoutKey: true)
     }
 
-    func run() throws {
+    func run() throws { try monitor.record(repository: repo.path) { rec in try rec.phase("check") { try check(rec) } } }
+
+    func check(_ rec: CommandRecorder) throws {
         let repository = try openRepository()
         var options = CheckOptions()
         options.readData = readData || readDataSubset != nil
@@ -49,6 +52,7 @@ struct CheckCommand: ParsableCommand {
         }
         options.progress = output.makeProgress("check")
         let report = try withLock(repository, readOnly: true, command: "check") { try Check(repository: repository, options: options).run() }
+        rec.record(check: report)
         // Notes and errors may quote names from snapshots: escaped, one line each.
         for n in report.notes where !output.quiet { print("note: \(escapedText(n))") }
         for e in report.errors { Sys.writeStderr("error: \(escapedText(e))\n") }

@@ -31,7 +31,7 @@ struct Key: ParsableCommand {
 
         func run() throws {
             let repository = try openEncrypted(repo)
-            let keys = try repository.keyFiles()
+            let keys = try repository.keyFiles { name, error in warn("key file \(name) is unusable: \(error)") }
             let used = repository.usedKey
             if !json { print("  ID       CREATED              HOST             USER       KDF") }
             for (id, f) in keys {

@@ -15,6 +15,7 @@ struct ForgetCommand: ParsableCommand {
         genuine ones out) and are named in a warning; forget them by id.
         """)
     @OptionGroup var repo: RepositoryOptions
+    @OptionGroup var monitor: MonitorOptions
     @Option(help: "Keep the N newest snapshots.") var keepLast: Int = 0
     @Option(help: "Keep the newest snapshot of each of the last N hours.") var keepHourly: Int = 0
     @Option(help: "Keep the newest snapshot of each of the last N days.") var keepDaily: Int = 0
@@ -37,6 +38,13 @@ struct ForgetCommand: ParsableCommand {
     }
 
     func run() throws {
+        try monitor.record(repository: repo.path) { rec in
+            try rec.phase("forget", plan: plan, dryRun: dryRun) { try forget(rec) }
+            if prune && !dryRun { try PruneCommand.prune(repo, maxUnused: 10, dryRun: false, rec) }
+        }
+    }
+
+    func forget(_ rec: CommandRecorder) throws {
         let repository = try repo.open()
         try withLock(repository, exclusive: true, command: "forget") {
             let all = try repository.snapshots { id, e in warn("snapshot \(id.short) is unreadable: \(e)") }
@@ -60,9 +68,10 @@ struct ForgetCommand: ParsableCommand {
             }
             if dryRun { print("dry run: \(remove.count) snapshot(s) would be removed"); return }
             try Forget.remove(remove, from: repository)
+            rec.set("accord_forget_removed_snapshots", Double(remove.count))
+            rec.step("removed", [("snapshots", String(remove.count))])
             print("removed \(remove.count) snapshot(s)")
         }
-        if prune && !dryRun { try PruneCommand.prune(repo, maxUnused: 10, dryRun: false) }
     }
 }
 
@@ -71,16 +80,26 @@ struct PruneCommand: ParsableCommand {
         commandName: "prune",
         abstract: "Delete data no snapshot uses; repack packs that are mostly unused (exclusive lock).")
     @OptionGroup var repo: RepositoryOptions
+    @OptionGroup var monitor: MonitorOptions
     @Option(help: ArgumentHelp("Repack packs with more than this share unused.", valueName: "PERCENT")) var maxUnused: String = "10%"
     @Flag(help: "Show what would be done, change nothing.") var dryRun = false
 
-    func run() throws {
+    func validate() throws {
         let text = maxUnused.hasSuffix("%") ? String(maxUnused.dropLast()) : maxUnused
         guard let p = Double(text), p >= 0, p <= 100 else { throw ValidationError("--max-unused \(maxUnused): expected a percentage like 10%") }
-        try Self.prune(repo, maxUnused: p, dryRun: dryRun)
     }
 
-    static func prune(_ repo: RepositoryOptions, maxUnused: Double, dryRun: Bool) throws {
+    func run() throws {
+        let p = Double(maxUnused.hasSuffix("%") ? String(maxUnused.dropLast()) : maxUnused)!   // validate() checked it
+        try monitor.record(repository: repo.path) { rec in try Self.prune(repo, maxUnused: p, dryRun: dryRun, rec) }
+    }
+
+    /// Runs prune as the phase "prune" of `rec` (also after `forget --prune`).
+    static func prune(_ repo: RepositoryOptions, maxUnused: Double, dryRun: Bool, _ rec: CommandRecorder) throws {
+        try rec.phase("prune", dryRun: dryRun) { try prune(repo, maxUnused: maxUnused, dryRun: dryRun, recordingTo: rec) }
+    }
+
+    private static func prune(_ repo: RepositoryOptions, maxUnused: Double, dryRun: Bool, recordingTo rec: CommandRecorder) throws {
         Sys.umask(0o077)
         let repository = try repo.open()
         let report = try withLock(repository, exclusive: true, command: "prune") {
@@ -90,6 +109,8 @@ struct PruneCommand: ParsableCommand {
             o.log = { print($0) }
             return try Prune(repository: repository, options: o).run()
         }
+        rec.set("accord_prune_freed_bytes", Double(report.bytesFreed))
+        rec.step("pruned", [("freed_bytes", String(report.bytesFreed)), ("packs_deleted", String(report.packsDeleted)), ("packs_repacked", String(report.packsRepacked))])
         print("\(dryRun ? "would free" : "freed") \(formatBytes(report.bytesFreed)) (\(formatBytes(report.bytesBefore)) → \(formatBytes(report.bytesAfter))): "
               + "\(report.packsDeleted) packs deleted, \(report.packsRepacked) repacked into \(report.packsWritten)")
     }

@@ -6,9 +6,6 @@ import Foundation
 import AccordCore
 import AccordPlans
 import AccordRuntime
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The passphrase sources, first match wins:
 ///   1. `--password-file FILE`
@@ -42,16 +39,11 @@ enum Passphrase {
             case .prompt: return "a prompt on the terminal"
             }
         }
-        var file: String? {
-            switch self {
-            case .option(let f), .environmentFile(let f), .settings(let f, _), .defaultFile(let f): return f
-            case .command, .prompt: return nil
-            }
-        }
     }
 
-    /// The first configured source. `ae5` adds the default key file, which
-    /// counts even when missing (an AE5 backup that creates the repository creates it).
+    /// The first configured source. `ae5` adds the default key file, even when
+    /// missing: an AE5 backup that creates the repository creates it
+    /// (`RepositoryOptions.open` treats a missing one as no source).
     static func origin(option: String?, ae5: Bool, settings: () throws -> Settings) throws -> Origin {
         if let f = option { return .option(try checkedPath(f, "--password-file")) }
         if let f = Sys.environment(fileVariable), !f.isEmpty { return .environmentFile(f) }
@@ -60,6 +52,13 @@ enum Passphrase {
         if let f = s.repository.passwordFile { return .settings(file: f, settings: s.path ?? Settings.path) }
         if ae5 { return .defaultFile(defaultKeyFile) }
         return .prompt
+    }
+
+    /// The settings file; one this user may not read (root's, 0600) is skipped
+    /// unless running as root: a password file it named would be root's too.
+    static func settings() throws -> Settings {
+        if !Sys.isRoot, pathExists(Settings.path), access(Settings.path, R_OK) != 0 { return Settings() }
+        return try Settings.load()
     }
 
     static func checkedPath(_ f: String, _ what: String) throws -> String {
@@ -72,9 +71,18 @@ enum Passphrase {
     static func source(_ origin: Origin, repository: String, confirm: Bool = false) -> KeySource {
         let fetch: @Sendable () throws -> [UInt8]
         switch origin {
-        case .option(let f), .environmentFile(let f), .settings(let f, _), .defaultFile(let f):
+        case .option(let f), .environmentFile(let f):
             let what = origin.description
             fetch = { try readFile(f, what: what) }
+        case .settings(let f, _), .defaultFile(let f):
+            // The node's key file is missing where it was never copied to: the DR node.
+            let what = origin.description
+            fetch = {
+                do { return try readFile(f, what: what) } catch let e as PassphraseError where !pathExists(f) {
+                    throw PassphraseError.noSource("\(e): copy it from the node where the first backup created it, "
+                                                   + "or give the repository a passphrase from its paper key (`accord key import`)")
+                }
+            }
         case .command(let c):
             fetch = { try runCommand(c) }
         case .prompt:
@@ -100,7 +108,8 @@ enum Passphrase {
     /// a repository created with it.
     static func readFile(_ path: String, what: String) throws -> [UInt8] {
         let fd: Int32
-        do { fd = try Sys.open(path, Sys.O_RDONLY | O_CLOEXEC) } catch {
+        // O_NONBLOCK: a FIFO named by mistake must not hang the open (it is refused below).
+        do { fd = try Sys.open(path, Sys.O_RDONLY | O_CLOEXEC | O_NONBLOCK) } catch {
             throw PassphraseError.unusable(what, "cannot open it (\(error))")
         }
         defer { Sys.close(fd) }
@@ -165,7 +174,7 @@ enum Passphrase {
         guard Sys.isTerminal(0) else { throw PassphraseError.noSource(otherwise) }
         let tty = open("/dev/tty", O_RDWR | O_CLOEXEC)
         guard tty >= 0 else { throw PassphraseError.noSource(otherwise) }
-        defer { Glibc.close(tty) }
+        defer { close(tty) }
         let first = try readHidden(tty, question)
         guard !first.isEmpty else { throw PassphraseError.empty }
         if confirm {
@@ -188,15 +197,15 @@ enum Passphrase {
         _ = tcsetattr(tty, TCSAFLUSH, &quiet)
         defer {
             _ = tcsetattr(tty, TCSAFLUSH, &saved)
-            _ = Glibc.write(tty, "\n", 1)
+            _ = write(tty, "\n", 1)
             for (sig, handler) in zip(signals, previous) { signal(sig, handler) }
             promptTerminal = nil
         }
-        _ = question.withCString { Glibc.write(tty, $0, strlen($0)) }
+        _ = question.withCString { write(tty, $0, strlen($0)) }
         var line: [UInt8] = []
         var byte: UInt8 = 0
         while true {
-            let n = Glibc.read(tty, &byte, 1)
+            let n = read(tty, &byte, 1)
             if n < 0 && errno == EINTR { continue }
             if n <= 0 || byte == 0x0a { break }
             guard line.count < maxFileSize else { throw PassphraseError.unusable("the passphrase typed", "it is longer than \(maxFileSize) bytes") }
@@ -213,15 +222,24 @@ enum Passphrase {
     /// and that a copy must leave this node: without it the backups are unreadable.
     static func createKeyFile(_ path: String, repository: String) throws {
         let dir = (path as NSString).deletingLastPathComponent
-        if !dir.isEmpty, (try? Sys.stat(Array(dir.utf8))) == nil { try Sys.mkdirs(Array(dir.utf8), mode: 0o700) }
-        let fd: Int32
-        do { fd = try Sys.open(path, Sys.O_WRONLY | Sys.O_CREAT | O_EXCL | O_CLOEXEC, mode: 0o600) } catch {
-            throw PassphraseError.unusable("the default key file \(path)", "cannot create it (\(error))")
+        if !dir.isEmpty, (try? Sys.stat(Array(dir.utf8))) == nil {
+            do { try Sys.mkdirs(Array(dir.utf8), mode: 0o700) } catch { throw cannotCreate(path, error) }
         }
-        defer { Sys.close(fd) }
-        try Sys.fchmod(fd, mode: 0o600, path: path)
-        try Sys.writeAll(fd, Array(hexString(Sys.randomBytes(32)).utf8) + [0x0a], path: path)
-        try Sys.fsync(fd, path: path)
+        // Written whole under a temporary name, then linked into place (never
+        // over an existing file): a crash leaves no half-written key file.
+        let tmp = path + ".tmp-" + hexString(Sys.randomBytes(6))
+        do {
+            let fd = try Sys.open(tmp, Sys.O_WRONLY | Sys.O_CREAT | O_EXCL | O_CLOEXEC, mode: 0o600)
+            defer { Sys.close(fd) }
+            try Sys.fchmod(fd, mode: 0o600, path: tmp)
+            try Sys.writeAll(fd, Array(hexString(Sys.randomBytes(32)).utf8) + [0x0a], path: tmp)
+            try Sys.fsync(fd, path: tmp)
+        } catch {
+            try? Sys.unlink(tmp)
+            throw cannotCreate(path, error)
+        }
+        defer { try? Sys.unlink(tmp) }
+        do { try Sys.link(existing: Array(tmp.utf8), new: Array(path.utf8)) } catch { throw cannotCreate(path, error) }
         try? Sys.fsyncDirectory(dir.isEmpty ? "." : dir)
         Sys.writeStderr("""
 
@@ -247,15 +265,23 @@ nonisolated(unsafe) private var promptTerminal: (fd: Int32, state: termios)?
 private func restoreTerminalAndDie(_ sig: Int32) {
     if var t = promptTerminal {
         _ = tcsetattr(t.fd, TCSANOW, &t.state)
-        _ = Glibc.write(t.fd, "\n", 1)
+        _ = write(t.fd, "\n", 1)
     }
     signal(sig, SIG_DFL)
     raise(sig)
 }
 
+/// Why the AE5 key file could not be made, and how to make it (a service with
+/// a read-only /etc, say).
+private func cannotCreate(_ path: String, _ error: Error) -> PassphraseError {
+    .noSource("cannot create the key file \(path) (\(error)): run the first backup where \((path as NSString).deletingLastPathComponent) "
+              + "is writable, or create it yourself, mode 0600, holding a random secret: head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > \(path)")
+}
+
 enum PassphraseError: Error, CustomStringConvertible {
     case unusable(String, String)
     case command(String)
+    /// No passphrase can be had; the message says what to set or do.
     case noSource(String)
     case empty, mismatch
 

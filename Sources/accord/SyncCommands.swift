@@ -122,6 +122,7 @@ struct SyncCommand: ParsableCommand {
     @OptionGroup var repo: RepositoryOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var sync: SyncOptions
+    @OptionGroup var monitor: MonitorOptions
     @Option(help: ArgumentHelp("Destination: USER@NODE[:DIR], NODE[:DIR] or a local DIR.", valueName: "DEST"))
     var to: String
     @Flag(help: "Place the `restore` marker in the destination repository afterwards.")
@@ -131,13 +132,16 @@ struct SyncCommand: ParsableCommand {
     @Argument(help: "Snapshots to send (default: all the destination lacks).")
     var snapshots: [String] = []
 
-    func run() throws {
+    func run() throws { try monitor.record(repository: repo.path) { rec in try rec.phase("sync") { try send(rec) } } }
+
+    func send(_ rec: CommandRecorder) throws {
         let repository = try repo.open()
         let dest = try Destination.parse(to, defaultDirectory: repo.path)
         let stats: SyncStats = try withLock(repository, command: "sync") {
             let only = snapshots.isEmpty ? nil : try snapshots.map { try repository.resolveSnapshot($0) }
             return try runSync(repository, to: dest, sync, only: only, marker: marker, progress: output.makeProgress("sync"))
         }
+        rec.record(sync: stats)
         printSyncStats(stats, to: dest, json: json, quiet: output.quiet)
     }
 }

@@ -17,6 +17,31 @@ final class SettingsTests: XCTestCase {
                        "aes-256-gcm", "an empty serve: no longer ends the parse before later sections")
     }
 
+    /// `metrics: file:` and `log: file:` (issue 18): absolute paths; a metrics
+    /// file node_exporter would skip (not *.prom) is refused, as is any other key.
+    func testMonitoringSectionsAreReadAndChecked() throws {
+        let s = try Settings.parse("metrics:\n  file: /var/lib/node-exporter/accord.prom\nlog:\n  file: /var/log/accord.log\n", source: "t.yaml")
+        XCTAssertEqual(s.metrics.file, "/var/lib/node-exporter/accord.prom")
+        XCTAssertEqual(s.log.file, "/var/log/accord.log")
+        XCTAssertEqual(try Settings.parse("metrics:\nlog:\n", source: "t.yaml"), Settings(), "empty sections mean no metrics and no log")
+        let cases: [(String, [String])] = [
+            ("metrics:\n  file: /var/lib/accord.txt\n", ["metrics.file must be an absolute path ending in .prom", "not /var/lib/accord.txt"]),
+            ("metrics:\n  file: accord.prom\n", ["metrics.file must be an absolute path"]),
+            ("metrics:\n  file: /x/.prom\n", ["metrics.file must be an absolute path ending in .prom"]),
+            ("metrics:\n  path: /x/a.prom\n", ["unknown key metrics.path", "known: file"]),
+            ("metrics: /x/a.prom\n", ["metrics must be a mapping (file:)"]),
+            ("log:\n  file: relative.log\n", ["log.file must be an absolute path", "not relative.log"]),
+            ("log:\n  file: /var/../log\n", ["log.file must be an absolute path"]),
+            ("log:\n  level: debug\n", ["unknown key log.level"]),
+            ("logs:\n  file: /a\n", ["unknown key logs", "known sections: serve, repository, metrics, log"]),
+        ]
+        for (text, expected) in cases {
+            XCTAssertThrowsError(try Settings.parse(text, source: "t.yaml"), text.debugDescription) { error in
+                for e in expected { XCTAssert("\(error)".contains(e), "\(text.debugDescription): \(error)") }
+            }
+        }
+    }
+
     /// A typo or a wrong value is refused naming the key: a password-file that
     /// silently did not count would leave the node without its passphrase.
     func testBadRepositorySettingsAreRefusedNamingTheKey() {

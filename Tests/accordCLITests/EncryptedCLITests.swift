@@ -198,7 +198,9 @@ final class EncryptedCLITests: AccordTestCase {
         try Files.write(newlineOnly, [0x0a], mode: 0o600)
         try Files.write(big, [UInt8](repeating: 0x61, count: 64 * 1024 + 1), mode: 0o600)
         try Files.mkdir(dir)
-        var cases: [(String, String)] = [(empty, "empty"), (newlineOnly, "empty"), (big, "at most 65536"), (dir, "not a regular file"),
+        let fifo = scratch.sub("fifo")
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        var cases: [(String, String)] = [(empty, "empty"), (newlineOnly, "empty"), (big, "at most 65536"), (dir, "not a regular file"), (fifo, "not a regular file"),
                                          (scratch.sub("missing"), "cannot open")]
         if Sys.isRoot {
             let open = try writePasswordFile("pw", mode: 0o640)
@@ -219,9 +221,16 @@ final class EncryptedCLITests: AccordTestCase {
         try accordOK("init", "-d", repo, "--encryption", "none")
         _ = try backup([root])
         let file = try writePasswordFile("pw")
+        let etc = scratch.sub("etc-plain")
+        try Files.mkdir(etc)
+        chmod(etc, 0o755)
+        try Files.write(etc + "/accord.yaml", Array("repository:\n  password-file: \(file)\n".utf8))
         let before = try repositoryFiles()
         for (args, env) in [(["snapshots", "list", "-d", repo, "--password-file", file], [:]),
-                            (["backup", "-d", repo, root], ["ACCORD_PASSWORD_FILE": file])] as [([String], [String: String])] {
+                            (["backup", "-d", repo, root], ["ACCORD_PASSWORD_FILE": file]),
+                            (["backup", "-d", repo, "-q", root], ["ACCORD_PASSWORD_COMMAND": "cat \(file)"]),
+                            (["restore", "-d", repo, "latest", "--target", scratch.sub("t")], ["ACCORD_SETTINGS": etc + "/accord.yaml"])]
+                as [([String], [String: String])] {
             let r = try accord(args, environment: env)
             XCTAssertEqual(r.status, 1, "\(args[0]) used a plain repository with a passphrase configured:\n\(r)")
             XCTAssertTrue(r.stderr.contains("plain") || r.stderr.contains("not encrypted"), "\(r)")
@@ -254,12 +263,24 @@ final class EncryptedCLITests: AccordTestCase {
         XCTAssertTrue(plainFlow.stderr.contains(keyFile), "\(plainFlow)")
         XCTAssertFalse(Files.exists(keyFile) || Files.exists(repo), "a backup outside the AE5 flows made a key file or a repository")
 
+        // A key file that cannot be made (here: under a regular file, as under a read-only /etc):
+        // the error says how to make it, and no repository is created without it.
+        let blocker = scratch.sub("not-a-dir"), badSettings = etc + "/unmakeable.yaml"
+        try Files.write(blocker, [0x78])
+        try Files.write(badSettings, Array("repository:\n  password-file: \(blocker)/keys/repository.key\n".utf8))
+        let unmakeable = try accord(["backup", "-d", repo, "--plan", plan], environment: env.merging(["ACCORD_SETTINGS": badSettings]) { $1 })
+        XCTAssertEqual(unmakeable.status, 1, "\(unmakeable)")
+        XCTAssertTrue(unmakeable.stderr.contains("cannot create the key file \(blocker)/keys/repository.key") && unmakeable.stderr.contains("head -c 32 /dev/urandom"),
+                      "\(unmakeable)")
+        XCTAssertFalse(Files.exists(repo), "a repository was created without its key file")
+
         let first = try accord(["backup", "-d", repo, "--plan", plan], environment: env)
         XCTAssertTrue(first.ok, "\(first)")
         XCTAssertTrue(first.stderr.contains("created the key file \(keyFile)") && first.stderr.contains("OFF this node"), "not loud enough:\n\(first)")
         let st = try Sys.stat(Array(keyFile.utf8)), dir = try Sys.stat(Array((etc + "/keys").utf8))
         XCTAssertEqual(st.permissions, 0o600)
         XCTAssertEqual(dir.permissions, 0o700)
+        XCTAssertEqual(try Sys.listDirectory(etc + "/keys"), ["repository.key"], "a temporary file was left beside the key file")
         let passphrase = try Files.read(keyFile)
         XCTAssertEqual(passphrase.count, 65, "32 random bytes as hex and a newline")
         XCTAssertFalse(first.output.contains(String(decoding: passphrase.dropLast(), as: UTF8.self)), "the passphrase was printed")
