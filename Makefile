@@ -2,7 +2,7 @@
 # Both install the Debian packages they need first (as root, with apt-get).
 
 SWIFT ?= swift
-DEB_PACKAGES := zlib1g-dev libssl-dev libdeflate-dev libisal-dev postgresql openssh-server openssh-client sudo rsync python3 python3-yaml systemd man-db binutils
+DEB_PACKAGES := zlib1g-dev libssl-dev libdeflate-dev libisal-dev libfuse3-dev fuse3 postgresql openssh-server openssh-client sudo rsync python3 python3-yaml systemd man-db binutils
 
 .PHONY: deps build release test demo bench clean dist man completions deb conda package-test
 

@@ -1,0 +1,154 @@
+import Foundation
+import XCTest
+import AccordCore
+import AccordRuntime
+import AccordTestSupport
+
+/// `accord mount` (issue 18): a snapshot browsed through a real FUSE mount
+/// reads back as the tree that was backed up (types, modes, owners, mtimes to
+/// the nanosecond, sizes, symlinks, hard links, user xattrs, every byte);
+/// reads at any offset of a multi-blob file; `all` with snapshots/<id> and
+/// latest, from an encrypted repository; unmounting (fusermount3 -u, SIGTERM)
+/// ends the process with status 0.
+final class MountTests: AccordTestCase {
+    var src: String { scratch.sub("src") }
+    var mnt: String { scratch.sub("mnt") }
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        guard access("/dev/fuse", R_OK | W_OK) == 0 else {
+            throw XCTSkip("/dev/fuse is absent or not usable here (\(String(cString: strerror(errno)))): accord mount cannot be tested without it")
+        }
+        guard access("/usr/bin/fusermount3", X_OK) == 0 else { throw XCTSkip("fusermount3 is not installed: run `make deps`") }
+        try Files.mkdir(mnt)
+    }
+
+    /// Is `dir` a mount point now (/proc/self/mountinfo's fifth field)?
+    func isMounted(_ dir: String) -> Bool {
+        let info = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        return info.split(separator: "\n").contains { $0.split(separator: " ").dropFirst(4).first.map(String.init) == dir }
+    }
+
+    /// Starts `accord mount … mnt` and waits until the mount is in place (or the process ends, failing the test).
+    func mount(_ args: [String]) throws -> RunningCommand {
+        let child = try start(["mount"] + args + [mnt])
+        addTeardownBlock { [mnt] in
+            if child.isRunning { _ = try? runProcess("/usr/bin/fusermount3", ["-u", "-z", mnt]); child.kill(SIGKILL); _ = child.finish(timeout: 30) }
+        }
+        let deadline = Date().addingTimeInterval(120)
+        while !isMounted(mnt) {
+            guard child.isRunning, Date() < deadline else {
+                XCTFail("accord mount did not mount \(mnt):\n\(child.finish(timeout: 5))")
+                throw XCTSkip("not mounted")
+            }
+            usleep(20_000)
+        }
+        return child
+    }
+
+    func pread(_ path: String, offset: Int, count: Int) throws -> [UInt8] {
+        let fd = try Sys.open(path, O_RDONLY)
+        defer { close(fd) }
+        var out = [UInt8](repeating: 0, count: count)
+        let n = out.withUnsafeMutableBytes { Glibc.pread(fd, $0.baseAddress, count, off_t(offset)) }
+        XCTAssertEqual(n, count, "pread \(path) at \(offset): \(String(cString: strerror(errno)))")
+        return Array(out.prefix(max(n, 0)))
+    }
+
+    /// A tree with one of each thing a mount shows.
+    func makeTree() throws -> [UInt8] {
+        var rng = SeededRandom(seed: 1818)
+        try Files.mkdir(src)
+        try Files.mkdir(src + "/sub")
+        try Files.mkdir(src + "/private")
+        XCTAssertEqual(chmod(src + "/private", 0o700), 0)
+        var big = [UInt8](repeating: 0, count: 6 << 20)
+        for i in stride(from: 0, to: big.count, by: 8) { let v = rng.next(); for k in 0..<8 { big[i + k] = UInt8(truncatingIfNeeded: v >> (8 * k)) } }
+        try Files.write(src + "/big.bin", big)
+        try Files.write(src + "/sub/notes.txt", rng.letterText(10_000), mode: 0o640)
+        try Files.write(src + "/run.sh", Array("#!/bin/sh\necho hi\n".utf8), mode: 0o755)
+        try Files.write(src + "/empty", [])
+        try Files.write(src + "/private/secret", Array("only root\n".utf8), mode: 0o600)
+        XCTAssertEqual(chown(src + "/sub/notes.txt", 1234, 5678), 0)
+        XCTAssertEqual(link(src + "/sub/notes.txt", src + "/sub/notes-again.txt"), 0)
+        try FileManager.default.createSymbolicLink(atPath: src + "/link", withDestinationPath: "sub/notes.txt")
+        try FileManager.default.createSymbolicLink(atPath: src + "/dangling", withDestinationPath: "/nowhere/at all")
+        try? Sys.setXattr(Array((src + "/run.sh").utf8), name: Array("user.accord.mount".utf8), value: [0, 1, 2, 0xff])
+        return big
+    }
+
+    func testMountedSnapshotReadsBackAsTheTreeBackedUp() throws {
+        let big = try makeTree()
+        let expected = try listTree(src, .everything)
+        let id = try backup(src).id
+        let repository = try openRepository()
+        let entry = try XCTUnwrap(try manifestEntries(repository).first { $0.path == Array((src + "/big.bin").utf8) })
+        XCTAssertGreaterThan(entry.blobs.count, 2, "the test needs a file of several blobs")
+        let firstEnd = Int(try XCTUnwrap(repository.index.lookup(entry.blobs[0])).rawLength)
+
+        let child = try mount(["-d", repo, String(id.prefix(10))])
+        // Parents of the backed-up path are there, read-only directories.
+        XCTAssertEqual(try Sys.lstat(Array((mnt + "/tmp").utf8)).isDirectory, true)
+        XCTAssertEqual(try listTree(mnt + src, .everything), expected)
+        // Random reads: inside the second blob, across the first boundary, at the very end, past it.
+        let mid = big.count / 2 + 12_345
+        XCTAssertEqual(try pread(mnt + src + "/big.bin", offset: mid, count: 200_000), Array(big[mid..<(mid + 200_000)]))
+        XCTAssertEqual(try pread(mnt + src + "/big.bin", offset: firstEnd - 1000, count: 5000), Array(big[(firstEnd - 1000)..<(firstEnd + 4000)]))
+        XCTAssertEqual(try pread(mnt + src + "/big.bin", offset: big.count - 7, count: 7), Array(big.suffix(7)))
+        let fd = try Sys.open(mnt + src + "/big.bin", O_RDONLY)
+        var byte: UInt8 = 0
+        XCTAssertEqual(Glibc.pread(fd, &byte, 1, off_t(big.count)), 0, "a read past the end gives nothing")
+        close(fd)
+        XCTAssertEqual(try Sys.readlink(Array((mnt + src + "/dangling").utf8)), Array("/nowhere/at all".utf8))
+        // Read-only: nothing can be made or changed.
+        XCTAssertEqual(open(mnt + src + "/new", O_WRONLY | O_CREAT, 0o644), -1)
+        XCTAssertEqual(errno, EROFS)
+        XCTAssertEqual(open(mnt + src + "/run.sh", O_WRONLY), -1)
+        XCTAssertEqual(errno, EROFS)
+
+        let u = try runProcess("/usr/bin/fusermount3", ["-u", mnt])
+        XCTAssertTrue(u.ok, "\(u)")
+        let r = child.finish(timeout: 60)
+        XCTAssertTrue(r.ok, "accord mount after fusermount3 -u:\n\(r)")
+        XCTAssertTrue(r.stdout.contains("mounted read-only on \(mnt)"), "\(r)")
+        XCTAssertFalse(isMounted(mnt))
+    }
+
+    func testMountAllOfAnEncryptedRepositoryShowsEachSnapshotAndLatest() throws {
+        try useEncryption()
+        try Files.mkdir(src)
+        try Files.write(src + "/file", Array("first version\n".utf8))
+        let first = try backup(src).id
+        try Files.write(src + "/file", Array("second, longer version\n".utf8))
+        let second = try backup(src).id
+        let ids = snapshotFiles().sorted()
+        XCTAssertEqual(ids.count, 2)
+
+        let child = try mount(["-d", repo, "all"])
+        XCTAssertEqual(try Sys.listDirectory(mnt).sorted(), ["latest", "snapshots"])
+        XCTAssertEqual(try Sys.listDirectory(mnt + "/snapshots").sorted(), ids)
+        let latest = String(decoding: try Sys.readlink(Array((mnt + "/latest").utf8)), as: UTF8.self)
+        XCTAssertTrue(latest.hasPrefix("snapshots/" + second), latest)
+        let old = try XCTUnwrap(ids.first { $0.hasPrefix(first) })
+        XCTAssertEqual(try Files.read(mnt + "/snapshots/" + old + src + "/file"), Array("first version\n".utf8))
+        XCTAssertEqual(try Files.read(mnt + "/latest" + src + "/file"), Array("second, longer version\n".utf8))
+        XCTAssertFalse(Files.exists(mnt + "/snapshots/0000000000000000"), "an unknown id is not there")
+
+        child.kill(SIGTERM)
+        let r = child.finish(timeout: 60)
+        XCTAssertTrue(r.ok, "accord mount after SIGTERM:\n\(r)")
+        XCTAssertFalse(isMounted(mnt))
+    }
+
+    func testMountRefusesWhatItCannotMount() throws {
+        try Files.mkdir(src)
+        try Files.write(src + "/file", Array("x".utf8))
+        _ = try backup(src)
+        let notDir = try accord("mount", "-d", repo, "latest", src + "/file")
+        XCTAssertEqual(notDir.status, 1, "\(notDir)")
+        XCTAssertTrue(notDir.stderr.contains("is not a directory"), "\(notDir)")
+        let unknown = try accord("mount", "-d", repo, "abcdef12", mnt)
+        XCTAssertEqual(unknown.status, 1, "\(unknown)")
+        XCTAssertFalse(isMounted(mnt))
+    }
+}
