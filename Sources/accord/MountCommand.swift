@@ -29,13 +29,15 @@ struct MountCommand: ParsableCommand {
     func run() throws {
         _ = try fuse3.get()   // before any passphrase prompt
         guard let st = try? Sys.stat(Array(directory.utf8)), st.isDirectory else {
-            throw ValidationError("\(directory) is not a directory: create it, or give another mount point")
+            throw CommandFailure("\(directory) is not a directory: create it, or give another mount point")
         }
         let repository = try repo.open()
         let root: MountFilesystem.Root
         let what: String
         if snapshot == "all" {
-            let list = try repository.snapshots { id, error in warn("snapshot \(id.short) is unreadable and not shown: \(error)") }
+            let list = try repository.openAllSnapshots()   // the index is loaded after the list: it covers every snapshot in it
+            let unreadable = try repository.listSnapshotIDs().count - list.count
+            if unreadable > 0 { warn("\(unreadable) snapshot(s) cannot be read and are not shown: run `accord snapshots` to see which") }
             let latest = list.last { !Repository.isDatedInFuture($0.snapshot) }?.id
             root = .all(list, latest: latest)
             what = "\(list.count) snapshot(s)"
