@@ -114,6 +114,36 @@ final class MountTests: AccordTestCase {
         XCTAssertFalse(isMounted(mnt))
     }
 
+    /// A damaged blob (hostile or rotten) is an I/O error for the reads that
+    /// touch it, named on stderr; the rest of the file and the mount go on.
+    func testDamagedBlobIsAnIOErrorForItsBytesOnly() throws {
+        let big = try makeTree()
+        _ = try backup(src)
+        let repository = try openRepository()
+        let entry = try XCTUnwrap(try manifestEntries(repository).first { $0.path == Array((src + "/big.bin").utf8) })
+        XCTAssertGreaterThan(entry.blobs.count, 2, "the test needs a file of several blobs")
+        let first = try XCTUnwrap(repository.index.lookup(entry.blobs[0])), second = try XCTUnwrap(repository.index.lookup(entry.blobs[1]))
+        try Files.flipByte(packPath(repository.index.pack(of: second)), at: Int(second.offset + second.storedLength / 2))
+
+        let child = try mount(["-d", repo, "latest"])
+        let file = mnt + src + "/big.bin"
+        XCTAssertEqual(try pread(file, offset: 100, count: 1000), Array(big[100..<1100]), "the first blob still reads")
+        let fd = try Sys.open(file, O_RDONLY)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = buffer.withUnsafeMutableBytes { Glibc.pread(fd, $0.baseAddress, 4096, off_t(first.rawLength) + 10) }
+        let readErrno = errno
+        close(fd)
+        XCTAssertEqual(n, -1, "a read of the damaged blob fails")
+        XCTAssertEqual(readErrno, EIO)
+        XCTAssertTrue(child.isRunning, "the mount survives a damaged blob")
+        XCTAssertEqual(try Files.read(mnt + src + "/run.sh"), Array("#!/bin/sh\necho hi\n".utf8))
+
+        XCTAssertTrue(try runProcess("/usr/bin/fusermount3", ["-u", mnt]).ok)
+        let r = child.finish(timeout: 60)
+        XCTAssertTrue(r.ok, "\(r)")
+        XCTAssertTrue(r.stderr.contains("big.bin") && r.stderr.contains(entry.blobs[1].hex), "the damaged blob and its file are named:\n\(r)")
+    }
+
     func testMountAllOfAnEncryptedRepositoryShowsEachSnapshotAndLatest() throws {
         try useEncryption()
         try Files.mkdir(src)
