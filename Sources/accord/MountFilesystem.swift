@@ -143,7 +143,12 @@ final class MountFilesystem {
     /// Opens a file or stream entry for reading: its blob layout from the
     /// index, which must add up to the size the entry records.
     func open(_ item: Item) -> Result<UInt64, Errno> {
-        guard case .node(let tree, let n) = item else { return .failure(Errno(EISDIR)) }
+        let tree: MountTree, n: Int
+        switch item {
+        case .node(let t, let i): (tree, n) = (t, i)
+        case .virtualDirectory: return .failure(Errno(EISDIR))
+        case .symlink: return .failure(Errno(ELOOP))
+        }
         let e = tree.nodes[tree.contentNode(n)].entry
         let name = tree.nodes[n].entry.path.displayPath
         switch e.kind {
