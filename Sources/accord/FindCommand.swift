@@ -79,15 +79,23 @@ struct FindCommand: ParsableCommand {
         let mtime = Timestamp(seconds: e.mtimeSec, nanoseconds: e.mtimeNsec)
         let size = DiffCommand.bytes(e)
         if json {
-            var o: [String: Any] = ["message_type": "match", "snapshot": id.hex, "short_id": id.short, "time": s.time.rfc3339,
-                                    "path": escapedName(e.path), "kind": DiffCommand.kindName(e.kind), "size": size,
-                                    "mode": e.mode, "uid": e.uid, "gid": e.gid, "mtime": mtime.rfc3339]
-            if e.kind == .symlink || e.kind == .hardlink { o["link_target"] = escapedName(e.linkTarget) }
-            out.line(jsonLine(o))
+            out.line(jsonLine(entryJSON(e).merging(["message_type": "match", "snapshot": id.hex, "short_id": id.short, "time": s.time.rfc3339]) { $1 }))
         } else {
             let kind = DiffCommand.kindName(e.kind).padding(toLength: 8, withPad: " ", startingAt: 0)
             let link = e.kind == .symlink || e.kind == .hardlink ? " -> " + escapedName(e.linkTarget) : ""
             out.line("\(id.short)  \(s.time.short)  \(kind) \(formatBytes(size).leftPad(10))  \(mtime.short)  \(escapedName(e.path))\(link)")
         }
     }
+}
+
+/// An entry as `find --json` and `ls --json` print it: `path` (escaped as by
+/// `accord ls`), `kind` (file, dir, symlink, hardlink, stream), `size` (files
+/// and streams; 0 for other kinds), `mode` (permission bits), `uid`, `gid`,
+/// `mtime` (RFC 3339, UTC), and `link_target` for symlinks and hard links.
+func entryJSON(_ e: ManifestEntry) -> [String: Any] {
+    var o: [String: Any] = ["path": escapedName(e.path), "kind": DiffCommand.kindName(e.kind), "size": DiffCommand.bytes(e),
+                            "mode": e.mode, "uid": e.uid, "gid": e.gid,
+                            "mtime": Timestamp(seconds: e.mtimeSec, nanoseconds: e.mtimeNsec).rfc3339]
+    if e.kind == .symlink || e.kind == .hardlink { o["link_target"] = escapedName(e.linkTarget) }
+    return o
 }

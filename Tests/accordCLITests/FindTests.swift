@@ -74,6 +74,24 @@ final class FindTests: AccordTestCase {
         XCTAssertEqual(try found(src + "/db?old.sql"), [], "? does not match /")
     }
 
+    /// `ls --json`: one object per entry, in tree order, with the schema `find --json` uses.
+    func testLsJSONPrintsOneObjectPerEntry() throws {
+        try Files.mkdir(src)
+        try Files.write(src + "/a", Array("12345".utf8), mode: 0o600)
+        try FileManager.default.createSymbolicLink(atPath: src + "/link", withDestinationPath: "a")
+        let id = try backup(src).id
+        let r = try accordOK("ls", "-d", repo, "--json", id)
+        let lines = try jsonLines(r)
+        let mine = lines.filter { ($0["path"] as? String ?? "").hasPrefix(src) }
+        XCTAssertEqual(mine.map { "\($0["kind"]!) \(($0["path"] as! String).dropFirst(src.count))" }, ["dir ", "file /a", "symlink /link"])
+        XCTAssertEqual(lines.count, try accordOK("ls", "-d", repo, id).stdout.split(separator: "\n").count, "every entry ls lists")
+        XCTAssertEqual(mine[1]["size"] as? Int, 5)
+        XCTAssertEqual(mine[1]["mode"] as? Int, 0o600)
+        XCTAssertEqual(mine[2]["link_target"] as? String, "a")
+        XCTAssertNil(mine[1]["link_target"])
+        XCTAssertEqual(try accord("ls", "-d", repo, "--json", "--long", id).status, 64)
+    }
+
     func testHostileNamesAreEscapedAndBadPatternsRefused() throws {
         try Files.mkdir(src)
         try TreeBuilder.write(Array((src + "/evil\u{1b}[31m\nfake line.sql").utf8), Array("x".utf8))
