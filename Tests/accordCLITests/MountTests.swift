@@ -170,6 +170,29 @@ final class MountTests: AccordTestCase {
         XCTAssertFalse(isMounted(mnt))
     }
 
+    /// `all` with one snapshot whose manifest is damaged: that snapshot's
+    /// directory is an I/O error, named once on stderr; the others browse.
+    func testDamagedManifestHidesOnlyItsSnapshot() throws {
+        try Files.mkdir(src)
+        try Files.write(src + "/file", Array("one\n".utf8))
+        let first = try backup(src).id
+        try Files.write(src + "/file", Array("two\n".utf8))
+        _ = try backup(src)
+        let repository = try openRepository()
+        let (id, s) = try repository.openSnapshot(first)
+        let manifest = try XCTUnwrap(s.manifestIDs.first)
+        let l = try XCTUnwrap(repository.index.lookup(manifest))
+        try Files.flipByte(packPath(repository.index.pack(of: l)), at: Int(l.offset + l.storedLength / 2))
+
+        let child = try mount(["-d", repo, "all"])
+        XCTAssertThrowsError(try Sys.listDirectory(mnt + "/snapshots/" + id.hex), "the damaged snapshot cannot be listed")
+        XCTAssertEqual(try Files.read(mnt + "/latest" + src + "/file"), Array("two\n".utf8))
+        XCTAssertTrue(try runProcess("/usr/bin/fusermount3", ["-u", mnt]).ok)
+        let r = child.finish(timeout: 60)
+        XCTAssertTrue(r.ok, "\(r)")
+        XCTAssertTrue(r.stderr.contains("snapshot \(id.short) cannot be read"), "\(r)")
+    }
+
     func testMountRefusesWhatItCannotMount() throws {
         try Files.mkdir(src)
         try Files.write(src + "/file", Array("x".utf8))
