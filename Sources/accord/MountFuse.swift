@@ -83,6 +83,13 @@ enum MountFuse {
             }
             return (try? fuse3.get())?.fuse_get_context()?.pointee.private_data
         }
+        addNameOperations(&ops)
+        addContentOperations(&ops)
+        return ops
+    }
+
+    /// Names, attributes, symlinks, directories and extended attributes.
+    private static func addNameOperations(_ ops: inout fuse_operations) {
         ops.getattr = { path, st, _ in
             switch MountFuse.fs().resolve(MountFuse.bytes(path)) {
             case .success(let item): st?.pointee = MountFuse.fs().attributes(item); return 0
@@ -114,6 +121,11 @@ enum MountFuse {
             }
             return 0
         }
+        addXattrOperations(&ops)
+    }
+
+    /// Opening and reading files (`MountFilesystem.open`, `read`).
+    private static func addContentOperations(_ ops: inout fuse_operations) {
         ops.open = { path, fi in
             guard let fi else { return -EINVAL }
             guard fi.pointee.flags & O_ACCMODE == O_RDONLY else { return -EROFS }
@@ -136,6 +148,9 @@ enum MountFuse {
             if let fi { MountFuse.fs().release(fi.pointee.fh) }
             return 0
         }
+    }
+
+    private static func addXattrOperations(_ ops: inout fuse_operations) {
         ops.listxattr = { path, list, size in
             guard case .success(.node(let t, let n)) = MountFuse.fs().resolve(MountFuse.bytes(path)) else { return 0 }
             let all = t.nodes[n].entry.xattrs.reduce(into: RawPath()) { $0 += $1.name + [0] }
@@ -153,6 +168,5 @@ enum MountFuse {
             x.value.withUnsafeBytes { if let b = $0.baseAddress { UnsafeMutableRawPointer(value).copyMemory(from: b, byteCount: x.value.count) } }
             return Int32(clamping: x.value.count)
         }
-        return ops
     }
 }
