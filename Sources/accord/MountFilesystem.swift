@@ -31,6 +31,12 @@ final class MountFilesystem {
     let root: Root
     private let byHex: [RawPath: Int]
     private var trees: [SnapshotID: MountTree] = [:]
+    /// Trees by last use, oldest first: at most `treeLimit` stay in memory (a
+    /// tree costs memory per entry; `all` over many large snapshots must not
+    /// keep every one). One dropped is read again when next used; open files
+    /// and inode numbers do not depend on it.
+    private var treeUse: [SnapshotID] = []
+    static let treeLimit = 8
     private var unreadable: [SnapshotID: Int32] = [:]
     private var files: [UInt64: OpenFile] = [:]
     private var nextHandle: UInt64 = 1
@@ -50,15 +56,19 @@ final class MountFilesystem {
     /// read is named once on stderr and gives EIO from then on.
     /// `number` (the snapshot's place in the list) sets its inode numbers apart.
     func tree(_ id: SnapshotID, _ s: Snapshot, number: Int = 0) -> Result<MountTree, Errno> {
-        if let t = trees[id] { return .success(t) }
         if let e = unreadable[id] { return .failure(Errno(e)) }
+        if let i = treeUse.firstIndex(of: id) { treeUse.remove(at: i) }
+        treeUse.append(id)
+        if let t = trees[id] { return .success(t) }
         do {
             let t = try MountTree(repository: repository, snapshot: s, id: id, inodeBase: UInt64(number + 1) << 32)
             if t.skipped > 0 { warn("mount: snapshot \(id.short): \(t.skipped) manifest entries cannot be placed in a tree and are not shown: run `accord check`") }
             trees[id] = t
+            while treeUse.count > Self.treeLimit { trees[treeUse.removeFirst()] = nil }
             return .success(t)
         } catch {
             warn("mount: snapshot \(id.short) cannot be read: \(error)")
+            treeUse.removeLast()
             unreadable[id] = EIO
             return .failure(Errno(EIO))
         }

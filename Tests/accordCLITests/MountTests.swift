@@ -197,6 +197,27 @@ final class MountTests: AccordTestCase {
         XCTAssertTrue(r.stderr.contains("snapshot \(id.short) cannot be read"), "\(r)")
     }
 
+    /// More snapshots than a mount keeps trees of (`MountFilesystem.treeLimit`,
+    /// 8): each reads right, and so does the first again after it was dropped.
+    func testManySnapshotsEachReadRightAfterTreesAreDropped() throws {
+        try Files.mkdir(src)
+        var ids: [String] = []
+        for i in 0..<10 {
+            try Files.write(src + "/file", Array("version \(i)\n".utf8))
+            ids.append(try backup(src).id)
+        }
+        let full = snapshotFiles()
+        let child = try mount(["-d", repo, "all"])
+        for i in [Int](0..<10) + [0, 9, 1] {
+            let hex = try XCTUnwrap(full.first { $0.hasPrefix(ids[i]) })
+            XCTAssertEqual(try Files.read(mnt + "/snapshots/" + hex + src + "/file"), Array("version \(i)\n".utf8), "snapshot \(i)")
+        }
+        child.kill(SIGINT)
+        let r = child.finish(timeout: 60)
+        XCTAssertTrue(r.ok, "accord mount after SIGINT:\n\(r)")
+        XCTAssertFalse(isMounted(mnt))
+    }
+
     func testMountRefusesWhatItCannotMount() throws {
         try Files.mkdir(src)
         try Files.write(src + "/file", Array("x".utf8))
