@@ -18,14 +18,14 @@ let package = Package(
         .systemLibrary(name: "CLibdeflate", path: "Sources/CLibdeflate", providers: [.apt(["libdeflate-dev"])]),
         .systemLibrary(name: "CIsal", path: "Sources/CIsal", providers: [.apt(["libisal-dev"])]),
         .systemLibrary(name: "CLibcrypto", path: "Sources/CLibcrypto", providers: [.apt(["libssl-dev"])]),
-        // Headers only: `accord mount` loads libfuse3 at run time (Sources/CFuse3/shim.h).
-        .systemLibrary(name: "CFuse3", path: "Sources/CFuse3", providers: [.apt(["libfuse3-dev"])]),
         .target(name: "CAccordSys"),
         .target(name: "AccordRuntime", dependencies: ["CAccordSys"], exclude: ["README.md"]),
         .target(name: "AccordCore", dependencies: ["CZlib", "CLibdeflate", "CIsal", "CLibcrypto", "AccordRuntime"], exclude: ["README.md", "Store/README.md"]),
         .target(name: "AccordEngine", dependencies: ["AccordCore", "AccordRuntime"], exclude: ["README.md"]),
         .target(name: "AccordSync", dependencies: ["AccordCore", "AccordRuntime"], exclude: ["README.md"]),
         .target(name: "AccordPlans", dependencies: ["AccordCore", "AccordEngine", "AccordRuntime", .product(name: "Yams", package: "Yams")], exclude: ["README.md"]),
+        // Headers only: `accord mount` loads libfuse3 at run time (Sources/CFuse3/shim.h).
+        .systemLibrary(name: "CFuse3", path: "Sources/CFuse3", providers: [.apt(["libfuse3-dev"])]),
         .executableTarget(
             name: "accord",
             dependencies: [
