@@ -12,7 +12,7 @@ struct MountCommand: ParsableCommand {
         discussion: """
         With a snapshot (an id, a unique id prefix, or 'latest'), DIR shows that snapshot's tree; \
         with 'all', DIR holds snapshots/<id>/… for every snapshot and latest, a symlink to the \
-        newest. Modes, owners, times, sizes, symlinks and extended attributes are those recorded; \
+        newest (a unique id prefix of 8 or more digits works in paths too). Modes, owners, times, sizes, symlinks and extended attributes are those recorded; \
         file contents are read from the repository when read, and verified. The snapshot list is \
         the one at mount time. accord stays in the foreground until the filesystem is unmounted \
         (fusermount3 -u DIR) or it gets SIGINT or SIGTERM, then unmounts and exits 0. Needs \

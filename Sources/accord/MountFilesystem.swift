@@ -90,11 +90,21 @@ final class MountFilesystem {
             }
             guard first == Array("snapshots".utf8) else { return .failure(Errno(ENOENT)) }
             guard parts.count > 1 else { return .success(.virtualDirectory(names: list.map { Array($0.id.hex.utf8) }, time: newest, inode: 2)) }
-            guard let i = byHex[parts[1]] else { return .failure(Errno(ENOENT)) }
+            guard let i = byHex[parts[1]] ?? uniquePrefix(parts[1], of: list) else { return .failure(Errno(ENOENT)) }
             return tree(list[i].id, list[i].snapshot, number: i).flatMap { t in
                 t.lookup(parts.dropFirst(2)).map { .success(.node(t, $0)) } ?? .failure(Errno(ENOENT))
             }
         }
+    }
+
+    /// The snapshot whose id starts with `name` (8 or more lower-case hex
+    /// digits, as `accord snapshots` prints them), when only one does: such a
+    /// name works in paths (snapshots/1a2b3c4d/…) but is not listed.
+    private func uniquePrefix(_ name: RawPath, of list: [(id: SnapshotID, snapshot: Snapshot)]) -> Int? {
+        guard name.count >= 8, name.count < 64, name.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else { return nil }
+        let prefix = String(decoding: name, as: UTF8.self)
+        let hits = list.indices.filter { list[$0].id.hex.hasPrefix(prefix) }
+        return hits.count == 1 ? hits[0] : nil
     }
 
     /// The attributes of `item`: the entry's mode, owner, times and size.

@@ -171,6 +171,7 @@ final class MountTests: AccordTestCase {
         XCTAssertEqual(try Files.read(mnt + "/snapshots/" + old + src + "/file"), Array("first version\n".utf8))
         XCTAssertEqual(try Files.read(mnt + "/latest" + src + "/file"), Array("second, longer version\n".utf8))
         XCTAssertFalse(Files.exists(mnt + "/snapshots/0000000000000000"), "an unknown id is not there")
+        XCTAssertEqual(try Files.read(mnt + "/snapshots/" + old.prefix(8) + src + "/file"), Array("first version\n".utf8), "a short id works in a path")
 
         child.kill(SIGTERM)
         let r = child.finish(timeout: 60)
