@@ -10,12 +10,12 @@ struct MountCommand: ParsableCommand {
         commandName: "mount",
         abstract: "Browse snapshots as a read-only filesystem (FUSE), without restoring them.",
         discussion: """
-        With a snapshot (an id, a unique id prefix, or 'latest'), DIR shows that snapshot's tree; \
-        with 'all', DIR holds snapshots/<id>/… for every snapshot and latest, a symlink to the \
+        With a snapshot (an id, a unique id prefix, or 'latest'), MOUNTPOINT shows that snapshot's tree; \
+        with 'all', MOUNTPOINT holds snapshots/<id>/… for every snapshot and latest, a symlink to the \
         newest (a unique id prefix of 8 or more digits works in paths too). Modes, owners, times, sizes, symlinks and extended attributes are those recorded; \
         file contents are read from the repository when read, and verified. The snapshot list is \
         the one at mount time. accord stays in the foreground until the filesystem is unmounted \
-        (fusermount3 -u DIR) or it gets SIGINT or SIGTERM, then unmounts and exits 0. Needs \
+        (fusermount3 -u MOUNTPOINT) or it gets SIGINT or SIGTERM, then unmounts and exits 0. Needs \
         libfuse3 (Debian: fuse3) and /dev/fuse; takes no repository lock, as ls does.
         """)
     @OptionGroup var repo: RepositoryOptions
@@ -23,7 +23,7 @@ struct MountCommand: ParsableCommand {
     var allowOther = false
     @Argument(help: "Snapshot id, unique id prefix, 'latest', or 'all'.")
     var snapshot: String
-    @Argument(help: ArgumentHelp("Directory to mount on.", valueName: "DIR"))
+    @Argument(help: ArgumentHelp("Directory to mount on.", valueName: "MOUNTPOINT"))
     var directory: String
 
     func run() throws {
