@@ -6,6 +6,8 @@ SWIFT ?= swift
 DEB_PACKAGES := zlib1g-dev libssl-dev libdeflate-dev libisal-dev postgresql openssh-server openssh-client sudo rsync python3 python3-yaml systemd man-db binutils prometheus
 
 .PHONY: deps build release test demo bench clean dist man completions deb conda package-test
+# libfuse3-dev: CFuse3's headers; fuse3: fusermount3 and the library `accord mount` loads (MountTests).
+DEB_PACKAGES += libfuse3-dev fuse3
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -24,10 +24,12 @@ let package = Package(
         .target(name: "AccordEngine", dependencies: ["AccordCore", "AccordRuntime"], exclude: ["README.md"]),
         .target(name: "AccordSync", dependencies: ["AccordCore", "AccordRuntime"], exclude: ["README.md"]),
         .target(name: "AccordPlans", dependencies: ["AccordCore", "AccordEngine", "AccordRuntime", .product(name: "Yams", package: "Yams")], exclude: ["README.md"]),
+        // Headers only: `accord mount` loads libfuse3 at run time (Sources/CFuse3/shim.h).
+        .systemLibrary(name: "CFuse3", path: "Sources/CFuse3", providers: [.apt(["libfuse3-dev"])]),
         .executableTarget(
             name: "accord",
             dependencies: [
-                "AccordRuntime", "AccordCore", "AccordEngine", "AccordSync", "AccordPlans",
+                "AccordRuntime", "AccordCore", "AccordEngine", "AccordSync", "AccordPlans", "CFuse3",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             exclude: ["README.md"]

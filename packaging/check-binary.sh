@@ -2,8 +2,9 @@
 # check-binary.sh BINARY FLOOR_FILE: the self-contained binary's contract, checked after `make dist`.
 # - ldd lists only the C library and the C++/gcc runtime (libc, libm, libstdc++, libgcc_s, the
 #   loader, the vdso) and libisal (ISA-L: Debian ships no libisal.a, so it stays shared and is a
-#   declared dependency of every package). Anything else (libcrypto, libz, libdeflate, a Swift
-#   runtime library) means the static link did not happen: fail, naming it.
+#   declared dependency of every package). libfuse3 is never linked: `accord mount` dlopens
+#   libfuse3.so.3 (Sources/CFuse3) and the deb only suggests fuse3. Anything else (libcrypto,
+#   libz, libdeflate, a Swift runtime library) means the static link did not happen: fail, naming it.
 # - The glibc floor: the highest GLIBC_x.y symbol version the binary needs, written to FLOOR_FILE;
 #   the packages declare it (deb: libc6 (>= x.y); conda: __glibc >=x.y).
 set -euo pipefail

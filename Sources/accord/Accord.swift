@@ -66,7 +66,7 @@ struct Accord: ParsableCommand {
         version: AccordVersion.text,
         subcommands: [Init.self, BackupCommand.self, Key.self, Snapshots.self, Ls.self, DumpCommand.self,
                       RestoreCommand.self, CheckCommand.self, Unlock.self, SyncCommand.self, Serve.self,
-                      PlanCommand.self, ForgetCommand.self, PruneCommand.self, Repair.self, DiffCommand.self, StatsCommand.self, VersionCommand.self]
+                      PlanCommand.self, ForgetCommand.self, PruneCommand.self, Repair.self, DiffCommand.self, StatsCommand.self, FindCommand.self, MountCommand.self, VersionCommand.self]
     )
 }
 

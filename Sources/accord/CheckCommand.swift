@@ -5,7 +5,17 @@ import AccordEngine
 import AccordRuntime
 
 struct CheckCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "check", abstract: "Verify the repository's structure (and with --read-data, every byte).")
+    static let configuration = CommandConfiguration(
+        commandName: "check", abstract: "Verify the repository's structure (and with --read-data, every byte).",
+        discussion: """
+        An encrypted repository is checked with its key when a passphrase is given (--password-file, \
+        $ACCORD_PASSWORD_FILE, $ACCORD_PASSWORD_COMMAND, the settings' repository.password-file, or a \
+        prompt on a terminal). With --without-key, or when no passphrase source is configured and \
+        standard input is not a terminal (a DR node that never holds the key), it is checked without \
+        the key: every key, index, snapshot and (with --read-data) pack file against the SHA-256 in \
+        its name, pack headers against the index files, delta bases; it then says what it could not \
+        check (snapshot contents, manifests, blob contents).
+        """)
     @OptionGroup var repo: RepositoryOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var monitor: MonitorOptions
@@ -13,11 +23,25 @@ struct CheckCommand: ParsableCommand {
     var readData = false
     @Option(help: ArgumentHelp("Read only this share of the packs, e.g. 10%.", valueName: "N%"))
     var readDataSubset: String?
+    @Flag(help: "Check an encrypted repository without its key (never ask for a passphrase).")
+    var withoutKey = false
+
+    func validate() throws {
+        if withoutKey && repo.passwordFile != nil { throw ValidationError("--without-key and --password-file exclude each other") }
+    }
+
+    /// The repository, with its key unless `--without-key`, or unless no
+    /// passphrase source is configured and none can be asked for.
+    func openRepository() throws -> Repository {
+        if !withoutKey, try repo.keyOrigin() != .prompt || Sys.isTerminal(0) { return try repo.open() }
+        Sys.umask(0o077)
+        return try Repository.open(at: repo.path, withoutKey: true)
+    }
 
     func run() throws { try monitor.record(repository: repo.path) { rec in try rec.phase("check") { try check(rec) } } }
 
     func check(_ rec: CommandRecorder) throws {
-        let repository = try repo.open()
+        let repository = try openRepository()
         var options = CheckOptions()
         options.readData = readData || readDataSubset != nil
         if let s = readDataSubset {
@@ -32,6 +56,11 @@ struct CheckCommand: ParsableCommand {
         // Notes and errors may quote names from snapshots: escaped, one line each.
         for n in report.notes where !output.quiet { print("note: \(escapedText(n))") }
         for e in report.errors { Sys.writeStderr("error: \(escapedText(e))\n") }
+        if !report.notChecked.isEmpty && !output.quiet {
+            print("checked without the repository's key; not checked:")
+            for n in report.notChecked { print("  - \(n)") }
+            print("run `accord check --read-data` with the passphrase where the key is held to check them")
+        }
         if !output.quiet {
             print("checked \(report.snapshots) snapshots, \(report.packs) packs, \(report.blobs) blobs"
                   + (options.readData ? ", read \(formatBytes(report.bytesRead))" : ""))

@@ -72,11 +72,14 @@ struct Ls: ParsableCommand {
     var long = false
     @Flag(name: .customShort("0"), help: "Print raw paths, each ended by a NUL byte instead of a newline (no escaping).")
     var null = false
+    @Flag(help: "Print one JSON object a line per entry (schema in README.md, \"Looking inside\").")
+    var json = false
     @Argument(help: "Snapshot id, unique id prefix, or 'latest'.")
     var snapshot: String
 
     func validate() throws {
         if long && null { throw ValidationError("-0 prints bare paths: leave out --long") }
+        if json && (long || null) { throw ValidationError("--json prints every attribute: leave out --long and -0") }
     }
 
     func run() throws {
@@ -85,7 +88,10 @@ struct Ls: ParsableCommand {
         var reader = repository.manifestReader(s, id: id)
         var out: [UInt8] = []
         while let e = try reader.next() {
-            if null {
+            if json {
+                out += Array(jsonLine(entryJSON(e)).utf8)
+                out.append(0x0a)
+            } else if null {
                 out += e.path
                 out.append(0)
             } else {

@@ -5,7 +5,8 @@
 // modes, owners, times, link counts. The restore may refuse (a validating
 // manifest reader, or the restore's own first pass) or stay inside its
 // target; both are accepted, reaching outside never is. Library cases run
-// four times: with openat2 and with the component-wise fallback, each with
+// six times: with openat2, with the component-wise fallback, and with openat2
+// and the manifest read again by the write pass, each with
 // the validating manifest reader and without it (`skipsManifestValidationForTests`),
 // so the restore layer (its first pass, `RestoreTarget`, the hard-link
 // rule) is shown to confine a hostile entry on its own, not only behind
@@ -143,15 +144,17 @@ final class HostileRestoreTests: AccordTestCase {
         var failedPaths: [String] { failures.map(\.path) }
     }
 
-    /// Restores (library API) into the target four ways: with openat2 and
-    /// with the component-wise fallback, each through the validating manifest
+    /// Restores (library API) into the target six ways: with openat2 and
+    /// with the component-wise fallback, and with openat2 when the write pass
+    /// reads the manifest again instead of taking the preflight's entries
+    /// (`preflightKeepsBytes` 0), each through the validating manifest
     /// reader and with it bypassed; each time from a fresh target made by
     /// `prepare`, asserting the zone unchanged. `check` looks at each outcome.
     func restoreBothWays(_ snapshot: Snapshot, _ repo: Repository, options: (inout RestoreOptions) -> Void = { _ in },
                          prepare: () throws -> Void = {}, file: StaticString = #filePath, line: UInt = #line,
                          check: (Outcome, String) throws -> Void) throws {
         for validated in [true, false] {
-            for fallback in [false, true] {
+            for (fallback, rereads) in [(false, false), (true, false), (false, true)] {
                 removeTree(target)
                 try prepare()
                 let targetExisted = inTarget("") != nil
@@ -162,6 +165,7 @@ final class HostileRestoreTests: AccordTestCase {
                 var o = RestoreOptions(target: target)
                 o.threads = 2
                 o.skipsManifestValidationForTests = !validated
+                if rereads { o.preflightKeepsBytes = 0 }   // the write pass reads the manifest again
                 var failures: [(String, String)] = []
                 o.onError = { p, e in failures.append((p, "\(e)")) }
                 options(&o)
@@ -169,6 +173,7 @@ final class HostileRestoreTests: AccordTestCase {
                 outcome.failures = failures
                 Sys.opensBeneathComponentWise = false
                 let mode = (fallback ? "component-wise openat" : "openat2") + (validated ? ", validating reader" : ", reader NOT validating")
+                    + (rereads ? ", manifest read again" : "")
                 try assertZoneUnchanged(before, targetExisted: targetExisted, mode, file: file, line: line)
                 try check(outcome, mode)
             }

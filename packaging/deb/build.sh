@@ -46,7 +46,7 @@ Section: admin
 Priority: optional
 Installed-Size: $size
 Depends: $shlib, openssh-client
-Suggests: openssh-server, sudo
+Suggests: openssh-server, sudo, fuse3
 Description: incremental, deduplicating backup and disaster recovery for Anaconda Enterprise 5
  accord backs up an AE5 cluster (PostgreSQL dump, Gravity backup, storage
  tree, secrets, configmaps, ingress) into a content-addressed repository of

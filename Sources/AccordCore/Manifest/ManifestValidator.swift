@@ -6,7 +6,7 @@ import AccordRuntime
 ///
 /// Memory: the path of the previous record, one (length, kind) pair per
 /// ancestor of it that is itself a record (at most one per path component),
-/// and one 8-byte hash per regular file seen so far, for hard links. The
+/// and one 8-byte hash per regular file seen so far, for hard links (`HashSet64`). The
 /// hashes are Swift's `Hasher`, seeded per process: a crafted manifest cannot
 /// choose paths that collide with an earlier file's.
 struct ManifestValidator {
@@ -21,7 +21,7 @@ struct ManifestValidator {
     private var last: RawPath = []
     /// Records that are `last` or an ancestor of it: path length and kind, outermost first.
     private var open: [(length: Int, kind: ManifestEntry.Kind)] = []
-    private var files = Set<Int>()
+    private var files = HashSet64()
 
     /// How many content blobs an entry of this kind and size may have, or
     /// nil with the reason when none is possible.
@@ -112,29 +112,33 @@ struct ManifestValidator {
     }
 
     /// Why a path is not absolute and canonical, or nil when it is. One pass
-    /// over the bytes: it runs for every record a reader or the writer sees.
+    /// over the bytes: it runs for every record a reader or the writer sees
+    /// (twice per entry in a restore). Bytes above "/" (letters, digits, most
+    /// of a name) are passed over at once; only NUL, "/" and "." need a look.
     static func pathProblem(_ p: RawPath) -> String? {
         p.withUnsafeBufferPointer { b -> String? in
-            guard let first = b.first, first == 0x2f else { return b.isEmpty ? "is empty" : "is not absolute" }
+            guard let base = b.baseAddress, b.count > 0 else { return "is empty" }
+            guard base[0] == 0x2f else { return "is not absolute" }
             let n = b.count
             if n == 1 { return nil }
             var start = 1   // first byte of the current component
             var i = 1
-            while i <= n {
-                let c: UInt8 = i < n ? b[i] : 0x2f   // the end closes the last component
+            while true {
+                while i < n && base[i] > 0x2f { i += 1 }
+                let c: UInt8 = i < n ? base[i] : 0x2f   // the end closes the last component
                 if c == 0 { return "holds a NUL byte" }
                 if c == 0x2f {
                     switch i - start {
                     case 0: return i == n ? "ends in /" : "has an empty component (//)"
-                    case 1 where b[start] == 0x2e: return "has a . component"
-                    case 2 where b[start] == 0x2e && b[start + 1] == 0x2e: return "has a .. component"
+                    case 1 where base[start] == 0x2e: return "has a . component"
+                    case 2 where base[start] == 0x2e && base[start + 1] == 0x2e: return "has a .. component"
                     default: break
                     }
+                    if i == n { return nil }
                     start = i + 1
                 }
                 i += 1
             }
-            return nil
         }
     }
 
@@ -151,5 +155,54 @@ extension ManifestEntry {
     /// trailing "/"), e.g. "has a .. component"; nil when it is valid.
     public static func canonicalPathProblem(_ path: RawPath) -> String? {
         ManifestValidator.pathProblem(path)
+    }
+}
+
+/// A set of `ManifestValidator.hash` values: open addressing with linear
+/// probing over a power-of-two table (at most 3/4 full), keyed by the value
+/// itself. A `Set<Int>` hashes every value once more, which was a fifth of
+/// validating a restore's manifest; these values are spread already (seeded
+/// SipHash). 0 marks a free slot, so a value of 0 is kept as 1.
+struct HashSet64 {
+    private var slots: [UInt64] = []
+    private var count = 0
+
+    mutating func insert(_ value: Int) {
+        if (count + 1) * 4 > slots.count * 3 { grow() }
+        put(Self.key(value))
+    }
+
+    func contains(_ value: Int) -> Bool {
+        guard !slots.isEmpty else { return false }
+        let k = Self.key(value), mask = slots.count - 1
+        var i = Int(truncatingIfNeeded: k) & mask
+        while slots[i] != 0 {
+            if slots[i] == k { return true }
+            i = (i + 1) & mask
+        }
+        return false
+    }
+
+    private static func key(_ value: Int) -> UInt64 {
+        let k = UInt64(bitPattern: Int64(value))
+        return k == 0 ? 1 : k
+    }
+
+    private mutating func put(_ k: UInt64) {
+        let mask = slots.count - 1
+        var i = Int(truncatingIfNeeded: k) & mask
+        while slots[i] != 0 {
+            if slots[i] == k { return }
+            i = (i + 1) & mask
+        }
+        slots[i] = k
+        count += 1
+    }
+
+    private mutating func grow() {
+        let old = slots
+        slots = [UInt64](repeating: 0, count: Swift.max(64, old.count * 2))
+        count = 0
+        for k in old where k != 0 { put(k) }
     }
 }

@@ -22,12 +22,20 @@ public struct CheckReport {
     public var blobs = 0
     public var snapshots = 0
     public var bytesRead: UInt64 = 0
+    /// What could not be checked (an encrypted repository opened without its key).
+    public var notChecked: [String] = []
     public var ok: Bool { errors.isEmpty }
 }
 
-/// Verifies a repository: config, every index file, every pack header
-/// against the index, every snapshot and its manifest, every referenced
-/// blob; with `readData`, every stored byte.
+/// Verifies a repository: config, every key file, every index file, every
+/// pack header against the index, every snapshot and its manifest, every
+/// referenced blob; with `readData`, every stored byte.
+///
+/// An encrypted repository opened without its key (`Repository.open(at:
+/// withoutKey: true)`, a DR node that never holds it) is checked as far as
+/// the key is not needed (Check+Keyless.swift): every file against its name,
+/// pack headers against the index, delta bases; with `readData`, every pack
+/// whole. Manifests and blob contents are then listed in `notChecked`.
 ///
 /// `@unchecked Sendable`: the `readData` threads change `report` only under
 /// that function's `lock` and read `usedBlobs`, which is set before they
@@ -48,10 +56,11 @@ public final class Check: @unchecked Sendable {
         // Snapshots are listed before the index is read: a backup committing meanwhile
         // wrote its index first, so every listed snapshot's blobs are in what we read.
         let snapshotIDs = try repository.listSnapshotIDs()
+        if repository.config.isEncrypted { try checkKeyFiles() }
         let indexed = try loadIndexFiles()
         let onDisk = Set(try repository.listPacks())
         checkPacks(indexed, onDisk: onDisk)
-        usedBlobs = checkSnapshots(snapshotIDs)
+        usedBlobs = keyless ? checkSealedSnapshots(snapshotIDs) : checkSnapshots(snapshotIDs)
         checkDeltaBases(used: usedBlobs, onDisk: onDisk)
         report.blobs = repository.index.blobCount
         if !report.errors.isEmpty && onDisk.subtracting(indexed.keys).count > 0 && report.errors.contains(where: { $0.contains("missing from the index") || $0.contains("in no pack") }) {
@@ -224,6 +233,7 @@ public final class Check: @unchecked Sendable {
         for e in entries {
             let end = Int(e.offset) + Int(e.storedLength)
             guard end <= bytes.count else { errors.append("pack \(pack): blob \(e.id) at offset \(e.offset) runs past the end"); continue }
+            if keyless { continue }   // the pack's id covers its bytes; opening a blob needs the key
             do {
                 try bytes.withUnsafeBytes { buf in
                     try repository.decodeVerified(stored: UnsafeRawBufferPointer(rebasing: buf[Int(e.offset)..<end]), id: e.id,

@@ -21,6 +21,10 @@ public struct RestoreOptions {
     /// (`ManifestReader.validates`), so hostile entries reach this layer
     /// and the tests show it stays inside the target on its own.
     @_spi(Testing) public var skipsManifestValidationForTests = false
+    /// Most bytes of entries the preflight keeps for the write pass
+    /// (`Restore.preflight`); beyond it the write pass reads the manifest
+    /// again. Tests set it low to take that way.
+    @_spi(Testing) public var preflightKeepsBytes = 32 << 20
     public init(target: RawPath) { self.target = target }
 }
 
@@ -38,7 +42,9 @@ public struct RestoreResult {
 /// whatever its path or the symlinks before it, reaches outside. Before
 /// anything is written the whole manifest is read once (no contents): a
 /// record the reader rejects, or a path that is not absolute and canonical,
-/// refuses the restore with nothing written.
+/// refuses the restore with nothing written. The entries it read are kept
+/// for the write pass when they fit (`RestoreOptions.preflightKeepsBytes`),
+/// so the manifest is read and validated once; a larger one is read again.
 ///
 /// Contents are written pack by pack (`RestoreFileWriter`): each pack is
 /// read once, in order, and a pool of threads verifies (SHA-256), inflates
@@ -87,7 +93,8 @@ public final class Restore: @unchecked Sendable {
     /// a path could leave the target; notes which files hard links name.
     ///
     /// Returns the entries the restore includes, as read and checked here, when
-    /// they fit in `keptLimit`: the write pass then takes them instead of
+    /// they fit in `options.preflightKeepsBytes` (32 MiB: some 80,000 entries
+    /// of small files): the write pass then takes them instead of
     /// loading, decoding and validating the manifest again (the second read
     /// was most of what confinement added to a full restore's CPU). nil for a
     /// larger manifest: the write pass streams it again, so memory stays bounded.
@@ -96,6 +103,12 @@ public final class Restore: @unchecked Sendable {
         reader.validates = !options.skipsManifestValidationForTests
         reader.tolerateListErrors = true
         var kept: [ManifestEntry]? = []
+        if options.includes.isEmpty && options.subtree == nil {
+            // Room for the entries the summary counts (untrusted: each count
+            // clamped, the whole within the limit), saving the array's regrowth.
+            let s = snapshot.summary, counted = [s.files, s.directories, s.symlinks].reduce(0) { $0 + min(max($1, 0), 1 << 24) }
+            kept!.reserveCapacity(min(counted, options.preflightKeepsBytes / Self.footprint(ManifestEntry(kind: .file, path: []))))
+        }
         var keptBytes = 0
         var number = 0
         while var e = try reader.next() {
@@ -109,14 +122,10 @@ public final class Restore: @unchecked Sendable {
             guard wanted, kept != nil else { continue }
             e.list = nil   // restore needs the content ids only
             keptBytes += Self.footprint(e)
-            if keptBytes > Self.keptLimit { kept = nil } else { kept!.append(e) }
+            if keptBytes > options.preflightKeepsBytes { kept = nil } else { kept!.append(e) }
         }
         return kept
     }
-
-    /// Most memory the preflight keeps entries in (`preflight`). A segment of
-    /// the write pass holds up to 64 Ki blob references besides.
-    static let keptLimit = 32 << 20
 
     /// About what a kept entry takes: the struct and its arrays' bytes and headers.
     static func footprint(_ e: ManifestEntry) -> Int {

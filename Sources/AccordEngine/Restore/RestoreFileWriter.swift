@@ -312,8 +312,8 @@ final class RestoreFileWriter: @unchecked Sendable {
         func open(_ f: Int32) throws -> Int32 {
             let file = files[Int(f)]
             // A solo file is made at its first write (and reopened if the cache let it go).
-            guard file.solo && state[Int(f)] == 0 else { return try fds.open(f, file.path, create: { try target.open($0, Sys.O_WRONLY) }) }
-            let fd = try fds.open(f, file.path, create: { try target.createFile($0) })
+            guard file.solo && state[Int(f)] == 0 else { return try fds.open(f, file.path, in: target, creating: false) }
+            let fd = try fds.open(f, file.path, in: target, creating: true)
             state[Int(f)] = Self.created
             return fd
         }

@@ -89,6 +89,43 @@ final class RestoreTarget: Sendable {
         }
     }
 
+    /// The directory a thread last created a file in, held open (`O_PATH`,
+    /// opened beneath the target like any entry) so that its siblings, which
+    /// mostly follow, are created by their name alone: the kernel walks
+    /// "name", not "a/b/c/name", from a descriptor that is just as confined.
+    /// Owned by one thread; `close` it when done.
+    struct Parent {
+        fileprivate var path: RawPath = []
+        fileprivate var fd: Int32 = -1
+        mutating func close() {
+            if fd >= 0 { Sys.close(fd) }
+            fd = -1
+        }
+    }
+
+    /// `createFile(relative)`, from `parent`'s directory when the file lies
+    /// in it (opened now and kept in `parent` otherwise). Only a new file in
+    /// an existing directory goes this way; anything else (a name in use, a
+    /// missing directory, a symlink on the way) takes `createFile(relative)`,
+    /// which makes room or refuses exactly as without `parent`.
+    func createFile(_ relative: RawPath, near parent: inout Parent) throws -> Int32 {
+        guard let slash = relative.lastIndex(of: 0x2f) else { return try createFile(relative) }
+        if parent.fd < 0 || parent.path.count != slash || !relative.starts(with: parent.path) {
+            parent.close()
+            let dir = Array(relative[..<slash])
+            guard let d = try? Sys.open(beneath: fd, dir, Sys.O_PATH | Sys.O_DIRECTORY, path: "") else { return try createFile(relative) }
+            parent = Parent(path: dir, fd: d)
+        }
+        let flags = Sys.O_WRONLY | Sys.O_CREAT | Sys.O_EXCL
+        do { return try Sys.open(beneath: parent.fd, Array(relative[(slash + 1)...]), flags, mode: 0o600, path: display(relative)) } catch let e as SystemError
+            where e.errno == EEXIST || e.errno == ENOENT || e.errno == ELOOP {
+            parent.close()
+            return try createFile(relative)
+        } catch {
+            throw explain(error, relative)
+        }
+    }
+
     /// Makes a directory with `mode` (missing parents too). An existing
     /// directory stays, a file of that name is replaced; a symlink is left
     /// alone and refused (it may be the admin's own, as /opt -> /data/opt:
