@@ -76,6 +76,9 @@ final class EncryptedLocalSyncTests: SyncTestCase {
         XCTAssertEqual(d.config.mac, s.config.mac)
         XCTAssertEqual(Set(try indexedBlobs(dest).keys), Set(try indexedBlobs(sourceRepo).keys))
         try assertRestoreMatchesSource(from: dest, label: "first")
+        // Without the key the copy checks too: every file against its name, pack headers against the index.
+        let keyless = try accord(["check", "--read-data", "--without-key", "-d", dest])
+        XCTAssert(keyless.ok, "check --read-data --without-key on the copy failed:\n\(keyless)")
         // The second key file opens the copy too.
         try accordOK(["snapshots", "list", "-d", dest, "--password-file", try writePasswordFile("a second passphrase")])
 
