@@ -183,3 +183,25 @@ enum TreeBuilderFiles {
         return out
     }
 }
+
+/// A damaged key file costs one key, not the repository: the next key file opens it.
+final class DamagedKeyFileTests: DumpBackupTestCase {
+    override class var key: KeySource? { engineTestKey }
+
+    func testADamagedKeyFileDoesNotLockOutTheOthers() throws {
+        let r = try open()
+        let first = try XCTUnwrap(r.usedKey)
+        let second = Array("second passphrase".utf8)
+        try r.addKey(passphrase: second)
+        // Damage the first key file's seal and store it under its new content name.
+        var f = try XCTUnwrap(try r.keyFiles().first { $0.id == first }?.file)
+        f.sealed = "zz" + f.sealed.dropFirst(2)
+        let bytes = try f.encode()
+        try TreeBuilder.write(Array((repo + "/keys/" + KeyID(hashing: bytes).hex).utf8), bytes, mode: 0o600)
+        try FileManager.default.removeItem(atPath: repo + "/keys/" + first.hex)
+        XCTAssertNoThrow(try Repository.open(at: repo, key: .fixed(second)), "the intact key file must still open the repository")
+        XCTAssertThrowsError(try Repository.open(at: repo, key: key)) { e in
+            XCTAssertTrue("\(e)".contains("sealed"), "the damaged key file is named: \(e)")
+        }
+    }
+}

@@ -113,7 +113,7 @@ final class KeylessCheckTests: DumpBackupTestCase {
         try assertNamed(secondKey.hex, "a flipped byte in a key file")
     }
 
-    /// A key file renamed to its hash after its salt was cut: within the KDF bounds, so only `check` finds it before an open trips on it.
+    /// A key file renamed to its hash after its salt was cut: within the KDF bounds, named by `check` (an open skips it and tries the next key file).
     func testAKeyFileWithAMalformedSaltIsNamedWithoutTheKey() throws {
         let name = secondKey.hex
         var file = try KeyFile.decode(try TreeBuilder.read(Array((repo + "/keys/" + name).utf8)), name: name)
@@ -122,7 +122,7 @@ final class KeylessCheckTests: DumpBackupTestCase {
         let id = SHA256Hasher.hash(bytes).hex
         try TreeBuilder.write(Array((repo + "/keys/" + id).utf8), bytes)
         let report = try check(withKey: false)
-        XCTAssertTrue(report.errors.contains { $0.contains(String(id.prefix(8))) && $0.contains("malformed") }, "\(report.errors)")
+        XCTAssertTrue(report.errors.contains { $0.contains(String(id.prefix(8))) && ($0.contains("malformed") || $0.contains("kdf.salt")) }, "\(report.errors)")
     }
 
     func testAKeyFileOfAnotherRepositoryIsNamed() throws {

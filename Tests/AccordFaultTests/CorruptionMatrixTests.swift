@@ -365,9 +365,9 @@ final class CorruptionMatrixTests: CorruptionMatrixTestCase {
         let cases: [(String, (String) throws -> Void, String)] = [
             ("config byte flipped", { try Files.flipByte($0, at: 0) }, "repository config"),
             ("config truncated to 0 bytes", { try Files.truncate($0, to: 0) }, "is unreadable"),
-            ("config of format version 3", { p in
-                let s = String(decoding: try Files.read(p), as: UTF8.self).replacingOccurrences(of: "\"version\" : 2", with: "\"version\" : 3")
-                try Files.write(p, Array(s.utf8), mode: 0o600) }, "has format version 3; this accord reads versions 1-2: use a newer accord"),
+            ("config of format version 4", { p in
+                let s = String(decoding: try Files.read(p), as: UTF8.self).replacingOccurrences(of: "\"version\" : 2", with: "\"version\" : 4")
+                try Files.write(p, Array(s.utf8), mode: 0o600) }, "has format version 4; this accord reads versions 1-3: use a newer accord"),
             ("config with packSize 100", { p in
                 let s = String(decoding: try Files.read(p), as: UTF8.self).replacingOccurrences(of: "\"packSize\" : 65536", with: "\"packSize\" : 100")
                 try Files.write(p, Array(s.utf8), mode: 0o600) }, "packSize 100"),

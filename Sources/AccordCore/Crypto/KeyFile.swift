@@ -105,7 +105,7 @@ public struct KeyFile: Codable, Equatable, Sendable {
         if version != 1 { return "field `version` is \(version); this accord reads key files of version 1" }
         if kdf.algorithm == Self.machineKDF {
             if kdf.N != 0 || kdf.r != 0 || kdf.p != 0 { return "fields `kdf.N`, `kdf.r`, `kdf.p` must be 0 for \(Self.machineKDF)" }
-            return ID(hex: repository) == nil ? "field `repository` is not 64 lowercase hex digits" : nil
+            return ID(hex: repository) == nil ? "field `repository` is not 64 lowercase hex digits" : sealProblem()
         }
         if kdf.algorithm != "scrypt" { return "field `kdf.algorithm` is \"\(kdf.algorithm.prefix(40))\"; it must be \"scrypt\" or \"\(Self.machineKDF)\"" }
         if !Self.nRange.contains(kdf.N) || kdf.N.nonzeroBitCount != 1 {
@@ -115,6 +115,15 @@ public struct KeyFile: Codable, Equatable, Sendable {
         if !Self.pRange.contains(kdf.p) { return "field `kdf.p` is \(kdf.p); it must be \(Self.pRange.lowerBound)-\(Self.pRange.upperBound)" }
         if 128 * kdf.N * kdf.r * kdf.p > Self.maxMemory { return "its scrypt parameters need more than 1 GiB of memory" }
         if ID(hex: repository) == nil { return "field `repository` is not 64 lowercase hex digits" }
+        return sealProblem()
+    }
+
+    /// The salt and the sealed key must decode to their sizes (checked for both KDFs).
+    func sealProblem() -> String? {
+        if hexBytes(kdf.salt)?.count != 32 { return "field `kdf.salt` is not 64 lowercase hex digits" }
+        if hexBytes(sealed)?.count != RepositoryCrypto.masterKeySize + AESGCMKey.overhead {
+            return "field `sealed` is not \(2 * (RepositoryCrypto.masterKeySize + AESGCMKey.overhead)) lowercase hex digits"
+        }
         return nil
     }
 

@@ -31,19 +31,28 @@ extension Repository {
     /// passphrase, then checks the config's MAC under it.
     static func unlock(layout: RepositoryLayout, config: RepositoryConfig, key: KeySource) throws -> (RepositoryCrypto, KeyID) {
         let backend = LocalBackend(layout: layout)
-        let files = try readKeyFiles(backend).filter { $0.file.repository == config.id }
+        var damaged: [String] = []
+        let files = try readKeyFiles(backend) { name, e in damaged.append("\(name.prefix(8)): \(e)") }.filter { $0.file.repository == config.id }
         guard !files.isEmpty else { throw KeyError.noKeyFiles(layout.root) }
         let passphrase = try key.passphrase()
         var tried = 0
         for (id, file) in files.prefix(maxKeyFilesTried) {
             tried += 1
             let master: [UInt8]
-            do { master = try file.unwrap(passphrase: passphrase) } catch KeyError.wrongPassphrase { continue }
+            // A damaged key file (a salt or seal that does not decode) is one
+            // key lost, not a repository locked: the next key file is tried.
+            do { master = try file.unwrap(passphrase: passphrase) } catch KeyError.wrongPassphrase { continue } catch {
+                damaged.append("\(id.short): \(error)")
+                continue
+            }
             let crypto = RepositoryCrypto(master: master, repositoryID: ID(hex: config.id)?.bytes ?? [])
             guard let mac = config.mac, Crypto.constantTimeEqual(Array(mac.utf8), Array(crypto.configMAC(config).utf8)) else {
                 throw KeyError.configMAC(layout.configPath)
             }
             return (crypto, id)
+        }
+        if !damaged.isEmpty {
+            throw KeyError.noKeyOpens(layout.root, tried: tried, source: key.description + "; damaged key files: " + damaged.joined(separator: "; "))
         }
         throw KeyError.noKeyOpens(layout.root, tried: tried, source: key.description)
     }
