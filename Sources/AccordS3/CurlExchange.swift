@@ -19,6 +19,8 @@ final class Exchange {
     let body: ResponseBody
     let upload: UnsafeRawBufferPointer?
     var uploaded = 0
+    /// A test seam: the upload is cut off after this many bytes.
+    var abortAfter: Int?
     /// Status of the final response (interim 1xx responses are dropped with their headers).
     var status = 0
     /// Response headers, names lowercased; the last of a repeated name wins.
@@ -117,7 +119,8 @@ final class Exchange {
     /// The next piece of the upload into `into`; 0 at the end.
     func send(_ into: UnsafeMutableRawBufferPointer) -> Int {
         guard let upload else { return 0 }
-        let n = min(into.count, upload.count - uploaded)
+        if let a = abortAfter, uploaded >= a { failure = .transport("upload", "interrupted by a test after \(a) bytes"); return Int(CURL_READFUNC_ABORT) }
+        let n = min(into.count, upload.count - uploaded, (abortAfter ?? Int.max) - uploaded)
         if n > 0 { into.copyMemory(from: UnsafeRawBufferPointer(rebasing: upload[uploaded..<uploaded + n])) }
         uploaded += n
         return n

@@ -61,6 +61,12 @@ public final class S3Backend: Backend, Sendable {
         return key(kind, kind == .pack ? String(name.prefix(2)) + "/" + name : name)
     }
 
+    /// Requests sent (each attempt counts) and how many were retries: for tests and benchmarks.
+    public var statistics: (requests: Int, retries: Int) { client.statistics }
+
+    /// Cuts the next PUT's connection after `bytes` bytes of its body (a crash mid-upload).
+    @_spi(Testing) public func interruptNextUpload(afterBytes bytes: Int) { client.interruptNextUpload(afterBytes: bytes) }
+
     // MARK: Backend
 
     public func list(_ kind: ObjectKind) throws -> [String] {

@@ -20,8 +20,8 @@ public struct S3RetryPolicy: Sendable {
 /// request taken from a pool (each keeps its connections, so requests reuse
 /// them), retries by `S3RetryPolicy`, errors turned into `S3Error`.
 ///
-/// `@unchecked Sendable`: the only mutable state, `idle`, is guarded by `poolLock`;
-/// a handle is used by one thread at a time (taken from the pool, given back).
+/// `@unchecked Sendable`: the mutable state, `idle`, `counts` and `uploadFault`, is
+/// guarded by `poolLock`; a handle is used by one thread at a time (taken from the pool, given back).
 final class S3Client: @unchecked Sendable {
     let location: S3Location
     private let credentials: S3Credentials
@@ -30,6 +30,9 @@ final class S3Client: @unchecked Sendable {
     let retry: S3RetryPolicy
     private let poolLock = NSLock()
     private var idle: [UnsafeMutableRawPointer] = []
+    private var counts = (requests: 0, retries: 0)
+    /// A test seam: the next upload stops after this many bytes (a connection lost mid-PUT).
+    private var uploadFault: Int?
     static let maxIdleHandles = 64
     /// libcurl's global set-up, once, before any handle (not thread-safe itself; a Swift global is initialised once).
     private static let globalInit: CURLcode = curl_global_init(Int(CURL_GLOBAL_DEFAULT))
@@ -56,6 +59,11 @@ final class S3Client: @unchecked Sendable {
         if !keep { curl_easy_cleanup(h) }
     }
 
+    /// Requests sent (attempts included) and attempts that were retries, since the start.
+    var statistics: (requests: Int, retries: Int) { poolLock.withLock { counts } }
+
+    func interruptNextUpload(afterBytes n: Int) { poolLock.withLock { uploadFault = n } }
+
     struct Response {
         var status: Int
         var headers: [String: String]
@@ -73,6 +81,10 @@ final class S3Client: @unchecked Sendable {
         var attempt = 0
         while true {
             let x = Exchange(body: body, upload: upload)
+            poolLock.withLock {
+                counts.requests += 1; if attempt > 0 { counts.retries += 1 }
+                if upload != nil { x.abortAfter = uploadFault; uploadFault = nil }
+            }
             let code = try once(method, url: url, headers: extra + ["x-amz-content-sha256: " + payloadHash], x)
             let retryable: Bool
             if code != CURLE_OK && !(x.finishedEarly && code == CURLE_WRITE_ERROR) {

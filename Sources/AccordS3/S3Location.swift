@@ -93,7 +93,7 @@ public struct S3Location: Sendable, Equatable, CustomStringConvertible {
     /// The URL of `key` (already made of unescaped-safe characters) or of the
     /// bucket itself (`key` empty), with a canonical query string (sorted,
     /// encoded) so that every SigV4 signer computes the same canonical request.
-    func url(key: String, query: [(String, String)] = []) -> String {
+    @_spi(Testing) public func url(key: String, query: [(String, String)] = []) -> String {
         var u = virtualHosted ? "\(scheme)://\(bucket).\(hostPort)/\(key)" : "\(scheme)://\(hostPort)/\(bucket)/\(key)"
         if !query.isEmpty {
             u += "?" + query.sorted { $0.0 < $1.0 }.map { Self.encode($0.0) + "=" + Self.encode($0.1) }.joined(separator: "&")
