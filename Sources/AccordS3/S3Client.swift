@@ -128,7 +128,8 @@ final class S3Client: @unchecked Sendable {
         curl_easy_reset(h)   // keeps the handle's open connections
         var list: UnsafeMutablePointer<curl_slist>? = nil
         defer { curl_slist_free_all(list) }
-        for line in headers + ["Expect:"] + (credentials.sessionToken.map { ["x-amz-security-token: " + $0] } ?? []) {
+        // No "Expect:" to drop curl's 100-continue: libcurl 7.88 signs that empty header, then does not send it.
+        for line in headers + (credentials.sessionToken.map { ["x-amz-security-token: " + $0] } ?? []) {
             guard let l = curl_slist_append(list, line) else { throw S3Error.transport("libcurl", "out of memory") }
             list = l
         }
