@@ -22,7 +22,7 @@ public final class S3Backend: Backend, Sendable {
     /// Largest object `read` accepts; a bigger one is refused before it is stored.
     let maxObjectSize: Int
     /// Largest listing page or error document accepted.
-    static let maxListPage = 8 << 20
+    public static let maxListPage = 8 << 20
 
     public var location: String { s3.description }
 
