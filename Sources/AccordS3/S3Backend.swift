@@ -12,7 +12,8 @@ import Foundation
 /// SHA-256 travels signed in `x-amz-content-sha256`, so a server that checks
 /// it refuses a damaged upload. Whole reads of content-named kinds are
 /// checked against their name here (rclone does not check the header, and
-/// a disk can rot), so a damaged object never passes as good. Listings are
+/// a disk can rot), and any whole read against the `x-amz-content-sha256` a
+/// server returns with it (rclone does), so a damaged object never passes as good. Listings are
 /// paged and may lag a write (the contract allows it).
 public final class S3Backend: Backend, Sendable {
     public let s3: S3Location
@@ -114,9 +115,13 @@ public final class S3Backend: Backend, Sendable {
         if let cl = r.headers["content-length"].flatMap({ Int($0) }), cl != r.bytes.count {
             throw S3Error.badResponse("GET \(k)", "\(r.bytes.count) bytes came, Content-Length said \(cl)")
         }
-        if kind.isContentNamed {
+        // The server's SHA-256 of the object (rclone sends the one signed at upload), where it
+        // gives one; AWS does not. A value equal to the empty payload's is our request's echoed.
+        let stated = r.headers["x-amz-content-sha256"].flatMap { $0.utf8.count == 64 && ($0 != S3Client.emptyHash || r.bytes.isEmpty) ? $0.lowercased() : nil }
+        if kind.isContentNamed || stated != nil {
             let got = SHA256Hasher.hash(r.bytes).hex
-            guard got == name else { throw S3Error.contentMismatch(kind.rawValue, name, key: k, got: got) }
+            if kind.isContentNamed && got != name { throw S3Error.contentMismatch(kind.rawValue, name, key: k, got: got) }
+            if let stated, stated != got { throw S3Error.contentMismatch(kind.rawValue, name, key: k, got: got + ", the server's x-amz-content-sha256 says " + stated) }
         }
         return r.bytes
     }

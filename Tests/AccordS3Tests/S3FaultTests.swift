@@ -84,6 +84,20 @@ final class S3FaultTests: XCTestCase {
         XCTAssertEqual(b.statistics.retries, 0, "none of these is retried")
     }
 
+    func testAWholeReadIsCheckedAgainstTheServersSHA256() throws {
+        let b = try backend()
+        let sha = SHA256Hasher.hash(Array("abc".utf8)).hex
+        proxy.inject(.answer(200, headers: ["x-amz-content-sha256: " + sha], body: "abc"), times: 1)
+        XCTAssertEqual(try b.read(.lock, "l1"), Array("abc".utf8))
+        proxy.inject(.answer(200, headers: ["x-amz-content-sha256: " + sha], body: "abd"), times: 1)
+        XCTAssertThrowsError(try b.read(.lock, "l1")) { e in
+            guard case S3Error.contentMismatch(_, "l1", _, let got) = e else { return XCTFail("expected contentMismatch, got \(e)") }
+            XCTAssertTrue(got.contains(sha), got)
+        }
+        proxy.inject(.answer(200, headers: ["Content-Length: 5"], body: "abc"), times: 1)
+        XCTAssertThrowsError(try b.read(.lock, "l1"), "a body shorter than its Content-Length")
+    }
+
     func testHostileListingsAreRefusedNotFollowed() throws {
         let b = try backend()
         let huge = "<ListBucketResult>" + String(repeating: "<Contents><Key>x</Key></Contents>", count: 300_000) + "</ListBucketResult>"
