@@ -113,6 +113,29 @@ final class S3BackendTests: XCTestCase {
         for (n, bytes) in written.prefix(5) { XCTAssertEqual(try b.read(.snapshot, n), bytes) }
     }
 
+    func testManyThreadsShareOneBackend() throws {
+        let (b, _) = try backend()
+        let names = LockedBox<[String: [UInt8]]>([:])
+        let failures = LockedBox<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: 8) { t in
+            var rng = SeededRandom(seed: UInt64(100 + t))
+            for _ in 0..<6 {
+                let bytes = rng.bytes(Int.random(in: 1...400_000)), n = SHA256Hasher.hash(bytes).hex
+                do {
+                    try bytes.withUnsafeBytes { try b.write(.pack, n, $0) }
+                    guard try b.read(.pack, n) == bytes else { failures.value.append("\(n) read back different"); continue }
+                    var buf = [UInt8](repeating: 0, count: 64)
+                    let got = try buf.withUnsafeMutableBytes { try b.read(.pack, n, at: 0, into: $0) }
+                    guard buf[..<got] == bytes.prefix(64) else { failures.value.append("\(n) range differs"); continue }
+                    names.value[n] = bytes
+                } catch { failures.value.append("\(error)") }
+            }
+        }
+        XCTAssertEqual(failures.value, [])
+        XCTAssertEqual(Set(try b.list(.pack)), Set(names.value.keys))
+        XCTAssertEqual(names.value.count, 48)
+    }
+
     func testADamagedObjectIsNotReadAsGood() throws {
         let (b, server) = try backend()
         let bytes = Array(repeating: UInt8(7), count: 5000)
