@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "accord", targets: ["accord"]),
         .library(name: "AccordCore", targets: ["AccordCore"]),
         .library(name: "AccordEngine", targets: ["AccordEngine"]),
+        .library(name: "AccordS3", targets: ["AccordS3"]),   // for Benchmarks/ (S3Throughput); not in `accord`
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -32,7 +32,7 @@ final class Exchange {
     var filled = 0
     var skip: Int64 = -1
     /// Set by a callback that stopped the transfer on purpose: the error to report,
-    /// or nil with `finishedEarly` when a range was complete.
+    /// or nil with `finishedEarly` when a range was complete or an error document cut off.
     var failure: S3Error?
     var finishedEarly = false
     let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
@@ -66,9 +66,10 @@ final class Exchange {
 
     /// A piece of the body; false stops the transfer (`failure` or `finishedEarly` says why).
     func receive(_ p: UnsafeRawBufferPointer) -> Bool {
-        guard isSuccess else {
+        guard isSuccess else {   // an error document: its start is enough; an endless one is cut off
             let room = Self.maxErrorBody - bytes.count
-            if room > 0 { bytes.append(contentsOf: p.prefix(room)) }
+            bytes.append(contentsOf: p.prefix(max(0, room)))
+            if p.count > room { finishedEarly = true; return false }
             return true
         }
         switch body {

@@ -71,7 +71,9 @@ public final class S3Backend: Backend, Sendable {
     // MARK: Backend
 
     public func list(_ kind: ObjectKind) throws -> [String] {
-        if kind == .config { return (try? size(.config, "config")) != nil ? ["config"] : [] }
+        if kind == .config {
+            do { _ = try size(.config, "config"); return ["config"] } catch BackendError.notFound { return [] }
+        }
         let prefix = s3.key(Self.directory(kind))
         var names: [String] = [], token: String? = nil
         repeat {

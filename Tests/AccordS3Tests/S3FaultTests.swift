@@ -98,6 +98,22 @@ final class S3FaultTests: XCTestCase {
         XCTAssertThrowsError(try b.read(.lock, "l1"), "a body shorter than its Content-Length")
     }
 
+    func testAnEndlessErrorDocumentIsCutOffAndStillNamed() throws {
+        let b = try backend()
+        proxy.inject(.answer(403, headers: [], body: "<Error><Code>AccessDenied</Code>" + String(repeating: "x", count: 3 << 20)), times: 1)
+        XCTAssertThrowsError(try b.size(.config, "config")) { e in
+            guard case S3Error.accessDenied = e else { return XCTFail("expected accessDenied, got \(e)") }
+        }
+        proxy.inject(.answer(404, headers: [], body: String(repeating: "y", count: 3 << 20)), times: 1)
+        assertNotFoundOrThrow(b)
+    }
+
+    private func assertNotFoundOrThrow(_ b: S3Backend) {
+        XCTAssertThrowsError(try b.read(.lock, "l2")) { e in
+            XCTAssertEqual(e as? BackendError, .notFound(.lock, "l2", location: b.location), "\(e)")
+        }
+    }
+
     func testHostileListingsAreRefusedNotFollowed() throws {
         let b = try backend()
         let huge = "<ListBucketResult>" + String(repeating: "<Contents><Key>x</Key></Contents>", count: 300_000) + "</ListBucketResult>"
