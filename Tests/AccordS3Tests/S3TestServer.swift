@@ -13,12 +13,15 @@ struct S3TestServer {
     var port: String { env["S3_PORT"]! }
     var bucket: String { env["S3_BUCKET"]! }
     var storage: String { env["S3_STORAGE"]! }
+    var caFile: String? { env["S3_CA_FILE"] }
+    var scheme: String { env["S3_ENDPOINT"]?.hasPrefix("https:") == true ? "https" : "http" }
     static let scripts = AccordBinary.packageRoot + "/scripts/testenv"
 
-    static func start() throws -> S3TestServer {
+    /// `tls`: https with a certificate from a CA of its own (`caFile`), not trusted by the system.
+    static func start(tls: Bool = false) throws -> S3TestServer {
         guard getuid() == 0 else { throw S3StartError(description: "s3-start.sh must run as root (uid \(getuid()))") }
         let dir = "/tmp/accord-s3test-" + hexString(Sys.randomBytes(5))
-        let (status, output) = run("s3-start.sh", dir)
+        let (status, output) = run("s3-start.sh", dir, tls ? ["S3_TLS": "1"] : [:])
         guard status == 0 else {
             run("s3-stop.sh", dir)
             try? FileManager.default.removeItem(atPath: dir)
@@ -42,7 +45,7 @@ struct S3TestServer {
 
     /// `s3:http://127.0.0.1:PORT/BUCKET/PREFIX`: loopback only, always.
     func location(bucket: String? = nil, prefix: String) throws -> S3Location {
-        try S3Location(parsing: "s3:http://127.0.0.1:\(port)/\(bucket ?? self.bucket)/\(prefix)")
+        try S3Location(parsing: "s3:\(scheme)://127.0.0.1:\(port)/\(bucket ?? self.bucket)/\(prefix)")
     }
 
     /// The credentials and region of the server, and nothing else of the test's environment
@@ -52,9 +55,10 @@ struct S3TestServer {
     }
 
     @discardableResult
-    static func run(_ script: String, _ dir: String) -> (Int32, String) {
+    static func run(_ script: String, _ dir: String, _ extra: [String: String] = [:]) -> (Int32, String) {
         do {
-            let r = try runProcess("/bin/bash", [scripts + "/" + script, dir], environment: ProcessInfo.processInfo.environment, timeout: 300)
+            let env = ProcessInfo.processInfo.environment.merging(extra) { $1 }
+            let r = try runProcess("/bin/bash", [scripts + "/" + script, dir], environment: env, timeout: 300)
             return (r.signaled ? -1 : r.status, r.output)
         } catch { return (-1, "cannot run \(script): \(error)") }
     }
@@ -69,7 +73,7 @@ enum S3Servers {
     // on one thread, so this is never touched by two threads at once.
     nonisolated(unsafe) static var running: [ObjectIdentifier: Result<S3TestServer, Error>] = [:]
 
-    static func start(_ c: AnyClass) { running[ObjectIdentifier(c)] = Result { try S3TestServer.start() } }
+    static func start(_ c: AnyClass, tls: Bool = false) { running[ObjectIdentifier(c)] = Result { try S3TestServer.start(tls: tls) } }
     static func stop(_ c: AnyClass) { if case .success(let s)? = running.removeValue(forKey: ObjectIdentifier(c)) { s.stop() } }
     static func server(_ c: AnyClass) throws -> S3TestServer {
         switch running[ObjectIdentifier(c)] {
