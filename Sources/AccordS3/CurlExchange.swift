@@ -80,7 +80,7 @@ final class Exchange {
                 bytes.reserveCapacity(cl)
             }
             guard bytes.count + p.count <= limit else { failure = .responseTooLarge("GET", limit); return false }
-            bytes.append(contentsOf: p)
+            bytes.append(contentsOf: p.bindMemory(to: UInt8.self))   // typed: a memcpy, not a byte loop
             return true
         case .range(let buffer, let offset):
             if skip < 0 {

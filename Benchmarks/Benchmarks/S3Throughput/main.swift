@@ -1,11 +1,12 @@
 // PUT and GET throughput of S3Backend with N parallel transfers against the
 // loopback S3 test server (scripts/testenv/s3-start.sh, `rclone serve s3`):
 //
-//     cd Benchmarks && swift build -c release --product S3Throughput && .build/release/S3Throughput
+//     D=$(mktemp -d) && scripts/testenv/s3-start.sh $D/s3
+//     cd Benchmarks && swift build -c release --product S3Throughput && .build/release/S3Throughput $D/s3/env
+//     scripts/testenv/s3-stop.sh $D/s3
 //
 // Environment: S3_BENCH_MIB (object size, 16), S3_BENCH_OBJECTS (per run, 32),
-// S3_BENCH_PARALLEL (comma-separated thread counts, "1,4,8"). Runs as root
-// (the start script's rule); starts and stops its own server in a temp directory.
+// S3_BENCH_PARALLEL (comma-separated thread counts, "1,4,8").
 // Every object read back is checked against its content name (S3Backend does).
 import AccordCore
 import AccordS3
@@ -14,29 +15,18 @@ import Foundation
 func env(_ k: String, _ d: String) -> String { ProcessInfo.processInfo.environment[k] ?? d }
 let mib = Int(env("S3_BENCH_MIB", "16"))!, count = Int(env("S3_BENCH_OBJECTS", "32"))!
 let parallel = env("S3_BENCH_PARALLEL", "1,4,8").split(separator: ",").compactMap { Int($0) }
-let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../../scripts/testenv").standardized.path
-let dir = "/tmp/accord-s3bench-\(getpid())"
+setvbuf(stdout, nil, _IOLBF, 0)
 
-func run(_ script: String) -> String {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/bin/bash")
-    p.arguments = [scripts + "/" + script, dir]
-    let out = Pipe()
-    p.standardOutput = out
-    try! p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    guard p.terminationStatus == 0 else { fatalError("\(script) failed (\(p.terminationStatus))") }
-    return String(decoding: data, as: UTF8.self)
+// The server's env file (s3-start.sh writes DIR/env): endpoint port, bucket, keys.
+guard CommandLine.arguments.count == 2, let text = try? String(contentsOfFile: CommandLine.arguments[1], encoding: .utf8) else {
+    print("usage: S3Throughput DIR/env   (after scripts/testenv/s3-start.sh DIR)"); exit(2)
 }
-
 var serverEnv: [String: String] = [:]
-for line in run("s3-start.sh").split(separator: "\n") {
+for line in text.split(separator: "\n") {
     if let eq = line.firstIndex(of: "=") { serverEnv[String(line[..<eq])] = String(line[line.index(after: eq)...]) }
 }
-defer { _ = run("s3-stop.sh"); try? FileManager.default.removeItem(atPath: dir) }
 
-// Distinct objects (content-named), made once: a counter in each 4 KiB page.
+// Distinct objects (content-named, xorshift bytes: incompressible), made once.
 let objects: [[UInt8]] = (0..<count).map { i in
     var b = [UInt8](repeating: 0, count: mib << 20)
     var x = UInt64(i) &* 0x9E3779B97F4A7C15 | 1
