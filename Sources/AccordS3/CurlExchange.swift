@@ -76,7 +76,7 @@ final class Exchange {
         case .none: return true
         case .collect(let limit):
             if bytes.isEmpty, let cl = headers["content-length"].flatMap({ Int($0) }) {
-                guard cl <= limit else { failure = .responseTooLarge("GET", limit); return false }
+                guard cl <= limit, cl >= 0 else { failure = .responseTooLarge("GET", limit); return false }
                 bytes.reserveCapacity(cl)
             }
             guard bytes.count + p.count <= limit else { failure = .responseTooLarge("GET", limit); return false }
