@@ -123,12 +123,12 @@ final class S3BackendTests: XCTestCase {
                 let bytes = rng.bytes(Int.random(in: 1...400_000)), n = SHA256Hasher.hash(bytes).hex
                 do {
                     try bytes.withUnsafeBytes { try b.write(.pack, n, $0) }
-                    guard try b.read(.pack, n) == bytes else { failures.value.append("\(n) read back different"); continue }
+                    guard try b.read(.pack, n) == bytes else { failures.withLock { $0.append("\(n) read back different") }; continue }
                     var buf = [UInt8](repeating: 0, count: 64)
                     let got = try buf.withUnsafeMutableBytes { try b.read(.pack, n, at: 0, into: $0) }
-                    guard buf[..<got] == bytes.prefix(64) else { failures.value.append("\(n) range differs"); continue }
-                    names.value[n] = bytes
-                } catch { failures.value.append("\(error)") }
+                    guard buf[..<got] == bytes.prefix(64) else { failures.withLock { $0.append("\(n) range differs") }; continue }
+                    names.withLock { $0[n] = bytes }   // one locked step: `value[n] =` would get and set apart
+                } catch { failures.withLock { $0.append("\(error)") } }
             }
         }
         XCTAssertEqual(failures.value, [])
