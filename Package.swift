@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "accord", targets: ["accord"]),
         .library(name: "AccordCore", targets: ["AccordCore"]),
         .library(name: "AccordEngine", targets: ["AccordEngine"]),
+        .library(name: "AccordS3", targets: ["AccordS3"]),   // for Benchmarks/ (S3Throughput); not in `accord`
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -18,11 +19,14 @@ let package = Package(
         .systemLibrary(name: "CLibdeflate", path: "Sources/CLibdeflate", providers: [.apt(["libdeflate-dev"])]),
         .systemLibrary(name: "CIsal", path: "Sources/CIsal", providers: [.apt(["libisal-dev"])]),
         .systemLibrary(name: "CLibcrypto", path: "Sources/CLibcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .target(name: "CAccordSys"),
         .target(name: "AccordRuntime", dependencies: ["CAccordSys"], exclude: ["README.md"]),
         .target(name: "AccordCore", dependencies: ["CZlib", "CLibdeflate", "CIsal", "CLibcrypto", "AccordRuntime"], exclude: ["README.md", "Store/README.md"]),
         .target(name: "AccordEngine", dependencies: ["AccordCore", "AccordRuntime"], exclude: ["README.md"]),
         .target(name: "AccordSync", dependencies: ["AccordCore", "AccordRuntime"], exclude: ["README.md"]),
+        // Not a dependency of `accord` yet (packaging/check-binary.sh lists the shared libraries it may link).
+        .target(name: "AccordS3", dependencies: ["AccordCore", "AccordRuntime", "CCurl"], exclude: ["README.md"]),
         .target(name: "AccordPlans", dependencies: ["AccordCore", "AccordEngine", "AccordRuntime", .product(name: "Yams", package: "Yams")], exclude: ["README.md"]),
         // Headers only: `accord mount` loads libfuse3 at run time (Sources/CFuse3/shim.h).
         .systemLibrary(name: "CFuse3", path: "Sources/CFuse3", providers: [.apt(["libfuse3-dev"])]),
@@ -39,6 +43,7 @@ let package = Package(
         .testTarget(name: "AccordEngineTests", dependencies: ["AccordTestSupport", "AccordCore", "AccordEngine"]),
         .testTarget(name: "AccordSyncTests", dependencies: ["AccordTestSupport", "AccordCore", "AccordEngine", "AccordSync"]),
         .testTarget(name: "AccordFaultTests", dependencies: ["AccordTestSupport", "AccordCore", "AccordEngine"], exclude: ["Crashers"]),   // read by #filePath
+        .testTarget(name: "AccordS3Tests", dependencies: ["AccordTestSupport", "AccordCore", "AccordS3"]),
         .testTarget(name: "AccordPlansTests", dependencies: ["AccordTestSupport", "AccordCore", "AccordEngine", "AccordPlans"]),
         // The command line as users run it: the tests run the built `accord` (the executable target is a dependency so it is built first).
         .testTarget(name: "accordCLITests", dependencies: ["accord", "AccordTestSupport", "AccordCore"]),

@@ -28,6 +28,12 @@ let package = Package(
             path: "Benchmarks/AccordMicro",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        // A plain program (no benchmark plugin): S3 throughput with N parallel transfers, see its header.
+        .executableTarget(
+            name: "S3Throughput",
+            dependencies: [.product(name: "AccordCore", package: "accord"), .product(name: "AccordS3", package: "accord")],
+            path: "Benchmarks/S3Throughput"
+        ),
     ],
     swiftLanguageModes: [.v5]
 )

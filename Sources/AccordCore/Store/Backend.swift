@@ -2,7 +2,7 @@
 /// written whole and read whole or by range. `LocalBackend` keeps them as
 /// files (FORMAT.md, "Repository layout"); an object store can keep them as keys.
 ///
-/// Contract every backend keeps (`BackendConformanceTests` checks it):
+/// Contract every backend keeps (`BackendConformanceTests` in AccordTestSupport checks it):
 /// - Atomicity: an object appears under its name only complete. A write that
 ///   fails or is interrupted (crash, lost connection) leaves no object under
 ///   its name, or the previous one untouched; never a partial one.
