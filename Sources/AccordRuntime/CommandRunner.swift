@@ -77,6 +77,10 @@ public final class CommandRunner: @unchecked Sendable {
             process.arguments = ["-c", command]
         }
         var env = ProcessInfo.processInfo.environment
+        // A child (a dump command, a hook, ssh) never needs the repository's
+        // passphrase source: an inline secret in a password command must not travel.
+        env.removeValue(forKey: "ACCORD_PASSWORD_FILE")
+        env.removeValue(forKey: "ACCORD_PASSWORD_COMMAND")
         for (k, v) in environment { env[k] = v }
         process.environment = env
         if captureStdout { stdoutPipe = Pipe(); process.standardOutput = stdoutPipe } else { process.standardOutput = FileHandle.nullDevice }

@@ -23,17 +23,19 @@ struct CheckCommand: ParsableCommand {
     var readData = false
     @Option(help: ArgumentHelp("Read only this share of the packs, e.g. 10%.", valueName: "N%"))
     var readDataSubset: String?
-    @Flag(help: "Check an encrypted repository without its key (never ask for a passphrase).")
+    @Flag(help: "Check an encrypted repository without its key (never ask for a passphrase): every file against its name, pack headers against the index; not blob contents or manifests. Without this flag an encrypted repository needs its key.")
     var withoutKey = false
 
     func validate() throws {
         if withoutKey && repo.passwordFile != nil { throw ValidationError("--without-key and --password-file exclude each other") }
     }
 
-    /// The repository, with its key unless `--without-key`, or unless no
-    /// passphrase source is configured and none can be asked for.
+    /// The repository, with its key unless `--without-key`. Never keyless by
+    /// itself: a check that reads no blob must not pass for one that did (a
+    /// DR node without its key configured gets the missing-passphrase error,
+    /// which names --without-key).
     func openRepository() throws -> Repository {
-        if !withoutKey, try repo.keyOrigin() != .prompt || Sys.isTerminal(0) { return try repo.open() }
+        if !withoutKey { return try repo.open() }
         Sys.umask(0o077)
         return try Repository.open(at: repo.path, withoutKey: true)
     }

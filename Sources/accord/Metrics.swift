@@ -185,7 +185,15 @@ struct MetricsFile {
         let dir = parentDirectory(path)
         let dirFD = try Sys.open(dir, O_RDONLY | O_DIRECTORY)
         defer { Sys.close(dirFD) }
-        while flock(dirFD, LOCK_EX) != 0 { if errno != EINTR { throw SystemError(errno: errno, operation: "flock", path: dir) } }
+        // A bounded wait: anyone who can open the directory can flock it, and
+        // a lock held forever must cost the metrics, never the backup.
+        var waited = 0
+        while flock(dirFD, LOCK_EX | LOCK_NB) != 0 {
+            guard errno == EWOULDBLOCK || errno == EINTR else { throw SystemError(errno: errno, operation: "flock", path: dir) }
+            waited += 1
+            guard waited <= 100 else { throw SystemError(errno: EWOULDBLOCK, operation: "flock (held by another process for 10 s)", path: dir) }
+            usleep(100_000)
+        }
         var merged: [String: MetricSample] = [:]
         for s in try readExisting() { merged[s.series] = s }
         for s in updates { merged[s.series] = s }
@@ -197,7 +205,8 @@ struct MetricsFile {
     /// large to be ours is not read (its series are lost, with a warning).
     func readExisting() throws -> [MetricSample] {
         let fd: Int32
-        do { fd = try Sys.open(path, O_RDONLY | O_NOFOLLOW) } catch let e as SystemError where e.isNotFound { return [] }
+        // Non-blocking: a FIFO planted in the directory must not hang the open.
+        do { fd = try Sys.open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) } catch let e as SystemError where e.isNotFound { return [] }
         defer { Sys.close(fd) }
         let st = try Sys.fstat(fd, path: path)
         guard st.isRegular, st.size <= UInt64(MetricsText.maxFileSize) else {

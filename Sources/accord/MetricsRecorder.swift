@@ -80,7 +80,11 @@ final class CommandRecorder {
         var pairs = [("outcome", code == 0 ? "ok" : "failed"), ("exit", String(code)), ("seconds", String(format: "%.3f", duration))]
         // The error as stderr has it, but for the passphrase's: that may quote a
         // password command's stderr, which may hold anything.
-        if let e = failure, !(e is ExitCode) { pairs.append(("error", e is PassphraseError ? "no passphrase (why is on stderr, not logged)" : "\(e)")) }
+        // A key error names its passphrase source (a password file's path): logged as a fixed text.
+        if let e = failure, !(e is ExitCode) {
+            pairs.append(("error", e is PassphraseError ? "no passphrase (why is on stderr, not logged)"
+                                   : e is KeyError ? "the repository's key could not be used (why is on stderr, not logged)" : "\(e)"))
+        }
         step("end", pairs)
         if !dryRun { finish(start: start, end: end, duration: duration, code: code) }
         if let e = failure { throw e }

@@ -41,16 +41,18 @@ enum Passphrase {
         }
     }
 
-    /// The first configured source. `ae5` adds the default key file, even when
-    /// missing: an AE5 backup that creates the repository creates it
-    /// (`RepositoryOptions.open` treats a missing one as no source).
+    /// The first configured source. The node's default key file counts for
+    /// every command when it exists (a DR node keeps the production key there,
+    /// so `check`, `restore`, `ls` open with it from cron too), and for the AE5
+    /// flows even when missing: an AE5 backup that creates the repository
+    /// creates it (`RepositoryOptions.open` treats a missing one as no source).
     static func origin(option: String?, ae5: Bool, settings: () throws -> Settings) throws -> Origin {
         if let f = option { return .option(try checkedPath(f, "--password-file")) }
         if let f = Sys.environment(fileVariable), !f.isEmpty { return .environmentFile(f) }
         if let c = Sys.environment(commandVariable), !c.isEmpty { return .command(c) }
         let s = try settings()
         if let f = s.repository.passwordFile { return .settings(file: f, settings: s.path ?? Settings.path) }
-        if ae5 { return .defaultFile(defaultKeyFile) }
+        if ae5 || pathExists(defaultKeyFile) { return .defaultFile(defaultKeyFile) }
         return .prompt
     }
 
@@ -97,7 +99,7 @@ enum Passphrase {
     static func missingSourceMessage(_ repository: String) -> String {
         "no passphrase for the repository \(repository), and standard input is not a terminal to ask on: "
             + "give --password-file FILE, or set $\(fileVariable) or $\(commandVariable), or `repository: password-file: FILE` in "
-            + "\(Settings.path) (the AE5 flows also read \(defaultKeyFile))"
+            + "\(Settings.path), or put the key in \(defaultKeyFile) (`accord check --without-key` checks without it)"
     }
 
     // MARK: Reading a source
@@ -239,7 +241,9 @@ enum Passphrase {
             throw cannotCreate(path, error)
         }
         defer { try? Sys.unlink(tmp) }
-        do { try Sys.link(existing: Array(tmp.utf8), new: Array(path.utf8)) } catch { throw cannotCreate(path, error) }
+        do { try Sys.link(existing: Array(tmp.utf8), new: Array(path.utf8)) } catch let e as SystemError where e.errno == EEXIST {
+            return   // a concurrent first backup made it a moment ago: its secret is the one
+        } catch { throw cannotCreate(path, error) }
         try? Sys.fsyncDirectory(dir.isEmpty ? "." : dir)
         Sys.writeStderr("""
 
@@ -275,7 +279,7 @@ private func restoreTerminalAndDie(_ sig: Int32) {
 /// a read-only /etc, say).
 private func cannotCreate(_ path: String, _ error: Error) -> PassphraseError {
     .noSource("cannot create the key file \(path) (\(error)): run the first backup where \((path as NSString).deletingLastPathComponent) "
-              + "is writable, or create it yourself, mode 0600, holding a random secret: head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > \(path)")
+              + "is writable, or create it yourself, mode 0600, holding a random secret: (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > \(path))")
 }
 
 enum PassphraseError: Error, CustomStringConvertible {

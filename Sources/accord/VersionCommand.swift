@@ -78,7 +78,7 @@ enum AccordVersion {
         let r = repositoryRead
         return """
         accord \(release)
-        repository format: writes version \(RepositoryConfig.currentVersion), reads versions \(r.lowerBound)-\(r.upperBound); snapshot format \(Snapshot.currentVersion)
+        repository format: writes version \(RepositoryConfig.encryptedVersion) (encrypted, the default) or \(RepositoryConfig.currentVersion) (--encryption none), reads versions \(r.lowerBound)-\(r.upperBound); snapshot format \(Snapshot.currentVersion)
         sync protocol: version \(Frame.protocolVersion)
         built with Swift \(swift) for \(os) \(arch), commit \(commit ?? "unknown")\(libc.map { "; running on \($0)" } ?? "")
         """
@@ -88,7 +88,7 @@ enum AccordVersion {
     static var json: [String: Any] {
         var o: [String: Any] = [
             "version": release,
-            "repository_format": ["writes": RepositoryConfig.currentVersion, "reads": Array(repositoryRead)],
+            "repository_format": ["writes": RepositoryConfig.encryptedVersion, "writes_plain": RepositoryConfig.currentVersion, "reads": Array(repositoryRead)],
             "snapshot_format": Snapshot.currentVersion,
             "sync_protocol": Int(Frame.protocolVersion),
             "build": ["swift": swift, "os": os, "arch": arch, "commit": commit ?? NSNull()] as [String: Any],

@@ -205,3 +205,49 @@ final class DamagedKeyFileTests: DumpBackupTestCase {
         }
     }
 }
+
+/// What a hostile sync client or a local writer can do to `keys/`: plant key
+/// files of another master under a known passphrase, fill the directory, or
+/// swap the config for a plain one beside the key files. None locks the owner out
+/// or opens a plain door.
+final class HostileKeyFileTests: DumpBackupTestCase {
+    override class var key: KeySource? { engineTestKey }
+
+    func testAPlantedKeyFileOfAnotherMasterIsSkippedAndTheRealOneOpens() throws {
+        let r = try open()
+        let secret = Array(hexString(Crypto.randomBytes(32)).utf8)
+        let real = try r.addKey(passphrase: secret)
+        // Who knows the secret wraps a master of their own under it, for this repository id.
+        for _ in 0..<3 {
+            let fake = try KeyFile.create(master: Crypto.randomBytes(32), passphrase: secret, repository: r.config.id)
+            let bytes = try fake.encode()
+            try TreeBuilder.write(Array((repo + "/keys/" + KeyID(hashing: bytes).hex).utf8), bytes, mode: 0o600)
+        }
+        XCTAssertEqual(try Repository.open(at: repo, key: .fixed(secret)).usedKey, real)
+        try FileManager.default.removeItem(atPath: repo + "/keys/" + real.hex)
+        XCTAssertThrowsError(try Repository.open(at: repo, key: .fixed(secret))) { XCTAssertTrue("\($0)".contains("MAC"), "\($0)") }
+    }
+
+    func testARepositoryHoldsAtMost32KeyFiles() throws {
+        let r = try open()
+        while try r.keyFiles().count < Repository.maxKeyFiles {
+            try r.addKey(passphrase: Array(hexString(Crypto.randomBytes(32)).utf8))
+        }
+        XCTAssertThrowsError(try r.addKey(passphrase: Array(hexString(Crypto.randomBytes(32)).utf8))) {
+            XCTAssertTrue("\($0)".contains("32"), "\($0)")
+        }
+        let extra = try KeyFile.create(master: r.crypto!.master, passphrase: Array(hexString(Crypto.randomBytes(32)).utf8), repository: r.config.id)
+        XCTAssertThrowsError(try r.storeKeyFile(try extra.encode()), "a sync server must refuse a 33rd key file")
+        XCTAssertNoThrow(try Repository.open(at: repo, key: key), "the first key file still opens behind 31 others")
+    }
+
+    func testAPlainConfigBesideKeyFilesIsRefusedEvenWithoutAKeyConfigured() throws {
+        let configPath = repo + "/config"
+        var json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(try TreeBuilder.read(Array(configPath.utf8)))) as? [String: Any])
+        json["version"] = 2
+        json.removeValue(forKey: "encryption"); json.removeValue(forKey: "mac")
+        try TreeBuilder.write(Array(configPath.utf8), Array(try JSONSerialization.data(withJSONObject: json)))
+        XCTAssertThrowsError(try Repository.open(at: repo)) { XCTAssertTrue("\($0)".contains("key file"), "\($0)") }
+        XCTAssertThrowsError(try Repository.open(at: repo, key: .fixed([1], explicit: false)))
+    }
+}

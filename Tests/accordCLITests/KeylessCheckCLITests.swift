@@ -26,11 +26,17 @@ final class KeylessCheckCLITests: AccordTestCase {
         try makeRepository()
         let withKey = try accordOK(["check", "-d", repo, "--read-data"])
         XCTAssertFalse(withKey.stdout.contains("without the repository's key"), withKey.stdout)
-        for (args, env) in [(["--without-key"], [String: String]()), ([], noSource)] {
+        for (args, env) in [(["--without-key"], [String: String]()), (["--without-key"], noSource)] {
             let r = try accordOK(["check", "-d", repo, "--read-data"] + args, environment: env)
             XCTAssertTrue(r.stdout.contains("checked without the repository's key; not checked:"), "\(args): \(r.stdout)")
             XCTAssertTrue(r.stdout.contains("manifests") && r.stdout.contains("no errors found"), "\(args): \(r.stdout)")
         }
+        // Without the flag and without a key source, check never passes keyless by itself:
+        // a check that read no blob must not look like one that did.
+        let silent = try accord(["check", "-d", repo, "--read-data"], environment: noSource)
+        XCTAssertEqual(silent.status, 1, "\(silent)")
+        XCTAssertTrue(silent.stderr.contains("--without-key") || silent.stderr.contains("--password-file"), silent.stderr)
+        XCTAssertFalse(silent.stdout.contains("no errors found"), silent.stdout)
         let both = try accord(["check", "-d", repo, "--without-key", "--password-file", scratch.sub("x")])
         XCTAssertFalse(both.ok)
         XCTAssertTrue(both.stderr.contains("--without-key and --password-file exclude each other"), both.stderr)
@@ -43,7 +49,7 @@ final class KeylessCheckCLITests: AccordTestCase {
         var b = try Files.read(path)
         b[b.count - 3] ^= 0x40
         try Files.write(path, b, mode: 0o600)
-        for (args, env) in [([String](), [String: String]()), (["--without-key"], [:]), ([], noSource)] {
+        for (args, env) in [([String](), [String: String]()), (["--without-key"], [:]), (["--without-key"], noSource)] {
             let r = try accord(["check", "-d", repo] + args, environment: env)
             XCTAssertEqual(r.status, 1, "\(args) \(env): \(r)")
             XCTAssertTrue(r.stderr.contains("snapshot \(name)"), "\(args) \(env): \(r.stderr)")

@@ -8,7 +8,7 @@ import AccordTestSupport
 /// code's own constants, and nothing touched on disk.
 final class VersionTests: AccordTestCase {
     struct VersionJSON: Decodable {
-        struct Formats: Decodable { var writes: Int; var reads: [Int] }
+        struct Formats: Decodable { var writes: Int; var writes_plain: Int; var reads: [Int] }
         struct Build: Decodable { var swift: String; var os: String; var arch: String; var commit: String? }
         var version: String
         var repository_format: Formats
@@ -26,7 +26,7 @@ final class VersionTests: AccordTestCase {
         XCTAssertNotNil(first.range(of: #"^accord [0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$"#, options: .regularExpression),
                         "the first line is not `accord MAJOR.MINOR.PATCH`:\n\(r)")
         let reads = RepositoryConfig.readableVersions
-        XCTAssertTrue(r.stdout.contains("writes version \(RepositoryConfig.currentVersion), reads versions \(reads.lowerBound)-\(reads.upperBound)"),
+        XCTAssertTrue(r.stdout.contains("writes version \(RepositoryConfig.encryptedVersion) (encrypted, the default) or \(RepositoryConfig.currentVersion) (--encryption none), reads versions \(reads.lowerBound)-\(reads.upperBound)"),
                       "the repository format versions are not RepositoryConfig's:\n\(r)")
         XCTAssertTrue(r.stdout.contains("snapshot format \(Snapshot.currentVersion)"), "\(r)")
         XCTAssertNotNil(r.stdout.range(of: #"\nsync protocol: version [0-9]+\n"#, options: .regularExpression), "\(r)")
@@ -52,7 +52,8 @@ final class VersionTests: AccordTestCase {
         let r = try accordOK("version", "--json")
         let v = try JSONDecoder().decode(VersionJSON.self, from: Data(r.stdoutBytes))
         XCTAssertTrue(text.hasPrefix("accord \(v.version)\n"), "--json names another release:\n\(r)\n\(text)")
-        XCTAssertEqual(v.repository_format.writes, RepositoryConfig.currentVersion)
+        XCTAssertEqual(v.repository_format.writes, RepositoryConfig.encryptedVersion)
+        XCTAssertEqual(v.repository_format.writes_plain, RepositoryConfig.currentVersion)
         XCTAssertEqual(v.repository_format.reads, Array(RepositoryConfig.readableVersions))
         XCTAssertEqual(v.snapshot_format, Snapshot.currentVersion)
         XCTAssertTrue(text.contains("sync protocol: version \(v.sync_protocol)\n"), "\(r)")

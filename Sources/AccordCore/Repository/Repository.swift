@@ -138,6 +138,10 @@ public final class Repository: @unchecked Sendable {
         for d in layout.subdirectories { try Sys.mkdir(d, mode: 0o700) }
         guard config.isEncrypted else {
             if let key, key.explicit { throw KeyError.plainRepository(path, source: key.description) }
+            // A plain repository never has key files: a plain config beside them was put there.
+            if let keys = try? LocalBackend(layout: layout).list(.key), !keys.isEmpty {
+                throw KeyError.plainRepository(path, source: "keys/ holds \(keys.count) key file(s), which only an encrypted repository has")
+            }
             return Repository(layout: layout, config: config)
         }
         if withoutKey { return Repository(layout: layout, config: config) }

@@ -23,39 +23,55 @@ public struct KeySource: Sendable {
 
 /// Key files: unlocking an encrypted repository, and `accord key`.
 extension Repository {
-    /// At most this many key files are tried when opening (each costs one
-    /// scrypt): a repository stuffed with key files cannot stall an open.
-    public static let maxKeyFilesTried = 16
+    /// A repository holds at most this many key files: `key add` and a sync
+    /// server refuse more, so a hostile sync client cannot bury the real ones.
+    public static let maxKeyFiles = 32
+    /// The scrypt work an open may spend, in units of N·r·p: 32 key files
+    /// of the default cost (2^17 · 8). Key files are tried cheapest first, so
+    /// a file of the default cost is reached even behind 31 others.
+    public static let unlockWorkBudget: UInt64 = 32 << 20
 
-    /// Reads the key files and unwraps the master key with `key`'s
-    /// passphrase, then checks the config's MAC under it.
+    /// Reads the key files and unwraps the master key with `key`'s passphrase,
+    /// then checks the config's MAC under it. Key files are tried cheapest
+    /// first (a machine secret's HKDF files before any scrypt), never by their
+    /// self-declared `created`, within `unlockWorkBudget`; a file that is
+    /// damaged, or unwraps a master key the config's MAC rejects (a key of
+    /// another master planted by whoever knows the passphrase), is named and
+    /// skipped, not the end of the open.
     static func unlock(layout: RepositoryLayout, config: RepositoryConfig, key: KeySource) throws -> (RepositoryCrypto, KeyID) {
         let backend = LocalBackend(layout: layout)
         var damaged: [String] = []
-        let files = try readKeyFiles(backend) { name, e in damaged.append("\(name.prefix(8)): \(e)") }.filter { $0.file.repository == config.id }
+        let files = try readKeyFiles(backend) { name, e in damaged.append("\(name.prefix(8)): \(e)") }
+            .filter { $0.file.repository == config.id }
+            .sorted { (cost($0.file), $0.id.hex) < (cost($1.file), $1.id.hex) }
         guard !files.isEmpty else { throw KeyError.noKeyFiles(layout.root) }
         let passphrase = try key.passphrase()
-        var tried = 0
-        for (id, file) in files.prefix(maxKeyFilesTried) {
+        var tried = 0, spent: UInt64 = 0, macRejected: [String] = []
+        for (id, file) in files {
+            spent += cost(file)
+            guard spent <= unlockWorkBudget || tried == 0 else { break }
             tried += 1
             let master: [UInt8]
-            // A damaged key file (a salt or seal that does not decode) is one
-            // key lost, not a repository locked: the next key file is tried.
             do { master = try file.unwrap(passphrase: passphrase) } catch KeyError.wrongPassphrase { continue } catch {
                 damaged.append("\(id.short): \(error)")
                 continue
             }
             let crypto = RepositoryCrypto(master: master, repositoryID: ID(hex: config.id)?.bytes ?? [])
             guard let mac = config.mac, Crypto.constantTimeEqual(Array(mac.utf8), Array(crypto.configMAC(config).utf8)) else {
-                throw KeyError.configMAC(layout.configPath)
+                macRejected.append(id.short)
+                continue
             }
             return (crypto, id)
         }
+        if !macRejected.isEmpty { throw KeyError.configMAC(layout.configPath + " (under the key of key file(s) " + macRejected.joined(separator: ", ") + ")") }
         if !damaged.isEmpty {
             throw KeyError.noKeyOpens(layout.root, tried: tried, source: key.description + "; damaged key files: " + damaged.joined(separator: "; "))
         }
         throw KeyError.noKeyOpens(layout.root, tried: tried, source: key.description)
     }
+
+    /// What trying a key file costs, in units of N·r·p (an HKDF file: 0).
+    static func cost(_ f: KeyFile) -> UInt64 { f.kdf.algorithm == KeyFile.machineKDF ? 0 : f.kdf.N &* f.kdf.r &* f.kdf.p }
 
     /// Every readable key file (verified against its name), sorted by creation time.
     static func readKeyFiles(_ backend: LocalBackend, onError: (String, Error) -> Void = { _, _ in }) throws -> [(id: KeyID, file: KeyFile)] {
@@ -71,7 +87,7 @@ extension Repository {
                 out.append((id, try KeyFile.decode(bytes, name: backend.describe(.key, name))))
             } catch { onError(name, error) }
         }
-        return out.sorted { ($0.1.created, $0.0.hex) < ($1.1.created, $1.0.hex) }
+        return out.sorted { ($0.1.created, $0.0.hex) < ($1.1.created, $1.0.hex) }   // for listing; unlock orders by cost
     }
 
     /// The repository's key files; unreadable ones go to `onError`.
@@ -91,9 +107,18 @@ extension Repository {
         let crypto = try requireKey()
         let bytes = try KeyFile.create(master: crypto.master, passphrase: passphrase, repository: config.id).encode()
         let id = KeyID(hashing: bytes)
+        try requireRoomForKey()
         try Sys.mkdir(layout.keyDirectory, mode: 0o700)
         try bytes.withUnsafeBytes { try backend.write(.key, id.hex, $0) }
         return id
+    }
+
+    /// Refuses a new key file when `keys/` holds `maxKeyFiles` already.
+    func requireRoomForKey() throws {
+        let n = try backend.list(.key).count
+        guard n < Self.maxKeyFiles else {
+            throw KeyError.corrupt("repository \(layout.root) holds \(n) key files, the most a repository may (\(Self.maxKeyFiles)): remove unused ones first (`accord key remove`)")
+        }
     }
 
     /// Resolves a key file id or unique prefix.
@@ -121,7 +146,10 @@ extension Repository {
         let file = try KeyFile.decode(bytes, name: "key file \(id.short)")
         guard file.repository == config.id else { throw KeyError.unreadable(id.short, "it belongs to repository \(file.repository.prefix(8)), not \(config.id.prefix(8))") }
         try Sys.mkdir(layout.keyDirectory, mode: 0o700)
-        if (try? backend.size(.key, id.hex)) == nil { try bytes.withUnsafeBytes { try backend.write(.key, id.hex, $0) } }
+        if (try? backend.size(.key, id.hex)) == nil {
+            try requireRoomForKey()
+            try bytes.withUnsafeBytes { try backend.write(.key, id.hex, $0) }
+        }
         return id
     }
 
