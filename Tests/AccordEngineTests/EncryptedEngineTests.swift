@@ -111,7 +111,7 @@ final class EncryptedRepositoryTests: DumpBackupTestCase {
         try TreeBuilder.write(Array((root + "/b").utf8), b)
         let result = try backupTree(root)
         let r = try open()
-        let ia = r.blobID(of: a.withUnsafeBytes { $0 }), ib = try XCTUnwrap(Optional(b.withUnsafeBytes { r.blobID(of: $0) }))
+        let ia = a.withUnsafeBytes { r.blobID(of: $0) }, ib = b.withUnsafeBytes { r.blobID(of: $0) }
         let la = try XCTUnwrap(r.index.lookup(ia)), lb = try XCTUnwrap(r.index.lookup(ib))
         XCTAssertEqual(la.storedLength, lb.storedLength, "test setup: equal stored sizes")
         // Swap the two blobs' stored bytes inside their pack(s).
