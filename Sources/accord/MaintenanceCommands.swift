@@ -43,7 +43,10 @@ struct ForgetCommand: ParsableCommand {
         lockWait.apply()
         try monitor.record(repository: repo.path) { rec in
             var object = try rec.phase("forget", plan: plan, dryRun: dryRun) { try forget(rec) }
-            if prune && !dryRun { object["prune"] = PruneCommand.jsonObject(try PruneCommand.prune(repo, maxUnused: 10, dryRun: false, json: json, rec), dryRun: false) }
+            if prune && !dryRun {
+                let report = try PruneCommand.prune(repo, maxUnused: 10, dryRun: false, json: json, rec)
+                object["prune"] = PruneCommand.jsonObject(report, dryRun: false)
+            }
             if json { print(jsonLine(object)) }
         }
     }
@@ -54,7 +57,7 @@ struct ForgetCommand: ParsableCommand {
         var warnings: [String] = []
         let note = { (m: String) in warn(m); warnings.append(escapedText(m)) }
         let say = { (line: String) in if !json { print(line) } }
-        return try withLock(repository, exclusive: true, command: "forget") {
+        return try withLock(repository, exclusive: true, command: "forget") { () -> [String: Any] in
             let all = try repository.snapshots { id, e in note("snapshot \(id.short) is unreadable: \(e)") }
             var remove: [SnapshotID] = [], listed: [[String: Any]] = []
             if !snapshots.isEmpty {
@@ -135,7 +138,7 @@ struct PruneCommand: ParsableCommand {
             var o = PruneOptions()
             o.maxUnusedPercent = maxUnused
             o.dryRun = dryRun
-            o.log = json ? { Sys.writeStderr("prune: \(escapedText($0))\n") } : { print($0) }
+            if json { o.log = { Sys.writeStderr("prune: \(escapedText($0))\n") } } else { o.log = { print($0) } }
             return try Prune(repository: repository, options: o).run()
         }
         rec.set("accord_prune_freed_bytes", Double(report.bytesFreed))

@@ -209,7 +209,7 @@ public final class RepositoryLock: @unchecked Sendable {
                 guard left > 0 else { throw RepositoryError.locked(retryFor > 0 ? "\(why) (waited \(Int(retryFor.rounded())) s, --retry-lock)" : why) }
                 let locks = (try? list(layout)) ?? []
                 if exclusive, locks.contains(where: { $0.info == nil }) { throw RepositoryError.locked(why) }
-                let holders = locks.compactMap(\.info).filter { ($0.exclusive || exclusive) && !$0.isStale() }
+                let holders = locks.compactMap { $0.info }.filter { ($0.exclusive || exclusive) && !$0.isStale() }
                 for h in holders where announced.insert(h.summary).inserted {
                     waiting("repository \(layout.root) is held by a \(h.summary); waiting up to \(Int(left.rounded(.up))) s more for it (--retry-lock)")
                 }
