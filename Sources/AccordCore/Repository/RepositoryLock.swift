@@ -211,7 +211,7 @@ public final class RepositoryLock: @unchecked Sendable {
                 if exclusive, locks.contains(where: { $0.info == nil }) { throw RepositoryError.locked(why) }
                 let holders = locks.compactMap { $0.info }.filter { ($0.exclusive || exclusive) && !$0.isStale() }
                 for h in holders where announced.insert(h.summary).inserted {
-                    waiting("repository \(layout.root) is held by a \(h.summary); waiting up to \(Int(left.rounded(.up))) s more for it (--retry-lock)")
+                    waiting("repository \(layout.root) is held: \(h.summary); waiting up to \(Int(left.rounded(.up))) s more for it (--retry-lock)")
                 }
                 Thread.sleep(forTimeInterval: min(pause, left))
                 pause = min(pause * 2, 15)
