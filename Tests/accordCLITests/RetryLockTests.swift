@@ -84,6 +84,24 @@ final class RetryLockTests: AccordTestCase {
         XCTAssertEqual(try Sys.listDirectory(repo + "/locks"), [], "the backup left its lock")
     }
 
+    func testRestoreAndSyncWaitForAnExclusiveHolderToo() throws {
+        try repositoryWithASnapshot()
+        let sleeper = try holder()
+        defer { sleeper.kill(); _ = sleeper.finish() }
+        let target = scratch.sub("target"), dr = scratch.sub("dr")
+        for args in [["restore", "-d", repo, "latest", "--target", target], ["sync", "-d", repo, "--to", dr]] {
+            try writeLock("held", exclusive: true, pid: sleeper.pid, command: "prune")
+            XCTAssertEqual(try accord(args).status, 1, "\(args) ran beside a live exclusive lock")
+            let (waiting, said) = try startWaiting(args + ["--retry-lock", "2m"])
+            XCTAssertTrue(waiting.isRunning && said.contains("pid \(sleeper.pid)"), "\(args) --retry-lock did not wait: \(said)\n\(waiting.finish())")
+            try FileManager.default.removeItem(atPath: repo + "/locks/held")
+            let r = waiting.finish()
+            XCTAssertEqual(r.status, 0, "\(r)")
+        }
+        XCTAssertEqual(try String(contentsOfFile: target + src + "/f", encoding: .utf8), "some bytes")
+        XCTAssertEqual(snapshotNames(dr), snapshotNames())
+    }
+
     func testRetryLockWaitsUntilTheHolderProcessEnds() throws {
         try repositoryWithASnapshot()
         let sleeper = try holder()
