@@ -15,6 +15,8 @@ public struct PlanRestoreOptions {
     /// while finding the latest, a path the pre-restore snapshot could not read
     /// (from the backup's threads, hence `@Sendable`).
     public var warn: @Sendable (String) -> Void = { _ in }
+    /// Seconds to wait for a live holder of a conflicting lock (`--retry-lock`); 0 fails at once.
+    public var retryLock: Double = 0
     public init() {}
 }
 
@@ -44,7 +46,8 @@ public final class PlanRestore {
     /// for the whole run (taken here): a second plan restore or a prune must
     /// not run beside it, and the pre-restore snapshot is taken under it too.
     public static func run(plan: Plan, repository: Repository, snapshot: String?, options: PlanRestoreOptions) throws {
-        let lock = try RepositoryLock.acquire(repository.layout, exclusive: true, command: "restore \(plan.name)", warn: options.warn)
+        let lock = try RepositoryLock.acquire(repository.layout, exclusive: true, command: "restore \(plan.name)", retryFor: options.retryLock,
+                                              waiting: options.warn, warn: options.warn)
         defer { lock.release() }
         let root = repository.layout.root
         let id: SnapshotID, s: Snapshot

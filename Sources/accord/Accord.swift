@@ -108,6 +108,7 @@ struct Legacy: ParsableCommand {
     var snapshot: String?
     @OptionGroup var syncOptions: SyncOptions
     @OptionGroup var monitor: MonitorOptions
+    @OptionGroup var lockWait: LockWaitOptions
 
     func validate() throws {
         guard let a = action else {
@@ -130,6 +131,7 @@ struct Legacy: ParsableCommand {
             return
         }
         let name = plan ?? (reposOnly ? "ae5-repos" : "ae5")
+        lockWait.apply()
         if a == "backup" {
             try monitor.record(repository: repo.path) { rec in try legacyBackup(name, rec) }
         } else { try legacyRestore(try Plan.load(name)) }
@@ -288,12 +290,15 @@ func printOut(_ s: String) {
     print(s)
 }
 
-/// Takes the repository lock for the length of `body`.
+/// Takes the repository lock for the length of `body`, waiting up to the
+/// command's `--retry-lock` (`LockWait`) for a live holder.
 /// Readers (`readOnly`) go on without a lock when none can be written (full or
 /// read-only disk): they change nothing, and a restore is what a full disk needs.
 func withLock<T>(_ repo: Repository, exclusive: Bool = false, readOnly: Bool = false, command: String, _ body: () throws -> T) throws -> T {
     let lock: RepositoryLock
-    do { lock = try RepositoryLock.acquire(repo.layout, exclusive: exclusive, command: command, warn: warn) } catch let e as SystemError where readOnly && (e.isNoSpace || e.errno == 30 /* EROFS */) {
+    do {
+        lock = try RepositoryLock.acquire(repo.layout, exclusive: exclusive, command: command, retryFor: LockWait.seconds, waiting: LockWait.say, warn: warn)
+    } catch let e as SystemError where readOnly && (e.isNoSpace || e.errno == 30 /* EROFS */) {
         warn("cannot write a lock file in \(repo.layout.lockDirectory) (\(e)); continuing without a lock, as `\(command)` only reads")
         return try body()
     }

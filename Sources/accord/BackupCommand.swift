@@ -52,6 +52,7 @@ struct BackupCommand: ParsableCommand {
     @OptionGroup var repo: RepositoryOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var monitor: MonitorOptions
+    @OptionGroup var lockWait: LockWaitOptions
     @Option(name: .long, help: "Tag the snapshot (repeatable).")
     var tag: [String] = []
     @Option(name: .long, help: ArgumentHelp("Skip paths matching a glob; with '/' it matches the absolute path, else the file name (repeatable).", valueName: "PATTERN"))
@@ -98,6 +99,7 @@ struct BackupCommand: ParsableCommand {
     }
 
     func run() throws {
+        lockWait.apply()
         try monitor.record(repository: repo.path) { rec in try rec.phase("backup", plan: planLabel(plan)) { try backup(rec) } }
     }
 

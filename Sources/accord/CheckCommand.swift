@@ -19,6 +19,9 @@ struct CheckCommand: ParsableCommand {
     @OptionGroup var repo: RepositoryOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var monitor: MonitorOptions
+    @OptionGroup var lockWait: LockWaitOptions
+    @Flag(help: "Print one JSON object on stdout: counts, errors, notes (schema in README.md); human text and progress are left out.")
+    var json = false
     @Flag(help: "Read every blob, inflate it and verify its SHA-256.")
     var readData = false
     @Option(help: ArgumentHelp("Read only this share of the packs, e.g. 10%.", valueName: "N%"))
@@ -40,7 +43,10 @@ struct CheckCommand: ParsableCommand {
         return try Repository.open(at: repo.path, withoutKey: true)
     }
 
-    func run() throws { try monitor.record(repository: repo.path) { rec in try rec.phase("check") { try check(rec) } } }
+    func run() throws {
+        lockWait.apply()
+        try monitor.record(repository: repo.path) { rec in try rec.phase("check") { try check(rec) } }
+    }
 
     func check(_ rec: CommandRecorder) throws {
         let repository = try openRepository()
@@ -52,9 +58,18 @@ struct CheckCommand: ParsableCommand {
             }
             options.readDataPercent = p
         }
-        options.progress = output.makeProgress("check")
+        options.progress = json ? nil : output.makeProgress("check")
         let report = try withLock(repository, readOnly: true, command: "check") { try Check(repository: repository, options: options).run() }
         rec.record(check: report)
+        if json { print(Self.json(report, readData: options.readData)) } else { printText(report, readData: options.readData) }
+        if !report.ok {
+            Sys.writeStderr("check failed: \(report.errors.count) problem(s) in \(repo.path)\n")
+            throw ExitCode(1)
+        }
+        if !output.quiet && !json { print("no errors found") }
+    }
+
+    func printText(_ report: CheckReport, readData: Bool) {
         // Notes and errors may quote names from snapshots: escaped, one line each.
         for n in report.notes where !output.quiet { print("note: \(escapedText(n))") }
         for e in report.errors { Sys.writeStderr("error: \(escapedText(e))\n") }
@@ -65,13 +80,15 @@ struct CheckCommand: ParsableCommand {
         }
         if !output.quiet {
             print("checked \(report.snapshots) snapshots, \(report.packs) packs, \(report.blobs) blobs"
-                  + (options.readData ? ", read \(formatBytes(report.bytesRead))" : ""))
+                  + (readData ? ", read \(formatBytes(report.bytesRead))" : ""))
         }
-        if !report.ok {
-            Sys.writeStderr("check failed: \(report.errors.count) problem(s) in \(repo.path)\n")
-            throw ExitCode(1)
-        }
-        if !output.quiet { print("no errors found") }
+    }
+
+    /// `check --json`: one object (schema in README.md, "Looking inside"); texts escaped as in the text output.
+    static func json(_ r: CheckReport, readData: Bool) -> String {
+        jsonLine(["message_type": "check", "ok": r.ok, "snapshots": r.snapshots, "packs": r.packs, "blobs": r.blobs,
+                  "read_data": readData, "bytes_read": r.bytesRead, "errors": r.errors.map(escapedText),
+                  "notes": r.notes.map(escapedText), "not_checked": r.notChecked.map(escapedText)])
     }
 }
 

@@ -26,6 +26,8 @@ struct ForgetCommand: ParsableCommand {
     @Option(help: "Only consider snapshots of this plan.") var plan: String?
     @Flag(help: "Show what would be removed, remove nothing.") var dryRun = false
     @Flag(help: "Run prune afterwards.") var prune = false
+    @OptionGroup var lockWait: LockWaitOptions
+    @Flag(help: "Print one JSON object on stdout: every decision with its reasons, what was removed, warnings (schema in README.md).") var json = false
     @Argument(help: "Snapshots to forget explicitly (ids or prefixes).") var snapshots: [String] = []
 
     func validate() throws {
@@ -38,20 +40,32 @@ struct ForgetCommand: ParsableCommand {
     }
 
     func run() throws {
+        lockWait.apply()
         try monitor.record(repository: repo.path) { rec in
-            try rec.phase("forget", plan: plan, dryRun: dryRun) { try forget(rec) }
-            if prune && !dryRun { try PruneCommand.prune(repo, maxUnused: 10, dryRun: false, rec) }
+            var object = try rec.phase("forget", plan: plan, dryRun: dryRun) { try forget(rec) }
+            if prune && !dryRun {
+                let report = try PruneCommand.prune(repo, maxUnused: 10, dryRun: false, json: json, rec)
+                object["prune"] = PruneCommand.jsonObject(report, dryRun: false)
+            }
+            if json { print(jsonLine(object)) }
         }
     }
 
-    func forget(_ rec: CommandRecorder) throws {
+    /// Forgets, printing each decision (unless --json); returns the `--json` object (schema in README.md).
+    func forget(_ rec: CommandRecorder) throws -> [String: Any] {
         let repository = try repo.open()
-        try withLock(repository, exclusive: true, command: "forget") {
-            let all = try repository.snapshots { id, e in warn("snapshot \(id.short) is unreadable: \(e)") }
-            var remove: [SnapshotID] = []
+        var warnings: [String] = []
+        let note = { (m: String) in warn(m); warnings.append(escapedText(m)) }
+        let say = { (line: String) in if !json { print(line) } }
+        return try withLock(repository, exclusive: true, command: "forget") { () -> [String: Any] in
+            let all = try repository.snapshots { id, e in note("snapshot \(id.short) is unreadable: \(e)") }
+            var remove: [SnapshotID] = [], listed: [[String: Any]] = []
             if !snapshots.isEmpty {
-                remove = try snapshots.map { try repository.resolveSnapshot($0, warn: warn) }
-                for id in remove { print("remove \(id.short) (named)") }
+                remove = try snapshots.map { try repository.resolveSnapshot($0, warn: note) }
+                for id in remove {
+                    say("remove \(id.short) (named)")
+                    if let s = all.first(where: { $0.id == id }) { listed.append(Self.jsonObject(id, s.snapshot, keep: false, reasons: ["named"], suspect: false)) }
+                }
             } else {
                 var policy = RetentionPolicy()
                 policy.last = keepLast; policy.hourly = keepHourly; policy.daily = keepDaily
@@ -59,19 +73,29 @@ struct ForgetCommand: ParsableCommand {
                 let decisions = Forget.decide(all, policy: policy, plan: plan)
                 for d in decisions {
                     let line = "\(d.id.short)  \(d.snapshot.time.short)  \(escapedText(d.snapshot.host))  \(escapedText(d.snapshot.plan))"
-                    if d.keep { print("keep   \(line)  (\(d.reasons.joined(separator: ", ")))") } else { print("remove \(line)"); remove.append(d.id) }
+                    if d.keep { say("keep   \(line)  (\(d.reasons.joined(separator: ", ")))") } else { say("remove \(line)"); remove.append(d.id) }
+                    listed.append(Self.jsonObject(d.id, d.snapshot, keep: d.keep, reasons: d.reasons, suspect: d.suspect))
                 }
                 for d in decisions where d.suspect {
-                    warn("snapshot \(d.id.short) is dated \(d.snapshot.time.short) UTC, in the future: kept as suspect and counted by no --keep rule; "
+                    note("snapshot \(d.id.short) is dated \(d.snapshot.time.short) UTC, in the future: kept as suspect and counted by no --keep rule; "
                          + "check the clock of host \(escapedText(d.snapshot.host)), and remove it with `accord forget \(d.id.short)` if it is not genuine")
                 }
             }
-            if dryRun { print("dry run: \(remove.count) snapshot(s) would be removed"); return }
+            let object: [String: Any] = ["message_type": "forget", "dry_run": dryRun, "snapshots": listed, "removed": remove.map(\.hex),
+                                         "kept": listed.filter { $0["keep"] as? Bool == true }.count, "warnings": warnings]
+            if dryRun { say("dry run: \(remove.count) snapshot(s) would be removed"); return object }
             try Forget.remove(remove, from: repository)
             rec.set("accord_forget_removed_snapshots", Double(remove.count))
             rec.step("removed", [("snapshots", String(remove.count))])
-            print("removed \(remove.count) snapshot(s)")
+            say("removed \(remove.count) snapshot(s)")
+            return object
         }
+    }
+
+    /// One snapshot's decision in `forget --json`.
+    static func jsonObject(_ id: SnapshotID, _ s: Snapshot, keep: Bool, reasons: [String], suspect: Bool) -> [String: Any] {
+        ["id": id.hex, "short_id": id.short, "time": s.time.rfc3339, "host": escapedText(s.host), "plan": escapedText(s.plan),
+         "tags": s.tags.map(escapedText), "keep": keep, "reasons": reasons, "suspect": suspect]
     }
 }
 
@@ -83,6 +107,8 @@ struct PruneCommand: ParsableCommand {
     @OptionGroup var monitor: MonitorOptions
     @Option(help: ArgumentHelp("Repack packs with more than this share unused.", valueName: "PERCENT")) var maxUnused: String = "10%"
     @Flag(help: "Show what would be done, change nothing.") var dryRun = false
+    @OptionGroup var lockWait: LockWaitOptions
+    @Flag(help: "Print one JSON object on stdout: packs and bytes removed and repacked (schema in README.md); prune's log goes to stderr.") var json = false
 
     func validate() throws {
         let text = maxUnused.hasSuffix("%") ? String(maxUnused.dropLast()) : maxUnused
@@ -90,29 +116,45 @@ struct PruneCommand: ParsableCommand {
     }
 
     func run() throws {
+        lockWait.apply()
         let p = Double(maxUnused.hasSuffix("%") ? String(maxUnused.dropLast()) : maxUnused)!   // validate() checked it
-        try monitor.record(repository: repo.path) { rec in try Self.prune(repo, maxUnused: p, dryRun: dryRun, rec) }
+        try monitor.record(repository: repo.path) { rec in
+            let report = try Self.prune(repo, maxUnused: p, dryRun: dryRun, json: json, rec)
+            if json { print(jsonLine(Self.jsonObject(report, dryRun: dryRun))) }
+        }
     }
 
     /// Runs prune as the phase "prune" of `rec` (also after `forget --prune`).
-    static func prune(_ repo: RepositoryOptions, maxUnused: Double, dryRun: Bool, _ rec: CommandRecorder) throws {
-        try rec.phase("prune", dryRun: dryRun) { try prune(repo, maxUnused: maxUnused, dryRun: dryRun, recordingTo: rec) }
+    /// With `json` its log goes to stderr and its summary is left to the caller.
+    @discardableResult
+    static func prune(_ repo: RepositoryOptions, maxUnused: Double, dryRun: Bool, json: Bool, _ rec: CommandRecorder) throws -> PruneReport {
+        try rec.phase("prune", dryRun: dryRun) { try prune(repo, maxUnused: maxUnused, dryRun: dryRun, json: json, recordingTo: rec) }
     }
 
-    private static func prune(_ repo: RepositoryOptions, maxUnused: Double, dryRun: Bool, recordingTo rec: CommandRecorder) throws {
+    private static func prune(_ repo: RepositoryOptions, maxUnused: Double, dryRun: Bool, json: Bool, recordingTo rec: CommandRecorder) throws -> PruneReport {
         Sys.umask(0o077)
         let repository = try repo.open()
         let report = try withLock(repository, exclusive: true, command: "prune") {
             var o = PruneOptions()
             o.maxUnusedPercent = maxUnused
             o.dryRun = dryRun
-            o.log = { print($0) }
+            if json { o.log = { Sys.writeStderr("prune: \(escapedText($0))\n") } } else { o.log = { print($0) } }
             return try Prune(repository: repository, options: o).run()
         }
         rec.set("accord_prune_freed_bytes", Double(report.bytesFreed))
         rec.step("pruned", [("freed_bytes", String(report.bytesFreed)), ("packs_deleted", String(report.packsDeleted)), ("packs_repacked", String(report.packsRepacked))])
-        print("\(dryRun ? "would free" : "freed") \(formatBytes(report.bytesFreed)) (\(formatBytes(report.bytesBefore)) → \(formatBytes(report.bytesAfter))): "
-              + "\(report.packsDeleted) packs deleted, \(report.packsRepacked) repacked into \(report.packsWritten)")
+        if !json {
+            print("\(dryRun ? "would free" : "freed") \(formatBytes(report.bytesFreed)) (\(formatBytes(report.bytesBefore)) → \(formatBytes(report.bytesAfter))): "
+                  + "\(report.packsDeleted) packs deleted, \(report.packsRepacked) repacked into \(report.packsWritten)")
+        }
+        return report
+    }
+
+    /// `prune --json` (and the `prune` member of `forget --prune --json`).
+    static func jsonObject(_ r: PruneReport, dryRun: Bool) -> [String: Any] {
+        ["message_type": "prune", "dry_run": dryRun, "packs_total": r.packsTotal, "packs_deleted": r.packsDeleted,
+         "packs_repacked": r.packsRepacked, "packs_written": r.packsWritten, "blobs_used": r.blobsUsed,
+         "bytes_before": r.bytesBefore, "bytes_after": r.bytesAfter, "bytes_freed": r.bytesFreed]
     }
 }
 

@@ -48,5 +48,6 @@ func runPlanRestore(_ repo: RepositoryOptions, plan: Plan, snapshot: String?, op
     let repository = try repo.open(ae5: true)
     var o = options
     o.warn = warn
+    o.retryLock = LockWait.seconds
     try PlanRestore.run(plan: plan, repository: repository, snapshot: snapshot, options: o)
 }

@@ -12,6 +12,7 @@ struct RestoreCommand: ParsableCommand {
         discussion: "Paths keep their absolute form under the target: /opt/x restored to --target /tmp/r lands in /tmp/r/opt/x.")
     @OptionGroup var repo: RepositoryOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var lockWait: LockWaitOptions
     @Argument(help: "Snapshot id, unique id prefix, or 'latest' (with --plan: default the plan's latest).")
     var snapshot: String?
     @Option(help: "Directory to restore into (created if missing).")
@@ -50,6 +51,7 @@ struct RestoreCommand: ParsableCommand {
     }
 
     func run() throws {
+        lockWait.apply()
         if let p = plan {
             var o = PlanRestoreOptions()
             o.override = override; o.noConfig = noConfig; o.ingress = ingress; o.waitTimeout = waitTimeout

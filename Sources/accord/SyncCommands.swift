@@ -126,6 +126,7 @@ struct SyncCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
     @OptionGroup var sync: SyncOptions
     @OptionGroup var monitor: MonitorOptions
+    @OptionGroup var lockWait: LockWaitOptions
     @Option(help: ArgumentHelp("Destination: USER@NODE[:DIR], NODE[:DIR] or a local DIR.", valueName: "DEST"))
     var to: String
     @Flag(help: "Place the `restore` marker in the destination repository afterwards.")
@@ -135,7 +136,10 @@ struct SyncCommand: ParsableCommand {
     @Argument(help: "Snapshots to send (default: all the destination lacks).")
     var snapshots: [String] = []
 
-    func run() throws { try monitor.record(repository: repo.path) { rec in try rec.phase("sync") { try send(rec) } } }
+    func run() throws {
+        lockWait.apply()
+        try monitor.record(repository: repo.path) { rec in try rec.phase("sync") { try send(rec) } }
+    }
 
     func send(_ rec: CommandRecorder) throws {
         let repository = try repo.open()

@@ -192,6 +192,33 @@ public final class RepositoryLock: @unchecked Sendable {
         return lock
     }
 
+    /// `acquire`, but while a live process holds a conflicting lock it tries
+    /// again, with backoff (0.5 s doubling to 15 s), until `retryFor` seconds
+    /// have passed; then the last `.locked` is thrown. `waiting` hears whom it
+    /// waits for (once per holder). An unreadable lock file blocking an
+    /// exclusive lock is not waited for: time does not remove it, `accord
+    /// unlock` does. A stale lock is reported once, not on every try.
+    public static func acquire(_ layout: RepositoryLayout, exclusive: Bool, command: String, retryFor: Double,
+                               waiting: (String) -> Void, warn: (String) -> Void = { _ in }) throws -> RepositoryLock {
+        let deadline = Sys.monotonicSeconds() + max(0, retryFor)
+        var pause = 0.5, warned = Set<String>(), announced = Set<String>()
+        func warnOnce(_ m: String) { if warned.insert(m).inserted { warn(m) } }
+        while true {
+            do { return try acquire(layout, exclusive: exclusive, command: command, warn: warnOnce) } catch RepositoryError.locked(let why) {
+                let left = deadline - Sys.monotonicSeconds()
+                guard left > 0 else { throw RepositoryError.locked(retryFor > 0 ? "\(why) (waited \(Int(retryFor.rounded())) s, --retry-lock)" : why) }
+                let locks = (try? list(layout)) ?? []
+                if exclusive, locks.contains(where: { $0.info == nil }) { throw RepositoryError.locked(why) }
+                let holders = locks.compactMap { $0.info }.filter { ($0.exclusive || exclusive) && !$0.isStale() }
+                for h in holders where announced.insert(h.summary).inserted {
+                    waiting("repository \(layout.root) is held: \(h.summary); waiting up to \(Int(left.rounded(.up))) s more for it (--retry-lock)")
+                }
+                Thread.sleep(forTimeInterval: min(pause, left))
+                pause = min(pause * 2, 15)
+            }
+        }
+    }
+
     private func startRefreshing() {
         let t = Thread { [weak self] in
             while let self {
