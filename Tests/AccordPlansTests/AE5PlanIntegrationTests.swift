@@ -207,6 +207,34 @@ final class AE5PlanIntegrationTests: XCTestCase {
 
     // MARK: Full cycle
 
+    /// The AE5 job on an encrypted repository (format 3), as a node runs it: the
+    /// backup, a sync to a DR copy (serve never sees the key), damage, then
+    /// `-a restore` from the DR copy with the key: databases and tree come back.
+    func testEncryptedBackupSyncedToADRCopyRestoresFromTheCopy() throws {
+        let key = ae5.scratch.sub("repository.key")
+        try Tree.write(key, hexString(Sys.randomBytes(32)) + "\n", mode: 0o600)
+        let env = ["ACCORD_ENCRYPTION": "aes-256-gcm", "ACCORD_PASSWORD_FILE": key]
+        let dumpsBefore = try pg.dumpAE5()
+        let treesBefore = try ae5.replacedTrees()
+        try ae5.accordOK(backupArgs, env: env)
+        let config = try String(contentsOfFile: ae5.repo + "/config", encoding: .utf8)
+        XCTAssertTrue(config.contains("\"version\" : 3"), config)
+        let dr = ae5.scratch.sub("dr-copy")
+        try ae5.accordOK(["sync", "-d", ae5.repo, "--to", dr, "--marker"], env: env)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dr + "/restore"))
+        XCTAssertFalse(try ae5.accord(["snapshots", "list", "-d", dr], env: ["ACCORD_ENCRYPTION": "none"]).status == 0,
+                       "the DR copy listed without its key")
+
+        try pg.sql("anaconda_storage", "DELETE FROM objects;")
+        try pg.sql("anaconda_repository", "DROP TABLE packages;")
+        try FileManager.default.removeItem(atPath: ae5.storage + "/git/bob")
+        try ae5.accordOK(["-a", "restore", "-d", dr, "--plan", ae5.planFile, "--wait-timeout", "30"], env: env)
+        assertSameDumps(dumpsBefore, try pg.dumpAE5(), "after restore from the encrypted DR copy")
+        let treesAfter = try ae5.replacedTrees()
+        for (dir, expected) in treesBefore { assertSameTree(expected, treesAfter[dir] ?? [:], "storage/\(dir) after restore from the DR copy") }
+        try ae5.accordOK(["check", "--read-data", "-d", dr], env: env)
+    }
+
     func testFullCycleRestoresDatabasesTreeAndObjects() throws {
         let dumpsBefore = try pg.dumpAE5()
         let treesBefore = try ae5.replacedTrees()
