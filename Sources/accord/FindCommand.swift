@@ -61,18 +61,9 @@ struct FindCommand: ParsableCommand {
         }
     }
 
-    /// The chosen snapshots, oldest first, read before the index is loaded (as `stats` does).
+    /// The chosen snapshots, oldest first (`Repository.openSnapshots`).
     func open(_ repository: Repository) throws -> [(id: SnapshotID, snapshot: Snapshot)] {
-        if snapshots.isEmpty { return try repository.openAllSnapshots() }
-        var out: [(id: SnapshotID, snapshot: Snapshot)] = []
-        var seen = Set<SnapshotID>()
-        for spec in snapshots.dropLast() {
-            let id = try repository.resolveSnapshot(spec, warn: warn)
-            if seen.insert(id).inserted { out.append((id, try repository.loadSnapshot(id))) }
-        }
-        let last = try repository.openSnapshot(snapshots.last!, warn: warn)
-        if seen.insert(last.id).inserted { out.append(last) }
-        return out.sorted { $0.snapshot.time < $1.snapshot.time }
+        try repository.openSnapshots(snapshots, warn: warn).sorted { $0.snapshot.time < $1.snapshot.time }
     }
 
     func emit(_ e: ManifestEntry, _ id: SnapshotID, _ s: Snapshot, _ out: inout OutputBuffer) {

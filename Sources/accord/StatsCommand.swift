@@ -70,20 +70,9 @@ struct StatsCommand: ParsableCommand {
         report(chosen, per, total, repository)
     }
 
-    /// The chosen snapshots, read before the index is loaded (once, by the last `open…`).
+    /// The chosen snapshots (`Repository.openSnapshots`).
     func open(_ repository: Repository) throws -> [(id: SnapshotID, snapshot: Snapshot)] {
-        if snapshots.isEmpty {
-            return try repository.openAllSnapshots()
-        }
-        var out: [(id: SnapshotID, snapshot: Snapshot)] = []
-        var seen = Set<SnapshotID>()
-        for spec in snapshots.dropLast() {
-            let id = try repository.resolveSnapshot(spec, warn: warn)
-            if seen.insert(id).inserted { out.append((id, try repository.loadSnapshot(id))) }
-        }
-        let last = try repository.openSnapshot(snapshots.last!, warn: warn)
-        if seen.insert(last.id).inserted { out.append(last) }
-        return out
+        try repository.openSnapshots(snapshots, warn: warn)
     }
 
     /// Every blob the snapshot needs, once; counts its entries into `sizes`.

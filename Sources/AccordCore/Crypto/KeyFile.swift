@@ -145,24 +145,6 @@ public struct KeyFile: Codable, Equatable, Sendable {
     }
 }
 
-/// Lowercase hex to bytes; nil on any other character or an odd length.
-public func hexBytes(_ s: String) -> [UInt8]? {
-    let u = Array(s.utf8)
-    guard u.count % 2 == 0 else { return nil }
-    func v(_ c: UInt8) -> UInt8? {
-        switch c { case 48...57: return c - 48; case 97...102: return c - 87; default: return nil }
-    }
-    var out: [UInt8] = []
-    out.reserveCapacity(u.count / 2)
-    var i = 0
-    while i < u.count {
-        guard let h = v(u[i]), let l = v(u[i + 1]) else { return nil }
-        out.append(h << 4 | l)
-        i += 2
-    }
-    return out
-}
-
 public enum KeyError: Error, CustomStringConvertible, Equatable {
     case wrongPassphrase
     case emptyPassphrase

@@ -107,14 +107,21 @@ public func hexString<C: Sequence>(_ bytes: C) -> String where C.Element == UInt
     return String(decoding: out, as: UTF8.self)
 }
 
-public func bytesFromHex(_ s: String) -> [UInt8]? {
+public func bytesFromHex(_ s: String) -> [UInt8]? { bytesFromHex(s, digit: hexValue) }
+
+/// Lowercase hex to bytes (key files and configs write lowercase: another
+/// spelling is another file); nil on any other character or an odd length.
+public func hexBytes(_ s: String) -> [UInt8]? { bytesFromHex(s, digit: lowerHexValue) }
+
+@inline(__always)
+func bytesFromHex(_ s: String, digit: (UInt8) -> UInt8?) -> [UInt8]? {
     let u = Array(s.utf8)
     guard u.count % 2 == 0 else { return nil }
     var out: [UInt8] = []
     out.reserveCapacity(u.count / 2)
     var i = 0
     while i < u.count {
-        guard let hi = hexValue(u[i]), let lo = hexValue(u[i + 1]) else { return nil }
+        guard let hi = digit(u[i]), let lo = digit(u[i + 1]) else { return nil }
         out.append(hi << 4 | lo)
         i += 2
     }

@@ -37,6 +37,24 @@ extension Repository {
         return all
     }
 
+    /// The snapshots `specs` name (ids, unique prefixes, `latest`; each once,
+    /// in the order given), or every readable one when `specs` is empty; the
+    /// index is loaded once, after the last is read (`openSnapshot`), so it
+    /// covers all of them (`find`, `stats`).
+    public func openSnapshots(_ specs: [String], warn: (String) -> Void = { Sys.writeStderr("warning: \($0)\n") }) throws
+        -> [(id: SnapshotID, snapshot: Snapshot)] {
+        guard let lastSpec = specs.last else { return try openAllSnapshots() }
+        var out: [(id: SnapshotID, snapshot: Snapshot)] = []
+        var seen = Set<SnapshotID>()
+        for spec in specs.dropLast() {
+            let id = try resolveSnapshot(spec, warn: warn)
+            if seen.insert(id).inserted { out.append((id, try loadSnapshot(id))) }
+        }
+        let last = try openSnapshot(lastSpec, warn: warn)
+        if seen.insert(last.id).inserted { out.append(last) }
+        return out
+    }
+
     /// Gets the repository ready for a writer (backup, serve, the pre-restore
     /// snapshot), under the writer's lock: loads the index unless a snapshot was
     /// opened already, then indexes the packs an interrupted writer left

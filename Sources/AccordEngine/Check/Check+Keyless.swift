@@ -13,18 +13,12 @@ extension Check {
     var keyless: Bool { repository.config.isEncrypted && repository.crypto == nil }
 
     /// Key files: each must hash to its name, be a key file this accord reads
-    /// (KDF parameters within bounds) and belong to this repository; at least
-    /// one must. Needs no key (a key file is opened only by a passphrase).
+    /// (`KeyFile.decode`: KDF parameters within bounds, salt and seal of their
+    /// sizes) and belong to this repository; at least one must. Needs no key (a key file is opened only by a passphrase).
     func checkKeyFiles() throws {
         let names = try repository.backend.list(.key)
         var readable = 0
         for (id, file) in try repository.keyFiles(onError: { _, e in report.errors.append("\(e)") }) {
-            // What `KeyFile.unwrap` checks only when a passphrase is tried: an open would stop on it.
-            if hexBytes(file.kdf.salt)?.count != 32 || hexBytes(file.sealed)?.count != RepositoryCrypto.masterKeySize + AESGCMKey.overhead {
-                report.errors.append("key file \(id.short): field `kdf.salt` or `sealed` is malformed (64 and \(2 * (RepositoryCrypto.masterKeySize + AESGCMKey.overhead)) hex digits): "
-                                     + "an open that tries it stops; move \(repository.layout.keyDirectory)/\(id.hex) out of the repository")
-                continue
-            }
             if file.repository == repository.config.id { readable += 1; continue }
             report.errors.append("key file \(id.short) belongs to repository \(file.repository.prefix(8)), not this one (\(repository.config.id.prefix(8))): "
                                  + "it opens nothing here; remove it with `accord key remove \(id.short)`")
