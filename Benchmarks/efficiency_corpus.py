@@ -89,8 +89,13 @@ def small_size(rng):
     return max(120, min(64 * 1024, int(rng.lognormvariate(8.25, 0.9))))   # median ~3.8 KB, mean ~6 KB
 
 
-def small_path(rng, i):
-    return f"projects/p{i % 97:02d}/{ident(rng)[:24]}/m{(i // 97) % 13}/f{i:05d}{rng.choice(EXTS)}"
+MODULES = ("src", "tests", "notebooks", "docs", "lib", "etl", "api", "config")
+
+
+def small_path(rng, i, factor):
+    """97 projects (× factor) × 8 modules × 4 subdirectories: ~8 files a directory."""
+    n = max(2, round(97 * factor))
+    return f"projects/p{i % n:02d}/{MODULES[(i // n) % 8]}/m{(i // (8 * n)) % 4}/f{i:05d}{rng.choice(EXTS)}"
 
 
 def csv_header():
@@ -138,7 +143,7 @@ def gen(root, factor):
     write(root, "db/README.txt", pool.text(rng, 2500))
     n_small = max(50, round(25000 * factor))
     for i in range(n_small):
-        write(root, small_path(rng, i), pool.text(rng, small_size(rng)))
+        write(root, small_path(rng, i, factor), pool.text(rng, small_size(rng)))
     write_csv(root, MID_CSV, rng, MID_SIZE)
     rest = max(MiB, int(246e6 * factor) - MID_SIZE)
     n_csv = max(1, round(rest / 20e6))
@@ -171,7 +176,7 @@ def day2(root, factor):
     for rel in picked[n_edit:]:
         os.remove(os.path.join(root, rel))
     for i in range(n_add):
-        write(root, small_path(rng, 900000 + i), pool.text(rng, small_size(rng)))
+        write(root, small_path(rng, 900000 + i, factor), pool.text(rng, small_size(rng)))
     # CSV appends: rows at the end of up to three big CSVs.
     bigs = sorted(f for f in os.listdir(os.path.join(root, "tables")) if f.startswith("big"))[:3]
     appended = 0
