@@ -13,6 +13,10 @@
 #   SCALE      full (default: the issue's sizes), small (factor 0.05), or a factor such as 0.2
 #   PG_BIN     PostgreSQL binaries (default /usr/lib/postgresql/15/bin); PG_USER runs it (nobody)
 #   KEEP       1 (default): keep corpus, repositories and DR copies; 0 deletes them at the end
+#   CHUNKER_SEED  chunkerSeed of the plain repositories (default 2544cfe684ebf9e2, as sync-bench.sh;
+#              `random` keeps init's). An encrypted repository's gear table comes from its random
+#              key, so its cut points, and with them its figures, change from run to run (the
+#              dump above all: pgbench rows repeat, and where the cuts fall decides what dedups)
 #
 # Corpus (Benchmarks/efficiency_corpus.py, fixed seeds): db/pgdump.sql, a plain pg_dump of a
 # pgbench database (scale 40 × factor) in a throwaway PostgreSQL cluster in BENCH_DIR/pg
@@ -32,7 +36,7 @@
 #                config, as the unprivileged user accordsync: no sudo, the global sudoers file of
 #                scripts/testenv is left alone): `accord sync --json` wireBytesSent to
 #                `accord serve`, rsync `--stats` "Total bytes sent"
-#   and each day-2 Accord backup's added files broken down (Benchmarks/efficiency_report.py).
+#   and what each Accord dump-alone backup and day-2 tree backup added, by kind (efficiency_report.py).
 # Outputs: BENCH_DIR/efficiency.md (also printed), BENCH_DIR/results.csv, BENCH_DIR/breakdown.jsonl,
 # logs in BENCH_DIR/logs.
 set -euo pipefail
@@ -68,6 +72,8 @@ BENCH_DIR=${BENCH_DIR%/}
 [ -n "$BENCH_DIR" ] && [ "$BENCH_DIR" != / ] || die "refusing BENCH_DIR=/"
 [[ $BENCH_DIR =~ ^[A-Za-z0-9/._+@:-]+$ ]] || die "BENCH_DIR must be a plain path (letters, digits, / . _ + @ : -)"
 KEEP=${KEEP:-1}
+CHUNKER_SEED=${CHUNKER_SEED:-2544cfe684ebf9e2}
+[[ $CHUNKER_SEED == random || $CHUNKER_SEED =~ ^[0-9a-f]{16}$ ]] || die "CHUNKER_SEED must be 16 lowercase hex digits or 'random'"
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_USER=${PG_USER:-nobody}
 if [ -z "${ACCORD:-}" ]; then
@@ -186,9 +192,9 @@ backup_dump() {
         n=$("$PY" -c 'import json,sys; t=open(sys.argv[1]).read(); print(json.loads(t[t.index("{"):])["summary"]["totalBytes"])' "$log" 2>/dev/null || echo "?")
         [ "$n" = "$(stat -c %s "$CORPUS/db/pgdump.sql")" ] || STREAM_CHECK="$STREAM_CHECK day $day $tool: stream $n bytes, db/pgdump.sql $(stat -c %s "$CORPUS/db/pgdump.sql");"
     fi
-    if [ "$day" = 2 ] && [ "$tool" != restic ]; then
+    if [ "$tool" != restic ]; then
         "$PY" "$REP" breakdown --repo "$repo" --before "$LOGS/dump$day-$tool.before" --backup-json "$log" \
-            --label "$tool, dump alone" >> "$BREAKDOWN"
+            --label "$tool, dump alone, day $day" >> "$BREAKDOWN"
     fi
 }
 
@@ -206,7 +212,7 @@ backup_tree() {
     result "tree$day" "$tool" $((after - before)) ok "repository $after B"
     if [ "$day" = 2 ] && [ "$tool" != restic ]; then
         "$PY" "$REP" breakdown --repo "$repo" --before "$LOGS/tree$day-$tool.before" --backup-json "$log" \
-            --label "$tool, whole tree" >> "$BREAKDOWN"
+            --label "$tool, whole tree, day 2" >> "$BREAKDOWN"
     fi
 }
 
@@ -307,6 +313,12 @@ for t in accord accord-plain; do
     for r in "$REPOS/$t" "$REPOS/$t-dump"; do
         if [ "$t" = accord ]; then acc_enc init -d "$r"; else acc_plain init --encryption none -d "$r"; fi \
             >"$LOGS/init-$(basename "$r").log" 2>&1 || die "accord init $r failed (see $LOGS)"
+        # A plain repository's cut points come from config's chunkerSeed: fixed, so runs compare
+        # (the repository is still empty). An encrypted one's come from its random key.
+        if [ "$t" = accord-plain ] && [ "$CHUNKER_SEED" != random ]; then
+            sed -i -E "s/(\"chunkerSeed\" *: *\")[0-9a-f]{16}\"/\1$CHUNKER_SEED\"/" "$r/config"
+            grep -q "\"$CHUNKER_SEED\"" "$r/config" || die "could not set chunkerSeed in $r/config"
+        fi
     done
 done
 for r in "$REPOS/restic" "$REPOS/restic-dump"; do
@@ -355,6 +367,7 @@ echo "   $CHECK" >&2
     echo "scale=$SCALE (factor $FACTOR): pgbench scale $PGSCALE; dump $DUMP1 bytes day 1, $DUMP2 bytes day 2"
     echo "corpus day 2=$(du -sb "$CORPUS" | cut -f1) bytes in $(find "$CORPUS" -type f | wc -l) files"
     echo "day-2 change=$NTX pgbench transactions (1 client, seeded), new dump; $CHANGE"
+    echo "chunker=plain repositories: chunkerSeed $CHUNKER_SEED; encrypted: gear table from the random key (differs per repository and run)"
     echo "DR checks=$CHECK"
     echo "dump-alone streams=${STREAM_CHECK:-the same length as db/pgdump.sql of the same day (accord backup --json totalBytes)}"
     echo "versions=accord $ACCORD ($("$ACCORD" --version 2>/dev/null | head -n1)); $(restic version | cut -d' ' -f1-2); $(rsync --version | head -n1 | sed 's/  */ /g'); $("$PG_BIN/pg_dump" --version); $(ssh -V 2>&1 | cut -d, -f1)"

@@ -212,8 +212,8 @@ def table(a):
     if goal:
         out += ["Against the issue's goals:", ""] + goal + [""]
     if bds:
-        out += ["## What Accord's day-2 bytes are", "",
-                "From the files each day-2 backup added: blob stored bytes by pack-header type and "
+        out += ["## What Accord's bytes are", "",
+                "From the files each backup added (the dump alone on days 1 and 2, the whole tree on day 2): blob stored bytes by pack-header type and "
                 "compression (a tree blob the new snapshot's `manifest` array lists is a manifest piece, "
                 "any other tree blob a chunk list), pack headers + trailers (20 + 44 bytes a blob), "
                 "index files (46 bytes a blob + 36 a pack + 12), the snapshot file. In an encrypted "
