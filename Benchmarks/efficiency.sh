@@ -368,7 +368,7 @@ echo "   $CHECK" >&2
     echo "chunker=plain repositories: chunkerSeed $CHUNKER_SEED; encrypted: gear table from the random key (differs per repository and run)"
     echo "DR checks=$CHECK"
     echo "dump-alone streams=${STREAM_CHECK:-the same length as db/pgdump.sql of the same day (accord backup --json totalBytes)}"
-    echo "restic repository=$(restic -r "$REPOS/restic" cat config 2>/dev/null | "$PY" -c 'import json,sys; print("version", json.load(sys.stdin).get("version", "?"))' 2>/dev/null || echo '?') (version 2: compressed, restic's default auto mode; its chunker polynomial is random per repository, so its figures vary a little between runs too)"
+    echo "restic repository=$(restic -r "$REPOS/restic" cat config 2>/dev/null | "$PY" -c 'import json,sys; print("version", json.load(sys.stdin).get("version", "?"))' 2>/dev/null || echo '?') (version 2 = compressed, auto mode; its chunker polynomial is random per repository, so its figures vary a little between runs too)"
     echo "versions=accord $ACCORD ($("$ACCORD" --version 2>/dev/null | head -n1)); $(restic version | cut -d' ' -f1-2); $(rsync --version | head -n1 | sed 's/  */ /g'); $("$PG_BIN/pg_dump" --version); $(ssh -V 2>&1 | cut -d, -f1)"
     echo "machine=$(nproc) cores, $(uname -r); total $(( $(date +%s) - T0 )) s"
 } > "$META"
