@@ -19,9 +19,9 @@
 #              dump above all: pgbench rows repeat, and where the cuts fall decides what dedups)
 #
 # Corpus (Benchmarks/efficiency_corpus.py, fixed seeds): db/pgdump.sql, a plain pg_dump of a
-# pgbench database (scale 40 × factor) in a throwaway PostgreSQL cluster in BENCH_DIR/pg
-# (unix socket, 127.0.0.1 only), with notes beside it; 25,000 small source-like files; 246 MB of
-# CSV; 150 MB of random binaries. Day 2: 2,000 pgbench transactions (× factor, seeded) and a new
+# pgbench database (scale 40 × factor) plus a `notes` table (~63 MB × factor of prose rows: ~453 MB
+# of dump at factor 1) in a throwaway PostgreSQL cluster in BENCH_DIR/pg (unix socket, 127.0.0.1
+# only); 25,000 small source-like files; 246 MB of CSV; 150 MB of random binaries. Day 2: 2,000 pgbench transactions (× factor, seeded) and a new
 # dump; 1% of the small files edited (one line), 200 added, 100 removed; CSV appends; 4 KiB
 # inserted into the middle of a 5 MiB CSV.
 #
@@ -300,6 +300,13 @@ pg_start
 "$PG_BIN/createdb" bench 2>/dev/null || true
 "$PG_BIN/pgbench" -i -q -s "$PGSCALE" bench >"$LOGS/pgbench-init.log" 2>&1 ||
     { tail "$LOGS/pgbench-init.log" >&2; die "pgbench -i failed"; }
+# The notes: ~63 MB × factor of prose rows (pgbench's own tables deflate ~100×, real dumps do not).
+"$PY" "$GEN" notes --out "$BENCH_DIR/tmp/notes.tsv" --factor "$FACTOR" 2>"$LOGS/notes.log"
+"$PG_BIN/psql" -q -X -v ON_ERROR_STOP=1 \
+    -c "CREATE TABLE notes (id integer PRIMARY KEY, author text NOT NULL, created timestamptz NOT NULL, title text NOT NULL, body text NOT NULL)" \
+    -c "\\copy notes FROM '$BENCH_DIR/tmp/notes.tsv'" >"$LOGS/notes-load.log" 2>&1 ||
+    { tail "$LOGS/notes-load.log" >&2; die "loading the notes table failed"; }
+rm -f "$BENCH_DIR/tmp/notes.tsv"
 "$PY" "$GEN" gen --root "$CORPUS" --factor "$FACTOR" 2>"$LOGS/gen.log"
 # shellcheck disable=SC2046  # the dump command is one line of words
 $(dump_cmd 1) > "$CORPUS/db/pgdump.sql"

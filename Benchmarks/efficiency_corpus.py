@@ -3,9 +3,11 @@
 
     efficiency_corpus.py gen  --root DIR [--factor F]   # day 1: notes, small files, CSVs, binaries
     efficiency_corpus.py day2 --root DIR [--factor F]   # day 2: the change (prints a one-line summary)
+    efficiency_corpus.py notes --out FILE [--factor F]  # the database's notes table, as COPY text
 
-Sizes at factor 1 (the issue's corpus; efficiency.sh adds db/pgdump.sql, pgbench scale 40):
-    db/NOTES.md, db/README.txt   notes kept beside the dump
+Sizes at factor 1 (the issue's corpus; efficiency.sh adds db/pgdump.sql, pgbench scale 40 plus
+a `notes` table of ~63 MB of prose made by `notes`: a ~453 MB dump):
+    db/NOTES.md, db/README.txt   two small text files beside the dump
     projects/   25,000 small source-like files (.py .md .json .yaml .txt, ~6 KB mean) in nested dirs
     tables/     246 MB of CSV: tables/events_mid.csv (exactly 5 MiB) and ~20 MB files
     blobs/      150 MB of random (incompressible) binaries
@@ -34,6 +36,44 @@ WORDS = ("the", "a", "of", "to", "and", "is", "for", "when", "with", "this", "th
          "returns", "keeps", "reads", "writes", "checks", "skips", "needs", "makes", "uses",
          "backup", "restore", "cluster", "database", "secret", "notebook", "model", "data",
          "file", "line", "error", "retry", "timeout", "limit", "default", "option", "value")
+
+
+def zipf_vocab(rng, n=5000):
+    """n distinct pseudo-words (English-like letter frequencies) and Zipf cumulative weights:
+    prose from them deflates ~3x, like real notes."""
+    letters = "etaoinshrdlcumwfgypbvkjxqz"
+    cw, acc = [], 0.0
+    for w in (12.7, 9.1, 8.2, 7.5, 7.0, 6.7, 6.3, 6.1, 6.0, 4.3, 4.0, 2.8, 2.8, 2.4, 2.4, 2.2, 2.0,
+              2.0, 1.9, 1.5, 1.0, 0.8, 0.2, 0.2, 0.1, 0.1):
+        acc += w
+        cw.append(acc)
+    words, seen = [], set()
+    while len(words) < n:
+        w = "".join(rng.choices(letters, cum_weights=cw, k=rng.randint(2, 11)))
+        if w not in seen:
+            seen.add(w)
+            words.append(w)
+    weights, acc = [], 0.0
+    for r in range(n):
+        acc += 1.0 / (r + 1) ** 1.05
+        weights.append(acc)
+    return words, weights
+
+
+def notes(out, factor):
+    """Tab-separated rows (id, author, created, title, body) for `COPY notes FROM`, ~63 MB × factor."""
+    rng = random.Random(SEED + 3)
+    words, cw = zipf_vocab(random.Random(SEED + 4))
+    target, n, i = int(63e6 * factor), 0, 0
+    with open(out, "w") as f:
+        while n < target:
+            i += 1
+            body = " ".join(rng.choices(words, cum_weights=cw, k=rng.randint(30, 300)))
+            row = (f"{i}\tu{rng.randint(1, 400)}\t2024-{1 + i % 12:02d}-{1 + i % 28:02d} "
+                   f"{i % 24:02d}:{i % 60:02d}:00+00\t{' '.join(rng.choices(words, cum_weights=cw, k=5))}\t{body}\n")
+            f.write(row)
+            n += len(row)
+    print(f"notes: {i} rows, {n} bytes", file=sys.stderr)
 
 
 def ident(rng):
@@ -203,13 +243,21 @@ def day2(root, factor):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("step", choices=("gen", "day2"))
-    ap.add_argument("--root", required=True)
+    ap.add_argument("step", choices=("gen", "day2", "notes"))
+    ap.add_argument("--root")
+    ap.add_argument("--out")
     ap.add_argument("--factor", type=float, default=1.0)
     a = ap.parse_args()
     if not a.factor > 0:
         ap.error("--factor must be > 0")
-    (gen if a.step == "gen" else day2)(a.root, a.factor)
+    if a.step == "notes":
+        if not a.out:
+            ap.error("notes needs --out FILE")
+        notes(a.out, a.factor)
+    elif not a.root:
+        ap.error(f"{a.step} needs --root DIR")
+    else:
+        (gen if a.step == "gen" else day2)(a.root, a.factor)
 
 
 if __name__ == "__main__":
