@@ -8,7 +8,7 @@
 #   nice -n 10 Benchmarks/efficiency.sh       # on a shared machine
 #
 # Environment:
-#   ACCORD     accord binary (default /work/accord-21b if executable, else <repo>/.build/release/accord)
+#   ACCORD     accord binary (default <repo>/.build/release/accord: `make release`)
 #   BENCH_DIR  work dir (default /tmp/accord-efficiency); its subdirs are wiped at the start
 #   SCALE      full (default: the issue's sizes), small (factor 0.05), or a factor such as 0.2
 #   PG_BIN     PostgreSQL binaries (default /usr/lib/postgresql/15/bin); PG_USER runs it (nobody)
@@ -76,9 +76,7 @@ CHUNKER_SEED=${CHUNKER_SEED:-2544cfe684ebf9e2}
 [[ $CHUNKER_SEED == random || $CHUNKER_SEED =~ ^[0-9a-f]{16}$ ]] || die "CHUNKER_SEED must be 16 lowercase hex digits or 'random'"
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_USER=${PG_USER:-nobody}
-if [ -z "${ACCORD:-}" ]; then
-    if [ -x /work/accord-21b ]; then ACCORD=/work/accord-21b; else ACCORD=$REPO_ROOT/.build/release/accord; fi
-fi
+ACCORD=${ACCORD:-$REPO_ROOT/.build/release/accord}
 [ -x "$ACCORD" ] || die "no accord binary at $ACCORD (set ACCORD, or swift build -c release)"
 ACCORD=$(cd "$(dirname "$ACCORD")" && pwd)/$(basename "$ACCORD")
 [[ $ACCORD =~ ^[A-Za-z0-9/._+@:-]+$ ]] || die "the accord path must be a plain path: $ACCORD"
