@@ -139,13 +139,17 @@ public final class ManifestWriter {
 
     /// Appends an entry; entries must come in strictly increasing tree order.
     /// `parent` is the same path's entry in the parent snapshot, if any.
-    public func append(_ e: ManifestEntry, parent: ManifestEntry? = nil) throws {
+    /// `mayBeLinked` false says no later hard link names this file (a backup
+    /// knows: only a file of more than one link can be named), which spares
+    /// the writer's check its hard-link set entry; a hard link to such a file
+    /// fails the backup as a link to no file would.
+    public func append(_ e: ManifestEntry, parent: ManifestEntry? = nil, mayBeLinked: Bool = true) throws {
         // Readers reject a record of more ids (FORMAT.md, "Validity"): fail the backup, not the restore.
         guard e.blobs.count <= ChunkList.maxIDs else {
             throw DecodeError.invalid("\(e.path.displayPath) has \(e.blobs.count) chunks, more than the \(ChunkList.maxIDs) a manifest record may have: back it up with a profile of larger chunks", offset: 0)
         }
         do {
-            _ = try validator.check(e, listCount: nil)
+            _ = try validator.check(e, listCount: nil, mayBeLinked: mayBeLinked)
             guard e.xattrs.count <= ManifestCodec.maxXattrs,
                   e.xattrs.reduce(0, { $0 + $1.name.count + $1.value.count }) <= ManifestCodec.maxXattrBytes else {
                 throw ManifestValidator.Invalid("more than \(ManifestCodec.maxXattrs) extended attributes or \(ManifestCodec.maxXattrBytes) bytes of them")
@@ -215,6 +219,17 @@ public struct ManifestReader {
     /// reader as written and a test can show that the restore layer confines
     /// it by itself. Nothing outside the tests may set it.
     @_spi(Testing) public var validates = true
+    /// How much of FORMAT.md's validity rules `next` applies.
+    public enum Validation: Sendable {
+        /// Every rule: what restore, ls, dump, check, prune, sync and serve read.
+        case full
+        /// Tree order and the bounds on blob counts and chunk lists only
+        /// (`ManifestValidator.checkOrderAndCounts`): for a backup's read of
+        /// its parent, which creates nothing from the entries and takes one
+        /// only for the same live path. A record that breaks these still throws.
+        case orderAndCounts
+    }
+    public var validation = Validation.full
 
     public init(blobs: [BlobID], snapshot: SnapshotID? = nil, load: @escaping (BlobID) throws -> [UInt8]) {
         ids = blobs
@@ -260,7 +275,10 @@ public struct ManifestReader {
         position += length
         var bounds = 0...ChunkList.maxIDs
         if validates {
-            do { bounds = try validator.check(entry, listCount: entry.list?.refs.count) } catch let e as ManifestValidator.Invalid {
+            do {
+                bounds = validation == .full ? try validator.check(entry, listCount: entry.list?.refs.count)
+                    : try validator.checkOrderAndCounts(entry, listCount: entry.list?.refs.count)
+            } catch let e as ManifestValidator.Invalid {
                 throw invalid(entry, e.rule)
             }
         }

@@ -47,17 +47,14 @@ struct ManifestValidator {
 
     /// Checks one record as decoded (before its chunk list, if any, is
     /// read). Returns the most content ids it may have: a chunk list is
-    /// expanded at most that far.
-    mutating func check(_ e: ManifestEntry, listCount: Int?) throws -> ClosedRange<Int> {
+    /// expanded at most that far. `mayBeLinked` false (the writer only, for a
+    /// file no later hard link can name) leaves the file out of the hard-link
+    /// set: a hard link to it then fails as a link to nothing would.
+    mutating func check(_ e: ManifestEntry, listCount: Int?, mayBeLinked: Bool = true) throws -> ClosedRange<Int> {
         record += 1
         let p = e.path
         if let why = Self.pathProblem(p) { throw Invalid("path \(why)") }
-        // Order: strictly increasing, so each path once.
-        if record > 1 {
-            let c = ManifestEntry.compareTreeOrder(last, p)
-            if c == 0 { throw Invalid("the path appears twice (records must be in strictly increasing tree order)") }
-            if c > 0 { throw Invalid("out of tree order: it follows \(ManifestError.quoted(last))") }
-        }
+        try checkOrder(p)
         // Nearest earlier record that is an ancestor: it must be a directory.
         var common = 0
         let n = min(last.count, p.count)
@@ -87,8 +84,37 @@ struct ManifestValidator {
                 throw Invalid("hard link to \(ManifestError.quoted(e.linkTarget)), which is not an earlier regular file of this snapshot")
             }
         }
-        if e.kind == .file { files.insert(Self.hash(p)) }
+        if e.kind == .file && mayBeLinked { files.insert(Self.hash(p)) }
+        return try Self.countBounds(e, listCount: listCount)
+    }
 
+    /// The rules a backup's read of its parent manifest keeps
+    /// (`ManifestReader.Validation.orderAndCounts`): strictly increasing tree
+    /// order, which the merge with the walk relies on, and the bounds on a
+    /// record's blob count and chunk list, which keep memory bounded. The
+    /// rest (canonical paths, kinds of ancestors, hard-link targets, modes,
+    /// xattr names) guards what a restore creates; a backup creates nothing
+    /// from its parent, and takes an entry only for the same, canonical, live
+    /// path (`ParentCursor`), so they would cost it without protecting it.
+    mutating func checkOrderAndCounts(_ e: ManifestEntry, listCount: Int?) throws -> ClosedRange<Int> {
+        record += 1
+        try checkOrder(e.path)
+        last = e.path
+        return try Self.countBounds(e, listCount: listCount)
+    }
+
+    /// Strictly increasing tree order after `last`, so each path once.
+    private func checkOrder(_ p: RawPath) throws {
+        if record > 1 {
+            let c = ManifestEntry.compareTreeOrder(last, p)
+            if c == 0 { throw Invalid("the path appears twice (records must be in strictly increasing tree order)") }
+            if c > 0 { throw Invalid("out of tree order: it follows \(ManifestError.quoted(last))") }
+        }
+    }
+
+    /// The content blobs `e` may have (see `check`), its inline count or its
+    /// chunk list's `listCount` checked against them.
+    private static func countBounds(_ e: ManifestEntry, listCount: Int?) throws -> ClosedRange<Int> {
         let bounds: ClosedRange<Int>
         switch Self.blobCountBounds(kind: e.kind, size: e.size) {
         case .success(let b): bounds = b

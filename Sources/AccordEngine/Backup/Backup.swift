@@ -35,6 +35,9 @@ public final class Backup: @unchecked Sendable {
         /// The parent snapshot's entry for this path when it keeps a chunk
         /// list: the new list is stored as a delta on it.
         var listParent: ManifestEntry?
+        /// A regular file of more than one link: a later hard link may name it
+        /// (`ManifestWriter.append`'s `mayBeLinked`).
+        var mayBeLinked = false
         init(entry: ManifestEntry? = nil, done: Bool = false) { self.entry = entry; self.done = done }
     }
 
@@ -89,7 +92,7 @@ public final class Backup: @unchecked Sendable {
             throw error
         }
         if let p = parentID, let s = try? repository.loadSnapshot(p) {
-            parentCursor = ParentCursor(reader: repository.manifestReader(s))
+            parentCursor = ParentCursor(reader: repository.manifestReader(s, id: p))
             // The parent's size is the best estimate of this run's: it gives the ETA.
             options.progress?.setTotals(files: s.summary.files, bytes: s.summary.totalBytes)
         }
@@ -124,7 +127,7 @@ public final class Backup: @unchecked Sendable {
                         statsLock.withLock { summary.errors.append(e.path.displayPath) }
                         continue
                     }
-                    try manifest.append(e, parent: slot.listParent)
+                    try manifest.append(e, parent: slot.listParent, mayBeLinked: slot.mayBeLinked)
                     count(e, slot: slot)
                 }
             }

@@ -256,6 +256,7 @@ extension Backup {
             e.blobs = old.blobs
             let slot = Slot(entry: e, done: true)
             slot.unchanged = true
+            slot.mayBeLinked = st.nlink > 1
             slot.listParent = old.list == nil ? nil : old
             _ = slots.push(slot)
             options.progress?.addFile()
@@ -263,6 +264,7 @@ extension Backup {
             return
         }
         let slot = Slot(entry: e)
+        slot.mayBeLinked = st.nlink > 1
         slot.listParent = old?.list == nil ? nil : old
         guard slots.push(slot) else { return }
         let profile = Self.matches(options.dumpFiles, path) ? options.dumpProfile : options.treeProfile

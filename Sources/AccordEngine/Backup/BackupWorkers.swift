@@ -133,13 +133,27 @@ struct MemorySource: ByteSource {
 }
 
 /// Streams the parent snapshot's manifest alongside the walk.
+///
+/// The parent is read with `.orderAndCounts` validation, not `.full`: an
+/// entry is taken only where its path equals the live, canonical path being
+/// visited, and only its content ids (and, for a chunk list, the list as a
+/// delta base) are reused; an unchanged file's ids must all be in the index
+/// (`BlobSink.areKnown`) or the file is read again. What the full rules add
+/// (canonical paths, ancestor kinds, hard-link targets, modes) guards what a
+/// restore creates, and cost a no-change backup ~5% of its CPU. Tree
+/// order (the merge below relies on it) and blob-count bounds (memory) are
+/// still checked: a record that breaks them ends the merge with a warning
+/// naming the snapshot and record, and every later file is read.
 struct ParentCursor {
     var reader: ManifestReader
     var current: ManifestEntry?
     var started = false
     var broken = false
 
-    init(reader: ManifestReader) { self.reader = reader }
+    init(reader: ManifestReader) {
+        self.reader = reader
+        self.reader.validation = .orderAndCounts
+    }
 
     mutating func find(_ path: RawPath, onError: (String) -> Void) -> ManifestEntry? {
         if broken { return nil }

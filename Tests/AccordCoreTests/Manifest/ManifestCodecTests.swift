@@ -60,6 +60,37 @@ final class ManifestCodecTests: CodecTestCase {
         XCTAssertEqual(ManifestEntry.compareTreeOrder(Array("/x".utf8), Array("/x".utf8)), 0)
     }
 
+    /// `compareTreeOrder` skips common prefixes 8 bytes at a time: it must
+    /// agree with a byte-by-byte compare ("/" lowest) wherever the first
+    /// difference falls (inside or past a word, or one path a prefix of the
+    /// other) and whatever the bytes are ("/", NUL, bytes above 0x7f).
+    func testTreeOrderCompareAgreesWithAByteByByteCompareAtEveryOffset() {
+        func reference(_ a: [UInt8], _ b: [UInt8]) -> Int {
+            for (x, y) in zip(a, b) where x != y {
+                return (x == 0x2f ? -1 : Int(x)) < (y == 0x2f ? -1 : Int(y)) ? -1 : 1
+            }
+            return a.count == b.count ? 0 : (a.count < b.count ? -1 : 1)
+        }
+        var rng = TestRandom(seed: 0x7EE)
+        let alphabet: [UInt8] = [0x00, 0x2e, 0x2f, 0x30, 0x61, 0x7f, 0x80, 0xff]
+        var checked = 0
+        for length in 0...40 {
+            let base = (0..<length).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] }
+            for at in 0...length {
+                for other in alphabet {
+                    var b = Array(base[..<at])
+                    if at < length { b.append(other) }
+                    b += (0..<Int(rng.next() % 12)).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] }
+                    for (x, y) in [(base, b), (b, base), (base, base)] {
+                        XCTAssertEqual(ManifestEntry.compareTreeOrder(x, y), reference(x, y), "\(x) vs \(y)")
+                        checked += 1
+                    }
+                }
+            }
+        }
+        XCTAssertGreaterThan(checked, 10_000)
+    }
+
     func testEveryTruncationOfAManifestRecordIsRejected() throws {
         var rng = TestRandom(seed: 22)
         for e in sampleEntries(&rng, count: 30) {
