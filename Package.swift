@@ -43,7 +43,7 @@ let package = Package(
         .testTarget(name: "AccordEngineTests", dependencies: ["AccordTestSupport", "AccordCore", "AccordEngine"]),
         .testTarget(name: "AccordSyncTests", dependencies: ["AccordTestSupport", "AccordCore", "AccordEngine", "AccordSync"]),
         .testTarget(name: "AccordFaultTests", dependencies: ["AccordTestSupport", "AccordCore", "AccordEngine"], exclude: ["Crashers"]),   // read by #filePath
-        .testTarget(name: "AccordS3Tests", dependencies: ["AccordTestSupport", "AccordCore", "AccordS3"]),
+        .testTarget(name: "AccordS3Tests", dependencies: ["accord", "AccordTestSupport", "AccordCore", "AccordS3"]),   // runs the built `accord` too
         .testTarget(name: "AccordPlansTests", dependencies: ["AccordTestSupport", "AccordCore", "AccordEngine", "AccordPlans"]),
         // The command line as users run it: the tests run the built `accord` (the executable target is a dependency so it is built first).
         .testTarget(name: "accordCLITests", dependencies: ["accord", "AccordTestSupport", "AccordCore"]),
