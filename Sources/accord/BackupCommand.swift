@@ -140,6 +140,7 @@ struct BackupCommand: ParsableCommand {
         let result = try runBackup(repository, options)
         rec.record(backup: result)
         report(result, json: json, quiet: output.quiet)
+        if !json && !output.quiet, let line = s3RequestSummary(repository) { print(line) }
         if result.incomplete { throw ExitCode(3) }
     }
 }

@@ -32,3 +32,12 @@ extension RepositoryOptions {
         throw RepositoryError.notLocal(path, what: what)
     }
 }
+
+/// What a command cost on an `s3:` repository ("s3: N requests (R retried)",
+/// each attempt counted), nil on a local one: a no-change backup should make
+/// a handful, not one per file.
+func s3RequestSummary(_ repository: Repository) -> String? {
+    guard let s3 = repository.backend as? S3Backend else { return nil }
+    let s = s3.statistics
+    return "s3: \(s.requests) requests (\(s.retries) retried)"
+}

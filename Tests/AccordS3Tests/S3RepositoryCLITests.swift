@@ -90,6 +90,10 @@ final class S3RepositoryCLITests: AccordTestCase {
         let newPacks = Set(Files.regularFiles(under: storedRepository + "/data")).subtracting(firstPacks)
         XCTAssertLessThanOrEqual(newPacks.count, 1, "a no-change backup adds at most its metadata pack")
         for f in newPacks { XCTAssertLessThan(Files.size(f), 64 << 10, "only metadata is new: \(f)") }
+        let requests = try XCTUnwrap(second.stdout.split(separator: "\n").first { $0.hasPrefix("s3: ") }, second.stdout)
+        let count = try XCTUnwrap(Int(requests.split(separator: " ")[1]), String(requests))
+        XCTAssertLessThan(count, 60, "a no-change backup makes a handful of requests: \(requests)")
+        print("no-change backup on s3: \(requests)")
 
         _ = try run(["forget", "-d", s3Repo] + p + ["--keep-last", "1"])
         _ = try run(["prune", "-d", s3Repo] + p)
