@@ -41,3 +41,44 @@ func s3RequestSummary(_ repository: Repository) -> String? {
     let s = s3.statistics
     return "s3: \(s.requests) requests (\(s.retries) retried)"
 }
+
+extension SyncCommand {
+    /// `accord sync --to s3:…`: the destination is a `Repository` on an
+    /// `S3Backend` (no serve), created with the source's config if the prefix
+    /// holds none, then given every object it lacks (`Repository.mirror`),
+    /// under a shared lock on each side. Like serve, it never deletes there.
+    func sendToBucket(_ rec: CommandRecorder) throws {
+        guard snapshots.isEmpty, !marker else {
+            throw CommandFailure("sync to a bucket copies every snapshot and places no restore marker: drop \(marker ? "--marker" : "the snapshot arguments")")
+        }
+        let source = try repo.open()
+        var destOptions = repo
+        destOptions.directory = to
+        let backend = try destOptions.s3Backend()
+        let dest: Repository
+        do {
+            dest = try backend.list(.config).isEmpty ? try Repository.initialize(backend: backend, config: source.config) : try Repository.open(backend: backend, withoutKey: true)
+        } catch RepositoryError.alreadyInitialized {
+            dest = try Repository.open(backend: backend, withoutKey: true)
+        }
+        let started = Sys.monotonicSeconds()
+        let progress = output.makeProgress("sync")
+        progress?.startReporting()
+        defer { progress?.stop() }
+        let stats = try withLock(source, command: "sync") {
+            let lock = try dest.acquireLock(exclusive: false, command: "sync (destination)", retryFor: LockWait.seconds, waiting: LockWait.say, warn: warn)
+            defer { lock.release() }
+            return try source.mirror(to: dest) { _ in progress?.addFile() }
+        }
+        progress?.stop()
+        if output.quiet { return }
+        let summary = "synced to \(backend.location): \(stats.snapshots) snapshot(s), \(stats.packs) pack(s), \(stats.indexFiles) index file(s), "
+            + "\(stats.keyFiles) key file(s), \(formatBytes(UInt64(stats.bytes))) in \(String(format: "%.2f", Sys.monotonicSeconds() - started)) s"
+        if json {
+            print("{\"bytes\":\(stats.bytes),\"indexFiles\":\(stats.indexFiles),\"keyFiles\":\(stats.keyFiles),\"packs\":\(stats.packs),\"snapshots\":\(stats.snapshots)}")
+        } else {
+            print(summary)
+            if let line = s3RequestSummary(dest) { print(line) }
+        }
+    }
+}

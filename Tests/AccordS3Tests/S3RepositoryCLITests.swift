@@ -135,12 +135,49 @@ final class S3RepositoryCLITests: AccordTestCase {
         XCTAssertFalse(r.ok || r.signaled, "\(r)")
         XCTAssertTrue(r.stderr.contains("is not an Accord repository"), r.stderr)
         XCTAssertTrue(try accord(["init", "-d", s3Repo, "--encryption", "none"]).ok)
-        let sync = try accord(["sync", "-d", scratch.sub("local"), "--to", s3Repo])
-        XCTAssertFalse(sync.ok || sync.signaled, "\(sync)")
-        XCTAssertTrue(sync.stderr.contains("not supported yet"), sync.stderr)
         let plan = try accord(["backup", "-d", s3Repo, "--plan", "ae5"])
         XCTAssertFalse(plan.ok || plan.signaled, "\(plan)")
         XCTAssertTrue(plan.stderr.contains("not supported on repository \(s3Repo)"), plan.stderr)
+    }
+
+    /// `accord sync --to s3:…`: a local encrypted repository copied into a
+    /// bucket without serve; the copy restores byte for byte with the key,
+    /// checks without it, and a second sync copies nothing.
+    func testSyncCopiesALocalRepositoryIntoABucket() throws {
+        let password = try useEncryption(passphrase: "sync to a bucket")
+        let root = try makeTree()
+        _ = try backup(root)
+        let first = try accordOK(["sync", "-d", repo, "--to", s3Repo])
+        XCTAssertTrue(first.stdout.contains("synced to \(s3Repo): 1 snapshot(s)"), first.stdout)
+        XCTAssertEqual(try files(under: storedRepository), try files(under: repo).filter { !$0.key.hasPrefix("locks/") && !$0.key.hasPrefix("tmp/") },
+                       "the copy holds the same objects, byte for byte, under the same names")
+
+        let target = scratch.sub("from-bucket")
+        try accordOK(["restore", "-d", s3Repo, "--password-file", password, "latest", "--target", target])
+        XCTAssertEqual(try files(under: target + root), try files(under: root))
+        let keyless = try accordOK(["check", "--without-key", "--read-data", "-d", s3Repo], environment: ["ACCORD_PASSWORD_FILE": ""])
+        XCTAssertTrue(keyless.stdout.contains("no errors found"), keyless.stdout)
+
+        let again = try accordOK(["sync", "-d", repo, "--to", s3Repo])
+        XCTAssertTrue(again.stdout.contains("0 snapshot(s), 0 pack(s), 0 index file(s), 0 key file(s)"), again.stdout)
+        try TreeBuilder.write(Array((root + "/new.txt").utf8), Array("new\n".utf8))
+        _ = try backup(root)
+        let third = try accordOK(["sync", "-d", repo, "--to", s3Repo])
+        XCTAssertTrue(third.stdout.contains("1 snapshot(s), 1 pack(s), 1 index file(s), 0 key file(s)"), third.stdout)
+
+        // Back out of the bucket: to a local directory (through a local serve), and to another prefix (no serve).
+        let local = scratch.sub("back-home")
+        try accordOK(["sync", "-d", s3Repo, "--password-file", password, "--to", local])
+        XCTAssertTrue(try accordOK(["snapshots", "-d", local, "--password-file", password]).stdout.contains("2 snapshot(s)"))
+        let second = "s3:\(server.scheme)://127.0.0.1:\(server.port)/\(server.bucket)/\(freshPrefix())"
+        try accordOK(["sync", "-d", s3Repo, "--password-file", password, "--to", second])
+        XCTAssertTrue(try accordOK(["check", "--read-data", "-d", second, "--password-file", password]).stdout.contains("no errors found"))
+
+        let other = try accordOK(["init", "-d", scratch.sub("other")])
+        _ = other
+        let refused = try accord(["sync", "-d", scratch.sub("other"), "--to", s3Repo])
+        XCTAssertFalse(refused.ok || refused.signaled, "\(refused)")
+        XCTAssertTrue(refused.stderr.contains("give another destination"), refused.stderr)
     }
 
     /// A shared lock object of another live process (a stand-in `sleep`): an
