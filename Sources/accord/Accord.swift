@@ -308,13 +308,17 @@ func printOut(_ s: String) {
 /// Takes the repository lock for the length of `body`, waiting up to the
 /// command's `--retry-lock` (`LockWait`) for a live holder.
 /// Readers (`readOnly`) go on without a lock when none can be written (full or
-/// read-only disk): they change nothing, and a restore is what a full disk needs.
+/// read-only disk, or on s3 credentials that may only read, as a DR bucket's
+/// restore credentials may): they change nothing, and a restore is what a full disk needs.
 func withLock<T>(_ repo: Repository, exclusive: Bool = false, readOnly: Bool = false, command: String, _ body: () throws -> T) throws -> T {
     let lock: any HeldLock
     do {
         lock = try repo.acquireLock(exclusive: exclusive, command: command, retryFor: LockWait.seconds, waiting: LockWait.say, warn: warn)
     } catch let e as SystemError where readOnly && (e.isNoSpace || e.errno == 30 /* EROFS */) {
         warn("cannot write a lock file in \(repo.layout.lockDirectory) (\(e)); continuing without a lock, as `\(command)` only reads")
+        return try body()
+    } catch where readOnly && repo.local == nil && !(error is RepositoryError) {
+        warn("cannot write a lock object in \(repo.layout.root) (\(error)); continuing without a lock, as `\(command)` only reads")
         return try body()
     }
     defer { lock.release() }

@@ -30,7 +30,7 @@ public final class ObjectLock: HeldLock, @unchecked Sendable {
     private let stop = NSCondition()
     private var released = false
     /// The pause before the second look at the other locks.
-    nonisolated(unsafe) static var settleSeconds = 0.3
+    static let settleSeconds = 0.3
 
     init(name: String, backend: any Backend, info: LockInfo) { self.name = name; self.backend = backend; self.info = info }
 
