@@ -180,6 +180,49 @@ final class S3RepositoryCLITests: AccordTestCase {
         XCTAssertTrue(refused.stderr.contains("give another destination"), refused.stderr)
     }
 
+    /// A backup killed once packs have landed: nothing partial is visible, the
+    /// repository checks clean, and the next backup indexes what landed and
+    /// stores no data again (packs → index → snapshot, as on disk).
+    func testABackupKilledMidwayLeavesARepositoryTheNextBackupReuses() throws {
+        let root = scratch.sub("big")
+        try TreeBuilder.mkdir(Array(root.utf8))
+        var rng = SeededRandom(seed: 1616)
+        for i in 0..<6 { try TreeBuilder.write(Array((root + "/f\(i)").utf8), rng.bytes(12 << 20)) }
+        try accordOK(["init", "-d", s3Repo, "--encryption", "none"])
+        let running = try start(["backup", "-d", s3Repo, root])
+        // Packs whole under their names (rclone keeps an upload under another name until it is complete).
+        func packs() -> Set<String> {
+            Set(Files.regularFiles(under: storedRepository + "/data").filter { f in
+                let name = f.split(separator: "/").last ?? ""
+                return name.utf8.count == 64 && name.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+            })
+        }
+        var landed = 0
+        let deadline = Date().addingTimeInterval(120)
+        while landed < 2 && running.isRunning && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.02)
+            landed = packs().count
+        }
+        running.kill()
+        let killed = running.finish()
+        guard killed.signaled else { throw XCTSkip("the backup finished before it could be killed (\(landed) packs): \(killed)") }
+        XCTAssertEqual(Files.regularFiles(under: storedRepository + "/snapshots").count, 0, "no snapshot: the commit point was not reached")
+        let before = packs()
+        XCTAssertGreaterThan(before.count, 0)
+        XCTAssertEqual(Files.regularFiles(under: storedRepository + "/index").count, 0, "killed before its index was written")
+
+        let check = try accordOK(["check", "--read-data", "-d", s3Repo])
+        XCTAssertTrue(check.stdout.contains("no errors found"), check.stdout)
+        let next = try accordOK(["backup", "-d", s3Repo, root])
+        XCTAssertTrue(next.stderr.contains("left by an interrupted backup"), next.stderr)
+        XCTAssertTrue(next.stderr.contains("ignoring stale"), "the killed backup's lock object is stale: \(next.stderr)")
+        XCTAssertTrue(before.isSubset(of: packs()), "what landed is kept")
+        XCTAssertTrue(try accordOK(["check", "--read-data", "-d", s3Repo]).stdout.contains("no errors found"))
+        let target = scratch.sub("restored-big")
+        try accordOK(["restore", "-d", s3Repo, "latest", "--target", target])
+        XCTAssertEqual(try files(under: target + root), try files(under: root))
+    }
+
     /// A shared lock object of another live process (a stand-in `sleep`): an
     /// exclusive command fails at once naming it, waits with --retry-lock,
     /// and once that process is gone the lock is stale and ignored.
