@@ -109,9 +109,7 @@ final class S3RepositoryCLITests: AccordTestCase {
     }
 
     func testAWrongSecretIsOneClearError() throws {
-        let password = try writePasswordFile("pw")
         XCTAssertTrue(try accord(["init", "-d", s3Repo, "--encryption", "none"]).ok)
-        _ = password
         let r = try accord(["snapshots", "-d", s3Repo], environment: ["AWS_SECRET_ACCESS_KEY": "not-the-secret-at-all"])
         XCTAssertFalse(r.ok || r.signaled, "\(r)")
         XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "one error line: \(r.stderr)")
@@ -173,8 +171,7 @@ final class S3RepositoryCLITests: AccordTestCase {
         try accordOK(["sync", "-d", s3Repo, "--password-file", password, "--to", second])
         XCTAssertTrue(try accordOK(["check", "--read-data", "-d", second, "--password-file", password]).stdout.contains("no errors found"))
 
-        let other = try accordOK(["init", "-d", scratch.sub("other")])
-        _ = other
+        try accordOK(["init", "-d", scratch.sub("other")])
         let refused = try accord(["sync", "-d", scratch.sub("other"), "--to", s3Repo])
         XCTAssertFalse(refused.ok || refused.signaled, "\(refused)")
         XCTAssertTrue(refused.stderr.contains("give another destination"), refused.stderr)
