@@ -186,8 +186,10 @@ struct Legacy: ParsableCommand {
 /// The repository options every command shares: where it is, and where its passphrase comes from.
 struct RepositoryOptions: ParsableArguments {
     @Option(name: [.customShort("d"), .customLong("directory"), .customLong("repo")],
-            help: ArgumentHelp("Repository directory (default: $ACCORD_REPOSITORY or /opt/anaconda_backup).", valueName: "DIR"))
+            help: ArgumentHelp("Repository directory, or s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX] for a bucket (credentials from $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY or $AWS_PROFILE; default: $ACCORD_REPOSITORY or /opt/anaconda_backup).", valueName: "DIR"))
     var directory: String?
+    @Option(name: .customLong("s3-ca-file"), help: ArgumentHelp("PEM file of the CAs that sign an s3: repository's TLS certificate, instead of the system's (default: $ACCORD_S3_CA_FILE).", valueName: "PATH"))
+    var s3CAFile: String?
     @Option(help: ArgumentHelp("Read the passphrase of an encrypted repository from FILE (one line; as root it must be root's, with no group or other access: chmod 600). Else $ACCORD_PASSWORD_FILE, $ACCORD_PASSWORD_COMMAND, the settings file's repository.password-file, or a prompt: see `accord key --help`.", valueName: "FILE"))
     var passwordFile: String?
 
@@ -206,11 +208,19 @@ struct RepositoryOptions: ParsableArguments {
     /// missing (or empty) repository is created as `createRepository` says.
     func open(create: Bool = false, ae5: Bool = false, encryption: String? = nil) throws -> Repository {
         Sys.umask(0o077)
-        if create, isVacant { return try createRepository(ae5: ae5, encryption: encryption, compression: .default, racing: true) }
+        if ae5 { try requireLocal("a plan (its restore marker)") }
+        if create, try isVacant() { return try createRepository(ae5: ae5, encryption: encryption, compression: .default, racing: true) }
         var origin = try keyOrigin(ae5: ae5)
         // A default key file that does not exist configures nothing: a plain repository opens.
         if case .defaultFile(let f) = origin, !pathExists(f) { origin = .prompt }
-        return try Repository.open(at: path, key: Passphrase.source(origin, repository: path))
+        return try openRepository(key: Passphrase.source(origin, repository: path))
+    }
+
+    /// Opens the repository as it is, with `key` or, without one, keyless
+    /// (`Repository.open(at:)` or, for an `s3:` location, `open(backend:)`).
+    func openRepository(key: KeySource?, withoutKey: Bool = false) throws -> Repository {
+        if isS3 { return try Repository.open(backend: try s3Backend(), key: key, withoutKey: withoutKey) }
+        return try Repository.open(at: path, key: key, withoutKey: withoutKey)
     }
 
     /// Creates a repository: encrypted unless `encryption` (else $ACCORD_ENCRYPTION,
@@ -238,14 +248,19 @@ struct RepositoryOptions: ParsableArguments {
         }
         let config = RepositoryConfig.new(compression: compression, encrypted: encrypted)
         let key = Passphrase.source(origin, repository: path, confirm: true)
-        do { return try Repository.initialize(at: path, config: config, key: encrypted ? key : nil) } catch RepositoryError.alreadyInitialized where racing {
-            return try Repository.open(at: path, key: Passphrase.source(origin, repository: path))
+        do {
+            if isS3 { return try Repository.initialize(backend: try s3Backend(), config: config, key: encrypted ? key : nil) }
+            return try Repository.initialize(at: path, config: config, key: encrypted ? key : nil)
+        } catch RepositoryError.alreadyInitialized where racing {
+            return try openRepository(key: Passphrase.source(origin, repository: path))
         }
     }
 
     /// True when `path` holds no repository yet: missing, or an empty directory
-    /// (dot files and a `restore` marker aside), as `Repository.open(create:)` decides.
-    var isVacant: Bool {
+    /// (dot files and a `restore` marker aside), as `Repository.open(create:)` decides;
+    /// for an `s3:` location, no config object under its prefix.
+    func isVacant() throws -> Bool {
+        if isS3 { return try s3Backend().list(.config).isEmpty }
         guard let st = try? Sys.stat(Array(path.utf8)) else { return true }
         guard st.isDirectory, !pathExists(path + "/config") else { return false }
         return (try? Sys.listDirectory(path))?.allSatisfy { $0.hasPrefix(".") || $0 == "restore" } ?? false
@@ -293,15 +308,21 @@ func printOut(_ s: String) {
 /// Takes the repository lock for the length of `body`, waiting up to the
 /// command's `--retry-lock` (`LockWait`) for a live holder.
 /// Readers (`readOnly`) go on without a lock when none can be written (full or
-/// read-only disk): they change nothing, and a restore is what a full disk needs.
+/// read-only disk, or on s3 credentials that may only read, as a DR bucket's
+/// restore credentials may): they change nothing, and a restore is what a full disk needs.
 func withLock<T>(_ repo: Repository, exclusive: Bool = false, readOnly: Bool = false, command: String, _ body: () throws -> T) throws -> T {
-    let lock: RepositoryLock
+    let lock: any HeldLock
     do {
-        lock = try RepositoryLock.acquire(repo.layout, exclusive: exclusive, command: command, retryFor: LockWait.seconds, waiting: LockWait.say, warn: warn)
+        lock = try repo.acquireLock(exclusive: exclusive, command: command, retryFor: LockWait.seconds, waiting: LockWait.say, warn: warn)
     } catch let e as SystemError where readOnly && (e.isNoSpace || e.errno == 30 /* EROFS */) {
         warn("cannot write a lock file in \(repo.layout.lockDirectory) (\(e)); continuing without a lock, as `\(command)` only reads")
+        return try body()
+    } catch where readOnly && repo.local == nil && !(error is RepositoryError) {
+        warn("cannot write a lock object in \(repo.layout.root) (\(error)); continuing without a lock, as `\(command)` only reads")
         return try body()
     }
     defer { lock.release() }
     return try body()
 }
+
+

@@ -27,7 +27,7 @@ struct Init: ParsableCommand {
         Sys.umask(0o077)
         guard let level = CompressionLevel(name: compression) else { throw ValidationError("--compression \(compression) is not one of off, fast, default, max, 0-9") }
         // Before a prompt asks twice for the passphrase of a repository that cannot be made.
-        if pathExists(repo.path + "/config") { throw RepositoryError.alreadyInitialized(repo.path) }
+        if repo.isS3 ? try !repo.isVacant() : pathExists(repo.path + "/config") { throw RepositoryError.alreadyInitialized(repo.path) }
         let r = try repo.createRepository(ae5: false, encryption: encryption, compression: level)
         print("created \(r.config.isEncrypted ? "encrypted (aes-256-gcm)" : "plain") repository \(r.config.id.prefix(8)) at \(repo.path)")
     }
@@ -140,6 +140,7 @@ struct BackupCommand: ParsableCommand {
         let result = try runBackup(repository, options)
         rec.record(backup: result)
         report(result, json: json, quiet: output.quiet)
+        if !json && !output.quiet, let line = s3RequestSummary(repository) { print(line) }
         if result.incomplete { throw ExitCode(3) }
     }
 }

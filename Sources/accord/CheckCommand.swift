@@ -40,7 +40,7 @@ struct CheckCommand: ParsableCommand {
     func openRepository() throws -> Repository {
         if !withoutKey { return try repo.open() }
         Sys.umask(0o077)
-        return try Repository.open(at: repo.path, withoutKey: true)
+        return try repo.openRepository(key: nil, withoutKey: true)
     }
 
     func run() throws {
@@ -113,6 +113,7 @@ struct Unlock: ParsableCommand {
     }
 
     func run() throws {
+        if repo.isS3 { return try unlockObjects() }
         // Only the lock directory is touched: unlock works even when the config cannot be read.
         let layout = RepositoryLayout(root: repo.path)
         guard (try? Sys.lstat(layout.configPath)) != nil, (try? Sys.stat(Array(layout.lockDirectory.utf8)))?.isDirectory == true else {
@@ -127,5 +128,18 @@ struct Unlock: ParsableCommand {
         }
         for l in left { Sys.writeStderr("error: \(escapedText(l))\n") }
         if !left.isEmpty { throw ExitCode.failure }
+    }
+
+    /// The same on an `s3:` repository: its lock objects (`ObjectLock`).
+    func unlockObjects() throws {
+        let backend = try repo.s3Backend()
+        guard try !backend.list(.config).isEmpty else { throw RepositoryError.notARepository(repo.path) }
+        let (removed, live) = try ObjectLock.removeLocks(backend, all: all)
+        for r in removed { print("removed \(escapedText(r))") }
+        if removed.isEmpty { print(all ? "no locks" : "no stale locks") }
+        for l in live { print("kept live \(escapedText(l))") }
+        if !live.isEmpty {
+            print("\(live.count) live lock(s) kept: if no accord is running on \(repo.path), remove them with `accord unlock --all -d \(repo.path)`")
+        }
     }
 }

@@ -129,7 +129,7 @@ extension Key {
 
         func run() throws {
             Sys.umask(0o077)
-            let repository = try Repository.open(at: repo.path, withoutKey: true)
+            let repository = try repo.openRepository(key: nil, withoutKey: true)
             let config = repository.config
             guard config.isEncrypted, let mac = config.mac, let rid = ID(hex: config.id) else {
                 throw CommandFailure("\(repo.path) is a plain repository (format version \(config.version)): it has no keys")

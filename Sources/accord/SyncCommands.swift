@@ -142,6 +142,7 @@ struct SyncCommand: ParsableCommand {
     }
 
     func send(_ rec: CommandRecorder) throws {
+        if to.hasPrefix("s3:") { return try sendToBucket(rec) }
         let repository = try repo.open()
         let dest = try Destination.parse(to, defaultDirectory: repo.path)
         let stats: SyncStats = try withLock(repository, command: "sync") {

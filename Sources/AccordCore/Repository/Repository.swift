@@ -19,8 +19,14 @@ public final class Repository: @unchecked Sendable {
     public let layout: RepositoryLayout
     public let config: RepositoryConfig
     public let gear: GearTable
-    /// Where the objects are (today's files; an object store next).
-    public let backend: LocalBackend
+    /// Where the objects are: files (`LocalBackend`) or an object store
+    /// (AccordS3's `S3Backend`, made by the command layer).
+    public let backend: any Backend
+    /// The same backend when it is local, else nil: the hot paths call it
+    /// directly (pack reads by cached descriptor, `readPack`; packs renamed
+    /// into place, `makePackAssembler`), with no existential dispatch and no
+    /// copy through memory. Everything else goes through `backend`.
+    public let local: LocalBackend?
     public let index = MasterIndex()
     /// Index files loaded (names), to tell which packs are indexed.
     public internal(set) var indexFiles: [IndexID] = []
@@ -35,12 +41,15 @@ public final class Repository: @unchecked Sendable {
     /// The key file that opened it, when encrypted.
     public let usedKey: KeyID?
 
-    init(layout: RepositoryLayout, config: RepositoryConfig, crypto: RepositoryCrypto? = nil, usedKey: KeyID? = nil) {
+    /// `backend` nil: the local directory `layout` names.
+    init(layout: RepositoryLayout, config: RepositoryConfig, crypto: RepositoryCrypto? = nil, usedKey: KeyID? = nil, backend: (any Backend)? = nil) {
         self.layout = layout
         self.config = config
         self.crypto = crypto
         self.usedKey = usedKey
-        backend = LocalBackend(layout: layout)
+        let b = backend ?? LocalBackend(layout: layout)
+        self.backend = b
+        local = b as? LocalBackend
         gear = crypto.map { GearTable(words: $0.gearWords) } ?? GearTable(seed: config.seed)
     }
 
@@ -70,19 +79,7 @@ public final class Repository: @unchecked Sendable {
     public static func initialize(at path: String, config given: RepositoryConfig, key: KeySource? = nil) throws -> Repository {
         let layout = RepositoryLayout(root: path)
         var config = given
-        var crypto: RepositoryCrypto?
-        var firstKey: (id: KeyID, bytes: [UInt8])?
-        if config.isEncrypted && config.mac == nil {
-            guard let key else { throw KeyError.noPassphrase(path) }
-            let passphrase = try key.passphrase()
-            let master = Crypto.randomBytes(RepositoryCrypto.masterKeySize)
-            let c = RepositoryCrypto(master: master, repositoryID: ID(hex: config.id)?.bytes ?? [])
-            config.mac = c.configMAC(config)
-            let file = try KeyFile.create(master: master, passphrase: passphrase, repository: config.id)
-            let bytes = try file.encode()
-            crypto = c
-            firstKey = (KeyID(hashing: bytes), bytes)
-        }
+        let (crypto, firstKey) = try makeFirstKey(&config, key: key, repository: path)
         try config.validate(repository: path, configPath: layout.configPath)
         if let st = try? Sys.stat(Array(path.utf8)) {
             guard st.isDirectory else { throw RepositoryError.notADirectory(path) }
@@ -136,18 +133,39 @@ public final class Repository: @unchecked Sendable {
         }
         let config = try RepositoryConfig.decode(bytes, repository: path, configPath: layout.configPath)
         for d in layout.subdirectories { try Sys.mkdir(d, mode: 0o700) }
+        return try opened(layout: layout, config: config, backend: LocalBackend(layout: layout), key: key, withoutKey: withoutKey)
+    }
+
+    /// A new encrypted config (no `mac` yet) gets its master key, its MAC and
+    /// its first key file (wrapped under `key`'s passphrase); else nothing.
+    static func makeFirstKey(_ config: inout RepositoryConfig, key: KeySource?, repository path: String) throws
+        -> (RepositoryCrypto?, (id: KeyID, bytes: [UInt8])?) {
+        guard config.isEncrypted && config.mac == nil else { return (nil, nil) }
+        guard let key else { throw KeyError.noPassphrase(path) }
+        let passphrase = try key.passphrase()
+        let master = Crypto.randomBytes(RepositoryCrypto.masterKeySize)
+        let c = RepositoryCrypto(master: master, repositoryID: ID(hex: config.id)?.bytes ?? [])
+        config.mac = c.configMAC(config)
+        let bytes = try KeyFile.create(master: master, passphrase: passphrase, repository: config.id).encode()
+        return (c, (KeyID(hashing: bytes), bytes))
+    }
+
+    /// The end of every open: a plain config is refused to an explicit key
+    /// (and beside key files); an encrypted one is unlocked, unless `withoutKey`.
+    static func opened(layout: RepositoryLayout, config: RepositoryConfig, backend: any Backend, key: KeySource?, withoutKey: Bool) throws -> Repository {
+        let path = layout.root
         guard config.isEncrypted else {
             if let key, key.explicit { throw KeyError.plainRepository(path, source: key.description) }
             // A plain repository never has key files: a plain config beside them was put there.
-            if let keys = try? LocalBackend(layout: layout).list(.key), !keys.isEmpty {
+            if let keys = try? backend.list(.key), !keys.isEmpty {
                 throw KeyError.plainRepository(path, source: "keys/ holds \(keys.count) key file(s), which only an encrypted repository has")
             }
-            return Repository(layout: layout, config: config)
+            return Repository(layout: layout, config: config, backend: backend)
         }
-        if withoutKey { return Repository(layout: layout, config: config) }
+        if withoutKey { return Repository(layout: layout, config: config, backend: backend) }
         guard let key else { throw KeyError.noPassphrase(path) }
-        let (crypto, used) = try unlock(layout: layout, config: config, key: key)
-        return Repository(layout: layout, config: config, crypto: crypto, usedKey: used)
+        let (crypto, used) = try unlock(backend: backend, layout: layout, config: config, key: key)
+        return Repository(layout: layout, config: config, crypto: crypto, usedKey: used, backend: backend)
     }
 
     /// First use by a backup: create, or open what a concurrent first backup created.

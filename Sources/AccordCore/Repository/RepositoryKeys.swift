@@ -38,8 +38,7 @@ extension Repository {
     /// damaged, or unwraps a master key the config's MAC rejects (a key of
     /// another master planted by whoever knows the passphrase), is named and
     /// skipped, not the end of the open.
-    static func unlock(layout: RepositoryLayout, config: RepositoryConfig, key: KeySource) throws -> (RepositoryCrypto, KeyID) {
-        let backend = LocalBackend(layout: layout)
+    static func unlock(backend: any Backend, layout: RepositoryLayout, config: RepositoryConfig, key: KeySource) throws -> (RepositoryCrypto, KeyID) {
         var damaged: [String] = []
         let files = try readKeyFiles(backend) { name, e in damaged.append("\(name.prefix(8)): \(e)") }
             .filter { $0.file.repository == config.id }
@@ -74,7 +73,7 @@ extension Repository {
     static func cost(_ f: KeyFile) -> UInt64 { f.kdf.algorithm == KeyFile.machineKDF ? 0 : f.kdf.N &* f.kdf.r &* f.kdf.p }
 
     /// Every readable key file (verified against its name), sorted by creation time.
-    static func readKeyFiles(_ backend: LocalBackend, onError: (String, Error) -> Void = { _, _ in }) throws -> [(id: KeyID, file: KeyFile)] {
+    static func readKeyFiles(_ backend: any Backend, onError: (String, Error) -> Void = { _, _ in }) throws -> [(id: KeyID, file: KeyFile)] {
         var out: [(KeyID, KeyFile)] = []
         for name in try backend.list(.key) {
             guard let id = KeyID(hex: name) else { continue }
@@ -108,7 +107,7 @@ extension Repository {
         let bytes = try KeyFile.create(master: crypto.master, passphrase: passphrase, repository: config.id).encode()
         let id = KeyID(hashing: bytes)
         try requireRoomForKey()
-        try Sys.mkdir(layout.keyDirectory, mode: 0o700)
+        if local != nil { try Sys.mkdir(layout.keyDirectory, mode: 0o700) }
         try bytes.withUnsafeBytes { try backend.write(.key, id.hex, $0) }
         return id
     }
@@ -145,7 +144,7 @@ extension Repository {
         let id = KeyID(hashing: bytes)
         let file = try KeyFile.decode(bytes, name: "key file \(id.short)")
         guard file.repository == config.id else { throw KeyError.unreadable(id.short, "it belongs to repository \(file.repository.prefix(8)), not \(config.id.prefix(8))") }
-        try Sys.mkdir(layout.keyDirectory, mode: 0o700)
+        if local != nil { try Sys.mkdir(layout.keyDirectory, mode: 0o700) }
         if (try? backend.size(.key, id.hex)) == nil {
             try requireRoomForKey()
             try bytes.withUnsafeBytes { try backend.write(.key, id.hex, $0) }

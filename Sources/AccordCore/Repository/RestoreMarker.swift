@@ -7,12 +7,13 @@ import AccordRuntime
 extension Repository {
     /// Places the marker (written and renamed like every other file, so it is durable).
     public func placeRestoreMarker() throws {
+        try requireLocal("the plans' restore marker")
         try AtomicFile.write([], to: layout.restoreMarkerPath, tmpDirectory: layout.tmpDirectory)
     }
 
     /// True when the marker is present (whatever kind of entry it is: only its name counts).
-    public var hasRestoreMarker: Bool { (try? Sys.lstat(layout.restoreMarkerPath)) != nil }
+    public var hasRestoreMarker: Bool { local != nil && (try? Sys.lstat(layout.restoreMarkerPath)) != nil }
 
     /// Removes the marker; a missing one is not an error (the restore already ran).
-    public func removeRestoreMarker() { try? Sys.unlink(layout.restoreMarkerPath) }
+    public func removeRestoreMarker() { if local != nil { try? Sys.unlink(layout.restoreMarkerPath) } }
 }

@@ -36,6 +36,13 @@ public protocol Backend: AnyObject, Sendable {
     func write(_ kind: ObjectKind, _ name: String, _ bytes: UnsafeRawBufferPointer) throws
     /// Removes the object. Durable on return. Missing: `notFound`.
     func delete(_ kind: ObjectKind, _ name: String) throws
+    /// Removes what interrupted writes left older than `age` seconds (prune):
+    /// `LocalBackend`'s temporary files; an object store has none (a PUT is whole).
+    func removeTemporaryFiles(olderThan age: Int64)
+}
+
+extension Backend {
+    public func removeTemporaryFiles(olderThan age: Int64) {}
 }
 
 /// The kinds of object in a repository.

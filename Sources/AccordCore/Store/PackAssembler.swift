@@ -7,7 +7,8 @@
 /// `data/`): a caller that adds from many threads under its own lock seals
 /// outside it, so the others go on filling the next pack meanwhile.
 /// Durability is `PackWriter`'s: nothing is durable until `seal` returns; a
-/// crash before leaves a temporary file in `tmp/` that no reader looks at.
+/// crash before leaves a temporary file in `tmp/` that no reader looks at
+/// (or, on an object store, nothing: the pack is a PUT of the whole).
 /// Not thread-safe: one thread, or a lock around `add`/`takeOpen`/`abandon`.
 public final class PackAssembler {
     /// A pack written: its index entries and its size in bytes.
@@ -17,11 +18,15 @@ public final class PackAssembler {
     }
 
     let layout: RepositoryLayout
+    /// Nil for a local repository (files in `tmp/`, renamed); else packs are
+    /// assembled in memory and written whole to it.
+    let backend: (any Backend)?
     public let packSize: Int
     private var writer: PackWriter?
 
-    init(layout: RepositoryLayout, packSize: Int) {
+    init(layout: RepositoryLayout, backend: (any Backend)?, packSize: Int) {
         self.layout = layout
+        self.backend = backend
         self.packSize = packSize
     }
 
@@ -30,7 +35,7 @@ public final class PackAssembler {
     /// Appends one stored blob to the open pack (opening one if needed).
     /// Returns the pack when this blob filled it, detached: seal it.
     public func add(id: BlobID, type: BlobType, compression: BlobCompression, rawLength: Int, stored: UnsafeRawBufferPointer) throws -> PackWriter? {
-        if writer == nil { writer = try PackWriter(layout: layout) }
+        if writer == nil { writer = try backend.map { PackWriter(backend: $0, capacity: packSize) } ?? PackWriter(layout: layout) }
         try writer!.add(id: id, type: type, compression: compression, rawLength: rawLength, stored: stored)
         guard writer!.size >= packSize else { return nil }
         defer { writer = nil }
@@ -43,7 +48,7 @@ public final class PackAssembler {
         return writer
     }
 
-    /// Finishes a detached pack: header, fsync, rename, directory fsync.
+    /// Finishes a detached pack: header, fsync, rename, directory fsync (or one whole write).
     /// Durable on return. Nil (and no file) for a pack with no blob.
     public static func seal(_ w: PackWriter) throws -> Sealed? {
         if w.isEmpty { w.abandon(); return nil }

@@ -74,11 +74,12 @@ extension Repository {
     /// A pack's size in bytes.
     public func packSize(_ id: PackID) throws -> Int { Int(try backend.size(.pack, id.hex)) }
 
-    /// Reads up to `buffer.count` bytes of a pack at `offset` (a cached
-    /// descriptor, `pread`); fewer only at its end.
+    /// Reads up to `buffer.count` bytes of a pack at `offset` (locally a cached
+    /// descriptor and `pread`, called directly; else a ranged read); fewer only at its end.
     @inline(__always)
     public func readPack(_ id: PackID, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        try backend.withPackFD(id) { fd, path in
+        guard let local else { return try backend.read(.pack, id.hex, at: offset, into: buffer) }
+        return try local.withPackFD(id) { fd, path in
             buffer.isEmpty ? 0 : try Sys.preadFully(fd, buffer.baseAddress!, buffer.count, offset, path: path)
         }
     }
@@ -121,7 +122,11 @@ extension Repository {
 
     /// A pack assembler writing into this repository, sealing packs at the
     /// configured pack size.
-    public func makePackAssembler() -> PackAssembler { PackAssembler(layout: layout, packSize: config.packSize) }
+    /// Locally packs are written to `tmp/` and renamed; elsewhere they are
+    /// assembled in memory and written whole (`PackWriter`).
+    public func makePackAssembler() -> PackAssembler {
+        PackAssembler(layout: layout, backend: local == nil ? backend : nil, packSize: config.packSize)
+    }
 
     // MARK: Blobs
 

@@ -1,0 +1,171 @@
+import Foundation
+import AccordRuntime
+
+/// A held repository lock: a file of a local repository (`RepositoryLock`)
+/// or an object on an object store (`ObjectLock`).
+public protocol HeldLock: AnyObject, Sendable {
+    /// Removes the lock (and stops refreshing it).
+    func release()
+}
+
+extension RepositoryLock: HeldLock {}
+
+/// A lock as an object (`locks/<random>`, the same `LockInfo` JSON as a lock
+/// file) on a backend that is not a local directory, taken the way restic
+/// takes one: write our own lock, list the others, and if one conflicts
+/// withdraw ours; else wait `settleSeconds` and check again (a listing may lag
+/// a write, so a lock written by a racer at the same moment shows up on the
+/// second look, and both withdraw rather than both proceed). Nothing relies
+/// on a conditional write (many servers ignore `If-None-Match`). Staleness is
+/// `LockInfo.staleReason`: by age (refreshed every `refreshInterval` while
+/// held) and, on this host, by process.
+///
+/// `@unchecked Sendable`: `released` is read and written under `stop` (an
+/// NSCondition); `info` is set in `init` and from then on changed only by the
+/// refresh thread, started after it.
+public final class ObjectLock: HeldLock, @unchecked Sendable {
+    public let name: String
+    let backend: any Backend
+    var info: LockInfo
+    private let stop = NSCondition()
+    private var released = false
+    /// The pause before the second look at the other locks.
+    static let settleSeconds = 0.3
+
+    init(name: String, backend: any Backend, info: LockInfo) { self.name = name; self.backend = backend; self.info = info }
+
+    public typealias Listed = (name: String, info: LockInfo?, problem: String?)
+
+    /// Every lock object, read and decoded (`info` nil with `problem` saying
+    /// why when it cannot be used). One deleted since the listing is left out;
+    /// one larger than a lock can be is not read.
+    public static func list(_ backend: any Backend) throws -> [Listed] {
+        try backend.list(.lock).compactMap { name -> Listed? in
+            do {
+                let size = try backend.size(.lock, name)
+                guard size <= Int64(LockInfo.maxFileSize) else { return (name, nil, "it holds \(size) bytes, more than a lock's \(LockInfo.maxFileSize)") }
+                let bytes = try backend.read(.lock, name)
+                guard let info = try? JSONDecoder().decode(LockInfo.self, from: Data(bytes)) else { return (name, nil, "it is not lock JSON") }
+                if let p = info.problem() { return (name, nil, p) }
+                return (name, info, nil)
+            } catch BackendError.notFound { return nil }
+        }
+    }
+
+    /// One try: `.locked` naming the holder when a live lock conflicts (see
+    /// `RepositoryLock.acquire` for the rules, which are the same).
+    public static func acquire(_ backend: any Backend, exclusive: Bool, command: String, warn: (String) -> Void = { _ in }) throws -> ObjectLock {
+        let info = LockInfo(exclusive: exclusive, host: Sys.hostname, pid: Sys.processID, username: Sys.userName,
+                            command: command, time: .now(), processStart: LockProcess.startTime(Sys.processID), bootID: LockProcess.bootID)
+        let name = hexString(Sys.randomBytes(16))
+        try Repository.encodeJSON(info).withUnsafeBytes { try backend.write(.lock, name, $0) }
+        do {
+            try checkOthers(backend, own: name, exclusive: exclusive, warn: warn)
+            Thread.sleep(forTimeInterval: settleSeconds)
+            try checkOthers(backend, own: name, exclusive: exclusive, warn: { _ in })
+        } catch {
+            try? backend.delete(.lock, name)
+            throw error
+        }
+        let lock = ObjectLock(name: name, backend: backend, info: info)
+        lock.startRefreshing()
+        return lock
+    }
+
+    /// Throws `.locked` if a lock other than `own` conflicts.
+    static func checkOthers(_ backend: any Backend, own: String, exclusive: Bool, warn: (String) -> Void) throws {
+        let root = backend.location
+        for other in try list(backend) where other.name != own {
+            guard let o = other.info else {
+                let what = "lock \(backend.describe(.lock, other.name)) is unreadable (\(other.problem ?? "it cannot be read"))"
+                let fix = "if no accord is running on the repository, remove it with `accord unlock -d \(root)`"
+                guard !exclusive else { throw RepositoryError.locked("\(what), so it is unknown who holds repository \(root): \(fix)") }
+                warn("\(what); ignored by this shared lock, but it blocks prune, forget and other exclusive commands: \(fix)")
+                continue
+            }
+            if let why = o.staleReason() {
+                warn("ignoring stale \(o.summary): \(why); remove it with `accord unlock -d \(root)`")
+                continue
+            }
+            if exclusive || o.exclusive {
+                throw RepositoryError.locked("repository \(root) is held by a \(o.summary); wait for it to finish, "
+                                             + "or, if that accord is no longer running, remove its lock with `accord unlock --all -d \(root)`")
+            }
+        }
+    }
+
+    /// `acquire`, trying again with backoff (0.5 s doubling to 15 s, with
+    /// jitter, so two racers that both withdrew do not meet again) while a
+    /// live lock conflicts, until `retryFor` seconds have passed.
+    public static func acquire(_ backend: any Backend, exclusive: Bool, command: String, retryFor: Double,
+                               waiting: (String) -> Void, warn: (String) -> Void = { _ in }) throws -> ObjectLock {
+        let deadline = Sys.monotonicSeconds() + max(0, retryFor)
+        var pause = 0.5, warned = Set<String>(), announced = Set<String>()
+        func warnOnce(_ m: String) { if warned.insert(m).inserted { warn(m) } }
+        while true {
+            do { return try acquire(backend, exclusive: exclusive, command: command, warn: warnOnce) } catch RepositoryError.locked(let why) {
+                let left = deadline - Sys.monotonicSeconds()
+                guard left > 0 else { throw RepositoryError.locked(retryFor > 0 ? "\(why) (waited \(Int(retryFor.rounded())) s, --retry-lock)" : why) }
+                let locks = (try? list(backend)) ?? []
+                if exclusive, locks.contains(where: { $0.info == nil }) { throw RepositoryError.locked(why) }
+                for h in locks.compactMap({ $0.info }) where (h.exclusive || exclusive) && !h.isStale() && announced.insert(h.summary).inserted {
+                    waiting("repository \(backend.location) is held: \(h.summary); waiting up to \(Int(left.rounded(.up))) s more for it (--retry-lock)")
+                }
+                Thread.sleep(forTimeInterval: min(pause * Double.random(in: 0.75...1.25), left))
+                pause = min(pause * 2, 15)
+            }
+        }
+    }
+
+    private func startRefreshing() {
+        let t = Thread { [weak self] in
+            while let self {
+                self.stop.lock()
+                if self.released { self.stop.unlock(); return }
+                _ = self.stop.wait(until: Date(timeIntervalSinceNow: LockInfo.refreshInterval))
+                let done = self.released
+                self.stop.unlock()
+                if done { return }
+                self.info.time = .now()
+                if let bytes = try? Repository.encodeJSON(self.info) {
+                    try? bytes.withUnsafeBytes { try self.backend.write(.lock, self.name, $0) }
+                }
+            }
+        }
+        t.start()
+    }
+
+    public func release() {
+        stop.lock()
+        released = true
+        stop.signal()
+        stop.unlock()
+        try? backend.delete(.lock, name)
+    }
+
+    /// Removes stale and unusable locks (or all, with `all`): what was
+    /// removed, and the live locks left (as `RepositoryLock.removeLocks`).
+    public static func removeLocks(_ backend: any Backend, all: Bool) throws -> (removed: [String], live: [String]) {
+        var removed: [String] = [], live: [String] = []
+        for l in try list(backend) {
+            let why: String? = l.info.map { $0.staleReason() } ?? (l.problem ?? "unreadable")
+            guard all || why != nil else { live.append(l.info?.summary ?? l.name); continue }
+            do { try backend.delete(.lock, l.name) } catch BackendError.notFound { continue }
+            let what = l.info?.summary ?? "unreadable lock \(l.name)"
+            removed.append(why.map { "\(what) (\($0))" } ?? "\(what) (live)")
+        }
+        return (removed, live)
+    }
+}
+
+extension Repository {
+    /// Takes this repository's lock: a lock file locally (`RepositoryLock`),
+    /// a lock object elsewhere (`ObjectLock`); same rules, same messages.
+    public func acquireLock(exclusive: Bool, command: String, retryFor: Double, waiting: (String) -> Void,
+                            warn: (String) -> Void = { _ in }) throws -> any HeldLock {
+        if local != nil {
+            return try RepositoryLock.acquire(layout, exclusive: exclusive, command: command, retryFor: retryFor, waiting: waiting, warn: warn)
+        }
+        return try ObjectLock.acquire(backend, exclusive: exclusive, command: command, retryFor: retryFor, waiting: waiting, warn: warn)
+    }
+}

@@ -1,0 +1,84 @@
+import AccordCore
+import AccordRuntime
+import AccordS3
+import Foundation
+
+/// Repositories in a bucket: `-d s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]`.
+/// The command layer is where `S3Backend` is made (AccordCore never imports
+/// AccordS3); credentials come from the environment or `AWS_PROFILE`'s file
+/// only (`S3Credentials`), never from argv.
+extension RepositoryOptions {
+    /// The environment variable naming a CA file for s3: repositories (`--s3-ca-file` wins).
+    static let s3CAFileVariable = "ACCORD_S3_CA_FILE"
+
+    /// Is the repository an `s3:` location?
+    var isS3: Bool { path.hasPrefix("s3:") }
+
+    /// The backend of an `s3:` location, checked before any request. Making it
+    /// sends nothing; the first request tells a wrong secret or a missing bucket.
+    func s3Backend() throws -> S3Backend {
+        let location = try S3Location(parsing: path)
+        var caFile = s3CAFile
+        if caFile == nil, let e = Sys.environment(Self.s3CAFileVariable), !e.isEmpty { caFile = e }
+        if let caFile, !pathExists(caFile) {
+            throw CommandFailure("the CA file \(caFile) (\(s3CAFile != nil ? "--s3-ca-file" : "$" + Self.s3CAFileVariable)) does not exist")
+        }
+        return try S3Backend(location, caFile: caFile)
+    }
+
+    /// Fails with a clear message on an `s3:` repository when `what` needs a local one.
+    func requireLocal(_ what: String) throws {
+        guard isS3 else { return }
+        throw RepositoryError.notLocal(path, what: what)
+    }
+}
+
+/// What a command cost on an `s3:` repository ("s3: N requests (R retried)",
+/// each attempt counted), nil on a local one: a no-change backup should make
+/// a handful, not one per file.
+func s3RequestSummary(_ repository: Repository) -> String? {
+    guard let s3 = repository.backend as? S3Backend else { return nil }
+    let s = s3.statistics
+    return "s3: \(s.requests) requests (\(s.retries) retried)"
+}
+
+extension SyncCommand {
+    /// `accord sync --to s3:…`: the destination is a `Repository` on an
+    /// `S3Backend` (no serve), created with the source's config if the prefix
+    /// holds none, then given every object it lacks (`Repository.mirror`),
+    /// under a shared lock on each side. Like serve, it never deletes there.
+    func sendToBucket(_ rec: CommandRecorder) throws {
+        guard snapshots.isEmpty, !marker else {
+            throw CommandFailure("sync to a bucket copies every snapshot and places no restore marker: drop \(marker ? "--marker" : "the snapshot arguments")")
+        }
+        let source = try repo.open()
+        var destOptions = repo
+        destOptions.directory = to
+        let backend = try destOptions.s3Backend()
+        let dest: Repository
+        do {
+            dest = try backend.list(.config).isEmpty ? try Repository.initialize(backend: backend, config: source.config) : try Repository.open(backend: backend, withoutKey: true)
+        } catch RepositoryError.alreadyInitialized {
+            dest = try Repository.open(backend: backend, withoutKey: true)
+        }
+        let started = Sys.monotonicSeconds()
+        let progress = output.makeProgress("sync")
+        progress?.startReporting()
+        defer { progress?.stop() }
+        let stats = try withLock(source, command: "sync") {
+            let lock = try dest.acquireLock(exclusive: false, command: "sync (destination)", retryFor: LockWait.seconds, waiting: LockWait.say, warn: warn)
+            defer { lock.release() }
+            return try source.mirror(to: dest) { _ in progress?.addFile() }
+        }
+        progress?.stop()
+        if output.quiet { return }
+        let summary = "synced to \(backend.location): \(stats.snapshots) snapshot(s), \(stats.packs) pack(s), \(stats.indexFiles) index file(s), "
+            + "\(stats.keyFiles) key file(s), \(formatBytes(UInt64(stats.bytes))) in \(String(format: "%.2f", Sys.monotonicSeconds() - started)) s"
+        if json {
+            print("{\"bytes\":\(stats.bytes),\"indexFiles\":\(stats.indexFiles),\"keyFiles\":\(stats.keyFiles),\"packs\":\(stats.packs),\"snapshots\":\(stats.snapshots)}")
+        } else {
+            print(summary)
+            if let line = s3RequestSummary(dest) { print(line) }
+        }
+    }
+}

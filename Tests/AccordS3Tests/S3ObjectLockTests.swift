@@ -1,0 +1,78 @@
+import AccordCore
+import AccordRuntime
+import AccordTestSupport
+@_spi(Testing) import AccordS3
+import Foundation
+import XCTest
+
+/// Locks as objects on the real S3 server (`ObjectLock`): racing takers never
+/// both hold an exclusive lock, and what is left behind is named and handled.
+final class S3ObjectLockTests: XCTestCase {
+    override class func setUp() { super.setUp(); S3Servers.start(self) }
+    override class func tearDown() { S3Servers.stop(self); super.tearDown() }
+
+    func backend() throws -> S3Backend {
+        let server = try S3Servers.server(Self.self)
+        return try S3Backend(try server.location(prefix: freshPrefix()), environment: server.clientEnvironment)
+    }
+
+    /// Six threads take an exclusive lock at the same moment (waiting for it,
+    /// as --retry-lock does), each holding it for a while: all get it in turn,
+    /// never two at once, and every lock object is gone afterwards (a taker
+    /// that backed off withdrew its own).
+    func testRacingExclusiveTakersNeverBothHold() throws {
+        let b = try backend()
+        let holders = LockedBox(0), most = LockedBox(0), won = LockedBox(0)
+        let group = DispatchGroup()
+        for _ in 0..<6 {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                guard let lock = try? ObjectLock.acquire(b, exclusive: true, command: "race", retryFor: 120, waiting: { _ in }) else { return }
+                won.withLock { $0 += 1 }
+                let now = holders.withLock { $0 += 1; return $0 }
+                most.withLock { $0 = max($0, now) }
+                Thread.sleep(forTimeInterval: 0.2)
+                holders.withLock { $0 -= 1 }
+                lock.release()
+            }.start()
+        }
+        group.wait()
+        XCTAssertEqual(won.withLock { $0 }, 6, "every taker got the lock in the end")
+        XCTAssertEqual(most.withLock { $0 }, 1, "never two exclusive holders at once")
+        XCTAssertEqual(try b.list(.lock), [], "every taker removed its lock object")
+        // With nobody racing, it is taken.
+        let lock = try ObjectLock.acquire(b, exclusive: true, command: "alone")
+        XCTAssertEqual(try b.list(.lock), [lock.name])
+        XCTAssertThrowsError(try ObjectLock.acquire(b, exclusive: false, command: "shared")) { e in
+            XCTAssertTrue("\(e)".contains("exclusive lock by `alone`"), "\(e)")
+        }
+        lock.release()
+        XCTAssertEqual(try b.list(.lock), [])
+    }
+
+    /// A lock object that is not lock JSON, or too large, blocks an exclusive
+    /// lock (naming it), lets a shared one go on with a warning, and is
+    /// removed by `removeLocks`; an old one is stale.
+    func testUnreadableAndStaleLockObjects() throws {
+        let b = try backend()
+        try Array("not json".utf8).withUnsafeBytes { try b.write(.lock, "garbage", $0) }
+        XCTAssertThrowsError(try ObjectLock.acquire(b, exclusive: true, command: "prune")) { e in
+            XCTAssertTrue("\(e)".contains("is unreadable (it is not lock JSON)") && "\(e)".contains("accord unlock"), "\(e)")
+        }
+        var warnings: [String] = []
+        let shared = try ObjectLock.acquire(b, exclusive: false, command: "backup") { warnings.append($0) }
+        XCTAssertTrue(warnings.contains { $0.contains("garbage") }, "\(warnings)")
+        shared.release()
+        let old = LockInfo(exclusive: true, host: "elsewhere", pid: 1, username: "u", command: "prune",
+                           time: Timestamp(seconds: Timestamp.now().seconds - 2 * LockInfo.staleAfterSeconds, nanoseconds: 0))
+        try Array(try JSONEncoder().encode(old)).withUnsafeBytes { try b.write(.lock, "old", $0) }
+        try [UInt8](repeating: 0x20, count: LockInfo.maxFileSize + 1).withUnsafeBytes { try b.write(.lock, "huge", $0) }
+        let listed = try ObjectLock.list(b)
+        XCTAssertTrue(listed.contains { $0.name == "huge" && $0.problem?.contains("more than a lock's") == true }, "\(listed)")
+        let (removed, live) = try ObjectLock.removeLocks(b, all: false)
+        XCTAssertEqual(removed.count, 3, "\(removed)")
+        XCTAssertEqual(live, [])
+        XCTAssertEqual(try b.list(.lock), [])
+    }
+}
