@@ -81,6 +81,28 @@ final class PackageTests: AccordTestCase {
         try accordOK(["check", "-d", repo, "--read-data"], environment: noIsal)
     }
 
+    /// ISA-L really absent, not switched off: in a mount namespace where the
+    /// system's libisal.so.2 is /dev/null, accord (which links no ISA-L) starts,
+    /// names the loader's error in `accord version`, and backs up and reads back.
+    func testWithTheSystemsIsalUnloadableAccordStillRunsAndSaysSo() throws {
+        guard getuid() == 0 else { throw XCTSkip("masking libisal.so.2 needs root (a mount namespace)") }
+        let lib = try sh("readlink -f \"$(ldconfig -p | sed -n 's/^[[:space:]]*libisal\\.so\\.2 (libc6[^)]*) => //p' | head -1)\"")
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertTrue(lib.hasPrefix("/") && Files.exists(lib), "libisal2 is not installed (make deps): '\(lib)'")
+        let bin = AccordBinary.path
+        let r = try runProcess("/usr/bin/unshare", ["--mount", "--propagation", "private", "/bin/bash", "-c", """
+            set -e; mount --bind /dev/null '\(lib)'
+            '\(bin)' version
+            '\(bin)' backup -d '\(repo)' --command '/db/c.sql=seq 1 200000' >/dev/null
+            '\(bin)' dump -d '\(repo)' latest /db/c.sql | cmp - <(seq 1 200000) && echo same bytes
+            """])
+        XCTAssertTrue(r.ok, "\(r)")
+        XCTAssertTrue(r.stdout.contains("\ncompression: libdeflate at every level (ISA-L not loaded: ") && r.stdout.contains("libisal.so.2"),
+                      "accord version does not say why ISA-L is not loaded:\n\(r)")
+        XCTAssertTrue(r.stdout.hasSuffix("same bytes\n"), "\(r)")
+        XCTAssertTrue(try accordOK("version").stdout.contains("\ncompression: igzip (ISA-L, /"), "the mask leaked out of its mount namespace")
+    }
+
     func debFile() throws -> String {
         func existing() -> String? {
             ((try? FileManager.default.contentsOfDirectory(atPath: Self.dist)) ?? [])
