@@ -44,24 +44,32 @@ public struct IsalLibrary: @unchecked Sendable {   // two C function pointers, n
         if let s = Sys.environment("ACCORD_NO_ISAL"), !s.isEmpty, s != "0" {
             return .unavailable("ACCORD_NO_ISAL is set")
         }
-        return load(candidates(executable: try? Sys.readlink(Array("/proc/self/exe".utf8))))
+        let (names, skipped) = candidates(executable: try? Sys.readlink(Array("/proc/self/exe".utf8)))
+        return load(names, skipped: skipped)
     }()
 
     /// Where to look, first to last: `$ORIGIN/../lib/libisal.so.2` when the
-    /// running binary's path is known and that file exists, then the loader's search.
-    static func candidates(executable: RawPath?) -> [String] {
-        var list: [String] = []
-        if let exe = executable, let bin = exe.lastIndex(of: UInt8(ascii: "/")),
-           let prefix = exe[..<bin].lastIndex(of: UInt8(ascii: "/")) {
-            let bundled = String(decoding: exe[..<prefix], as: UTF8.self) + "/lib/libisal.so.2"
-            if (try? Sys.stat(Array(bundled.utf8))) != nil { list.append(bundled) }
+    /// running binary's path is known and that file exists, then the loader's
+    /// search. The file beside the binary is trusted no more than the binary:
+    /// a regular file owned by root or the binary's owner, writable by neither
+    /// group nor others (a root backup must not run code anyone else can
+    /// replace); `skipped` says why one that exists is not.
+    static func candidates(executable: RawPath?) -> (names: [String], skipped: [String]) {
+        guard let exe = executable, let bin = exe.lastIndex(of: UInt8(ascii: "/")),
+              let prefix = exe[..<bin].lastIndex(of: UInt8(ascii: "/")) else { return (["libisal.so.2"], []) }
+        let bundled = String(decoding: exe[..<prefix], as: UTF8.self) + "/lib/libisal.so.2"
+        guard let lib = try? Sys.stat(Array(bundled.utf8)) else { return (["libisal.so.2"], []) }
+        let owner = (try? Sys.stat(exe))?.uid
+        if lib.mode & 0o170000 != 0o100000 || lib.mode & 0o022 != 0 || (lib.uid != 0 && lib.uid != owner) {
+            let why = "\(bundled): not used, it is not a regular file owned by root or the binary's owner and writable by them alone"
+            return (["libisal.so.2"], [why])
         }
-        return list + ["libisal.so.2"]
+        return ([bundled, "libisal.so.2"], [])
     }
 
     /// The first of `candidates` that loads and has igzip's functions.
-    static func load(_ candidates: [String]) -> Availability {
-        var failures: [String] = []
+    static func load(_ candidates: [String], skipped: [String] = []) -> Availability {
+        var failures = skipped
         for name in candidates {
             var api = accord_isal_api()
             if let error = accord_isal_load(name, &api) {

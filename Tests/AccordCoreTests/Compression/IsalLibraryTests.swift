@@ -1,5 +1,6 @@
 import Foundation
 import AccordRuntime
+import AccordTestSupport
 import XCTest
 @testable import AccordCore
 
@@ -83,13 +84,17 @@ final class IsalLibraryTests: CodecTestCase {
         let systemPath = try XCTUnwrap(IsalLibrary.load(["libisal.so.2"]).library?.path, "libisal2 is not installed: run make deps")
         let prefix = scratch + "/prefix"
         let exe = Array((prefix + "/bin/accord").utf8)
-        XCTAssertEqual(IsalLibrary.candidates(executable: exe), ["libisal.so.2"], "a lib/ that does not exist is a candidate")
-        XCTAssertEqual(IsalLibrary.candidates(executable: nil), ["libisal.so.2"])
-        XCTAssertEqual(IsalLibrary.candidates(executable: Array("accord".utf8)), ["libisal.so.2"])
-        try Sys.mkdirs(Array((prefix + "/lib").utf8), mode: 0o700)
-        try Data(contentsOf: URL(fileURLWithPath: systemPath)).write(to: URL(fileURLWithPath: prefix + "/lib/libisal.so.2"))   // the file, not the symlink
-        let candidates = IsalLibrary.candidates(executable: exe)
-        XCTAssertEqual(candidates, [prefix + "/lib/libisal.so.2", "libisal.so.2"])
+        try Sys.mkdirs(Array((prefix + "/bin").utf8), mode: 0o755)
+        try Files.write(prefix + "/bin/accord", Array("#!/bin/sh\n".utf8), mode: 0o755)
+        XCTAssertEqual(IsalLibrary.candidates(executable: exe).names, ["libisal.so.2"], "a lib/ that does not exist is a candidate")
+        XCTAssertEqual(IsalLibrary.candidates(executable: nil).names, ["libisal.so.2"])
+        XCTAssertEqual(IsalLibrary.candidates(executable: Array("accord".utf8)).names, ["libisal.so.2"])
+        try Sys.mkdirs(Array((prefix + "/lib").utf8), mode: 0o755)
+        let copy = prefix + "/lib/libisal.so.2"
+        try Files.write(copy, Array(try Data(contentsOf: URL(fileURLWithPath: systemPath))), mode: 0o644)   // the file, not the symlink
+        let (candidates, skipped) = IsalLibrary.candidates(executable: exe)
+        XCTAssertEqual(candidates, [copy, "libisal.so.2"])
+        XCTAssertEqual(skipped, [])
         let bundled = try XCTUnwrap(IsalLibrary.load(candidates).library, IsalLibrary.load(candidates).description)
         XCTAssertEqual(bundled.path, prefix + "/lib/libisal.so.2")
         var rng = TestRandom(seed: 42)
@@ -99,5 +104,14 @@ final class IsalLibraryTests: CodecTestCase {
         XCTAssertTrue(deflater.usesIgzip)
         XCTAssertEqual(raw.withUnsafeBytes { deflater.compress($0, into: &packed) }, .zlib)
         try assertValidZlib(packed, raw: raw, "igzip from the bundled copy")
+
+        // One that others could have replaced is not loaded, and the reason says so.
+        try Sys.chmod(Array(copy.utf8), mode: 0o666)
+        let open = IsalLibrary.candidates(executable: exe)
+        XCTAssertEqual(open.names, ["libisal.so.2"], "a world-writable library beside the binary is a candidate")
+        XCTAssertEqual(open.skipped.count, 1)
+        XCTAssertTrue(open.skipped.first?.hasPrefix(copy + ": not used") == true, "\(open.skipped)")
+        let loaded = IsalLibrary.load(open.names, skipped: open.skipped)
+        XCTAssertEqual(loaded.library?.path, systemPath, "the system's is the fallback")
     }
 }
