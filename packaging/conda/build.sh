@@ -2,9 +2,9 @@
 # build.sh DIST VERSION: the conda package DIST/conda-channel/linux-64/accord-VERSION-0.conda, and
 # DIST/conda-channel indexed as a local channel (run by `make conda`; no network but the PyPI
 # mirror pip is set up to use, for conda-package-handling and py-rattler in DIST/venv).
-# The prefix holds bin/accord, lib/libisal.so.2 (bundled: conda has no system ISA-L, and the
-# binary's RUNPATH $ORIGIN/../lib finds it), the man page, completions, the systemd units and
-# examples under share/accord, and README. info/index.json declares `__glibc >=FLOOR`
+# The prefix holds bin/accord, lib/libisal.so.2 (bundled: conda has no system ISA-L; accord
+# dlopens $ORIGIN/../lib/libisal.so.2 before the system's, AccordCore's IsalLibrary), the man
+# page, completions, the systemd units and examples under share/accord, and README. info/index.json declares `__glibc >=FLOOR`
 # (packaging/check-binary.sh); libstdc++ and libgcc_s are the system's, as on every glibc Linux.
 # Install: conda install -c file://DIST/conda-channel accord (or channel.py install, as the test does).
 set -euo pipefail
@@ -21,7 +21,7 @@ isal=$(ldconfig -p | sed -n 's/^[[:space:]]*libisal\.so\.2 (libc6[^)]*) => //p' 
 venv=$dist/venv
 if ! "$venv/bin/python" -c 'import conda_package_handling, rattler' 2>/dev/null; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q conda-package-handling py-rattler
+  "$venv/bin/pip" install -q conda-package-handling==2.6.0 py-rattler==0.28.0   # the versions channel.py was tested with
 fi
 
 stage=$dist/conda-prefix

@@ -56,7 +56,8 @@ public enum CompressionError: Error, CustomStringConvertible {
 /// Levels 1 and 2 use igzip (Intel ISA-L), levels 3-9 libdeflate. Both write
 /// the zlib format (RFC 1950), which any zlib inflates; igzip's fast levels
 /// are ~2.5x as fast as libdeflate level 1, which in turn is 1.5-2.5x as fast
-/// as zlib. Should igzip fail on a blob, libdeflate compresses that blob.
+/// as zlib. Should igzip fail on a blob, libdeflate compresses that blob; where
+/// ISA-L is not installed (`IsalLibrary`), libdeflate compresses every blob.
 public final class Deflater {
     /// Which library writes the zlib streams.
     public enum Engine: Sendable {
@@ -65,6 +66,7 @@ public final class Deflater {
         /// libdeflate at every level (Accord's compressor before igzip), for comparisons.
         case libdeflate
         /// igzip at every level; above its highest, 3, it compresses at 3.
+        /// Every engine is libdeflate where ISA-L is not loaded.
         case igzip
     }
 
@@ -87,17 +89,31 @@ public final class Deflater {
         self.init(level: level, engine: .automatic)
     }
 
-    public init(level: CompressionLevel, engine: Engine) {
+    public convenience init(level: CompressionLevel, engine: Engine) {
+        self.init(level: level, engine: engine, isal: IsalLibrary.shared.library)
+    }
+
+    /// With `isal` nil (no ISA-L loaded; tests pass nil to force it) every
+    /// engine is libdeflate at `level`.
+    init(level: CompressionLevel, engine: Engine, isal: IsalLibrary?) {
         self.level = level.level
         self.engine = engine
         let l = level.level
         switch engine {
+        case _ where isal == nil: igzipLevel = nil
         case .automatic: igzipLevel = (1 ... 2).contains(l) ? UInt32(l) : nil
         case .libdeflate: igzipLevel = nil
         case .igzip: igzipLevel = l == 0 ? nil : UInt32(Swift.min(3, l))
         }
-        igzip = l == 0 || engine == .libdeflate ? nil : IgzipZlib(maxLevel: igzipLevel ?? 1)
+        if let isal, l != 0, engine != .libdeflate {
+            igzip = IgzipZlib(isal, maxLevel: igzipLevel ?? 1)
+        } else {
+            igzip = nil
+        }
     }
+
+    /// Whether igzip writes this compressor's blobs (tests read it).
+    var usesIgzip: Bool { igzip != nil && igzipLevel != nil }
 
     deinit {
         if let c = libdeflate { libdeflate_free_compressor(c) }
@@ -169,7 +185,9 @@ public final class Deflater {
 }
 
 /// igzip (Intel ISA-L) writing the zlib format in one call. Its stream state
-/// (~80 KiB) and level buffer (~300 KiB) are allocated once and reused.
+/// (~80 KiB) and level buffer (~300 KiB) are allocated once and reused. Calls
+/// `IsalLibrary`'s function pointers, copied here: an indirect call per blob,
+/// as the PLT's was when the library was linked.
 final class IgzipZlib {
     enum Result {
         case produced(Int)
@@ -182,9 +200,13 @@ final class IgzipZlib {
     private let stream: UnsafeMutablePointer<isal_zstream>
     private let levelBuffer: UnsafeMutableRawPointer
     private let levelBufferSize: UInt32
+    private let statelessInit: @convention(c) (UnsafeMutablePointer<isal_zstream>?) -> Void
+    private let stateless: @convention(c) (UnsafeMutablePointer<isal_zstream>?) -> Int32
 
     /// Ready for the levels 0 through `maxLevel` (igzip has 0-3).
-    init(maxLevel: UInt32) {
+    init(_ isal: IsalLibrary, maxLevel: UInt32) {
+        statelessInit = isal.statelessInit
+        stateless = isal.stateless
         levelBufferSize = (0 ... maxLevel).map { accord_isal_level_buf_size($0) }.max() ?? 0
         levelBuffer = .allocate(byteCount: Swift.max(64, Int(levelBufferSize)), alignment: 64)
         let size = MemoryLayout<isal_zstream>.size
@@ -202,7 +224,7 @@ final class IgzipZlib {
         guard input.count < Int(UInt32.max), let inBase = input.baseAddress, let outBase = out.baseAddress else {
             return .failed(INVALID_PARAM)
         }
-        isal_deflate_stateless_init(stream)
+        statelessInit(stream)
         stream.pointee.level = level
         stream.pointee.level_buf = levelBuffer.assumingMemoryBound(to: UInt8.self)
         stream.pointee.level_buf_size = levelBufferSize
@@ -213,7 +235,7 @@ final class IgzipZlib {
         stream.pointee.avail_in = UInt32(input.count)
         stream.pointee.next_out = outBase.assumingMemoryBound(to: UInt8.self)
         stream.pointee.avail_out = UInt32(clamping: out.count)
-        switch isal_deflate_stateless(stream) {
+        switch stateless(stream) {
         case COMP_OK where stream.pointee.avail_in == 0 && stream.pointee.total_out > 0:
             return .produced(Int(stream.pointee.total_out))
         case COMP_OK:
