@@ -190,6 +190,8 @@ struct RepositoryOptions: ParsableArguments {
     var directory: String?
     @Option(name: .customLong("s3-ca-file"), help: ArgumentHelp("PEM file of the CAs that sign an s3: repository's TLS certificate, instead of the system's (default: $ACCORD_S3_CA_FILE).", valueName: "PATH"))
     var s3CAFile: String?
+    @Flag(name: .customLong("no-cache"), help: "Do not use the local cache of an s3: repository's index files and snapshots ($ACCORD_CACHE_DIR, else $XDG_CACHE_HOME/accord or ~/.cache/accord).")
+    var noCache = false
     @Option(help: ArgumentHelp("Read the passphrase of an encrypted repository from FILE (one line; as root it must be root's, with no group or other access: chmod 600). Else $ACCORD_PASSWORD_FILE, $ACCORD_PASSWORD_COMMAND, the settings file's repository.password-file, or a prompt: see `accord key --help`.", valueName: "FILE"))
     var passwordFile: String?
 
@@ -219,7 +221,7 @@ struct RepositoryOptions: ParsableArguments {
     /// Opens the repository as it is, with `key` or, without one, keyless
     /// (`Repository.open(at:)` or, for an `s3:` location, `open(backend:)`).
     func openRepository(key: KeySource?, withoutKey: Bool = false) throws -> Repository {
-        if isS3 { return try Repository.open(backend: try s3Backend(), key: key, withoutKey: withoutKey) }
+        if isS3 { return try Repository.open(backend: try cachedS3Backend(), key: key, withoutKey: withoutKey) }
         return try Repository.open(at: path, key: key, withoutKey: withoutKey)
     }
 

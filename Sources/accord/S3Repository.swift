@@ -26,6 +26,36 @@ extension RepositoryOptions {
         return try S3Backend(location, caFile: caFile)
     }
 
+    /// The environment variable naming the cache's base directory.
+    static let cacheVariable = "ACCORD_CACHE_DIR"
+
+    /// Where s3: repositories' caches go: `$ACCORD_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/accord`, else `$HOME/.cache/accord` (root's too); nil
+    /// with `--no-cache` or when none of them is an absolute path.
+    var cacheBase: String? {
+        if noCache { return nil }
+        if let d = Sys.environment(Self.cacheVariable), d.hasPrefix("/") { return d }
+        if let x = Sys.environment("XDG_CACHE_HOME"), x.hasPrefix("/") { return x + "/accord" }
+        if let h = Sys.environment("HOME"), h.hasPrefix("/") { return (h == "/" ? "" : h) + "/.cache/accord" }
+        return nil
+    }
+
+    /// The `s3:` backend behind a `CachedBackend` in `cacheBase/<repository id>`
+    /// when the config names a valid id (it is read here once, and handed on
+    /// so opening the repository asks for it no more). Without a config or a
+    /// usable cache directory: the bare backend (a cache is only a saving).
+    func cachedS3Backend() throws -> any Backend {
+        let s3 = try s3Backend()
+        guard let base = cacheBase else { return s3 }
+        guard let size = try? s3.size(.config, "config"), size <= 1 << 20, let bytes = try? s3.read(.config, "config"),
+              let config = try? RepositoryConfig.decode(bytes, repository: s3.location, configPath: s3.describe(.config, "config"))
+        else { return s3 }
+        do { return try CachedBackend(inner: s3, directory: base + "/" + config.id, config: bytes) } catch {
+            warn("not using the cache in \(base)/\(config.id): \(error)")
+            return s3
+        }
+    }
+
     /// Fails with a clear message on an `s3:` repository when `what` needs a local one.
     func requireLocal(_ what: String) throws {
         guard isS3 else { return }
@@ -37,7 +67,7 @@ extension RepositoryOptions {
 /// each attempt counted), nil on a local one: a no-change backup should make
 /// a handful, not one per file.
 func s3RequestSummary(_ repository: Repository) -> String? {
-    guard let s3 = repository.backend as? S3Backend else { return nil }
+    guard let s3 = (repository.backend as? S3Backend) ?? ((repository.backend as? CachedBackend)?.inner as? S3Backend) else { return nil }
     let s = s3.statistics
     return "s3: \(s.requests) requests (\(s.retries) retried)"
 }

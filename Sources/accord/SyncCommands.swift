@@ -41,6 +41,9 @@ struct Serve: ParsableCommand {
             let pin = settings.serve.repository.map { ServeAccess.Pin(path: $0, source: "serve.repository in \(settings.path ?? Settings.path)") }
             path = try ServeAccess.repository(argument: repo, settingsPin: pin, originalCommand: Sys.environment("SSH_ORIGINAL_COMMAND"),
                                               local: ServeAccess.startedByLocalSync)
+            if path.hasPrefix("s3:") {
+                throw CommandFailure("the repository served must be a local directory, not a bucket (\(path)): run `accord sync --to \(path)` on the sending side instead")
+            }
         } catch {
             log("\(error)")
             // Said to a sync client too (an error frame after its hello), so that

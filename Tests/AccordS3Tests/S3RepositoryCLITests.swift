@@ -26,6 +26,7 @@ final class S3RepositoryCLITests: AccordTestCase {
         accordEnvironment.merge(server.clientEnvironment) { $1 }
         accordEnvironment["AWS_PROFILE"] = ""
         accordEnvironment["ACCORD_SCRYPT_N"] = "16384"
+        accordEnvironment["ACCORD_CACHE_DIR"] = scratch.sub("cache")
     }
 
     func makeTree() throws -> String {

@@ -1,0 +1,125 @@
+import AccordCore
+import AccordRuntime
+import AccordTestSupport
+import Foundation
+import XCTest
+
+/// The local cache of an s3: repository's index files and snapshots
+/// (`CachedBackend` in `$ACCORD_CACHE_DIR/<repository id>`), through the
+/// command line against the real S3 server.
+final class S3CacheCLITests: AccordTestCase {
+    override class func setUp() { super.setUp(); S3Servers.start(self) }
+    override class func tearDown() { S3Servers.stop(self); super.tearDown() }
+
+    var server: S3TestServer!
+    var prefix = ""
+    var cacheBase = ""
+    var s3Repo: String { "s3:\(server.scheme)://127.0.0.1:\(server.port)/\(server.bucket)/\(prefix)" }
+    var storedRepository: String { server.storage + "/" + server.bucket + "/" + prefix }
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        server = try S3Servers.server(Self.self)
+        prefix = freshPrefix()
+        cacheBase = scratch.sub("cache")
+        accordEnvironment.merge(server.clientEnvironment) { $1 }
+        accordEnvironment["AWS_PROFILE"] = ""
+        accordEnvironment["ACCORD_CACHE_DIR"] = cacheBase
+    }
+
+    func makeTree() throws -> String {
+        let root = scratch.sub("src")
+        try TreeBuilder.mkdir(Array(root.utf8))
+        var rng = SeededRandom(seed: 1602)
+        for i in 0..<40 { try TreeBuilder.write(Array((root + "/f\(i)").utf8), rng.letterText(20_000 + i)) }
+        return root
+    }
+
+    /// The count of "s3: N requests" in a command's output.
+    func requests(_ r: CommandResult) throws -> Int {
+        let line = try XCTUnwrap(r.stdout.split(separator: "\n").first { $0.hasPrefix("s3: ") }, r.stdout)
+        return try XCTUnwrap(Int(line.split(separator: " ")[1]), String(line))
+    }
+
+    /// The repository's cache directory (its id from the config object).
+    func cacheDirectory() throws -> String {
+        let config = try JSONSerialization.jsonObject(with: Data(Files.read(storedRepository + "/config"))) as? [String: Any]
+        return cacheBase + "/" + (try XCTUnwrap(config?["id"] as? String))
+    }
+
+    func mode(_ path: String) throws -> UInt32 { try Sys.lstat(path).mode & 0o7777 }
+
+    func testASecondNoChangeBackupWithTheCacheMakesFewerRequests() throws {
+        let root = try makeTree()
+        try accordOK(["init", "-d", s3Repo, "--encryption", "none"])
+        try accordOK(["backup", "-d", s3Repo, "--no-cache", root])
+        try accordOK(["backup", "-d", s3Repo, "--no-cache", root])
+        XCTAssertFalse(Files.exists(cacheBase), "--no-cache makes no cache")
+        let uncached = try requests(try accordOK(["backup", "-d", s3Repo, "--no-cache", root]))
+
+        try accordOK(["backup", "-d", s3Repo, root])   // fills the cache
+        let dir = try cacheDirectory()
+        let indexes = Set(try Sys.listDirectory(storedRepository + "/index")), snapshots = Set(try Sys.listDirectory(storedRepository + "/snapshots"))
+        XCTAssertEqual(Set(try Sys.listDirectory(dir + "/index")), indexes)
+        XCTAssertEqual(Set(try Sys.listDirectory(dir + "/snapshots")), snapshots)
+        let cached = try requests(try accordOK(["backup", "-d", s3Repo, root]))
+        print("no-change backup on s3: \(uncached) requests without the cache, \(cached) with it")
+        XCTAssertLessThan(cached, uncached, "the cache saves the index and snapshot reads")
+
+        for d in [cacheBase, dir, dir + "/index", dir + "/snapshots"] { XCTAssertEqual(try mode(d), 0o700, d) }
+        for f in Files.regularFiles(under: dir) { XCTAssertEqual(try mode(f), 0o600, f) }
+        // Never packs, config, keys or locks.
+        XCTAssertEqual(Set(try Sys.listDirectory(dir)), ["index", "snapshots"])
+    }
+
+    func testABadOrForeignCacheFileIsReplacedAndNeverTrusted() throws {
+        let root = try makeTree()
+        try accordOK(["init", "-d", s3Repo, "--encryption", "none"])
+        try accordOK(["backup", "-d", s3Repo, root])
+        let dir = try cacheDirectory()
+        let snapshot = try XCTUnwrap(try Sys.listDirectory(dir + "/snapshots").first)
+        let index = try XCTUnwrap(try Sys.listDirectory(dir + "/index").first)
+        let good = try Files.read(dir + "/snapshots/" + snapshot)
+
+        // A snapshot whose bytes are another's, a truncated index, a name the
+        // bucket does not hold, a stray file; and the modes opened up.
+        var forged = good
+        forged[forged.count / 2] ^= 0x01
+        try Files.write(dir + "/snapshots/" + snapshot, forged)
+        let indexBytes = try Files.read(dir + "/index/" + index)
+        try Files.write(dir + "/index/" + index, Array(indexBytes.prefix(indexBytes.count / 2)))
+        let foreign = String(repeating: "ab", count: 32)
+        try Files.write(dir + "/snapshots/" + foreign, Array("{}".utf8))
+        try Files.write(dir + "/index/stray", Array("junk".utf8))
+        try Sys.chmod(Array(dir.utf8), mode: 0o755)
+
+        let ls = try accordOK(["ls", "-d", s3Repo, "latest"])
+        XCTAssertTrue(ls.stdout.contains(root + "/f39"), ls.stdout)
+        XCTAssertEqual(try Files.read(dir + "/snapshots/" + snapshot), good, "the forged snapshot was replaced by the bucket's")
+        XCTAssertEqual(SHA256Hasher.hash(try Files.read(dir + "/index/" + index)).hex, index, "the torn index was replaced")
+        XCTAssertFalse(Files.exists(dir + "/snapshots/" + foreign), "an object the bucket does not list is pruned")
+        XCTAssertFalse(Files.exists(dir + "/index/stray"))
+        XCTAssertEqual(try mode(dir), 0o700)
+
+        // Deleting the cache at any time only costs requests.
+        try FileManager.default.removeItem(atPath: cacheBase)
+        let again = try accordOK(["backup", "-d", s3Repo, root])
+        XCTAssertTrue(again.stdout.contains("read 0 B"), again.stdout)
+        XCTAssertEqual(Set(try Sys.listDirectory(dir + "/snapshots")), Set(try Sys.listDirectory(storedRepository + "/snapshots")))
+        XCTAssertTrue(try accordOK(["check", "-d", s3Repo]).stdout.contains("no errors found"))
+    }
+
+    /// A forget deletes the snapshot in the bucket and in the cache.
+    func testForgetRemovesTheCachedSnapshot() throws {
+        let root = try makeTree()
+        try accordOK(["init", "-d", s3Repo, "--encryption", "none"])
+        try accordOK(["backup", "-d", s3Repo, root])
+        try TreeBuilder.write(Array((root + "/new").utf8), Array("new\n".utf8))
+        try accordOK(["backup", "-d", s3Repo, root])
+        let dir = try cacheDirectory()
+        XCTAssertEqual(try Sys.listDirectory(dir + "/snapshots").count, 2)
+        try accordOK(["forget", "-d", s3Repo, "--keep-last", "1"])
+        XCTAssertEqual(Set(try Sys.listDirectory(dir + "/snapshots")), Set(try Sys.listDirectory(storedRepository + "/snapshots")))
+        XCTAssertEqual(try Sys.listDirectory(dir + "/snapshots").count, 1)
+    }
+}
