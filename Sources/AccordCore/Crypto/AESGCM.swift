@@ -95,6 +95,33 @@ public final class AESGCMKey: @unchecked Sendable {
         }
     }
 
+    /// Opens `Nonce || ciphertext || Tag` where it lies: the plaintext
+    /// replaces the ciphertext (`sealed[nonceSize ..< nonceSize + n]`, n
+    /// returned), so a reader holding a mutable copy of the stored bytes (a
+    /// restore's pack window) makes no second one. Throws
+    /// `authenticationFailed` unless the tag verifies; the ciphertext is then
+    /// already overwritten, so the bytes must not be opened again.
+    public func openInPlace(_ sealed: UnsafeMutableRawBufferPointer, aad: UnsafeRawBufferPointer) throws -> Int {
+        guard sealed.count >= Self.overhead else { throw CryptoError.tooShort(sealed.count) }
+        let n = sealed.count - Self.overhead
+        let c = try take(encrypt: false)
+        defer { give(c, encrypt: false) }
+        let base = sealed.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let ct = base + Self.nonceSize
+        var len: Int32 = 0
+        // libcrypto allows a cipher's output to be its input exactly (not a partial overlap).
+        let ok: Bool = {
+            guard EVP_CipherInit_ex(c, nil, nil, nil, base, 0) == 1 else { return false }
+            if aad.count > 0, EVP_CipherUpdate(c, nil, &len, aad.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32(aad.count)) != 1 { return false }
+            if n > 0, EVP_CipherUpdate(c, ct, &len, ct, Int32(n)) != 1 { return false }
+            guard EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, Int32(Self.tagSize), ct + n) == 1 else { return false }
+            var end: Int32 = 0
+            return EVP_CipherFinal_ex(c, ct + n, &end) == 1
+        }()
+        guard ok else { throw CryptoError.authenticationFailed }
+        return n
+    }
+
     public func seal(_ plaintext: [UInt8], aad: [UInt8]) throws -> [UInt8] {
         var out: [UInt8] = []
         try plaintext.withUnsafeBytes { p in try aad.withUnsafeBytes { try seal(p, aad: $0, appendingTo: &out) } }

@@ -98,6 +98,34 @@ public final class RepositoryCrypto: Sendable {
         }
     }
 
+    /// `openBlob` where the stored bytes lie (a mutable copy the caller owns):
+    /// returns the version 2 stored bytes, a range of `stored` (a delta's
+    /// `BaseID` is moved up against its opened program). On a throw `stored`
+    /// is partly overwritten and must not be opened again.
+    public func openBlobInPlace(_ stored: UnsafeMutableRawBufferPointer, id: BlobID, compression: BlobCompression,
+                                rawLength: Int) throws -> UnsafeRawBufferPointer {
+        var body = stored
+        var base: BlobID?
+        if compression == .delta {
+            guard stored.count > 32 + AESGCMKey.overhead else {
+                throw BlobError.corrupt(id, reason: "sealed delta blob of \(stored.count) bytes is too short")
+            }
+            base = BlobID(bytes: UnsafeRawPointer(stored.baseAddress!))
+            body = UnsafeMutableRawBufferPointer(rebasing: stored[32...])
+        }
+        let aad = Self.blobAAD(id: id, compression: compression, rawLength: rawLength, base: base)
+        let n: Int
+        do { n = try aad.withUnsafeBytes { try blobKey.openInPlace(body, aad: $0) } } catch {
+            throw BlobError.corrupt(id, reason: "its sealed bytes do not authenticate (\(error))")
+        }
+        // Plain: the program at [12, 12+n). Delta: at [44, 44+n), with the
+        // BaseID moved from [0, 32) to [12, 44), overlapping (memmove).
+        let nonce = AESGCMKey.nonceSize
+        guard base != nil else { return UnsafeRawBufferPointer(rebasing: stored[nonce ..< nonce + n]) }
+        memmove(stored.baseAddress! + nonce, stored.baseAddress!, 32)
+        return UnsafeRawBufferPointer(rebasing: stored[nonce ..< nonce + 32 + n])
+    }
+
     // MARK: Scratch buffers
 
     private let buffers = BufferPool()

@@ -183,6 +183,27 @@ extension Repository {
         }
     }
 
+    /// `decodeVerified` of stored bytes in a buffer the caller owns and no
+    /// longer needs (a restore's or check's pack window): an encrypted blob
+    /// is opened where it lies, saving a copy, a pooled buffer and its lock
+    /// per blob. Afterwards the bytes are spent: opened or, on a throw,
+    /// partly overwritten; a second call on them fails (it never passes bad
+    /// bytes: the seal no longer authenticates). Plain blobs are untouched.
+    @inline(__always)
+    public func decodeVerified(spending stored: UnsafeMutableRawBufferPointer, id: BlobID, compression: BlobCompression, rawLength: Int,
+                               inflater: Inflater, into output: inout [UInt8]) throws {
+        guard config.isEncrypted else {
+            try decodeVerified(stored: UnsafeRawBufferPointer(stored), id: id, compression: compression, rawLength: rawLength,
+                               inflater: inflater, into: &output)
+            return
+        }
+        guard let crypto else { throw RepositoryError.encryptedWithoutKey(layout.root) }
+        let plain = try crypto.openBlobInPlace(stored, id: id, compression: compression, rawLength: rawLength)
+        let baseReader: BlobDecoder.BaseReader? = compression != .delta ? nil : { try self.readBase($0, inflater: inflater) }
+        try BlobDecoder.decode(stored: plain, id: id, compression: compression, rawLength: rawLength, inflater: inflater, into: &output,
+                               base: baseReader, idKey: crypto.idKey)
+    }
+
     /// Seals version 2 stored bytes for this repository: unchanged in a plain
     /// one, `RepositoryCrypto.sealBlob` in an encrypted one (into `out`,
     /// whose bytes `body` then gives). Every writer of new blobs calls this.

@@ -361,9 +361,12 @@ final class RestoreFileWriter: @unchecked Sendable {
                         throw BlobError.inPack(r.id, pack: packID, offset: r.location.offset, underlying: PackError.truncatedPack(size: Int(start) + valid))
                     }
                     do {
-                        try span.withUnsafeBytes { buf in
-                            try repository.decodeVerified(stored: UnsafeRawBufferPointer(rebasing: buf[lo..<hi]), id: r.id, compression: r.location.compression,
-                                                          rawLength: Int(r.location.rawLength), inflater: inflater, into: &plain)
+                        // Opened in the window itself (each blob's bytes are decoded once:
+                        // refs are in offset order, and a repeat of one blob is skipped above).
+                        try span.withUnsafeMutableBytes { buf in
+                            try repository.decodeVerified(spending: UnsafeMutableRawBufferPointer(rebasing: buf[lo..<hi]), id: r.id,
+                                                          compression: r.location.compression, rawLength: Int(r.location.rawLength),
+                                                          inflater: inflater, into: &plain)
                         }
                     } catch {
                         decoded = nil

@@ -122,6 +122,23 @@ final class CryptoVectorTests: XCTestCase {
         // The delta.
         try v.sealedDelta.withUnsafeBytes { try c.openBlob($0, id: v.deltaID, compression: .delta, rawLength: Self.target.count, into: &opened) }
         XCTAssertEqual(opened, v.baseID.bytes + v.program)
+        // Opened where they lie (restore's pack window): the same version 2 bytes, in a range of the buffer.
+        func inPlace(_ sealed: [UInt8], id: BlobID, _ compression: BlobCompression, _ rawLength: Int) throws -> (plain: [UInt8], spent: [UInt8]) {
+            var buf = sealed
+            let plain = try buf.withUnsafeMutableBytes { Array(try c.openBlobInPlace($0, id: id, compression: compression, rawLength: rawLength)) }
+            return (plain, buf)
+        }
+        XCTAssertEqual(try inPlace(v.sealedBlob, id: id, .none, 6).plain, Self.hello)
+        let delta = try inPlace(v.sealedDelta, id: v.deltaID, .delta, Self.target.count)
+        XCTAssertEqual(delta.plain, v.baseID.bytes + v.program)
+        // Spent bytes never open again (the ciphertext is gone), nor do altered ones, nor under another id.
+        XCTAssertThrowsError(try inPlace(delta.spent, id: v.deltaID, .delta, Self.target.count))
+        var flipped = v.sealedBlob
+        flipped[13] ^= 1
+        XCTAssertThrowsError(try inPlace(flipped, id: id, .none, 6))
+        XCTAssertThrowsError(try inPlace(v.sealedBlob, id: v.deltaID, .none, 6))
+        XCTAssertThrowsError(try inPlace(Array(v.sealedBlob.prefix(27)), id: id, .none, 6))
+        XCTAssertThrowsError(try inPlace(Array(v.sealedDelta.prefix(32 + 28)), id: v.deltaID, .delta, Self.target.count))
         // Snapshot, config, key file.
         let s = try c.openSnapshot(v.sealedSnapshot)
         XCTAssertEqual(s.json, v.snapshotJSON)
