@@ -241,7 +241,13 @@ log_lines() { wc -l < "$S3DIR/rclone.log"; }
 # Request lines of rclone's log after line $1: "serve s3: VERB ..." in capitals
 # (LIST BUCKET, GET OBJECT, HEAD OBJECT, CREATE OBJECT, DELETE, ...); its detail
 # lines ("serve s3: Listed ...", "bucketname: ...") and refusals are not in capitals.
-requests_since() { tail -n +"$(($1 + 1))" "$S3DIR/rclone.log" | grep -cE 'serve s3: [A-Z]{3,}( [A-Z]{3,})*(:| |$)' || true; }
+# request_lines_since N: those lines; kept per measurement in logs/*.requests.
+request_lines_since() { tail -n +"$(($1 + 1))" "$S3DIR/rclone.log" | grep -E 'serve s3: [A-Z]{3,}( [A-Z]{3,})*(:| |$)' || true; }
+# request_kinds FILE: "GET OBJECT 12, HEAD OBJECT 3, ..." (most first)
+request_kinds() {
+    grep -oE 'serve s3: [A-Z]{3,}( [A-Z]{3,})*' "$1" | sed 's/^serve s3: //' | sort | uniq -c | sort -rn \
+        | awk '{ n = $1; $1 = ""; sub(/^ /, ""); printf "%s%s %d", (NR > 1 ? ", " : ""), $0, n }'
+}
 
 # measure STEP TOOL RUN cmd... ; sets M_RC, M_WALL
 measure() {
@@ -256,7 +262,8 @@ measure() {
     sleep 0.3   # let the server finish logging the last request
     M_WALL=$(awk -v a="${t0/,/.}" -v b="${t1/,/.}" 'BEGIN { printf "%.3f", b - a }')
     rss=$(sed -n 's/.*Maximum resident set size (kbytes): *//p' "$tf")
-    req=$(requests_since "$l0")
+    request_lines_since "$l0" > "$LOGS/$step.$tool.$run.requests"
+    req=$(wc -l < "$LOGS/$step.$tool.$run.requests")
     self=$(sed -nE 's/^s3: ([0-9]+) requests.*/\1/p' "$log" | tail -n1)
     echo "$step,$tool,$run,$M_WALL,${rss:-},$req,${self:-},$M_RC" >> "$CSV"
     printf '    %-7s %-9s run %d: wall %8ss  rss %8s KB  requests %6s%s%s\n' "$tool" "$step" "$run" "$M_WALL" \
@@ -364,6 +371,17 @@ for step, name in names.items():
     print(f"| {name} | {wa:.2f} | {wr:.2f} | {wratio:.2f} {ok(wratio <= 0.6)} | {ra / 1024:.0f} | {rr / 1024:.0f} | "
           f"{rratio:.2f} {ok(rratio <= 1)} | {a['requests']}{self} | {r['requests']} |")
 PY
+{
+    echo
+    echo "Requests by kind (from rclone's log; the median run of each step):"
+    echo
+    for step in initial nochange change restore; do
+        for tool in accord restic; do
+            run=$(awk -F, -v s="$step" -v t="$tool" '$1 == s && $2 == t { print $4, $3 }' "$CSV" | sort -g | awk '{ r[NR] = $2 } END { print r[int((NR + 1) / 2)] }')
+            [ -n "$run" ] && echo "- $step, $tool: $(request_kinds "$LOGS/$step.$tool.$run.requests")"
+        done
+    done
+} >> "$BENCH_DIR/s3-results.md"
 cat "$BENCH_DIR/s3-results.md"
 echo >&2
 echo "(written to $BENCH_DIR/s3-results.md; every run in $CSV; logs in $LOGS; total $(( $(date +%s) - T0 )) s)" >&2
