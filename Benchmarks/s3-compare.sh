@@ -298,9 +298,9 @@ restore_step() {
     for ((run = 1; run <= RUNS; run++)); do
         next_order
         for tool in $ORDER; do
-            # Every restore gets a directory of its own, all deleted after the step: creating
-            # files just after deleting thousands is slower on ext4 (see README.md), which
-            # made every restore after the first up to 2x slower when one target was reused.
+            # Every restore gets a directory of its own, all deleted after the step, so no
+            # restore runs just after thousands of files were deleted (ext4 then creates files
+            # more slowly: see compare.sh's notes in README.md).
             target=$BENCH_DIR/restore/$tool.$run
             mkdir -p "$target"
             case "$tool" in
