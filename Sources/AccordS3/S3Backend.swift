@@ -64,6 +64,8 @@ public final class S3Backend: Backend, Sendable {
 
     /// Requests sent (each attempt counts) and how many were retries: for tests and benchmarks.
     public var statistics: (requests: Int, retries: Int) { client.statistics }
+    /// The same, summed over every S3 backend of this process.
+    public static var processStatistics: (requests: Int, retries: Int) { S3Client.processStatistics }
 
     /// Cuts the next PUT's connection after `bytes` bytes of its body (a crash mid-upload).
     @_spi(Testing) public func interruptNextUpload(afterBytes bytes: Int) { client.interruptNextUpload(afterBytes: bytes) }

@@ -34,33 +34,44 @@ final class S3Client: @unchecked Sendable {
     /// A test seam: the next upload stops after this many bytes (a connection lost mid-PUT).
     private var uploadFault: Int?
     static let maxIdleHandles = 64
-    /// libcurl's global set-up, once, before any handle (not thread-safe itself; a Swift global is initialised once).
-    private static let globalInit: CURLcode = curl_global_init(Int(CURL_GLOBAL_DEFAULT))
+    /// libcurl, loaded and initialised once per process.
+    private let curl: UnsafeMutablePointer<accord_curl_api>
 
     init(location: S3Location, credentials: S3Credentials, region: String, caFile: String?, retry: S3RetryPolicy) throws {
         guard region.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d }), (1...64).contains(region.utf8.count) else {
             throw S3Error.invalidLocation(location.description, "region \"\(S3Error.printable(region))\" is not a region name (a-z 0-9 -)")
         }
-        guard Self.globalInit == CURLE_OK else { throw S3Error.transport("libcurl", "curl_global_init failed (\(Self.globalInit.rawValue))") }
+        curl = try CurlLibrary.shared.get().api
         self.location = location; self.credentials = credentials; self.caFile = caFile; self.retry = retry
         sigv4 = "aws:amz:\(region):s3"
     }
 
-    deinit { for h in idle { curl_easy_cleanup(h) } }
+    deinit { for h in idle { accord_curl_easy_cleanup(curl, h) } }
 
     private func take() throws -> UnsafeMutableRawPointer {
         if let h = poolLock.withLock({ idle.popLast() }) { return h }
-        guard let h = curl_easy_init() else { throw S3Error.transport("libcurl", "curl_easy_init failed (out of memory?)") }
+        guard let h = accord_curl_easy_init(curl) else { throw S3Error.transport("libcurl", "curl_easy_init failed (out of memory?)") }
         return h
     }
 
     private func give(_ h: UnsafeMutableRawPointer) {
         let keep = poolLock.withLock { idle.count < Self.maxIdleHandles ? { idle.append(h); return true }() : false }
-        if !keep { curl_easy_cleanup(h) }
+        if !keep { accord_curl_easy_cleanup(curl, h) }
     }
 
     /// Requests sent (attempts included) and attempts that were retries, since the start.
     var statistics: (requests: Int, retries: Int) { poolLock.withLock { counts } }
+
+    /// Requests and retries of every client in this process: what a command cost,
+    /// its probes (is the prefix vacant? which cache?) included.
+    static var processStatistics: (requests: Int, retries: Int) { processCounts.withLock { $0 } }
+    private static let processCounts = LockedCounts()
+
+    final class LockedCounts: @unchecked Sendable {   // guarded by `lock`
+        private let lock = NSLock()
+        private var value = (0, 0)
+        func withLock<T>(_ body: (inout (Int, Int)) -> T) -> T { lock.withLock { body(&value) } }
+    }
 
     func interruptNextUpload(afterBytes n: Int) { poolLock.withLock { uploadFault = n } }
 
@@ -83,6 +94,7 @@ final class S3Client: @unchecked Sendable {
             let x = Exchange(body: body, upload: upload)
             poolLock.withLock {
                 counts.requests += 1; if attempt > 0 { counts.retries += 1 }
+                Self.processCounts.withLock { $0.0 += 1; if attempt > 0 { $0.1 += 1 } }
                 if upload != nil { x.abortAfter = uploadFault; uploadFault = nil }
             }
             let code = try once(method, url: url, headers: extra + ["x-amz-content-sha256: " + payloadHash], x)
@@ -91,7 +103,7 @@ final class S3Client: @unchecked Sendable {
                 if let f = x.failure { throw f }
                 retryable = Self.retryableCurl.contains(code.rawValue)
                 if !retryable || attempt + 1 >= retry.attempts {
-                    let m = x.curlMessage.isEmpty ? String(cString: curl_easy_strerror(code)) : x.curlMessage
+                    let m = x.curlMessage.isEmpty ? String(cString: accord_curl_easy_strerror(curl, code)) : x.curlMessage
                     throw S3Error.transport("\(method) \(location.endpoint)/\(location.bucket)/\(key)" + (attempt > 0 ? " (after \(attempt + 1) attempts)" : ""), m)
                 }
             } else if x.isSuccess {
@@ -125,46 +137,46 @@ final class S3Client: @unchecked Sendable {
     private func once(_ method: String, url: String, headers: [String], _ x: Exchange) throws -> CURLcode {
         let h = try take()
         defer { give(h) }
-        curl_easy_reset(h)   // keeps the handle's open connections
+        accord_curl_easy_reset(curl, h)   // keeps the handle's open connections
         var list: UnsafeMutablePointer<curl_slist>? = nil
-        defer { curl_slist_free_all(list) }
+        defer { accord_curl_slist_free_all(curl, list) }
         // No "Expect:" to drop curl's 100-continue: libcurl 7.88 signs that empty header, then does not send it.
         for line in headers + (credentials.sessionToken.map { ["x-amz-security-token: " + $0] } ?? []) {
-            guard let l = curl_slist_append(list, line) else { throw S3Error.transport("libcurl", "out of memory") }
+            guard let l = accord_curl_slist_append(curl, list, line) else { throw S3Error.transport("libcurl", "out of memory") }
             list = l
         }
         let ctx = Unmanaged.passUnretained(x).toOpaque()
         var rc = CURLE_OK
         func set(_ r: CURLcode) { if rc == CURLE_OK { rc = r } }
-        set(accord_curl_setopt_ptr(h, CURLOPT_URL, url))
-        set(accord_curl_setopt_ptr(h, CURLOPT_PROTOCOLS_STR, "http,https"))
-        set(accord_curl_setopt_long(h, CURLOPT_NOSIGNAL, 1))
-        set(accord_curl_setopt_long(h, CURLOPT_CONNECTTIMEOUT, 10))
-        set(accord_curl_setopt_long(h, CURLOPT_LOW_SPEED_LIMIT, 1))    // a stalled connection fails after a minute
-        set(accord_curl_setopt_long(h, CURLOPT_LOW_SPEED_TIME, 60))
-        set(accord_curl_setopt_long(h, CURLOPT_TCP_KEEPALIVE, 1))
-        set(accord_curl_setopt_ptr(h, CURLOPT_ERRORBUFFER, x.errorBuffer))
-        if let caFile { set(accord_curl_setopt_ptr(h, CURLOPT_CAINFO, caFile)) }
-        set(accord_curl_setopt_ptr(h, CURLOPT_USERNAME, credentials.accessKeyID))
-        set(accord_curl_setopt_ptr(h, CURLOPT_PASSWORD, credentials.secretAccessKey))
-        set(accord_curl_setopt_ptr(h, CURLOPT_AWS_SIGV4, sigv4))
-        set(accord_curl_setopt_ptr(h, CURLOPT_HTTPHEADER, list))
-        set(accord_curl_setopt_write(h, CURLOPT_HEADERFUNCTION, curlHeaderCallback))
-        set(accord_curl_setopt_ptr(h, CURLOPT_HEADERDATA, ctx))
-        set(accord_curl_setopt_write(h, CURLOPT_WRITEFUNCTION, curlWriteCallback))
-        set(accord_curl_setopt_ptr(h, CURLOPT_WRITEDATA, ctx))
+        set(accord_curl_setopt_ptr(curl, h, CURLOPT_URL, url))
+        set(accord_curl_setopt_ptr(curl, h, CURLOPT_PROTOCOLS_STR, "http,https"))
+        set(accord_curl_setopt_long(curl, h, CURLOPT_NOSIGNAL, 1))
+        set(accord_curl_setopt_long(curl, h, CURLOPT_CONNECTTIMEOUT, 10))
+        set(accord_curl_setopt_long(curl, h, CURLOPT_LOW_SPEED_LIMIT, 1))    // a stalled connection fails after a minute
+        set(accord_curl_setopt_long(curl, h, CURLOPT_LOW_SPEED_TIME, 60))
+        set(accord_curl_setopt_long(curl, h, CURLOPT_TCP_KEEPALIVE, 1))
+        set(accord_curl_setopt_ptr(curl, h, CURLOPT_ERRORBUFFER, x.errorBuffer))
+        if let caFile { set(accord_curl_setopt_ptr(curl, h, CURLOPT_CAINFO, caFile)) }
+        set(accord_curl_setopt_ptr(curl, h, CURLOPT_USERNAME, credentials.accessKeyID))
+        set(accord_curl_setopt_ptr(curl, h, CURLOPT_PASSWORD, credentials.secretAccessKey))
+        set(accord_curl_setopt_ptr(curl, h, CURLOPT_AWS_SIGV4, sigv4))
+        set(accord_curl_setopt_ptr(curl, h, CURLOPT_HTTPHEADER, list))
+        set(accord_curl_setopt_write(curl, h, CURLOPT_HEADERFUNCTION, curlHeaderCallback))
+        set(accord_curl_setopt_ptr(curl, h, CURLOPT_HEADERDATA, ctx))
+        set(accord_curl_setopt_write(curl, h, CURLOPT_WRITEFUNCTION, curlWriteCallback))
+        set(accord_curl_setopt_ptr(curl, h, CURLOPT_WRITEDATA, ctx))
         switch method {
         case "GET": break
-        case "HEAD": set(accord_curl_setopt_long(h, CURLOPT_NOBODY, 1))
+        case "HEAD": set(accord_curl_setopt_long(curl, h, CURLOPT_NOBODY, 1))
         case "PUT":
-            set(accord_curl_setopt_long(h, CURLOPT_UPLOAD, 1))
-            set(accord_curl_setopt_off(h, CURLOPT_INFILESIZE_LARGE, curl_off_t(x.upload?.count ?? 0)))
-            set(accord_curl_setopt_write(h, CURLOPT_READFUNCTION, curlReadCallback))
-            set(accord_curl_setopt_ptr(h, CURLOPT_READDATA, ctx))
-        default: set(accord_curl_setopt_ptr(h, CURLOPT_CUSTOMREQUEST, method))
+            set(accord_curl_setopt_long(curl, h, CURLOPT_UPLOAD, 1))
+            set(accord_curl_setopt_off(curl, h, CURLOPT_INFILESIZE_LARGE, curl_off_t(x.upload?.count ?? 0)))
+            set(accord_curl_setopt_write(curl, h, CURLOPT_READFUNCTION, curlReadCallback))
+            set(accord_curl_setopt_ptr(curl, h, CURLOPT_READDATA, ctx))
+        default: set(accord_curl_setopt_ptr(curl, h, CURLOPT_CUSTOMREQUEST, method))
         }
-        guard rc == CURLE_OK else { throw S3Error.transport("libcurl set-up of \(method)", String(cString: curl_easy_strerror(rc))) }
-        return withExtendedLifetime(x) { curl_easy_perform(h) }
+        guard rc == CURLE_OK else { throw S3Error.transport("libcurl set-up of \(method)", String(cString: accord_curl_easy_strerror(curl, rc))) }
+        return withExtendedLifetime(x) { accord_curl_easy_perform(curl, h) }
     }
 
     /// libcurl errors worth another attempt: the connection failed or broke (a reset, a server restarting).

@@ -67,8 +67,8 @@ extension RepositoryOptions {
 /// each attempt counted), nil on a local one: a no-change backup should make
 /// a handful, not one per file.
 func s3RequestSummary(_ repository: Repository) -> String? {
-    guard let s3 = (repository.backend as? S3Backend) ?? ((repository.backend as? CachedBackend)?.inner as? S3Backend) else { return nil }
-    let s = s3.statistics
+    guard (repository.backend as? S3Backend) ?? ((repository.backend as? CachedBackend)?.inner as? S3Backend) != nil else { return nil }
+    let s = S3Backend.processStatistics   // the probes before the repository opened count too
     return "s3: \(s.requests) requests (\(s.retries) retried)"
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import AccordCore
+import AccordS3
 import AccordSync
 
 /// What this accord is: its release, the formats it speaks, how it was built.
@@ -81,6 +82,7 @@ enum AccordVersion {
         repository format: writes version \(RepositoryConfig.encryptedVersion) (encrypted, the default) or \(RepositoryConfig.currentVersion) (--encryption none), reads versions \(r.lowerBound)-\(r.upperBound); snapshot format \(Snapshot.currentVersion)
         sync protocol: version \(Frame.protocolVersion)
         compression: \(IsalLibrary.shared.description)
+        s3: repositories: \(S3Support.description)
         built with Swift \(swift) for \(os) \(arch), commit \(commit ?? "unknown")\(libc.map { "; running on \($0)" } ?? "")
         """
     }
@@ -96,6 +98,7 @@ enum AccordVersion {
         ]
         o["libc"] = libc ?? NSNull()
         o["isal"] = IsalLibrary.shared.library?.path ?? NSNull()   // ISA-L is loaded at run time: the file, or null
+        o["libcurl"] = S3Support.libcurlVersion ?? NSNull()         // so is libcurl, for s3: repositories: its version, or null
         return o
     }
 }

@@ -134,6 +134,8 @@ final class PackageTests: AccordTestCase {
         XCTAssertTrue(depends.contains("libc6 (>= \(floor))"), "Depends do not declare the glibc floor \(floor):\n\(depends)")
         XCTAssertFalse(depends.contains("libisal"), "ISA-L is a hard dependency:\n\(depends)")
         XCTAssertTrue(recommends.contains("libisal2"), "the deb does not recommend ISA-L:\n\(recommends)")
+        XCTAssertFalse(depends.contains("libcurl"), "libcurl is a hard dependency (only s3: repositories load it):\n\(depends)")
+        XCTAssertTrue(recommends.contains("libcurl4"), "the deb does not recommend libcurl4:\n\(recommends)")
 
         defer { _ = try? sh("dpkg -P accord >/dev/null 2>&1") }
         let install = try sh("dpkg -i '\(deb)' 2>&1", timeout: 300)

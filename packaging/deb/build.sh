@@ -4,7 +4,8 @@
 # leaves nothing (the examples go to /usr/share/doc/accord/examples, for the admin to copy).
 # Depends: from dpkg-shlibdeps on the binary (libc6 at the glibc floor check-binary.sh found,
 # libstdc++6, libgcc-s1), plus openssh-client for sync. Recommends: libisal2, which accord loads at
-# run time (dlopen) for its fastest compressor and does without (libdeflate writes the same format).
+# run time (dlopen) for its fastest compressor and does without (libdeflate writes the same format),
+# and libcurl4, loaded at run time for s3: repositories only (AccordS3's CurlLibrary).
 # Files are owned by root in the package (--root-owner-group), whoever builds it.
 set -euo pipefail
 dist=$(cd "$1" && pwd) version=$2
@@ -37,7 +38,7 @@ shlib=$(cd "$dist" && mkdir -p shlibdeps/debian && cd shlibdeps && printf 'Sourc
         && dpkg-shlibdeps -O "$stage/usr/bin/accord" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
 [ -n "$shlib" ] || { echo "deb: dpkg-shlibdeps found no dependencies of $stage/usr/bin/accord" >&2; exit 1; }
 case "$shlib" in *"libc6 (>= $floor)"*) ;; *) echo "deb: dpkg-shlibdeps says '$shlib', check-binary.sh found glibc >= $floor" >&2; exit 1;; esac
-case "$shlib" in *libisal*) echo "deb: dpkg-shlibdeps says '$shlib': ISA-L is linked, it must be loaded at run time" >&2; exit 1;; esac
+case "$shlib" in *libisal*|*libcurl*) echo "deb: dpkg-shlibdeps says '$shlib': ISA-L or libcurl is linked, it must be loaded at run time" >&2; exit 1;; esac
 size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 cat > "$stage/DEBIAN/control" <<CONTROL
 Package: accord
@@ -48,7 +49,7 @@ Section: admin
 Priority: optional
 Installed-Size: $size
 Depends: $shlib, openssh-client
-Recommends: libisal2
+Recommends: libisal2, libcurl4
 Suggests: openssh-server, sudo, fuse3
 Description: incremental, deduplicating backup and disaster recovery for Anaconda Enterprise 5
  accord backs up an AE5 cluster (PostgreSQL dump, Gravity backup, storage
