@@ -1,3 +1,19 @@
+/// How a request names the bucket (restic's `s3.bucket-lookup`, the same three words).
+public enum S3BucketLookup: String, Sendable, CaseIterable {
+    /// `dns` for an Amazon S3 endpoint (`s3.amazonaws.com`, `s3.REGION.amazonaws.com`,
+    /// `s3-REGION.amazonaws.com`, no port) when the bucket allows it; `path` for any other
+    /// host (MinIO, Ceph RGW, rclone and most private clusters answer path style), for an
+    /// IP address and for an explicit port.
+    case auto
+    /// Path style: `HOST[:PORT]/BUCKET/KEY`.
+    case path
+    /// Virtual-hosted style: `BUCKET.HOST[:PORT]/KEY` (the name must resolve, e.g. a wildcard DNS record).
+    case dns
+
+    /// The words, for messages and `--help`.
+    public static let words = allCases.map(\.rawValue).joined(separator: "|")
+}
+
 /// Where an S3 repository lives: `s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]`.
 /// Everything is checked here, before any request: the host, bucket and
 /// prefix end up in URLs and signed paths, so only characters that need no
@@ -14,7 +30,8 @@ public struct S3Location: Sendable, Equatable, CustomStringConvertible {
     /// Virtual-hosted style (`BUCKET.HOST/KEY`) instead of path style (`HOST/BUCKET/KEY`).
     public let virtualHosted: Bool
 
-    public init(parsing text: String, virtualHosted: Bool = false) throws {
+    /// `bucketLookup` picks path or virtual-hosted style (`S3BucketLookup`).
+    public init(parsing text: String, bucketLookup: S3BucketLookup = .auto) throws {
         func bad(_ why: String) -> S3Error { .invalidLocation(text, why) }
         guard text.utf8.count <= 2048 else { throw bad("longer than 2048 bytes") }
         guard text.hasPrefix("s3:") else { throw bad("does not start with s3:") }
@@ -67,10 +84,25 @@ public struct S3Location: Sendable, Equatable, CustomStringConvertible {
         }
         prefix = prefixSegments.joined(separator: "/")
         guard prefix.utf8.count <= 512 else { throw bad("prefix longer than 512 bytes") }
-        guard !(virtualHosted && bucket.contains(".")) || scheme == "http" else {
-            throw bad("a bucket with dots cannot be virtual-hosted over https (the certificate does not cover it): use path style")
+        let isIP = host.hasPrefix("[") || host.split(separator: ".").allSatisfy { !$0.isEmpty && $0.utf8.allSatisfy { (48...57).contains($0) } }
+        switch bucketLookup {
+        case .path: virtualHosted = false
+        case .dns:
+            guard !isIP else { throw bad("the host \(host) is an IP address, so the bucket cannot be its subdomain (bucket lookup dns): use path") }
+            guard !bucket.contains(".") || scheme == "http" else {
+                throw bad("a bucket with dots cannot be virtual-hosted over https (the certificate does not cover it): use bucket lookup path")
+            }
+            virtualHosted = true
+        case .auto:
+            virtualHosted = port == nil && !bucket.contains(".") && Self.isAmazonS3(host)
         }
-        self.virtualHosted = virtualHosted
+    }
+
+    /// An Amazon S3 endpoint: `s3.amazonaws.com`, `s3.REGION.amazonaws.com`,
+    /// `s3-REGION.amazonaws.com` (and the same under `amazonaws.com.cn`).
+    static func isAmazonS3(_ host: String) -> Bool {
+        guard let first = host.split(separator: ".").first, first == "s3" || first.hasPrefix("s3-") else { return false }
+        return host.hasSuffix(".amazonaws.com") || host.hasSuffix(".amazonaws.com.cn")
     }
 
     private static func isHex(_ c: UInt8) -> Bool { (48...57).contains(c) || (97...102).contains(c) || (65...70).contains(c) }
@@ -86,6 +118,9 @@ public struct S3Location: Sendable, Equatable, CustomStringConvertible {
 
     /// The endpoint, for messages.
     public var endpoint: String { "\(scheme)://\(hostPort)" }
+
+    /// How requests name the bucket, for messages: "path style" or "virtual-hosted style".
+    public var style: String { virtualHosted ? "virtual-hosted style (BUCKET.HOST)" : "path style (HOST/BUCKET)" }
 
     /// The key of `relative` (a path of the local layout) under the prefix.
     public func key(_ relative: String) -> String { prefix.isEmpty ? relative : prefix + "/" + relative }

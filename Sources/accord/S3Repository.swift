@@ -1,7 +1,10 @@
 import AccordCore
 import AccordRuntime
 import AccordS3
+import ArgumentParser
 import Foundation
+
+extension S3BucketLookup: ExpressibleByArgument {}
 
 /// Repositories in a bucket: `-d s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]`.
 /// The command layer is where `S3Backend` is made (AccordCore never imports
@@ -14,10 +17,23 @@ extension RepositoryOptions {
     /// Is the repository an `s3:` location?
     var isS3: Bool { path.hasPrefix("s3:") }
 
+    /// The environment variable choosing the bucket lookup (`--s3-bucket-lookup` wins).
+    static let s3BucketLookupVariable = "ACCORD_S3_BUCKET_LOOKUP"
+
+    /// Path or virtual-hosted style: `--s3-bucket-lookup`, else `$ACCORD_S3_BUCKET_LOOKUP`, else auto.
+    func bucketLookup() throws -> S3BucketLookup {
+        if let l = s3BucketLookup { return l }
+        guard let e = Sys.environment(Self.s3BucketLookupVariable), !e.isEmpty else { return .auto }
+        guard let l = S3BucketLookup(rawValue: e) else {
+            throw CommandFailure("$\(Self.s3BucketLookupVariable)=\(escapedText(e)) is not one of \(S3BucketLookup.words)")
+        }
+        return l
+    }
+
     /// The backend of an `s3:` location, checked before any request. Making it
     /// sends nothing; the first request tells a wrong secret or a missing bucket.
     func s3Backend() throws -> S3Backend {
-        let location = try S3Location(parsing: path)
+        let location = try S3Location(parsing: path, bucketLookup: try bucketLookup())
         var caFile = s3CAFile
         if caFile == nil, let e = Sys.environment(Self.s3CAFileVariable), !e.isEmpty { caFile = e }
         if let caFile, !pathExists(caFile) {

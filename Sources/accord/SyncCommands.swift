@@ -123,14 +123,16 @@ struct SyncCommand: ParsableCommand {
         protocol over it. `--to DIR` (a local path) runs `accord serve` locally instead. The \
         destination DIR defaults to the local repository's path. An interrupted sync can simply be \
         run again: what arrived is not sent twice. An encrypted repository travels sealed, with all \
-        its key files: this side needs its passphrase, the destination never does.
+        its key files: this side needs its passphrase, the destination never does. Either side may be \
+        a bucket: `-d s3:…` reads from one (the destination DIR must then be given), `--to s3:…` \
+        writes every snapshot to one without serve, and never deletes there.
         """)
     @OptionGroup var repo: RepositoryOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var sync: SyncOptions
     @OptionGroup var monitor: MonitorOptions
     @OptionGroup var lockWait: LockWaitOptions
-    @Option(help: ArgumentHelp("Destination: USER@NODE[:DIR], NODE[:DIR] or a local DIR.", valueName: "DEST"))
+    @Option(help: ArgumentHelp("Destination: USER@NODE[:DIR], NODE[:DIR], a local DIR, or s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX] (DIR defaults to the source's directory; from an s3: source give it).", valueName: "DEST"))
     var to: String
     @Flag(help: "Place the `restore` marker in the destination repository afterwards.")
     var marker = false
@@ -146,8 +148,12 @@ struct SyncCommand: ParsableCommand {
 
     func send(_ rec: CommandRecorder) throws {
         if to.hasPrefix("s3:") { return try sendToBucket(rec) }
+        // From a bucket there is no directory of the same name on the other side to default to.
+        let dest = try Destination.parse(to, defaultDirectory: repo.isS3 ? "" : repo.path)
+        if dest.directory.isEmpty {
+            throw CommandFailure("the source \(repo.path) is a bucket, so the destination's directory must be given: --to \(to.split(separator: ":").first.map(String.init) ?? to):DIR")
+        }
         let repository = try repo.open()
-        let dest = try Destination.parse(to, defaultDirectory: repo.path)
         let stats: SyncStats = try withLock(repository, command: "sync") {
             let only = snapshots.isEmpty ? nil : try snapshots.map { try repository.resolveSnapshot($0) }
             return try runSync(repository, to: dest, sync, only: only, marker: marker, progress: output.makeProgress("sync"))

@@ -17,7 +17,7 @@ final class S3LocationTests: XCTestCase {
         XCTAssertEqual(b.key("config"), "config")
         XCTAssertEqual(b.url(key: "", query: [("prefix", "a/b"), ("list-type", "2"), ("continuation-token", "x+y=")]),
                        "http://127.0.0.1:9000/bkt/?continuation-token=x%2By%3D&list-type=2&prefix=a%2Fb", "sorted and encoded: the canonical query")
-        let v = try S3Location(parsing: "s3:https://s3.example.com:8443/bkt/p", virtualHosted: true)
+        let v = try S3Location(parsing: "s3:https://s3.example.com:8443/bkt/p", bucketLookup: .dns)
         XCTAssertEqual(v.url(key: "p/config"), "https://bkt.s3.example.com:8443/p/config")
         XCTAssertEqual(try S3Location(parsing: "s3:http://[::1]:9000/bkt").host, "[::1]")
     }
@@ -33,7 +33,52 @@ final class S3LocationTests: XCTestCase {
                 XCTAssertFalse("\(e)".unicodeScalars.contains { $0.value < 0x20 }, "control bytes are not printed: \(e)")
             }
         }
-        XCTAssertThrowsError(try S3Location(parsing: "s3:https://h/my.bucket", virtualHosted: true), "dots break the certificate of a virtual host")
+        XCTAssertThrowsError(try S3Location(parsing: "s3:https://h/my.bucket", bucketLookup: .dns), "dots break the certificate of a virtual host")
+    }
+
+    /// Path or virtual-hosted style (`--s3-bucket-lookup`): the URL of an object, of a
+    /// listing and of the bucket, and the keys, which are the same either way.
+    func testBucketLookupPicksPathOrVirtualHostedURLs() throws {
+        func parse(_ text: String, _ lookup: S3BucketLookup) throws -> S3Location { try S3Location(parsing: text, bucketLookup: lookup) }
+        let listing: [(String, String)] = [("list-type", "2"), ("prefix", "site/data/")]
+        let address = "s3:https://s3.eu-west-1.amazonaws.com/backups/site"
+        let (path, dns, auto) = try (parse(address, .path), parse(address, .dns), parse(address, .auto))
+        XCTAssertFalse(path.virtualHosted)
+        XCTAssertTrue(dns.virtualHosted)
+        XCTAssertEqual(auto, dns, "auto: an Amazon S3 endpoint without a port is virtual-hosted")
+        XCTAssertEqual(path.url(key: path.key("data/2c/2c8d")), "https://s3.eu-west-1.amazonaws.com/backups/site/data/2c/2c8d")
+        XCTAssertEqual(dns.url(key: dns.key("data/2c/2c8d")), "https://backups.s3.eu-west-1.amazonaws.com/site/data/2c/2c8d")
+        XCTAssertEqual(path.url(key: "", query: listing), "https://s3.eu-west-1.amazonaws.com/backups/?list-type=2&prefix=site%2Fdata%2F")
+        XCTAssertEqual(dns.url(key: "", query: listing), "https://backups.s3.eu-west-1.amazonaws.com/?list-type=2&prefix=site%2Fdata%2F")
+        for l in [path, dns] {
+            XCTAssertEqual(l.key("config"), "site/config", "the key does not depend on the style")
+            XCTAssertEqual(l.description, address, "nor does the address")
+            XCTAssertEqual(l.bucket, "backups")
+        }
+        let noPrefix = try parse("s3:http://minio.internal:9000/bkt", .dns)
+        XCTAssertEqual(noPrefix.url(key: noPrefix.key("config")), "http://bkt.minio.internal:9000/config", "the port stays on the host")
+
+        // auto: path for everything but Amazon S3's own names without a port.
+        for (text, virtual) in [("s3:https://s3.amazonaws.com/bkt", true), ("s3:https://s3-us-west-2.amazonaws.com/bkt", true),
+                                ("s3:https://s3.cn-north-1.amazonaws.com.cn/bkt", true),
+                                ("s3:https://s3.amazonaws.com:443/bkt", false), ("s3:https://s3.amazonaws.com/my.bkt", false),
+                                ("s3:https://minio.example.com/bkt", false), ("s3:http://127.0.0.1:9000/bkt", false),
+                                ("s3:https://s3.example.com/bkt", false), ("s3:https://bkt.amazonaws.com.evil.example/bkt", false),
+                                ("s3:https://storage.amazonaws.com/bkt", false), ("s3:http://localhost:9000/bkt", false)] {
+            XCTAssertEqual(try parse(text, .auto).virtualHosted, virtual, text)
+            XCTAssertFalse(try parse(text, .path).virtualHosted, text)
+        }
+        XCTAssertEqual(try S3Location(parsing: "s3:https://s3.amazonaws.com/bkt"), try parse("s3:https://s3.amazonaws.com/bkt", .auto), "auto is the default")
+
+        // dns where the bucket cannot be a subdomain: refused before any request, saying to use path.
+        for text in ["s3:http://127.0.0.1:9000/bkt", "s3:http://[::1]:9000/bkt", "s3:https://10.1.2.3/bkt", "s3:https://h.example/my.bkt"] {
+            XCTAssertThrowsError(try parse(text, .dns), text) { e in
+                guard case S3Error.invalidLocation = e else { return XCTFail("\(e)") }
+                XCTAssertTrue("\(e)".contains("path"), "\(e)")
+            }
+        }
+        XCTAssertTrue(try parse("s3:http://h.example/my.bkt", .dns).virtualHosted, "dots are fine without TLS")
+        XCTAssertEqual(S3BucketLookup.words, "auto|path|dns")
     }
 
     func testCredentialsComeFromTheEnvironmentThenTheProfile() throws {
