@@ -110,7 +110,7 @@ final class S3Client: @unchecked Sendable {
                 return Response(status: x.status, headers: x.headers, bytes: x.bytes, filled: x.filled)
             } else {
                 let err = S3ErrorDocument(x.bytes)
-                try checkFatal(x, err)
+                try checkFatal(x, err, method: method, key: key)
                 retryable = [500, 502, 503, 504, 429].contains(x.status) || ["SlowDown", "InternalError", "RequestTimeout", "ServiceUnavailable"].contains(err.code)
                 if !retryable || attempt + 1 >= retry.attempts { return Response(status: x.status, headers: x.headers, bytes: x.bytes, filled: 0) }
             }
@@ -121,14 +121,19 @@ final class S3Client: @unchecked Sendable {
     }
 
     /// 403, skew and a missing bucket are never retried and never a caller's business.
-    private func checkFatal(_ x: Exchange, _ err: S3ErrorDocument) throws {
+    private func checkFatal(_ x: Exchange, _ err: S3ErrorDocument, method: String, key: String) throws {
         let date = x.headers["date"] ?? ""
         if err.code == "RequestTimeTooSkewed" { throw S3Error.clockSkew(endpoint: location.endpoint, serverDate: date, detail: err.code) }
         if x.status == 403 || (x.status == 400 && err.code == "AccessDenied") {
             if let server = Self.parseHTTPDate(date), abs(server.timeIntervalSinceNow) > 15 * 60 {
                 throw S3Error.clockSkew(endpoint: location.endpoint, serverDate: date, detail: "\(err.code.isEmpty ? "HTTP \(x.status)" : err.code), and the server's time is \(Int(server.timeIntervalSinceNow)) s from ours")
             }
-            throw S3Error.accessDenied(bucket: location.bucket, endpoint: location.endpoint, code: err.code.isEmpty ? "HTTP \(x.status)" : err.code, message: err.message)
+            let code = err.code.isEmpty ? "HTTP \(x.status)" : err.code
+            // A signature that does not match is the secret, not the right to delete.
+            if method == "DELETE", x.status == 403, err.code != "SignatureDoesNotMatch", err.code != "InvalidAccessKeyId" {
+                throw S3Error.deleteDenied(bucket: location.bucket, endpoint: location.endpoint, key: key, code: code)
+            }
+            throw S3Error.accessDenied(bucket: location.bucket, endpoint: location.endpoint, code: code, message: err.message)
         }
         if err.code == "NoSuchBucket" { throw S3Error.noSuchBucket(bucket: location.bucket, endpoint: location.endpoint) }
     }

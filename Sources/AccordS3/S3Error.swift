@@ -9,6 +9,8 @@ public enum S3Error: Error, CustomStringConvertible, Equatable {
     case badCredentialsFile(String, String)
     /// 403 (or 400 AccessDenied): the key, its secret or its rights. Bucket, endpoint, S3 error code, server message.
     case accessDenied(bucket: String, endpoint: String, code: String, message: String)
+    /// A DELETE answered 403: credentials that may write but not delete (a DR copy's). Bucket, endpoint, key, S3 error code.
+    case deleteDenied(bucket: String, endpoint: String, key: String, code: String)
     /// The bucket does not exist on that endpoint.
     case noSuchBucket(bucket: String, endpoint: String)
     /// The server's clock and ours differ too much for a signature to be accepted.
@@ -33,6 +35,9 @@ public enum S3Error: Error, CustomStringConvertible, Equatable {
         case .badCredentialsFile(let p, let why): return "cannot use the S3 credentials file \(p): \(why)"
         case .accessDenied(let b, let e, let code, let m):
             return "access to bucket \(b) at \(e) denied (\(code)\(m.isEmpty ? "" : ": " + S3Error.printable(m))): check the access key and secret (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile) and the key's rights on the bucket"
+        case .deleteDenied(let b, let e, let k, let code):
+            return "deleting \(k) in bucket \(b) at \(e) was denied (\(code)): these credentials may not delete (as a DR copy's should not); "
+                + "forget, prune and unlock need credentials that may (s3:DeleteObject)"
         case .noSuchBucket(let b, let e): return "bucket \(b) does not exist at \(e): create it first (accord never creates buckets), or check the address"
         case .clockSkew(let e, let d, let detail):
             return "the clock of this machine and of \(e) (Date: \(S3Error.printable(d))) differ too much for signed requests (\(detail)): fix the time (NTP) here or on the server"

@@ -326,8 +326,18 @@ func withLock<T>(_ repo: Repository, exclusive: Bool = false, readOnly: Bool = f
         warn("cannot write a lock object in \(repo.layout.root) (\(error)); continuing without a lock, as `\(command)` only reads")
         return try body()
     }
-    defer { lock.release() }
+    defer { release(lock) }
     return try body()
+}
+
+/// Releases a lock; a lock object that could not be deleted (credentials that
+/// may not, as a DR bucket's) is said on stderr, once.
+func release(_ lock: any HeldLock) {
+    lock.release()
+    guard let o = lock as? ObjectLock, let failure = o.releaseFailure else { return }
+    var why = "\(failure)"
+    if case S3Error.deleteDenied(_, _, _, let code) = failure { why = "these credentials may not delete (\(code))" }
+    warn("the lock object \(o.object) is left in place: \(why); it is stale once this accord ends, and the next accord on this host takes it over")
 }
 
 

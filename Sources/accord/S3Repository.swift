@@ -113,7 +113,7 @@ extension SyncCommand {
         defer { progress?.stop() }
         let stats = try withLock(source, command: "sync") {
             let lock = try dest.acquireLock(exclusive: false, command: "sync (destination)", retryFor: LockWait.seconds, waiting: LockWait.say, warn: warn)
-            defer { lock.release() }
+            defer { release(lock) }
             return try source.mirror(to: dest) { _ in progress?.addFile() }
         }
         progress?.stop()

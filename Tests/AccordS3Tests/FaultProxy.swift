@@ -23,6 +23,7 @@ final class FaultProxy: @unchecked Sendable {
     private let lock = NSLock()
     private var queued: [Fault] = []
     private var always: Fault?
+    private var byMethod: [String: Fault] = [:]
     private var counts = (requests: 0, faults: 0)
 
     init(upstreamPort: Int) throws {
@@ -46,6 +47,8 @@ final class FaultProxy: @unchecked Sendable {
     func inject(_ fault: Fault, times n: Int) { lock.withLock { queued += Array(repeating: fault, count: n) } }
     /// Every request gets `fault` (nil: forward again).
     func injectAlways(_ fault: Fault?) { lock.withLock { always = fault } }
+    /// Every request of `method` (e.g. "DELETE") gets `fault` (nil: forward again): a key without that right.
+    func inject(_ fault: Fault?, method: String) { lock.withLock { byMethod[method] = fault } }
     var statistics: (requests: Int, faults: Int) { lock.withLock { counts } }
 
     func stop() { shutdown(listener, Int32(SHUT_RDWR)); close(listener) }
@@ -69,9 +72,10 @@ final class FaultProxy: @unchecked Sendable {
 
     private func serve(_ c: Int32) {
         guard let request = readRequest(c) else { return }
+        let method = String(decoding: request.prefix { $0 != 0x20 }, as: UTF8.self)
         let fault: Fault? = lock.withLock {
             counts.requests += 1
-            let f = queued.isEmpty ? always : queued.removeFirst()
+            let f = byMethod[method] ?? (queued.isEmpty ? always : queued.removeFirst())
             if f != nil { counts.faults += 1 }
             return f
         }

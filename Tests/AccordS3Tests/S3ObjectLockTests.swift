@@ -75,4 +75,65 @@ final class S3ObjectLockTests: XCTestCase {
         XCTAssertEqual(live, [])
         XCTAssertEqual(try b.list(.lock), [])
     }
+
+    /// A lock object of this host whose process is gone (what a release
+    /// without the right to delete leaves) is taken over, not warned about,
+    /// and not added to; takers racing for it never share it: one wins it,
+    /// the others start again under names of their own.
+    func testALeftoverOfThisHostIsTakenOverByOneTakerOnly() throws {
+        let b = try backend()
+        let gone = Process()
+        gone.executableURL = URL(fileURLWithPath: "/bin/true")
+        try gone.run()
+        gone.waitUntilExit()
+        func leave(_ name: String, host: String = Sys.hostname) throws {
+            let info = LockInfo(exclusive: false, host: host, pid: gone.processIdentifier, username: "u", command: "sync (destination)",
+                                time: .now(), processStart: 1)
+            try Array(try JSONEncoder().encode(info)).withUnsafeBytes { try b.write(.lock, name, $0) }
+        }
+        try leave("leftover")
+        var warnings: [String] = []
+        let lock = try ObjectLock.acquire(b, exclusive: false, command: "sync (destination)") { warnings.append($0) }
+        XCTAssertEqual(lock.name, "leftover")
+        XCTAssertEqual(try b.list(.lock), ["leftover"], "taken over: no second object")
+        XCTAssertEqual(warnings, [], "the leftover it takes over is not warned about")
+        XCTAssertThrowsError(try ObjectLock.acquire(b, exclusive: true, command: "prune"), "it is a live lock now") { e in
+            XCTAssertTrue("\(e)".contains("shared lock by `sync (destination)`"), "\(e)")
+        }
+        XCTAssertEqual(try b.list(.lock), ["leftover"], "the refused exclusive taker wrote nothing")
+        lock.release()
+        XCTAssertNil(lock.releaseFailure)
+        XCTAssertEqual(try b.list(.lock), [])
+
+        // An exclusive lock never takes one over: it warns and writes its own.
+        try leave("leftover")
+        warnings = []
+        let exclusive = try ObjectLock.acquire(b, exclusive: true, command: "prune") { warnings.append($0) }
+        XCTAssertNotEqual(exclusive.name, "leftover")
+        XCTAssertTrue(warnings.contains { $0.contains("ignoring stale") }, "\(warnings)")
+        exclusive.release()
+        try b.delete(.lock, "leftover")
+
+        // One of another host is not ours to judge by process: warned about (stale by age only), never taken over.
+        try leave("elsewhere", host: "another-host.invalid")
+        let shared = try ObjectLock.acquire(b, exclusive: false, command: "backup")
+        XCTAssertNotEqual(shared.name, "elsewhere")
+        shared.release()
+        try b.delete(.lock, "elsewhere")
+
+        try leave("leftover")
+        let names = LockedBox<[String]>([]), group = DispatchGroup()
+        for _ in 0..<4 {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                if let l = try? ObjectLock.acquire(b, exclusive: false, command: "restore") { names.withLock { $0.append(l.name) } }
+            }.start()
+        }
+        group.wait()
+        let taken = names.withLock { $0 }
+        XCTAssertEqual(taken.count, 4, "every shared taker got a lock")
+        XCTAssertEqual(Set(taken).count, 4, "no two takers share an object: \(taken)")
+        XCTAssertEqual(Set(try b.list(.lock)), Set(taken), "the leftover is one of them, or was overwritten by one that then moved on")
+    }
 }

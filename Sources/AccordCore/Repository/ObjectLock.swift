@@ -31,6 +31,8 @@ public final class ObjectLock: HeldLock, @unchecked Sendable {
     private var released = false
     /// The pause before the second look at the other locks.
     static let settleSeconds = 0.3
+    /// A leftover is taken over only if our write starts this soon after the listing that found it.
+    static let takeOverSeconds = 0.1
 
     init(name: String, backend: any Backend, info: LockInfo) { self.name = name; self.backend = backend; self.info = info }
 
@@ -41,40 +43,77 @@ public final class ObjectLock: HeldLock, @unchecked Sendable {
     /// one larger than a lock can be is not read.
     public static func list(_ backend: any Backend) throws -> [Listed] {
         try backend.list(.lock).compactMap { name -> Listed? in
-            do {
-                let size = try backend.size(.lock, name)
-                guard size <= Int64(LockInfo.maxFileSize) else { return (name, nil, "it holds \(size) bytes, more than a lock's \(LockInfo.maxFileSize)") }
-                let bytes = try backend.read(.lock, name)
-                guard let info = try? JSONDecoder().decode(LockInfo.self, from: Data(bytes)) else { return (name, nil, "it is not lock JSON") }
-                if let p = info.problem() { return (name, nil, p) }
-                return (name, info, nil)
-            } catch BackendError.notFound { return nil }
+            do { return try read(backend, name) } catch BackendError.notFound { return nil }
         }
+    }
+
+    /// One lock object, read and decoded as `list` does.
+    static func read(_ backend: any Backend, _ name: String) throws -> Listed {
+        let size = try backend.size(.lock, name)
+        guard size <= Int64(LockInfo.maxFileSize) else { return (name, nil, "it holds \(size) bytes, more than a lock's \(LockInfo.maxFileSize)") }
+        let bytes = try backend.read(.lock, name)
+        guard let info = try? JSONDecoder().decode(LockInfo.self, from: Data(bytes)) else { return (name, nil, "it is not lock JSON") }
+        if let p = info.problem() { return (name, nil, p) }
+        return (name, info, nil)
     }
 
     /// One try: `.locked` naming the holder when a live lock conflicts (see
     /// `RepositoryLock.acquire` for the rules, which are the same).
+    ///
+    /// The others are listed first (a conflict fails at once, writing
+    /// nothing), then our lock is written, and after `settleSeconds` the
+    /// others are listed again: that second look decides (a racer that wrote
+    /// at the same moment is seen by at least one of the two, which withdraws).
+    /// A shared lock takes over a lock object of this host whose process is
+    /// gone (one that a finished accord could not delete, as with a DR
+    /// bucket's credentials that may not) rather than write a new one, so
+    /// such objects stay one per host instead of one per command. After the
+    /// second look it is read back: if another accord of this host took it
+    /// over at the same moment we start again under a new name. That catches
+    /// every racer whose write lands within `settleSeconds` of ours, which is
+    /// why the object is only taken over when the write starts within
+    /// `takeOverSeconds` of the listing that found it; exclusive locks never
+    /// take one over (a shared lock sharing an object with another would at
+    /// worst vanish with the other's release until its next refresh).
     public static func acquire(_ backend: any Backend, exclusive: Bool, command: String, warn: (String) -> Void = { _ in }) throws -> ObjectLock {
+        try acquire(backend, exclusive: exclusive, command: command, takeOver: true, warn: warn)
+    }
+
+    static func acquire(_ backend: any Backend, exclusive: Bool, command: String, takeOver: Bool, warn: (String) -> Void) throws -> ObjectLock {
         let info = LockInfo(exclusive: exclusive, host: Sys.hostname, pid: Sys.processID, username: Sys.userName,
                             command: command, time: .now(), processStart: LockProcess.startTime(Sys.processID), bootID: LockProcess.bootID)
-        let name = hexString(Sys.randomBytes(16))
-        try Repository.encodeJSON(info).withUnsafeBytes { try backend.write(.lock, name, $0) }
+        let listed = Sys.monotonicSeconds()
+        var orphan = try checkOthers(backend, own: nil, exclusive: exclusive,
+                                     quietAbout: takeOver && !exclusive ? { $0.isOrphanedHere } : { _ in false }, warn: warn)
+        if orphan != nil, Sys.monotonicSeconds() - listed > takeOverSeconds {
+            orphan = nil   // too long since it was seen stale: a new object instead
+        }
+        let name = orphan ?? hexString(Sys.randomBytes(16))
+        let bytes = try Repository.encodeJSON(info)
+        try bytes.withUnsafeBytes { try backend.write(.lock, name, $0) }
         do {
-            try checkOthers(backend, own: name, exclusive: exclusive, warn: warn)
             Thread.sleep(forTimeInterval: settleSeconds)
-            try checkOthers(backend, own: name, exclusive: exclusive, warn: { _ in })
+            _ = try checkOthers(backend, own: name, exclusive: exclusive, quietAbout: { _ in false }, warn: { _ in })
         } catch {
             try? backend.delete(.lock, name)
             throw error
+        }
+        if orphan != nil, (try? backend.size(.lock, name)) != Int64(bytes.count) || (try? backend.read(.lock, name)) != bytes {
+            // Another accord of this host took the same object over: it is theirs now, not ours to delete.
+            return try acquire(backend, exclusive: exclusive, command: command, takeOver: false, warn: warn)
         }
         let lock = ObjectLock(name: name, backend: backend, info: info)
         lock.startRefreshing()
         return lock
     }
 
-    /// Throws `.locked` if a lock other than `own` conflicts.
-    static func checkOthers(_ backend: any Backend, own: String, exclusive: Bool, warn: (String) -> Void) throws {
+    /// Throws `.locked` if a lock other than `own` conflicts. Returns the
+    /// name of the first stale lock `quietAbout` picks (not warned about: it
+    /// is to be taken over), if any.
+    static func checkOthers(_ backend: any Backend, own: String?, exclusive: Bool, quietAbout: (LockInfo) -> Bool,
+                            warn: (String) -> Void) throws -> String? {
         let root = backend.location
+        var picked: String?
         for other in try list(backend) where other.name != own {
             guard let o = other.info else {
                 let what = "lock \(backend.describe(.lock, other.name)) is unreadable (\(other.problem ?? "it cannot be read"))"
@@ -84,6 +123,7 @@ public final class ObjectLock: HeldLock, @unchecked Sendable {
                 continue
             }
             if let why = o.staleReason() {
+                if picked == nil, quietAbout(o) { picked = other.name; continue }
                 warn("ignoring stale \(o.summary): \(why); remove it with `accord unlock -d \(root)`")
                 continue
             }
@@ -92,6 +132,7 @@ public final class ObjectLock: HeldLock, @unchecked Sendable {
                                              + "or, if that accord is no longer running, remove its lock with `accord unlock --all -d \(root)`")
             }
         }
+        return picked
     }
 
     /// `acquire`, trying again with backoff (0.5 s doubling to 15 s, with
@@ -140,8 +181,18 @@ public final class ObjectLock: HeldLock, @unchecked Sendable {
         released = true
         stop.signal()
         stop.unlock()
-        try? backend.delete(.lock, name)
+        do { try backend.delete(.lock, name) } catch BackendError.notFound {} catch {
+            stop.withLock { failure = error }
+        }
     }
+
+    private var failure: (any Error)?
+    /// Why `release` could not delete the lock object (credentials that may
+    /// not delete, as a DR bucket's), or nil. The object stays, stale once
+    /// this process ends; the next accord of this host takes it over.
+    public var releaseFailure: (any Error)? { stop.withLock { failure } }
+    /// The lock object, for messages.
+    public var object: String { backend.describe(.lock, name) }
 
     /// Removes stale and unusable locks (or all, with `all`): what was
     /// removed, and the live locks left (as `RepositoryLock.removeLocks`).

@@ -53,6 +53,17 @@ public struct LockInfo: Codable, Sendable {
         return nil
     }
 
+    /// Stale beyond doubt: of this host, and its process is gone (or its pid
+    /// reused, or the host booted since). Not a lock stale only by age, whose
+    /// process may yet wake up and refresh it.
+    public var isOrphanedHere: Bool {
+        guard host == Sys.hostname else { return false }
+        if let b = bootID, let current = LockProcess.bootID, b != current { return true }
+        if !Sys.processExists(pid) { return true }
+        if let s = processStart, let current = LockProcess.startTime(pid), s != current { return true }
+        return false
+    }
+
     /// Stale: see `staleReason`.
     public func isStale(now: Timestamp = .now()) -> Bool { staleReason(now: now) != nil }
 

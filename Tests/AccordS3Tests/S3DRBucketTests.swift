@@ -1,0 +1,114 @@
+import AccordCore
+import AccordRuntime
+import AccordTestSupport
+@_spi(Testing) import AccordS3
+import Foundation
+import XCTest
+
+/// The README's "DR copy in a bucket": production syncs into a bucket with
+/// credentials that may put, get and list but not delete (a `FaultProxy` in
+/// front of the real server answers every DELETE 403 AccessDenied, as S3
+/// does for a policy without s3:DeleteObject); the DR node restores from it.
+final class S3DRBucketTests: AccordTestCase {
+    override class func setUp() { super.setUp(); S3Servers.start(self) }
+    override class func tearDown() { S3Servers.stop(self); super.tearDown() }
+
+    var server: S3TestServer!
+    var prefix = ""
+    var proxy: FaultProxy!
+    /// Through the proxy: the DR copy's credentials, which cannot delete.
+    var bucketRepo: String { "s3:http://127.0.0.1:\(proxy.port)/\(server.bucket)/\(prefix)" }
+    /// Straight to the server: an administrator's credentials, which can.
+    var adminRepo: String { "s3:http://127.0.0.1:\(server.port)/\(server.bucket)/\(prefix)" }
+    var storedRepository: String { server.storage + "/" + server.bucket + "/" + prefix }
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        server = try S3Servers.server(Self.self)
+        prefix = freshPrefix()
+        proxy = try FaultProxy(upstreamPort: Int(server.port)!)
+        let denied = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+        proxy.inject(.answer(403, headers: ["Content-Type: application/xml"], body: denied), method: "DELETE")
+        accordEnvironment.merge(server.clientEnvironment) { $1 }
+        accordEnvironment["AWS_PROFILE"] = ""
+        accordEnvironment["ACCORD_CACHE_DIR"] = scratch.sub("cache")
+    }
+
+    override func tearDown() { proxy?.stop(); proxy = nil; super.tearDown() }
+
+    func files(under dir: String) throws -> [String: [UInt8]] {
+        var out: [String: [UInt8]] = [:]
+        for f in Files.regularFiles(under: dir) { out[String(f.dropFirst(dir.count + 1))] = try Files.read(f) }
+        return out
+    }
+
+    /// Production backs up locally and syncs into the bucket; the DR node
+    /// restores, checks and copies from it with the same rights; retention
+    /// needs credentials that may delete. Lock objects that cannot be deleted
+    /// do not pile up: each host takes its own leftover over.
+    func testADRCopyInABucketWithCredentialsThatCannotDelete() throws {
+        let password = try useEncryption(passphrase: "dr bucket")
+        let root = scratch.sub("src")
+        try TreeBuilder.mkdir(Array(root.utf8))
+        var rng = SeededRandom(seed: 7)
+        try TreeBuilder.write(Array((root + "/a.bin").utf8), rng.bytes(1_000_000))
+        _ = try backup(root)
+        let locks = { Files.regularFiles(under: self.storedRepository + "/locks") }
+
+        let first = try accordOK(["sync", "-d", repo, "--to", bucketRepo])
+        XCTAssertTrue(first.stdout.contains("synced to \(bucketRepo): 1 snapshot(s), 1 pack(s), 1 index file(s), 1 key file(s)"), first.stdout)
+        XCTAssertTrue(first.stderr.contains("is left in place: these credentials may not delete (AccessDenied)"), first.stderr)
+        XCTAssertEqual(first.stderr.split(separator: "\n").count, 1, "one warning: \(first.stderr)")
+        XCTAssertEqual(locks().count, 1, "the sync's lock object stays")
+        let leftover = locks()
+
+        try TreeBuilder.write(Array((root + "/b.bin").utf8), rng.bytes(100_000))
+        _ = try backup(root)
+        let second = try accordOK(["sync", "-d", repo, "--to", bucketRepo])
+        XCTAssertTrue(second.stdout.contains("1 snapshot(s), 1 pack(s), 1 index file(s), 0 key file(s)"), second.stdout)
+        XCTAssertFalse(second.stderr.contains("ignoring stale"), "the leftover is taken over, not warned about: \(second.stderr)")
+        XCTAssertEqual(locks(), leftover, "the next accord on the host took the same object over")
+
+        // On the DR node: restore, a keyed check and a local copy, with the same credentials.
+        let target = scratch.sub("restored")
+        try accordOK(["restore", "-d", bucketRepo, "--password-file", password, "latest", "--target", target])
+        XCTAssertEqual(try files(under: target + root), try files(under: root), "restored byte for byte")
+        XCTAssertTrue(try accordOK(["check", "--read-data", "-d", bucketRepo, "--password-file", password]).stdout.contains("no errors found"))
+        let local = scratch.sub("dr-local")
+        try accordOK(["sync", "-d", bucketRepo, "--password-file", password, "--to", local])
+        XCTAssertTrue(try accordOK(["snapshots", "-d", local, "--password-file", password]).stdout.contains("2 snapshot(s)"))
+        XCTAssertEqual(locks(), leftover, "still one lock object for this host")
+
+        // Retention cannot run with these credentials: one clear error naming what is needed, nothing removed.
+        for args in [["forget", "--keep-last", "1"], ["forget", "--keep-last", "1", "--prune"], ["prune"], ["unlock", "--all"]] {
+            let r = try accord([args[0], "-d", bucketRepo, "--password-file", password] + args.dropFirst())
+            XCTAssertFalse(r.ok || r.signaled, "\(r)")
+            XCTAssertTrue(r.stderr.contains("these credentials may not delete") && r.stderr.contains("s3:DeleteObject"), r.stderr)
+        }
+        XCTAssertTrue(try accordOK(["snapshots", "-d", adminRepo, "--password-file", password]).stdout.contains("2 snapshot(s)"))
+        XCTAssertTrue(try accordOK(["check", "--read-data", "-d", adminRepo, "--password-file", password]).stdout.contains("no errors found"),
+                      "a denied forget or prune leaves a repository that checks clean")
+
+        // An administrator's credentials (which may delete) remove what the denied commands left
+        // (an exclusive lock never takes a leftover over, so each left its own) and run retention.
+        XCTAssertGreaterThan(locks().count, 0)
+        let unlock = try accordOK(["unlock", "-d", adminRepo])
+        XCTAssertTrue(unlock.stdout.contains("removed"), unlock.stdout)
+        XCTAssertEqual(locks(), [])
+        try accordOK(["forget", "-d", adminRepo, "--password-file", password, "--keep-last", "1", "--prune"])
+        XCTAssertTrue(try accordOK(["snapshots", "-d", bucketRepo, "--password-file", password]).stdout.contains("1 snapshot(s)"))
+        XCTAssertTrue(try accordOK(["check", "--read-data", "-d", bucketRepo, "--password-file", password]).stdout.contains("no errors found"))
+    }
+
+    /// From a bucket to a node, the DR directory must be named: there is no
+    /// directory of the source's name to default to.
+    func testSyncFromABucketToANodeNeedsItsDirectory() throws {
+        try accordOK(["init", "-d", adminRepo, "--encryption", "none"])
+        for to in ["root@dr-node", "dr-node", "root@dr-node:"] {
+            let r = try accord(["sync", "-d", adminRepo, "--to", to])
+            XCTAssertFalse(r.ok || r.signaled, "\(r)")
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "one line: \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("is a bucket, so the destination's directory must be given: --to \(to.hasSuffix(":") ? String(to.dropLast()) : to):DIR"), r.stderr)
+        }
+    }
+}
