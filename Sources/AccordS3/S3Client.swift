@@ -87,7 +87,14 @@ final class S3Client: @unchecked Sendable {
     /// 403, clock skew and a missing bucket throw here.
     func perform(_ method: String, key: String, query: [(String, String)] = [], headers extra: [String] = [],
                  upload: UnsafeRawBufferPointer? = nil, body: ResponseBody = .none) throws -> Response {
-        let payloadHash = upload.map { SHA256Hasher.hash($0).hex } ?? Self.emptyHash
+        let digest = upload.map { SHA256Hasher.hash($0) }
+        let payloadHash = digest?.hex ?? Self.emptyHash
+        var extra = extra
+        if let digest, method == "PUT" {
+            // The same SHA-256 as an S3 checksum: a bucket with Object Lock retention refuses a PUT
+            // without Content-MD5 or a checksum (AWS), and a server that knows it checks it.
+            extra += ["x-amz-sdk-checksum-algorithm: SHA256", "x-amz-checksum-sha256: " + Data(digest.bytes).base64EncodedString()]
+        }
         let url = location.url(key: key, query: query)
         var attempt = 0
         while true {
