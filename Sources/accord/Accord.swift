@@ -337,7 +337,7 @@ func release(_ lock: any HeldLock) {
     guard let o = lock as? ObjectLock, let failure = o.releaseFailure else { return }
     var why = "\(failure)"
     if case S3Error.deleteDenied(_, _, _, let code) = failure { why = "these credentials may not delete (\(code))" }
-    warn("the lock object \(o.object) is left in place: \(why); it is stale once this accord ends, and the next accord on this host takes it over")
+    warn("the lock object \(o.object) is left in place, marked released: \(why); no command waits for it, and the next one with a shared lock takes it over")
 }
 
 

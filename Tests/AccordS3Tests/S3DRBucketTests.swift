@@ -36,6 +36,11 @@ final class S3DRBucketTests: AccordTestCase {
 
     override func tearDown() { proxy?.stop(); proxy = nil; super.tearDown() }
 
+    /// The `released` key of a lock object as stored.
+    func released(_ path: String) throws -> Bool? {
+        try JSONDecoder().decode(LockInfo.self, from: Data(try Files.read(path))).released
+    }
+
     func files(under dir: String) throws -> [String: [UInt8]] {
         var out: [String: [UInt8]] = [:]
         for f in Files.regularFiles(under: dir) { out[String(f.dropFirst(dir.count + 1))] = try Files.read(f) }
@@ -57,10 +62,11 @@ final class S3DRBucketTests: AccordTestCase {
 
         let first = try accordOK(["sync", "-d", repo, "--to", bucketRepo])
         XCTAssertTrue(first.stdout.contains("synced to \(bucketRepo): 1 snapshot(s), 1 pack(s), 1 index file(s), 1 key file(s)"), first.stdout)
-        XCTAssertTrue(first.stderr.contains("is left in place: these credentials may not delete (AccessDenied)"), first.stderr)
+        XCTAssertTrue(first.stderr.contains("is left in place, marked released: these credentials may not delete (AccessDenied)"), first.stderr)
         XCTAssertEqual(first.stderr.split(separator: "\n").count, 1, "one warning: \(first.stderr)")
         XCTAssertEqual(locks().count, 1, "the sync's lock object stays")
         let leftover = locks()
+        XCTAssertEqual(try released(leftover[0]), true, "marked released, so no host waits for it")
 
         try TreeBuilder.write(Array((root + "/b.bin").utf8), rng.bytes(100_000))
         _ = try backup(root)
@@ -85,16 +91,17 @@ final class S3DRBucketTests: AccordTestCase {
             XCTAssertFalse(r.ok || r.signaled, "\(r)")
             XCTAssertTrue(r.stderr.contains("these credentials may not delete") && r.stderr.contains("s3:DeleteObject"), r.stderr)
         }
+        // An exclusive lock never takes a leftover over, so each denied command left its own, marked released.
+        XCTAssertGreaterThan(locks().count, 1)
+        for l in locks() { XCTAssertEqual(try released(l), true, l) }
+
+        // An administrator's credentials (which may delete) remove them and run retention.
+        let unlock = try accordOK(["unlock", "-d", adminRepo])
+        XCTAssertTrue(unlock.stdout.contains("removed") && unlock.stdout.contains("released by its accord"), unlock.stdout)
+        XCTAssertEqual(locks(), [])
         XCTAssertTrue(try accordOK(["snapshots", "-d", adminRepo, "--password-file", password]).stdout.contains("2 snapshot(s)"))
         XCTAssertTrue(try accordOK(["check", "--read-data", "-d", adminRepo, "--password-file", password]).stdout.contains("no errors found"),
                       "a denied forget or prune leaves a repository that checks clean")
-
-        // An administrator's credentials (which may delete) remove what the denied commands left
-        // (an exclusive lock never takes a leftover over, so each left its own) and run retention.
-        XCTAssertGreaterThan(locks().count, 0)
-        let unlock = try accordOK(["unlock", "-d", adminRepo])
-        XCTAssertTrue(unlock.stdout.contains("removed"), unlock.stdout)
-        XCTAssertEqual(locks(), [])
         try accordOK(["forget", "-d", adminRepo, "--password-file", password, "--keep-last", "1", "--prune"])
         XCTAssertTrue(try accordOK(["snapshots", "-d", bucketRepo, "--password-file", password]).stdout.contains("1 snapshot(s)"))
         XCTAssertTrue(try accordOK(["check", "--read-data", "-d", bucketRepo, "--password-file", password]).stdout.contains("no errors found"))

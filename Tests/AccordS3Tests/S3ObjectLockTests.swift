@@ -86,9 +86,9 @@ final class S3ObjectLockTests: XCTestCase {
         gone.executableURL = URL(fileURLWithPath: "/bin/true")
         try gone.run()
         gone.waitUntilExit()
-        func leave(_ name: String, host: String = Sys.hostname) throws {
+        func leave(_ name: String, host: String = Sys.hostname, released: Bool? = nil) throws {
             let info = LockInfo(exclusive: false, host: host, pid: gone.processIdentifier, username: "u", command: "sync (destination)",
-                                time: .now(), processStart: 1)
+                                time: .now(), processStart: 1, released: released)
             try Array(try JSONEncoder().encode(info)).withUnsafeBytes { try b.write(.lock, name, $0) }
         }
         try leave("leftover")
@@ -114,12 +114,18 @@ final class S3ObjectLockTests: XCTestCase {
         exclusive.release()
         try b.delete(.lock, "leftover")
 
-        // One of another host is not ours to judge by process: warned about (stale by age only), never taken over.
+        // One of another host is not ours to judge by process: live until it is old, never taken over...
         try leave("elsewhere", host: "another-host.invalid")
         let shared = try ObjectLock.acquire(b, exclusive: false, command: "backup")
         XCTAssertNotEqual(shared.name, "elsewhere")
+        XCTAssertThrowsError(try ObjectLock.acquire(b, exclusive: true, command: "prune"), "a live lock of another host holds off prune")
         shared.release()
-        try b.delete(.lock, "elsewhere")
+        // ...unless its accord marked it released (it could not delete it): stale for all, and taken over.
+        try leave("elsewhere", host: "another-host.invalid", released: true)
+        let over = try ObjectLock.acquire(b, exclusive: false, command: "backup")
+        XCTAssertEqual(over.name, "elsewhere")
+        over.release()
+        XCTAssertEqual(try b.list(.lock), [])
 
         try leave("leftover")
         let names = LockedBox<[String]>([]), group = DispatchGroup()

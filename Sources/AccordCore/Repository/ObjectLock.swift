@@ -20,9 +20,8 @@ extension RepositoryLock: HeldLock {}
 /// `LockInfo.staleReason`: by age (refreshed every `refreshInterval` while
 /// held) and, on this host, by process.
 ///
-/// `@unchecked Sendable`: `released` is read and written under `stop` (an
-/// NSCondition); `info` is set in `init` and from then on changed only by the
-/// refresh thread, started after it.
+/// `@unchecked Sendable`: `released`, `failure` and `info` are read and
+/// written under `stop` (an NSCondition) once the refresh thread runs.
 public final class ObjectLock: HeldLock, @unchecked Sendable {
     public let name: String
     let backend: any Backend
@@ -64,10 +63,10 @@ public final class ObjectLock: HeldLock, @unchecked Sendable {
     /// nothing), then our lock is written, and after `settleSeconds` the
     /// others are listed again: that second look decides (a racer that wrote
     /// at the same moment is seen by at least one of the two, which withdraws).
-    /// A shared lock takes over a lock object of this host whose process is
-    /// gone (one that a finished accord could not delete, as with a DR
-    /// bucket's credentials that may not) rather than write a new one, so
-    /// such objects stay one per host instead of one per command. After the
+    /// A shared lock takes over a lock object marked released (one that a
+    /// finished accord could not delete, as with a DR bucket's credentials
+    /// that may not) or of this host with its process gone, rather than write
+    /// a new one, so such objects do not pile up, one per command. After the
     /// second look it is read back: if another accord of this host took it
     /// over at the same moment we start again under a new name. That catches
     /// every racer whose write lands within `settleSeconds` of ours, which is
@@ -165,10 +164,11 @@ public final class ObjectLock: HeldLock, @unchecked Sendable {
                 if self.released { self.stop.unlock(); return }
                 _ = self.stop.wait(until: Date(timeIntervalSinceNow: LockInfo.refreshInterval))
                 let done = self.released
+                if !done { self.info.time = .now() }
+                let info = self.info
                 self.stop.unlock()
                 if done { return }
-                self.info.time = .now()
-                if let bytes = try? Repository.encodeJSON(self.info) {
+                if let bytes = try? Repository.encodeJSON(info) {
                     try? bytes.withUnsafeBytes { try self.backend.write(.lock, self.name, $0) }
                 }
             }
@@ -182,14 +182,17 @@ public final class ObjectLock: HeldLock, @unchecked Sendable {
         stop.signal()
         stop.unlock()
         do { try backend.delete(.lock, name) } catch BackendError.notFound {} catch {
-            stop.withLock { failure = error }
+            // Said in the object instead (a PUT those credentials may make): stale at once, for every host.
+            var gone = stop.withLock { failure = error; return info }
+            gone.released = true
+            if let bytes = try? Repository.encodeJSON(gone) { try? bytes.withUnsafeBytes { try backend.write(.lock, name, $0) } }
         }
     }
 
     private var failure: (any Error)?
     /// Why `release` could not delete the lock object (credentials that may
-    /// not delete, as a DR bucket's), or nil. The object stays, stale once
-    /// this process ends; the next accord of this host takes it over.
+    /// not delete, as a DR bucket's), or nil. The object stays, rewritten as
+    /// released (stale for everyone); the next shared lock takes it over.
     public var releaseFailure: (any Error)? { stop.withLock { failure } }
     /// The lock object, for messages.
     public var object: String { backend.describe(.lock, name) }

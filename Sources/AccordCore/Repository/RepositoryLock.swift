@@ -21,11 +21,15 @@ public struct LockInfo: Codable, Sendable {
     /// `/proc/sys/kernel/random/boot_id` when the lock was taken, if known:
     /// after a reboot every lock of this host is stale.
     public var bootID: String?
+    /// True when its holder released it but could not delete it (a lock object
+    /// on credentials that may not delete): stale at once, for every host.
+    public var released: Bool?
 
     public init(exclusive: Bool, host: String, pid: Int32, username: String, command: String, time: Timestamp,
-                processStart: UInt64? = nil, bootID: String? = nil) {
+                processStart: UInt64? = nil, bootID: String? = nil, released: Bool? = nil) {
         self.exclusive = exclusive; self.host = host; self.pid = pid; self.username = username
         self.command = command; self.time = time; self.processStart = processStart; self.bootID = bootID
+        self.released = released
     }
 
     /// A lock not refreshed for this long is stale even if its host cannot be
@@ -40,6 +44,7 @@ public struct LockInfo: Codable, Sendable {
     /// not refreshed in time, dated in the future, or on this host a process
     /// that is gone, a pid now used by another process, or a boot since.
     public func staleReason(now: Timestamp = .now()) -> String? {
+        if released == true { return "released by its accord, which could not delete it" }
         let age = now.seconds - time.seconds
         if age > Self.staleAfterSeconds { return "not refreshed for \(age / 60) minutes" }
         if -age > Self.staleAfterSeconds { return "dated \(time.short) UTC, \(-age / 60) minutes in the future" }
@@ -53,10 +58,11 @@ public struct LockInfo: Codable, Sendable {
         return nil
     }
 
-    /// Stale beyond doubt: of this host, and its process is gone (or its pid
-    /// reused, or the host booted since). Not a lock stale only by age, whose
-    /// process may yet wake up and refresh it.
+    /// Stale beyond doubt: released (by any host), or of this host and its
+    /// process is gone (or its pid reused, or the host booted since). Not a
+    /// lock stale only by age, whose process may yet wake up and refresh it.
     public var isOrphanedHere: Bool {
+        if released == true { return true }
         guard host == Sys.hostname else { return false }
         if let b = bootID, let current = LockProcess.bootID, b != current { return true }
         if !Sys.processExists(pid) { return true }
