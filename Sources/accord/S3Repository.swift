@@ -111,7 +111,7 @@ extension SyncCommand {
         let progress = output.makeProgress("sync")
         progress?.startReporting()
         defer { progress?.stop() }
-        let stats = try withLock(source, command: "sync") {
+        let stats = try withLock(source, readOnly: repo.isS3, command: "sync") {
             let lock = try dest.acquireLock(exclusive: false, command: "sync (destination)", retryFor: LockWait.seconds, waiting: LockWait.say, warn: warn)
             defer { release(lock) }
             return try source.mirror(to: dest) { _ in progress?.addFile() }

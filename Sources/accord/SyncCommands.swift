@@ -154,7 +154,8 @@ struct SyncCommand: ParsableCommand {
             throw CommandFailure("the source \(repo.path) is a bucket, so the destination's directory must be given: --to \(to.split(separator: ":").first.map(String.init) ?? to):DIR")
         }
         let repository = try repo.open()
-        let stats: SyncStats = try withLock(repository, command: "sync") {
+        // Sync only reads its source: a bucket on read-only credentials (a DR node's) goes on without a lock.
+        let stats: SyncStats = try withLock(repository, readOnly: repo.isS3, command: "sync") {
             let only = snapshots.isEmpty ? nil : try snapshots.map { try repository.resolveSnapshot($0) }
             return try runSync(repository, to: dest, sync, only: only, marker: marker, progress: output.makeProgress("sync"))
         }

@@ -27,7 +27,6 @@ final class S3DRBucketTests: AccordTestCase {
         server = try S3Servers.server(Self.self)
         prefix = freshPrefix()
         proxy = try FaultProxy(upstreamPort: Int(server.port)!)
-        let denied = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
         proxy.inject(.answer(403, headers: ["Content-Type: application/xml"], body: denied), method: "DELETE")
         accordEnvironment.merge(server.clientEnvironment) { $1 }
         accordEnvironment["AWS_PROFILE"] = ""
@@ -35,6 +34,8 @@ final class S3DRBucketTests: AccordTestCase {
     }
 
     override func tearDown() { proxy?.stop(); proxy = nil; super.tearDown() }
+
+    let denied = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
 
     /// The `released` key of a lock object as stored.
     func released(_ path: String) throws -> Bool? {
@@ -84,10 +85,38 @@ final class S3DRBucketTests: AccordTestCase {
         try accordOK(["sync", "-d", bucketRepo, "--password-file", password, "--to", local])
         XCTAssertTrue(try accordOK(["snapshots", "-d", local, "--password-file", password]).stdout.contains("2 snapshot(s)"))
         XCTAssertEqual(locks(), leftover, "still one lock object for this host")
+        XCTAssertTrue(try accordOK(["snapshots", "-d", bucketRepo, "--password-file", password]).stdout.contains("2 snapshot(s)"))
+        XCTAssertTrue(try accordOK(["ls", "-d", bucketRepo, "--password-file", password, "latest"]).stdout.contains(root + "/b.bin"))
+        XCTAssertEqual(try accordOK(["dump", "-d", bucketRepo, "--password-file", password, "latest", root + "/b.bin"]).stdoutBytes,
+                       try Files.read(root + "/b.bin"))
+        XCTAssertTrue(try accordOK(["check", "--without-key", "--read-data", "-d", bucketRepo], environment: ["ACCORD_PASSWORD_FILE": ""])
+            .stdout.contains("no errors found"))
+        let other = scratch.sub("other-src")
+        try TreeBuilder.mkdir(Array(other.utf8))
+        try TreeBuilder.write(Array((other + "/c.txt").utf8), Array("backed up straight into the bucket\n".utf8))
+        try accordOK(["backup", "-d", bucketRepo, "--password-file", password, other])
+        XCTAssertTrue(try accordOK(["snapshots", "-d", bucketRepo, "--password-file", password]).stdout.contains("3 snapshot(s)"))
+        XCTAssertEqual(locks().count, 1, "still one lock object")
+
+        // Read-only credentials (no PUT either): a restore and a check go on without a lock.
+        proxy.inject(.answer(403, headers: ["Content-Type: application/xml"], body: denied), method: "PUT")
+        let readOnly = try accordOK(["restore", "-d", bucketRepo, "--password-file", password, "latest", "--target", scratch.sub("ro")])
+        XCTAssertTrue(readOnly.stderr.contains("continuing without a lock"), readOnly.stderr)
+        XCTAssertTrue(try accordOK(["check", "-d", bucketRepo, "--password-file", password]).stdout.contains("no errors found"))
+        let roCopy = scratch.sub("dr-ro")
+        let roSync = try accordOK(["sync", "-d", bucketRepo, "--password-file", password, "--to", roCopy, "--marker"])
+        XCTAssertTrue(roSync.stderr.contains("continuing without a lock"), roSync.stderr)
+        XCTAssertTrue(Files.exists(roCopy + "/restore"), "the marker for `accord -a restore` on the DR node")
+        XCTAssertTrue(try accordOK(["snapshots", "-d", roCopy, "--password-file", password]).stdout.contains("3 snapshot(s)"))
+        proxy.inject(nil, method: "PUT")
 
         // Retention cannot run with these credentials: one clear error naming what is needed, nothing removed.
-        for args in [["forget", "--keep-last", "1"], ["forget", "--keep-last", "1", "--prune"], ["prune"], ["unlock", "--all"]] {
-            let r = try accord([args[0], "-d", bucketRepo, "--password-file", password] + args.dropFirst())
+        let keyID = try XCTUnwrap(Files.regularFiles(under: storedRepository + "/keys").first.map { String($0.split(separator: "/").last!) })
+        try accordOK(["key", "add", "-d", bucketRepo, "--password-file", password, "--new-password-file", try writePasswordFile("another")])
+        for args in [["forget", "--keep-last", "1"], ["forget", "--keep-last", "1", "--prune"], ["prune"], ["unlock", "--all"],
+                     ["repair", "index"], ["key", "remove", String(keyID.prefix(8))]] {
+            let n = args[0] == "repair" || args[0] == "key" ? 2 : 1
+            let r = try accord(Array(args.prefix(n)) + ["-d", bucketRepo, "--password-file", try writePasswordFile("another")] + args.dropFirst(n))
             XCTAssertFalse(r.ok || r.signaled, "\(r)")
             XCTAssertTrue(r.stderr.contains("these credentials may not delete") && r.stderr.contains("s3:DeleteObject"), r.stderr)
         }
@@ -99,7 +128,7 @@ final class S3DRBucketTests: AccordTestCase {
         let unlock = try accordOK(["unlock", "-d", adminRepo])
         XCTAssertTrue(unlock.stdout.contains("removed") && unlock.stdout.contains("released by its accord"), unlock.stdout)
         XCTAssertEqual(locks(), [])
-        XCTAssertTrue(try accordOK(["snapshots", "-d", adminRepo, "--password-file", password]).stdout.contains("2 snapshot(s)"))
+        XCTAssertTrue(try accordOK(["snapshots", "-d", adminRepo, "--password-file", password]).stdout.contains("3 snapshot(s)"))
         XCTAssertTrue(try accordOK(["check", "--read-data", "-d", adminRepo, "--password-file", password]).stdout.contains("no errors found"),
                       "a denied forget or prune leaves a repository that checks clean")
         try accordOK(["forget", "-d", adminRepo, "--password-file", password, "--keep-last", "1", "--prune"])

@@ -30,8 +30,11 @@ public final class ObjectLock: HeldLock, @unchecked Sendable {
     private var released = false
     /// The pause before the second look at the other locks.
     static let settleSeconds = 0.3
-    /// A leftover is taken over only if our write starts this soon after the listing that found it.
-    static let takeOverSeconds = 0.1
+    /// A leftover is taken over only if our write starts this soon after the listing that found it...
+    static let takeOverSeconds = 0.5
+    /// ...and then read back this long after our write (a racer's write landing later than this
+    /// after its own listing, so a PUT slower than half a second, would go unseen).
+    static let takeOverSettleSeconds = 1.0
 
     init(name: String, backend: any Backend, info: LockInfo) { self.name = name; self.backend = backend; self.info = info }
 
@@ -69,9 +72,9 @@ public final class ObjectLock: HeldLock, @unchecked Sendable {
     /// a new one, so such objects do not pile up, one per command. After the
     /// second look it is read back: if another accord of this host took it
     /// over at the same moment we start again under a new name. That catches
-    /// every racer whose write lands within `settleSeconds` of ours, which is
-    /// why the object is only taken over when the write starts within
-    /// `takeOverSeconds` of the listing that found it; exclusive locks never
+    /// every racer whose write lands within `takeOverSettleSeconds` of its
+    /// listing, which is why the object is only taken over when the write
+    /// starts within `takeOverSeconds` of the listing that found it; exclusive locks never
     /// take one over (a shared lock sharing an object with another would at
     /// worst vanish with the other's release until its next refresh).
     public static func acquire(_ backend: any Backend, exclusive: Bool, command: String, warn: (String) -> Void = { _ in }) throws -> ObjectLock {
@@ -91,7 +94,7 @@ public final class ObjectLock: HeldLock, @unchecked Sendable {
         let bytes = try Repository.encodeJSON(info)
         try bytes.withUnsafeBytes { try backend.write(.lock, name, $0) }
         do {
-            Thread.sleep(forTimeInterval: settleSeconds)
+            Thread.sleep(forTimeInterval: orphan == nil ? settleSeconds : takeOverSettleSeconds)
             _ = try checkOthers(backend, own: name, exclusive: exclusive, quietAbout: { _ in false }, warn: { _ in })
         } catch {
             try? backend.delete(.lock, name)
