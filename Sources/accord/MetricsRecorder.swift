@@ -56,7 +56,8 @@ final class CommandRecorder {
         metrics = metricsFile.map(MetricsFile.init(path:))
         log = StepLog(path: logFile)
         let cwd = String(decoding: Sys.currentDirectory(), as: UTF8.self)
-        self.repository = repository.hasPrefix("/") ? repository : (cwd == "/" ? "" : cwd) + "/" + repository
+        // A bucket's address is its name wherever the command runs; a relative directory is made absolute.
+        self.repository = repository.hasPrefix("/") || repository.hasPrefix("s3:") ? repository : (cwd == "/" ? "" : cwd) + "/" + repository
     }
 
     /// Runs `command`'s work: logs its start, writes its start time, runs
