@@ -103,7 +103,10 @@ final class S3Client: @unchecked Sendable {
                 if let f = x.failure { throw f }
                 retryable = Self.retryableCurl.contains(code.rawValue)
                 if !retryable || attempt + 1 >= retry.attempts {
-                    let m = x.curlMessage.isEmpty ? String(cString: accord_curl_easy_strerror(curl, code)) : x.curlMessage
+                    var m = x.curlMessage.isEmpty ? String(cString: accord_curl_easy_strerror(curl, code)) : x.curlMessage
+                    if code == CURLE_PEER_FAILED_VERIFICATION || code == CURLE_SSL_CACERT_BADFILE {
+                        m += " (a private CA? pass its certificate with --s3-ca-file or $ACCORD_S3_CA_FILE)"
+                    }
                     throw S3Error.transport("\(method) \(location.endpoint)/\(location.bucket)/\(key)" + (attempt > 0 ? " (after \(attempt + 1) attempts)" : ""), m)
                 }
             } else if x.isSuccess {
@@ -131,6 +134,13 @@ final class S3Client: @unchecked Sendable {
             throw S3Error.accessDenied(bucket: location.bucket, endpoint: location.endpoint, code: err.code.isEmpty ? "HTTP \(x.status)" : err.code, message: err.message)
         }
         if err.code == "NoSuchBucket" { throw S3Error.noSuchBucket(bucket: location.bucket, endpoint: location.endpoint) }
+        if [301, 307].contains(x.status) || err.code == "PermanentRedirect" || err.code == "AuthorizationHeaderMalformed" {
+            // Redirects are never followed (a signed request must not go elsewhere): say where the bucket is, when the server says.
+            if let region = x.headers["x-amz-bucket-region"], !region.isEmpty {
+                throw S3Error.http(method: "request", key: location.bucket, status: x.status, code: err.code,
+                                   message: "the bucket is in region \(S3Error.printable(region)): set AWS_REGION=\(S3Error.printable(region)) or use that region's endpoint")
+            }
+        }
     }
 
     /// One attempt on a pooled handle.
