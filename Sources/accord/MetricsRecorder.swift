@@ -5,6 +5,7 @@
 // when it starts and when it ends, with success or failure alike.
 import ArgumentParser
 import AccordCore
+import AccordS3
 import AccordEngine
 import AccordSync
 import AccordPlans
@@ -57,7 +58,8 @@ final class CommandRecorder {
         log = StepLog(path: logFile)
         let cwd = String(decoding: Sys.currentDirectory(), as: UTF8.self)
         // A bucket's address is its name wherever the command runs; a relative directory is made absolute.
-        self.repository = repository.hasPrefix("/") || repository.hasPrefix("s3:") ? repository : (cwd == "/" ? "" : cwd) + "/" + repository
+        self.repository = repository.hasPrefix("s3:") ? S3Location.redacted(repository)
+            : repository.hasPrefix("/") ? repository : (cwd == "/" ? "" : cwd) + "/" + repository
     }
 
     /// Runs `command`'s work: logs its start, writes its start time, runs

@@ -36,6 +36,20 @@ final class S3LocationTests: XCTestCase {
         XCTAssertThrowsError(try S3Location(parsing: "s3:https://h/my.bucket", virtualHosted: true), "dots break the certificate of a virtual host")
     }
 
+    /// A secret typed into the address is refused and never repeated: not in the error, not in a log line.
+    func testCredentialsInTheAddressAreRefusedAndNotRepeated() {
+        for text in ["s3:https://AKIDEXAMPLE:wJalrXUtnFEMI@s3.example.com/bucket", "s3:http://AKID:wJalrXUtnFEMI@127.0.0.1:9000/bkt/p",
+                     "s3:https://AKID:wJalrXUtnFEMI@host"] {
+            XCTAssertThrowsError(try S3Location(parsing: text)) { e in
+                let m = "\(e)"
+                XCTAssertTrue(m.contains("credentials never go in the address") && m.contains("AWS_ACCESS_KEY_ID"), m)
+                XCTAssertFalse(m.contains("wJalrXUtnFEMI") || m.contains("AKID"), "the secret is repeated: \(m)")
+            }
+            XCTAssertFalse(S3Location.redacted(text).contains("wJalrXUtnFEMI"), S3Location.redacted(text))
+        }
+        XCTAssertEqual(S3Location.redacted("s3:https://h:9000/b/p"), "s3:https://h:9000/b/p")
+    }
+
     func testCredentialsComeFromTheEnvironmentThenTheProfile() throws {
         let env = ["AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s3cret", "AWS_SESSION_TOKEN": "tok", "AWS_PROFILE": "other"]
         let c = try S3Credentials.fromEnvironment(env, home: "/nonexistent")
