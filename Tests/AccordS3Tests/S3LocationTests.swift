@@ -1,5 +1,5 @@
 import AccordCore
-@_spi(Testing) import AccordS3
+@_spi(Testing) @testable import AccordS3
 import Foundation
 import XCTest
 
@@ -48,6 +48,13 @@ final class S3LocationTests: XCTestCase {
             XCTAssertFalse(S3Location.redacted(text).contains("wJalrXUtnFEMI"), S3Location.redacted(text))
         }
         XCTAssertEqual(S3Location.redacted("s3:https://h:9000/b/p"), "s3:https://h:9000/b/p")
+    }
+
+    /// Server text reaches a terminal only with C0, DEL and C1 controls (U+009B is CSI on some terminals) replaced.
+    func testServerTextIsPrintedWithoutControlCharacters() {
+        XCTAssertEqual(S3Error.printable("a\u{1b}[2Jb\u{9b}31mc\u{7f}d\ne"), "a?[2Jb?31mc?d?e")
+        XCTAssertEqual(S3Error.printable("région"), "région")
+        XCTAssertEqual(S3Error.printable(String(repeating: "x", count: 300)).count, 200)
     }
 
     func testCredentialsComeFromTheEnvironmentThenTheProfile() throws {
