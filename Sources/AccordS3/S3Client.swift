@@ -87,7 +87,11 @@ final class S3Client: @unchecked Sendable {
     /// 403, clock skew and a missing bucket throw here.
     func perform(_ method: String, key: String, query: [(String, String)] = [], headers extra: [String] = [],
                  upload: UnsafeRawBufferPointer? = nil, body: ResponseBody = .none) throws -> Response {
-        let payloadHash = upload.map { SHA256Hasher.hash($0).hex } ?? Self.emptyHash
+        let digest = upload.map { SHA256Hasher.hash($0) }
+        let payloadHash = digest?.hex ?? Self.emptyHash
+        // The same hash as an S3 checksum: the server verifies the body end to end, and a
+        // bucket with Object Lock default retention accepts the PUT (it needs Content-MD5 or this).
+        let checksum = digest.map { ["x-amz-checksum-sha256: " + Data($0.bytes).base64EncodedString()] } ?? []
         let url = location.url(key: key, query: query)
         var attempt = 0
         while true {
@@ -97,7 +101,7 @@ final class S3Client: @unchecked Sendable {
                 Self.processCounts.withLock { $0.0 += 1; if attempt > 0 { $0.1 += 1 } }
                 if upload != nil { x.abortAfter = uploadFault; uploadFault = nil }
             }
-            let code = try once(method, url: url, headers: extra + ["x-amz-content-sha256: " + payloadHash], x)
+            let code = try once(method, url: url, headers: extra + checksum + ["x-amz-content-sha256: " + payloadHash], x)
             let retryable: Bool
             if code != CURLE_OK && !(x.finishedEarly && code == CURLE_WRITE_ERROR) {
                 if let f = x.failure { throw f }
