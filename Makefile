@@ -52,7 +52,9 @@ clean:
 # in Debian and is not linked: accord loads libisal.so.2 at run time, from $ORIGIN/../lib (the
 # conda package bundles it there) or the system (the deb recommends libisal2), and compresses
 # with libdeflate without it (AccordCore's IsalLibrary). packaging/check-binary.sh fails the
-# build when ldd lists anything but libc, libm, libstdc++, libgcc_s and writes the glibc floor
+# build when ldd lists anything but libc, libm, libstdc++, libgcc_s, or when the binary has an
+# RPATH/RUNPATH (SwiftPM adds $ORIGIN unless --disable-local-rpath: dlopen would then look for
+# libisal.so.2 and libcurl.so.4 beside the binary first, unchecked), and writes the glibc floor
 # the packages declare.
 # `make man`, `make completions`: from the command definitions (swift-argument-parser).
 # `make deb`, `make conda`: the packages, from those; no network.
@@ -69,7 +71,7 @@ dist: deps
 	for a in $(STATIC_LIBS); do ln -sf $(LIBDIR)/$$a $(DIST)/static-libs/$$a; done
 	printf '// Written by `make dist`; ignored by git.\n#if ACCORD_BUILD_COMMIT\nlet accordBuildCommit = "%s"\n#endif\n' "$(or $(COMMIT),unknown)" > $(COMMIT_FILE).new
 	cmp -s $(COMMIT_FILE).new $(COMMIT_FILE) && rm $(COMMIT_FILE).new || mv $(COMMIT_FILE).new $(COMMIT_FILE)
-	nice -n 10 $(SWIFT) build -c release --product accord --scratch-path $(DIST) --static-swift-stdlib \
+	nice -n 10 $(SWIFT) build -c release --product accord --scratch-path $(DIST) --static-swift-stdlib --disable-local-rpath \
 	  -Xswiftc -DACCORD_BUILD_COMMIT -Xlinker -L$(CURDIR)/$(DIST)/static-libs
 	cp $(DIST)/release/accord $(DIST)/accord
 	strip $(DIST)/accord

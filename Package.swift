@@ -25,7 +25,7 @@ let package = Package(
         .target(name: "AccordCore", dependencies: ["CZlib", "CLibdeflate", "CIsal", "CLibcrypto", "AccordRuntime"], exclude: ["README.md", "Store/README.md"]),
         .target(name: "AccordEngine", dependencies: ["AccordCore", "AccordRuntime"], exclude: ["README.md"]),
         .target(name: "AccordSync", dependencies: ["AccordCore", "AccordRuntime"], exclude: ["README.md"]),
-        // libcurl stays a shared library of `accord` (packaging/check-binary.sh allows it).
+        // libcurl is loaded at run time (AccordS3's CurlLibrary); CCurl gives its header only.
         .target(name: "AccordS3", dependencies: ["AccordCore", "AccordRuntime", "CCurl"], exclude: ["README.md"]),
         .target(name: "AccordPlans", dependencies: ["AccordCore", "AccordEngine", "AccordRuntime", .product(name: "Yams", package: "Yams")], exclude: ["README.md"]),
         // Headers only: `accord mount` loads libfuse3 at run time (Sources/CFuse3/shim.h).

@@ -8,6 +8,8 @@
 #   libfuse3.so.3 (Sources/CFuse3; the deb suggests fuse3). Anything else (libisal, libcurl,
 #   libcrypto, libz, libdeflate, a Swift runtime library) means a link that should not happen did:
 #   fail, naming it.
+# - No RPATH/RUNPATH: libraries loaded at run time by bare name are found only where the system
+#   keeps them.
 # - The glibc floor: the highest GLIBC_x.y symbol version the binary needs, written to FLOOR_FILE;
 #   the packages declare it (deb: libc6 (>= x.y); conda: __glibc >=x.y).
 set -euo pipefail
@@ -21,6 +23,11 @@ while read -r name _; do
   if ! [[ $name =~ $allowed ]]; then echo "check-binary: $bin links $name dynamically; only libc, libm, libstdc++ and libgcc_s may be" >&2; bad=1; fi
 done < <(ldd "$bin" | sed 's/^[[:space:]]*//')
 [ $bad = 0 ] || exit 1
+# No RPATH/RUNPATH: with $ORIGIN there (SwiftPM's default), dlopen("libcurl.so.4") and the
+# ISA-L fallback would load a library planted beside the binary, as root, unchecked.
+if readelf -d "$bin" | grep -E '\((RPATH|RUNPATH)\)' >&2; then
+  echo "check-binary: $bin has an RPATH/RUNPATH (above): build it with --disable-local-rpath" >&2; exit 1
+fi
 
 floor=$(objdump -T "$bin" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)
 [ -n "$floor" ] || { echo "check-binary: no GLIBC_ symbol versions in $bin (objdump -T)" >&2; exit 1; }

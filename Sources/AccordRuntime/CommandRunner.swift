@@ -54,6 +54,14 @@ public final class CommandRunner: @unchecked Sendable {
     private var tail: [UInt8] = []
     private let tailLock = NSLock()
     private let stderrDone = DispatchSemaphore(value: 0)
+    /// What no child inherits: the passphrase sources and the S3 credentials.
+    public static let secretVariables = ["ACCORD_PASSWORD_FILE", "ACCORD_PASSWORD_COMMAND"] + cloudCredentialVariables
+    /// The S3 secrets `AccordS3` reads from the environment.
+    public static let cloudCredentialVariables = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
+    /// Set for `$ACCORD_PASSWORD_COMMAND` alone: a command that fetches the
+    /// passphrase from a cloud secret store may need the same credentials.
+    public var keepsCloudCredentials = false
+
     public init(command: String, environment: [String: String] = [:]) {
         self.command = command
         self.argv = nil
@@ -77,10 +85,13 @@ public final class CommandRunner: @unchecked Sendable {
             process.arguments = ["-c", command]
         }
         var env = ProcessInfo.processInfo.environment
-        // A child (a dump command, a hook, ssh) never needs the repository's
-        // passphrase source: an inline secret in a password command must not travel.
-        env.removeValue(forKey: "ACCORD_PASSWORD_FILE")
-        env.removeValue(forKey: "ACCORD_PASSWORD_COMMAND")
+        // A child (a dump command, a hook, kubectl, ssh) never needs the repository's
+        // passphrase source (an inline secret in a password command must not travel)
+        // nor the bucket's credentials, which can delete every backup.
+        for k in Self.secretVariables { env.removeValue(forKey: k) }
+        if keepsCloudCredentials {
+            for k in Self.cloudCredentialVariables { if let v = ProcessInfo.processInfo.environment[k] { env[k] = v } }
+        }
         for (k, v) in environment { env[k] = v }
         process.environment = env
         if captureStdout { stdoutPipe = Pipe(); process.standardOutput = stdoutPipe } else { process.standardOutput = FileHandle.nullDevice }

@@ -45,7 +45,7 @@ final class CurlLibrary: @unchecked Sendable {   // the table is written once, i
             }
             return .success(CurlLibrary(api: api, name: name))
         }
-        return .failure(.transport("libcurl", "s3: repositories need libcurl (libcurl.so.4), which did not load: \(failures.joined(separator: "; ")). Install it (Debian: apt install libcurl4; conda: conda install libcurl)"))
+        return .failure(.transport("libcurl", "s3: repositories need libcurl (libcurl.so.4), which did not load: \(failures.joined(separator: "; ")). Install the system's libcurl (Debian: apt install libcurl4; the conda package uses the system's too)"))
     }
 }
 

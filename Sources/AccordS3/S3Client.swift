@@ -89,12 +89,9 @@ final class S3Client: @unchecked Sendable {
                  upload: UnsafeRawBufferPointer? = nil, body: ResponseBody = .none) throws -> Response {
         let digest = upload.map { SHA256Hasher.hash($0) }
         let payloadHash = digest?.hex ?? Self.emptyHash
-        var extra = extra
-        if let digest, method == "PUT" {
-            // The same SHA-256 as an S3 checksum: a bucket with Object Lock retention refuses a PUT
-            // without Content-MD5 or a checksum (AWS), and a server that knows it checks it.
-            extra += ["x-amz-sdk-checksum-algorithm: SHA256", "x-amz-checksum-sha256: " + Data(digest.bytes).base64EncodedString()]
-        }
+        // The same hash as an S3 checksum: the server verifies the body end to end, and a
+        // bucket with Object Lock default retention accepts the PUT (it needs Content-MD5 or this).
+        let checksum = digest.map { ["x-amz-checksum-sha256: " + Data($0.bytes).base64EncodedString()] } ?? []
         let url = location.url(key: key, query: query)
         var attempt = 0
         while true {
@@ -104,13 +101,16 @@ final class S3Client: @unchecked Sendable {
                 Self.processCounts.withLock { $0.0 += 1; if attempt > 0 { $0.1 += 1 } }
                 if upload != nil { x.abortAfter = uploadFault; uploadFault = nil }
             }
-            let code = try once(method, url: url, headers: extra + ["x-amz-content-sha256: " + payloadHash], x)
+            let code = try once(method, url: url, headers: extra + checksum + ["x-amz-content-sha256: " + payloadHash], x)
             let retryable: Bool
             if code != CURLE_OK && !(x.finishedEarly && code == CURLE_WRITE_ERROR) {
                 if let f = x.failure { throw f }
                 retryable = Self.retryableCurl.contains(code.rawValue)
                 if !retryable || attempt + 1 >= retry.attempts {
-                    let m = x.curlMessage.isEmpty ? String(cString: accord_curl_easy_strerror(curl, code)) : x.curlMessage
+                    var m = x.curlMessage.isEmpty ? String(cString: accord_curl_easy_strerror(curl, code)) : x.curlMessage
+                    if code == CURLE_PEER_FAILED_VERIFICATION || code == CURLE_SSL_CACERT_BADFILE {
+                        m += " (a private CA? pass its certificate with --s3-ca-file or $ACCORD_S3_CA_FILE)"
+                    }
                     throw S3Error.transport("\(method) \(location.endpoint)/\(location.bucket)/\(key)" + (attempt > 0 ? " (after \(attempt + 1) attempts)" : ""), m)
                 }
             } else if x.isSuccess {
@@ -143,6 +143,13 @@ final class S3Client: @unchecked Sendable {
             throw S3Error.accessDenied(bucket: location.bucket, endpoint: location.endpoint, code: code, message: err.message)
         }
         if err.code == "NoSuchBucket" { throw S3Error.noSuchBucket(bucket: location.bucket, endpoint: location.endpoint) }
+        if [301, 307].contains(x.status) || err.code == "PermanentRedirect" || err.code == "AuthorizationHeaderMalformed" {
+            // Redirects are never followed (a signed request must not go elsewhere): say where the bucket is, when the server says.
+            if let region = x.headers["x-amz-bucket-region"], !region.isEmpty {
+                throw S3Error.http(method: "request", key: location.bucket, status: x.status, code: err.code,
+                                   message: "the bucket is in region \(S3Error.printable(region)): set AWS_REGION=\(S3Error.printable(region)) or use that region's endpoint")
+            }
+        }
     }
 
     /// One attempt on a pooled handle.

@@ -53,6 +53,8 @@ public enum S3Error: Error, CustomStringConvertible, Equatable {
 
     /// Text from a server or a user, at most 200 bytes, control bytes as "?".
     static func printable(_ s: String) -> String {
-        String(decoding: s.utf8.prefix(200).map { $0 < 0x20 || $0 == 0x7f ? UInt8(ascii: "?") : $0 }, as: UTF8.self)
+        let cut = String(decoding: s.utf8.prefix(200), as: UTF8.self)
+        // C0, DEL and C1 (U+0080-U+009F: some terminals take U+009B as CSI) as "?".
+        return String(String.UnicodeScalarView(cut.unicodeScalars.map { $0.value < 0x20 || (0x7f...0x9f).contains($0.value) ? "?" : $0 }))
     }
 }

@@ -30,9 +30,18 @@ public struct S3Location: Sendable, Equatable, CustomStringConvertible {
     /// Virtual-hosted style (`BUCKET.HOST/KEY`) instead of path style (`HOST/BUCKET/KEY`).
     public let virtualHosted: Bool
 
+    /// `text` with any user information (`user:secret@`) before the host replaced by `***`.
+    public static func redacted(_ text: String) -> String {
+        guard let schemeEnd = text.range(of: "://") else { return text }
+        let after = text[schemeEnd.upperBound...]
+        let authorityEnd = after.firstIndex(of: "/") ?? after.endIndex
+        guard let at = after[..<authorityEnd].lastIndex(of: "@") else { return text }
+        return String(text[..<schemeEnd.upperBound]) + "***" + after[at...]
+    }
+
     /// `bucketLookup` picks path or virtual-hosted style (`S3BucketLookup`).
     public init(parsing text: String, bucketLookup: S3BucketLookup = .auto) throws {
-        func bad(_ why: String) -> S3Error { .invalidLocation(text, why) }
+        func bad(_ why: String) -> S3Error { .invalidLocation(Self.redacted(text), why) }
         guard text.utf8.count <= 2048 else { throw bad("longer than 2048 bytes") }
         guard text.hasPrefix("s3:") else { throw bad("does not start with s3:") }
         let rest = text.dropFirst(3)
@@ -41,6 +50,12 @@ public struct S3Location: Sendable, Equatable, CustomStringConvertible {
         else if rest.hasPrefix("http://") { scheme = "http"; schemeEnd = rest.index(rest.startIndex, offsetBy: 7) }
         else { throw bad("expected s3:https://HOST[:PORT]/BUCKET[/PREFIX] (or s3:http:// for a loopback server)") }
         let afterScheme = rest[schemeEnd...]
+        let authorityEnd = afterScheme.firstIndex(of: "/") ?? afterScheme.endIndex
+        if let at = afterScheme[..<authorityEnd].lastIndex(of: "@") {
+            // user:secret@host: refused, and the secret is not repeated in the message.
+            let redacted = "s3:\(scheme)://***@" + afterScheme[afterScheme.index(after: at)...]
+            throw S3Error.invalidLocation(redacted, "credentials never go in the address: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in the environment")
+        }
         guard let slash = afterScheme.firstIndex(of: "/") else { throw bad("no bucket after the host") }
         let authority = afterScheme[..<slash]
         var path = afterScheme[afterScheme.index(after: slash)...]

@@ -5,6 +5,7 @@
 // when it starts and when it ends, with success or failure alike.
 import ArgumentParser
 import AccordCore
+import AccordS3
 import AccordEngine
 import AccordSync
 import AccordPlans
@@ -56,7 +57,9 @@ final class CommandRecorder {
         metrics = metricsFile.map(MetricsFile.init(path:))
         log = StepLog(path: logFile)
         let cwd = String(decoding: Sys.currentDirectory(), as: UTF8.self)
-        self.repository = repository.hasPrefix("/") ? repository : (cwd == "/" ? "" : cwd) + "/" + repository
+        // A bucket's address is its name wherever the command runs; a relative directory is made absolute.
+        self.repository = repository.hasPrefix("s3:") ? S3Location.redacted(repository)
+            : repository.hasPrefix("/") ? repository : (cwd == "/" ? "" : cwd) + "/" + repository
     }
 
     /// Runs `command`'s work: logs its start, writes its start time, runs

@@ -148,6 +148,7 @@ enum Passphrase {
     /// exit status (and the command's stderr), never what it printed on stdout.
     static func runCommand(_ command: String) throws -> [UInt8] {
         let runner = CommandRunner(command: command)
+        runner.keepsCloudCredentials = true   // e.g. a secret store read with the AWS CLI
         let fd: Int32
         do { fd = try runner.start() } catch { throw PassphraseError.command("cannot be started (\(error))") }
         var out: [UInt8] = []

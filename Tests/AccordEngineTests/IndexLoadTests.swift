@@ -130,4 +130,19 @@ final class IndexLoadTests: AccordTestCase {
         try loaded.loadIndex()
         XCTAssertNotNil(loaded.index.lookup(blob))
     }
+
+    /// A sparse index file of 8 TB (or a server's HEAD saying so) is refused
+    /// unread, by size: before this, `reserve` trapped on the allocation it
+    /// implied, and the hash check read terabytes of zeros.
+    func testAnIndexFileOfTerabytesIsRefusedUnreadAndReservesNothing() throws {
+        let repository = try Repository.initialize(at: repo)
+        let name = String(repeating: "0", count: 64)
+        let path = repo + "/index/" + name
+        try Files.write(path, [], mode: 0o600)
+        XCTAssertEqual(truncate(path, 8 << 40), 0, "truncate: errno \(errno)")
+        XCTAssertThrowsError(try Repository.open(at: repo).loadIndex()) { error in
+            XCTAssertTrue("\(error)".contains(name) && "\(error)".contains("more than an index file may be"), "\(error)")
+        }
+        _ = repository
+    }
 }

@@ -74,4 +74,30 @@ final class PruneOnDamageTests: CorruptionMatrixTestCase {
             record("\(fault), then prune", "exit \(r.status): \(r.stderr.split(separator: "\n").first?.prefix(150) ?? "")")
         }
     }
+
+    /// `repair index` tells damage (the pack's bytes came and are bad: its blobs
+    /// are lost) from a failure to read (here a pack that reads as EISDIR, as a
+    /// server's 503 storm or a timeout would on a bucket): on the latter it stops
+    /// and replaces nothing, so a healthy repository's index is never emptied.
+    func testRepairIndexStopsWithoutChangingTheIndexWhenAPackCannotBeRead() throws {
+        let b = try freshCopy()
+        let indexDir = repo + "/index"
+        let before = try FileManager.default.contentsOfDirectory(atPath: indexDir).sorted()
+        let pack = packPath(b.s2OnlyPack)
+        let bytes = try Files.read(pack)
+        try FileManager.default.removeItem(atPath: pack)
+        try FileManager.default.createDirectory(atPath: pack, withIntermediateDirectories: false)
+        let r = try accord("repair", "index", "-d", repo)
+        XCTAssertFalse(r.ok || r.signaled, "\(r)")
+        XCTAssertTrue(r.stderr.contains("could not read pack \(b.s2OnlyPack)") && r.stderr.contains("the index was not changed"), r.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: indexDir).sorted(), before, "repair replaced index files")
+
+        // Damage (a truncated pack) is still repaired around: its blobs are lost, the rest indexed.
+        try FileManager.default.removeItem(atPath: pack)
+        try Files.write(pack, Array(bytes.prefix(100)))
+        let repaired = try accord("repair", "index", "-d", repo)
+        XCTAssertEqual(repaired.status, 1, "a lost pack is reported by the exit status: \(repaired)")
+        XCTAssertTrue(repaired.stdout.contains("rebuilt the index") && repaired.stderr.contains("pack \(b.s2OnlyPack) is unreadable") && repaired.stderr.contains("its blobs are lost"), repaired.stderr)
+        try assertRestores(b.s1, root: b.tree.root, expected: b.l1, "S1 after repairing around a truncated pack")
+    }
 }

@@ -42,6 +42,16 @@ final class S3FaultTests: XCTestCase {
         XCTAssertEqual(b.statistics.retries, 5)
     }
 
+    /// A bucket in another region: AWS answers 301 naming it; never followed, never retried, and the error says what to set.
+    func testARedirectToAnotherRegionIsNotFollowedAndNamesTheRegion() throws {
+        let b = try backend()
+        proxy.injectAlways(.answer(301, headers: ["x-amz-bucket-region: eu-west-3"], body: Self.errorXML("PermanentRedirect")))
+        XCTAssertThrowsError(try b.list(.index)) { e in
+            XCTAssertTrue("\(e)".contains("region eu-west-3") && "\(e)".contains("AWS_REGION=eu-west-3"), "\(e)")
+        }
+        XCTAssertEqual(b.statistics.retries, 0)
+    }
+
     func testA503ThatLastsFailsClearlyAfterTheRetries() throws {
         let b = try backend(attempts: 4)
         proxy.injectAlways(.answer(503, headers: [], body: Self.errorXML("SlowDown")))

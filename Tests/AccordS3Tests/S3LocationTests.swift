@@ -1,5 +1,5 @@
 import AccordCore
-@_spi(Testing) import AccordS3
+@_spi(Testing) @testable import AccordS3
 import Foundation
 import XCTest
 
@@ -79,6 +79,27 @@ final class S3LocationTests: XCTestCase {
         }
         XCTAssertTrue(try parse("s3:http://h.example/my.bkt", .dns).virtualHosted, "dots are fine without TLS")
         XCTAssertEqual(S3BucketLookup.words, "auto|path|dns")
+    }
+
+    /// A secret typed into the address is refused and never repeated: not in the error, not in a log line.
+    func testCredentialsInTheAddressAreRefusedAndNotRepeated() {
+        for text in ["s3:https://AKIDEXAMPLE:wJalrXUtnFEMI@s3.example.com/bucket", "s3:http://AKID:wJalrXUtnFEMI@127.0.0.1:9000/bkt/p",
+                     "s3:https://AKID:wJalrXUtnFEMI@host"] {
+            XCTAssertThrowsError(try S3Location(parsing: text)) { e in
+                let m = "\(e)"
+                XCTAssertTrue(m.contains("credentials never go in the address") && m.contains("AWS_ACCESS_KEY_ID"), m)
+                XCTAssertFalse(m.contains("wJalrXUtnFEMI") || m.contains("AKID"), "the secret is repeated: \(m)")
+            }
+            XCTAssertFalse(S3Location.redacted(text).contains("wJalrXUtnFEMI"), S3Location.redacted(text))
+        }
+        XCTAssertEqual(S3Location.redacted("s3:https://h:9000/b/p"), "s3:https://h:9000/b/p")
+    }
+
+    /// Server text reaches a terminal only with C0, DEL and C1 controls (U+009B is CSI on some terminals) replaced.
+    func testServerTextIsPrintedWithoutControlCharacters() {
+        XCTAssertEqual(S3Error.printable("a\u{1b}[2Jb\u{9b}31mc\u{7f}d\ne"), "a?[2Jb?31mc?d?e")
+        XCTAssertEqual(S3Error.printable("région"), "région")
+        XCTAssertEqual(S3Error.printable(String(repeating: "x", count: 300)).count, 200)
     }
 
     func testCredentialsComeFromTheEnvironmentThenTheProfile() throws {

@@ -19,6 +19,7 @@ final class S3TLSTests: XCTestCase {
         XCTAssertThrowsError(try bytes.withUnsafeBytes { try untrusting.write(.index, n, $0) }) { e in
             guard case S3Error.transport(_, let m) = e else { return XCTFail("expected a TLS failure, got \(e)") }
             XCTAssertTrue(m.lowercased().contains("certificate"), m)
+            XCTAssertTrue(m.contains("--s3-ca-file") && m.contains("ACCORD_S3_CA_FILE"), "the error says how to trust a private CA: \(m)")
         }
         XCTAssertEqual(untrusting.statistics.retries, 0, "a certificate that fails verification is not retried")
 

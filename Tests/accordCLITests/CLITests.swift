@@ -157,6 +157,29 @@ final class CLITests: AccordTestCase {
         XCTAssertEqual(r.stdout, (1...100_000).map(String.init).joined(separator: "\n") + "\n")
     }
 
+    /// A dump command is a child: it never sees the passphrase source nor the
+    /// S3 credentials (which can delete every backup); the password command,
+    /// which may fetch the passphrase from a cloud secret store, keeps the latter.
+    func testChildrenNeverSeeThePassphraseSourceOrTheBucketCredentials() throws {
+        let file = try useEncryption()
+        let secrets = ["AWS_ACCESS_KEY_ID": "AKIAACCORDCHILDTEST", "AWS_SECRET_ACCESS_KEY": "child-must-not-see-this-secret",
+                       "AWS_SESSION_TOKEN": "child-must-not-see-this-token"]
+        accordEnvironment.merge(secrets) { $1 }
+        try accordOK("backup", "-d", repo, "--command", "/env.txt=env")
+        let seen = try accordOK("dump", "-d", repo, "latest", "/env.txt").stdout
+        XCTAssertTrue(seen.contains("PATH="), "the child's environment was captured: \(seen.prefix(200))")
+        for (k, v) in secrets { XCTAssertFalse(seen.contains(k) || seen.contains(v), "a dump command inherited \(k)") }
+        XCTAssertFalse(seen.contains("ACCORD_PASSWORD_FILE") || seen.contains(file), "a dump command inherited the passphrase file")
+
+        let marker = scratch.sub("password-command-env")
+        accordEnvironment["ACCORD_PASSWORD_FILE"] = nil
+        accordEnvironment["ACCORD_PASSWORD_COMMAND"] = "env > \(marker); cat \(file)"
+        try accordOK("snapshots", "list", "-d", repo)
+        let commandSaw = String(decoding: try Files.read(marker), as: UTF8.self)
+        XCTAssertTrue(commandSaw.contains("AWS_SECRET_ACCESS_KEY=child-must-not-see-this-secret"), "the password command lost the cloud credentials")
+        XCTAssertFalse(commandSaw.contains("ACCORD_PASSWORD_COMMAND"), "the password command saw its own variable")
+    }
+
     /// --keep-* values that would overflow a sum are a valid request, not a crash.
     func testForgetWithHugeKeepValuesRunsInsteadOfTrapping() throws {
         _ = try backup(try makeSmallTree())

@@ -57,6 +57,14 @@ final class PackageTests: AccordTestCase {
         XCTAssertTrue(accepted.ok, "a binary needing libc alone was refused:\n\(accepted)")
         let floor = try String(contentsOfFile: scratch.sub("floor2"), encoding: .utf8)
         XCTAssertNotNil(floor.range(of: #"^2\.[0-9]+\n$"#, options: .regularExpression), "floor: \(floor)")
+
+        // A RUNPATH of $ORIGIN (SwiftPM's default) would make dlopen look for
+        // libcurl.so.4 and libisal.so.2 beside the binary first: refused.
+        let withOrigin = scratch.sub("with-origin")
+        XCTAssertTrue(try sh("cc -o '\(withOrigin)' '\(libcAlone)' -Wl,--enable-new-dtags -Wl,-rpath,'$ORIGIN'").ok)
+        let rpath = try runProcess("/bin/bash", [Self.root + "/packaging/check-binary.sh", withOrigin, scratch.sub("floor3")])
+        XCTAssertEqual(rpath.status, 1, "\(rpath)")
+        XCTAssertTrue(rpath.stderr.contains("RUNPATH") && rpath.stderr.contains("--disable-local-rpath"), "\(rpath)")
     }
 
     /// The deb only recommends libisal2: accord without ISA-L (forced here by
@@ -147,7 +155,7 @@ final class PackageTests: AccordTestCase {
                       "accord version from PATH does not name the package's version \(packageVersion):\n\(version)")
         XCTAssertTrue(version.stdout.contains("built with Swift") && !version.stdout.contains("commit unknown"), "the release build has no commit:\n\(version)")
         let ldd = try sh("ldd /usr/bin/accord").stdout
-        for lib in ["libswiftCore", "libFoundation", "libcrypto", "libz.so", "libdeflate", "libisal"] {
+        for lib in ["libswiftCore", "libFoundation", "libcrypto", "libz.so", "libdeflate", "libisal", "libcurl"] {
             XCTAssertFalse(ldd.contains(lib), "the installed binary links \(lib) dynamically:\n\(ldd)")
         }
         XCTAssertTrue(version.stdout.contains("\ncompression: igzip (ISA-L, /"), "libisal2 is installed (make deps) but the package's accord does not load it:\n\(version)")

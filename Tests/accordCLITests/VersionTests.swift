@@ -16,12 +16,13 @@ final class VersionTests: AccordTestCase {
         var sync_protocol: Int
         var build: Build
         var libc: String?
+        var libcurl: String?
     }
 
     func testVersionNamesTheReleaseTheFormatsAndTheBuild() throws {
         let r = try accordOK("version")
         let lines = r.stdout.split(separator: "\n").map(String.init)
-        XCTAssertEqual(lines.count, 5, "\(r)")
+        XCTAssertEqual(lines.count, 6, "\(r)")
         let first = lines.first ?? ""
         XCTAssertNotNil(first.range(of: #"^accord [0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$"#, options: .regularExpression),
                         "the first line is not `accord MAJOR.MINOR.PATCH`:\n\(r)")
@@ -30,6 +31,8 @@ final class VersionTests: AccordTestCase {
                       "the repository format versions are not RepositoryConfig's:\n\(r)")
         XCTAssertTrue(r.stdout.contains("snapshot format \(Snapshot.currentVersion)"), "\(r)")
         XCTAssertNotNil(r.stdout.range(of: #"\nsync protocol: version [0-9]+\n"#, options: .regularExpression), "\(r)")
+        // libcurl is loaded at run time for s3: repositories; make deps installs it.
+        XCTAssertNotNil(r.stdout.range(of: #"\ns3: repositories: libcurl [0-9]+\.[0-9]+\.[0-9]+ \(libcurl(-gnutls)?\.so\.4\)\n"#, options: .regularExpression), "\(r)")
         #if os(Linux) && arch(x86_64)
         XCTAssertTrue(r.stdout.contains(" for linux x86_64, commit "), "\(r)")
         XCTAssertNotNil(r.stdout.range(of: #"running on glibc [0-9]+\.[0-9]+"#, options: .regularExpression), "\(r)")
@@ -58,6 +61,7 @@ final class VersionTests: AccordTestCase {
         XCTAssertEqual(v.snapshot_format, Snapshot.currentVersion)
         XCTAssertTrue(text.contains("sync protocol: version \(v.sync_protocol)\n"), "\(r)")
         XCTAssertTrue(text.contains("commit \(v.build.commit ?? "unknown")"), "\(r)")
+        XCTAssertTrue(text.contains("s3: repositories: libcurl \(v.libcurl ?? "(null)") ("), "--json's libcurl is not the text's:\n\(r)\n\(text)")
         XCTAssertEqual(r.stdout.split(separator: "\n").count, 1, "--json is not one line:\n\(r)")
     }
 

@@ -57,11 +57,18 @@ public struct IsalLibrary: @unchecked Sendable {   // two C function pointers, n
     static func candidates(executable: RawPath?) -> (names: [String], skipped: [String]) {
         guard let exe = executable, let bin = exe.lastIndex(of: UInt8(ascii: "/")),
               let prefix = exe[..<bin].lastIndex(of: UInt8(ascii: "/")) else { return (["libisal.so.2"], []) }
-        let bundled = String(decoding: exe[..<prefix], as: UTF8.self) + "/lib/libisal.so.2"
-        guard let lib = try? Sys.stat(Array(bundled.utf8)) else { return (["libisal.so.2"], []) }
+        let libDir = String(decoding: exe[..<prefix], as: UTF8.self) + "/lib"
+        let bundled = libDir + "/libisal.so.2"
+        // lstat, not stat: a symlink is refused (its target could be anything,
+        // and could change between this check and dlopen); so is a lib/ that
+        // others may write in, where the checked file could be swapped.
+        guard let lib = try? Sys.lstat(Array(bundled.utf8)) else { return (["libisal.so.2"], []) }
         let owner = (try? Sys.stat(exe))?.uid
-        if lib.mode & 0o170000 != 0o100000 || lib.mode & 0o022 != 0 || (lib.uid != 0 && lib.uid != owner) {
-            let why = "\(bundled): not used, it is not a regular file owned by root or the binary's owner and writable by them alone"
+        func trusted(_ st: FileStatus, _ type: UInt32) -> Bool {
+            st.mode & 0o170000 == type && st.mode & 0o022 == 0 && (st.uid == 0 || st.uid == owner)
+        }
+        guard trusted(lib, 0o100000), let dir = try? Sys.lstat(Array(libDir.utf8)), trusted(dir, 0o040000) else {
+            let why = "\(bundled): not used, it and its directory must be a regular file and a directory (no symlinks) owned by root or the binary's owner and writable by them alone"
             return (["libisal.so.2"], [why])
         }
         return ([bundled, "libisal.so.2"], [])

@@ -17,6 +17,9 @@ public struct IndexFile: Equatable, Sendable {
 
     public static let magic: [UInt8] = Array("ACCIDX01".utf8)
     static let blobRecordSize = 46
+    /// The largest index file a reader accepts and a writer writes (FORMAT.md, "Index files"):
+    /// 4 GiB, some 93 million blobs.
+    public static let maxFileSize = 1 << 32
 
     public var packs: [Pack]
     public init(packs: [Pack]) { self.packs = packs }

@@ -21,6 +21,11 @@ struct IndexLoader {
         let name = id.hex
         let path = backend.describe(.index, name)
         let size = Int(try backend.size(.index, name))
+        // Refused unread: a sparse or hostile file would otherwise be read (and
+        // hashed, to name the damage) to its end, however large it claims to be.
+        guard size <= IndexFile.maxFileSize else {
+            throw RepositoryError.indexCorrupt(path, reason: "it is \(size) bytes, more than an index file may be (\(IndexFile.maxFileSize))")
+        }
         var input = Input(backend: backend, name: name, path: path, size: size)
         do {
             try decode(&input, &sink)

@@ -25,13 +25,22 @@ extension Repository {
     /// another pack is used instead (and a backup stores a lost blob again).
     /// Files are read a window at a time (`IndexLoader`), into an index sized
     /// once from the files' sizes.
+    /// The most blobs `loadIndex` reserves room for up front (8 Mi, ~380 MB of index files).
+    static let indexReserveCap = 1 << 23
+
     public func loadIndex() throws {
         index.removeAll()
         indexFiles = []
         let present = Set(try listPacks())
         let files = try listIndexFiles()
+        // Sized from the files' sizes: a hint, so each size (a server's HEAD, a
+        // sparse file) is clamped and the sum saturates; an index larger than the
+        // cap simply grows.
         var records = 0
-        for id in files { records += Int((try? backend.size(.index, id.hex)) ?? 0) / IndexFile.blobRecordSize }
+        for id in files {
+            let size = Swift.max(0, Swift.min((try? backend.size(.index, id.hex)) ?? 0, Int64(Self.indexReserveCap * IndexFile.blobRecordSize)))
+            records = Swift.min(records + Int(size) / IndexFile.blobRecordSize, Self.indexReserveCap)
+        }
         index.reserve(records)
         let loader = IndexLoader(backend: backend)
         var sink = MasterIndexSink(index: index, present: present)
@@ -48,6 +57,9 @@ extension Repository {
     @discardableResult
     public func writeIndex(_ file: IndexFile) throws -> IndexID {
         let bytes = file.encode()
+        guard bytes.count <= IndexFile.maxFileSize else {
+            throw RepositoryError.indexCorrupt(backend.describe(.index, "(new)"), reason: "it would be \(bytes.count) bytes, more than an index file may be (\(IndexFile.maxFileSize)): too many blobs for one index file")
+        }
         let id = IndexID(hashing: bytes)
         try bytes.withUnsafeBytes { try backend.write(.index, id.hex, $0) }
         indexFiles.append(id)

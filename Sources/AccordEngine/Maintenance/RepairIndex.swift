@@ -1,4 +1,8 @@
 import AccordCore
+import AccordRuntime
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Rebuilds the index from the pack headers (after a lost or corrupt index).
 public enum RepairIndex {
@@ -6,9 +10,14 @@ public enum RepairIndex {
         var packs: [IndexFile.Pack] = []
         var bad: [PackID] = []
         for id in try repository.listPacks().sorted() {
-            do { packs.append(.init(id: id, blobs: try repository.readPackHeader(id))) } catch {
+            do { packs.append(.init(id: id, blobs: try repository.readPackHeader(id))) } catch where isDamage(error) {
                 log("pack \(id) is unreadable (\(error)); its blobs are lost")
                 bad.append(id)
+            } catch {
+                // Not the pack's bytes but the way to them (a server's 503 storm, a
+                // timeout, a permission): rebuilding now would drop a healthy pack's
+                // blobs from the index, so nothing is replaced.
+                throw RepairError.packNotRead(id, "\(error)")
             }
         }
         // A delta whose base is stored whole nowhere cannot be read: index it and a backup
@@ -28,5 +37,25 @@ public enum RepairIndex {
         let old = try repository.listIndexFiles()
         try repository.replaceIndex(old, with: IndexFile(packs: packs))
         return (packs.count, packs.reduce(0) { $0 + $1.blobs.count }, bad)
+    }
+
+    /// The pack's bytes came and are bad (a truncated or garbled header, or the
+    /// disk's EIO): its blobs are lost. Anything else is a failure to read.
+    static func isDamage(_ error: Error) -> Bool {
+        if error is PackError || error is DecodeError { return true }
+        if let e = error as? SystemError { return e.errno == EIO }
+        return false
+    }
+}
+
+public enum RepairError: Error, CustomStringConvertible {
+    /// A pack header could not be read for a reason other than damage (pack, why).
+    case packNotRead(PackID, String)
+
+    public var description: String {
+        switch self {
+        case .packNotRead(let id, let why):
+            return "could not read pack \(id)'s header (\(why)): the index was not changed. Run `accord repair index` again when the storage answers"
+        }
     }
 }

@@ -113,5 +113,18 @@ final class IsalLibraryTests: CodecTestCase {
         XCTAssertTrue(open.skipped.first?.hasPrefix(copy + ": not used") == true, "\(open.skipped)")
         let loaded = IsalLibrary.load(open.names, skipped: open.skipped)
         XCTAssertEqual(loaded.library?.path, systemPath, "the system's is the fallback")
+
+        // Nor one in a lib/ others may write in (they could swap the checked file),
+        // nor a symlink (its target is not what was checked).
+        try Sys.chmod(Array(copy.utf8), mode: 0o644)
+        XCTAssertEqual(IsalLibrary.candidates(executable: exe).names, [copy, "libisal.so.2"])
+        try Sys.chmod(Array((prefix + "/lib").utf8), mode: 0o777)
+        XCTAssertEqual(IsalLibrary.candidates(executable: exe).names, ["libisal.so.2"], "a library in a world-writable lib/ is a candidate")
+        try Sys.chmod(Array((prefix + "/lib").utf8), mode: 0o755)
+        try Sys.unlink(Array(copy.utf8))
+        try FileManager.default.createSymbolicLink(atPath: copy, withDestinationPath: systemPath)
+        let linked = IsalLibrary.candidates(executable: exe)
+        XCTAssertEqual(linked.names, ["libisal.so.2"], "a symlink beside the binary is a candidate")
+        XCTAssertTrue(linked.skipped.first?.contains("no symlinks") == true, "\(linked.skipped)")
     }
 }
