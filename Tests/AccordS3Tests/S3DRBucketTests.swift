@@ -61,7 +61,12 @@ final class S3DRBucketTests: AccordTestCase {
         _ = try backup(root)
         let locks = { Files.regularFiles(under: self.storedRepository + "/locks") }
 
-        let first = try accordOK(["sync", "-d", repo, "--to", bucketRepo])
+        // Production's credentials as the README's drop-in gives them: a 0600 file named by AWS_SHARED_CREDENTIALS_FILE.
+        let credentials = scratch.sub("s3-dr.credentials")
+        try TreeBuilder.write(Array(credentials.utf8), Array("[default]\naws_access_key_id = \(server.env["AWS_ACCESS_KEY_ID"]!)\naws_secret_access_key = \(server.env["AWS_SECRET_ACCESS_KEY"]!)\n".utf8))
+        XCTAssertEqual(chmod(credentials, 0o600), 0)
+        let first = try accordOK(["sync", "-d", repo, "--to", bucketRepo],
+                                 environment: ["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SHARED_CREDENTIALS_FILE": credentials])
         XCTAssertTrue(first.stdout.contains("synced to \(bucketRepo): 1 snapshot(s), 1 pack(s), 1 index file(s), 1 key file(s)"), first.stdout)
         XCTAssertTrue(first.stderr.contains("is left in place, marked released: these credentials may not delete (AccessDenied)"), first.stderr)
         XCTAssertEqual(first.stderr.split(separator: "\n").count, 1, "one warning: \(first.stderr)")
