@@ -40,11 +40,11 @@ public final class ObjectLock: HeldLock, @unchecked Sendable {
 
     public typealias Listed = (name: String, info: LockInfo?, problem: String?)
 
-    /// Every lock object, read and decoded (`info` nil with `problem` saying
-    /// why when it cannot be used). One deleted since the listing is left out;
-    /// one larger than a lock can be is not read.
-    public static func list(_ backend: any Backend) throws -> [Listed] {
-        try backend.list(.lock).compactMap { name -> Listed? in
+    /// Every lock object but `own`, read and decoded (`info` nil with `problem`
+    /// saying why when it cannot be used). One deleted since the listing is
+    /// left out; one larger than a lock can be is not read.
+    public static func list(_ backend: any Backend, except own: String? = nil) throws -> [Listed] {
+        try backend.list(.lock).filter { $0 != own }.compactMap { name -> Listed? in
             do { return try read(backend, name) } catch BackendError.notFound { return nil }
         }
     }
@@ -116,7 +116,7 @@ public final class ObjectLock: HeldLock, @unchecked Sendable {
                             warn: (String) -> Void) throws -> String? {
         let root = backend.location
         var picked: String?
-        for other in try list(backend) where other.name != own {
+        for other in try list(backend, except: own) {
             guard let o = other.info else {
                 let what = "lock \(backend.describe(.lock, other.name)) is unreadable (\(other.problem ?? "it cannot be read"))"
                 let fix = "if no accord is running on the repository, remove it with `accord unlock -d \(root)`"
