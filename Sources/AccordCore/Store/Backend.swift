@@ -85,6 +85,9 @@ public enum ObjectKind: String, Sendable, CaseIterable {
 public enum BackendError: Error, CustomStringConvertible, Equatable {
     case invalidName(ObjectKind, String)
     case notFound(ObjectKind, String, location: String)
+    /// A write that asked not to replace an object (only the config's, on a
+    /// server that honours `If-None-Match`) met one already there.
+    case alreadyExists(ObjectKind, String, location: String)
 
     public var description: String {
         switch self {
@@ -93,6 +96,7 @@ public enum BackendError: Error, CustomStringConvertible, Equatable {
             return "\"\(shown)\" is not a valid \(k.rawValue) name"
                 + (k.isContentNamed ? " (64 lowercase hex digits)" : k == .config ? " (only \"config\")" : " (1-128 of A-Z a-z 0-9 . _ -, not starting with a dot)")
         case .notFound(let k, let n, let location): return "\(k.rawValue) \(n) is missing from \(location)"
+        case .alreadyExists(let k, let n, let location): return "\(k.rawValue) \(n) already exists in \(location)"
         }
     }
 }
