@@ -23,7 +23,8 @@ extension RepositoryLock: HeldLock {}
 public final class ObjectLock: HeldLock, Sendable {
     public let name: String
     let backend: any Backend
-    let info: LockInfo
+    /// What the lock object says (as taken; its `time` is refreshed).
+    public let info: LockInfo
     private let refresher: LockRefresher
     /// The pause before the second look at the other locks.
     static let settleSeconds = 0.3

@@ -66,6 +66,9 @@ public struct LockInfo: Codable, Sendable {
         return nil
     }
 
+    /// This machine's `/etc/machine-id`, as a lock records it (nil without one).
+    public static var localMachineID: String? { LockProcess.machineID }
+
     /// Taken on this machine: same host name and same `/etc/machine-id`. A
     /// lock without a machine id (older writers, or a machine without the
     /// file) is never judged by this machine's processes, only by age.
