@@ -33,6 +33,9 @@ public protocol Backend: AnyObject, Sendable {
     /// read (fewer only at the object's end; 0 at or past it).
     func read(_ kind: ObjectKind, _ name: String, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int
     /// Writes the object whole, replacing one of that name. Durable on return.
+    /// The config is the exception: written once, when the repository is
+    /// created, a backend may refuse to replace it (`alreadyExists`; S3Backend
+    /// asks the server with `If-None-Match: *`).
     func write(_ kind: ObjectKind, _ name: String, _ bytes: UnsafeRawBufferPointer) throws
     /// Removes the object. Durable on return. Missing: `notFound`.
     func delete(_ kind: ObjectKind, _ name: String) throws
