@@ -18,8 +18,8 @@ extension RepositoryLock: HeldLock {}
 /// second look, and both withdraw rather than both proceed). Nothing relies
 /// on a conditional write (many servers ignore `If-None-Match`). Staleness is
 /// `LockInfo.staleReason`: by age (refreshed every `refreshInterval` while
-/// held) and, on this host, by process.
-///
+/// held, by `LockRefresher`) and, for a lock of this machine (host name and
+/// machine id), by process.
 public final class ObjectLock: HeldLock, Sendable {
     public let name: String
     let backend: any Backend
