@@ -145,9 +145,22 @@ public final class S3Backend: Backend, Sendable {
         }
     }
 
+    /// The config is written once, when the repository is created: its PUT
+    /// asks the server not to replace one already there (`If-None-Match: *`;
+    /// AWS and MinIO honour it, many servers ignore it, and nothing relies on
+    /// it: `Repository.initialize(backend:)` reads the config back). A refusal
+    /// (412, or 409 for a conditional write racing another) is `alreadyExists`;
+    /// a server that does not implement the header (501) gets the plain PUT.
     public func write(_ kind: ObjectKind, _ name: String, _ bytes: UnsafeRawBufferPointer) throws {
         let k = try objectKey(kind, name)
-        let r = try client.perform("PUT", key: k, headers: ["Content-Type: application/octet-stream"], upload: bytes)
+        let plain = ["Content-Type: application/octet-stream"]
+        if kind == .config {
+            let r = try client.perform("PUT", key: k, headers: plain + ["If-None-Match: *"], upload: bytes)
+            if r.status == 200 { return }
+            if r.status == 412 || r.status == 409 { throw BackendError.alreadyExists(kind, name, location: location) }
+            guard r.status == 501 else { throw httpError("PUT", k, r) }
+        }
+        let r = try client.perform("PUT", key: k, headers: plain, upload: bytes)
         guard r.status == 200 else { throw httpError("PUT", k, r) }
     }
 

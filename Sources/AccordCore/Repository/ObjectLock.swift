@@ -18,21 +18,23 @@ extension RepositoryLock: HeldLock {}
 /// second look, and both withdraw rather than both proceed). Nothing relies
 /// on a conditional write (many servers ignore `If-None-Match`). Staleness is
 /// `LockInfo.staleReason`: by age (refreshed every `refreshInterval` while
-/// held) and, on this host, by process.
-///
-/// `@unchecked Sendable`: `released` is read and written under `stop` (an
-/// NSCondition); `info` is set in `init` and from then on changed only by the
-/// refresh thread, started after it.
-public final class ObjectLock: HeldLock, @unchecked Sendable {
+/// held, by `LockRefresher`) and, for a lock of this machine (host name and
+/// machine id), by process.
+public final class ObjectLock: HeldLock, Sendable {
     public let name: String
     let backend: any Backend
-    var info: LockInfo
-    private let stop = NSCondition()
-    private var released = false
+    /// What the lock object says (as taken; its `time` is refreshed).
+    public let info: LockInfo
+    private let refresher: LockRefresher
     /// The pause before the second look at the other locks.
     static let settleSeconds = 0.3
 
-    init(name: String, backend: any Backend, info: LockInfo) { self.name = name; self.backend = backend; self.info = info }
+    init(name: String, backend: any Backend, info: LockInfo) {
+        self.name = name; self.backend = backend; self.info = info
+        refresher = LockRefresher(info: info, what: "lock \(backend.describe(.lock, name))") { bytes in
+            try bytes.withUnsafeBytes { try backend.write(.lock, name, $0) }
+        }
+    }
 
     public typealias Listed = (name: String, info: LockInfo?, problem: String?)
 
@@ -55,8 +57,7 @@ public final class ObjectLock: HeldLock, @unchecked Sendable {
     /// One try: `.locked` naming the holder when a live lock conflicts (see
     /// `RepositoryLock.acquire` for the rules, which are the same).
     public static func acquire(_ backend: any Backend, exclusive: Bool, command: String, warn: (String) -> Void = { _ in }) throws -> ObjectLock {
-        let info = LockInfo(exclusive: exclusive, host: Sys.hostname, pid: Sys.processID, username: Sys.userName,
-                            command: command, time: .now(), processStart: LockProcess.startTime(Sys.processID), bootID: LockProcess.bootID)
+        let info = LockInfo.ours(exclusive: exclusive, command: command)
         let name = hexString(Sys.randomBytes(16))
         try Repository.encodeJSON(info).withUnsafeBytes { try backend.write(.lock, name, $0) }
         do {
@@ -117,30 +118,11 @@ public final class ObjectLock: HeldLock, @unchecked Sendable {
         }
     }
 
-    private func startRefreshing() {
-        let t = Thread { [weak self] in
-            while let self {
-                self.stop.lock()
-                if self.released { self.stop.unlock(); return }
-                _ = self.stop.wait(until: Date(timeIntervalSinceNow: LockInfo.refreshInterval))
-                let done = self.released
-                self.stop.unlock()
-                if done { return }
-                self.info.time = .now()
-                if let bytes = try? Repository.encodeJSON(self.info) {
-                    try? bytes.withUnsafeBytes { try self.backend.write(.lock, self.name, $0) }
-                }
-            }
-        }
-        t.start()
-    }
+    private func startRefreshing() { refresher.start() }
 
+    /// Deletes the lock object, after a refresh in flight (none follows).
     public func release() {
-        stop.lock()
-        released = true
-        stop.signal()
-        stop.unlock()
-        try? backend.delete(.lock, name)
+        refresher.release { try? backend.delete(.lock, name) }
     }
 
     /// Removes stale and unusable locks (or all, with `all`): what was

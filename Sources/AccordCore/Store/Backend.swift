@@ -33,6 +33,9 @@ public protocol Backend: AnyObject, Sendable {
     /// read (fewer only at the object's end; 0 at or past it).
     func read(_ kind: ObjectKind, _ name: String, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int
     /// Writes the object whole, replacing one of that name. Durable on return.
+    /// The config is the exception: written once, when the repository is
+    /// created, a backend may refuse to replace it (`alreadyExists`; S3Backend
+    /// asks the server with `If-None-Match: *`).
     func write(_ kind: ObjectKind, _ name: String, _ bytes: UnsafeRawBufferPointer) throws
     /// Removes the object. Durable on return. Missing: `notFound`.
     func delete(_ kind: ObjectKind, _ name: String) throws
@@ -85,6 +88,9 @@ public enum ObjectKind: String, Sendable, CaseIterable {
 public enum BackendError: Error, CustomStringConvertible, Equatable {
     case invalidName(ObjectKind, String)
     case notFound(ObjectKind, String, location: String)
+    /// A write that asked not to replace an object (only the config's, on a
+    /// server that honours `If-None-Match`) met one already there.
+    case alreadyExists(ObjectKind, String, location: String)
 
     public var description: String {
         switch self {
@@ -93,6 +99,7 @@ public enum BackendError: Error, CustomStringConvertible, Equatable {
             return "\"\(shown)\" is not a valid \(k.rawValue) name"
                 + (k.isContentNamed ? " (64 lowercase hex digits)" : k == .config ? " (only \"config\")" : " (1-128 of A-Z a-z 0-9 . _ -, not starting with a dot)")
         case .notFound(let k, let n, let location): return "\(k.rawValue) \(n) is missing from \(location)"
+        case .alreadyExists(let k, let n, let location): return "\(k.rawValue) \(n) already exists in \(location)"
         }
     }
 }
