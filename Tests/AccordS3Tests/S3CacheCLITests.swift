@@ -180,7 +180,8 @@ final class S3CacheCLITests: AccordTestCase {
         XCTAssertEqual(mkfifo(dir + "/index/" + index, 0o600), 0)
         let r = try accordOK(["check", "-d", s3Repo], timeout: 60)
         XCTAssertTrue(r.stdout.contains("no errors found"), r.stdout)
-        XCTAssertEqual(try Sys.lstat(dir + "/index/" + index).mode & 0o170000, 0o100000, "the FIFO was replaced by the index file")
-        XCTAssertEqual(SHA256Hasher.hash(try Files.read(dir + "/index/" + index)).hex, index)
+        let isFile = try Sys.lstat(dir + "/index/" + index).mode & 0o170000 == 0o100000
+        XCTAssertTrue(isFile, "the FIFO was replaced by the index file")
+        if isFile { XCTAssertEqual(SHA256Hasher.hash(try Files.read(dir + "/index/" + index)).hex, index) }   // (reading a FIFO would hang the test)
     }
 }

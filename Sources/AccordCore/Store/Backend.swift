@@ -16,6 +16,8 @@
 ///   from a repository or a socket never reaches a path or a key unchecked.
 /// - A missing object throws `BackendError.notFound`, naming kind, name and
 ///   where it was looked for.
+/// - Sizes: a backend that does not trust its store's sizes (an object store)
+///   may refuse to read an object larger than its kind's `largestObject`.
 /// - Thread safety: every method may be called from many threads at once.
 public protocol Backend: AnyObject, Sendable {
     /// A place to name in messages (a directory, a URL).
