@@ -105,3 +105,26 @@ final class CachedBackendTests: XCTestCase {
         XCTAssertThrowsError(try CachedBackend(inner: inner, directory: base + "/id3"))
     }
 }
+
+/// Key files are read in one bounded read (no size asked first): one larger
+/// than a key file can be is reported, never read whole (review 23 W2).
+final class KeyFileReadTests: XCTestCase {
+    func testAnOversizedKeyFileIsReportedNotReadWhole() throws {
+        var template = Array((NSTemporaryDirectory() + "/accord-keys-XXXXXX").utf8CString)
+        guard let dir = mkdtemp(&template) else { throw SystemError(errno: errno, operation: "mkdtemp", path: NSTemporaryDirectory()) }
+        let root = String(cString: dir)
+        defer { _ = try? FileManager.default.removeItem(atPath: root) }
+        let layout = RepositoryLayout(root: root)
+        for d in layout.subdirectories + [root + "/keys"] { try Sys.mkdir(d, mode: 0o700) }
+        let backend = LocalBackend(layout: layout)
+        let big = [UInt8](repeating: 0x7b, count: KeyFile.maxFileSize + 1), small = Array("{}".utf8)
+        for bytes in [big, small] { try bytes.withUnsafeBytes { try backend.write(.key, SHA256Hasher.hash($0).hex, $0) } }
+        var errors: [String: String] = [:]
+        XCTAssertEqual(try Repository.readKeyFiles(backend) { errors[$0] = "\($1)" }.count, 0)
+        XCTAssertEqual(errors.count, 2, "\(errors)")
+        let bigError = try XCTUnwrap(errors[SHA256Hasher.hash(big).hex])
+        XCTAssertTrue(bigError.contains("larger than a key file can be"), bigError)
+        let smallError = try XCTUnwrap(errors[SHA256Hasher.hash(small).hex])
+        XCTAssertFalse(smallError.contains("larger"), smallError)
+    }
+}
