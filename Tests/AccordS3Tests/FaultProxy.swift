@@ -15,6 +15,9 @@ final class FaultProxy: @unchecked Sendable {
         case answer(Int, headers: [String], body: String)
         /// The connection closed with a reset after the request was read.
         case reset
+        /// These bytes as the whole answer (status line, headers as given, body), then the connection closed:
+        /// for answers `.answer` cannot spell (a HEAD's Content-Length, a body shorter than it says).
+        case raw(String)
     }
 
     let port: Int
@@ -112,6 +115,8 @@ final class FaultProxy: @unchecked Sendable {
         case .answer(let status, let headers, let body)?:
             let text = "HTTP/1.1 \(status) Fault\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n"
                 + headers.map { $0 + "\r\n" }.joined() + "\r\n" + body
+            writeAll(c, Array(text.utf8))
+        case .raw(let text)?:
             writeAll(c, Array(text.utf8))
         case .reset?:
             var l = linger(l_onoff: 1, l_linger: 0)
