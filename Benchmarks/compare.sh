@@ -20,7 +20,8 @@
 #                `accord` a typed passphrase instead (scrypt N=2^17 on every command).
 #   ACCORD_BEFORE for the tool accord-before: a second accord binary (say, the last commit's
 #                release build), run exactly as `accord`, so a change is measured before and
-#                after in one run against the same restic/borg figures
+#                after in one run against the same restic/borg figures. BEFORE_PLAIN=1: the
+#                before binary predates encryption (format 2 and no key, as accord-plain)
 #   BASE_TOOL    tool the ratio columns are computed for (default accord)
 #   DUMP_GROWTH  1 (default): also back up the dump alone day 1 + day 2 for growth; 0 skips
 #   FRESH_CACHE  1 (default as root): drop the page cache and re-read the step's inputs before
@@ -108,12 +109,15 @@ fi
 # The binary a tool named accord* runs.
 accord_bin() { if [ "$1" = accord-before ]; then echo "$ACCORD_BEFORE"; else echo "$ACCORD"; fi; }
 # accord_run TOOL args...: the tool's binary with its key environment (encrypted
-# tools read ACCORD_PWF; accord-plain and accord-before run with no key configured).
+# tools read ACCORD_PWF; accord-plain runs with no key configured; accord-before runs exactly
+# as accord, encrypted, unless BEFORE_PLAIN=1 says it is a binary from before encryption).
 # accord_cmd TOOL sets AC to that command (for /usr/bin/time, which cannot run a function).
 accord_cmd() {
     local base=${1%%+*}
     case "$base" in
         accord|accord-max) AC=(env ACCORD_PASSWORD_FILE="$ACCORD_PWF" "$(accord_bin "$base")") ;;
+        accord-before) if [ "${BEFORE_PLAIN:-0}" = 1 ]; then AC=(env -u ACCORD_PASSWORD_FILE "$ACCORD_BEFORE")
+                       else AC=(env ACCORD_PASSWORD_FILE="$ACCORD_PWF" "$ACCORD_BEFORE"); fi ;;
         *)                 AC=(env -u ACCORD_PASSWORD_FILE "$(accord_bin "$base")") ;;
     esac
 }

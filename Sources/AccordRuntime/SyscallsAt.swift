@@ -77,6 +77,14 @@ extension Sys {
         if r != 0 { throw failAt("create hard link", path) }
     }
 
+    /// Renames `oldName` in `oldDir` to `newName` in `newDir`, replacing an
+    /// entry of that name (a symlink is renamed itself, never followed).
+    /// The corresponding C function is `renameat`.
+    public static func rename(in oldDir: Int32, _ oldName: RawPath, to newDir: Int32, _ newName: RawPath, path: @autoclosure () -> String) throws {
+        let r = withCPath(oldName) { o in withCPath(newName) { Glibc.renameat(oldDir, o, newDir, $0) } }
+        if r != 0 { throw failAt("rename", path) }
+    }
+
     /// Changes the owner of `name` in `dir` without following a symlink.
     /// The corresponding C function is `fchownat` with `AT_SYMLINK_NOFOLLOW`.
     public static func lchown(in dir: Int32, _ name: RawPath, uid: UInt32, gid: UInt32, path: @autoclosure () -> String) throws {

@@ -102,6 +102,29 @@ final class Exchange {
         }
     }
 
+    /// For a ranged GET that ended well: why its body is shorter than the
+    /// part of the object it should cover, or nil. The cover is what the
+    /// buffer asks for, cut at the object's end as `Content-Range`'s
+    /// TOTAL (or its END when TOTAL is `*`), or a whole object's
+    /// `Content-Length`, says; with neither there is nothing to compare with.
+    /// A short body is the connection's or a proxy's fault, not the object's
+    /// end: the caller retries it.
+    var shortRange: String? {
+        guard case .range(let buffer, let offset) = body, isSuccess, filled < buffer.count else { return nil }
+        let end: Int64   // the object's end, or the range's last byte + 1
+        if let cr = headers["content-range"] {
+            guard let slash = cr.lastIndex(of: "/"), let dash = cr.firstIndex(of: "-") else { return nil }
+            if let total = Int64(cr[cr.index(after: slash)...].trimmingSpaces) { end = total }
+            else if let last = Int64(cr[cr.index(after: dash)..<slash].trimmingSpaces) { end = last &+ 1 }
+            else { return nil }
+        } else if let cl = headers["content-length"].flatMap({ Int64(Substring($0).trimmingSpaces) }) {
+            end = cl
+        } else { return nil }
+        let expected = max(0, min(Int64(buffer.count), end - offset))
+        guard Int64(filled) < expected else { return nil }
+        return "the server sent \(filled) bytes of a range of \(expected) at \(offset)"
+    }
+
     /// How many body bytes come before `offset`: 0 for a 206 (or a 200 whose
     /// `Content-Range` starts at it), `offset` for a whole object.
     private func rangeSkip(_ offset: Int64) -> Int64? {

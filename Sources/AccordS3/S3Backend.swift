@@ -20,10 +20,19 @@ public final class S3Backend: Backend, Sendable {
     let client: S3Client
     /// Keys per listing page (ListObjectsV2 `max-keys`; S3's own limit is 1000).
     let pageSize: Int
-    /// Largest object `read` accepts; a bigger one is refused before it is stored.
+    /// A cap below every kind's `largestObject` (tests use a small one); `limit(_:)` is what applies.
     let maxObjectSize: Int
+    /// Most keys one listing may walk through (every page's keys, valid names or not).
+    let maxListedKeys: Int
     /// Largest listing page or error document accepted.
     public static let maxListPage = 8 << 20
+    /// The default `maxListedKeys`: ten million keys (160 TB of 16 MiB packs) in about 10,000 pages.
+    public static let defaultMaxListedKeys = 10_000_000
+
+    /// The largest object of `kind` a HEAD may announce or a GET bring
+    /// (`ObjectKind.largestObject`): checked on the bytes as they arrive, so
+    /// a server that lies in a HEAD or sends more than it said gets no further.
+    func limit(_ kind: ObjectKind) -> Int { Int(min(kind.largestObject, Int64(maxObjectSize))) }
 
     public var location: String { s3.description }
 
@@ -31,10 +40,12 @@ public final class S3Backend: Backend, Sendable {
     ///   - caFile: PEM file of the CAs to trust instead of the system's (a private cluster); TLS is always verified.
     ///   - environment: where credentials and region come from (`S3Credentials.fromEnvironment`), never argv.
     public init(_ s3: S3Location, environment: [String: String] = ProcessInfo.processInfo.environment, caFile: String? = nil,
-                retry: S3RetryPolicy = S3RetryPolicy(), pageSize: Int = 1000, maxObjectSize: Int = 1 << 30) throws {
+                retry: S3RetryPolicy = S3RetryPolicy(), pageSize: Int = 1000, maxObjectSize: Int = .max,
+                maxListedKeys: Int = S3Backend.defaultMaxListedKeys) throws {
         let creds = try S3Credentials.fromEnvironment(environment, home: environment["HOME"])
         client = try S3Client(location: s3, credentials: creds, region: S3Credentials.region(environment), caFile: caFile, retry: retry)
         self.s3 = s3; self.pageSize = max(1, min(pageSize, 1000)); self.maxObjectSize = maxObjectSize
+        self.maxListedKeys = maxListedKeys
     }
 
     /// The key of a validated name (the local layout's path under the prefix).
@@ -77,13 +88,17 @@ public final class S3Backend: Backend, Sendable {
             do { _ = try size(.config, "config"); return ["config"] } catch BackendError.notFound { return [] }
         }
         let prefix = s3.key(Self.directory(kind))
-        var names: [String] = [], token: String? = nil
+        var names: [String] = [], token: String? = nil, seen: Set<String> = [], keys = 0
         repeat {
             var q = [("list-type", "2"), ("prefix", prefix), ("max-keys", String(pageSize))]
             if let token { q.append(("continuation-token", token)) }
             let r = try client.perform("GET", key: "", query: q, body: .collect(limit: Self.maxListPage))
             guard r.status == 200 else { throw httpError("GET (list)", prefix, r) }
             let page = try S3ListPage(r.bytes, what: "listing \(prefix) in bucket \(s3.bucket)")
+            keys += page.keys.count
+            guard keys <= maxListedKeys else {
+                throw S3Error.badResponse("listing \(prefix) in bucket \(s3.bucket)", "more than \(maxListedKeys) keys, more than a repository holds; refused")
+            }
             for k in page.keys where k.hasPrefix(prefix) {
                 let rel = k.dropFirst(prefix.utf8.count)
                 let name: Substring
@@ -95,12 +110,29 @@ public final class S3Backend: Backend, Sendable {
                 if (try? kind.validate(String(name))) != nil { names.append(String(name)) }
             }
             guard !page.truncated || page.next != token else { throw S3Error.badResponse("listing \(prefix)", "the continuation token did not move") }
+            // A token already followed would loop (A, B, A, …): the listing is refused, not walked again.
+            if page.truncated, let next = page.next, !seen.insert(next).inserted {
+                throw S3Error.badResponse("listing \(prefix)", "the continuation token \"\(S3Error.printable(next))\" came back after \(seen.count) pages: the listing loops")
+            }
             token = page.truncated ? page.next : nil
         } while token != nil
         return names
     }
 
+    /// Refuses a Content-Length above the kind's `limit` (nothing sizes memory
+    /// by a hostile HEAD), except a lock's: `ObjectLock` reports an oversized
+    /// lock as unusable, which `unlock` can remove, where a refusal here would
+    /// fail every command that lists the locks. (Its GET is bounded all the same.)
     public func size(_ kind: ObjectKind, _ name: String) throws -> Int64 {
+        let (k, n) = try head(kind, name)
+        guard kind == .lock || n <= Int64(limit(kind)) else {
+            throw S3Error.badResponse("HEAD \(k)", "Content-Length \(n) is more than a \(kind.rawValue) object can be (\(limit(kind)) bytes)")
+        }
+        return n
+    }
+
+    /// The key and the Content-Length of a HEAD, any size.
+    private func head(_ kind: ObjectKind, _ name: String) throws -> (String, Int64) {
         let k = try objectKey(kind, name)
         let r = try client.perform("HEAD", key: k)
         if r.status == 404 { try throwMissing(kind, name) }
@@ -108,12 +140,15 @@ public final class S3Backend: Backend, Sendable {
         guard let n = r.headers["content-length"].flatMap({ Int64($0) }), n >= 0 else {
             throw S3Error.badResponse("HEAD \(k)", "no Content-Length")
         }
-        return n
+        return (k, n)
     }
 
     public func read(_ kind: ObjectKind, _ name: String) throws -> [UInt8] {
         let k = try objectKey(kind, name)
-        let r = try client.perform("GET", key: k, body: .collect(limit: maxObjectSize))
+        let r: S3Client.Response
+        do { r = try client.perform("GET", key: k, body: .collect(limit: limit(kind))) } catch S3Error.responseTooLarge(_, let l) {
+            throw S3Error.responseTooLarge("GET \(k) (a \(kind.rawValue) object)", l)
+        }
         if r.status == 404 { try throwMissing(kind, name, r) }
         guard r.status == 200 else { throw httpError("GET", k, r) }
         if let cl = r.headers["content-length"].flatMap({ Int($0) }), cl != r.bytes.count {
@@ -145,9 +180,22 @@ public final class S3Backend: Backend, Sendable {
         }
     }
 
+    /// The config is written once, when the repository is created: its PUT
+    /// asks the server not to replace one already there (`If-None-Match: *`;
+    /// AWS and MinIO honour it, many servers ignore it, and nothing relies on
+    /// it: `Repository.initialize(backend:)` reads the config back). A refusal
+    /// (412, or 409 for a conditional write racing another) is `alreadyExists`;
+    /// a server that does not implement the header (501) gets the plain PUT.
     public func write(_ kind: ObjectKind, _ name: String, _ bytes: UnsafeRawBufferPointer) throws {
         let k = try objectKey(kind, name)
-        let r = try client.perform("PUT", key: k, headers: ["Content-Type: application/octet-stream"], upload: bytes)
+        let plain = ["Content-Type: application/octet-stream"]
+        if kind == .config {
+            let r = try client.perform("PUT", key: k, headers: plain + ["If-None-Match: *"], upload: bytes)
+            if r.status == 200 { return }
+            if r.status == 412 || r.status == 409 { throw BackendError.alreadyExists(kind, name, location: location) }
+            guard r.status == 501 else { throw httpError("PUT", k, r) }
+        }
+        let r = try client.perform("PUT", key: k, headers: plain, upload: bytes)
         guard r.status == 200 else { throw httpError("PUT", k, r) }
     }
 
@@ -155,8 +203,7 @@ public final class S3Backend: Backend, Sendable {
     /// `notFound` for a missing object, so a HEAD comes first. (Two deletes racing
     /// both succeed; nothing relies on that being refused.)
     public func delete(_ kind: ObjectKind, _ name: String) throws {
-        let k = try objectKey(kind, name)
-        _ = try size(kind, name)
+        let (k, _) = try head(kind, name)   // an object too large to read can still be deleted
         let r = try client.perform("DELETE", key: k)
         guard r.status == 204 || r.status == 200 else {
             if r.status == 404 { try throwMissing(kind, name, r) }

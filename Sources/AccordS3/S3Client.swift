@@ -114,7 +114,11 @@ final class S3Client: @unchecked Sendable {
                     throw S3Error.transport("\(method) \(location.endpoint)/\(location.bucket)/\(key)" + (attempt > 0 ? " (after \(attempt + 1) attempts)" : ""), m)
                 }
             } else if x.isSuccess {
-                return Response(status: x.status, headers: x.headers, bytes: x.bytes, filled: x.filled)
+                guard let short = x.shortRange else { return Response(status: x.status, headers: x.headers, bytes: x.bytes, filled: x.filled) }
+                retryable = true
+                if attempt + 1 >= retry.attempts {
+                    throw S3Error.badResponse("\(method) \(location.endpoint)/\(location.bucket)/\(key)" + (attempt > 0 ? " (after \(attempt + 1) attempts)" : ""), short)
+                }
             } else {
                 let err = S3ErrorDocument(x.bytes)
                 try checkFatal(x, err, method: method, key: key)

@@ -139,7 +139,15 @@ struct S3ListPage {
             switch path {
             case "ListBucketResult": sawRoot = true
             case "ListBucketResult/Contents/Key": keys.append(text)
-            case "ListBucketResult/IsTruncated": truncated = text == "true"
+            case "ListBucketResult/IsTruncated":   // xsd:boolean: true, false, 1, 0 (whitespace around allowed)
+                var t = Substring(text)
+                while let c = t.first, c.isWhitespace { t.removeFirst() }
+                while let c = t.last, c.isWhitespace { t.removeLast() }
+                switch t {
+                case "true", "1": truncated = true
+                case "false", "0": truncated = false
+                default: throw S3Error.badResponse(what, "IsTruncated is \"\(S3Error.printable(text))\", not true or false")
+                }
             case "ListBucketResult/NextContinuationToken": next = text
             default: break
             }

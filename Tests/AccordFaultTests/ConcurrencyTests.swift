@@ -12,8 +12,10 @@ final class ConcurrencyTests: AccordTestCase {
     /// Writes a lock file as FORMAT.md ("Locks") describes it.
     func writeLock(_ name: String, exclusive: Bool, host: String = Sys.hostname, pid: Int32, command: String,
                    time: Timestamp = .now()) throws {
-        let object: [String: Any] = ["exclusive": exclusive, "host": host, "pid": Int(pid), "username": "root",
+        var object: [String: Any] = ["exclusive": exclusive, "host": host, "pid": Int(pid), "username": "root",
                                      "command": command, "time": time.rfc3339]
+        // This machine's id: the lock is judged by this machine's processes (FORMAT.md, "Locks").
+        if host == Sys.hostname, let m = LockInfo.localMachineID { object["machineID"] = m }
         let bytes = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
         try Files.write(repo + "/locks/" + name, Array(bytes) + [0x0a], mode: 0o600)
     }
@@ -180,6 +182,28 @@ final class ConcurrencyTests: AccordTestCase {
         let after = try accord("backup", "-d", repo, tree.root)
         XCTAssertTrue(after.ok, "backup refused a stale lock (its process is dead):\n\(after)")
         XCTAssertTrue(after.stderr.contains("ignoring stale exclusive lock"), "the stale lock is not reported:\n\(after)")
+    }
+
+    /// Review 23 M2: a lock file with this host's name but another machine's
+    /// id (a clone sharing the repository) and a pid not running here is live
+    /// while fresh: prune and forget are refused; with this machine's id it is
+    /// stale.
+    func testALockFromAnotherMachineWithThisHostNameBlocksPrune() throws {
+        try initRepository()
+        let dead = try deadPID()
+        let object: [String: Any] = ["exclusive": false, "host": Sys.hostname, "pid": Int(dead), "username": "root", "command": "backup",
+                                     "time": Timestamp.now().rfc3339, "bootID": "00000000-0000-4000-8000-000000000000",
+                                     "machineID": "0123456789abcdef0123456789abcdef"]
+        let name = "0000000000000000000000000000000c"
+        try Files.write(repo + "/locks/" + name, Array(try JSONSerialization.data(withJSONObject: object)), mode: 0o600)
+        for cmd in [["prune", "-d", repo], ["forget", "-d", repo, "--keep-last", "1"]] {
+            let r = try accord(cmd)
+            XCTAssertFalse(r.ok || r.signaled, "`accord \(cmd[0])` ran beside a live lock of another machine:\n\(r)")
+            XCTAssertTrue(r.stderr.contains("shared lock by `backup` (pid \(dead) on \(Sys.hostname)"), r.stderr)
+        }
+        try writeLock(name, exclusive: false, pid: dead, command: "backup")   // this machine's id
+        let r = try accordOK("prune", "-d", repo)
+        XCTAssertTrue(r.stderr.contains("ignoring stale") && r.stderr.contains("its process \(dead) is gone"), r.stderr)
     }
 
     func testUnlockRemovesStaleAndUnreadableLocksButNotLiveOnes() throws {

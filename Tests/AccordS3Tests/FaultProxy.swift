@@ -7,7 +7,7 @@ import Foundation
 import Glibc
 #endif
 
-/// `@unchecked Sendable`: `queued`, `always` and `counts` are guarded by `lock`;
+/// `@unchecked Sendable`: `queued`, `always`, `counts`, `holds`, `refusals` and the logs are guarded by `lock`;
 /// the sockets are set once in `init` (closed by `stop`).
 final class FaultProxy: @unchecked Sendable {
     enum Fault {
@@ -15,6 +15,9 @@ final class FaultProxy: @unchecked Sendable {
         case answer(Int, headers: [String], body: String)
         /// The connection closed with a reset after the request was read.
         case reset
+        /// These bytes as the whole answer (status line, headers as given, body), then the connection closed:
+        /// for answers `.answer` cannot spell (a HEAD's Content-Length, a body shorter than it says).
+        case raw(String)
     }
 
     let port: Int
@@ -25,6 +28,21 @@ final class FaultProxy: @unchecked Sendable {
     private var always: Fault?
     private var byMethod: [String: Fault] = [:]
     private var counts = (requests: 0, faults: 0)
+    /// Requests held back (`hold`), and every request seen and answered, as "METHOD path".
+    private var holds: [Hold] = []
+    private var arrivedLog: [String] = []
+    private var answeredLog: [String] = []
+    /// Requests that `matches`, from its `from`-th (from 1), get `fault`.
+    private var refusals: [(matches: @Sendable (String) -> Bool, from: Int, fault: Fault, seen: Int)] = []
+
+    /// The `occurrence`-th request (from 1) whose "METHOD path" `matches` is
+    /// forwarded only once `until` holds (polled every 5 ms, for at most 60 s).
+    struct Hold {
+        let matches: @Sendable (String) -> Bool
+        let occurrence: Int
+        let until: @Sendable () -> Bool
+        var seen = 0
+    }
 
     init(upstreamPort: Int) throws {
         self.upstreamPort = upstreamPort
@@ -50,6 +68,17 @@ final class FaultProxy: @unchecked Sendable {
     /// Every request of `method` (e.g. "DELETE") gets `fault` (nil: forward again): a key without that right.
     func inject(_ fault: Fault?, method: String) { lock.withLock { byMethod[method] = fault } }
     var statistics: (requests: Int, faults: Int) { lock.withLock { counts } }
+    /// Holds back a forwarded request (see `Hold`).
+    func hold(occurrence: Int, of matches: @escaping @Sendable (String) -> Bool, until: @escaping @Sendable () -> Bool) {
+        lock.withLock { holds.append(Hold(matches: matches, occurrence: occurrence, until: until)) }
+    }
+    /// From the `from`-th request whose "METHOD path" `matches` on, each gets `fault`.
+    func refuse(from: Int, of matches: @escaping @Sendable (String) -> Bool, with fault: Fault) {
+        lock.withLock { refusals.append((matches, from, fault, 0)) }
+    }
+    /// How many requests ("METHOD path") that `matches` have arrived, or have been answered.
+    func arrived(_ matches: (String) -> Bool) -> Int { lock.withLock { arrivedLog.filter(matches).count } }
+    func answered(_ matches: (String) -> Bool) -> Int { lock.withLock { answeredLog.filter(matches).count } }
 
     func stop() { shutdown(listener, Int32(SHUT_RDWR)); close(listener) }
 
@@ -72,10 +101,16 @@ final class FaultProxy: @unchecked Sendable {
 
     private func serve(_ c: Int32) {
         guard let request = readRequest(c) else { return }
-        let method = String(decoding: request.prefix { $0 != 0x20 }, as: UTF8.self)
+        let line = String(decoding: request.prefix { $0 != 13 }, as: UTF8.self).split(separator: " ")
+        let what = line.count >= 2 ? "\(line[0]) \(line[1].split(separator: "?", omittingEmptySubsequences: false)[0])" : ""
         let fault: Fault? = lock.withLock {
             counts.requests += 1
-            let f = byMethod[method] ?? (queued.isEmpty ? always : queued.removeFirst())
+            var refused: Fault?
+            for i in refusals.indices where refusals[i].matches(what) {
+                refusals[i].seen += 1
+                if refusals[i].seen >= refusals[i].from { refused = refusals[i].fault }
+            }
+            let f = (line.first.flatMap { byMethod[String($0)] }) ?? refused ?? (queued.isEmpty ? always : queued.removeFirst())
             if f != nil { counts.faults += 1 }
             return f
         }
@@ -84,10 +119,25 @@ final class FaultProxy: @unchecked Sendable {
             let text = "HTTP/1.1 \(status) Fault\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n"
                 + headers.map { $0 + "\r\n" }.joined() + "\r\n" + body
             writeAll(c, Array(text.utf8))
+        case .raw(let text)?:
+            writeAll(c, Array(text.utf8))
         case .reset?:
             var l = linger(l_onoff: 1, l_linger: 0)
             setsockopt(c, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
-        case nil: forward(request, to: c)
+        case nil:
+            let waits: [@Sendable () -> Bool] = lock.withLock {
+                arrivedLog.append(what)
+                var out: [@Sendable () -> Bool] = []
+                for i in holds.indices where holds[i].matches(what) {
+                    holds[i].seen += 1
+                    if holds[i].seen == holds[i].occurrence { out.append(holds[i].until) }
+                }
+                return out
+            }
+            let deadline = Date().addingTimeInterval(60)
+            for until in waits { while !until() && Date() < deadline { usleep(5_000) } }
+            forward(request, to: c)
+            lock.withLock { answeredLog.append(what) }
         }
     }
 

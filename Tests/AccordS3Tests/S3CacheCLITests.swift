@@ -122,4 +122,66 @@ final class S3CacheCLITests: AccordTestCase {
         XCTAssertEqual(Set(try Sys.listDirectory(dir + "/snapshots")), Set(try Sys.listDirectory(storedRepository + "/snapshots")))
         XCTAssertEqual(try Sys.listDirectory(dir + "/snapshots").count, 1)
     }
+
+    // MARK: The cache's place (review 23 M6)
+
+    /// A cache folder of another user's is neither used nor cleaned: that
+    /// user could swap it for a symlink and have root delete or write anywhere.
+    func testACacheOfAnotherUserIsRefusedWithAWarningAndLeftAlone() throws {
+        guard geteuid() == 0, let nobody = getpwnam("nobody") else { throw XCTSkip("needs root (chown to nobody)") }
+        let root = try makeTree()
+        try accordOK(["init", "-d", s3Repo, "--encryption", "none"])
+        try accordOK(["backup", "-d", s3Repo, root])
+        let dir = try cacheDirectory()
+        try Files.write(dir + "/index/stray", Array("theirs".utf8))
+        for p in [dir, dir + "/index", dir + "/index/stray"] {
+            try Sys.lchown(Array(p.utf8), uid: nobody.pointee.pw_uid, gid: nobody.pointee.pw_gid)
+        }
+        let ls = try accordOK(["ls", "-d", s3Repo, "latest"])
+        XCTAssertTrue(ls.stdout.contains(root + "/f39"), ls.stdout)
+        XCTAssertTrue(ls.stderr.contains("not using the cache") && ls.stderr.contains("owned by uid \(nobody.pointee.pw_uid)"), ls.stderr)
+        XCTAssertTrue(Files.exists(dir + "/index/stray"), "nothing deleted in another user's folder")
+
+        // A base others may write (a shared $ACCORD_CACHE_DIR) is refused the same way.
+        let shared = scratch.sub("shared")
+        try Sys.mkdirs(Array(shared.utf8), mode: 0o700)
+        try Sys.chmod(Array(shared.utf8), mode: 0o777)
+        let r = try accordOK(["snapshots", "-d", s3Repo], environment: ["ACCORD_CACHE_DIR": shared])
+        XCTAssertTrue(r.stderr.contains("others may write"), r.stderr)
+        XCTAssertEqual(try Sys.listDirectory(shared), [], "nothing made in it")
+    }
+
+    /// A kind folder swapped for a symlink is not followed: the victim's files stay.
+    func testASymlinkedCacheFolderIsNotFollowed() throws {
+        let root = try makeTree()
+        try accordOK(["init", "-d", s3Repo, "--encryption", "none"])
+        try accordOK(["backup", "-d", s3Repo, root])
+        let dir = try cacheDirectory()
+        let victim = scratch.sub("victim")
+        try TreeBuilder.mkdir(Array(victim.utf8))
+        try Files.write(victim + "/important.conf", Array("precious\n".utf8))
+        try FileManager.default.removeItem(atPath: dir + "/snapshots")
+        try Sys.symlink(target: Array(victim.utf8), at: Array((dir + "/snapshots").utf8))
+        let r = try accordOK(["snapshots", "-d", s3Repo])
+        XCTAssertTrue(r.stderr.contains("not using the cache"), r.stderr)
+        XCTAssertEqual(try Sys.listDirectory(victim), ["important.conf"], "nothing deleted or written in the symlink's target")
+        XCTAssertEqual(try Files.read(victim + "/important.conf"), Array("precious\n".utf8))
+    }
+
+    /// A FIFO named like a cached index file: opened without blocking, found
+    /// not to be a file, replaced by the bucket's object; the command ends.
+    func testAFIFOInTheCacheDoesNotHangACommand() throws {
+        let root = try makeTree()
+        try accordOK(["init", "-d", s3Repo, "--encryption", "none"])
+        try accordOK(["backup", "-d", s3Repo, root])
+        let dir = try cacheDirectory()
+        let index = try XCTUnwrap(try Sys.listDirectory(dir + "/index").first)
+        try FileManager.default.removeItem(atPath: dir + "/index/" + index)
+        XCTAssertEqual(mkfifo(dir + "/index/" + index, 0o600), 0)
+        let r = try accordOK(["check", "-d", s3Repo], timeout: 60)
+        XCTAssertTrue(r.stdout.contains("no errors found"), r.stdout)
+        let isFile = try Sys.lstat(dir + "/index/" + index).mode & 0o170000 == 0o100000
+        XCTAssertTrue(isFile, "the FIFO was replaced by the index file")
+        if isFile { XCTAssertEqual(SHA256Hasher.hash(try Files.read(dir + "/index/" + index)).hex, index) }   // (reading a FIFO would hang the test)
+    }
 }

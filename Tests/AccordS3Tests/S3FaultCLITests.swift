@@ -122,4 +122,97 @@ final class S3FaultCLITests: AccordTestCase {
         try accordOK(["restore", "-d", s3Repo, "latest", "--target", target])
         XCTAssertEqual(try files(under: target + root), try files(under: root))
     }
+    /// A proxy in front of the server, and this test's repository through it.
+    func viaProxy() throws -> (FaultProxy, String) {
+        let p = try FaultProxy(upstreamPort: Int(server.port)!)
+        proxy = p
+        return (p, "s3:http://127.0.0.1:\(p.port)/\(server.bucket)/\(prefix)")
+    }
+
+    static let configPut: @Sendable (String) -> Bool = { $0.hasPrefix("PUT ") && $0.hasSuffix("/config") }
+    static let configGet: @Sendable (String) -> Bool = { $0.hasPrefix("GET ") && $0.hasSuffix("/config") }
+    static let indexPut: @Sendable (String) -> Bool = { $0.hasPrefix("PUT ") && $0.contains("/index/") }
+    static let lockPut: @Sendable (String) -> Bool = { $0.hasPrefix("PUT ") && $0.contains("/locks/") }
+
+    /// Review 23 M1: two first backups of one empty prefix, both config PUTs
+    /// in flight at once (the first held until the second has arrived: a busy
+    /// server), the second landing while the first backup commits (held until
+    /// the first index PUT arrives, which is held until it is answered). The
+    /// first backup's config is gone: it must not report its snapshot saved,
+    /// and must take back what it wrote (key, packs, index); the second's
+    /// snapshot restores and the repository checks whole.
+    func testTwoFirstBackupsRacingOnAnEmptyPrefixNeverReportALostSnapshotSaved() throws {
+        _ = try useEncryption()
+        accordEnvironment["ACCORD_SCRYPT_N"] = "16384"
+        let (p, repo) = try viaProxy()
+        p.hold(occurrence: 1, of: Self.configPut) { p.arrived(Self.configPut) >= 2 }
+        p.hold(occurrence: 2, of: Self.configPut) { p.arrived(Self.indexPut) >= 1 }
+        p.hold(occurrence: 1, of: Self.indexPut) { p.answered(Self.configPut) >= 2 }
+        var trees: [String] = []
+        for (i, name) in ["srcA", "srcB"].enumerated() {
+            let root = scratch.sub(name)
+            try TreeBuilder.mkdir(Array(root.utf8))
+            var rng = SeededRandom(seed: 2300 + UInt64(i))
+            for f in 0..<3 { try TreeBuilder.write(Array((root + "/f\(f)").utf8), rng.bytes(400_000)) }
+            trees.append(root)
+        }
+        let running = try trees.map { try start(["backup", "-d", repo, $0]) }
+        let results = running.map { $0.finish() }
+        XCTAssertEqual(p.answered(Self.configPut), 2, "both backups wrote a config")
+        let saved = results.indices.filter { results[$0].ok }
+        XCTAssertEqual(saved.count, 1, "exactly one backup may succeed:\n\(results[0])\n\(results[1])")
+        guard let won = saved.first else { return }
+        let lost = results[1 - won]
+        XCTAssertFalse(lost.signaled, "\(lost)")
+        XCTAssertFalse(lost.stdout.contains("saved"), "the losing backup reported a snapshot saved:\n\(lost)")
+        XCTAssertTrue(lost.stderr.contains("another process created repository") && lost.stderr.contains("run the backup again"), lost.stderr)
+
+        let listed = try accordOK(["snapshots", "-d", s3Repo])
+        XCTAssertTrue(listed.stdout.contains(trees[won]), listed.stdout)
+        let check = try accordOK(["check", "--read-data", "-d", s3Repo])
+        XCTAssertTrue(check.stdout.contains("no errors found"), "the loser's key, packs and index are gone:\n\(check)")
+        let target = scratch.sub("restored")
+        try accordOK(["restore", "-d", s3Repo, "latest", "--target", target])
+        XCTAssertEqual(try files(under: target + trees[won]), try files(under: trees[won]))
+    }
+
+    /// Review 23 M1, `init`: the second config PUT lands after the first
+    /// `init` read its own back (held until that GET is answered): the first
+    /// sees it replaced when it reads again after settling and fails; only
+    /// the repository that stands is reported created.
+    func testTwoInitsRacingOnAnEmptyPrefixCreateOneRepository() throws {
+        let (p, repo) = try viaProxy()
+        p.hold(occurrence: 1, of: Self.configPut) { p.arrived(Self.configPut) >= 2 }
+        p.hold(occurrence: 2, of: Self.configPut) { p.answered(Self.configPut) >= 1 && p.answered(Self.configGet) >= 1 }
+        let running = (0..<2).map { _ in try? start(["init", "-d", repo, "--encryption", "none"]) }
+        let results = running.compactMap { $0?.finish() }
+        XCTAssertEqual(results.count, 2)
+        let created = results.filter { $0.ok }
+        XCTAssertEqual(created.count, 1, "exactly one init may report a repository created:\n\(results.map(\.description).joined(separator: "\n"))")
+        let failed = try XCTUnwrap(results.first { !$0.ok })
+        XCTAssertFalse(failed.signaled, "\(failed)")
+        XCTAssertTrue(failed.stderr.contains("already holds an Accord repository"), failed.stderr)
+        let id = try XCTUnwrap(created.first?.stdout.split(separator: " ").dropFirst(3).first, "\(created)")
+        let stored = try String(contentsOfFile: storedRepository + "/config", encoding: .utf8)
+        XCTAssertTrue(stored.contains("\"id\" : \"\(id)"), "the repository reported created is the one that stands: \(id)\n\(stored)")
+    }
+
+    /// Review 23 W8: a backup whose lock cannot be refreshed (every lock PUT
+    /// after the first refused) stops after three refresh intervals (shortened
+    /// here), naming the lock, with no snapshot; it does not run on for
+    /// minutes while others may judge its lock stale.
+    func testABackupWhoseLockCannotBeRefreshedStops() throws {
+        try accordOK(["init", "-d", s3Repo, "--encryption", "none"])
+        let root = try makeTree(files: 2, size: 1000, seed: 8)
+        let (p, repo) = try viaProxy()
+        p.refuse(from: 2, of: Self.lockPut, with: .answer(403, headers: [], body: S3FaultTests.errorXML("AccessDenied")))
+        let started = Date()
+        let r = try accord(["backup", "-d", repo, "--command", "/slow=sleep 60; echo x", root],
+                           environment: ["ACCORD_LOCK_REFRESH_SECONDS": "0.5"], timeout: 90)
+        XCTAssertFalse(r.ok || r.signaled, "\(r)")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 30, "it stopped well before the command source ended")
+        XCTAssertTrue(r.stderr.contains("could not be refreshed") && r.stderr.contains("stopping `backup`"), r.stderr)
+        XCTAssertFalse(r.stdout.contains("saved"), r.stdout)
+        XCTAssertEqual(Files.regularFiles(under: storedRepository + "/snapshots").count, 0, "no snapshot")
+    }
 }

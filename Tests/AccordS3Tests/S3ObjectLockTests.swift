@@ -88,7 +88,7 @@ final class S3ObjectLockTests: XCTestCase {
         gone.waitUntilExit()
         func leave(_ name: String, host: String = Sys.hostname, released: Bool? = nil) throws {
             let info = LockInfo(exclusive: false, host: host, pid: gone.processIdentifier, username: "u", command: "sync (destination)",
-                                time: .now(), processStart: 1, released: released)
+                                time: .now(), processStart: 1, machineID: LockInfo.localMachineID, released: released)
             try Array(try JSONEncoder().encode(info)).withUnsafeBytes { try b.write(.lock, name, $0) }
         }
         try leave("leftover")
@@ -141,5 +141,76 @@ final class S3ObjectLockTests: XCTestCase {
         XCTAssertEqual(taken.count, 4, "every shared taker got a lock")
         XCTAssertEqual(Set(taken).count, 4, "no two takers share an object: \(taken)")
         XCTAssertEqual(Set(try b.list(.lock)), Set(taken), "the leftover is one of them, or was overwritten by one that then moved on")
+    }
+
+    /// A pid that belonged to a process that has exited (and was reaped).
+    func deadPID() throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/true")
+        try p.run()
+        p.waitUntilExit()
+        return p.processIdentifier
+    }
+
+    func put(_ info: LockInfo, as name: String, into b: S3Backend) throws {
+        try Array(try JSONEncoder().encode(info)).withUnsafeBytes { try b.write(.lock, name, $0) }
+    }
+
+    /// Review 23 M2: a host name is no machine identity (cloned VMs, pods). A
+    /// fresh lock with our host name but another machine's id (or none: an
+    /// older writer) is judged by age alone, so it holds off an exclusive
+    /// lock though its pid is not running here and its boot id is not ours;
+    /// with our machine id the same dead pid makes it stale.
+    func testALockWithOurHostNameFromAnotherMachineIsNotJudgedByOurProcesses() throws {
+        let b = try backend()
+        let dead = try deadPID()
+        let twin = LockInfo(exclusive: false, host: Sys.hostname, pid: dead, username: "u", command: "backup", time: .now(),
+                            processStart: 1, bootID: "00000000-0000-4000-8000-000000000000", machineID: "0123456789abcdef0123456789abcdef")
+        var older = twin
+        older.machineID = nil
+        for (name, info) in [("twin", twin), ("older", older)] {
+            try put(info, as: name, into: b)
+            XCTAssertNil(info.staleReason(), "\(name)")
+            XCTAssertThrowsError(try ObjectLock.acquire(b, exclusive: true, command: "prune"), name) { e in
+                XCTAssertTrue("\(e)".contains("shared lock by `backup` (pid \(dead) on \(Sys.hostname)"), "\(e)")
+            }
+            XCTAssertEqual(try b.list(.lock), [name], "the refused taker withdrew its lock")
+            try b.delete(.lock, name)
+        }
+        let ours = try XCTUnwrap(LockInfo.localMachineID, "this machine has an /etc/machine-id")
+        var here = twin
+        here.machineID = ours
+        try put(here, as: "here", into: b)
+        var warnings: [String] = []
+        let lock = try ObjectLock.acquire(b, exclusive: true, command: "prune") { warnings.append($0) }
+        XCTAssertTrue(warnings.contains { $0.contains("ignoring stale") }, "\(warnings)")
+        XCTAssertEqual(lock.info.machineID, ours, "a lock records this machine's id")
+        lock.release()
+        try b.delete(.lock, "here")
+    }
+
+    /// Review 23 W8: `release` while a refresh PUT is in flight (held by the
+    /// proxy until a moment after `release` was called) must not leave the
+    /// lock re-created by that PUT: release waits for it, then deletes.
+    func testReleaseDuringARefreshLeavesNoLock() throws {
+        let server = try S3Servers.server(Self.self)
+        let p = try FaultProxy(upstreamPort: Int(server.port)!)
+        defer { p.stop() }
+        let location = try S3Location(parsing: "s3:http://127.0.0.1:\(p.port)/\(server.bucket)/\(freshPrefix())")
+        let b = try S3Backend(location, environment: server.clientEnvironment)
+        let lockPut: @Sendable (String) -> Bool = { $0.hasPrefix("PUT ") && $0.contains("/locks/") }
+        let releasedAt = LockedBox<Date?>(nil)
+        p.hold(occurrence: 2, of: lockPut) { releasedAt.withLock { $0 }.map { Date().timeIntervalSince($0) > 0.5 } ?? false }
+        setenv("ACCORD_LOCK_REFRESH_SECONDS", "0.2", 1)
+        defer { unsetenv("ACCORD_LOCK_REFRESH_SECONDS") }
+        let lock = try ObjectLock.acquire(b, exclusive: true, command: "prune")
+        let deadline = Date().addingTimeInterval(20)
+        while p.arrived(lockPut) < 2 && Date() < deadline { usleep(5_000) }
+        XCTAssertEqual(p.arrived(lockPut), 2, "the refresh PUT is in flight")
+        releasedAt.withLock { $0 = Date() }
+        lock.release()
+        Thread.sleep(forTimeInterval: 1)
+        XCTAssertEqual(p.answered(lockPut), 2, "the held refresh was answered, and none followed the release")
+        XCTAssertEqual(try b.list(.lock), [], "a refresh that landed after the delete re-created the lock")
     }
 }

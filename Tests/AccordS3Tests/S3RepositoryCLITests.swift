@@ -232,7 +232,8 @@ final class S3RepositoryCLITests: AccordTestCase {
         let holder = try startProcess("/bin/sleep", ["120"])
         defer { holder.kill() }
         let backend = try S3Backend(try server.location(prefix: prefix), environment: server.clientEnvironment)
-        let info = LockInfo(exclusive: false, host: Sys.hostname, pid: holder.pid, username: "test", command: "backup", time: .now())
+        let info = LockInfo(exclusive: false, host: Sys.hostname, pid: holder.pid, username: "test", command: "backup", time: .now(),
+                            machineID: LockInfo.localMachineID)
         try Array(try JSONEncoder().encode(info)).withUnsafeBytes { try backend.write(.lock, "held-by-another", $0) }
 
         let r = try accord(["prune", "-d", s3Repo])

@@ -42,7 +42,11 @@ open class BackendConformanceTests: XCTestCase {
 
     public func write(_ b: any Backend, _ kind: ObjectKind, _ bytes: [UInt8]) throws -> String {
         let n = name(kind, bytes)
-        try bytes.withUnsafeBytes { try b.write(kind, n, $0) }
+        do { try bytes.withUnsafeBytes { try b.write(kind, n, $0) } } catch BackendError.alreadyExists(.config, _, _) {
+            // A server that honours If-None-Match refuses to replace a config (S3Backend): delete it first.
+            try b.delete(.config, n)
+            try bytes.withUnsafeBytes { try b.write(kind, n, $0) }
+        }
         return n
     }
 
@@ -59,7 +63,7 @@ open class BackendConformanceTests: XCTestCase {
         let b = try makeBackend().backend
         var rng = SeededRandom(seed: 1)
         for kind in ObjectKind.allCases {
-            for size in [0, 1, 4096, 300_001] {
+            for size in [0, 1, 4096, Int(min(300_001, kind.largestObject))] {   // a backend may refuse a kind's larger object
                 let bytes = rng.bytes(size)
                 let n = try write(b, kind, bytes)
                 XCTAssertEqual(try b.read(kind, n), bytes, "\(kind) of \(size) bytes")

@@ -221,10 +221,13 @@ final class CLITests: AccordTestCase {
 
     // MARK: Locks
 
+    /// `, "machineID": "…"` with this machine's id (FORMAT.md, "Locks"): the lock is judged by this machine's processes.
+    var machineIDField: String { LockInfo.localMachineID.map { ", \"machineID\": \"" + $0 + "\"" } ?? "" }
+
     func writeLock(name: String, exclusive: Bool, pid: Int32, command: String, time: Timestamp = .now()) throws {
         let json = """
         {"command": "\(command)", "exclusive": \(exclusive), "host": "\(Sys.hostname)", "pid": \(pid), \
-        "time": "\(time.rfc3339)", "username": "root"}
+        "time": "\(time.rfc3339)", "username": "root"\(machineIDField)}
         """
         try TreeBuilder.write(Array((repo + "/locks/" + name).utf8), Array(json.utf8), mode: 0o600)
     }

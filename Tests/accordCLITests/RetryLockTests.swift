@@ -22,10 +22,13 @@ final class RetryLockTests: AccordTestCase {
     /// A live process of this host to hold locks; the caller kills and reaps it.
     func holder() throws -> RunningCommand { try startProcess("/bin/sleep", ["300"]) }
 
+    /// `, "machineID": "…"` with this machine's id (FORMAT.md, "Locks"): the lock is judged by this machine's processes.
+    var machineIDField: String { LockInfo.localMachineID.map { ", \"machineID\": \"" + $0 + "\"" } ?? "" }
+
     func writeLock(_ name: String, exclusive: Bool, pid: Int32, command: String) throws {
         let json = """
         {"command": "\(command)", "exclusive": \(exclusive), "host": "\(Sys.hostname)", "pid": \(pid), \
-        "time": "\(Timestamp.now().rfc3339)", "username": "root"}
+        "time": "\(Timestamp.now().rfc3339)", "username": "root"\(machineIDField)}
         """
         try TreeBuilder.write(Array((repo + "/locks/" + name).utf8), Array(json.utf8), mode: 0o600)
     }

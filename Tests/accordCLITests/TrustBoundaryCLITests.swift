@@ -28,6 +28,8 @@ final class TrustBoundaryCLITests: AccordTestCase {
         var object: [String: Any] = ["exclusive": exclusive, "host": host, "pid": Int(pid), "username": "root",
                                      "command": command, "time": time.rfc3339]
         if let s = processStart { object["processStart"] = s }
+        // This machine's id: the lock is judged by this machine's processes (FORMAT.md, "Locks").
+        if host == Sys.hostname, let m = LockInfo.localMachineID { object["machineID"] = m }
         let bytes = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
         try Files.write(repo + "/locks/" + name, Array(bytes) + [0x0a], mode: 0o600)
     }

@@ -12,22 +12,22 @@ extension RepositoryLock: HeldLock {}
 
 /// A lock as an object (`locks/<random>`, the same `LockInfo` JSON as a lock
 /// file) on a backend that is not a local directory, taken the way restic
-/// takes one: write our own lock, list the others, and if one conflicts
-/// withdraw ours; else wait `settleSeconds` and check again (a listing may lag
-/// a write, so a lock written by a racer at the same moment shows up on the
+/// takes one: list the others, write our own lock, wait `settleSeconds` and
+/// list them again, and if one conflicts withdraw ours (a listing may lag a
+/// write, so a lock written by a racer at the same moment shows up on the
 /// second look, and both withdraw rather than both proceed). Nothing relies
 /// on a conditional write (many servers ignore `If-None-Match`). Staleness is
 /// `LockInfo.staleReason`: by age (refreshed every `refreshInterval` while
-/// held) and, on this host, by process.
-///
-/// `@unchecked Sendable`: `released`, `failure` and `info` are read and
-/// written under `stop` (an NSCondition) once the refresh thread runs.
-public final class ObjectLock: HeldLock, @unchecked Sendable {
+/// held, by `LockRefresher`) and, for a lock of this machine (host name and
+/// machine id), by process.
+public final class ObjectLock: HeldLock, Sendable {
     public let name: String
     let backend: any Backend
-    var info: LockInfo
-    private let stop = NSCondition()
-    private var released = false
+    /// What the lock object says (as taken; its `time` is refreshed).
+    public let info: LockInfo
+    private let refresher: LockRefresher
+    /// Why `release` could not delete the lock object, once it has tried.
+    private let failure = FailureBox()
     /// The pause before the second look at the other locks.
     static let settleSeconds = 0.3
     /// A leftover is taken over only if our write starts this soon after the listing that found it...
@@ -36,7 +36,12 @@ public final class ObjectLock: HeldLock, @unchecked Sendable {
     /// after its own listing, so a PUT slower than half a second, would go unseen).
     static let takeOverSettleSeconds = 1.0
 
-    init(name: String, backend: any Backend, info: LockInfo) { self.name = name; self.backend = backend; self.info = info }
+    init(name: String, backend: any Backend, info: LockInfo) {
+        self.name = name; self.backend = backend; self.info = info
+        refresher = LockRefresher(info: info, what: "lock \(backend.describe(.lock, name))") { bytes in
+            try bytes.withUnsafeBytes { try backend.write(.lock, name, $0) }
+        }
+    }
 
     public typealias Listed = (name: String, info: LockInfo?, problem: String?)
 
@@ -68,13 +73,13 @@ public final class ObjectLock: HeldLock, @unchecked Sendable {
     /// at the same moment is seen by at least one of the two, which withdraws).
     /// A shared lock takes over a lock object marked released (one that a
     /// finished accord could not delete, as with a DR bucket's credentials
-    /// that may not) or of this host with its process gone, rather than write
-    /// a new one, so such objects do not pile up, one per command. After the
-    /// second look it is read back: if another accord of this host took it
-    /// over at the same moment we start again under a new name. That catches
-    /// every racer whose write lands within `takeOverSettleSeconds` of its
-    /// listing, which is why the object is only taken over when the write
-    /// starts within `takeOverSeconds` of the listing that found it; exclusive locks never
+    /// that may not) or of this machine with its process gone, rather than
+    /// write a new one, so such objects do not pile up, one per command. After
+    /// the second look it is read back: if another accord took it over at the
+    /// same moment we start again under a new name. That catches every racer
+    /// whose write lands within `takeOverSettleSeconds` of its listing, which
+    /// is why the object is only taken over when the write starts within
+    /// `takeOverSeconds` of the listing that found it; exclusive locks never
     /// take one over (a shared lock sharing an object with another would at
     /// worst vanish with the other's release until its next refresh).
     public static func acquire(_ backend: any Backend, exclusive: Bool, command: String, warn: (String) -> Void = { _ in }) throws -> ObjectLock {
@@ -82,8 +87,7 @@ public final class ObjectLock: HeldLock, @unchecked Sendable {
     }
 
     static func acquire(_ backend: any Backend, exclusive: Bool, command: String, takeOver: Bool, warn: (String) -> Void) throws -> ObjectLock {
-        let info = LockInfo(exclusive: exclusive, host: Sys.hostname, pid: Sys.processID, username: Sys.userName,
-                            command: command, time: .now(), processStart: LockProcess.startTime(Sys.processID), bootID: LockProcess.bootID)
+        let info = LockInfo.ours(exclusive: exclusive, command: command)
         let listed = Sys.monotonicSeconds()
         var orphan = try checkOthers(backend, own: nil, exclusive: exclusive,
                                      quietAbout: takeOver && !exclusive ? { $0.isOrphanedHere } : { _ in false }, warn: warn)
@@ -101,7 +105,7 @@ public final class ObjectLock: HeldLock, @unchecked Sendable {
             throw error
         }
         if orphan != nil, (try? backend.size(.lock, name)) != Int64(bytes.count) || (try? backend.read(.lock, name)) != bytes {
-            // Another accord of this host took the same object over: it is theirs now, not ours to delete.
+            // Another accord took the same object over: it is theirs now, not ours to delete.
             return try acquire(backend, exclusive: exclusive, command: command, takeOver: false, warn: warn)
         }
         let lock = ObjectLock(name: name, backend: backend, info: info)
@@ -160,45 +164,36 @@ public final class ObjectLock: HeldLock, @unchecked Sendable {
         }
     }
 
-    private func startRefreshing() {
-        let t = Thread { [weak self] in
-            while let self {
-                self.stop.lock()
-                if self.released { self.stop.unlock(); return }
-                _ = self.stop.wait(until: Date(timeIntervalSinceNow: LockInfo.refreshInterval))
-                let done = self.released
-                if !done { self.info.time = .now() }
-                let info = self.info
-                self.stop.unlock()
-                if done { return }
-                if let bytes = try? Repository.encodeJSON(info) {
-                    try? bytes.withUnsafeBytes { try self.backend.write(.lock, self.name, $0) }
-                }
+    private func startRefreshing() { refresher.start() }
+
+    /// Deletes the lock object, after a refresh in flight (none follows).
+    /// When the DELETE is refused (credentials that may not delete, as a DR
+    /// bucket's), the object is rewritten marked released instead (a PUT
+    /// those credentials may make): stale at once for every host, and taken
+    /// over by the next shared lock; `releaseFailure` says why.
+    public func release() {
+        refresher.release {
+            do { try backend.delete(.lock, name) } catch BackendError.notFound {} catch {
+                failure.set(error)
+                var gone = info
+                gone.released = true
+                if let bytes = try? Repository.encodeJSON(gone) { try? bytes.withUnsafeBytes { try backend.write(.lock, name, $0) } }
             }
         }
-        t.start()
     }
 
-    public func release() {
-        stop.lock()
-        released = true
-        stop.signal()
-        stop.unlock()
-        do { try backend.delete(.lock, name) } catch BackendError.notFound {} catch {
-            // Said in the object instead (a PUT those credentials may make): stale at once, for every host.
-            var gone = stop.withLock { failure = error; return info }
-            gone.released = true
-            if let bytes = try? Repository.encodeJSON(gone) { try? bytes.withUnsafeBytes { try backend.write(.lock, name, $0) } }
-        }
-    }
-
-    private var failure: (any Error)?
-    /// Why `release` could not delete the lock object (credentials that may
-    /// not delete, as a DR bucket's), or nil. The object stays, rewritten as
-    /// released (stale for everyone); the next shared lock takes it over.
-    public var releaseFailure: (any Error)? { stop.withLock { failure } }
+    /// Why `release` could not delete the lock object, or nil.
+    public var releaseFailure: (any Error)? { failure.get() }
     /// The lock object, for messages.
     public var object: String { backend.describe(.lock, name) }
+
+    /// `@unchecked Sendable`: `error` is read and written under `lock`.
+    private final class FailureBox: @unchecked Sendable {
+        private let lock = NSLock()
+        private var error: (any Error)?
+        func set(_ e: any Error) { lock.withLock { error = e } }
+        func get() -> (any Error)? { lock.withLock { error } }
+    }
 
     /// Removes stale and unusable locks (or all, with `all`): what was
     /// removed, and the live locks left (as `RepositoryLock.removeLocks`).

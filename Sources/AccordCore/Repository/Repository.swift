@@ -40,6 +40,10 @@ public final class Repository: @unchecked Sendable {
     public let crypto: RepositoryCrypto?
     /// The key file that opened it, when encrypted.
     public let usedKey: KeyID?
+    /// Set while this process's new repository on an object store has no
+    /// snapshot yet (`initialize(backend:)`): its config may still be replaced
+    /// by a racer's, so the first commit checks it (`checkCreation`).
+    var creation: Creation?
 
     /// `backend` nil: the local directory `layout` names.
     init(layout: RepositoryLayout, config: RepositoryConfig, crypto: RepositoryCrypto? = nil, usedKey: KeyID? = nil, backend: (any Backend)? = nil) {
@@ -227,7 +231,12 @@ public final class Repository: @unchecked Sendable {
             bytes = try crypto.sealSnapshot(json: bytes, time: s.time.seconds)
         }
         let id = SnapshotID(hashing: bytes)
+        try checkCreation()
         try bytes.withUnsafeBytes { try backend.write(.snapshot, id.hex, $0) }
+        if creation != nil {
+            try checkCreation(written: id)
+            creation = nil
+        }
         return id
     }
 

@@ -3,6 +3,9 @@ public enum RepositoryError: Error, CustomStringConvertible {
     case notADirectory(String)
     case notARepository(String)
     case alreadyInitialized(String)
+    /// This process created the repository on an object store, and another
+    /// process's config replaced ours before the first snapshot was committed.
+    case createdConcurrently(String)
     case unsupportedVersion(Int, path: String)
     case configCorrupt(String, reason: String)
     case indexCorrupt(String, reason: String)
@@ -33,6 +36,9 @@ public enum RepositoryError: Error, CustomStringConvertible {
             return "\(p) is not an Accord repository (no config file): run `accord init -d \(p)` or pass the right -d"
         case .alreadyInitialized(let p):
             return "\(p) already holds an Accord repository"
+        case .createdConcurrently(let p):
+            return "another process created repository \(p) at the same time (its config replaced the one this backup wrote); "
+                + "nothing was saved and what this backup wrote was removed: run the backup again"
         case .unsupportedVersion(let v, let p):
             return "repository \(p) has format version \(v); this accord reads versions \(RepositoryConfig.readableVersions.lowerBound)-\(RepositoryConfig.readableVersions.upperBound): use a newer accord"
         case .configCorrupt(let p, let r):

@@ -21,15 +21,26 @@ public struct LockInfo: Codable, Sendable {
     /// `/proc/sys/kernel/random/boot_id` when the lock was taken, if known:
     /// after a reboot every lock of this host is stale.
     public var bootID: String?
+    /// `/etc/machine-id` of the machine that took it, if it has one: the
+    /// machine's identity (host names repeat: cloned VMs, containers, pods).
+    /// Only a lock with ours is judged by this machine's boot and processes.
+    public var machineID: String?
     /// True when its holder released it but could not delete it (a lock object
     /// on credentials that may not delete): stale at once, for every host.
     public var released: Bool?
 
     public init(exclusive: Bool, host: String, pid: Int32, username: String, command: String, time: Timestamp,
-                processStart: UInt64? = nil, bootID: String? = nil, released: Bool? = nil) {
+                processStart: UInt64? = nil, bootID: String? = nil, machineID: String? = nil, released: Bool? = nil) {
         self.exclusive = exclusive; self.host = host; self.pid = pid; self.username = username
         self.command = command; self.time = time; self.processStart = processStart; self.bootID = bootID
-        self.released = released
+        self.machineID = machineID; self.released = released
+    }
+
+    /// A lock for this process, taken now.
+    static func ours(exclusive: Bool, command: String) -> LockInfo {
+        LockInfo(exclusive: exclusive, host: Sys.hostname, pid: Sys.processID, username: Sys.userName, command: command,
+                 time: .now(), processStart: LockProcess.startTime(Sys.processID), bootID: LockProcess.bootID,
+                 machineID: LockProcess.machineID)
     }
 
     /// A lock not refreshed for this long is stale even if its host cannot be
@@ -41,14 +52,15 @@ public struct LockInfo: Codable, Sendable {
     public static let maxFileSize = 64 << 10
 
     /// Why the lock is stale (FORMAT.md, "Locks"), or nil while it is live:
-    /// not refreshed in time, dated in the future, or on this host a process
+    /// not refreshed in time, dated in the future, or, taken on this machine
+    /// (its `machineID` is ours: a host name alone proves nothing), a process
     /// that is gone, a pid now used by another process, or a boot since.
     public func staleReason(now: Timestamp = .now()) -> String? {
         if released == true { return "released by its accord, which could not delete it" }
         let age = now.seconds - time.seconds
         if age > Self.staleAfterSeconds { return "not refreshed for \(age / 60) minutes" }
         if -age > Self.staleAfterSeconds { return "dated \(time.short) UTC, \(-age / 60) minutes in the future" }
-        if host == Sys.hostname {
+        if isThisMachine {
             if let b = bootID, let current = LockProcess.bootID, b != current { return "taken before this host last booted" }
             if !Sys.processExists(pid) { return "its process \(pid) is gone" }
             if let s = processStart, let current = LockProcess.startTime(pid), s != current {
@@ -58,12 +70,23 @@ public struct LockInfo: Codable, Sendable {
         return nil
     }
 
-    /// Stale beyond doubt: released (by any host), or of this host and its
-    /// process is gone (or its pid reused, or the host booted since). Not a
-    /// lock stale only by age, whose process may yet wake up and refresh it.
+    /// This machine's `/etc/machine-id`, as a lock records it (nil without one).
+    public static var localMachineID: String? { LockProcess.machineID }
+
+    /// Taken on this machine: same host name and same `/etc/machine-id`. A
+    /// lock without a machine id (older writers, or a machine without the
+    /// file) is never judged by this machine's processes, only by age.
+    var isThisMachine: Bool {
+        guard let m = machineID, let ours = LockProcess.machineID else { return false }
+        return m == ours && host == Sys.hostname
+    }
+
+    /// Stale beyond doubt: released (by any machine), or taken on this
+    /// machine and its process is gone (or its pid reused, or a boot since).
+    /// Not a lock stale only by age, whose process may yet refresh it.
     public var isOrphanedHere: Bool {
         if released == true { return true }
-        guard host == Sys.hostname else { return false }
+        guard isThisMachine else { return false }
         if let b = bootID, let current = LockProcess.bootID, b != current { return true }
         if !Sys.processExists(pid) { return true }
         if let s = processStart, let current = LockProcess.startTime(pid), s != current { return true }
@@ -98,6 +121,18 @@ enum LockProcess {
         return UInt64(String(decoding: fields[fields.startIndex + 19], as: UTF8.self))
     }
 
+    /// `/etc/machine-id` (32 lowercase hex digits), or nil when missing or
+    /// not in that form: then no lock is judged by this machine's processes.
+    static let machineID: String? = {
+        guard let b = readSmallFile("/etc/machine-id", limit: 128) else { return nil }
+        let s = String(decoding: b, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return isMachineID(s) ? s : nil
+    }()
+
+    static func isMachineID(_ s: String) -> Bool {
+        s.utf8.count == 32 && s.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+    }
+
     static let bootID: String? = {
         guard let b = readSmallFile("/proc/sys/kernel/random/boot_id", limit: 128) else { return nil }
         let s = String(decoding: b, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -126,20 +161,19 @@ enum LockProcess {
     }
 }
 
-/// A held lock. Release it with `release()`; a background thread refreshes it.
-///
-/// `@unchecked Sendable`: `released` is read and written under `stop` (an
-/// NSCondition); `info` is set in `init` and from then on changed only by the
-/// refresh thread, started after it.
-public final class RepositoryLock: @unchecked Sendable {
+/// A held lock. Release it with `release()`; a background thread refreshes
+/// it (`LockRefresher`).
+public final class RepositoryLock: Sendable {
     public let path: String
     let layout: RepositoryLayout
-    var info: LockInfo
-    private let stop = NSCondition()
-    private var released = false
+    let info: LockInfo
+    private let refresher: LockRefresher
 
     init(path: String, layout: RepositoryLayout, info: LockInfo) {
         self.path = path; self.layout = layout; self.info = info
+        refresher = LockRefresher(info: info, what: "lock file \(path)") { bytes in
+            try AtomicFile.write(bytes, to: path, tmpDirectory: layout.tmpDirectory)
+        }
     }
 
     /// All locks in the repository, with their file names. `info` is nil when
@@ -172,9 +206,7 @@ public final class RepositoryLock: @unchecked Sendable {
     /// removed (`accord unlock` removes it); a shared lock reports it and goes on.
     public static func acquire(_ layout: RepositoryLayout, exclusive: Bool, command: String,
                                warn: (String) -> Void = { _ in }) throws -> RepositoryLock {
-        let info = LockInfo(exclusive: exclusive, host: Sys.hostname, pid: Sys.processID, username: Sys.userName,
-                            command: command, time: .now(), processStart: LockProcess.startTime(Sys.processID),
-                            bootID: LockProcess.bootID)
+        let info = LockInfo.ours(exclusive: exclusive, command: command)
         let name = hexString(Sys.randomBytes(16))
         let path = layout.lockPath(name)
         try AtomicFile.write(try Repository.encodeJSON(info), to: path, tmpDirectory: layout.tmpDirectory)
@@ -236,31 +268,11 @@ public final class RepositoryLock: @unchecked Sendable {
         }
     }
 
-    private func startRefreshing() {
-        let t = Thread { [weak self] in
-            while let self {
-                self.stop.lock()
-                if self.released { self.stop.unlock(); return }
-                _ = self.stop.wait(until: Date(timeIntervalSinceNow: LockInfo.refreshInterval))
-                let done = self.released
-                self.stop.unlock()
-                if done { return }
-                self.info.time = .now()
-                if let bytes = try? Repository.encodeJSON(self.info) {
-                    try? AtomicFile.write(bytes, to: self.path, tmpDirectory: self.layout.tmpDirectory)
-                }
-            }
-        }
-        t.start()
-    }
+    private func startRefreshing() { refresher.start() }
 
-    /// Removes the lock file.
+    /// Removes the lock file, after a refresh in flight (none follows).
     public func release() {
-        stop.lock()
-        released = true
-        stop.signal()
-        stop.unlock()
-        try? Sys.unlink(path)
+        refresher.release { try? Sys.unlink(path) }
     }
 
     /// Removes stale and unusable locks (or all, with `all`). Returns what was

@@ -62,6 +62,7 @@ extension Repository {
     /// packs were adopted.
     @discardableResult
     public func prepareForWriting() throws -> Int {
+        try checkCreation()
         if !isIndexLoaded { try loadIndex() }
         return try adoptUnindexedPacks()
     }

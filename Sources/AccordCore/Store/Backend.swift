@@ -16,6 +16,8 @@
 ///   from a repository or a socket never reaches a path or a key unchecked.
 /// - A missing object throws `BackendError.notFound`, naming kind, name and
 ///   where it was looked for.
+/// - Sizes: a backend that does not trust its store's sizes (an object store)
+///   may refuse to read an object larger than its kind's `largestObject`.
 /// - Thread safety: every method may be called from many threads at once.
 public protocol Backend: AnyObject, Sendable {
     /// A place to name in messages (a directory, a URL).
@@ -33,6 +35,9 @@ public protocol Backend: AnyObject, Sendable {
     /// read (fewer only at the object's end; 0 at or past it).
     func read(_ kind: ObjectKind, _ name: String, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int
     /// Writes the object whole, replacing one of that name. Durable on return.
+    /// The config is the exception: written once, when the repository is
+    /// created, a backend may refuse to replace it (`alreadyExists`; S3Backend
+    /// asks the server with `If-None-Match: *`).
     func write(_ kind: ObjectKind, _ name: String, _ bytes: UnsafeRawBufferPointer) throws
     /// Removes the object. Durable on return. Missing: `notFound`.
     func delete(_ kind: ObjectKind, _ name: String) throws
@@ -63,6 +68,25 @@ public enum ObjectKind: String, Sendable, CaseIterable {
     /// Kinds whose names are the SHA-256 of their content, in lowercase hex.
     public var isContentNamed: Bool { self == .key || self == .pack || self == .index || self == .snapshot }
 
+    /// The largest object of this kind a reader accepts from a store it does
+    /// not trust for sizes (an object store's HEAD and GET; FORMAT.md, "In a
+    /// bucket"): a config 1 MiB, a key or lock file 64 KiB, a snapshot 16 MiB
+    /// (the sync protocol's bound too), an index file 4 GiB (93 million blob
+    /// entries), a pack the largest `packSize` (1 GiB) plus what a pack may
+    /// pass it by: its last blob (`maxStoredLength`), its header
+    /// (`maxHeaderLength`) and trailer.
+    public var largestObject: Int64 {
+        switch self {
+        case .config: return Repository.maxConfigObject
+        case .key: return Int64(KeyFile.maxFileSize)
+        case .lock: return Int64(LockInfo.maxFileSize)
+        case .snapshot: return 16 << 20
+        case .index: return 4 << 30
+        case .pack:
+            return Int64(RepositoryConfig.packSizes.upperBound) + Int64(PackFormat.maxStoredLength) + Int64(PackFormat.maxHeaderLength) + Int64(PackFormat.trailerSize)
+        }
+    }
+
     /// Refuses a name that is not one of this kind: content-named kinds take
     /// 64 lowercase hex digits, `config` only "config", `lock` 1–128 of
     /// `[A-Za-z0-9._-]` not starting with a dot (so no `..`, `/` or NUL).
@@ -85,6 +109,9 @@ public enum ObjectKind: String, Sendable, CaseIterable {
 public enum BackendError: Error, CustomStringConvertible, Equatable {
     case invalidName(ObjectKind, String)
     case notFound(ObjectKind, String, location: String)
+    /// A write that asked not to replace an object (only the config's, on a
+    /// server that honours `If-None-Match`) met one already there.
+    case alreadyExists(ObjectKind, String, location: String)
 
     public var description: String {
         switch self {
@@ -93,6 +120,7 @@ public enum BackendError: Error, CustomStringConvertible, Equatable {
             return "\"\(shown)\" is not a valid \(k.rawValue) name"
                 + (k.isContentNamed ? " (64 lowercase hex digits)" : k == .config ? " (only \"config\")" : " (1-128 of A-Z a-z 0-9 . _ -, not starting with a dot)")
         case .notFound(let k, let n, let location): return "\(k.rawValue) \(n) is missing from \(location)"
+        case .alreadyExists(let k, let n, let location): return "\(k.rawValue) \(n) already exists in \(location)"
         }
     }
 }

@@ -19,8 +19,18 @@ import Foundation
 /// Directories are 0700, files 0600, written under a temporary name and
 /// renamed (no fsync: a lost file is refetched).
 ///
+/// The place is trusted no more than the content: the base (`DIRECTORY`'s
+/// parent) and `DIRECTORY` must be directories owned by the running user
+/// (euid) and writable by no one else, or the cache is refused (`init`
+/// throws; the command warns and runs without it). `DIRECTORY` and its kind
+/// folders are opened once, never through a symlink, and every later step
+/// (open, list, write, rename, delete) is relative to those descriptors, so
+/// a folder renamed or swapped for a symlink afterwards redirects nothing.
+/// A cache file is opened `O_NOFOLLOW | O_NONBLOCK` and used only if it is a
+/// regular file (a FIFO neither hangs nor stays).
+///
 /// `@unchecked Sendable`: `verified` and `config` are read and written only
-/// under `lock`; the rest is immutable.
+/// under `lock`; the rest is immutable (the descriptors are closed in `deinit`).
 public final class CachedBackend: Backend, @unchecked Sendable {
     public let inner: any Backend
     public let directory: String
@@ -32,23 +42,72 @@ public final class CachedBackend: Backend, @unchecked Sendable {
     /// The config object as read once (a command reads it twice: for the
     /// cache's directory, then to open the repository).
     private var config: [UInt8]?
+    /// `DIRECTORY/index` and `DIRECTORY/snapshots`, open.
+    private let indexFD: Int32, snapshotsFD: Int32
 
-    /// Creates `directory` and its kind folders (0700, made so if they were
-    /// not). `config`, if given, is the config object's bytes just read from `inner`.
+    /// Opens (creating them 0700 if missing) `directory` and its kind folders,
+    /// after checking the base and `directory` are the running user's and
+    /// writable by no one else. `config`, if given, is the config object's
+    /// bytes just read from `inner`.
     public init(inner: any Backend, directory: String, config: [UInt8]? = nil) throws {
         self.inner = inner
         self.directory = directory
         self.config = config
-        try Sys.mkdirs(Array(directory.utf8), mode: 0o700)
-        for sub in [directory, directory + "/index", directory + "/snapshots"] {
-            _ = try Sys.mkdir(sub, mode: 0o700)
-            let st = try Sys.lstat(sub)
-            guard st.mode & 0o170000 == 0o040000 else {
-                throw SystemError(errno: ENOTDIR, operation: "use as the cache directory", path: sub)
-            }
-            if st.mode & 0o7777 != 0o700 { try Sys.chmod(Array(sub.utf8), mode: 0o700) }
+        let slash = directory.utf8.lastIndex(of: UInt8(ascii: "/"))
+        let base = slash.map { String(directory[..<$0]) }.flatMap { $0.isEmpty ? "/" : $0 } ?? "."
+        let leaf = Array(slash.map { directory.utf8[directory.utf8.index(after: $0)...] } ?? directory.utf8[...])
+        guard !leaf.isEmpty, leaf != [0x2e], leaf != [0x2e, 0x2e] else {
+            throw SystemError(errno: EINVAL, operation: "use as the cache directory", path: directory)
+        }
+        try Sys.mkdirs(Array(base.utf8), mode: 0o700)
+        let baseFD = try Sys.openDirectory(in: nil, [], path: Array(base.utf8))
+        defer { Sys.close(baseFD) }
+        try Self.requireOwn(baseFD, base, fixMode: false)
+        let dirFD = try Self.openFolder(in: baseFD, leaf, directory)
+        defer { Sys.close(dirFD) }
+        let index = try Self.openFolder(in: dirFD, Array("index".utf8), directory + "/index")
+        do { snapshotsFD = try Self.openFolder(in: dirFD, Array("snapshots".utf8), directory + "/snapshots") } catch { Sys.close(index); throw error }
+        indexFD = index
+    }
+
+    deinit { Sys.close(indexFD); Sys.close(snapshotsFD) }
+
+    /// Folder `name` of `parent` (made 0700 if missing), opened without
+    /// following a symlink, owned by us and made 0700.
+    private static func openFolder(in parent: Int32, _ name: RawPath, _ path: String) throws -> Int32 {
+        try Sys.mkdir(in: parent, name, mode: 0o700, path: path)
+        let fd = try Sys.openDirectory(in: parent, name, path: Array(path.utf8))
+        do { try requireOwn(fd, path, fixMode: true) } catch { Sys.close(fd); throw error }
+        return fd
+    }
+
+    /// Refuses a directory another user owns, or (`fixMode` false) one that
+    /// others may write; with `fixMode` our own is set to 0700.
+    private static func requireOwn(_ fd: Int32, _ path: String, fixMode: Bool) throws {
+        let st = try Sys.fstat(fd, path: path)
+        guard st.mode & 0o170000 == 0o040000 else {
+            throw SystemError(errno: ENOTDIR, operation: "use as the cache directory", path: path)
+        }
+        guard st.uid == geteuid() else {
+            throw CacheRefused(path: path, why: "it is owned by uid \(st.uid), not by this user (uid \(geteuid()))")
+        }
+        if fixMode {
+            if st.mode & 0o7777 != 0o700 { try Sys.fchmod(fd, mode: 0o700, path: path) }
+        } else if st.mode & 0o022 != 0 {
+            throw CacheRefused(path: path, why: "others may write in it (mode \(String(st.mode & 0o7777, radix: 8)))")
         }
     }
+
+    /// A cache place not safe to use: someone else could redirect what is written or deleted there.
+    public struct CacheRefused: Error, CustomStringConvertible {
+        public let path: String, why: String
+        public var description: String {
+            "\(path) is not safe for a cache: \(why); use a directory of this user's that only it can write (\(CachedBackend.variableHint))"
+        }
+    }
+
+    /// How the command layer lets a user choose the place (for messages).
+    static let variableHint = "$ACCORD_CACHE_DIR, $XDG_CACHE_HOME or $HOME/.cache; or --no-cache"
 
     public var location: String { inner.location }
     public func describe(_ kind: ObjectKind, _ name: String) -> String { inner.describe(kind, name) }
@@ -60,14 +119,19 @@ public final class CachedBackend: Backend, @unchecked Sendable {
         directory + (kind == .index ? "/index/" : "/snapshots/") + name
     }
 
+    private func folder(_ kind: ObjectKind) -> Int32 { kind == .index ? indexFD : snapshotsFD }
+
     public func list(_ kind: ObjectKind) throws -> [String] {
         let names = try inner.list(kind)
         guard Self.isCached(kind) else { return names }
-        let listed = Set(names), folder = directory + (kind == .index ? "/index" : "/snapshots")
-        for entry in (try? Sys.listDirectory(folder)) ?? [] where !listed.contains(entry) {
+        let listed = Set(names), fd = folder(kind), shown = directory + (kind == .index ? "/index/" : "/snapshots/")
+        for raw in (try? Sys.listDirectory(fd: fd, path: Array(shown.utf8))) ?? [] {
+            let name = String(validating: raw, as: UTF8.self)
+            if let name, listed.contains(name) { continue }
             // Another process's temporary file is left alone until it is an hour old.
-            if entry.hasPrefix(".tmp-"), let st = try? Sys.lstat(folder + "/" + entry), Int64(Date().timeIntervalSince1970) - st.mtimeSec < 3600 { continue }
-            forget(kind, entry)
+            if raw.starts(with: Array(".tmp-".utf8)), let st = try? Sys.lstat(in: fd, raw, path: raw), Int64(Date().timeIntervalSince1970) - st.mtimeSec < 3600 { continue }
+            if let name { _ = lock.withLock { verified.remove(kind.rawValue + "/" + name) } }
+            try? Sys.unlink(in: fd, raw, path: shown + String(decoding: raw, as: UTF8.self))
         }
         return names
     }
@@ -143,29 +207,30 @@ public final class CachedBackend: Backend, @unchecked Sendable {
     /// (disk full, directory deleted) leaves no file and is not an error.
     private func store(_ kind: ObjectKind, _ name: String, _ bytes: UnsafeRawBufferPointer) {
         guard Int64(bytes.count) <= Self.maxCachedObject else { return }
-        let final = path(kind, name)
-        let tmp = directory + (kind == .index ? "/index/" : "/snapshots/") + ".tmp-" + Sys.randomBytes(8).map { String(format: "%02x", $0) }.joined()
-        guard let fd = try? Sys.open(tmp, Sys.O_WRONLY | Sys.O_CREAT | Sys.O_EXCL | Sys.O_NOFOLLOW, mode: 0o600) else { return }
+        let dir = folder(kind)
+        let tmp = Array((".tmp-" + Sys.randomBytes(8).map { String(format: "%02x", $0) }.joined()).utf8)
+        guard let fd = try? Sys.open(beneath: dir, tmp, Sys.O_WRONLY | Sys.O_CREAT | Sys.O_EXCL | Sys.O_NOFOLLOW, mode: 0o600, path: path(kind, ".tmp")) else { return }
         let written = (try? Sys.writeAll(fd, bytes)) != nil
         Sys.close(fd)
-        if written, (try? Sys.rename(tmp, final)) != nil {
+        if written, (try? Sys.rename(in: dir, tmp, to: dir, Array(name.utf8), path: path(kind, name))) != nil {
             _ = lock.withLock { verified.insert(kind.rawValue + "/" + name) }
         } else {
-            try? Sys.unlink(tmp)
+            try? Sys.unlink(in: dir, tmp, path: path(kind, ".tmp"))
         }
     }
 
     /// Deletes a cache file (missing is fine) and forgets it was verified.
     private func forget(_ kind: ObjectKind, _ name: String) {
         _ = lock.withLock { verified.remove(kind.rawValue + "/" + name) }
-        try? Sys.unlink(path(kind, name))
+        try? Sys.unlink(in: folder(kind), Array(name.utf8), path: path(kind, name))
     }
 
     /// An open descriptor of the cache file, hashed first unless this process
     /// already did; nil if there is none or it was not what its name says
     /// (then it is deleted). Not a regular file, or too big: deleted too.
     private func openVerified(_ kind: ObjectKind, _ name: String) -> Int32? {
-        guard let fd = try? Sys.open(path(kind, name), Sys.O_RDONLY | Sys.O_NOFOLLOW) else { return nil }
+        // O_NONBLOCK: a FIFO put there must not hang the open (it is deleted below).
+        guard let fd = try? Sys.open(beneath: folder(kind), Array(name.utf8), Sys.O_RDONLY | Sys.O_NOFOLLOW | O_NONBLOCK, path: path(kind, name)) else { return nil }
         let key = kind.rawValue + "/" + name
         if lock.withLock({ verified.contains(key) }) { return fd }
         if let st = try? Sys.fstat(fd), st.mode & 0o170000 == 0o100000, Int64(st.size) <= Self.maxCachedObject,

@@ -63,6 +63,8 @@ extension Repository {
         let id = IndexID(hashing: bytes)
         try bytes.withUnsafeBytes { try backend.write(.index, id.hex, $0) }
         indexFiles.append(id)
+        creation?.packs += file.packs.map(\.id)
+        creation?.indexes.append(id)
         return id
     }
 
