@@ -108,12 +108,12 @@ fi
 # The binary a tool named accord* runs.
 accord_bin() { if [ "$1" = accord-before ]; then echo "$ACCORD_BEFORE"; else echo "$ACCORD"; fi; }
 # accord_run TOOL args...: the tool's binary with its key environment (encrypted
-# tools read ACCORD_PWF; accord-plain and accord-before run with no key configured).
+# tools, accord-before among them as the usage says, read ACCORD_PWF; accord-plain runs with no key configured).
 # accord_cmd TOOL sets AC to that command (for /usr/bin/time, which cannot run a function).
 accord_cmd() {
     local base=${1%%+*}
     case "$base" in
-        accord|accord-max) AC=(env ACCORD_PASSWORD_FILE="$ACCORD_PWF" "$(accord_bin "$base")") ;;
+        accord|accord-max|accord-before) AC=(env ACCORD_PASSWORD_FILE="$ACCORD_PWF" "$(accord_bin "$base")") ;;
         *)                 AC=(env -u ACCORD_PASSWORD_FILE "$(accord_bin "$base")") ;;
     esac
 }
