@@ -16,7 +16,7 @@ class CorruptionMatrixTestCase: AccordTestCase {
         var tree: SourceTree
         var s1: String, s2: String
         var l1: TreeListing, l2: TreeListing
-        /// A pack holding only data blobs that S2 added (the rewritten random file).
+        /// A pack holding only data blobs that S2 added (its new random file).
         var s2OnlyPack: PackID
         var s2OnlyFile: String
         var s2OnlyBlob: BlobID
@@ -48,7 +48,7 @@ class CorruptionMatrixTestCase: AccordTestCase {
 
     func makeBase() throws -> Base {
         if let b = Self.base { return b }
-        // The tests delete or damage the pack of S2's rewritten random file and expect
+        // The tests delete or damage the pack of S2's new random file and expect
         // that file alone to be lost. Two compressor threads fill the packs, so now and
         // then the rewritten text file's blob lands in the same pack (valid, but not the
         // setup the tests describe): then the base is built again.
@@ -72,7 +72,12 @@ class CorruptionMatrixTestCase: AccordTestCase {
         let b1 = try backup([tree.root], repository: baseRepo, extra: ["--threads", "1"])
         let l1 = try tree.listing()
         let s1Index = try XCTUnwrap(indexNames(baseRepo).first)
-        try Files.write(tree.randomFiles[0], rng.bytes(150_000))
+        // S2's own random file is a new path, not a rewrite of one S1 has: a
+        // rewritten file's chunk is first tried as a delta on its old version
+        // (reading that, scanning it), which delays it behind the manifest
+        // blob, and both then share a pack every time.
+        let s2File = tree.root + "/s2-random.bin"
+        try Files.write(s2File, rng.bytes(150_000))
         try Files.write(tree.textFiles[0], rng.text(30_000))
         let b2 = try backup([tree.root], repository: baseRepo, extra: ["--threads", "1"])
         let l2 = try tree.listing()
@@ -84,21 +89,21 @@ class CorruptionMatrixTestCase: AccordTestCase {
         var s2Only = Set<BlobID>()
         for e in entries2 { s2Only.formUnion(e.blobs) }
         s2Only.subtract(blobs1)
-        // The pack of the rewritten random file's first blob must hold nothing else S1 or a manifest needs.
-        let fileEntry = try XCTUnwrap(entries2.first { $0.path.displayPath == tree.randomFiles[0] })
+        // The pack of the new random file's first blob must hold nothing else S1 or a manifest needs.
+        let fileEntry = try XCTUnwrap(entries2.first { $0.path.displayPath == s2File })
         let blob = try XCTUnwrap(fileEntry.blobs.first)
         let loc = try XCTUnwrap(r.index.lookup(blob))
         let pack = r.index.pack(of: loc)
         let packBlobs = try PackReader.readHeader(path: packPath(pack, baseRepo))
         XCTAssertTrue(packBlobs.allSatisfy { $0.type == .data && s2Only.contains($0.id) },
-                      "test setup: the pack of \(tree.randomFiles[0]) also holds blobs S1 or a manifest needs")
+                      "test setup: the pack of \(s2File) also holds blobs S1 or a manifest needs")
         let manifest2 = try r.loadSnapshot(id2).manifestIDs
         XCTAssertEqual(manifest2.count, 1, "test setup: S2's manifest should be one blob")
         let m = try XCTUnwrap(manifest2.first)
         XCTAssertFalse(try r.loadSnapshot(id1).manifestIDs.contains(m))
         let mloc = try XCTUnwrap(r.index.lookup(m))
         let b = Base(dir: dir, repo: baseRepo, tree: tree, s1: b1.id, s2: b2.id, l1: l1, l2: l2,
-                     s2OnlyPack: pack, s2OnlyFile: tree.randomFiles[0], s2OnlyBlob: blob, s2OnlyLocation: (loc.offset, loc.storedLength),
+                     s2OnlyPack: pack, s2OnlyFile: s2File, s2OnlyBlob: blob, s2OnlyLocation: (loc.offset, loc.storedLength),
                      s2Manifest: m, s2ManifestPack: r.index.pack(of: mloc), s2ManifestLocation: (mloc.offset, mloc.storedLength),
                      s1Index: s1Index)
         return b

@@ -11,7 +11,7 @@ final class PruneOnDamageTests: CorruptionMatrixTestCase {
     /// copy that exists (or refuse), never delete the last good copy.
     func testPruneNeverDeletesTheLastGoodCopyOfABlobWhosePackIsMissing() throws {
         let b = try freshCopy()
-        // A second pack holding S2's rewritten file again (as a concurrent backup could write it),
+        // A second pack holding S2's new random file again (as a concurrent backup could write it),
         // made so that its id sorts after the original pack's.
         let original = try Files.read(packPath(b.s2OnlyPack))
         let entry = try XCTUnwrap(try PackReader.readHeader(path: packPath(b.s2OnlyPack)).first { $0.id == b.s2OnlyBlob })

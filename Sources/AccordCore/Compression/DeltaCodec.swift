@@ -13,10 +13,14 @@ import Foundation
 /// are at most 258 bytes long, so even a preset dictionary leaves ~90).
 public enum DeltaCodec {
     /// Blobs larger than this (base or target) are never delta-encoded:
-    /// the encoder's table and the base are held in memory per thread.
-    public static let maxLength = 64 << 10
+    /// the base and the encoder's table are held in memory per thread. The
+    /// largest chunk any profile cuts (a tree file's, 8 MiB).
+    public static let maxLength = ChunkerProfile.tree.max
     /// Shortest copy the encoder emits (a copy op costs 3-5 bytes).
     static let minMatch = 8
+    /// Most bits of the encoder's table (4 MiB of positions): a larger base
+    /// has only every `stride`-th position in it (below).
+    static let maxTableBits = 20
 
     /// Encodes `target` against `base`; returns the program (without the
     /// base id), or nil when it would not be shorter than `limit` bytes.
@@ -29,17 +33,22 @@ public enum DeltaCodec {
             w.raw(UnsafeRawBufferPointer(target))
             return w.bytes.count < limit ? w.bytes : nil
         }
-        // Positions of the base's 8-byte windows, by hash (later positions win).
+        // Positions of the base's 8-byte windows, by hash (earlier positions
+        // win). A base of up to 512 KiB has every position in the table; a
+        // larger one every `stride`-th (2 for 1 MiB, 16 for 8 MiB), so the
+        // table stays at 4 MiB: every target position is still looked up, so
+        // a common run of minMatch + stride - 1 bytes or more is always found.
         var bits = 4
-        while (1 << bits) < b.count * 2 { bits += 1 }
+        while (1 << bits) < b.count * 2 && bits < maxTableBits { bits += 1 }
+        let stride = max(1, (b.count * 2 + (1 << bits) - 1) >> bits)
         let mask = (1 << bits) - 1
         var table = [Int32](repeating: -1, count: 1 << bits)
         @inline(__always) func key(_ p: UnsafeBufferPointer<UInt8>, _ i: Int) -> Int {
             let v = UnsafeRawPointer(p.baseAddress! + i).loadUnaligned(as: UInt64.self)
             return Int(truncatingIfNeeded: (v &* 0x9E37_79B9_7F4A_7C15) >> UInt64(64 - bits)) & mask
         }
-        var j = b.count - minMatch
-        while j >= 0 { table[key(b, j)] = Int32(j); j -= 1 }
+        var j = (b.count - minMatch) / stride * stride
+        while j >= 0 { table[key(b, j)] = Int32(j); j -= stride }
 
         var literalStart = 0   // start of the pending insert
         var i = 0
@@ -57,7 +66,14 @@ public enum DeltaCodec {
                 let cand = Int(table[key(t, i)])
                 if cand >= 0 && memcmp(b.baseAddress! + cand, t.baseAddress! + i, minMatch) == 0 { from = cand }
             }
-            guard from >= 0 else { i += 1; continue }
+            guard from >= 0 else {
+                i += 1
+                // The pending insert alone already costs the limit: give up (a
+                // later copy could only take back bytes this scan found no match
+                // for; a rewritten chunk is not scanned to its end).
+                if i - literalStart + w.bytes.count >= limit { return nil }
+                continue
+            }
             // Extend forward, then backward over the pending literals.
             var n = minMatch
             while i + n < t.count && from + n < b.count && t[i + n] == b[from + n] { n += 1 }

@@ -35,10 +35,21 @@ public final class Backup: @unchecked Sendable {
         /// The parent snapshot's entry for this path when it keeps a chunk
         /// list: the new list is stored as a delta on it.
         var listParent: ManifestEntry?
+        /// The content ids of the parent snapshot's entry for this path (a
+        /// file or stream) when this one is read again: its new chunks may
+        /// be stored as deltas on them (`ChunkAcceptor`). Empty without one.
+        var deltaParent: [BlobID] = []
         /// A regular file of more than one link: a later hard link may name it
         /// (`ManifestWriter.append`'s `mayBeLinked`).
         var mayBeLinked = false
         init(entry: ManifestEntry? = nil, done: Bool = false) { self.entry = entry; self.done = done }
+
+        /// Takes what this slot needs of the parent's entry for its path.
+        func setParent(_ old: ManifestEntry?) {
+            guard let old else { return }
+            listParent = old.list == nil ? nil : old
+            if old.kind == .file || old.kind == .stream { deltaParent = old.blobs }
+        }
     }
 
     enum Job {

@@ -101,24 +101,18 @@ extension Backup {
             try emitAncestors(of: root.path)
             if let c = root.command {
                 let slot = Slot()
-                slot.listParent = listParent(root.path)
+                slot.setParent(parentCursor?.find(root.path, onError: options.onWarning))
                 guard slots.push(slot) else { return }
                 guard jobs.push(.command(slot, c)) else { return }
             } else if let f = root.inline {
                 let slot = Slot()
-                slot.listParent = listParent(root.path)
+                slot.setParent(parentCursor?.find(root.path, onError: options.onWarning))
                 guard slots.push(slot) else { return }
                 guard jobs.push(.inline(slot, f)) else { return }
             } else {
                 try visitRoot(root.path)
             }
         }
-    }
-
-    /// The parent's entry for `path` if its content is a chunk list (walker thread).
-    func listParent(_ path: RawPath) -> ManifestEntry? {
-        guard let old = parentCursor?.find(path, onError: options.onWarning), old.list != nil else { return nil }
-        return old
     }
 
     /// Directory entries for the parents of a root ("/", "/opt", …), once each.
@@ -265,7 +259,7 @@ extension Backup {
         }
         let slot = Slot(entry: e)
         slot.mayBeLinked = st.nlink > 1
-        slot.listParent = old?.list == nil ? nil : old
+        slot.setParent(old)
         guard slots.push(slot) else { return }
         let profile = Self.matches(options.dumpFiles, path) ? options.dumpProfile : options.treeProfile
         _ = jobs.push(.file(slot, path, st, profile))

@@ -16,8 +16,8 @@ import AccordRuntime
 /// joining the compressors.
 public final class BlobSink: @unchecked Sendable {
     /// `base`: a blob the data probably resembles (the chunk it replaced in
-    /// the parent's version of the stream); the compressor stores the data
-    /// as a delta on it when that is smaller.
+    /// the parent snapshot's version of the file or stream); the compressor
+    /// stores the data as a delta on it when that is smaller.
     struct Job { var id: BlobID; var type: BlobType; var data: [UInt8]; var base: BlobID? = nil }
 
     /// Small blobs of one thread, handed to the compressors together: one
@@ -83,10 +83,11 @@ public final class BlobSink: @unchecked Sendable {
 
     /// Stores a blob unless it is known. Returns true if it was new. Blocks
     /// while the compression queue is full; throws if the sink has failed.
+    /// `base`, if given, is a blob this one may be stored as a delta on.
     @discardableResult
-    public func store(_ id: BlobID, type: BlobType, data: UnsafeRawBufferPointer) throws -> Bool {
+    public func store(_ id: BlobID, type: BlobType, data: UnsafeRawBufferPointer, base: BlobID? = nil) throws -> Bool {
         guard try claim(id) else { return false }
-        if !queue.push([Job(id: id, type: type, data: Array(data))], cost: data.count) {
+        if !queue.push([Job(id: id, type: type, data: Array(data), base: deltas ? base : nil)], cost: data.count) {
             throw failure.value ?? CancellationError()
         }
         return true
@@ -105,7 +106,7 @@ public final class BlobSink: @unchecked Sendable {
     /// `base`, if given, is a blob this one may be stored as a delta on.
     @discardableResult
     public func store(_ id: BlobID, type: BlobType, data: UnsafeRawBufferPointer, batch: Batch, base: BlobID? = nil) throws -> Bool {
-        if data.count >= Batch.maxBlob { return try store(id, type: type, data: data) }
+        if data.count >= Batch.maxBlob { return try store(id, type: type, data: data, base: base) }
         guard try claim(id) else { return false }
         batch.jobs.append(Job(id: id, type: type, data: Array(data), base: deltas ? base : nil))
         batch.bytes += data.count

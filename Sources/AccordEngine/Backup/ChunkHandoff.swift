@@ -4,15 +4,15 @@ import AccordRuntime
 import class AccordRuntime.Progress // over Foundation.Progress
 
 /// What a backup does with each chunk of one source, in stream order: hash
-/// it, store it unless known (a new chunk of a stream with a parent list may
-/// become a delta on the parent's chunk it most likely replaced), and record
-/// its id.
+/// it, store it unless known (a new chunk of a file or stream the parent
+/// snapshot has may become a delta on the parent's chunk it most likely
+/// replaced), and record its id.
 struct ChunkAcceptor {
     let sink: BlobSink
     let batch: BlobSink.Batch
     let slot: Backup.Slot
     let progress: Progress?
-    /// The parent entry's chunk list, when deltas may be tried.
+    /// The parent entry's content ids, when deltas may be tried.
     let parentIDs: [BlobID]
     /// Where each parent chunk sits, keyed by the ids' first 8 bytes (16
     /// bytes an entry, not 40): a collision would only pick a worse base, and
@@ -27,7 +27,7 @@ struct ChunkAcceptor {
         self.batch = batch
         self.slot = slot
         self.progress = progress
-        parentIDs = sink.deltas ? slot.listParent?.blobs ?? [] : []
+        parentIDs = sink.deltas ? slot.deltaParent : []
         var positions: [UInt64: Int32] = [:]
         positions.reserveCapacity(parentIDs.count)
         for (i, id) in parentIDs.enumerated().reversed() { positions[id.w0] = Int32(i) }

@@ -35,6 +35,45 @@ final class DeltaCodecTests: XCTestCase {
         XCTAssertEqual(asked, [baseID], "the decoder must ask for the base the stored bytes name")
     }
 
+    /// FORMAT.md's second example ("Delta blobs"): the encoder's own program
+    /// for a one-line edit of a small file, byte for byte.
+    func testTheFormatDocumentsFileExampleIsWhatTheEncoderWrites() throws {
+        let base = Array("let a = 1\nlet b = 2\nlet c = 3\n".utf8)
+        let target = Array("let a = 1\nlet b = 42\nlet c = 3\n".utf8)
+        XCTAssertEqual(base.count, 30)
+        XCTAssertEqual(target.count, 31)
+        let program = try XCTUnwrap(encode(base, target))
+        XCTAssertEqual(program, [0x24, 0x00, 0x03, 0x34, 0x18, 0x12])
+        XCTAssertEqual(try apply(program, base: base, rawLength: 31), target)
+        // The writer's limit is the whole stored form less the 32-byte base id:
+        // this 31-byte blob (stored raw) never becomes a delta.
+        XCTAssertNil(encode(base, target, limit: 31 - 32))
+    }
+
+    /// Tree chunks (up to 8 MiB) as bases: past 512 KiB the table holds every
+    /// `stride`-th position, and an insert or an edit still costs about its bytes.
+    func testLargeChunksAsBasesCostAboutTheirEdits() throws {
+        var rng = SeededRandom(seed: 0x1A46E)
+        for size in [1 << 20, 3 << 20, DeltaCodec.maxLength - (8 << 10)] {
+            var base: [UInt8] = []
+            base.reserveCapacity(size + 64)
+            while base.count < size { base += Array("\(rng.below(1 << 30)),2026-\(1 + rng.below(12)),\(rng.below(100_000)).\(rng.below(100))\n".utf8) }
+            base = Array(base.prefix(size))
+            var target = base
+            let inserted = rng.bytes(4096)
+            target.insert(contentsOf: inserted, at: size / 2)
+            let edit = size / 5
+            target.replaceSubrange(edit..<edit + 20, with: rng.bytes(20))
+            target.removeSubrange(size - size / 7..<size - size / 7 + 300)
+            let program = try XCTUnwrap(encode(base, target, limit: target.count), "no program for a \(size)-byte base")
+            XCTAssertEqual(try apply(program, base: base, rawLength: target.count), target, "\(size): the program does not rebuild the target")
+            XCTAssertLessThan(program.count, 4096 + 20 + 200, "\(size): 4 KiB inserted and two small edits cost \(program.count) bytes")
+        }
+        // A chunk rewritten (no common run) is given up before the end of the scan: nil.
+        let base = rng.bytes(1 << 20), rewritten = rng.bytes(1 << 20)
+        XCTAssertNil(encode(base, rewritten, limit: rewritten.count - 32))
+    }
+
     func testEditedDataRoundTripsAndCostsLittle() throws {
         var rng = SeededRandom(seed: 0xDE17A)
         for round in 0..<300 {
