@@ -1,6 +1,7 @@
 import AccordCore
 import CCurl
 import Foundation
+import Synchronization
 
 /// How often and how long a failed request is tried again: 5xx, 429 and
 /// SlowDown answers and broken connections, with exponential backoff and
@@ -65,13 +66,7 @@ final class S3Client: @unchecked Sendable {
     /// Requests and retries of every client in this process: what a command cost,
     /// its probes (is the prefix vacant? which cache?) included.
     static var processStatistics: (requests: Int, retries: Int) { processCounts.withLock { $0 } }
-    private static let processCounts = LockedCounts()
-
-    final class LockedCounts: @unchecked Sendable {   // guarded by `lock`
-        private let lock = NSLock()
-        private var value = (0, 0)
-        func withLock<T>(_ body: (inout (Int, Int)) -> T) -> T { lock.withLock { body(&value) } }
-    }
+    private static let processCounts = Mutex((requests: 0, retries: 0))
 
     func interruptNextUpload(afterBytes n: Int) { poolLock.withLock { uploadFault = n } }
 
@@ -98,7 +93,7 @@ final class S3Client: @unchecked Sendable {
             let x = Exchange(body: body, upload: upload)
             poolLock.withLock {
                 counts.requests += 1; if attempt > 0 { counts.retries += 1 }
-                Self.processCounts.withLock { $0.0 += 1; if attempt > 0 { $0.1 += 1 } }
+                Self.processCounts.withLock { $0.requests += 1; if attempt > 0 { $0.retries += 1 } }
                 if upload != nil { x.abortAfter = uploadFault; uploadFault = nil }
             }
             let code = try once(method, url: url, headers: extra + checksum + ["x-amz-content-sha256: " + payloadHash], x)

@@ -56,7 +56,7 @@ public enum Frame: Equatable, Sendable {
     /// manifest blobs (~72 bytes each as written: 16 MiB holds ~230,000 of them,
     /// a manifest stream of ~3.7 GB, tens of millions of files) and the paths
     /// a backup could not read; real ones are a few KiB to a few MiB.
-    public static let maxSnapshotLength = 16 << 20
+    public static let maxSnapshotLength = Snapshot.maxFileSize
     /// Largest `config` in hello/helloOK (real ones are ~300 bytes) and `error` message.
     public static let maxSmallPayload = 64 << 10
 

@@ -63,7 +63,7 @@ extension RepositoryOptions {
     func cachedS3Backend() throws -> any Backend {
         let s3 = try s3Backend()
         guard let base = cacheBase else { return s3 }
-        guard let size = try? s3.size(.config, "config"), size <= 1 << 20, let bytes = try? s3.read(.config, "config"),
+        guard let bytes = try? s3.read(.config, "config", upTo: Int(ObjectKind.config.largestObject)), bytes.count <= ObjectKind.config.largestObject,
               let config = try? RepositoryConfig.decode(bytes, repository: s3.location, configPath: s3.describe(.config, "config"))
         else { return s3 }
         do { return try CachedBackend(inner: s3, directory: base + "/" + config.id, config: bytes) } catch {

@@ -56,9 +56,8 @@ public final class ObjectLock: HeldLock, Sendable {
 
     /// One lock object, read and decoded as `list` does.
     static func read(_ backend: any Backend, _ name: String) throws -> Listed {
-        let size = try backend.size(.lock, name)
-        guard size <= Int64(LockInfo.maxFileSize) else { return (name, nil, "it holds \(size) bytes, more than a lock's \(LockInfo.maxFileSize)") }
-        let bytes = try backend.read(.lock, name)
+        let bytes = try backend.read(.lock, name, upTo: LockInfo.maxFileSize)
+        guard bytes.count <= LockInfo.maxFileSize else { return (name, nil, "it holds more than a lock's \(LockInfo.maxFileSize) bytes") }
         guard let info = try? JSONDecoder().decode(LockInfo.self, from: Data(bytes)) else { return (name, nil, "it is not lock JSON") }
         if let p = info.problem() { return (name, nil, p) }
         return (name, info, nil)
@@ -104,7 +103,7 @@ public final class ObjectLock: HeldLock, Sendable {
             try? backend.delete(.lock, name)
             throw error
         }
-        if orphan != nil, (try? backend.size(.lock, name)) != Int64(bytes.count) || (try? backend.read(.lock, name)) != bytes {
+        if orphan != nil, (try? backend.read(.lock, name, upTo: LockInfo.maxFileSize)) != bytes {
             // Another accord took the same object over: it is theirs now, not ours to delete.
             return try acquire(backend, exclusive: exclusive, command: command, takeOver: false, warn: warn)
         }

@@ -9,6 +9,8 @@ public enum RepositoryError: Error, CustomStringConvertible {
     case unsupportedVersion(Int, path: String)
     case configCorrupt(String, reason: String)
     case indexCorrupt(String, reason: String)
+    /// An index file to write would pass `IndexFile.maxFileSize` (its size, its packs).
+    case indexTooLarge(bytes: Int, packs: Int)
     case snapshotCorrupt(String, reason: String)
     case snapshotNotFound(String, repository: String)
     case snapshotAmbiguous(String, matches: Int)
@@ -45,6 +47,8 @@ public enum RepositoryError: Error, CustomStringConvertible {
             return "repository config \(p) is unreadable (\(r)): restore it from a copy; without it the repository cannot be read"
         case .indexCorrupt(let p, let r):
             return "index file \(p) is corrupt (\(r)): run `accord repair index`"
+        case .indexTooLarge(let n, let packs):
+            return "an index file for \(packs) packs would be \(n) bytes, more than an index file may be (\(IndexFile.maxFileSize)): nothing was written; back up fewer files per run"
         case .snapshotCorrupt(let p, let r):
             return "snapshot file \(p) is corrupt (\(r)): run `accord check`"
         case .snapshotNotFound(let s, let repo):

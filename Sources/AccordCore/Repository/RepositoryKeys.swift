@@ -78,14 +78,10 @@ extension Repository {
         for name in try backend.list(.key) {
             guard let id = KeyID(hex: name) else { continue }
             do {
-                // One read of at most a key file and a byte, no HEAD first: the bound holds
-                // on the bytes that come, whatever a size said (review 23 W2).
-                var bytes = [UInt8](repeating: 0, count: KeyFile.maxFileSize + 1)
-                let n = try bytes.withUnsafeMutableBytes { try backend.read(.key, name, at: 0, into: $0) }
-                guard n <= KeyFile.maxFileSize else {
+                let bytes = try backend.read(.key, name, upTo: KeyFile.maxFileSize)
+                guard bytes.count <= KeyFile.maxFileSize else {
                     throw KeyError.unreadable(name, "it is larger than a key file can be (\(KeyFile.maxFileSize) bytes)")
                 }
-                bytes.removeSubrange(n...)
                 guard KeyID(hashing: bytes) == id else { throw KeyError.unreadable(name, "its content does not match its name") }
                 out.append((id, try KeyFile.decode(bytes, name: backend.describe(.key, name))))
             } catch { onError(name, error) }

@@ -96,13 +96,13 @@ extension Repository {
         return try opened(layout: layout, config: config, backend: backend, key: key, withoutKey: withoutKey)
     }
 
-    /// The config object's bytes, its size checked before it is read.
+    /// The config object's bytes, refused when larger than a config can be.
     static func readConfigObject(_ backend: any Backend) throws -> [UInt8] {
-        let size = try backend.size(.config, "config")
-        guard size <= maxConfigObject else {
-            throw RepositoryError.configCorrupt(backend.describe(.config, "config"), reason: "it holds \(size) bytes, more than a config can (\(maxConfigObject))")
+        let bytes = try backend.read(.config, "config", upTo: Int(maxConfigObject))
+        guard bytes.count <= maxConfigObject else {
+            throw RepositoryError.configCorrupt(backend.describe(.config, "config"), reason: "it holds more than a config can (\(maxConfigObject) bytes)")
         }
-        return try backend.read(.config, "config")
+        return bytes
     }
 
     /// Fails with a clear message when this repository is not a local directory

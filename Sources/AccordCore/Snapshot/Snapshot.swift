@@ -6,6 +6,9 @@ import Foundation
 /// pack and a durable index file (FORMAT.md, "Snapshots").
 public struct Snapshot: Codable, Sendable {
     public static let currentVersion = 1
+    /// The largest snapshot file a reader accepts (a sync `snapshot` frame's
+    /// bound, `Frame.maxSnapshotLength`, and a bucket's, `ObjectKind.largestObject`).
+    public static let maxFileSize = 16 << 20
 
     public var version: Int
     public var time: Timestamp

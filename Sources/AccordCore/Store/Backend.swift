@@ -48,6 +48,17 @@ public protocol Backend: AnyObject, Sendable {
 
 extension Backend {
     public func removeTemporaryFiles(olderThan age: Int64) {}
+
+    /// A small object whole, in one read of at most `limit + 1` bytes and no
+    /// size asked first, so the bound holds on the bytes that come, whatever a
+    /// server's HEAD or a sparse file would say. `limit + 1` bytes back means
+    /// the object is larger than `limit`: the caller refuses it, naming it.
+    public func read(_ kind: ObjectKind, _ name: String, upTo limit: Int) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: limit + 1)
+        let n = try bytes.withUnsafeMutableBytes { try read(kind, name, at: 0, into: $0) }
+        bytes.removeSubrange(n...)
+        return bytes
+    }
 }
 
 /// The kinds of object in a repository.
@@ -80,8 +91,8 @@ public enum ObjectKind: String, Sendable, CaseIterable {
         case .config: return Repository.maxConfigObject
         case .key: return Int64(KeyFile.maxFileSize)
         case .lock: return Int64(LockInfo.maxFileSize)
-        case .snapshot: return 16 << 20
-        case .index: return 4 << 30
+        case .snapshot: return Int64(Snapshot.maxFileSize)
+        case .index: return Int64(IndexFile.maxFileSize)
         case .pack:
             return Int64(RepositoryConfig.packSizes.upperBound) + Int64(PackFormat.maxStoredLength) + Int64(PackFormat.maxHeaderLength) + Int64(PackFormat.trailerSize)
         }

@@ -169,13 +169,18 @@ public final class CachedBackend: Backend, @unchecked Sendable {
     }
 
     public func read(_ kind: ObjectKind, _ name: String, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        guard Self.isCached(kind), offset >= 0, buffer.count > 0 else { return try inner.read(kind, name, at: offset, into: buffer) }
-        try kind.validate(name)
-        if let fd = openVerified(kind, name) {
-            defer { Sys.close(fd) }
-            if let n = try? Sys.preadFully(fd, buffer.baseAddress!, buffer.count, offset) { return n }
+        let bytes: [UInt8]
+        if kind == .config, offset >= 0, buffer.count > 0, let c = lock.withLock({ config }) {
+            bytes = c   // read once already (`read(_:_:upTo:)` of the config comes here)
+        } else {
+            guard Self.isCached(kind), offset >= 0, buffer.count > 0 else { return try inner.read(kind, name, at: offset, into: buffer) }
+            try kind.validate(name)
+            if let fd = openVerified(kind, name) {
+                defer { Sys.close(fd) }
+                if let n = try? Sys.preadFully(fd, buffer.baseAddress!, buffer.count, offset) { return n }
+            }
+            bytes = try fetch(kind, name)
         }
-        let bytes = try fetch(kind, name)
         guard offset < Int64(bytes.count) else { return 0 }
         let n = min(buffer.count, bytes.count - Int(offset))
         bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + Int(offset), byteCount: n) }
@@ -208,7 +213,7 @@ public final class CachedBackend: Backend, @unchecked Sendable {
     private func store(_ kind: ObjectKind, _ name: String, _ bytes: UnsafeRawBufferPointer) {
         guard Int64(bytes.count) <= Self.maxCachedObject else { return }
         let dir = folder(kind)
-        let tmp = Array((".tmp-" + Sys.randomBytes(8).map { String(format: "%02x", $0) }.joined()).utf8)
+        let tmp = Array((".tmp-" + hexString(Sys.randomBytes(8))).utf8)
         guard let fd = try? Sys.open(beneath: dir, tmp, Sys.O_WRONLY | Sys.O_CREAT | Sys.O_EXCL | Sys.O_NOFOLLOW, mode: 0o600, path: path(kind, ".tmp")) else { return }
         let written = (try? Sys.writeAll(fd, bytes)) != nil
         Sys.close(fd)

@@ -17,6 +17,9 @@ extension Repository {
         return sink.file
     }
 
+    /// The most blobs `loadIndex` reserves room for up front (8 Mi, ~380 MB of index files).
+    static let indexReserveCap = 1 << 23
+
     /// Loads every index file into `index`, replacing what it held (a second
     /// call reloads, renumbering packs: only before readers take `BlobLocation`s,
     /// never while reads are in flight). Commands reach it through the doors in
@@ -25,9 +28,6 @@ extension Repository {
     /// another pack is used instead (and a backup stores a lost blob again).
     /// Files are read a window at a time (`IndexLoader`), into an index sized
     /// once from the files' sizes.
-    /// The most blobs `loadIndex` reserves room for up front (8 Mi, ~380 MB of index files).
-    static let indexReserveCap = 1 << 23
-
     public func loadIndex() throws {
         index.removeAll()
         indexFiles = []
@@ -58,7 +58,7 @@ extension Repository {
     public func writeIndex(_ file: IndexFile) throws -> IndexID {
         let bytes = file.encode()
         guard bytes.count <= IndexFile.maxFileSize else {
-            throw RepositoryError.indexCorrupt(backend.describe(.index, "(new)"), reason: "it would be \(bytes.count) bytes, more than an index file may be (\(IndexFile.maxFileSize)): too many blobs for one index file")
+            throw RepositoryError.indexTooLarge(bytes: bytes.count, packs: file.packs.count)
         }
         let id = IndexID(hashing: bytes)
         try bytes.withUnsafeBytes { try backend.write(.index, id.hex, $0) }
