@@ -18,11 +18,12 @@ class FileDeltaTests: DumpBackupTestCase {
     var largePath: String { source + "/data/big.csv" }
     var otherPath: String { source + "/data/other.txt" }
 
-    /// Every blob of the index stored as a delta, with the base it names.
-    func deltas(_ r: Repository) throws -> [BlobID: BlobID] {
+    /// Every blob of the index of `type` (data: content, not the manifest
+    /// pieces, which are deltas too) stored as a delta, with the base it names.
+    func deltas(_ r: Repository, type: BlobType = .data) throws -> [BlobID: BlobID] {
         var out: [BlobID: BlobID] = [:]
         var locations: [(BlobID, BlobLocation)] = []
-        r.index.forEach { id, l in if l.compression == .delta { locations.append((id, l)) } }
+        r.index.forEach { id, l in if l.compression == .delta && l.type == type { locations.append((id, l)) } }
         for (id, l) in locations { out[id] = try r.deltaBase(of: id, location: l) }
         return out
     }
@@ -146,7 +147,8 @@ class FileDeltaTests: DumpBackupTestCase {
         }
         // ~4 KiB of new rows (deflated, they would be ~2 KiB) plus a few copy ops.
         XCTAssertLessThan(newBytes, 8 << 10, "\(newLarge.count) changed chunks (\(rawBytes) bytes) cost \(newBytes) bytes as deltas")
-        XCTAssertEqual(second.snapshot.summary.addedDeltaBlobs, newLarge.count + 1)
+        XCTAssertEqual(second.snapshot.summary.addedDeltaBlobs, newLarge.count + 1 + (try deltas(r, type: .tree).count),
+                       "addedDeltaBlobs counts the content's and the manifest's deltas")
         try assertRestoresDay(second.id, d[1], "day 2")
         try assertRestoresDay(first.id, d[0], "day 1")
         try assertCheckPasses("with file deltas")

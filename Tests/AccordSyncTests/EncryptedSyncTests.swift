@@ -27,11 +27,14 @@ extension SyncTestCase {
     }
 
     /// Ids of the blobs stored as deltas in a repository's index files.
-    func sealedDeltaBlobs(_ repo: String) throws -> Set<BlobID> {
+    /// `type`: only blobs of this type (`.tree`: manifest pieces), else all.
+    func sealedDeltaBlobs(_ repo: String, type: BlobType? = nil) throws -> Set<BlobID> {
         let r = try Repository.open(at: repo, withoutKey: true)
         var out = Set<BlobID>()
         for id in try r.listIndexFiles() {
-            for p in try r.readIndexFile(id).packs { for b in p.blobs where b.compression == .delta { out.insert(b.id) } }
+            for p in try r.readIndexFile(id).packs {
+                for b in p.blobs where b.compression == .delta && (type == nil || b.type == type) { out.insert(b.id) }
+            }
         }
         return out
     }

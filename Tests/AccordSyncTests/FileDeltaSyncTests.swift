@@ -42,6 +42,8 @@ class FileDeltaSyncTests: SyncTestCase {
         let sourceDeltas = try sealedDeltaBlobs(sourceRepo)
         XCTAssertGreaterThanOrEqual(sourceDeltas.count, 2, "day 2 stored too few deltas (the small file and the CSV's changed chunk)")
         XCTAssertLessThan(second.addedBytes, first.addedBytes / 5, "day 2 stored too much for two small edits")
+        // The manifest's changed piece is a delta too: it travels by the same rules.
+        XCTAssertFalse(try sealedDeltaBlobs(sourceRepo, type: .tree).isEmpty, "day 2's manifest has no delta piece")
 
         // The destination holds day 1, so every base: the deltas travel as they are.
         let sync2 = try decodeSync(try accordOK(["sync", "-d", sourceRepo, "--to", dest, "--json"]))

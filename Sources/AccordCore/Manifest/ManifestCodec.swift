@@ -124,16 +124,26 @@ public final class ManifestWriter {
     private var validator = ManifestValidator()
 
     private let lists: ((UnsafeRawBufferPointer) throws -> BlobID)?
+    private let storeNear: ((UnsafeRawBufferPointer, BlobID) throws -> BlobID)?
+    /// Where in `pending` each record with an anchor starts, and the anchor:
+    /// the parent manifest's blob in which the same path's record starts.
+    private var anchors: [(offset: Int, blob: BlobID)] = []
+    /// The anchor of the last record before `pending`'s first byte.
+    private var lastAnchor: BlobID?
 
     /// `store` keeps a piece of the manifest stream. With `lists`, entries
     /// of `ChunkList.threshold` blobs or more keep their content list in
     /// chunk-list blobs stored by `lists`, as a delta on their parent's list
-    /// where that is small.
+    /// where that is small. With `storeNear`, a piece near which a record
+    /// was given an `anchor` is kept by `storeNear` with the anchor as a
+    /// likely delta base (the parent manifest's piece it most likely replaced).
     public init(gear: GearTable, store: @escaping (UnsafeRawBufferPointer) throws -> BlobID,
-                lists: ((UnsafeRawBufferPointer) throws -> BlobID)? = nil) {
+                lists: ((UnsafeRawBufferPointer) throws -> BlobID)? = nil,
+                storeNear: ((UnsafeRawBufferPointer, BlobID) throws -> BlobID)? = nil) {
         chunker = FastCDC(profile: .manifest, gear: gear)
         self.store = store
         self.lists = lists
+        self.storeNear = storeNear
         pending.raw(ManifestCodec.magic)
     }
 
@@ -143,7 +153,8 @@ public final class ManifestWriter {
     /// knows: only a file of more than one link can be named), which spares
     /// the writer's check its hard-link set entry; a hard link to such a file
     /// fails the backup as a link to no file would.
-    public func append(_ e: ManifestEntry, parent: ManifestEntry? = nil, mayBeLinked: Bool = true) throws {
+    /// `anchor` is the parent manifest's blob in which `parent`'s record starts.
+    public func append(_ e: ManifestEntry, parent: ManifestEntry? = nil, mayBeLinked: Bool = true, anchor: BlobID? = nil) throws {
         // Readers reject a record of more ids (FORMAT.md, "Validity"): fail the backup, not the restore.
         guard e.blobs.count <= ChunkList.maxIDs else {
             throw DecodeError.invalid("\(e.path.displayPath) has \(e.blobs.count) chunks, more than the \(ChunkList.maxIDs) a manifest record may have: back it up with a profile of larger chunks", offset: 0)
@@ -164,6 +175,7 @@ public final class ManifestWriter {
             let refs = try ChunkList.store(e.blobs, parent: parent, store: lists)
             e.list = ChunkList.Info(refs: refs, blobs: refs, base: [], generation: 0)
         }
+        if let anchor, storeNear != nil { anchors.append((pending.bytes.count, anchor)) }
         ManifestCodec.encode(e, into: &pending)
         entryCount += 1
         if pending.bytes.count >= 2 * ChunkerProfile.manifest.max { try cut(eof: false) }
@@ -173,13 +185,35 @@ public final class ManifestWriter {
         var consumed = 0
         try pending.bytes.withUnsafeBytes { buf in
             let base = buf.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            var a = 0
             while consumed < buf.count {
                 guard let len = chunker.nextBoundary(base + consumed, count: buf.count - consumed, eof: eof) else { break }
-                blobs.append(try store(UnsafeRawBufferPointer(rebasing: buf[consumed..<consumed + len])))
-                consumed += len
+                let end = consumed + len
+                // The base: the parent piece that most of this piece's bytes came from. Each
+                // byte is credited to the anchor of the last record with one that starts at
+                // or before it (records new in this snapshot go with their predecessor).
+                var credits: [(blob: BlobID, bytes: Int)] = []
+                func credit(_ blob: BlobID?, _ n: Int) {
+                    guard let blob, n > 0 else { return }
+                    if let i = credits.firstIndex(where: { $0.blob == blob }) { credits[i].bytes += n } else { credits.append((blob, n)) }
+                }
+                var from = consumed
+                while a < anchors.count && anchors[a].offset < end {
+                    credit(lastAnchor, anchors[a].offset - from)
+                    lastAnchor = anchors[a].blob
+                    from = anchors[a].offset
+                    a += 1
+                }
+                credit(lastAnchor, end - from)
+                let near = credits.max(by: { $0.bytes < $1.bytes })?.blob
+                let piece = UnsafeRawBufferPointer(rebasing: buf[consumed..<end])
+                if let near, let storeNear { blobs.append(try storeNear(piece, near)) } else { blobs.append(try store(piece)) }
+                consumed = end
             }
+            if a > 0 { anchors.removeFirst(a) }
         }
         pending.bytes.removeFirst(consumed)
+        if consumed > 0 { for i in anchors.indices { anchors[i].offset -= consumed } }
     }
 
     /// Stores what remains; returns the manifest's blob ids.
@@ -201,6 +235,15 @@ public struct ManifestReader {
     private var nextBlob = 0
     private var buffer: [UInt8] = []
     private var position = 0
+    /// The stream offset of `buffer[0]`, and where each loaded blob starts
+    /// in the stream: they tell which blob a record starts in.
+    private var bufferStart = 0
+    private var blobStarts: [Int] = []
+    private var recordBlobIndex = 0
+    /// The blob in which the record `next` returned last starts (its
+    /// RecordLength's first byte): a backup stores the new manifest piece
+    /// holding the same path as a delta on it (`ManifestWriter.append`'s `anchor`).
+    public var recordBlob: BlobID? { blobStarts.isEmpty ? nil : ids[recordBlobIndex] }
     private let load: (BlobID) throws -> [UInt8]
     private var started = false
     private var validator = ManifestValidator()
@@ -241,7 +284,8 @@ public struct ManifestReader {
     private mutating func fill(_ n: Int) throws -> Bool {
         while buffer.count - position < n {
             guard nextBlob < ids.count else { return false }
-            if position > 0 { buffer.removeFirst(position); position = 0 }
+            if position > 0 { buffer.removeFirst(position); bufferStart += position; position = 0 }
+            blobStarts.append(bufferStart + buffer.count)
             buffer.append(contentsOf: try load(ids[nextBlob]))
             nextBlob += 1
         }
@@ -259,6 +303,8 @@ public struct ManifestReader {
         }
         _ = try fill(10)
         if position >= buffer.count { return nil }
+        let recordStart = bufferStart + position
+        while recordBlobIndex + 1 < blobStarts.count && blobStarts[recordBlobIndex + 1] <= recordStart { recordBlobIndex += 1 }
         let (length, used) = try buffer.withUnsafeBytes { b -> (Int, Int) in
             var r = ByteReader(UnsafeRawBufferPointer(rebasing: b[position...]))
             let l = try r.count(max: ManifestCodec.maxRecordLength)

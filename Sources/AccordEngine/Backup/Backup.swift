@@ -42,11 +42,16 @@ public final class Backup: @unchecked Sendable {
         /// A regular file of more than one link: a later hard link may name it
         /// (`ManifestWriter.append`'s `mayBeLinked`).
         var mayBeLinked = false
+        /// The parent manifest's blob holding the start of this path's
+        /// record: the new manifest piece holding this record may be stored
+        /// as a delta on it.
+        var manifestAnchor: BlobID?
         init(entry: ManifestEntry? = nil, done: Bool = false) { self.entry = entry; self.done = done }
 
         /// Takes what this slot needs of the parent's entry for its path.
-        func setParent(_ old: ManifestEntry?) {
-            guard let old else { return }
+        func setParent(_ found: (entry: ManifestEntry, blob: BlobID?)?) {
+            guard let (old, blob) = found else { return }
+            manifestAnchor = blob
             listParent = old.list == nil ? nil : old
             if old.kind == .file || old.kind == .stream { deltaParent = old.blobs }
         }
@@ -103,7 +108,15 @@ public final class Backup: @unchecked Sendable {
             throw error
         }
         if let p = parentID, let s = try? repository.loadSnapshot(p) {
-            parentCursor = ParentCursor(reader: repository.manifestReader(s, id: p))
+            // The parent's manifest pieces are kept a while after the walk reads them: the
+            // new pieces that replace them are stored as deltas on them (`ManifestWriter`).
+            let recent = RecentBlobs()
+            sink.recentBases = recent
+            parentCursor = ParentCursor(reader: ManifestReader(blobs: s.manifestIDs, snapshot: p) { [unowned self] id in
+                let bytes = try self.repository.readBlob(id)
+                recent.put(id, bytes)
+                return bytes
+            })
             // The parent's size is the best estimate of this run's: it gives the ETA.
             options.progress?.setTotals(files: s.summary.files, bytes: s.summary.totalBytes)
         }
@@ -122,7 +135,13 @@ public final class Backup: @unchecked Sendable {
         let storeTree: (UnsafeRawBufferPointer) throws -> BlobID = { [unowned self] bytes in
             try self.sink.store(type: .tree, data: bytes)
         }
-        let manifest = ManifestWriter(gear: repository.gear, store: storeTree, lists: storeTree)
+        // A new piece of the manifest is tried as a delta on the parent's piece it most likely replaced.
+        let storeNear: (UnsafeRawBufferPointer, BlobID) throws -> BlobID = { [unowned self] bytes, near in
+            let id = self.repository.blobID(of: bytes)
+            try self.sink.store(id, type: .tree, data: bytes, base: near)
+            return id
+        }
+        let manifest = ManifestWriter(gear: repository.gear, store: storeTree, lists: storeTree, storeNear: storeNear)
         do {
             while let slot = slots.pop() {
                 slotCondition.lock()
@@ -138,7 +157,7 @@ public final class Backup: @unchecked Sendable {
                         statsLock.withLock { summary.errors.append(e.path.displayPath) }
                         continue
                     }
-                    try manifest.append(e, parent: slot.listParent, mayBeLinked: slot.mayBeLinked)
+                    try manifest.append(e, parent: slot.listParent, mayBeLinked: slot.mayBeLinked, anchor: slot.manifestAnchor)
                     count(e, slot: slot)
                 }
             }

@@ -243,8 +243,8 @@ extension Backup {
             }
             hardlinks[key] = path
         }
-        let old = parentCursor?.find(path, onError: options.onWarning)
-        if let old, old.kind == .file, old.size == st.size, old.mtimeSec == st.mtimeSec, old.mtimeNsec == st.mtimeNsec,
+        let found = parentCursor?.find(path, onError: options.onWarning)
+        if let old = found?.entry, old.kind == .file, old.size == st.size, old.mtimeSec == st.mtimeSec, old.mtimeNsec == st.mtimeNsec,
            old.ctimeSec == st.ctimeSec, old.ctimeNsec == st.ctimeNsec, old.inode == st.inode,
            sink.areKnown(old.referencedBlobs) {
             e.blobs = old.blobs
@@ -252,6 +252,7 @@ extension Backup {
             slot.unchanged = true
             slot.mayBeLinked = st.nlink > 1
             slot.listParent = old.list == nil ? nil : old
+            slot.manifestAnchor = found?.blob
             _ = slots.push(slot)
             options.progress?.addFile()
             options.progress?.addBytes(Int(st.size))
@@ -259,7 +260,7 @@ extension Backup {
         }
         let slot = Slot(entry: e)
         slot.mayBeLinked = st.nlink > 1
-        slot.setParent(old)
+        slot.setParent(found)
         guard slots.push(slot) else { return }
         let profile = Self.matches(options.dumpFiles, path) ? options.dumpProfile : options.treeProfile
         _ = jobs.push(.file(slot, path, st, profile))

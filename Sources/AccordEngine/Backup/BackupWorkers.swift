@@ -147,6 +147,8 @@ struct MemorySource: ByteSource {
 struct ParentCursor {
     var reader: ManifestReader
     var current: ManifestEntry?
+    /// The parent manifest's blob in which `current`'s record starts.
+    var currentBlob: BlobID?
     var started = false
     var broken = false
 
@@ -155,16 +157,24 @@ struct ParentCursor {
         self.reader.validation = .orderAndCounts
     }
 
-    mutating func find(_ path: RawPath, onError: (String) -> Void) -> ManifestEntry? {
+    /// The parent's entry for `path`, and the parent manifest's blob in
+    /// which its record starts (the new record's piece may be a delta on it).
+    mutating func find(_ path: RawPath, onError: (String) -> Void) -> (entry: ManifestEntry, blob: BlobID?)? {
         if broken { return nil }
         do {
-            if !started { started = true; current = try reader.next() }
-            while let c = current, ManifestEntry.compareTreeOrder(c.path, path) < 0 { current = try reader.next() }
+            if !started { started = true; try advance() }
+            while let c = current, ManifestEntry.compareTreeOrder(c.path, path) < 0 { try advance() }
         } catch {
             onError("parent snapshot's manifest is unreadable (\(error)); reading every file")
             broken = true
             return nil
         }
-        return current?.path == path ? current : nil
+        guard let c = current, c.path == path else { return nil }
+        return (c, currentBlob)
+    }
+
+    private mutating func advance() throws {
+        current = try reader.next()
+        currentBlob = reader.recordBlob
     }
 }

@@ -45,6 +45,10 @@ public final class BlobSink: @unchecked Sendable {
     private var finishedPacks: [IndexFile.Pack] = []
     let failure = FirstError()
 
+    /// Blobs read lately that a delta may use as its base without reading
+    /// them again (the parent manifest's pieces, which the walk has just read).
+    var recentBases: RecentBlobs?
+
     // Statistics (under `lock`).
     public private(set) var addedBlobs = 0
     public private(set) var addedBytes: UInt64 = 0
@@ -188,6 +192,7 @@ public final class BlobSink: @unchecked Sendable {
             id = b; l = bl
         }
         guard l.rawLength <= UInt32(DeltaCodec.maxLength) else { return nil }
+        if let recent = recentBases?.get(id) { bytes = recent; return id }
         do {
             try repository.readStored(id, location: l, into: &scratch)
             try scratch.withUnsafeBytes {
@@ -230,4 +235,37 @@ public final class BlobSink: @unchecked Sendable {
         failure.record(error)
         queue.cancel()
     }
+}
+
+
+/// The last few blobs read, by id, up to a byte budget: verified plaintext
+/// (the reader checked each against its id), so a delta may use one as its
+/// base without reading it again. Thread-safe.
+final class RecentBlobs: @unchecked Sendable {
+    private let lock = NSLock()
+    private var blobs: [BlobID: [UInt8]] = [:]
+    private var order: [BlobID] = []
+    private var head = 0
+    private var bytes = 0
+    private let budget: Int
+    /// Larger blobs are not kept (a chunk list of 4 MiB would push out the rest).
+    static let maxBlob = 256 << 10
+
+    init(budget: Int = 8 << 20) { self.budget = budget }
+
+    func put(_ id: BlobID, _ data: [UInt8]) {
+        guard data.count <= Self.maxBlob else { return }
+        lock.withLock {
+            guard blobs.updateValue(data, forKey: id) == nil else { return }
+            order.append(id)
+            bytes += data.count
+            while bytes > budget, head < order.count {
+                if let old = blobs.removeValue(forKey: order[head]) { bytes -= old.count }
+                head += 1
+            }
+            if head > 1024 && head * 2 > order.count { order.removeFirst(head); head = 0 }
+        }
+    }
+
+    func get(_ id: BlobID) -> [UInt8]? { lock.withLock { blobs[id] } }
 }
