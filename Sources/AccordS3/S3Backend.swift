@@ -42,7 +42,7 @@ public final class S3Backend: Backend, Sendable {
     public init(_ s3: S3Location, environment: [String: String] = ProcessInfo.processInfo.environment, caFile: String? = nil,
                 retry: S3RetryPolicy = S3RetryPolicy(), pageSize: Int = 1000, maxObjectSize: Int = .max,
                 maxListedKeys: Int = S3Backend.defaultMaxListedKeys) throws {
-        let creds = try S3Credentials.fromEnvironment(environment, home: environment["HOME"])
+        let creds = try S3CredentialSource.from(environment)
         client = try S3Client(location: s3, credentials: creds, region: S3Credentials.region(environment), caFile: caFile, retry: retry)
         self.s3 = s3; self.pageSize = max(1, min(pageSize, 1000)); self.maxObjectSize = maxObjectSize
         self.maxListedKeys = maxListedKeys

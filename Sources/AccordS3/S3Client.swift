@@ -25,7 +25,7 @@ public struct S3RetryPolicy: Sendable {
 /// guarded by `poolLock`; a handle is used by one thread at a time (taken from the pool, given back).
 final class S3Client: @unchecked Sendable {
     let location: S3Location
-    private let credentials: S3Credentials
+    private let credentials: S3CredentialSource
     private let sigv4: String
     private let caFile: String?
     let retry: S3RetryPolicy
@@ -38,7 +38,7 @@ final class S3Client: @unchecked Sendable {
     /// libcurl, loaded and initialised once per process.
     private let curl: UnsafeMutablePointer<accord_curl_api>
 
-    init(location: S3Location, credentials: S3Credentials, region: String, caFile: String?, retry: S3RetryPolicy) throws {
+    init(location: S3Location, credentials: S3CredentialSource, region: String, caFile: String?, retry: S3RetryPolicy) throws {
         guard region.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d }), (1...64).contains(region.utf8.count) else {
             throw S3Error.invalidLocation(location.description, "region \"\(S3Error.printable(region))\" is not a region name (a-z 0-9 -)")
         }
@@ -153,6 +153,7 @@ final class S3Client: @unchecked Sendable {
 
     /// One attempt on a pooled handle.
     private func once(_ method: String, url: String, headers: [String], _ x: Exchange) throws -> CURLcode {
+        let credentials = try self.credentials.current(curl: curl)
         let h = try take()
         defer { give(h) }
         accord_curl_easy_reset(curl, h)   // keeps the handle's open connections

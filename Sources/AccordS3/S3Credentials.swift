@@ -6,7 +6,8 @@ import AccordRuntime
 /// `AWS_SESSION_TOKEN`, else the profile `AWS_PROFILE` (or `default`) of
 /// `AWS_SHARED_CREDENTIALS_FILE` (or `~/.aws/credentials`). Never argv: a
 /// command line is visible to every user of the machine. Instance metadata
-/// is not consulted (it would reach a link-local address unasked).
+/// is consulted only when asked for (`S3CredentialSource`): it would reach a
+/// link-local address unasked.
 public struct S3Credentials: Sendable, Equatable, CustomStringConvertible {
     public let accessKeyID: String
     public let secretAccessKey: String
@@ -66,7 +67,7 @@ public struct S3Credentials: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Refuses values that would corrupt a header (control bytes, a key id with ":" breaks curl's user:password split).
-    private static func checked(_ c: S3Credentials, _ from: String) throws -> S3Credentials {
+    static func checked(_ c: S3Credentials, _ from: String) throws -> S3Credentials {
         func ok(_ s: String) -> Bool { !s.isEmpty && s.utf8.count <= 4096 && s.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7f } }
         guard ok(c.accessKeyID), !c.accessKeyID.contains(":"), ok(c.secretAccessKey), c.sessionToken.map(ok) ?? true else {
             throw S3Error.badCredentialsFile(from, "a key id, secret or token is empty, too long, or has spaces, control bytes or (key id) a colon")

@@ -5,6 +5,8 @@ public enum S3Error: Error, CustomStringConvertible, Equatable {
     case invalidLocation(String, String)
     /// No credentials in the environment or the profile file (where looked).
     case noCredentials(String)
+    /// The instance metadata service, asked for credentials, gave none (why).
+    case instanceMetadata(String)
     /// The credentials file is unreadable or malformed (path, why).
     case badCredentialsFile(String, String)
     /// 403 (or 400 AccessDenied): the key, its secret or its rights. Bucket, endpoint, S3 error code, server message.
@@ -32,6 +34,8 @@ public enum S3Error: Error, CustomStringConvertible, Equatable {
             return "\"\(S3Error.printable(t))\" is not an S3 repository address: \(why)"
         case .noCredentials(let looked):
             return "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a profile in the credentials file (looked in \(looked))"
+        case .instanceMetadata(let why):
+            return "no S3 credentials from the instance metadata service ($ACCORD_S3_CREDENTIALS=instance-metadata): \(why)"
         case .badCredentialsFile(let p, let why): return "cannot use the S3 credentials file \(p): \(why)"
         case .accessDenied(let b, let e, let code, let m):
             return "access to bucket \(b) at \(e) denied (\(code)\(m.isEmpty ? "" : ": " + S3Error.printable(m))): check the access key and secret (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile) and the key's rights on the bucket"

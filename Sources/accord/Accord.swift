@@ -187,7 +187,7 @@ struct Legacy: ParsableCommand {
 /// The repository options every command shares: where it is, and where its passphrase comes from.
 struct RepositoryOptions: ParsableArguments {
     @Option(name: [.customShort("d"), .customLong("directory"), .customLong("repo")],
-            help: ArgumentHelp("Repository directory, or s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX] for a bucket (credentials from $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY or $AWS_PROFILE; default: $ACCORD_REPOSITORY or /opt/anaconda_backup).", valueName: "DIR"))
+            help: ArgumentHelp("Repository directory, or s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX] for a bucket (credentials from $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY or $AWS_PROFILE, or with $ACCORD_S3_CREDENTIALS=instance-metadata from an instance's IAM role; default: $ACCORD_REPOSITORY or /opt/anaconda_backup).", valueName: "DIR"))
     var directory: String?
     @Option(name: .customLong("s3-ca-file"), help: ArgumentHelp("PEM file of the CAs that sign an s3: repository's TLS certificate, instead of the system's (default: $ACCORD_S3_CA_FILE).", valueName: "PATH"))
     var s3CAFile: String?
