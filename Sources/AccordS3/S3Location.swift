@@ -127,6 +127,15 @@ public struct S3Location: Sendable, Equatable, CustomStringConvertible {
     private var hostPort: String { port.map { "\(host):\($0)" } ?? host }
 
     /// The repository as the user wrote it (normalised).
+    /// Does the host name this machine (127.0.0.0/8, ::1, localhost)? Only
+    /// there is plain `http` as safe as `https`.
+    public var isLoopback: Bool {
+        let h = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        if h == "localhost" || h == "::1" { return true }
+        let parts = h.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
+    }
+
     public var description: String {
         "s3:\(scheme)://\(hostPort)/\(bucket)" + (prefix.isEmpty ? "" : "/" + prefix)
     }

@@ -14,6 +14,9 @@ extension RepositoryOptions {
     /// The environment variable naming a CA file for s3: repositories (`--s3-ca-file` wins).
     static let s3CAFileVariable = "ACCORD_S3_CA_FILE"
 
+    /// The plain-http warning is said once a process.
+    nonisolated(unsafe) static var warnedPlainHTTP = false
+
     /// Is the repository an `s3:` location?
     var isS3: Bool { path.hasPrefix("s3:") }
 
@@ -34,6 +37,12 @@ extension RepositoryOptions {
     /// sends nothing; the first request tells a wrong secret or a missing bucket.
     func s3Backend() throws -> S3Backend {
         let location = try S3Location(parsing: path, bucketLookup: try bucketLookup())
+        if location.scheme == "http" && !location.isLoopback && !Self.warnedPlainHTTP {
+            Self.warnedPlainHTTP = true
+            // SigV4 keeps the secret, not the data: a plain repository's bytes, and every repository's
+            // unauthenticated requests and answers, cross the network as they are.
+            warn("\(location.endpoint) is plain http to another machine: everything sent and received can be read and changed on the way; use s3:https://")
+        }
         var caFile = s3CAFile
         if caFile == nil, let e = Sys.environment(Self.s3CAFileVariable), !e.isEmpty { caFile = e }
         if let caFile, !pathExists(caFile) {

@@ -22,6 +22,15 @@ final class S3LocationTests: XCTestCase {
         XCTAssertEqual(try S3Location(parsing: "s3:http://[::1]:9000/bkt").host, "[::1]")
     }
 
+    /// Plain http is warned about unless the host is this machine.
+    func testLoopbackHostsAreToldFromOthers() throws {
+        for (address, loopback) in [("s3:http://127.0.0.1:9000/bkt", true), ("s3:http://127.3.4.5/bkt", true), ("s3:http://localhost:9000/bkt", true),
+                                    ("s3:http://[::1]:9000/bkt", true), ("s3:http://10.0.0.1:9000/bkt", false), ("s3:http://minio.example.com/bkt", false),
+                                    ("s3:http://127.0.0.1.example.com/bkt", false), ("s3:http://1270.0.0.1/bkt", false)] {
+            XCTAssertEqual(try S3Location(parsing: address).isLoopback, loopback, address)
+        }
+    }
+
     func testHostileAddressesAreRefused() {
         for bad in ["", "s3:", "s3:ftp://h/b", "https://h/b", "s3:https://h", "s3:https://h/", "s3:https://user:pw@h/bkt",
                     "s3:https://h:0/bkt", "s3:https://h:99999/bkt", "s3:https://h:9x/bkt", "s3:https://h/BKT", "s3:https://h/b",
