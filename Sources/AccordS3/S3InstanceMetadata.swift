@@ -23,9 +23,16 @@ final class S3CredentialSource: @unchecked Sendable {
     /// What the service gave, by endpoint, for every client of the process
     /// (a command may open several): fetched once while it stays valid.
     private static let lock = NSLock()
-    nonisolated(unsafe) private static var cached: [String: (credentials: S3Credentials, expires: Date)] = [:]
-    /// Credentials are fetched again this long before they expire.
-    static let refreshMargin: TimeInterval = 5 * 60
+    nonisolated(unsafe) private static var cached: [String: (credentials: S3Credentials, expires: Date, next: Date)] = [:]
+    /// Credentials are fetched again this long before they expire (the
+    /// service has new ones at least five minutes before the old expire)...
+    static let refreshMargin: TimeInterval = 10 * 60
+    /// ...but not more often than this; until they expire they are used even
+    /// when fetching new ones fails.
+    /// (A variable for the tests, which cannot wait a minute.)
+    nonisolated(unsafe) static var minimumInterval: TimeInterval = 60
+    /// Tests only: forgets what the service gave.
+    static func forgetCached() { lock.withLock { cached = [:] } }
     /// Largest answer read from the metadata service (its documents are a few hundred bytes).
     static let maxAnswer = 64 << 10
 
@@ -45,8 +52,13 @@ final class S3CredentialSource: @unchecked Sendable {
             return S3CredentialSource(.fixed(try S3Credentials.fromEnvironment(env, home: env["HOME"])))
         case "instance-metadata":
             let endpoint = env[endpointVariable].flatMap { $0.isEmpty ? nil : $0 } ?? defaultEndpoint
-            guard endpoint.hasPrefix("http://"), !endpoint.dropFirst(7).contains("/"), endpoint.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
-                throw S3Error.instanceMetadata("$\(endpointVariable) = \(S3Error.printable(endpoint)), which is not http://HOST[:PORT]")
+            // The service's own addresses, or this machine for a test's stand-in: nothing else may be handed the role's secret.
+            let host = endpoint.hasPrefix("http://") ? String(endpoint.dropFirst(7)) : ""
+            let name = host.hasPrefix("[") ? String(host.prefix { $0 != "]" }) + "]" : String(host.prefix { $0 != ":" })
+            let port = host.dropFirst(name.count)
+            guard ["169.254.169.254", "[fd00:ec2::254]"].contains(name) || S3Location.isLoopbackHost(name),
+                  port.isEmpty || (port.hasPrefix(":") && UInt16(port.dropFirst()) != nil) else {
+                throw S3Error.instanceMetadata("$\(endpointVariable) = \(S3Error.printable(endpoint)): it may only name http://169.254.169.254, http://[fd00:ec2::254] or this machine (a test's stand-in)")
             }
             return S3CredentialSource(.instanceMetadata(endpoint: endpoint))
         case let other:
@@ -60,13 +72,39 @@ final class S3CredentialSource: @unchecked Sendable {
         case .fixed(let c): return c
         case .instanceMetadata(let endpoint):
             return try Self.lock.withLock {
-                if let c = Self.cached[endpoint], c.expires.timeIntervalSinceNow > Self.refreshMargin { return c.credentials }
-                let fresh = try Self.fetch(endpoint, curl: curl)
-                Self.cached[endpoint] = fresh
-                return fresh.credentials
+                let now = Date()
+                let held = Self.cached[endpoint]
+                if let c = held, now < c.next { return c.credentials }
+                do {
+                    let fresh = try Self.fetchRetrying(endpoint, curl: curl)
+                    Self.cached[endpoint] = (fresh.credentials, fresh.expires,
+                                             max(now + Self.minimumInterval, fresh.expires - Self.refreshMargin))
+                    return fresh.credentials
+                } catch {
+                    // The service is busy or gone for a moment: what it gave last still works until it expires.
+                    guard let c = held, c.expires.timeIntervalSinceNow > 30 else { throw error }
+                    Self.cached[endpoint]?.next = now + Self.minimumInterval
+                    return c.credentials
+                }
             }
         }
     }
+
+    /// `fetch`, tried up to three times a second apart when the service
+    /// does not answer or answers an error (not when its answer is unusable).
+    static func fetchRetrying(_ endpoint: String, curl: UnsafeMutablePointer<accord_curl_api>) throws -> (credentials: S3Credentials, expires: Date) {
+        var attempt = 0
+        while true {
+            do { return try fetch(endpoint, curl: curl) } catch let e as Unanswered {
+                attempt += 1
+                if attempt >= 3 { throw e.error }
+                usleep(UInt32(Double.random(in: 0.5...1.0) * 1_000_000))
+            }
+        }
+    }
+
+    /// A failure worth another try: no answer, or an HTTP error status.
+    struct Unanswered: Error { let error: S3Error }
 
     /// IMDSv2: a session token (PUT), the role's name, then its credentials.
     static func fetch(_ endpoint: String, curl: UnsafeMutablePointer<accord_curl_api>) throws -> (credentials: S3Credentials, expires: Date) {
@@ -143,11 +181,11 @@ final class S3CredentialSource: @unchecked Sendable {
         if let f = x.failure { throw S3Error.instanceMetadata("\(method) \(url): \(f)") }
         guard code == CURLE_OK else {
             let m = x.curlMessage.isEmpty ? String(cString: accord_curl_easy_strerror(curl, code)) : x.curlMessage
-            throw S3Error.instanceMetadata("\(url) did not answer (\(m)): is this a cloud instance with a role attached? ($\(variable)=instance-metadata asks for it)")
+            throw Unanswered(error: S3Error.instanceMetadata("\(url) did not answer (\(m)): is this a cloud instance with a role attached? ($\(variable)=instance-metadata asks for it)"))
         }
         if x.status == 404, let notFound { throw S3Error.instanceMetadata("\(notFound) (\(method) \(url) answered HTTP 404)") }
         guard x.status == 200 else {
-            throw S3Error.instanceMetadata("\(method) \(url) answered HTTP \(x.status)")
+            throw Unanswered(error: S3Error.instanceMetadata("\(method) \(url) answered HTTP \(x.status)"))
         }
         return x.bytes
     }

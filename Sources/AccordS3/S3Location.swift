@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 /// How a request names the bucket (restic's `s3.bucket-lookup`, the same three words).
 public enum S3BucketLookup: String, Sendable, CaseIterable {
     /// `dns` for an Amazon S3 endpoint (`s3.amazonaws.com`, `s3.REGION.amazonaws.com`,
@@ -129,11 +132,20 @@ public struct S3Location: Sendable, Equatable, CustomStringConvertible {
     /// The repository as the user wrote it (normalised).
     /// Does the host name this machine (127.0.0.0/8, ::1, localhost)? Only
     /// there is plain `http` as safe as `https`.
-    public var isLoopback: Bool {
-        let h = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
-        if h == "localhost" || h == "::1" { return true }
-        let parts = h.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
+    public var isLoopback: Bool { Self.isLoopbackHost(host) }
+
+    /// `localhost`, or an IPv4 or IPv6 address (as `inet_pton` reads it: no
+    /// octal or short forms) in 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104.
+    static func isLoopbackHost(_ host: String) -> Bool {
+        let h = (host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host).lowercased()
+        if h == "localhost" || h == "localhost." { return true }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, h, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        var v6 = in6_addr()
+        guard inet_pton(AF_INET6, h, &v6) == 1 else { return false }
+        let b = withUnsafeBytes(of: &v6) { Array($0) }
+        if b[0..<15].allSatisfy({ $0 == 0 }) && b[15] == 1 { return true }
+        return b[0..<10].allSatisfy { $0 == 0 } && b[10] == 0xff && b[11] == 0xff && b[12] == 127
     }
 
     public var description: String {

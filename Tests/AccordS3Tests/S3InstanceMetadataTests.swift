@@ -1,5 +1,6 @@
 import AccordCore
 import AccordRuntime
+@testable import AccordS3
 import AccordTestSupport
 import Foundation
 import XCTest
@@ -40,7 +41,7 @@ final class S3InstanceMetadataTests: AccordTestCase {
     }
 
     /// Starts the stand-in (`mode`, credentials valid for `ttl` seconds) and points accord at it.
-    func startStandIn(mode: String = "normal", ttl: Int = 3600, key: String? = nil) throws {
+    func startStandIn(mode: String = "normal", ttl: Int = 3600, key: String? = nil, extra: [String: String] = [:]) throws {
         let portFile = scratch.sub("imds.port")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -49,7 +50,7 @@ final class S3InstanceMetadataTests: AccordTestCase {
             "IMDS_KEY": key ?? server.clientEnvironment["AWS_ACCESS_KEY_ID"]!,
             "IMDS_SECRET": server.clientEnvironment["AWS_SECRET_ACCESS_KEY"]!,
             "IMDS_TTL": String(ttl), "IMDS_MODE": mode,
-        ]) { $1 }
+        ].merging(extra) { $1 }) { $1 }
         try p.run()
         standIn = p
         let deadline = Date(timeIntervalSinceNow: 20)
@@ -104,16 +105,67 @@ final class S3InstanceMetadataTests: AccordTestCase {
         XCTAssertEqual(credentialFetches, 3, "one fetch per command (init, backup, restore): \(seen)")
     }
 
-    /// Credentials about to expire (within five minutes) are fetched again
-    /// before the next request, not used until the server refuses them.
-    func testCredentialsCloseToTheirExpiryAreFetchedAgain() throws {
+    /// Credentials close to their expiry are fetched again at most once a
+    /// minute, not for every request: a command shorter than that fetches once.
+    func testCredentialsCloseToTheirExpiryAreNotFetchedForEveryRequest() throws {
         try startStandIn(ttl: 120)
         accordEnvironment["ACCORD_S3_CREDENTIALS"] = "instance-metadata"
         let r = try accord(["init", "-d", s3Repo, "--encryption", "none"])
         XCTAssertTrue(r.ok, "\(r)")
         let b = try accord(["backup", "-d", s3Repo, try makeTree()])
         XCTAssertTrue(b.ok, "\(b)")
-        XCTAssertGreaterThan(credentialFetches, 4, "credentials expiring in 2 minutes were not fetched again: \(requests())")
+        XCTAssertEqual(credentialFetches, 2, "one fetch per command: \(requests())")
+    }
+
+    /// The source itself (in this process): credentials are fetched again
+    /// when due; a service that fails for a moment is tried again; one that
+    /// keeps failing leaves the credentials it gave last in use until they
+    /// are about to expire, and then the error is said.
+    func testRefreshIsRetriedAndAFailedRefreshKeepsValidCredentials() throws {
+        let modeFile = scratch.sub("imds.mode")
+        try Files.write(modeFile, Array("normal".utf8))
+        // 600 s: exactly the refresh margin, so every call is due once the minimum interval allows.
+        try startStandIn(ttl: 600, extra: ["IMDS_MODE_FILE": modeFile, "IMDS_KEY_AS_IS": "0"])
+        let curl = try CurlLibrary.shared.get().api
+        let saved = S3CredentialSource.minimumInterval
+        S3CredentialSource.forgetCached()
+        defer { S3CredentialSource.minimumInterval = saved; S3CredentialSource.forgetCached() }
+        func source() throws -> S3CredentialSource {
+            try S3CredentialSource.from([S3CredentialSource.variable: "instance-metadata",
+                                         S3CredentialSource.endpointVariable: accordEnvironment["ACCORD_S3_METADATA_ENDPOINT"]!])
+        }
+        let s = try source()
+        let first = try s.current(curl: curl)
+        XCTAssertTrue(first.accessKeyID.hasSuffix("N1"), first.accessKeyID)
+        XCTAssertEqual(try s.current(curl: curl).accessKeyID, first.accessKeyID, "fetched again within the minimum interval")
+
+        S3CredentialSource.minimumInterval = 0
+        S3CredentialSource.forgetCached()
+        let second = try s.current(curl: curl)
+        XCTAssertTrue(second.accessKeyID.hasSuffix("N2"), second.accessKeyID)
+        usleep(10_000)
+        let third = try s.current(curl: curl)
+        XCTAssertTrue(third.accessKeyID.hasSuffix("N3"), "due credentials were not fetched again: \(third.accessKeyID)")
+        try Files.write(modeFile, Array("flaky-2".utf8))
+        let retried = try s.current(curl: curl)
+        XCTAssertEqual(String(decoding: try Files.read(modeFile), as: UTF8.self), "normal", "the two failures were not both met")
+        XCTAssertTrue(retried.accessKeyID.hasSuffix("N4"), "a refresh failing twice was not tried a third time: \(retried.accessKeyID)")
+
+        try Files.write(modeFile, Array("fail".utf8))
+        XCTAssertEqual(try s.current(curl: curl).accessKeyID, retried.accessKeyID, "a failed refresh did not keep the valid credentials")
+
+        // Credentials about to expire (20 s) are not kept past a failed refresh: the error is said.
+        standIn?.terminate(); standIn?.waitUntilExit()
+        try? FileManager.default.removeItem(atPath: scratch.sub("imds.port"))
+        try Files.write(modeFile, Array("normal".utf8))
+        try startStandIn(ttl: 20, extra: ["IMDS_MODE_FILE": modeFile, "IMDS_KEY_AS_IS": "0"])
+        S3CredentialSource.forgetCached()
+        let short = try source()
+        _ = try short.current(curl: curl)
+        try Files.write(modeFile, Array("fail".utf8))
+        XCTAssertThrowsError(try short.current(curl: curl)) { e in
+            XCTAssertTrue("\(e)".contains("HTTP 503"), "\(e)")
+        }
     }
 
     /// A role the S3 server does not know, no role, and hostile answers each

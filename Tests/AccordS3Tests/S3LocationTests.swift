@@ -26,7 +26,9 @@ final class S3LocationTests: XCTestCase {
     func testLoopbackHostsAreToldFromOthers() throws {
         for (address, loopback) in [("s3:http://127.0.0.1:9000/bkt", true), ("s3:http://127.3.4.5/bkt", true), ("s3:http://localhost:9000/bkt", true),
                                     ("s3:http://[::1]:9000/bkt", true), ("s3:http://10.0.0.1:9000/bkt", false), ("s3:http://minio.example.com/bkt", false),
-                                    ("s3:http://127.0.0.1.example.com/bkt", false), ("s3:http://1270.0.0.1/bkt", false)] {
+                                    ("s3:http://127.0.0.1.example.com/bkt", false), ("s3:http://1270.0.0.1/bkt", false),
+                                    ("s3:http://127.0.0.08:9000/bkt", false), ("s3:http://[::ffff:127.0.0.1]:9000/bkt", true),
+                                    ("s3:http://[::2]:9000/bkt", false), ("s3:http://localhost.:9000/bkt", true)] {
             XCTAssertEqual(try S3Location(parsing: address).isLoopback, loopback, address)
         }
     }

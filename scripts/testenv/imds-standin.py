@@ -9,13 +9,25 @@ each request with whether it carried the token.
 usage: imds-standin.py PORT_FILE LOG_FILE
 env:   IMDS_KEY, IMDS_SECRET (the credentials to hand out), IMDS_TOKEN (a
        session token to hand out, optional), IMDS_TTL (seconds until they
-       expire, default 3600), IMDS_MODE (normal | no-role | bad-json | huge)
+       expire, default 3600), IMDS_MODE (normal | no-role | bad-json | huge |
+       fail: 503 for the credentials | flaky-N: 503 for the next N), or
+       IMDS_MODE_FILE naming a file that holds the mode (read every request).
+       With IMDS_KEY_AS_IS=0 the n-th credentials answer's key id is IMDS_KEY
+       followed by "N<n-1>" (so a client's refresh shows); by default it is
+       IMDS_KEY as is.
 """
 import datetime, http.server, json, os, sys
 
 PORT_FILE, LOG = sys.argv[1], sys.argv[2]
 TOKEN = "standin-session-token"
-MODE = os.environ.get("IMDS_MODE", "normal")
+MODE_FILE = os.environ.get("IMDS_MODE_FILE")  # if set, the mode is read from it on every request
+FETCHES = [0]
+
+
+def mode():
+    if MODE_FILE and os.path.exists(MODE_FILE):
+        return open(MODE_FILE).read().strip()
+    return os.environ.get("IMDS_MODE", "normal")
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -46,15 +58,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not self.record():
             return self.answer(401, "")
         base = "/latest/meta-data/iam/security-credentials/"
+        m = mode()
         if self.path == base:
-            return self.answer(404 if MODE == "no-role" else 200, "" if MODE == "no-role" else "accord-backup-role\n")
+            return self.answer(404 if m == "no-role" else 200, "" if m == "no-role" else "accord-backup-role\n")
         if self.path == base + "accord-backup-role":
-            if MODE == "bad-json":
+            if m == "bad-json":
                 return self.answer(200, "<html>not json</html>")
-            if MODE == "huge":
+            if m == "huge":
                 return self.answer(200, "x" * (1 << 20))
+            if m == "fail":
+                return self.answer(503, "")
+            if m.startswith("flaky-") and MODE_FILE:
+                n = int(m[6:])
+                with open(MODE_FILE, "w") as f:
+                    f.write(f"flaky-{n - 1}" if n > 1 else "normal")
+                return self.answer(503, "")
+            FETCHES[0] += 1
             expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=int(os.environ.get("IMDS_TTL", "3600")))
-            doc = {"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": os.environ["IMDS_KEY"],
+            doc = {"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": os.environ["IMDS_KEY"] + ("" if os.environ.get("IMDS_KEY_AS_IS", "1") == "1" else f"N{FETCHES[0]}"),
                    "SecretAccessKey": os.environ["IMDS_SECRET"], "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
             if os.environ.get("IMDS_TOKEN"):
                 doc["Token"] = os.environ["IMDS_TOKEN"]

@@ -110,10 +110,30 @@ public final class Backup: @unchecked Sendable {
         if let p = parentID, let s = try? repository.loadSnapshot(p) {
             // The parent's manifest pieces are kept a while after the walk reads them: the
             // new pieces that replace them are stored as deltas on them (`ManifestWriter`).
+            // A piece that is itself a delta is read with its base, which is kept too: a new piece
+            // replacing it will be a delta on that base.
             let recent = RecentBlobs()
             sink.recentBases = recent
-            parentCursor = ParentCursor(reader: ManifestReader(blobs: s.manifestIDs, snapshot: p) { [unowned self] id in
-                let bytes = try self.repository.readBlob(id)
+            let r = repository
+            let inflater = Inflater()
+            let base: BlobDecoder.BaseReader = { id in
+                if let bytes = recent.get(id) { return bytes }
+                let bytes = try r.readBase(id, inflater: nil)
+                recent.put(id, bytes)
+                return bytes
+            }
+            parentCursor = ParentCursor(reader: ManifestReader(blobs: s.manifestIDs, snapshot: p) { id in
+                guard let l = r.index.lookup(id) else { throw BlobError.notInIndex(id) }
+                var stored: [UInt8] = [], bytes: [UInt8] = []
+                try r.readStored(id, location: l, into: &stored)
+                do {
+                    try stored.withUnsafeBytes {
+                        try r.decodeVerified(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength),
+                                             inflater: inflater, into: &bytes, base: base)
+                    }
+                } catch {
+                    throw BlobError.inPack(id, pack: r.index.pack(of: l), offset: l.offset, underlying: error)
+                }
                 recent.put(id, bytes)
                 return bytes
             })
@@ -138,7 +158,7 @@ public final class Backup: @unchecked Sendable {
         // A new piece of the manifest is tried as a delta on the parent's piece it most likely replaced.
         let storeNear: (UnsafeRawBufferPointer, BlobID) throws -> BlobID = { [unowned self] bytes, near in
             let id = self.repository.blobID(of: bytes)
-            try self.sink.store(id, type: .tree, data: bytes, base: near)
+            try self.sink.store(id, type: .tree, data: bytes, base: near, treeBase: true)
             return id
         }
         let manifest = ManifestWriter(gear: repository.gear, store: storeTree, lists: storeTree, storeNear: storeNear)

@@ -85,8 +85,12 @@ extension Backup {
 
     // MARK: Walking (one thread, tree order)
 
+    /// Queues an entry that needs no reading (a directory, symlink, hard link).
+    /// Its path in the parent anchors the manifest piece it lands in (called in tree order, as `find` needs).
     func emit(_ entry: ManifestEntry) {
-        _ = slots.push(Slot(entry: entry, done: true))
+        let slot = Slot(entry: entry, done: true)
+        slot.manifestAnchor = parentCursor?.find(entry.path, onError: options.onWarning)?.blob
+        _ = slots.push(slot)
     }
 
     func entry(_ kind: ManifestEntry.Kind, _ path: RawPath, _ st: FileStatus) -> ManifestEntry {

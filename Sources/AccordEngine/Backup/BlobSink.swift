@@ -18,7 +18,10 @@ public final class BlobSink: @unchecked Sendable {
     /// `base`: a blob the data probably resembles (the chunk it replaced in
     /// the parent snapshot's version of the file or stream); the compressor
     /// stores the data as a delta on it when that is smaller.
-    struct Job { var id: BlobID; var type: BlobType; var data: [UInt8]; var base: BlobID? = nil }
+    /// `baseLimit`: the largest base a delta may use, and whether it must be a
+    /// tree blob (a manifest piece's base is another manifest piece, at most
+    /// the `manifest` profile's largest; whatever a hostile parent lists).
+    struct Job { var id: BlobID; var type: BlobType; var data: [UInt8]; var base: BlobID? = nil; var treeBase = false }
 
     /// Small blobs of one thread, handed to the compressors together: one
     /// queue operation (and at most one wake-up) per ~256 KiB instead of per
@@ -89,9 +92,9 @@ public final class BlobSink: @unchecked Sendable {
     /// while the compression queue is full; throws if the sink has failed.
     /// `base`, if given, is a blob this one may be stored as a delta on.
     @discardableResult
-    public func store(_ id: BlobID, type: BlobType, data: UnsafeRawBufferPointer, base: BlobID? = nil) throws -> Bool {
+    public func store(_ id: BlobID, type: BlobType, data: UnsafeRawBufferPointer, base: BlobID? = nil, treeBase: Bool = false) throws -> Bool {
         guard try claim(id) else { return false }
-        if !queue.push([Job(id: id, type: type, data: Array(data), base: deltas ? base : nil)], cost: data.count) {
+        if !queue.push([Job(id: id, type: type, data: Array(data), base: deltas ? base : nil, treeBase: treeBase)], cost: data.count) {
             throw failure.value ?? CancellationError()
         }
         return true
@@ -143,9 +146,10 @@ public final class BlobSink: @unchecked Sendable {
             do {
                 var comp = job.data.withUnsafeBytes { deflater.compress($0, into: &out) }
                 var storedCount = comp == .none ? job.data.count : out.count
-                if let hint = job.base, let baseID = readBase(hint, inflater: inflater, scratch: &scratch, into: &baseBytes),
+                if let hint = job.base, let (baseID, drifted) = readBase(hint, tree: job.treeBase, inflater: inflater, scratch: &scratch, into: &baseBytes),
                    let program = baseBytes.withUnsafeBytes({ b in
-                       job.data.withUnsafeBytes { DeltaCodec.encode(base: b, target: $0, limit: storedCount - 32) } }) {
+                       job.data.withUnsafeBytes { DeltaCodec.encode(base: b, target: $0, limit: storedCount - 32) } }),
+                   Self.keepsDelta(program: program.count, whole: storedCount, drifted: drifted) {
                     out.removeAll(keepingCapacity: true)
                     out.append(contentsOf: baseID.bytes)
                     out.append(contentsOf: program)
@@ -179,27 +183,48 @@ public final class BlobSink: @unchecked Sendable {
         }
     }
 
+    /// Is a delta of `program` bytes worth keeping for a blob whose whole
+    /// stored form is `whole` bytes? It is shorter than the whole form (the
+    /// encoder's limit). When the chunk it replaces is itself a delta on the
+    /// same base (`drifted`: that delta's program length), the new delta
+    /// carries every change since the base and grows day after day; it is
+    /// then kept only while base id and program stay below √(2·whole·growth),
+    /// growth being what it adds to the replaced program (at least 64 bytes).
+    /// That stores the chunk whole again after about √(2·whole/growth) days
+    /// and makes its average daily cost (a whole form per period plus the
+    /// deltas in between) smallest: √(2·whole·growth), where keeping deltas
+    /// until they reach the whole form costs about whole/2 a day.
+    static func keepsDelta(program: Int, whole: Int, drifted: Int?) -> Bool {
+        guard let previous = drifted else { return true }
+        let growth = Double(max(64, program - previous))
+        return Double(32 + program) <= (2 * Double(whole) * growth).squareRoot()
+    }
+
     /// The bytes of the base a delta on `hint` would use: `hint` itself, or
-    /// its base when `hint` is itself a delta (bases are stored whole). Nil
-    /// when there is none small enough or it cannot be read: the blob is
-    /// then stored without a delta (a damaged base is `check`'s to report).
-    private func readBase(_ hint: BlobID, inflater: Inflater, scratch: inout [UInt8], into bytes: inout [UInt8]) -> BlobID? {
+    /// its base when `hint` is itself a delta (bases are stored whole; then
+    /// also the length of `hint`'s program, for `deltaLimit`). Nil when there
+    /// is none small enough or it cannot be read: the blob is then stored
+    /// without a delta (a damaged base is `check`'s to report). `tree`: the
+    /// base must be a tree blob no larger than a manifest piece can be.
+    private func readBase(_ hint: BlobID, tree: Bool, inflater: Inflater, scratch: inout [UInt8], into bytes: inout [UInt8]) -> (BlobID, Int?)? {
         guard var l = lock.withLock({ repository.index.lookup(hint) }) else { return nil }
         var id = hint
+        var drifted: Int?
         if l.compression == .delta {
             guard let b = try? repository.deltaBase(of: hint, location: l),
                   let bl = lock.withLock({ repository.index.lookup(b) }), bl.compression != .delta else { return nil }
+            drifted = Int(l.storedLength) - 32 - (repository.config.isEncrypted ? AESGCMKey.overhead : 0)
             id = b; l = bl
         }
-        guard l.rawLength <= UInt32(DeltaCodec.maxLength) else { return nil }
-        if let recent = recentBases?.get(id) { bytes = recent; return id }
+        guard l.rawLength <= UInt32(tree ? ChunkerProfile.manifest.max : DeltaCodec.maxLength), !tree || l.type == .tree else { return nil }
+        if let recent = recentBases?.get(id) { bytes = recent; return (id, drifted) }
         do {
             try repository.readStored(id, location: l, into: &scratch)
             try scratch.withUnsafeBytes {
                 try repository.decodeVerified(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength), inflater: inflater, into: &bytes)
             }
         } catch { return nil }
-        return id
+        return (id, drifted)
     }
 
     /// Finishes a pack (fsync, rename) and records it.
@@ -250,6 +275,8 @@ final class RecentBlobs: @unchecked Sendable {
     private let budget: Int
     /// Larger blobs are not kept (a chunk list of 4 MiB would push out the rest).
     static let maxBlob = 256 << 10
+    /// What an entry costs besides its bytes (the key, the array, the order slot).
+    static let entryCost = 128
 
     init(budget: Int = 8 << 20) { self.budget = budget }
 
@@ -258,9 +285,9 @@ final class RecentBlobs: @unchecked Sendable {
         lock.withLock {
             guard blobs.updateValue(data, forKey: id) == nil else { return }
             order.append(id)
-            bytes += data.count
+            bytes += data.count + Self.entryCost
             while bytes > budget, head < order.count {
-                if let old = blobs.removeValue(forKey: order[head]) { bytes -= old.count }
+                if let old = blobs.removeValue(forKey: order[head]) { bytes -= old.count + Self.entryCost }
                 head += 1
             }
             if head > 1024 && head * 2 > order.count { order.removeFirst(head); head = 0 }
