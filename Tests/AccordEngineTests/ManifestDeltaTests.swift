@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 import AccordCore
-import AccordEngine
+@testable import AccordEngine
 import AccordTestSupport
 import AccordRuntime
 
@@ -180,13 +180,85 @@ class ManifestDeltaTests: DumpBackupTestCase {
         XCTAssertThrowsError(try Restore(repository: reopened, options: o).run(try reopened.loadSnapshot(second.id)),
                              "a snapshot whose manifest cannot be read restored")
 
+        XCTAssertThrowsError(try Restore(repository: reopened, options: o).run(try reopened.loadSnapshot(first.id)),
+                             "day 1, which holds the damaged base as its own piece, restored")
+
         var c = CheckOptions()
         c.readData = true
         c.threads = 2
         let report = try Check(repository: try open(index: false), options: c).run()
         XCTAssertTrue(report.errors.contains { $0.contains(base.short) || $0.contains("\(base)") },
                       "check --read-data does not report the damaged base:\n\(report.errors.prefix(5).joined(separator: "\n"))")
-        _ = first
+
+        // The next backup cannot read its parent: it says so, reads every file, offers no damaged base,
+        // and its snapshot restores.
+        try writeDay(3)
+        let day3Tree = try files(under: source)
+        let third = try backupSource()
+        XCTAssertTrue(warnings.withLock { $0 }.contains { $0.contains("manifest is unreadable") }, "\(warnings.withLock { $0 })")
+        let after = try open()
+        for (p, b) in try manifestDeltas(after, third.id) { XCTAssertNotEqual(b, base, "piece \(p.short) is a delta on the damaged base") }
+        try assertRestores(third.id, day3Tree, "day 3 after the damage")
+    }
+
+    /// The rule that bounds drift (`BlobSink.keepsDelta`): a delta whose
+    /// replaced chunk is a delta on the same base is kept while base id and
+    /// program stay under √(2·whole·growth).
+    func testADriftingDeltaIsKeptOnlyBelowTheOptimum() {
+        XCTAssertTrue(BlobSink.keepsDelta(program: 5_000, whole: 8_000, drifted: nil), "a first delta is kept whenever it is shorter")
+        XCTAssertTrue(BlobSink.keepsDelta(program: 400, whole: 8_000, drifted: 200))      // 432 ≤ √(2·8000·200) = 1789
+        XCTAssertFalse(BlobSink.keepsDelta(program: 2_000, whole: 8_000, drifted: 1_800))  // 2032 > 1789
+        XCTAssertTrue(BlobSink.keepsDelta(program: 40, whole: 400, drifted: 20))            // growth floor 64: 72 ≤ 226
+        XCTAssertFalse(BlobSink.keepsDelta(program: 300, whole: 400, drifted: 290))         // 332 > 226
+    }
+
+    /// Eighteen days of edits to different files: the pieces' deltas drift
+    /// (each day's carries every change since its base) until one is stored
+    /// whole again, and the days together cost far less than storing each
+    /// day's changed pieces whole.
+    func testDriftingPiecesAreStoredWholeAgainAndManyDaysStayCheap() throws {
+        var total: UInt64 = 0
+        var ids: [SnapshotID] = [], trees: [[String: [UInt8]]] = []
+        for n in 1...18 {
+            try writeDay(n)
+            let r = try backupSource()
+            if n > 1 { total += r.snapshot.summary.addedManifestBytes }
+            ids.append(r.id)
+            if n == 1 || n == 18 { trees.append(try files(under: source)) }
+        }
+        let r = try open()
+        let day1 = Set(try r.loadSnapshot(ids[0]).manifestIDs)
+        var whole = 0, wholeBytes: UInt64 = 0
+        for m in try r.loadSnapshot(ids[0]).manifestIDs { wholeBytes += UInt64(try XCTUnwrap(r.index.lookup(m)).storedLength) }
+        for id in ids.dropFirst() {
+            for m in try r.loadSnapshot(id).manifestIDs where !day1.contains(m) {
+                if try XCTUnwrap(r.index.lookup(m)).compression != .delta { whole += 1 }
+            }
+        }
+        XCTAssertGreaterThan(whole, 0, "no piece was stored whole again in 17 days of drift")
+        XCTAssertLessThan(total, wholeBytes * 17 / 4, "17 days of manifest cost \(total) bytes; the whole manifest is \(wholeBytes)")
+        try assertRestores(ids[17], trees[1], "day 18")
+        try assertCheckPasses("after 18 days")
+    }
+
+    /// A tree of symlinks: their records anchor their pieces too, so a day
+    /// that retargets a few stores deltas, not whole pieces.
+    func testPiecesOfSymlinksAreDeltasToo() throws {
+        let dir = source + "/links"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for i in 0..<3000 { try FileManager.default.createSymbolicLink(atPath: dir + "/l\(i)", withDestinationPath: "/target/number/\(i)") }
+        let first = try backupSource()
+        for i in stride(from: 7, to: 3000, by: 97) {
+            try FileManager.default.removeItem(atPath: dir + "/l\(i)")
+            try FileManager.default.createSymbolicLink(atPath: dir + "/l\(i)", withDestinationPath: "/retargeted/\(i)")
+        }
+        let second = try backupSource()
+        let r = try open()
+        let old = Set(try r.loadSnapshot(first.id).manifestIDs)
+        let changed = try r.loadSnapshot(second.id).manifestIDs.filter { !old.contains($0) }
+        XCTAssertGreaterThan(changed.count, 2, "test setup: few pieces changed")
+        let deltas = try manifestDeltas(r, second.id)
+        XCTAssertGreaterThanOrEqual(deltas.count, changed.count - 1, "\(deltas.count) of \(changed.count) changed pieces of symlinks are deltas")
     }
 }
 
@@ -202,5 +274,11 @@ final class EncryptedManifestDeltaTests: ManifestDeltaTests {
     }
     override func testADamagedManifestBaseIsReportedNotRestoredWrong() throws {
         try super.testADamagedManifestBaseIsReportedNotRestoredWrong()
+    }
+    override func testDriftingPiecesAreStoredWholeAgainAndManyDaysStayCheap() throws {
+        try super.testDriftingPiecesAreStoredWholeAgainAndManyDaysStayCheap()
+    }
+    override func testPiecesOfSymlinksAreDeltasToo() throws {
+        try super.testPiecesOfSymlinksAreDeltasToo()
     }
 }
