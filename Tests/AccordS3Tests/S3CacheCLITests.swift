@@ -66,10 +66,10 @@ final class S3CacheCLITests: AccordTestCase {
         print("no-change backup on s3: \(uncached) requests without the cache, \(cached) with it")
         XCTAssertLessThan(cached, uncached, "the cache saves the index and snapshot reads")
 
-        for d in [cacheBase, dir, dir + "/index", dir + "/snapshots"] { XCTAssertEqual(try mode(d), 0o700, d) }
+        for d in [cacheBase, dir, dir + "/index", dir + "/snapshots", dir + "/blobs"] { XCTAssertEqual(try mode(d), 0o700, d) }
         for f in Files.regularFiles(under: dir) { XCTAssertEqual(try mode(f), 0o600, f) }
-        // Never packs, config, keys or locks.
-        XCTAssertEqual(Set(try Sys.listDirectory(dir)), ["index", "snapshots"])
+        // Never packs, config, keys or locks; tree blobs by id in blobs/.
+        XCTAssertEqual(Set(try Sys.listDirectory(dir)), ["blobs", "index", "snapshots"])
     }
 
     func testABadOrForeignCacheFileIsReplacedAndNeverTrusted() throws {

@@ -50,6 +50,8 @@ extension Repository {
         }
         index.seal()
         isIndexLoaded = true
+        // Tree blobs cached for blobs no longer in the repository (pruned) go.
+        blobCache?.retainBlobs { index.lookup($0) != nil }
     }
 
     /// Writes an index file for these packs; durable on return. The first
@@ -261,10 +263,54 @@ extension Repository {
         return base
     }
 
-    /// Convenience for small blobs (manifests).
+    /// Convenience for small blobs (manifest pieces, chunk lists). A tree
+    /// blob is looked for first in the backend's `BlobCache` (a bucket's local
+    /// cache), and what is read from a pack is put there: a no-change backup
+    /// then reads its parent's manifest from disk. Bytes from the cache are
+    /// decoded and verified exactly as a pack's; ones that fail are forgotten
+    /// and the pack is read (so damage in the pack is still reported as
+    /// today). A delta's base is read the same way.
     public func readBlob(_ id: BlobID) throws -> [UInt8] {
-        var scratch: [UInt8] = [], out: [UInt8] = []
-        try readVerified(id, inflater: Inflater(), scratch: &scratch, into: &out)
+        guard let cache = blobCache else {
+            var scratch: [UInt8] = [], out: [UInt8] = []
+            try readVerified(id, inflater: Inflater(), scratch: &scratch, into: &out)
+            return out
+        }
+        return try readTreeBlob(id, cache: cache, inflater: Inflater(), baseOf: nil)
+    }
+
+    /// The backend's local cache of tree blobs, if it keeps one.
+    var blobCache: (any BlobCache)? { local == nil ? backend as? any BlobCache : nil }
+
+    /// `readBlob` through `cache` (`baseOf`: the delta this is the base of, so it may not be a delta itself).
+    private func readTreeBlob(_ id: BlobID, cache: any BlobCache, inflater: Inflater, baseOf: BlobID?) throws -> [UInt8] {
+        guard let l = index.lookup(id) else { throw BlobError.notInIndex(id) }
+        if baseOf != nil, l.compression == .delta { throw DeltaError.baseIsDelta(id) }
+        let cacheable = l.type == .tree
+        let base: BlobDecoder.BaseReader = { [unowned self] b in try self.readTreeBlob(b, cache: cache, inflater: Inflater(), baseOf: id) }
+        var out: [UInt8] = []
+        if cacheable, let stored = cache.cachedBlob(id, storedLength: Int(l.storedLength)) {
+            do {
+                try stored.withUnsafeBytes {
+                    try decodeVerified(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength), inflater: inflater,
+                                       into: &out, base: base)
+                }
+                return out
+            } catch {
+                cache.forgetBlob(id)   // not what the pack holds: read the pack
+            }
+        }
+        var stored: [UInt8] = []
+        try readStored(id, location: l, into: &stored)
+        do {
+            try stored.withUnsafeBytes {
+                try decodeVerified(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength), inflater: inflater,
+                                   into: &out, base: base)
+            }
+        } catch {
+            throw BlobError.inPack(id, pack: index.pack(of: l), offset: l.offset, underlying: error)
+        }
+        if cacheable { stored.withUnsafeBytes { cache.cacheBlob(id, $0) } }
         return out
     }
 
