@@ -123,6 +123,115 @@ final class S3CacheCLITests: AccordTestCase {
         XCTAssertEqual(try Sys.listDirectory(dir + "/snapshots").count, 1)
     }
 
+    // MARK: Tree blobs (blobs/)
+
+    /// `makeTree` and a file of several chunks (its chunk list is a tree blob too).
+    func makeTreeWithAChunkList() throws -> String {
+        let root = try makeTree()
+        var rng = SeededRandom(seed: 1603)
+        try TreeBuilder.write(Array((root + "/big").utf8), rng.bytes(3 << 20))
+        return root
+    }
+
+    /// Tree blobs (manifest pieces, chunk lists) are kept by id in `blobs/`,
+    /// put there by the backup that wrote them: a no-change backup then reads
+    /// no pack. With the folder emptied it costs one ranged GET per tree blob,
+    /// and the folder is filled again.
+    func testTreeBlobsAreCachedSoANoChangeBackupReadsNoPack() throws {
+        let root = try makeTreeWithAChunkList()
+        try accordOK(["init", "-d", s3Repo, "--encryption", "none"])
+        try accordOK(["backup", "-d", s3Repo, root])
+        let dir = try cacheDirectory()
+        let written = Set(try Sys.listDirectory(dir + "/blobs"))
+        XCTAssertGreaterThanOrEqual(written.count, 2, "the manifest and the big file's chunk list, cached by the backup that wrote them")
+        let warm = try requests(try accordOK(["backup", "-d", s3Repo, root]))
+        for f in written { try FileManager.default.removeItem(atPath: dir + "/blobs/" + f) }
+        let cold = try requests(try accordOK(["backup", "-d", s3Repo, root]))
+        print("no-change backup on s3: \(cold) requests with no tree blob cached, \(warm) with them")
+        XCTAssertEqual(Set(try Sys.listDirectory(dir + "/blobs")), written, "filled again with what was read")
+        XCTAssertEqual(cold - warm, written.count, "one ranged GET per tree blob without the cache, none with it")
+        XCTAssertEqual(try requests(try accordOK(["backup", "-d", s3Repo, root])), warm)
+        for f in Files.regularFiles(under: dir + "/blobs") { XCTAssertEqual(try mode(f), 0o600, f) }
+    }
+
+    /// Nothing in `blobs/` is trusted: a flipped byte, a file cut short,
+    /// another blob's bytes and a FIFO are each found out (decoded and
+    /// verified as a pack's bytes are), the pack is read instead, and the
+    /// file is replaced by the pack's bytes; a stray name is removed.
+    func testABadCachedTreeBlobIsReadFromThePackInstead() throws {
+        let root = try makeTreeWithAChunkList()
+        try accordOK(["init", "-d", s3Repo, "--encryption", "none"])
+        try accordOK(["backup", "-d", s3Repo, root])
+        let dir = try cacheDirectory(), blobs = dir + "/blobs/"
+        let names = try Sys.listDirectory(blobs).sorted()
+        guard names.count >= 2 else { return XCTFail("\(names)") }
+        var good: [String: [UInt8]] = [:]
+        for n in names { good[n] = try Files.read(blobs + n) }
+        var flipped = good[names[0]]!
+        flipped[flipped.count / 2] ^= 0x01
+        try Files.write(blobs + names[0], flipped)
+        try FileManager.default.removeItem(atPath: blobs + names[1])
+        XCTAssertEqual(mkfifo(blobs + names[1], 0o600), 0)
+        try Files.write(blobs + "stray", Array("junk".utf8))
+
+        let ls = try accordOK(["ls", "-d", s3Repo, "latest"], timeout: 60)
+        XCTAssertTrue(ls.stdout.contains(root + "/f39") && ls.stdout.contains(root + "/big"), ls.stdout)
+        XCTAssertEqual(try Files.read(blobs + names[0]), good[names[0]], "the flipped file was replaced by the pack's bytes")
+        let isFile = try Sys.lstat(blobs + names[1]).mode & 0o170000 == 0o100000
+        XCTAssertTrue(isFile, "the FIFO was replaced")
+        if isFile { XCTAssertEqual(try Files.read(blobs + names[1]), good[names[1]]) }
+        XCTAssertFalse(Files.exists(blobs + "stray"), "a name that is no blob of the index is removed")
+
+        // Cut short, and swapped for another blob's bytes: the same.
+        try Files.write(blobs + names[0], Array(good[names[0]]!.prefix(good[names[0]]!.count - 1)))
+        try Files.write(blobs + names[1], good[names[0]]!)
+        let restored = scratch.sub("restored")
+        try accordOK(["restore", "-d", s3Repo, "latest", "--target", restored])
+        XCTAssertEqual(try Files.read(restored + root + "/big"), try Files.read(root + "/big"))
+        for n in names.prefix(2) { XCTAssertEqual(try Files.read(blobs + n), good[n], n) }
+    }
+
+    /// In an encrypted repository the cache holds the pack's sealed bytes,
+    /// never plaintext: each cached file is found, as it is, in a pack.
+    func testCachedTreeBlobsOfAnEncryptedRepositoryAreTheSealedBytes() throws {
+        try useEncryption()
+        let root = try makeTreeWithAChunkList()
+        try accordOK(["init", "-d", s3Repo])
+        try accordOK(["backup", "-d", s3Repo, root])
+        let dir = try cacheDirectory()
+        let packs = try Files.regularFiles(under: storedRepository + "/data").map { Data(try Files.read($0)) }
+        let cached = try Sys.listDirectory(dir + "/blobs")
+        XCTAssertGreaterThanOrEqual(cached.count, 2)
+        for n in cached {
+            let bytes = Data(try Files.read(dir + "/blobs/" + n))
+            XCTAssertTrue(packs.contains { $0.range(of: bytes) != nil }, "\(n) is not a pack's stored bytes")
+        }
+        let ls = try accordOK(["ls", "-d", s3Repo, "latest"])
+        XCTAssertTrue(ls.stdout.contains(root + "/big"), ls.stdout)
+    }
+
+    /// Tree blobs of snapshots pruned away leave the cache with them (when
+    /// the next command loads the index), and only those.
+    func testPruneTakesTheCachedTreeBlobsOfForgottenSnapshotsAway() throws {
+        let root = try makeTreeWithAChunkList()
+        try accordOK(["init", "-d", s3Repo, "--encryption", "none"])
+        try accordOK(["backup", "-d", s3Repo, root])
+        var rng = SeededRandom(seed: 1604)
+        try TreeBuilder.write(Array((root + "/big").utf8), rng.bytes(3 << 20))   // new chunks, a new list, a new manifest
+        try accordOK(["backup", "-d", s3Repo, root])
+        let dir = try cacheDirectory()
+        let both = Set(try Sys.listDirectory(dir + "/blobs"))
+        try accordOK(["forget", "-d", s3Repo, "--keep-last", "1"])
+        try accordOK(["prune", "-d", s3Repo, "--max-unused", "0"])
+        try accordOK(["ls", "-d", s3Repo, "latest"])
+        let kept = Set(try Sys.listDirectory(dir + "/blobs"))
+        XCTAssertTrue(kept.isSubset(of: both) && kept.count < both.count, "\(kept) of \(both)")
+        // Exactly what the snapshot left needs: the same set a cold read fills in.
+        for f in kept { try FileManager.default.removeItem(atPath: dir + "/blobs/" + f) }
+        try accordOK(["ls", "-d", s3Repo, "latest"])
+        XCTAssertEqual(Set(try Sys.listDirectory(dir + "/blobs")), kept)
+    }
+
     // MARK: The cache's place (review 23 M6)
 
     /// A cache folder of another user's is neither used nor cleaned: that
