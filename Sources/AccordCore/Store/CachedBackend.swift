@@ -284,6 +284,8 @@ public protocol BlobCache: AnyObject, Sendable {
     func cachedBlob(_ id: BlobID, storedLength: Int) -> [UInt8]?
     /// Keeps `stored` as `id`'s stored bytes (any failure is silent: it only costs a read later).
     func cacheBlob(_ id: BlobID, _ stored: UnsafeRawBufferPointer)
+    /// Whether a file for `id` of `storedLength` bytes is there (not read, not verified).
+    func hasBlob(_ id: BlobID, storedLength: Int) -> Bool
     /// Drops `id`'s file (it did not verify).
     func forgetBlob(_ id: BlobID)
     /// Drops every file whose blob `keep` rejects (the index no longer has it), and any stray name.
@@ -322,6 +324,11 @@ extension CachedBackend: BlobCache {
         if !written || (try? Sys.rename(in: blobsFD, tmp, to: blobsFD, name, path: blobPath(id.hex))) == nil {
             try? Sys.unlink(in: blobsFD, tmp, path: blobPath(".tmp"))
         }
+    }
+
+    public func hasBlob(_ id: BlobID, storedLength: Int) -> Bool {
+        guard let st = try? Sys.lstat(in: blobsFD, Array(id.hex.utf8), path: Array(blobPath(id.hex).utf8)) else { return false }
+        return st.mode & 0o170000 == 0o100000 && Int(st.size) == storedLength
     }
 
     public func forgetBlob(_ id: BlobID) {

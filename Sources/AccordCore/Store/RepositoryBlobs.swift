@@ -279,6 +279,58 @@ extension Repository {
         return try readTreeBlob(id, cache: cache, inflater: Inflater(), baseOf: nil)
     }
 
+    /// Puts the stored bytes of tree blobs `ids` that the blob cache lacks
+    /// into it, reading each pack's run of them with one ranged GET (blobs
+    /// at most `coalesceGap` apart, runs of at most `coalesceSpan` bytes)
+    /// instead of one per blob: a manifest's pieces lie together, written at
+    /// a backup's end. Nothing is checked here: `readBlob` decodes and
+    /// verifies each as it is used, and a damaged one is read again from its
+    /// pack alone (and reported as that blob's damage). A failed read only
+    /// leaves the blobs to `readBlob`. A run of one blob is left to it too.
+    public func prefetchTreeBlobs(_ ids: [BlobID]) {
+        guard let cache = blobCache else { return }
+        var byPack: [Int: [BlobLocation]] = [:], idAt: [UInt64: BlobID] = [:]
+        for id in ids {
+            guard let l = index.lookup(id), l.type == .tree, !cache.hasBlob(id, storedLength: Int(l.storedLength)) else { continue }
+            let key = UInt64(l.packIndex) << 32 | UInt64(l.offset)
+            guard idAt.updateValue(id, forKey: key) == nil else { continue }
+            byPack[l.packIndex, default: []].append(l)
+        }
+        for (_, locations) in byPack {
+            let sorted = locations.sorted { $0.offset < $1.offset }
+            var run: [BlobLocation] = []
+            func flush() {
+                defer { run = [] }
+                guard run.count > 1, let first = run.first, let last = run.last else { return }
+                let start = Int64(first.offset), end = Int64(last.offset) + Int64(last.storedLength)
+                var span = [UInt8](repeating: 0, count: Int(end - start))
+                let pack = index.pack(of: first)
+                guard let n = try? span.withUnsafeMutableBytes({ try readPack(pack, at: start, into: $0) }), n == span.count else { return }
+                span.withUnsafeBytes { b in
+                    for l in run {
+                        let at = Int(Int64(l.offset) - start)
+                        guard let id = idAt[UInt64(l.packIndex) << 32 | UInt64(l.offset)] else { continue }
+                        cache.cacheBlob(id, UnsafeRawBufferPointer(rebasing: b[at ..< at + Int(l.storedLength)]))
+                    }
+                }
+            }
+            for l in sorted {
+                if let first = run.first, let last = run.last {
+                    let gap = Int64(l.offset) - (Int64(last.offset) + Int64(last.storedLength))
+                    let span = Int64(l.offset) + Int64(l.storedLength) - Int64(first.offset)
+                    if gap < 0 || gap > Self.coalesceGap || span > Self.coalesceSpan { flush() }
+                }
+                run.append(l)
+            }
+            flush()
+        }
+    }
+
+    /// Largest gap `prefetchTreeBlobs` reads through between two blobs of one run.
+    static let coalesceGap: Int64 = 1 << 20
+    /// Largest run `prefetchTreeBlobs` reads with one request.
+    static let coalesceSpan: Int64 = 32 << 20
+
     /// The backend's local cache of tree blobs, if it keeps one.
     var blobCache: (any BlobCache)? { local == nil ? backend as? any BlobCache : nil }
 
