@@ -193,7 +193,7 @@ struct RepositoryOptions: ParsableArguments {
     var s3CAFile: String?
     @Option(name: .customLong("s3-bucket-lookup"), help: ArgumentHelp("How requests to an s3: repository name its bucket: path (HOST/BUCKET/KEY), dns (BUCKET.HOST/KEY, virtual-hosted: BUCKET.HOST must resolve) or auto: dns for an Amazon S3 endpoint without a port, else path (default: $ACCORD_S3_BUCKET_LOOKUP, else auto).", valueName: "auto|path|dns"))
     var s3BucketLookup: S3BucketLookup?
-    @Flag(name: .customLong("no-cache"), help: "Do not use the local cache of an s3: repository's index files and snapshots ($ACCORD_CACHE_DIR, else $XDG_CACHE_HOME/accord or ~/.cache/accord).")
+    @Flag(name: .customLong("no-cache"), help: "Do not use the local cache of an s3: repository's index files, snapshots and tree blobs ($ACCORD_CACHE_DIR, else $XDG_CACHE_HOME/accord or ~/.cache/accord).")
     var noCache = false
     @Option(help: ArgumentHelp("Read the passphrase of an encrypted repository from FILE (one line; as root it must be root's, with no group or other access: chmod 600). Else $ACCORD_PASSWORD_FILE, $ACCORD_PASSWORD_COMMAND, the settings file's repository.password-file, or a prompt: see `accord key --help`.", valueName: "FILE"))
     var passwordFile: String?
@@ -327,7 +327,9 @@ func withLock<T>(_ repo: Repository, exclusive: Bool = false, readOnly: Bool = f
         return try body()
     }
     defer { release(lock) }
-    return try body()
+    let result = try body()
+    try (lock as? ObjectLock)?.confirm()   // a deferred second look not yet run by a write
+    return result
 }
 
 /// Releases a lock; a lock object that could not be deleted (credentials that

@@ -66,10 +66,10 @@ final class S3CacheCLITests: AccordTestCase {
         print("no-change backup on s3: \(uncached) requests without the cache, \(cached) with it")
         XCTAssertLessThan(cached, uncached, "the cache saves the index and snapshot reads")
 
-        for d in [cacheBase, dir, dir + "/index", dir + "/snapshots"] { XCTAssertEqual(try mode(d), 0o700, d) }
+        for d in [cacheBase, dir, dir + "/index", dir + "/snapshots", dir + "/blobs"] { XCTAssertEqual(try mode(d), 0o700, d) }
         for f in Files.regularFiles(under: dir) { XCTAssertEqual(try mode(f), 0o600, f) }
-        // Never packs, config, keys or locks.
-        XCTAssertEqual(Set(try Sys.listDirectory(dir)), ["index", "snapshots"])
+        // Never packs, config, keys or locks; tree blobs by id in blobs/.
+        XCTAssertEqual(Set(try Sys.listDirectory(dir)), ["blobs", "index", "snapshots"])
     }
 
     func testABadOrForeignCacheFileIsReplacedAndNeverTrusted() throws {
@@ -121,6 +121,169 @@ final class S3CacheCLITests: AccordTestCase {
         try accordOK(["forget", "-d", s3Repo, "--keep-last", "1"])
         XCTAssertEqual(Set(try Sys.listDirectory(dir + "/snapshots")), Set(try Sys.listDirectory(storedRepository + "/snapshots")))
         XCTAssertEqual(try Sys.listDirectory(dir + "/snapshots").count, 1)
+    }
+
+    // MARK: Tree blobs (blobs/)
+
+    /// `makeTree` and a dump file (`*.sql`: 4 KiB chunks) of more chunks
+    /// than a record keeps inline, so its ids go into a chunk list, a tree blob too.
+    func makeTreeWithAChunkList() throws -> String {
+        let root = try makeTree()
+        var rng = SeededRandom(seed: 1603)
+        try TreeBuilder.write(Array((root + "/big.sql").utf8), rng.bytes(6 << 20))
+        return root
+    }
+
+    /// A backup's requests less the two PUTs (pack, index) of one that stored
+    /// new blobs: the test tree's ancestors include the scratch directory,
+    /// whose times change with every command, so a manifest piece may be new.
+    func readRequests(_ r: CommandResult) throws -> Int {
+        let added = try XCTUnwrap(r.stdout.range(of: #"in [0-9]+ new blobs"#, options: .regularExpression).map { r.stdout[$0] }, r.stdout)
+        return try requests(r) - (added == "in 0 new blobs" ? 0 : 2)
+    }
+
+    /// Tree blobs (manifest pieces, chunk lists) are kept by id in `blobs/`,
+    /// put there by the backup that wrote them: a no-change backup then reads
+    /// no pack. With the folder emptied it costs a ranged GET per tree blob
+    /// (here one manifest piece and one chunk list, in different places of
+    /// the pack), and the folder is filled again.
+    func testTreeBlobsAreCachedSoANoChangeBackupReadsNoPack() throws {
+        let root = try makeTreeWithAChunkList()
+        try accordOK(["init", "-d", s3Repo, "--encryption", "none"])
+        try accordOK(["backup", "-d", s3Repo, root])
+        let dir = try cacheDirectory(), blobs = dir + "/blobs/"
+        XCTAssertGreaterThanOrEqual(try Sys.listDirectory(blobs).count, 2, "the manifest and the chunk list, cached by the backup that wrote them")
+        let warm = try readRequests(try accordOK(["backup", "-d", s3Repo, root]))
+        for f in try Sys.listDirectory(blobs) { try FileManager.default.removeItem(atPath: blobs + f) }
+        let cold = try readRequests(try accordOK(["backup", "-d", s3Repo, root]))
+        print("no-change backup on s3: \(cold) requests with no tree blob cached, \(warm) with them (PUTs of new blobs left out)")
+        XCTAssertEqual(cold - warm, 2, "a ranged GET for the parent's manifest piece and one for its chunk list without the cache, none with it")
+        XCTAssertGreaterThanOrEqual(try Sys.listDirectory(blobs).count, 2, "filled again with what was read")
+        XCTAssertEqual(try readRequests(try accordOK(["backup", "-d", s3Repo, root])), warm)
+        for f in Files.regularFiles(under: blobs) { XCTAssertEqual(try mode(f), 0o600, f) }
+    }
+
+    /// Nothing in `blobs/` is trusted: a flipped byte, a file cut short,
+    /// another blob's bytes and a FIFO are each found out (decoded and
+    /// verified as a pack's bytes are), the pack is read instead, and the
+    /// file is replaced by the pack's bytes; a stray name is removed.
+    func testABadCachedTreeBlobIsReadFromThePackInstead() throws {
+        let root = try makeTreeWithAChunkList()
+        try accordOK(["init", "-d", s3Repo, "--encryption", "none"])
+        try accordOK(["backup", "-d", s3Repo, root])
+        let dir = try cacheDirectory(), blobs = dir + "/blobs/"
+        let names = try Sys.listDirectory(blobs).sorted()
+        guard names.count >= 2 else { return XCTFail("\(names)") }
+        var good: [String: [UInt8]] = [:]
+        for n in names { good[n] = try Files.read(blobs + n) }
+        var flipped = good[names[0]]!
+        flipped[flipped.count / 2] ^= 0x01
+        try Files.write(blobs + names[0], flipped)
+        try FileManager.default.removeItem(atPath: blobs + names[1])
+        XCTAssertEqual(mkfifo(blobs + names[1], 0o600), 0)
+        try Files.write(blobs + "stray", Array("junk".utf8))
+
+        let ls = try accordOK(["ls", "-d", s3Repo, "latest"], timeout: 60)
+        XCTAssertTrue(ls.stdout.contains(root + "/f39") && ls.stdout.contains(root + "/big.sql"), ls.stdout)
+        XCTAssertEqual(try Files.read(blobs + names[0]), good[names[0]], "the flipped file was replaced by the pack's bytes")
+        let isFile = try Sys.lstat(blobs + names[1]).mode & 0o170000 == 0o100000
+        XCTAssertTrue(isFile, "the FIFO was replaced")
+        if isFile { XCTAssertEqual(try Files.read(blobs + names[1]), good[names[1]]) }
+        XCTAssertFalse(Files.exists(blobs + "stray"), "a name that is no blob of the index is removed")
+
+        // Cut short, and swapped for another blob's bytes: the same. (Removed
+        // first: a FIFO left in place would hang the write and the reads below.)
+        for n in names.prefix(2) { try? FileManager.default.removeItem(atPath: blobs + n) }
+        try Files.write(blobs + names[0], Array(good[names[0]]!.prefix(good[names[0]]!.count - 1)))
+        try Files.write(blobs + names[1], good[names[0]]!)
+        let restored = scratch.sub("restored")
+        try accordOK(["restore", "-d", s3Repo, "latest", "--target", restored])
+        XCTAssertEqual(try Files.read(restored + root + "/big.sql"), try Files.read(root + "/big.sql"))
+        for n in names.prefix(2) { XCTAssertEqual(try Files.read(blobs + n), good[n], n) }
+    }
+
+    /// In an encrypted repository the cache holds the pack's sealed bytes,
+    /// never plaintext: each cached file is found, as it is, in a pack.
+    func testCachedTreeBlobsOfAnEncryptedRepositoryAreTheSealedBytes() throws {
+        try useEncryption()
+        let root = try makeTreeWithAChunkList()
+        try accordOK(["init", "-d", s3Repo])
+        try accordOK(["backup", "-d", s3Repo, root])
+        let dir = try cacheDirectory()
+        let packs = try Files.regularFiles(under: storedRepository + "/data").map { Data(try Files.read($0)) }
+        let cached = try Sys.listDirectory(dir + "/blobs")
+        XCTAssertGreaterThanOrEqual(cached.count, 2)
+        for n in cached {
+            let bytes = Data(try Files.read(dir + "/blobs/" + n))
+            XCTAssertTrue(packs.contains { $0.range(of: bytes) != nil }, "\(n) is not a pack's stored bytes")
+        }
+        let ls = try accordOK(["ls", "-d", s3Repo, "latest"])
+        XCTAssertTrue(ls.stdout.contains(root + "/big.sql"), ls.stdout)
+    }
+
+    /// Tree blobs of snapshots pruned away leave the cache with them (when
+    /// the next command loads the index), and only those.
+    func testPruneTakesTheCachedTreeBlobsOfForgottenSnapshotsAway() throws {
+        let root = try makeTreeWithAChunkList()
+        try accordOK(["init", "-d", s3Repo, "--encryption", "none"])
+        try accordOK(["backup", "-d", s3Repo, root])
+        var rng = SeededRandom(seed: 1604)
+        try TreeBuilder.write(Array((root + "/big.sql").utf8), rng.bytes(6 << 20))   // new chunks, a new list, a new manifest
+        try accordOK(["backup", "-d", s3Repo, root])
+        let dir = try cacheDirectory()
+        let both = Set(try Sys.listDirectory(dir + "/blobs"))
+        try accordOK(["forget", "-d", s3Repo, "--keep-last", "1"])
+        try accordOK(["prune", "-d", s3Repo, "--max-unused", "0"])
+        try accordOK(["ls", "-d", s3Repo, "latest"])
+        let kept = Set(try Sys.listDirectory(dir + "/blobs"))
+        XCTAssertTrue(kept.isSubset(of: both) && kept.count < both.count, "\(kept) of \(both)")
+        // Exactly what the snapshot left needs: the same set a cold read fills in.
+        for f in kept { try FileManager.default.removeItem(atPath: dir + "/blobs/" + f) }
+        try accordOK(["ls", "-d", s3Repo, "latest"])
+        XCTAssertEqual(Set(try Sys.listDirectory(dir + "/blobs")), kept)
+    }
+
+    /// A manifest's pieces not cached yet are read with one ranged GET per
+    /// pack, not one each; a piece damaged in the pack is still reported as
+    /// that blob's damage (it is read again alone, and fails), never cached.
+    func testAManifestsPiecesAreReadWithOneRequestPerPack() throws {
+        let root = scratch.sub("many")
+        try TreeBuilder.mkdir(Array(root.utf8))
+        for i in 0..<2000 {   // a manifest of several 16 KiB pieces
+            try TreeBuilder.write(Array((root + "/a-file-with-a-rather-long-name-to-fill-the-manifest-\(i)").utf8), Array("\(i)\n".utf8))
+        }
+        try accordOK(["init", "-d", s3Repo, "--encryption", "none"])
+        try accordOK(["backup", "-d", s3Repo, root])
+        let dir = try cacheDirectory(), blobs = dir + "/blobs/"
+        XCTAssertGreaterThanOrEqual(try Sys.listDirectory(blobs).count, 6, "several manifest pieces")
+        let warm = try readRequests(try accordOK(["backup", "-d", s3Repo, root]))
+        for f in try Sys.listDirectory(blobs) { try FileManager.default.removeItem(atPath: blobs + f) }
+        let cold = try readRequests(try accordOK(["backup", "-d", s3Repo, root]))
+        // The parent's pieces lie in the first backup's pack, but for the few a
+        // later backup rewrote (the scratch directory's times, above the tree).
+        XCTAssertTrue(cold > warm && cold - warm <= 2, "\(cold - warm) requests for the parent's pieces: one per pack")
+        // Exactly the latest snapshot's pieces: emptied, then filled by a read-only `ls`.
+        for f in try Sys.listDirectory(blobs) { try FileManager.default.removeItem(atPath: blobs + f) }
+        try accordOK(["ls", "-d", s3Repo, "latest"])
+        let pieces = try Sys.listDirectory(blobs)
+        guard pieces.count >= 6 else { return XCTFail("\(pieces.count) pieces cached") }
+
+        // Damage one piece in the bucket's pack (found by its stored bytes), then read it cold.
+        let victim = pieces.sorted()[1]
+        let bytes = Data(try Files.read(blobs + victim))
+        var hit: (path: String, at: Int)?
+        for p in Files.regularFiles(under: storedRepository + "/data") {
+            if let r = Data(try Files.read(p)).range(of: bytes) { hit = (p, r.lowerBound) }
+        }
+        let (pack, at) = try XCTUnwrap(hit)
+        var packBytes = try Files.read(pack)
+        packBytes[at + bytes.count / 2] ^= 0x01
+        try Files.write(pack, packBytes)
+        for f in try Sys.listDirectory(blobs) { try FileManager.default.removeItem(atPath: blobs + f) }
+        let r = try accord(["ls", "-d", s3Repo, "latest"])
+        XCTAssertNotEqual(r.status, 0, r.stdout)
+        XCTAssertTrue(r.stderr.contains("blob \(victim)"), r.stderr)
+        XCTAssertFalse(Files.exists(blobs + victim), "the damaged piece is not kept")
     }
 
     // MARK: The cache's place (review 23 M6)

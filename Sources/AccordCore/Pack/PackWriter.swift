@@ -98,6 +98,14 @@ public final class PackWriter {
         finished = true
         let id = PackID(digest: hasher.finalize())
         try buffer.withUnsafeBytes { try store.write(.pack, id.hex, $0) }
+        // Its tree blobs go to the local cache (a no-change backup reads its parent's manifest there).
+        if let cache = store as? any BlobCache {
+            buffer.withUnsafeBytes { b in
+                for e in entries where e.type == .tree {
+                    cache.cacheBlob(e.id, UnsafeRawBufferPointer(rebasing: b[Int(e.offset)..<Int(e.offset) + Int(e.storedLength)]))
+                }
+            }
+        }
         size += tail.count
         buffer = []
         return id

@@ -291,7 +291,10 @@ public final class Repository: @unchecked Sendable {
 
     /// Streams a snapshot's manifest entries, each checked against the
     /// validity rules (`ManifestReader`); `id`, when given, is named in errors.
+    /// On a bucket, the manifest's pieces not cached yet are fetched first, a
+    /// pack's run of them in one request (`prefetchTreeBlobs`).
     public func manifestReader(_ s: Snapshot, id: SnapshotID? = nil) -> ManifestReader {
-        ManifestReader(blobs: s.manifestIDs, snapshot: id) { [unowned self] id in try self.readBlob(id) }
+        prefetchTreeBlobs(s.manifestIDs)
+        return ManifestReader(blobs: s.manifestIDs, snapshot: id) { [unowned self] id in try self.readBlob(id) }
     }
 }

@@ -4,7 +4,10 @@ import Foundation
 /// A local cache in front of a remote backend (an object store), so a
 /// no-change backup reads its index files and snapshots from disk instead of
 /// the bucket: `DIRECTORY/index/<name>` and `DIRECTORY/snapshots/<name>`
-/// (the command layer uses `$XDG_CACHE_HOME/accord/<repository id>`).
+/// (the command layer uses `$XDG_CACHE_HOME/accord/<repository id>`), and
+/// the stored bytes of tree blobs (manifest pieces, chunk lists) in
+/// `DIRECTORY/blobs/<blob id>` (`BlobCache`), so the parent's manifest is read
+/// from disk too.
 ///
 /// Only content-named kinds whose objects never change under a name (index,
 /// snapshot) are cached; packs are too big, and config, keys and locks are
@@ -42,8 +45,8 @@ public final class CachedBackend: Backend, @unchecked Sendable {
     /// The config object as read once (a command reads it twice: for the
     /// cache's directory, then to open the repository).
     private var config: [UInt8]?
-    /// `DIRECTORY/index` and `DIRECTORY/snapshots`, open.
-    private let indexFD: Int32, snapshotsFD: Int32
+    /// `DIRECTORY/index`, `DIRECTORY/snapshots` and `DIRECTORY/blobs`, open.
+    private let indexFD: Int32, snapshotsFD: Int32, blobsFD: Int32
 
     /// Opens (creating them 0700 if missing) `directory` and its kind folders,
     /// after checking the base and `directory` are the running user's and
@@ -66,11 +69,15 @@ public final class CachedBackend: Backend, @unchecked Sendable {
         let dirFD = try Self.openFolder(in: baseFD, leaf, directory)
         defer { Sys.close(dirFD) }
         let index = try Self.openFolder(in: dirFD, Array("index".utf8), directory + "/index")
-        do { snapshotsFD = try Self.openFolder(in: dirFD, Array("snapshots".utf8), directory + "/snapshots") } catch { Sys.close(index); throw error }
-        indexFD = index
+        let snapshots: Int32
+        do { snapshots = try Self.openFolder(in: dirFD, Array("snapshots".utf8), directory + "/snapshots") } catch { Sys.close(index); throw error }
+        do { blobsFD = try Self.openFolder(in: dirFD, Array("blobs".utf8), directory + "/blobs") } catch {
+            Sys.close(index); Sys.close(snapshots); throw error
+        }
+        indexFD = index; snapshotsFD = snapshots
     }
 
-    deinit { Sys.close(indexFD); Sys.close(snapshotsFD) }
+    deinit { Sys.close(indexFD); Sys.close(snapshotsFD); Sys.close(blobsFD) }
 
     /// Folder `name` of `parent` (made 0700 if missing), opened without
     /// following a symlink, owned by us and made 0700.
@@ -112,6 +119,7 @@ public final class CachedBackend: Backend, @unchecked Sendable {
     public var location: String { inner.location }
     public func describe(_ kind: ObjectKind, _ name: String) -> String { inner.describe(kind, name) }
     public func removeTemporaryFiles(olderThan age: Int64) { inner.removeTemporaryFiles(olderThan: age) }
+    public var writeGate: WriteGate? { inner.writeGate }
 
     static func isCached(_ kind: ObjectKind) -> Bool { kind == .index || kind == .snapshot }
 
@@ -260,5 +268,80 @@ public final class CachedBackend: Backend, @unchecked Sendable {
             offset += Int64(n)
         }
         return hasher.finalize().hex
+    }
+}
+
+/// A local store of tree blobs' stored bytes by blob id, beside a remote
+/// backend (`CachedBackend`): the repository reads a manifest piece or chunk
+/// list from it before asking the backend for a range of its pack
+/// (`Repository.readBlob`), and puts there what it read or wrote. Nothing in
+/// it is trusted: the bytes are what the pack holds (compressed; sealed in an
+/// encrypted repository, so no plaintext reaches the disk), and the reader
+/// decodes and verifies them as it would the pack's (the id's hash, the seal);
+/// bytes that fail are forgotten and the pack is read instead.
+public protocol BlobCache: AnyObject, Sendable {
+    /// The stored bytes kept for `id`, if there is a file of exactly `storedLength` bytes.
+    func cachedBlob(_ id: BlobID, storedLength: Int) -> [UInt8]?
+    /// Keeps `stored` as `id`'s stored bytes (any failure is silent: it only costs a read later).
+    func cacheBlob(_ id: BlobID, _ stored: UnsafeRawBufferPointer)
+    /// Whether a file for `id` of `storedLength` bytes is there (not read, not verified).
+    func hasBlob(_ id: BlobID, storedLength: Int) -> Bool
+    /// Drops `id`'s file (it did not verify).
+    func forgetBlob(_ id: BlobID)
+    /// Drops every file whose blob `keep` rejects (the index no longer has it), and any stray name.
+    func retainBlobs(where keep: (BlobID) -> Bool)
+}
+
+extension CachedBackend: BlobCache {
+    /// Largest stored blob kept (a tree blob is far smaller; a data blob is never offered).
+    static let maxCachedBlob = 64 << 20
+
+    private func blobPath(_ name: String) -> String { directory + "/blobs/" + name }
+
+    public func cachedBlob(_ id: BlobID, storedLength: Int) -> [UInt8]? {
+        guard storedLength > 0, storedLength <= Self.maxCachedBlob else { return nil }
+        let name = id.hex
+        // O_NONBLOCK: a FIFO put there must not hang the open.
+        guard let fd = try? Sys.open(beneath: blobsFD, Array(name.utf8), Sys.O_RDONLY | Sys.O_NOFOLLOW | O_NONBLOCK, path: blobPath(name)) else { return nil }
+        defer { Sys.close(fd) }
+        guard let st = try? Sys.fstat(fd), st.mode & 0o170000 == 0o100000, Int(st.size) == storedLength else {
+            forgetBlob(id)
+            return nil
+        }
+        var bytes = [UInt8](repeating: 0, count: storedLength)
+        let n = (try? bytes.withUnsafeMutableBytes { try Sys.preadFully(fd, $0.baseAddress!, $0.count, 0) }) ?? -1
+        return n == storedLength ? bytes : nil
+    }
+
+    public func cacheBlob(_ id: BlobID, _ stored: UnsafeRawBufferPointer) {
+        guard stored.count > 0, stored.count <= Self.maxCachedBlob else { return }
+        let name = Array(id.hex.utf8)
+        let tmp = Array((".tmp-" + hexString(Sys.randomBytes(8))).utf8)
+        guard let fd = try? Sys.open(beneath: blobsFD, tmp, Sys.O_WRONLY | Sys.O_CREAT | Sys.O_EXCL | Sys.O_NOFOLLOW, mode: 0o600,
+                                     path: blobPath(".tmp")) else { return }
+        let written = (try? Sys.writeAll(fd, stored)) != nil
+        Sys.close(fd)
+        if !written || (try? Sys.rename(in: blobsFD, tmp, to: blobsFD, name, path: blobPath(id.hex))) == nil {
+            try? Sys.unlink(in: blobsFD, tmp, path: blobPath(".tmp"))
+        }
+    }
+
+    public func hasBlob(_ id: BlobID, storedLength: Int) -> Bool {
+        guard let st = try? Sys.lstat(in: blobsFD, Array(id.hex.utf8), path: Array(blobPath(id.hex).utf8)) else { return false }
+        return st.mode & 0o170000 == 0o100000 && Int(st.size) == storedLength
+    }
+
+    public func forgetBlob(_ id: BlobID) {
+        try? Sys.unlink(in: blobsFD, Array(id.hex.utf8), path: blobPath(id.hex))
+    }
+
+    public func retainBlobs(where keep: (BlobID) -> Bool) {
+        for raw in (try? Sys.listDirectory(fd: blobsFD, path: Array((directory + "/blobs").utf8))) ?? [] {
+            if let name = String(validating: raw, as: UTF8.self), let id = BlobID(hex: name), id.hex == name, keep(id) { continue }
+            // Another process's temporary file is left alone until it is an hour old.
+            if raw.starts(with: Array(".tmp-".utf8)), let st = try? Sys.lstat(in: blobsFD, raw, path: raw),
+               Int64(Date().timeIntervalSince1970) - st.mtimeSec < 3600 { continue }
+            try? Sys.unlink(in: blobsFD, raw, path: blobPath(String(decoding: raw, as: UTF8.self)))
+        }
     }
 }

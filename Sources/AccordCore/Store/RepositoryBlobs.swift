@@ -50,6 +50,8 @@ extension Repository {
         }
         index.seal()
         isIndexLoaded = true
+        // Tree blobs cached for blobs no longer in the repository (pruned) go.
+        blobCache?.retainBlobs { index.lookup($0) != nil }
     }
 
     /// Writes an index file for these packs; durable on return. The first
@@ -261,10 +263,106 @@ extension Repository {
         return base
     }
 
-    /// Convenience for small blobs (manifests).
+    /// Convenience for small blobs (manifest pieces, chunk lists). A tree
+    /// blob is looked for first in the backend's `BlobCache` (a bucket's local
+    /// cache), and what is read from a pack is put there: a no-change backup
+    /// then reads its parent's manifest from disk. Bytes from the cache are
+    /// decoded and verified exactly as a pack's; ones that fail are forgotten
+    /// and the pack is read (so damage in the pack is still reported as
+    /// today). A delta's base is read the same way.
     public func readBlob(_ id: BlobID) throws -> [UInt8] {
-        var scratch: [UInt8] = [], out: [UInt8] = []
-        try readVerified(id, inflater: Inflater(), scratch: &scratch, into: &out)
+        guard let cache = blobCache else {
+            var scratch: [UInt8] = [], out: [UInt8] = []
+            try readVerified(id, inflater: Inflater(), scratch: &scratch, into: &out)
+            return out
+        }
+        return try readTreeBlob(id, cache: cache, inflater: Inflater(), baseOf: nil)
+    }
+
+    /// Puts the stored bytes of tree blobs `ids` that the blob cache lacks
+    /// into it, reading each pack's run of them with one ranged GET (blobs
+    /// at most `coalesceGap` apart, runs of at most `coalesceSpan` bytes)
+    /// instead of one per blob: a manifest's pieces lie together, written at
+    /// a backup's end. Nothing is checked here: `readBlob` decodes and
+    /// verifies each as it is used, and a damaged one is read again from its
+    /// pack alone (and reported as that blob's damage). A failed read only
+    /// leaves the blobs to `readBlob`. A run of one blob is left to it too.
+    public func prefetchTreeBlobs(_ ids: [BlobID]) {
+        guard let cache = blobCache else { return }
+        var byPack: [Int: [BlobLocation]] = [:], idAt: [UInt64: BlobID] = [:]
+        for id in ids {
+            guard let l = index.lookup(id), l.type == .tree, !cache.hasBlob(id, storedLength: Int(l.storedLength)) else { continue }
+            let key = UInt64(l.packIndex) << 32 | UInt64(l.offset)
+            guard idAt.updateValue(id, forKey: key) == nil else { continue }
+            byPack[l.packIndex, default: []].append(l)
+        }
+        for (_, locations) in byPack {
+            let sorted = locations.sorted { $0.offset < $1.offset }
+            var run: [BlobLocation] = []
+            func flush() {
+                defer { run = [] }
+                guard run.count > 1, let first = run.first, let last = run.last else { return }
+                let start = Int64(first.offset), end = Int64(last.offset) + Int64(last.storedLength)
+                var span = [UInt8](repeating: 0, count: Int(end - start))
+                let pack = index.pack(of: first)
+                guard let n = try? span.withUnsafeMutableBytes({ try readPack(pack, at: start, into: $0) }), n == span.count else { return }
+                span.withUnsafeBytes { b in
+                    for l in run {
+                        let at = Int(Int64(l.offset) - start)
+                        guard let id = idAt[UInt64(l.packIndex) << 32 | UInt64(l.offset)] else { continue }
+                        cache.cacheBlob(id, UnsafeRawBufferPointer(rebasing: b[at ..< at + Int(l.storedLength)]))
+                    }
+                }
+            }
+            for l in sorted {
+                if let first = run.first, let last = run.last {
+                    let gap = Int64(l.offset) - (Int64(last.offset) + Int64(last.storedLength))
+                    let span = Int64(l.offset) + Int64(l.storedLength) - Int64(first.offset)
+                    if gap < 0 || gap > Self.coalesceGap || span > Self.coalesceSpan { flush() }
+                }
+                run.append(l)
+            }
+            flush()
+        }
+    }
+
+    /// Largest gap `prefetchTreeBlobs` reads through between two blobs of one run.
+    static let coalesceGap: Int64 = 1 << 20
+    /// Largest run `prefetchTreeBlobs` reads with one request.
+    static let coalesceSpan: Int64 = 32 << 20
+
+    /// The backend's local cache of tree blobs, if it keeps one.
+    var blobCache: (any BlobCache)? { local == nil ? backend as? any BlobCache : nil }
+
+    /// `readBlob` through `cache` (`baseOf`: the delta this is the base of, so it may not be a delta itself).
+    private func readTreeBlob(_ id: BlobID, cache: any BlobCache, inflater: Inflater, baseOf: BlobID?) throws -> [UInt8] {
+        guard let l = index.lookup(id) else { throw BlobError.notInIndex(id) }
+        if baseOf != nil, l.compression == .delta { throw DeltaError.baseIsDelta(id) }
+        let cacheable = l.type == .tree
+        let base: BlobDecoder.BaseReader = { [unowned self] b in try self.readTreeBlob(b, cache: cache, inflater: Inflater(), baseOf: id) }
+        var out: [UInt8] = []
+        if cacheable, let stored = cache.cachedBlob(id, storedLength: Int(l.storedLength)) {
+            do {
+                try stored.withUnsafeBytes {
+                    try decodeVerified(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength), inflater: inflater,
+                                       into: &out, base: base)
+                }
+                return out
+            } catch {
+                cache.forgetBlob(id)   // not what the pack holds: read the pack
+            }
+        }
+        var stored: [UInt8] = []
+        try readStored(id, location: l, into: &stored)
+        do {
+            try stored.withUnsafeBytes {
+                try decodeVerified(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength), inflater: inflater,
+                                   into: &out, base: base)
+            }
+        } catch {
+            throw BlobError.inPack(id, pack: index.pack(of: l), offset: l.offset, underlying: error)
+        }
+        if cacheable { stored.withUnsafeBytes { cache.cacheBlob(id, $0) } }
         return out
     }
 
