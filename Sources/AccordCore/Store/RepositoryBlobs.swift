@@ -279,6 +279,37 @@ extension Repository {
         return try readTreeBlob(id, cache: cache, inflater: Inflater(), baseOf: nil)
     }
 
+    /// `readBlob`, with a delta's base asked of `base` first: a reader that
+    /// keeps recent blobs in memory (a backup's walk of its parent manifest)
+    /// answers from there, or returns nil to have it read as `readBlob` reads
+    /// it; `keep` is then given what was read. Bytes from `base` must be
+    /// verified ones of that id (the delta's result is verified either way).
+    public func readBlob(_ id: BlobID, base: @escaping (BlobID) -> [UInt8]?, keep: @escaping (BlobID, [UInt8]) -> Void) throws -> [UInt8] {
+        let reader: BlobDecoder.BaseReader = { [unowned self] b in
+            if let bytes = base(b) { return bytes }
+            guard let l = self.index.lookup(b) else { throw BlobError.notInIndex(b) }
+            guard l.compression != .delta else { throw DeltaError.baseIsDelta(b) }
+            let bytes = try self.readBlob(b)
+            keep(b, bytes)
+            return bytes
+        }
+        guard let cache = blobCache else {
+            guard let l = index.lookup(id) else { throw BlobError.notInIndex(id) }
+            var stored: [UInt8] = [], out: [UInt8] = []
+            try readStored(id, location: l, into: &stored)
+            do {
+                try stored.withUnsafeBytes {
+                    try decodeVerified(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength), inflater: Inflater(),
+                                       into: &out, base: reader)
+                }
+            } catch {
+                throw BlobError.inPack(id, pack: index.pack(of: l), offset: l.offset, underlying: error)
+            }
+            return out
+        }
+        return try readTreeBlob(id, cache: cache, inflater: Inflater(), baseOf: nil, baseReader: reader)
+    }
+
     /// Puts the stored bytes of tree blobs `ids` that the blob cache lacks
     /// into it, reading each pack's run of them with one ranged GET (blobs
     /// at most `coalesceGap` apart, runs of at most `coalesceSpan` bytes)
@@ -335,11 +366,12 @@ extension Repository {
     var blobCache: (any BlobCache)? { local == nil ? backend as? any BlobCache : nil }
 
     /// `readBlob` through `cache` (`baseOf`: the delta this is the base of, so it may not be a delta itself).
-    private func readTreeBlob(_ id: BlobID, cache: any BlobCache, inflater: Inflater, baseOf: BlobID?) throws -> [UInt8] {
+    private func readTreeBlob(_ id: BlobID, cache: any BlobCache, inflater: Inflater, baseOf: BlobID?,
+                              baseReader: BlobDecoder.BaseReader? = nil) throws -> [UInt8] {
         guard let l = index.lookup(id) else { throw BlobError.notInIndex(id) }
         if baseOf != nil, l.compression == .delta { throw DeltaError.baseIsDelta(id) }
         let cacheable = l.type == .tree
-        let base: BlobDecoder.BaseReader = { [unowned self] b in try self.readTreeBlob(b, cache: cache, inflater: Inflater(), baseOf: id) }
+        let base: BlobDecoder.BaseReader = baseReader ?? { [unowned self] b in try self.readTreeBlob(b, cache: cache, inflater: Inflater(), baseOf: id) }
         var out: [UInt8] = []
         if cacheable, let stored = cache.cachedBlob(id, storedLength: Int(l.storedLength)) {
             do {

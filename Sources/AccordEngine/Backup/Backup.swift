@@ -111,29 +111,14 @@ public final class Backup: @unchecked Sendable {
             // The parent's manifest pieces are kept a while after the walk reads them: the
             // new pieces that replace them are stored as deltas on them (`ManifestWriter`).
             // A piece that is itself a delta is read with its base, which is kept too: a new piece
-            // replacing it will be a delta on that base.
+            // replacing it will be a delta on that base. (On a bucket, the pieces come from the
+            // local cache or a few coalesced reads: `prefetchTreeBlobs`.)
             let recent = RecentBlobs()
             sink.recentBases = recent
             let r = repository
-            let inflater = Inflater()
-            let base: BlobDecoder.BaseReader = { id in
-                if let bytes = recent.get(id) { return bytes }
-                let bytes = try r.readBase(id, inflater: nil)
-                recent.put(id, bytes)
-                return bytes
-            }
+            r.prefetchTreeBlobs(s.manifestIDs)
             parentCursor = ParentCursor(reader: ManifestReader(blobs: s.manifestIDs, snapshot: p) { id in
-                guard let l = r.index.lookup(id) else { throw BlobError.notInIndex(id) }
-                var stored: [UInt8] = [], bytes: [UInt8] = []
-                try r.readStored(id, location: l, into: &stored)
-                do {
-                    try stored.withUnsafeBytes {
-                        try r.decodeVerified(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength),
-                                             inflater: inflater, into: &bytes, base: base)
-                    }
-                } catch {
-                    throw BlobError.inPack(id, pack: r.index.pack(of: l), offset: l.offset, underlying: error)
-                }
+                let bytes = try r.readBlob(id, base: { recent.get($0) }, keep: { recent.put($0, $1) })
                 recent.put(id, bytes)
                 return bytes
             })
