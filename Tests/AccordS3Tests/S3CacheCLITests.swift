@@ -157,8 +157,10 @@ final class S3CacheCLITests: AccordTestCase {
         for f in try Sys.listDirectory(blobs) { try FileManager.default.removeItem(atPath: blobs + f) }
         let cold = try readRequests(try accordOK(["backup", "-d", s3Repo, root]))
         print("no-change backup on s3: \(cold) requests with no tree blob cached, \(warm) with them (PUTs of new blobs left out)")
-        XCTAssertEqual(cold - warm, 2, "a ranged GET for the parent's manifest piece and one for its chunk list without the cache, none with it")
+        // The parent's manifest piece and its chunk list (and, when the piece is a delta, as
+        // the scratch directory's times make it, its base) cost one ranged GET each without the cache.
         XCTAssertGreaterThanOrEqual(try Sys.listDirectory(blobs).count, 2, "filled again with what was read")
+        XCTAssertTrue((2...3).contains(cold - warm), "\(cold - warm) more requests: a ranged GET for each tree blob the parent needs without the cache, none with it")
         XCTAssertEqual(try readRequests(try accordOK(["backup", "-d", s3Repo, root])), warm)
         for f in Files.regularFiles(under: blobs) { XCTAssertEqual(try mode(f), 0o600, f) }
     }
@@ -260,8 +262,9 @@ final class S3CacheCLITests: AccordTestCase {
         for f in try Sys.listDirectory(blobs) { try FileManager.default.removeItem(atPath: blobs + f) }
         let cold = try readRequests(try accordOK(["backup", "-d", s3Repo, root]))
         // The parent's pieces lie in the first backup's pack, but for the few a
-        // later backup rewrote (the scratch directory's times, above the tree).
-        XCTAssertTrue(cold > warm && cold - warm <= 2, "\(cold - warm) requests for the parent's pieces: one per pack")
+        // later backup rewrote (the scratch directory's times, above the tree),
+        // stored as deltas on first-backup pieces: one more round for those bases.
+        XCTAssertTrue(cold > warm && cold - warm <= 3, "\(cold - warm) requests for the parent's pieces: one per pack and one for the bases")
         // Exactly the latest snapshot's pieces: emptied, then filled by a read-only `ls`.
         for f in try Sys.listDirectory(blobs) { try FileManager.default.removeItem(atPath: blobs + f) }
         try accordOK(["ls", "-d", s3Repo, "latest"])

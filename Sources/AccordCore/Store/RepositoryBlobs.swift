@@ -250,8 +250,13 @@ extension Repository {
     /// `readBase` as a `BlobDecoder.BaseReader`.
     public func readBase(_ id: BlobID) throws -> [UInt8] { try readBase(id, inflater: nil) }
 
-    /// The base a blob stored as a delta names (reads its first 32 stored bytes).
+    /// The base a blob stored as a delta names (reads its first 32 stored
+    /// bytes; a tree blob's from the bucket's cache when it is there).
     public func deltaBase(of id: BlobID, location l: BlobLocation) throws -> BlobID {
+        if l.type == .tree, let cache = blobCache, let stored = cache.cachedBlob(id, storedLength: Int(l.storedLength)),
+           let base = stored.withUnsafeBytes({ BlobDecoder.deltaBase(stored: $0) }) {
+            return base
+        }
         let pack = index.pack(of: l)
         let base: BlobID?
         do { base = try deltaBase(inPack: pack, offset: l.offset) } catch BackendError.notFound {
@@ -317,9 +322,22 @@ extension Repository {
     /// a backup's end. Nothing is checked here: `readBlob` decodes and
     /// verifies each as it is used, and a damaged one is read again from its
     /// pack alone (and reported as that blob's damage). A failed read only
-    /// leaves the blobs to `readBlob`. A run of one blob is left to it too.
+    /// leaves the blobs to `readBlob`. Pieces stored as deltas are followed
+    /// by a second round for their bases.
     public func prefetchTreeBlobs(_ ids: [BlobID]) {
         guard let cache = blobCache else { return }
+        prefetch(ids, cache: cache)
+        // Pieces stored as deltas need their bases: their ids lead the stored bytes just cached.
+        var bases: [BlobID] = []
+        for id in ids {
+            guard let l = index.lookup(id), l.type == .tree, l.compression == .delta,
+                  let stored = cache.cachedBlob(id, storedLength: Int(l.storedLength)), stored.count > 32 else { continue }
+            if let b = stored.withUnsafeBytes({ BlobDecoder.deltaBase(stored: $0) }) { bases.append(b) }
+        }
+        if !bases.isEmpty { prefetch(bases, cache: cache) }
+    }
+
+    private func prefetch(_ ids: [BlobID], cache: any BlobCache) {
         var byPack: [Int: [BlobLocation]] = [:], idAt: [UInt64: BlobID] = [:]
         for id in ids {
             guard let l = index.lookup(id), l.type == .tree, !cache.hasBlob(id, storedLength: Int(l.storedLength)) else { continue }
@@ -332,7 +350,7 @@ extension Repository {
             var run: [BlobLocation] = []
             func flush() {
                 defer { run = [] }
-                guard run.count > 1, let first = run.first, let last = run.last else { return }
+                guard let first = run.first, let last = run.last else { return }
                 let start = Int64(first.offset), end = Int64(last.offset) + Int64(last.storedLength)
                 var span = [UInt8](repeating: 0, count: Int(end - start))
                 let pack = index.pack(of: first)
