@@ -35,8 +35,6 @@ public final class S3Backend: Backend, Sendable {
     func limit(_ kind: ObjectKind) -> Int { Int(min(kind.largestObject, Int64(maxObjectSize))) }
 
     public var location: String { s3.description }
-    /// Passed by every PUT and DELETE but a lock's: a shared lock's deferred second look (`ObjectLock`).
-    public let writeGate: WriteGate? = WriteGate()
 
     /// - Parameters:
     ///   - caFile: PEM file of the CAs to trust instead of the system's (a private cluster); TLS is always verified.
@@ -191,7 +189,6 @@ public final class S3Backend: Backend, Sendable {
     /// a server that does not implement the header (501) gets the plain PUT.
     public func write(_ kind: ObjectKind, _ name: String, _ bytes: UnsafeRawBufferPointer) throws {
         let k = try objectKey(kind, name)
-        if kind != .lock { try writeGate?.pass() }
         let plain = ["Content-Type: application/octet-stream"]
         if kind == .config {
             let r = try client.perform("PUT", key: k, headers: plain + ["If-None-Match: *"], upload: bytes)
@@ -207,7 +204,6 @@ public final class S3Backend: Backend, Sendable {
     /// `notFound` for a missing object, so a HEAD comes first. (Two deletes racing
     /// both succeed; nothing relies on that being refused.)
     public func delete(_ kind: ObjectKind, _ name: String) throws {
-        if kind != .lock { try writeGate?.pass() }
         let (k, _) = try head(kind, name)   // an object too large to read can still be deleted
         let r = try client.perform("DELETE", key: k)
         guard r.status == 204 || r.status == 200 else {

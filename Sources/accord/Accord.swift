@@ -327,9 +327,7 @@ func withLock<T>(_ repo: Repository, exclusive: Bool = false, readOnly: Bool = f
         return try body()
     }
     defer { release(lock) }
-    let result = try body()
-    try (lock as? ObjectLock)?.confirm()   // a deferred second look not yet run by a write
-    return result
+    return try body()
 }
 
 /// Releases a lock; a lock object that could not be deleted (credentials that

@@ -50,6 +50,7 @@ struct CheckCommand: ParsableCommand {
 
     func check(_ rec: CommandRecorder) throws {
         let repository = try openRepository()
+        repository.usesBlobCache = false   // the bucket's bytes are checked, not this machine's copies
         var options = CheckOptions()
         options.readData = readData || readDataSubset != nil
         if let s = readDataSubset {

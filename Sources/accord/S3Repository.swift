@@ -123,9 +123,7 @@ extension SyncCommand {
         let stats = try withLock(source, readOnly: repo.isS3, command: "sync") {
             let lock = try dest.acquireLock(exclusive: false, command: "sync (destination)", retryFor: LockWait.seconds, waiting: LockWait.say, warn: warn)
             defer { release(lock) }
-            let stats = try source.mirror(to: dest) { _ in progress?.addFile() }
-            try (lock as? ObjectLock)?.confirm()
-            return stats
+            return try source.mirror(to: dest) { _ in progress?.addFile() }
         }
         progress?.stop()
         if output.quiet { return }

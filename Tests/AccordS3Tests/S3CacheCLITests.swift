@@ -1,5 +1,6 @@
 import AccordCore
 import AccordRuntime
+import AccordS3
 import AccordTestSupport
 import Foundation
 import XCTest
@@ -163,6 +164,29 @@ final class S3CacheCLITests: AccordTestCase {
         XCTAssertTrue((2...3).contains(cold - warm), "\(cold - warm) more requests: a ranged GET for each tree blob the parent needs without the cache, none with it")
         XCTAssertEqual(try readRequests(try accordOK(["backup", "-d", s3Repo, root])), warm)
         for f in Files.regularFiles(under: blobs) { XCTAssertEqual(try mode(f), 0o600, f) }
+    }
+
+    /// `check` verifies what the bucket holds, not the cached copies: a
+    /// manifest piece damaged in its pack is reported though `blobs/` holds it intact.
+    func testCheckReadsTheBucketNotTheCachedTreeBlobs() throws {
+        let root = try makeTree()
+        try accordOK(["init", "-d", s3Repo, "--encryption", "none"])
+        try accordOK(["backup", "-d", s3Repo, root])
+        let dir = try cacheDirectory()
+        XCTAssertGreaterThan(try Sys.listDirectory(dir + "/blobs").count, 0, "test setup: nothing cached")
+        XCTAssertTrue(try accordOK(["check", "-d", s3Repo]).stdout.contains("no errors found"))
+        // The manifest pieces are the pack's last blobs before its header: damage every tree blob of it.
+        let repository = try Repository.open(backend: try S3Backend(server.location(prefix: prefix), environment: server.clientEnvironment, caFile: server.caFile))
+        try repository.loadIndex()
+        var damaged = 0
+        repository.index.forEach { id, l in
+            guard l.type == .tree else { return }
+            let pack = self.storedRepository + "/data/" + String(repository.index.pack(of: l).hex.prefix(2)) + "/" + repository.index.pack(of: l).hex
+            if (try? flipByte(inFile: pack, at: Int64(l.offset) + Int64(l.storedLength / 2))) != nil { damaged += 1 }
+        }
+        XCTAssertGreaterThan(damaged, 0, "test setup: no tree blob damaged")
+        let r = try accord(["check", "-d", s3Repo])
+        XCTAssertFalse(r.ok, "check passed on a bucket whose manifest is damaged, reading the cache:\n\(r)")
     }
 
     /// Nothing in `blobs/` is trusted: a flipped byte, a file cut short,

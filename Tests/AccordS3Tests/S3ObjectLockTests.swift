@@ -152,45 +152,6 @@ final class S3ObjectLockTests: XCTestCase {
         return p.processIdentifier
     }
 
-    /// A shared lock on a bucket returns before its second look (the command
-    /// reads meanwhile); the look runs once, before the first write or delete
-    /// of anything but a lock, and at `confirm`. An exclusive lock that lands
-    /// while ours settles (a racer that listed before our write) stops every
-    /// write, and nothing is written; without a racer the write goes through.
-    func testASharedLocksDeferredSecondLookGuardsTheFirstWrite() throws {
-        let b = try backend()
-        let content = Array("a snapshot's bytes".utf8), name = SHA256Hasher.hash(content).hex
-
-        let quiet = try ObjectLock.acquire(b, exclusive: false, command: "backup")
-        try content.withUnsafeBytes { try b.write(.snapshot, name, $0) }
-        try quiet.confirm()
-        quiet.release()
-        try b.delete(.snapshot, name)
-        XCTAssertEqual(try b.list(.lock), [])
-
-        let shared = try ObjectLock.acquire(b, exclusive: false, command: "backup")
-        let racer = LockInfo(exclusive: true, host: "another-host.invalid", pid: 4242, username: "u", command: "prune", time: .now(),
-                             processStart: 1, machineID: "0123456789abcdef0123456789abcdef")
-        try put(racer, as: "racer", into: b)
-        XCTAssertThrowsError(try content.withUnsafeBytes { try b.write(.snapshot, name, $0) }) { e in
-            guard case RepositoryError.locked(let why) = e else { return XCTFail("\(e)") }
-            XCTAssertTrue(why.contains("exclusive lock by `prune`"), why)
-        }
-        XCTAssertEqual(try b.list(.snapshot), [], "nothing written after the look failed")
-        XCTAssertThrowsError(try b.delete(.snapshot, name), "a delete is held off too") { e in
-            XCTAssertTrue(e is RepositoryError, "\(e)")
-        }
-        XCTAssertThrowsError(try shared.confirm(), "the command ends with the conflict")
-        shared.release()
-        XCTAssertEqual(try b.list(.lock), ["racer"], "ours withdrawn; lock objects themselves are never held off")
-        try b.delete(.lock, "racer")
-        // Released, the gate holds nothing: the next lock starts afresh.
-        let next = try ObjectLock.acquire(b, exclusive: false, command: "backup")
-        try content.withUnsafeBytes { try b.write(.snapshot, name, $0) }
-        next.release()
-        XCTAssertEqual(try b.list(.snapshot), [name])
-    }
-
     func put(_ info: LockInfo, as name: String, into b: S3Backend) throws {
         try Array(try JSONEncoder().encode(info)).withUnsafeBytes { try b.write(.lock, name, $0) }
     }

@@ -36,11 +36,8 @@ public final class ObjectLock: HeldLock, Sendable {
     /// after its own listing, so a PUT slower than half a second, would go unseen).
     static let takeOverSettleSeconds = 1.0
 
-    /// The backend's gate holding this lock's deferred second look, if it was deferred (`confirm`).
-    private let gate: WriteGate?
-
-    init(name: String, backend: any Backend, info: LockInfo, gate: WriteGate? = nil) {
-        self.name = name; self.backend = backend; self.info = info; self.gate = gate
+    init(name: String, backend: any Backend, info: LockInfo) {
+        self.name = name; self.backend = backend; self.info = info
         refresher = LockRefresher(info: info, what: "lock \(backend.describe(.lock, name))") { bytes in
             try bytes.withUnsafeBytes { try backend.write(.lock, name, $0) }
         }
@@ -84,17 +81,6 @@ public final class ObjectLock: HeldLock, Sendable {
     /// `takeOverSeconds` of the listing that found it; exclusive locks never
     /// take one over (a shared lock sharing an object with another would at
     /// worst vanish with the other's release until its next refresh).
-    ///
-    /// A shared lock on a backend with a `writeGate` (a bucket) does not wait
-    /// for its second look: the command goes on reading (the index, the
-    /// parent's manifest) while the lock settles, and the second look runs,
-    /// once, after the rest of `settleSeconds`, before the first write or
-    /// delete of anything but a lock (`WriteGate.pass`) and at the latest
-    /// when the command's work is done (`confirm`). Nothing is changed before
-    /// it passes, and nothing read is kept if it fails: the command then ends
-    /// with `.locked` (it does not wait for the holder, as `--retry-lock`
-    /// would have before anything was read). Exclusive locks and a take-over
-    /// still settle here, before they return.
     public static func acquire(_ backend: any Backend, exclusive: Bool, command: String, warn: (String) -> Void = { _ in }) throws -> ObjectLock {
         try acquire(backend, exclusive: exclusive, command: command, takeOver: true, warn: warn)
     }
@@ -110,17 +96,6 @@ public final class ObjectLock: HeldLock, Sendable {
         let name = orphan ?? hexString(Sys.randomBytes(16))
         let bytes = try Repository.encodeJSON(info)
         try bytes.withUnsafeBytes { try backend.write(.lock, name, $0) }
-        if orphan == nil, !exclusive, let gate = backend.writeGate {
-            let written = Sys.monotonicSeconds()
-            gate.hold {
-                let left = settleSeconds - (Sys.monotonicSeconds() - written)
-                if left > 0 { Thread.sleep(forTimeInterval: left) }
-                _ = try checkOthers(backend, own: name, exclusive: false, quietAbout: { _ in false }, warn: { _ in })
-            }
-            let lock = ObjectLock(name: name, backend: backend, info: info, gate: gate)
-            lock.startRefreshing()
-            return lock
-        }
         do {
             Thread.sleep(forTimeInterval: orphan == nil ? settleSeconds : takeOverSettleSeconds)
             _ = try checkOthers(backend, own: name, exclusive: exclusive, quietAbout: { _ in false }, warn: { _ in })
@@ -190,18 +165,12 @@ public final class ObjectLock: HeldLock, Sendable {
 
     private func startRefreshing() { refresher.start() }
 
-    /// Runs a deferred second look now if no write has run it yet (see
-    /// `acquire`): a command calls it when its work is done, before it
-    /// reports success. `.locked` if a conflicting lock showed up.
-    public func confirm() throws { try gate?.pass() }
-
     /// Deletes the lock object, after a refresh in flight (none follows).
     /// When the DELETE is refused (credentials that may not delete, as a DR
     /// bucket's), the object is rewritten marked released instead (a PUT
     /// those credentials may make): stale at once for every host, and taken
     /// over by the next shared lock; `releaseFailure` says why.
     public func release() {
-        defer { gate?.reset() }
         refresher.release {
             do { try backend.delete(.lock, name) } catch BackendError.notFound {} catch {
                 failure.set(error)
@@ -249,37 +218,5 @@ extension Repository {
             return try RepositoryLock.acquire(layout, exclusive: exclusive, command: command, retryFor: retryFor, waiting: waiting, warn: warn)
         }
         return try ObjectLock.acquire(backend, exclusive: exclusive, command: command, retryFor: retryFor, waiting: waiting, warn: warn)
-    }
-}
-
-/// A check that a backend's writes wait for (`Backend.writeGate`): a shared
-/// `ObjectLock`'s deferred second look. `pass` runs it the first time (other
-/// writers wait meanwhile) and then only repeats its outcome: nothing after
-/// a failed look is written.
-///
-/// `@unchecked Sendable`: `check` and `failure` are read and written only under `lock`.
-public final class WriteGate: @unchecked Sendable {
-    private let lock = NSLock()
-    private var check: (() throws -> Void)?
-    private var failure: (any Error)?
-
-    public init() {}
-
-    /// Makes every later `pass` wait for `check` (the held lock's second look).
-    func hold(_ check: @escaping () throws -> Void) {
-        lock.withLock { self.check = check; failure = nil }
-    }
-
-    /// Forgets the check and its outcome (the lock is released).
-    func reset() { lock.withLock { check = nil; failure = nil } }
-
-    /// Returns once the check has passed (at once if there is none); throws its error, every time, if it failed.
-    public func pass() throws {
-        try lock.withLock {
-            if let failure { throw failure }
-            guard let c = check else { return }
-            check = nil
-            do { try c() } catch { failure = error; throw error }
-        }
     }
 }

@@ -32,6 +32,10 @@ public final class Repository: @unchecked Sendable {
     public internal(set) var indexFiles: [IndexID] = []
     /// Has `loadIndex` run (`prepareForWriting` loads it only once)?
     public internal(set) var isIndexLoaded = false
+    /// May tree blobs come from the backend's local cache (`BlobCache`)?
+    /// `check` says no: it verifies what the bucket holds, not what this
+    /// machine (or, for a DR copy with the same id, another repository) cached.
+    public var usesBlobCache = true
 
     /// The keys of an encrypted repository (format version 3) opened with its
     /// key; nil for a plain one, and for an encrypted one opened without its

@@ -44,15 +44,10 @@ public protocol Backend: AnyObject, Sendable {
     /// Removes what interrupted writes left older than `age` seconds (prune):
     /// `LocalBackend`'s temporary files; an object store has none (a PUT is whole).
     func removeTemporaryFiles(olderThan age: Int64)
-    /// What every write and delete of an object other than a lock passes
-    /// first, on a backend whose locks are objects (`ObjectLock` defers a
-    /// shared lock's second look to it); nil for one that needs none.
-    var writeGate: WriteGate? { get }
 }
 
 extension Backend {
     public func removeTemporaryFiles(olderThan age: Int64) {}
-    public var writeGate: WriteGate? { nil }
 
     /// A small object whole, in one read of at most `limit + 1` bytes and no
     /// size asked first, so the bound holds on the bytes that come, whatever a

@@ -119,7 +119,6 @@ public final class CachedBackend: Backend, @unchecked Sendable {
     public var location: String { inner.location }
     public func describe(_ kind: ObjectKind, _ name: String) -> String { inner.describe(kind, name) }
     public func removeTemporaryFiles(olderThan age: Int64) { inner.removeTemporaryFiles(olderThan: age) }
-    public var writeGate: WriteGate? { inner.writeGate }
 
     static func isCached(_ kind: ObjectKind) -> Bool { kind == .index || kind == .snapshot }
 

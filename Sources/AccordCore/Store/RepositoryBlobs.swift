@@ -381,7 +381,7 @@ extension Repository {
     static let coalesceSpan: Int64 = 32 << 20
 
     /// The backend's local cache of tree blobs, if it keeps one.
-    var blobCache: (any BlobCache)? { local == nil ? backend as? any BlobCache : nil }
+    var blobCache: (any BlobCache)? { local == nil && usesBlobCache ? backend as? any BlobCache : nil }
 
     /// `readBlob` through `cache` (`baseOf`: the delta this is the base of, so it may not be a delta itself).
     private func readTreeBlob(_ id: BlobID, cache: any BlobCache, inflater: Inflater, baseOf: BlobID?,
