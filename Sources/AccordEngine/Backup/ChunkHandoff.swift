@@ -12,18 +12,31 @@ struct ChunkAcceptor {
     let batch: BlobSink.Batch
     let slot: Backup.Slot
     let progress: Progress?
+    /// The level of chunks the repository's level deflates poorly (`ChunkerProfile.level`).
+    let level: Int32?
     /// The parent entry's content ids, when deltas may be tried.
     let parentIDs: [BlobID]
     /// Where each parent chunk sits, keyed by the ids' first 8 bytes (16
     /// bytes an entry, not 40): a collision would only pick a worse base, and
     /// a delta is kept only when it is smaller than the chunk compressed alone.
     let parentPosition: [UInt64: Int32]
-    /// The parent chunk after the last one that matched.
+    /// Where each parent chunk starts in the parent's stream (one more:
+    /// where it ends); made at the first chunk that needs a base. Empty:
+    /// not yet, or a parent chunk is not indexed.
+    var parentStarts: [Int64] = []
+    var startsMade = false
+    /// The last chunk found in the parent: its index there and its offset
+    /// here. The difference of the offsets says where this stream's bytes
+    /// most likely were in the parent.
+    var lastMatch: (parent: Int, offset: Int64)?
+    /// The parent chunk after the last one that matched (without lengths).
     var next = 0
+    var offset: Int64 = 0
     var ids: [BlobID] = []
 
-    init(sink: BlobSink, batch: BlobSink.Batch, slot: Backup.Slot, progress: Progress?) {
+    init(sink: BlobSink, batch: BlobSink.Batch, slot: Backup.Slot, progress: Progress?, level: Int32? = nil) {
         self.sink = sink
+        self.level = level
         self.batch = batch
         self.slot = slot
         self.progress = progress
@@ -34,18 +47,52 @@ struct ChunkAcceptor {
         parentPosition = positions
     }
 
+    /// The base for a new chunk of `length` bytes at `offset`: the parent
+    /// chunk that held the middle of these bytes, by the drift of the last
+    /// match. An edit that moves a cut point shifts the chunks after it
+    /// against the parent's; with every chunk changed (rows updated all over
+    /// a dump) no match would put a count of chunks back in step, while
+    /// offsets stay within the edit's few bytes. Without the parent's
+    /// lengths, the parent chunk after the last match.
+    mutating func base(length: Int) -> BlobID? {
+        if !startsMade {
+            startsMade = true
+            if let lengths = sink.rawLengths(parentIDs) {
+                var starts = [Int64](), at: Int64 = 0
+                starts.reserveCapacity(lengths.count + 1)
+                for l in lengths { starts.append(at); at += Int64(l) }
+                starts.append(at)
+                parentStarts = starts
+            }
+        }
+        guard parentStarts.count == parentIDs.count + 1 else { return next < parentIDs.count ? parentIDs[next] : nil }
+        let drift = lastMatch.map { parentStarts[$0.parent] - $0.offset } ?? 0
+        let middle = offset + drift + Int64(length / 2)
+        // The last chunk starting at or before `middle` (the first or last
+        // chunk when it lies outside the parent: a file of one chunk gets the
+        // parent's whole blob, whatever their lengths).
+        var lo = 0, hi = parentIDs.count - 1
+        while lo < hi {
+            let mid = (lo + hi + 1) / 2
+            if parentStarts[mid] <= middle { lo = mid } else { hi = mid - 1 }
+        }
+        return parentIDs[lo]
+    }
+
     mutating func accept(_ chunk: UnsafeRawBufferPointer) throws {
         let id = sink.repository.blobID(of: chunk)
         if parentIDs.isEmpty {
-            try sink.store(id, type: .data, data: chunk, batch: batch)
+            try sink.store(id, type: .data, data: chunk, batch: batch, level: level)
         } else if let j = parentPosition[id.w0] {
             next = Int(j) + 1
-            try sink.store(id, type: .data, data: chunk, batch: batch)
+            lastMatch = (Int(j), offset)
+            try sink.store(id, type: .data, data: chunk, batch: batch, level: level)
         } else {
-            try sink.store(id, type: .data, data: chunk, batch: batch, base: next < parentIDs.count ? parentIDs[next] : nil)
+            try sink.store(id, type: .data, data: chunk, batch: batch, base: base(length: chunk.count), level: level)
             next += 1
         }
         ids.append(id)
+        offset += Int64(chunk.count)
         slot.bytesRead += UInt64(chunk.count)
         progress?.addBytes(chunk.count)
     }
@@ -70,7 +117,7 @@ final class ChunkHandoff: @unchecked Sendable {
     static let batchBytes = 1 << 20
     static let depth = 2
     /// Streams whose chunks may be this large at most are handed off.
-    static let maxChunk = 64 << 10
+    static let maxChunk = 1 << 20
 
     private let queue = BoundedQueue<Piece>(capacity: ChunkHandoff.depth)
     private let spareLock = NSLock()
@@ -119,7 +166,7 @@ final class ChunkHandoff: @unchecked Sendable {
     private func takeSpare() -> Piece {
         if let p = spareLock.withLock({ spares.popLast() }) { return p }
         var p = Piece()
-        p.bytes.reserveCapacity(Self.batchBytes + (64 << 10))
+        p.bytes.reserveCapacity(Self.batchBytes + Self.maxChunk)
         return p
     }
 
