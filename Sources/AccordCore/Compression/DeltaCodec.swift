@@ -37,6 +37,9 @@ public enum DeltaCodec {
     /// A base up to this size has its table built at the first byte found
     /// nowhere near: cheap, and a small file's edits move its lines about.
     static let eagerTable = 64 << 10
+    /// At most this many positions of that window are compared (a run of
+    /// spaces there matches at every one of them).
+    static let localCandidates = 24
     /// Runs are compared up to this length to pick the longest.
     static let localRun = 4096
 
@@ -94,12 +97,15 @@ public enum DeltaCodec {
             guard hi - lo >= minMatch else { return (-1, 0) }
             let want = UnsafeRawPointer(t.baseAddress! + i).loadUnaligned(as: UInt64.self)
             let base = UnsafeRawPointer(b.baseAddress!)
-            var best = -1, bestLength = 0
+            var best = -1, bestLength = 0, candidates = 0
             var p = lo
             while p + minMatch <= hi {
                 if base.loadUnaligned(fromByteOffset: p, as: UInt64.self) == want {
                     let n = common(i, p, cap: localRun)
                     if n > bestLength { best = p; bestLength = n; if n >= localRun { break } }
+                    // Padding matches everywhere: a few candidates are enough.
+                    candidates += 1
+                    if candidates == localCandidates { break }
                 }
                 p += 1
             }

@@ -25,13 +25,10 @@ struct ChunkAcceptor {
     /// not yet, or a parent chunk is not indexed.
     var parentStarts: [Int64] = []
     var startsMade = false
-    /// The last chunk found in the parent: its index there and its offset
-    /// here. The difference of the offsets says where this stream's bytes
-    /// most likely were in the parent.
-    var lastMatch: (parent: Int, offset: Int64)?
+    /// Where in the parent's stream the next chunk most likely starts.
+    var cursor: Int64 = 0
     /// The parent chunk after the last one that matched (without lengths).
     var next = 0
-    var offset: Int64 = 0
     var ids: [BlobID] = []
 
     init(sink: BlobSink, batch: BlobSink.Batch, slot: Backup.Slot, progress: Progress?, level: Int32? = nil) {
@@ -47,13 +44,17 @@ struct ChunkAcceptor {
         parentPosition = positions
     }
 
-    /// The base for a new chunk of `length` bytes at `offset`: the parent
-    /// chunk that held the middle of these bytes, by the drift of the last
-    /// match. An edit that moves a cut point shifts the chunks after it
-    /// against the parent's; with every chunk changed (rows updated all over
-    /// a dump) no match would put a count of chunks back in step, while
-    /// offsets stay within the edit's few bytes. Without the parent's
-    /// lengths, the parent chunk after the last match.
+    /// The base for a new chunk of `length` bytes: the parent chunk that
+    /// held the middle of its bytes, where `cursor` says they began. After
+    /// a chunk found in the parent, the cursor is that chunk's end there.
+    /// After a new chunk whose base began where the cursor was and is about
+    /// as long (within 1/8), it is the base's end: the chunk most likely
+    /// replaced it whole, whatever rows it gained or lost (rows deleted all
+    /// over a dump, every chunk changed, leave no match to put offsets back
+    /// in step). Otherwise it moves on by the chunk's length: an edit moved
+    /// a cut point (a chunk split or two merged), and offsets stay within the
+    /// edit's few bytes, where counting chunks would stay one off.
+    /// Without the parent's lengths, the parent chunk after the last match.
     mutating func base(length: Int) -> BlobID? {
         if !startsMade {
             startsMade = true
@@ -66,8 +67,7 @@ struct ChunkAcceptor {
             }
         }
         guard parentStarts.count == parentIDs.count + 1 else { return next < parentIDs.count ? parentIDs[next] : nil }
-        let drift = lastMatch.map { parentStarts[$0.parent] - $0.offset } ?? 0
-        let middle = offset + drift + Int64(length / 2)
+        let middle = cursor + Int64(length / 2)
         // The last chunk starting at or before `middle` (the first or last
         // chunk when it lies outside the parent: a file of one chunk gets the
         // parent's whole blob, whatever their lengths).
@@ -75,6 +75,12 @@ struct ChunkAcceptor {
         while lo < hi {
             let mid = (lo + hi + 1) / 2
             if parentStarts[mid] <= middle { lo = mid } else { hi = mid - 1 }
+        }
+        let baseLength = parentStarts[lo + 1] - parentStarts[lo]
+        if abs(parentStarts[lo] - cursor) <= Int64(length / 4) && abs(baseLength - Int64(length)) <= Int64(length / 8) {
+            cursor = parentStarts[lo + 1]
+        } else {
+            cursor += Int64(length)
         }
         return parentIDs[lo]
     }
@@ -85,14 +91,13 @@ struct ChunkAcceptor {
             try sink.store(id, type: .data, data: chunk, batch: batch, level: level)
         } else if let j = parentPosition[id.w0] {
             next = Int(j) + 1
-            lastMatch = (Int(j), offset)
+            if parentStarts.count == parentIDs.count + 1 { cursor = parentStarts[Int(j) + 1] } else { cursor += Int64(chunk.count) }
             try sink.store(id, type: .data, data: chunk, batch: batch, level: level)
         } else {
             try sink.store(id, type: .data, data: chunk, batch: batch, base: base(length: chunk.count), level: level)
             next += 1
         }
         ids.append(id)
-        offset += Int64(chunk.count)
         slot.bytesRead += UInt64(chunk.count)
         progress?.addBytes(chunk.count)
     }
