@@ -140,7 +140,8 @@ public enum DeltaCodec {
             let local = i - literalStart < localLiterals
             if local && run < localRun {
                 let (p, n) = find(i, max(0, expected - localBehind), min(b.count, expected + localAhead + minMatch))
-                if n > run { from = p; run = n }
+                // Ties: the earlier position (a shorter varint, and what the table would give).
+                if n > run || (n == run && p >= 0 && p < from) { from = p; run = n }
             }
             if !local || (from < 0 && b.count <= eagerTable) || (from >= 0 && run < localCap && i + run < t.count) {
                 if table.isEmpty { buildTable() }
