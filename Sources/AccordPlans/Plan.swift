@@ -47,7 +47,7 @@ public struct Plan: Codable, Equatable, Sendable {
         public var restore: String?
         /// Lines dropped from the stream on restore (exact match).
         public var dropLines: [String]?
-        /// Chunker profile: `dump` (small chunks) or `tree`.
+        /// Chunker profile: `dump` (256 KiB chunks, level 6 for text) or `tree`.
         public var profile: String
     }
 

@@ -57,11 +57,11 @@ struct BackupCommand: ParsableCommand {
     var tag: [String] = []
     @Option(name: .long, help: ArgumentHelp("Skip paths matching a glob; with '/' it matches the absolute path, else the file name (repeatable).", valueName: "PATTERN"))
     var exclude: [String] = []
-    @Option(name: .long, help: ArgumentHelp("Back up a command's stdout as the virtual file NAME (absolute path), chunked with the small 'dump' profile, e.g. /db/dump.sql='pg_dumpall -U postgres' (repeatable).", valueName: "NAME=COMMAND"))
+    @Option(name: .long, help: ArgumentHelp("Back up a command's stdout as the virtual file NAME (absolute path), chunked with the 'dump' profile (256 KiB chunks, a changed chunk stored as a delta on the last backup's), e.g. /db/dump.sql='pg_dumpall -U postgres' (repeatable).", valueName: "NAME=COMMAND"))
     var command: [String] = []
     @Option(help: "zlib level for new blobs: off, fast, default, max or 0-9 (default: the repository's).")
     var compression: String?
-    @Option(name: .long, help: ArgumentHelp("Cut files matching a glob (as --exclude) with the small 'dump' profile, as database dumps kept as files change in scattered rows (repeatable; default: *.sql).", valueName: "PATTERN"))
+    @Option(name: .long, help: ArgumentHelp("Cut files matching a glob (as --exclude) with the 'dump' profile, as for --command: database dumps kept as files change in scattered rows (repeatable; default: *.sql).", valueName: "PATTERN"))
     var dumpFiles: [String] = []
     @Flag(name: .long, help: "Cut every file with the 'tree' profile, *.sql included.")
     var noDumpFiles = false

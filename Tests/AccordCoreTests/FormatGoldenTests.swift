@@ -136,10 +136,10 @@ final class FormatGoldenTests: XCTestCase {
         let words = SpecReader.gearTable(seed: 23)
         for i in 0..<256 { XCTAssertEqual(gear[i], words[i], "gear[\(i)]") }
         let data = SpecReader.splitMix64Bytes(seed: 42, count: Self.chunkInputSize)
-        XCTAssertEqual(FastCDC.chunkLengths(data, profile: .dump, gear: gear),
-                       SpecReader.chunkLengths(data, profile: .dump, gear: words))
+        XCTAssertEqual(FastCDC.chunkLengths(data, profile: .dump021, gear: gear),
+                       SpecReader.chunkLengths(data, profile: .dump021, gear: words))
         // Boundaries do not depend on how the input arrives.
-        var c = FastCDC(profile: .dump, gear: gear)
+        var c = FastCDC(profile: .dump021, gear: gear)
         var lengths: [Int] = [], start = 0, available = 0
         data.withUnsafeBufferPointer { buf in
             while start < buf.count {
@@ -149,7 +149,7 @@ final class FormatGoldenTests: XCTestCase {
                 }
             }
         }
-        XCTAssertEqual(lengths, FastCDC.chunkLengths(data, profile: .dump, gear: gear))
+        XCTAssertEqual(lengths, FastCDC.chunkLengths(data, profile: .dump021, gear: gear))
     }
 
     // MARK: Building the example
@@ -257,8 +257,8 @@ final class FormatGoldenTests: XCTestCase {
         out += "  gear table of seed 23 (chunkerSeed \"0000000000000017\"):\n"
         out += "    gear[0]   = \(h64(gear[0]))\n    gear[1]   = \(h64(gear[1]))\n    gear[255] = \(h64(gear[255]))\n"
         let data = SpecReader.splitMix64Bytes(seed: 42, count: chunkInputSize)
-        let lengths = FastCDC.chunkLengths(data, profile: .dump, gear: GearTable(seed: 23))
-        out += "  \(chunkInputSize) bytes of SplitMix64(seed 42) words, little-endian, cut with profile dump (\(ChunkerProfile.dump.min)/\(ChunkerProfile.dump.avg)/\(ChunkerProfile.dump.max)), seed 23:\n"
+        let lengths = FastCDC.chunkLengths(data, profile: .dump021, gear: GearTable(seed: 23))
+        out += "  \(chunkInputSize) bytes of SplitMix64(seed 42) words, little-endian, cut with profile dump (\(ChunkerProfile.dump021.min)/\(ChunkerProfile.dump021.avg)/\(ChunkerProfile.dump021.max)), seed 23:\n"
         out += "    sha256 of input \(BlobID(hashing: data).hex)\n"
         var line = "    lengths"
         for n in lengths {

@@ -87,17 +87,18 @@ class DumpBackupTestCase: XCTestCase {
         return o
     }
 
-    /// Backs up `cat file` as the virtual file `dumpPath` (dump profile).
+    /// Backs up `cat file` as the virtual file `dumpPath` (the small dump profile of 0.21: many chunks from a few MB).
     func backupCommand(cat file: String) throws -> BackupResult {
         var o = options()
-        o.commands = [CommandSource(path: dumpPath, command: "cat '\(file)'")]
+        o.commands = [CommandSource(path: dumpPath, command: "cat '\(file)'", profile: .dump021)]
         return try Backup(repository: try open(), options: o).run()
     }
 
     func backupTree(_ root: String) throws -> BackupResult {
         var o = options()
         o.paths = [Array(root.utf8)]
-        o.treeProfile = .dump
+        o.treeProfile = .dump021
+        o.dumpProfile = .dump021
         return try Backup(repository: try open(), options: o).run()
     }
 
@@ -305,7 +306,7 @@ class ChunkListBackupTests: DumpBackupTestCase {
         try TreeBuilder.write(Array((tree + "/keep.txt").utf8), Array("still here\n".utf8))
         var o = options()
         o.paths = [Array(tree.utf8)]
-        o.commands = [CommandSource(path: dumpPath, command: "cat '\(dump)'")]
+        o.commands = [CommandSource(path: dumpPath, command: "cat '\(dump)'", profile: .dump021)]
         let result = try Backup(repository: try open(), options: o).run()
         let list = try XCTUnwrap(try entry(result.id, dumpPath).list, "the dump's list should be in list blobs")
 

@@ -43,7 +43,7 @@ class DeltaBlobTests: DumpBackupTestCase {
         let first = try backupCommand(cat: d[0].file)
         var single = options()
         single.threads = 1
-        single.commands = [CommandSource(path: dumpPath, command: "cat '\(d[0].file)'")]
+        single.commands = [CommandSource(path: dumpPath, command: "cat '\(d[0].file)'", profile: .dump021)]
         let again = try Backup(repository: try open(), options: single).run()
         let e1 = try entry(first.id, dumpPath), e1Single = try entry(again.id, dumpPath)
         XCTAssertGreaterThan(e1.blobs.count, 3000)
@@ -67,7 +67,7 @@ class DeltaBlobTests: DumpBackupTestCase {
     func testABackupLeavesTheIndexSealedForWhatRunsNext() throws {
         let d = try dumps(0xDE17A_0A, rows: 20_000, days: 1, share: 0)
         var o = options()
-        o.commands = [CommandSource(path: dumpPath, command: "cat '\(d[0].file)'")]
+        o.commands = [CommandSource(path: dumpPath, command: "cat '\(d[0].file)'", profile: .dump021)]
         let r = try open()
         let result = try Backup(repository: r, options: o).run()
         XCTAssertGreaterThan(result.snapshot.summary.addedBlobs, 100)

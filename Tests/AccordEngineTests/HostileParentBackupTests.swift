@@ -41,7 +41,7 @@ final class HostileParentBackupTests: DumpBackupTestCase {
     func backupOptions(_ root: String, _ dump: String, parent: SnapshotID?) -> BackupOptions {
         var o = options()
         o.paths = [p(root)]
-        o.commands = [CommandSource(path: dumpPath, command: "cat '\(dump)'")]
+        o.commands = [CommandSource(path: dumpPath, command: "cat '\(dump)'", profile: .dump021)]
         o.parent = parent
         return o
     }

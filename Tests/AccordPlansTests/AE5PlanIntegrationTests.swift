@@ -530,8 +530,8 @@ final class AE5PlanIntegrationTests: XCTestCase {
         XCTAssertEqual(changed, rows / 500)
         let (second, t2) = try backup()
         let share2 = report("after updating \(changed) rows (0.2%)", second, first, t2)
-        // Each scattered change costs the ~5 KiB chunk (dump profile, 4 KiB average) it falls in, so new data ≈
-        // changed rows × chunk size: ~13% of the first backup's stored bytes here (~6% of the raw dump). A tree-profile (1 MiB) chunker would store ~100% again.
+        // Each scattered change falls in a ~256 KiB chunk (dump profile), stored as a delta of a few dozen bytes on
+        // the chunk it replaced, so new data ≈ changed rows × ~50 bytes. Without deltas every chunk would be stored again.
         let dataBlobs = second.addedBlobs
         XCTAssertLessThanOrEqual(dataBlobs, changed * 13 / 10 + 40, "more new blobs than the changed rows can explain")
         XCTAssertLessThan(share2, 0.30, "0.2% scattered row changes stored \(Int(share2 * 100))% of the dump again")

@@ -113,12 +113,12 @@ final class EncryptedLocalSyncTests: SyncTestCase {
         }
         let dumpFile = source + "/db/dump.sql"
         try FileManager.default.createDirectory(atPath: source + "/db", withIntermediateDirectories: true)
-        try writeFile(dumpFile, rows(60_000))
+        try writeFile(dumpFile, rows(120_000))   // ~12 MB: ~45 chunks of the dump profile
         let first = try backupSource()
         let dest = scratch.sub("dest")
         try accordOK(["sync", "-d", sourceRepo, "--to", dest, "-q"])
         var rng = SeededRandom(seed: 26)
-        try writeFile(dumpFile, rows(60_000, bump: Set((0..<150).map { _ in 1 + rng.int(0..<60_000) })))
+        try writeFile(dumpFile, rows(120_000, bump: Set((0..<300).map { _ in 1 + rng.int(0..<120_000) })))
         let second = try backupSource()
         XCTAssertEqual(try decodeSync(try accordOK(["sync", "-d", sourceRepo, "--to", dest, "--json"])).snapshots, 1)
         let sourceDeltas = try sealedDeltaBlobs(sourceRepo)

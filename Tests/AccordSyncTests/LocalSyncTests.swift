@@ -51,9 +51,11 @@ final class LocalSyncTests: SyncTestCase {
         XCTAssertLessThan(again.wireBytesSent + again.wireBytesReceived, 4096)
     }
 
-    /// A `*.sql` file of thousands of dump-profile chunks keeps its id list in
-    /// chunk-list blobs, a delta on day 2: sync must send those (and the
-    /// delta's base) or the destination refuses the snapshot.
+    /// A `*.sql` file of ~60 dump-profile chunks with rows changed all over
+    /// it on day 2: its changed chunks are delta blobs, which sync sends as
+    /// such only where the destination holds their bases. (Chunk lists need
+    /// 1024 chunks, 256 MB in this profile: the engine's chunk-list tests cut
+    /// with the 0.21 profile for that.)
     func testSnapshotsWithChunkListDeltasSyncAndRestoreOnTheDestination() throws {
         func rows(_ n: Int, bump: Set<Int> = []) -> [UInt8] {
             var out: [UInt8] = []
@@ -66,7 +68,7 @@ final class LocalSyncTests: SyncTestCase {
         }
         let dumpFile = source + "/db/dump.sql"
         try FileManager.default.createDirectory(atPath: source + "/db", withIntermediateDirectories: true)
-        try writeFile(dumpFile, rows(80_000))   // ~8 MB: ~1,700 chunks of the dump profile
+        try writeFile(dumpFile, rows(160_000))   // ~16 MB: ~60 chunks of the dump profile
         let first = try backupSource()
         let dest = scratch.sub("dest")
         let sync1 = try decodeSync(try accordOK(["sync", "-d", sourceRepo, "--to", dest, "--json"]))
@@ -74,10 +76,10 @@ final class LocalSyncTests: SyncTestCase {
         try assertRestoreMatchesSource(from: dest, label: "day1")
 
         var rng = SeededRandom(seed: 77)
-        let bumped = Set((0..<200).map { _ in 1 + rng.int(0..<80_000) })   // 0.25% of the rows
-        try writeFile(dumpFile, rows(80_000, bump: bumped))
+        let bumped = Set((0..<200).map { _ in 1 + rng.int(0..<160_000) })   // 0.125% of the rows
+        try writeFile(dumpFile, rows(160_000, bump: bumped))
         let second = try backupSource()
-        XCTAssertLessThan(second.addedBytes, first.addedBytes / 2, "day 2 should store the changed chunks and a small list delta")
+        XCTAssertLessThan(second.addedBytes, first.addedBytes / 10, "day 2 should store the changed chunks as small deltas")
         let sync2 = try decodeSync(try accordOK(["sync", "-d", sourceRepo, "--to", dest, "--json"]))
         XCTAssertEqual(sync2.snapshots, 1, "the day-2 snapshot was not stored on the destination")
         XCTAssertLessThanOrEqual(sync2.payloadBytes, second.addedBytes, "sync sent more than day 2 added")
@@ -86,7 +88,7 @@ final class LocalSyncTests: SyncTestCase {
         // Day 2's changed chunks are delta blobs on day-1 chunks the destination
         // holds: they travel as stored and stay deltas there.
         let sourceDeltas = try deltaBlobs(sourceRepo), destDeltas = try deltaBlobs(dest)
-        XCTAssertGreaterThan(sourceDeltas.count, 50, "day 2 stored too few delta blobs for the test to mean anything")
+        XCTAssertGreaterThan(sourceDeltas.count, 40, "day 2 stored too few delta blobs for the test to mean anything")
         XCTAssertEqual(destDeltas, sourceDeltas, "delta blobs whose bases the destination holds must arrive as deltas")
 
         // A destination that gets day 2 alone lacks the bases: the deltas arrive whole.

@@ -189,11 +189,12 @@ final class CLITests: AccordTestCase {
         XCTAssertEqual(snapshotFiles().count, 1)
     }
 
-    /// `*.sql` files in a tree are cut with the small dump profile (many
-    /// chunks); other files, or all with --no-dump-files, with the tree profile.
+    /// `*.sql` files in a tree are cut with the dump profile (~256 KiB
+    /// chunks, recorded with its level); other files, or all with
+    /// --no-dump-files, with the tree profile (~1 MiB).
     func testSQLFilesInTreesGetTheDumpProfileUnlessTurnedOff() throws {
         var rng = SeededRandom(seed: 9)
-        let text = (0..<30_000).map { i in "\(i)\t\(rng.below(1000))\t\(rng.below(100_000))\tsome row text\n" }.joined()
+        let text = (0..<400_000).map { i in "\(i)\t\(rng.below(1000))\t\(rng.below(100_000))\tsome row text\n" }.joined()
         func blobsAdded(_ name: String, _ extra: [String]) throws -> (blobs: Int, sources: [[String: Any]]) {
             let root = scratch.sub("src-" + name.replacingOccurrences(of: ".", with: "-") + "\(extra.count)")
             try TreeBuilder.mkdir(Array(root.utf8))
@@ -206,15 +207,19 @@ final class CLITests: AccordTestCase {
             let summary = try XCTUnwrap(snaps.last?["summary"] as? [String: Any])
             return ((summary["addedBlobs"] as? NSNumber)?.intValue ?? -1, snaps.last?["sources"] as? [[String: Any]] ?? [])
         }
-        XCTAssertGreaterThan(text.utf8.count, 700_000)
+        XCTAssertGreaterThan(text.utf8.count, 10_000_000)
         let sql = try blobsAdded("dump.sql", [])
         let txt = try blobsAdded("dump.txt", [])
         let off = try blobsAdded("dump.sql", ["--no-dump-files"])
         let custom = try blobsAdded("dump.txt", ["--dump-files", "*.txt"])
-        XCTAssertGreaterThan(sql.blobs, 100, "a .sql file should be cut into ~4 KiB chunks")
-        XCTAssertLessThan(txt.blobs, 10, "a .txt file should be cut into ~1 MiB chunks")
-        XCTAssertLessThan(off.blobs, 10, "--no-dump-files should cut .sql with the tree profile")
-        XCTAssertGreaterThan(custom.blobs, 100, "--dump-files '*.txt' should cut .txt into small chunks")
+        XCTAssertGreaterThan(sql.blobs, 30, "a .sql file should be cut into ~256 KiB chunks")
+        XCTAssertLessThan(txt.blobs, 20, "a .txt file should be cut into ~1 MiB chunks")
+        XCTAssertLessThan(off.blobs, 20, "--no-dump-files should cut .sql with the tree profile")
+        XCTAssertGreaterThan(custom.blobs, 30, "--dump-files '*.txt' should cut .txt into ~256 KiB chunks")
+        let dumpProfile = try XCTUnwrap(sql.sources.first?["dumpProfile"] as? [String: Any], "\(sql.sources)")
+        XCTAssertEqual(dumpProfile["avg"] as? Int, 262_144)
+        XCTAssertEqual(dumpProfile["level"] as? Int, 6, "the snapshot should record the dump profile's level")
+        XCTAssertNil((sql.sources.first?["profile"] as? [String: Any])?["level"], "the tree profile has no level")
         XCTAssertEqual(sql.sources.first?["dumpFiles"] as? [String], ["*.sql"], "the snapshot should record the globs")
         XCTAssertNil(off.sources.first?["dumpFiles"], "--no-dump-files should record no globs")
     }

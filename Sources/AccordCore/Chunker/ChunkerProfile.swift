@@ -6,16 +6,31 @@ public struct ChunkerProfile: Codable, Equatable, Sendable, CustomStringConverti
     public var min: Int
     public var avg: Int
     public var max: Int
+    /// The zlib level a chunk gets when the repository's level (1 by
+    /// default, igzip's fastest) leaves it more than 1/`recompressRatio` of its size:
+    /// large chunks of prose-like rows deflate ~10% smaller at libdeflate's
+    /// level 6, while a dump's repetitive rows, which level 1 already shrinks
+    /// 30×, are not deflated twice. Nil: every chunk at the repository's level.
+    /// Recorded in the snapshot (`sources[].profile.level`) when set.
+    public var level: Int32?
 
-    public init(name: String, min: Int, avg: Int, max: Int) {
-        self.name = name; self.min = min; self.avg = avg; self.max = max
+    public init(name: String, min: Int, avg: Int, max: Int, level: Int32? = nil) {
+        self.name = name; self.min = min; self.avg = avg; self.max = max; self.level = level
     }
+
+    /// A chunk stored at the repository's level is deflated again at `level`
+    /// when its zlib stream is longer than 1/8 of it.
+    public static let recompressRatio = 8
 
     /// File trees: few, large chunks keep the manifest and index small.
     public static let tree = ChunkerProfile(name: "tree", min: 256 << 10, avg: 1 << 20, max: 8 << 20)
-    /// Database dumps: scattered row changes would make large chunks store
-    /// most of a dump again every day (ARCHITECTURE.md has the measurements).
-    public static let dump = ChunkerProfile(name: "dump", min: 1 << 10, avg: 4 << 10, max: 32 << 10)
+    /// Database dumps (command sources, `*.sql` files). Chunks of 256 KiB
+    /// on average deflate nearly as well as the whole stream, and a changed
+    /// chunk is stored as a delta on the one it replaced, so scattered row
+    /// updates cost a few bytes each all the same (Benchmarks/README.md,
+    /// "Data efficiency", has the measurements). Until 0.21: 1/4/32 KiB,
+    /// level 1, which took 2.3× restic's bytes for a dump's first copy.
+    public static let dump = ChunkerProfile(name: "dump", min: 64 << 10, avg: 256 << 10, max: 1 << 20, level: 6)
     /// The manifest stream itself: small chunks so unchanged parts of a tree cost nothing.
     public static let manifest = ChunkerProfile(name: "manifest", min: 4 << 10, avg: 16 << 10, max: 128 << 10)
 
@@ -27,11 +42,11 @@ public struct ChunkerProfile: Codable, Equatable, Sendable, CustomStringConverti
 
     /// Checks the bounds: powers of two for `avg`, min < avg < max, max ≤ 64 MiB.
     public func validate() throws {
-        let ok = min >= 64 && min < avg && avg < max && max <= 64 << 20 && avg & (avg - 1) == 0
+        let ok = min >= 64 && min < avg && avg < max && max <= 64 << 20 && avg & (avg - 1) == 0 && (level.map { (1...9).contains($0) } ?? true)
         if !ok { throw ChunkerError.badProfile(self) }
     }
 
-    public var description: String { "\(name) (\(min)/\(avg)/\(max))" }
+    public var description: String { "\(name) (\(min)/\(avg)/\(max)\(level.map { ", level \($0)" } ?? ""))" }
 }
 
 public enum ChunkerError: Error, CustomStringConvertible {

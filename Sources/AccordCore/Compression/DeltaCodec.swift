@@ -21,6 +21,27 @@ public enum DeltaCodec {
     /// Most bits of the encoder's table (4 MiB of positions): a larger base
     /// has only every `stride`-th position in it (below).
     static let maxTableBits = 20
+    /// While the pending insert is shorter than this, a match is first looked
+    /// for in the base from `localBehind` bytes before to `localAhead` after
+    /// where the previous copy ended (a changed field shifts the rest of a
+    /// row by a few bytes; a row of padding can match the row before or
+    /// after for its length, and the longest run wins); then in the table of
+    /// all the base's positions.
+    static let localLiterals = 32
+    static let localAhead = 256
+    static let localBehind = 256
+    /// A candidate in that window whose run reaches this length (or the
+    /// blob's end) is taken without looking further; a shorter one only when
+    /// the table of the base's positions offers none longer.
+    static let localCap = 64
+    /// A base up to this size has its table built at the first byte found
+    /// nowhere near: cheap, and a small file's edits move its lines about.
+    static let eagerTable = 64 << 10
+    /// At most this many positions of that window are compared (a run of
+    /// spaces there matches at every one of them).
+    static let localCandidates = 24
+    /// Runs are compared up to this length to pick the longest.
+    static let localRun = 4096
 
     /// Encodes `target` against `base`; returns the program (without the
     /// base id), or nil when it would not be shorter than `limit` bytes.
@@ -38,17 +59,58 @@ public enum DeltaCodec {
         // larger one every `stride`-th (2 for 1 MiB, 16 for 8 MiB), so the
         // table stays at 4 MiB: every target position is still looked up, so
         // a common run of minMatch + stride - 1 bytes or more is always found.
+        // Built on first need: a blob with a few rows changed resynchronises
+        // near where its previous copy ended (below) and never needs it.
         var bits = 4
         while (1 << bits) < b.count * 2 && bits < maxTableBits { bits += 1 }
         let stride = max(1, (b.count * 2 + (1 << bits) - 1) >> bits)
         let mask = (1 << bits) - 1
-        var table = [Int32](repeating: -1, count: 1 << bits)
+        var table: [Int32] = []
         @inline(__always) func key(_ p: UnsafeBufferPointer<UInt8>, _ i: Int) -> Int {
             let v = UnsafeRawPointer(p.baseAddress! + i).loadUnaligned(as: UInt64.self)
             return Int(truncatingIfNeeded: (v &* 0x9E37_79B9_7F4A_7C15) >> UInt64(64 - bits)) & mask
         }
-        var j = (b.count - minMatch) / stride * stride
-        while j >= 0 { table[key(b, j)] = Int32(j); j -= stride }
+        func buildTable() {
+            table = [Int32](repeating: -1, count: 1 << bits)
+            var j = (b.count - minMatch) / stride * stride
+            while j >= 0 { table[key(b, j)] = Int32(j); j -= stride }
+        }
+        /// How many bytes `t[i...]` and `b[from...]` have in common, up to `cap`.
+        func common(_ i: Int, _ from: Int, cap: Int) -> Int {
+            var n = 0
+            let most = min(cap, t.count - i, b.count - from)
+            while n + 8 <= most {
+                let x = UnsafeRawPointer(t.baseAddress! + i + n).loadUnaligned(as: UInt64.self)
+                    ^ UnsafeRawPointer(b.baseAddress! + from + n).loadUnaligned(as: UInt64.self)
+                if x != 0 { return n + x.littleEndian.trailingZeroBitCount >> 3 }
+                n += 8
+            }
+            while n < most && t[i + n] == b[from + n] { n += 1 }
+            return n
+        }
+        /// Where in `b[lo ..< hi]` the longest run equal to `t[i...]` (at
+        /// least minMatch bytes; counted up to `localRun`) starts, and its
+        /// length, or (-1, 0): the first occurrence of a row's padding is
+        /// seldom the row, and the padding of the row before or after gives a
+        /// run of a row's length.
+        func find(_ i: Int, _ lo: Int, _ hi: Int) -> (Int, Int) {
+            guard hi - lo >= minMatch else { return (-1, 0) }
+            let want = UnsafeRawPointer(t.baseAddress! + i).loadUnaligned(as: UInt64.self)
+            let base = UnsafeRawPointer(b.baseAddress!)
+            var best = -1, bestLength = 0, candidates = 0
+            var p = lo
+            while p + minMatch <= hi {
+                if base.loadUnaligned(fromByteOffset: p, as: UInt64.self) == want {
+                    let n = common(i, p, cap: localRun)
+                    if n > bestLength { best = p; bestLength = n; if n >= localRun { break } }
+                    // Padding matches everywhere: a few candidates are enough.
+                    candidates += 1
+                    if candidates == localCandidates { break }
+                }
+                p += 1
+            }
+            return (best, bestLength)
+        }
 
         var literalStart = 0   // start of the pending insert
         var i = 0
@@ -59,12 +121,31 @@ public enum DeltaCodec {
             w.raw(UnsafeRawBufferPointer(rebasing: target[literalStart..<end]))
         }
         while i + minMatch <= t.count {
-            var from = -1
-            if expected + minMatch <= b.count && memcmp(b.baseAddress! + expected, t.baseAddress! + i, minMatch) == 0 {
-                from = expected
-            } else {
-                let cand = Int(table[key(t, i)])
-                if cand >= 0 && memcmp(b.baseAddress! + cand, t.baseAddress! + i, minMatch) == 0 { from = cand }
+            // The longest run of: where the previous copy ended (bytes
+            // inserted), as far past it as the pending insert is long (bytes
+            // replaced), and, while the pending insert is short, anywhere near
+            // it (a changed field shifts the rest of its row). Nothing there:
+            // this byte is new, and the table is not built for every byte of
+            // a changed field; a long pending insert, or a short run, asks the
+            // table of all the base's positions.
+            var from = -1, run = 0
+            func consider(_ p: Int) {
+                guard p >= 0, p + minMatch <= b.count, p != from,
+                      memcmp(b.baseAddress! + p, t.baseAddress! + i, minMatch) == 0 else { return }
+                let n = common(i, p, cap: localRun)
+                if n > run { from = p; run = n }
+            }
+            consider(expected)
+            if i > literalStart { consider(expected + (i - literalStart)) }
+            let local = i - literalStart < localLiterals
+            if local && run < localRun {
+                let (p, n) = find(i, max(0, expected - localBehind), min(b.count, expected + localAhead + minMatch))
+                // Ties: the earlier position (a shorter varint, and what the table would give).
+                if n > run || (n == run && p >= 0 && p < from) { from = p; run = n }
+            }
+            if !local || (from < 0 && b.count <= eagerTable) || (from >= 0 && run < localCap && i + run < t.count) {
+                if table.isEmpty { buildTable() }
+                consider(Int(table[key(t, i)]))
             }
             guard from >= 0 else {
                 i += 1
@@ -74,9 +155,8 @@ public enum DeltaCodec {
                 if i - literalStart + w.bytes.count >= limit { return nil }
                 continue
             }
-            // Extend forward, then backward over the pending literals.
-            var n = minMatch
-            while i + n < t.count && from + n < b.count && t[i + n] == b[from + n] { n += 1 }
+            // Extend forward (8 bytes at a time), then backward over the pending literals.
+            let n = run < localRun ? run : localRun + common(i + localRun, from + localRun, cap: .max)
             var start = i, bstart = from
             while start > literalStart && bstart > 0 && t[start - 1] == b[bstart - 1] { start -= 1; bstart -= 1 }
             emitInsert(upTo: start)

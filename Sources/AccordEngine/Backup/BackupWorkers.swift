@@ -60,7 +60,7 @@ extension Backup {
 
     /// Chunks a source and stores its new chunks; returns the blob ids.
     func chunk<S: ByteSource>(_ source: inout S, _ stream: ChunkStream, slot: Slot, batch: BlobSink.Batch) throws -> [BlobID] {
-        var acceptor = ChunkAcceptor(sink: sink, batch: batch, slot: slot, progress: options.progress)
+        var acceptor = ChunkAcceptor(sink: sink, batch: batch, slot: slot, progress: options.progress, level: stream.profile.level)
         var handoff: ChunkHandoff?
         // Only streams of small chunks (dumps): there hashing is a large share
         // of the work per byte, and batches stay near 1 MiB. A tree file's

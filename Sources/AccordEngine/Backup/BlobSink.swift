@@ -18,10 +18,11 @@ public final class BlobSink: @unchecked Sendable {
     /// `base`: a blob the data probably resembles (the chunk it replaced in
     /// the parent snapshot's version of the file or stream); the compressor
     /// stores the data as a delta on it when that is smaller.
-    /// `baseLimit`: the largest base a delta may use, and whether it must be a
-    /// tree blob (a manifest piece's base is another manifest piece, at most
-    /// the `manifest` profile's largest; whatever a hostile parent lists).
-    struct Job { var id: BlobID; var type: BlobType; var data: [UInt8]; var base: BlobID? = nil; var treeBase = false }
+    /// `treeBase`: the base must be a tree blob no larger than a manifest
+    /// piece (a manifest piece's base is another piece; whatever a hostile
+    /// parent lists). `level`: deflate again at this level when the sink's
+    /// level leaves the blob more than 1/8 of its size (`ChunkerProfile.level`).
+    struct Job { var id: BlobID; var type: BlobType; var data: [UInt8]; var base: BlobID? = nil; var treeBase = false; var level: Int32? = nil }
 
     /// Small blobs of one thread, handed to the compressors together: one
     /// queue operation (and at most one wake-up) per ~256 KiB instead of per
@@ -92,12 +93,26 @@ public final class BlobSink: @unchecked Sendable {
     /// while the compression queue is full; throws if the sink has failed.
     /// `base`, if given, is a blob this one may be stored as a delta on.
     @discardableResult
-    public func store(_ id: BlobID, type: BlobType, data: UnsafeRawBufferPointer, base: BlobID? = nil, treeBase: Bool = false) throws -> Bool {
+    public func store(_ id: BlobID, type: BlobType, data: UnsafeRawBufferPointer, base: BlobID? = nil, treeBase: Bool = false,
+                      level: Int32? = nil) throws -> Bool {
         guard try claim(id) else { return false }
-        if !queue.push([Job(id: id, type: type, data: Array(data), base: deltas ? base : nil, treeBase: treeBase)], cost: data.count) {
+        if !queue.push([Job(id: id, type: type, data: Array(data), base: deltas ? base : nil, treeBase: treeBase, level: level)], cost: data.count) {
             throw failure.value ?? CancellationError()
         }
         return true
+    }
+
+    /// The raw lengths of these indexed blobs (one lock for the lot), or nil
+    /// if one is not indexed.
+    func rawLengths(_ ids: [BlobID]) -> [UInt32]? {
+        lock.lock(); defer { lock.unlock() }
+        var out: [UInt32] = []
+        out.reserveCapacity(ids.count)
+        for id in ids {
+            guard let l = repository.index.lookup(id) else { return nil }
+            out.append(l.rawLength)
+        }
+        return out
     }
 
     /// Marks `id` as on its way; false if it is stored or claimed already.
@@ -112,10 +127,10 @@ public final class BlobSink: @unchecked Sendable {
     /// As `store`, but a small blob waits in `batch` until it holds ~256 KiB.
     /// `base`, if given, is a blob this one may be stored as a delta on.
     @discardableResult
-    public func store(_ id: BlobID, type: BlobType, data: UnsafeRawBufferPointer, batch: Batch, base: BlobID? = nil) throws -> Bool {
-        if data.count >= Batch.maxBlob { return try store(id, type: type, data: data, base: base) }
+    public func store(_ id: BlobID, type: BlobType, data: UnsafeRawBufferPointer, batch: Batch, base: BlobID? = nil, level: Int32? = nil) throws -> Bool {
+        if data.count >= Batch.maxBlob { return try store(id, type: type, data: data, base: base, level: level) }
         guard try claim(id) else { return false }
-        batch.jobs.append(Job(id: id, type: type, data: Array(data), base: deltas ? base : nil))
+        batch.jobs.append(Job(id: id, type: type, data: Array(data), base: deltas ? base : nil, level: level))
         batch.bytes += data.count
         if batch.bytes >= Batch.maxBytes { try flush(batch) }
         return true
@@ -139,21 +154,54 @@ public final class BlobSink: @unchecked Sendable {
 
     private func compressLoop() {
         let deflater = Deflater(level: level)
+        var second: [Int32: Deflater] = [:]   // `Job.level`'s, made on first use
         let inflater = Inflater()
-        var out: [UInt8] = [], scratch: [UInt8] = [], baseBytes: [UInt8] = [], sealed: [UInt8] = []
+        var out: [UInt8] = [], again: [UInt8] = [], scratch: [UInt8] = [], baseBytes: [UInt8] = [], sealed: [UInt8] = []
         while let jobs = queue.pop() {
           for job in jobs where failure.value == nil {
             do {
-                var comp = job.data.withUnsafeBytes { deflater.compress($0, into: &out) }
-                var storedCount = comp == .none ? job.data.count : out.count
-                if let hint = job.base, let (baseID, drifted) = readBase(hint, tree: job.treeBase, inflater: inflater, scratch: &scratch, into: &baseBytes),
-                   let program = baseBytes.withUnsafeBytes({ b in
-                       job.data.withUnsafeBytes { DeltaCodec.encode(base: b, target: $0, limit: storedCount - 32) } }),
-                   Self.keepsDelta(program: program.count, whole: storedCount, drifted: drifted) {
-                    out.removeAll(keepingCapacity: true)
-                    out.append(contentsOf: baseID.bytes)
-                    out.append(contentsOf: program)
+                var comp = BlobCompression.none, storedCount = job.data.count
+                // A delta first: a chunk with a row changed costs a few bytes
+                // of program, and then it need not be deflated at all (unless
+                // it drifts: then the whole form's size decides, `keepsDelta`).
+                var baseID: BlobID?, program: [UInt8]?, drifted: Int?, wholeComp = BlobCompression.none
+                if let hint = job.base, let (b, d) = readBase(hint, tree: job.treeBase, inflater: inflater, scratch: &scratch, into: &baseBytes) {
+                    baseID = b
+                    drifted = d
+                    program = baseBytes.withUnsafeBytes { b in
+                        job.data.withUnsafeBytes { DeltaCodec.encode(base: b, target: $0, limit: job.data.count / Self.deltaFirstFraction) } }
+                }
+                if let p = program, drifted == nil, p.count + 32 <= job.data.count / 64 {
                     comp = .delta
+                } else {
+                    comp = job.data.withUnsafeBytes { deflater.compress($0, into: &out) }
+                    storedCount = comp == .none ? job.data.count : out.count
+                    if comp == .zlib, let l = job.level, l > level.level, storedCount * ChunkerProfile.recompressRatio > job.data.count {
+                        let d = second[l] ?? Deflater(level: CompressionLevel(l))
+                        second[l] = d
+                        if job.data.withUnsafeBytes({ d.compress($0, into: &again) }) == .zlib, again.count < storedCount {
+                            swap(&out, &again)
+                            storedCount = out.count
+                        }
+                    }
+                    wholeComp = comp
+                    if let p = program, p.count + 32 < storedCount {
+                        comp = .delta
+                    } else if program == nil, baseID != nil, storedCount > job.data.count / Self.deltaFirstFraction {
+                        program = baseBytes.withUnsafeBytes { b in
+                            job.data.withUnsafeBytes { DeltaCodec.encode(base: b, target: $0, limit: storedCount - 32) } }
+                        if program != nil { comp = .delta }
+                    }
+                }
+                if comp == .delta, let p = program, !Self.keepsDelta(program: p.count, whole: storedCount, drifted: drifted) {
+                    // Drifted too far from its base: stored whole again (the deflated form is in `out`).
+                    comp = wholeComp
+                    storedCount = comp == .none ? job.data.count : out.count
+                }
+                if comp == .delta, let b = baseID, let p = program {
+                    out.removeAll(keepingCapacity: true)
+                    out.append(contentsOf: b.bytes)
+                    out.append(contentsOf: p)
                     storedCount = out.count
                 }
                 // Sealed (an encrypted repository) outside the pack lock, in parallel.
@@ -226,6 +274,11 @@ public final class BlobSink: @unchecked Sendable {
         } catch { return nil }
         return (id, drifted)
     }
+
+    /// A delta is tried first with this limit, 1/8 of the blob: the encoder
+    /// gives up early on a rewritten chunk. A delta of at most 1/64 of the
+    /// blob is kept without deflating it; otherwise the smaller of the two.
+    static let deltaFirstFraction = 8
 
     /// Finishes a pack (fsync, rename) and records it.
     private func seal(_ w: PackWriter) throws {

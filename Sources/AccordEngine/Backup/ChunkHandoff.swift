@@ -12,18 +12,28 @@ struct ChunkAcceptor {
     let batch: BlobSink.Batch
     let slot: Backup.Slot
     let progress: Progress?
+    /// The level of chunks the repository's level deflates poorly (`ChunkerProfile.level`).
+    let level: Int32?
     /// The parent entry's content ids, when deltas may be tried.
     let parentIDs: [BlobID]
     /// Where each parent chunk sits, keyed by the ids' first 8 bytes (16
     /// bytes an entry, not 40): a collision would only pick a worse base, and
     /// a delta is kept only when it is smaller than the chunk compressed alone.
     let parentPosition: [UInt64: Int32]
-    /// The parent chunk after the last one that matched.
+    /// Where each parent chunk starts in the parent's stream (one more:
+    /// where it ends); made at the first chunk that needs a base. Empty:
+    /// not yet, or a parent chunk is not indexed.
+    var parentStarts: [Int64] = []
+    var startsMade = false
+    /// Where in the parent's stream the next chunk most likely starts.
+    var cursor: Int64 = 0
+    /// The parent chunk after the last one that matched (without lengths).
     var next = 0
     var ids: [BlobID] = []
 
-    init(sink: BlobSink, batch: BlobSink.Batch, slot: Backup.Slot, progress: Progress?) {
+    init(sink: BlobSink, batch: BlobSink.Batch, slot: Backup.Slot, progress: Progress?, level: Int32? = nil) {
         self.sink = sink
+        self.level = level
         self.batch = batch
         self.slot = slot
         self.progress = progress
@@ -34,15 +44,57 @@ struct ChunkAcceptor {
         parentPosition = positions
     }
 
+    /// The base for a new chunk of `length` bytes: the parent chunk that
+    /// held the middle of its bytes, where `cursor` says they began. After
+    /// a chunk found in the parent, the cursor is that chunk's end there.
+    /// After a new chunk whose base began where the cursor was and is about
+    /// as long (within 1/8), it is the base's end: the chunk most likely
+    /// replaced it whole, whatever rows it gained or lost (rows deleted all
+    /// over a dump, every chunk changed, leave no match to put offsets back
+    /// in step). Otherwise it moves on by the chunk's length: an edit moved
+    /// a cut point (a chunk split or two merged), and offsets stay within the
+    /// edit's few bytes, where counting chunks would stay one off.
+    /// Without the parent's lengths, the parent chunk after the last match.
+    mutating func base(length: Int) -> BlobID? {
+        if !startsMade {
+            startsMade = true
+            if let lengths = sink.rawLengths(parentIDs) {
+                var starts = [Int64](), at: Int64 = 0
+                starts.reserveCapacity(lengths.count + 1)
+                for l in lengths { starts.append(at); at += Int64(l) }
+                starts.append(at)
+                parentStarts = starts
+            }
+        }
+        guard parentStarts.count == parentIDs.count + 1 else { return next < parentIDs.count ? parentIDs[next] : nil }
+        let middle = cursor + Int64(length / 2)
+        // The last chunk starting at or before `middle` (the first or last
+        // chunk when it lies outside the parent: a file of one chunk gets the
+        // parent's whole blob, whatever their lengths).
+        var lo = 0, hi = parentIDs.count - 1
+        while lo < hi {
+            let mid = (lo + hi + 1) / 2
+            if parentStarts[mid] <= middle { lo = mid } else { hi = mid - 1 }
+        }
+        let baseLength = parentStarts[lo + 1] - parentStarts[lo]
+        if abs(parentStarts[lo] - cursor) <= Int64(length / 4) && abs(baseLength - Int64(length)) <= Int64(length / 8) {
+            cursor = parentStarts[lo + 1]
+        } else {
+            cursor += Int64(length)
+        }
+        return parentIDs[lo]
+    }
+
     mutating func accept(_ chunk: UnsafeRawBufferPointer) throws {
         let id = sink.repository.blobID(of: chunk)
         if parentIDs.isEmpty {
-            try sink.store(id, type: .data, data: chunk, batch: batch)
+            try sink.store(id, type: .data, data: chunk, batch: batch, level: level)
         } else if let j = parentPosition[id.w0] {
             next = Int(j) + 1
-            try sink.store(id, type: .data, data: chunk, batch: batch)
+            if parentStarts.count == parentIDs.count + 1 { cursor = parentStarts[Int(j) + 1] } else { cursor += Int64(chunk.count) }
+            try sink.store(id, type: .data, data: chunk, batch: batch, level: level)
         } else {
-            try sink.store(id, type: .data, data: chunk, batch: batch, base: next < parentIDs.count ? parentIDs[next] : nil)
+            try sink.store(id, type: .data, data: chunk, batch: batch, base: base(length: chunk.count), level: level)
             next += 1
         }
         ids.append(id)
@@ -70,7 +122,7 @@ final class ChunkHandoff: @unchecked Sendable {
     static let batchBytes = 1 << 20
     static let depth = 2
     /// Streams whose chunks may be this large at most are handed off.
-    static let maxChunk = 64 << 10
+    static let maxChunk = 1 << 20
 
     private let queue = BoundedQueue<Piece>(capacity: ChunkHandoff.depth)
     private let spareLock = NSLock()
@@ -119,7 +171,7 @@ final class ChunkHandoff: @unchecked Sendable {
     private func takeSpare() -> Piece {
         if let p = spareLock.withLock({ spares.popLast() }) { return p }
         var p = Piece()
-        p.bytes.reserveCapacity(Self.batchBytes + (64 << 10))
+        p.bytes.reserveCapacity(Self.batchBytes + Self.maxChunk)
         return p
     }
 

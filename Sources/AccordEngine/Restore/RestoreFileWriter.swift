@@ -39,6 +39,10 @@ final class RestoreFileWriter: @unchecked Sendable {
     }
 
     static let window: Int64 = 4 << 20
+    /// A job also ends after this many bytes restored: a window of well
+    /// compressed blobs or of deltas (a few bytes each, but a base to read
+    /// and inflate) is a lot of work for one thread.
+    static let jobRawBytes: Int64 = 32 << 20
     static let coalesce = 1 << 20
     /// A segment's size: a restore writes this many files (or the files
     /// holding this many blob references, whichever comes first) at a time.
@@ -195,7 +199,7 @@ final class RestoreFileWriter: @unchecked Sendable {
     struct Job { var pack: Int; var refs: Range<Int> }
 
     /// Sorts each pack's references into pack order and cuts them into jobs of
-    /// about one read window, so the threads share out a pack's work and none
+    /// about one read window (or `jobRawBytes` restored), so the threads share out a pack's work and none
     /// is left alone with a whole pack at the end. A cut never falls inside a
     /// solo file's run (its thread makes, writes and finishes it).
     func makeJobs() -> [Job] {
@@ -206,14 +210,16 @@ final class RestoreFileWriter: @unchecked Sendable {
             let refs = byPack[pack]
             for (i, r) in refs.enumerated() where files[Int(r.file)].solo { lastRef[Int(r.file)] = Int32(i) }
             var start = 0, reach = -1
-            var bytes: Int64 = 0
+            var bytes: Int64 = 0, raw: Int64 = 0
             for (i, r) in refs.enumerated() {
                 reach = Swift.max(reach, files[Int(r.file)].solo ? Int(lastRef[Int(r.file)]) : i)
                 bytes += Int64(r.location.storedLength)
-                if bytes >= Self.window && reach == i {
+                raw += Int64(r.location.rawLength)
+                if (bytes >= Self.window || raw >= Self.jobRawBytes) && reach == i {
                     jobs.append(Job(pack: pack, refs: start..<(i + 1)))
                     start = i + 1
                     bytes = 0
+                    raw = 0
                 }
             }
             if start < refs.count { jobs.append(Job(pack: pack, refs: start..<refs.count)) }

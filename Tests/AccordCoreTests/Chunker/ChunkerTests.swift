@@ -87,7 +87,7 @@ final class ChunkerTests: XCTestCase {
 
     func testRandomDataChunksAverageNearTheTarget() {
         var rng = TestRandom(seed: 2)
-        for profile in [ChunkerProfile.dump, .manifest, Self.tiny] {
+        for profile in [ChunkerProfile.dump021, .manifest, Self.tiny] {
             let data = rng.bytes(Swift.min(1000 * profile.avg, 16 << 20))
             let lengths = FastCDC.chunkLengths(data, profile: profile, gear: gear)
             let mean = Double(data.count) / Double(lengths.count)
@@ -104,8 +104,8 @@ final class ChunkerTests: XCTestCase {
         XCTAssertEqual(try streamChunks(&empty, profile: .tree, gear: gear), [])
         var tiny = ChoppySource([1, 2, 3], maxRead: 1, seed: 1)
         XCTAssertEqual(try streamChunks(&tiny, profile: .tree, gear: gear).map(\.length), [3])
-        let exactlyMin = [UInt8](repeating: 7, count: ChunkerProfile.dump.min)
-        XCTAssertEqual(FastCDC.chunkLengths(exactlyMin, profile: .dump, gear: gear), [ChunkerProfile.dump.min])
+        let exactlyMin = [UInt8](repeating: 7, count: ChunkerProfile.dump021.min)
+        XCTAssertEqual(FastCDC.chunkLengths(exactlyMin, profile: .dump021, gear: gear), [ChunkerProfile.dump021.min])
     }
 
     /// The same bytes must give the same chunks however the reads split them.
@@ -113,7 +113,8 @@ final class ChunkerTests: XCTestCase {
         var rng = TestRandom(seed: 3)
         let cases: [(ChunkerProfile, Int, [Int])] = [
             (Self.tiny, 200_000, [1, 7, 300, 5000]),
-            (.dump, 3 << 20, [13, 4096, 100_000]),
+            (.dump021, 3 << 20, [13, 4096, 100_000]),
+            (.dump, 6 << 20, [13, 65_536, 300_000]),
             (.manifest, 3 << 20, [999, 1 << 20]),
             (.tree, 20 << 20, [65_536, 3 << 20]),
         ]
@@ -133,7 +134,7 @@ final class ChunkerTests: XCTestCase {
     /// scan and finds the same boundary as with all bytes at once.
     func testChunkerResumesWhenFedMoreBytes() {
         var rng = TestRandom(seed: 4)
-        for profile in [Self.tiny, .dump] {
+        for profile in [Self.tiny, .dump021] {
             let data = rng.bytes(200 * profile.avg)
             let expected = FastCDC.chunkLengths(data, profile: profile, gear: gear)
             var c = FastCDC(profile: profile, gear: gear)
@@ -157,7 +158,7 @@ final class ChunkerTests: XCTestCase {
     /// Shift resistance: bytes added in front (or in the middle) change only the chunks near them.
     func testInsertedBytesKeepMostChunkIDs() {
         var rng = TestRandom(seed: 5)
-        let profile = ChunkerProfile.dump
+        let profile = ChunkerProfile.dump021
         let data = rng.bytes(4 << 20)
         let original = Set(wholeChunks(data, profile: profile, gear: gear).map(\.id))
         let edits: [(String, [UInt8])] = [
@@ -179,9 +180,9 @@ final class ChunkerTests: XCTestCase {
     func testGearSeedChangesBoundaries() {
         var rng = TestRandom(seed: 6)
         let data = rng.bytes(1 << 20)
-        let a = FastCDC.chunkLengths(data, profile: .dump, gear: GearTable(seed: 23))
-        let b = FastCDC.chunkLengths(data, profile: .dump, gear: GearTable(seed: 24))
-        let again = FastCDC.chunkLengths(data, profile: .dump, gear: GearTable(seed: 23))
+        let a = FastCDC.chunkLengths(data, profile: .dump021, gear: GearTable(seed: 23))
+        let b = FastCDC.chunkLengths(data, profile: .dump021, gear: GearTable(seed: 24))
+        let again = FastCDC.chunkLengths(data, profile: .dump021, gear: GearTable(seed: 23))
         XCTAssertEqual(a, again, "the same seed must cut the same way")
         XCTAssertNotEqual(a, b, "a different gear seed cut at the same places")
         XCTAssertNotEqual(GearTable(seed: 23)[0], GearTable(seed: 24)[0])
@@ -205,7 +206,7 @@ final class ChunkerTests: XCTestCase {
     func testChunkListsMatchGoldenFiles() throws {
         var rng = TestRandom(seed: 1)
         let data = rng.bytes(8 << 20)
-        for profile in [ChunkerProfile.tree, .dump] {
+        for profile in [ChunkerProfile.tree, .dump021] {
             var source = ChoppySource(data, maxRead: 1 << 20, seed: 9)
             let chunks = try streamChunks(&source, profile: profile, gear: gear)
             var text = """

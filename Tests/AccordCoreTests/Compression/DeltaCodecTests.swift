@@ -117,6 +117,33 @@ final class DeltaCodecTests: XCTestCase {
         XCTAssertLessThan(program.count, 20, "a one-row change of a \(rows.count)-byte chunk took \(program.count) bytes")
     }
 
+    /// A 256 KiB chunk of the `dump` profile with rows changed here and there,
+    /// longer and shorter than before: each costs about its new bytes, found
+    /// again near where the previous copy ended (and through the table of
+    /// the base's positions where that fails: a row moved far away).
+    func testScatteredRowEditsOfALargeDumpChunkCostAboutTheirBytes() throws {
+        var rows: [UInt8] = []
+        var aid = 3_000_001
+        while rows.count < 256 << 10 { rows += Array("\(aid)\t31\t0\t\(String(repeating: " ", count: 84))\n".utf8); aid += 1 }
+        var changed = rows
+        var rng = SeededRandom(seed: 0x256)
+        for balance in ["-4711", "2", "", "123456789", "-1"] {   // five rows: longer, same, shorter
+            let at = (changed.count / 6) * (1 + rng.below(5)) + rng.below(1000)
+            let lineStart = (changed[..<at].lastIndex(of: 0x0a) ?? -1) + 1
+            let fieldStart = changed[lineStart...].firstIndex(of: 0x09)! + 1
+            let balanceStart = changed[fieldStart...].firstIndex(of: 0x09)! + 1
+            let balanceEnd = changed[balanceStart...].firstIndex(of: 0x09)!
+            changed.replaceSubrange(balanceStart..<balanceEnd, with: Array(balance.utf8))
+        }
+        // A row moved from the start to the end (an UPDATE that left its page).
+        let firstRow = Array(changed[...changed.firstIndex(of: 0x0a)!])
+        changed.removeFirst(firstRow.count)
+        changed += firstRow
+        let program = try XCTUnwrap(encode(rows, changed, limit: changed.count / 8))
+        XCTAssertEqual(try apply(program, base: rows, rawLength: changed.count), changed)
+        XCTAssertLessThan(program.count, 120, "five changed rows and a moved one in 256 KiB took \(program.count) bytes")
+    }
+
     func testEncoderHonoursItsLimitAndSizeBounds() {
         var rng = SeededRandom(seed: 7)
         let base = rng.bytes(4096), unrelated = rng.bytes(4096)
