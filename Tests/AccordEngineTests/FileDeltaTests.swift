@@ -118,7 +118,7 @@ class FileDeltaTests: DumpBackupTestCase {
         XCTAssertNil(first.snapshot.summary.addedDeltaBlobs, "day 1 has no parent: no deltas")
         let small1 = try entry(first.id, smallPath), large1 = try entry(first.id, largePath)
         XCTAssertEqual(small1.blobs.count, 1, "test setup: the small file must be one chunk")
-        XCTAssertGreaterThan(large1.blobs.count, 2, "test setup: the large file must be several chunks")
+        XCTAssertGreaterThan(large1.blobs.count, 1, "test setup: the large file must be several chunks")
 
         try write(d[1])
         let second = try backupSource()
@@ -145,8 +145,12 @@ class FileDeltaTests: DumpBackupTestCase {
             newBytes += l.storedLength
             rawBytes += l.rawLength
         }
-        // ~4 KiB of new rows (deflated, they would be ~2 KiB) plus a few copy ops.
-        XCTAssertLessThan(newBytes, 8 << 10, "\(newLarge.count) changed chunks (\(rawBytes) bytes) cost \(newBytes) bytes as deltas")
+        // ~4 KiB of new rows (deflated, they would be ~2 KiB) plus a few copy ops; whole, the
+        // changed chunk would deflate to ~40% of its ~1 MiB. The encrypted repository's gear table
+        // is random: when the insert moves a cut point, the new chunk spans two parent chunks and
+        // its delta, on one of them, holds the other's part as inserted bytes (tens of KB).
+        let bound = key == nil ? 8 << 10 : 96 << 10
+        XCTAssertLessThan(newBytes, UInt32(bound), "\(newLarge.count) changed chunks (\(rawBytes) bytes) cost \(newBytes) bytes as deltas")
         XCTAssertEqual(second.snapshot.summary.addedDeltaBlobs, newLarge.count + 1 + (try deltas(r, type: .tree).count),
                        "addedDeltaBlobs counts the content's and the manifest's deltas")
         try assertRestoresDay(second.id, d[1], "day 2")
