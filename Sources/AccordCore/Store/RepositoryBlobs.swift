@@ -199,6 +199,28 @@ extension Repository {
         }
     }
 
+    /// Decodes stored bytes of a blob stored whole (not a delta) for a writer
+    /// that only needs them as a delta's base: in an encrypted repository the
+    /// seal authenticates them (AES-GCM under the key, the id bound in), so
+    /// the id's HMAC is not computed again (a day-2 dump reads back the base
+    /// of nearly every chunk); in a plain one nothing else vouches for them,
+    /// and they are verified as `decodeVerified` does. A reader of the new
+    /// delta verifies its own result either way.
+    public func decodeBaseForWriting(stored: UnsafeRawBufferPointer, id: BlobID, compression: BlobCompression, rawLength: Int,
+                                     inflater: Inflater, into output: inout [UInt8]) throws {
+        guard compression != .delta else { throw DeltaError.baseIsDelta(id) }
+        guard config.isEncrypted, let crypto else {
+            try decodeVerified(stored: stored, id: id, compression: compression, rawLength: rawLength, inflater: inflater, into: &output)
+            return
+        }
+        try crypto.withBuffer { plain in
+            try crypto.openBlob(stored, id: id, compression: compression, rawLength: rawLength, into: &plain)
+            try plain.withUnsafeBytes {
+                try BlobDecoder.decode(stored: $0, id: nil, compression: compression, rawLength: rawLength, inflater: inflater, into: &output)
+            }
+        }
+    }
+
     /// `decodeVerified` of stored bytes in a buffer the caller owns and no
     /// longer needs (a restore's or check's pack window): an encrypted blob
     /// is opened where it lies, saving a copy, a pooled buffer and its lock

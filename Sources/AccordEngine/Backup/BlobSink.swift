@@ -269,7 +269,7 @@ public final class BlobSink: @unchecked Sendable {
         do {
             try repository.readStored(id, location: l, into: &scratch)
             try scratch.withUnsafeBytes {
-                try repository.decodeVerified(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength), inflater: inflater, into: &bytes)
+                try repository.decodeBaseForWriting(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength), inflater: inflater, into: &bytes)
             }
         } catch { return nil }
         return (id, drifted)
