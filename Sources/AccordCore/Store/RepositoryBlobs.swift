@@ -311,7 +311,7 @@ extension Repository {
     /// answers from there, or returns nil to have it read as `readBlob` reads
     /// it; `keep` is then given what was read. Bytes from `base` must be
     /// verified ones of that id (the delta's result is verified either way).
-    public func readBlob(_ id: BlobID, base: @escaping (BlobID) -> [UInt8]?, keep: @escaping (BlobID, [UInt8]) -> Void) throws -> [UInt8] {
+    public func readBlob(_ id: BlobID, inflater: Inflater, base: @escaping (BlobID) -> [UInt8]?, keep: @escaping (BlobID, [UInt8]) -> Void) throws -> [UInt8] {
         let reader: BlobDecoder.BaseReader = { [unowned self] b in
             if let bytes = base(b) { return bytes }
             guard let l = self.index.lookup(b) else { throw BlobError.notInIndex(b) }
@@ -326,7 +326,7 @@ extension Repository {
             try readStored(id, location: l, into: &stored)
             do {
                 try stored.withUnsafeBytes {
-                    try decodeVerified(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength), inflater: Inflater(),
+                    try decodeVerified(stored: $0, id: id, compression: l.compression, rawLength: Int(l.rawLength), inflater: inflater,
                                        into: &out, base: reader)
                 }
             } catch {
@@ -334,7 +334,7 @@ extension Repository {
             }
             return out
         }
-        return try readTreeBlob(id, cache: cache, inflater: Inflater(), baseOf: nil, baseReader: reader)
+        return try readTreeBlob(id, cache: cache, inflater: inflater, baseOf: nil, baseReader: reader)
     }
 
     /// Puts the stored bytes of tree blobs `ids` that the blob cache lacks

@@ -117,8 +117,9 @@ public final class Backup: @unchecked Sendable {
             sink.recentBases = recent
             let r = repository
             r.prefetchTreeBlobs(s.manifestIDs)
+            let inflater = Inflater()   // one for the walk's reads (one thread), not one a piece
             parentCursor = ParentCursor(reader: ManifestReader(blobs: s.manifestIDs, snapshot: p) { id in
-                let bytes = try r.readBlob(id, base: { recent.get($0) }, keep: { recent.put($0, $1) })
+                let bytes = try r.readBlob(id, inflater: inflater, base: { recent.get($0) }, keep: { recent.put($0, $1) })
                 recent.put(id, bytes)
                 return bytes
             })
