@@ -46,6 +46,13 @@ public enum DeltaCodec {
     /// Encodes `target` against `base`; returns the program (without the
     /// base id), or nil when it would not be shorter than `limit` bytes.
     public static func encode(base: UnsafeRawBufferPointer, target: UnsafeRawBufferPointer, limit: Int) -> [UInt8]? {
+        encode(base: base, target: target, limit: limit, indexesWindow: true)
+    }
+
+    /// `indexesWindow` false: every search of the window near the last copy
+    /// scans it (the tests check that the index gives the same programs).
+    static func encode(base: UnsafeRawBufferPointer, target: UnsafeRawBufferPointer, limit: Int,
+                       indexesWindow: Bool) -> [UInt8]? {
         let b = base.bindMemory(to: UInt8.self), t = target.bindMemory(to: UInt8.self)
         guard !t.isEmpty, t.count <= maxLength, b.count <= maxLength else { return nil }
         var w = ByteWriter(capacity: 64)
@@ -93,21 +100,61 @@ public enum DeltaCodec {
         /// length, or (-1, 0): the first occurrence of a row's padding is
         /// seldom the row, and the padding of the row before or after gives a
         /// run of a row's length.
+        // The window `find` searches stays put while an insert is pending
+        // (it is placed by `expected`, which moves only with a copy): its
+        // first search scans it; a second one in the same window indexes its
+        // 8-byte words once (chains in increasing position), so the pending
+        // insert's next bytes cost a lookup each, not a scan. The candidates,
+        // their order and the result are the scan's exactly.
+        let windowBits = 10
+        var windowLo = -1, windowHi = -1, windowIndexed = false
+        var windowHead: [Int16] = [], windowNext: [Int16] = []
+        @inline(__always) func windowKey(_ v: UInt64) -> Int {
+            Int(truncatingIfNeeded: (v &* 0x9E37_79B9_7F4A_7C15) >> UInt64(64 - windowBits))
+        }
         func find(_ i: Int, _ lo: Int, _ hi: Int) -> (Int, Int) {
             guard hi - lo >= minMatch else { return (-1, 0) }
             let want = UnsafeRawPointer(t.baseAddress! + i).loadUnaligned(as: UInt64.self)
             let base = UnsafeRawPointer(b.baseAddress!)
             var best = -1, bestLength = 0, candidates = 0
-            var p = lo
-            while p + minMatch <= hi {
-                if base.loadUnaligned(fromByteOffset: p, as: UInt64.self) == want {
-                    let n = common(i, p, cap: localRun)
-                    if n > bestLength { best = p; bestLength = n; if n >= localRun { break } }
-                    // Padding matches everywhere: a few candidates are enough.
-                    candidates += 1
-                    if candidates == localCandidates { break }
+            /// Takes a candidate; true when the search is over.
+            @inline(__always) func take(_ p: Int) -> Bool {
+                let n = common(i, p, cap: localRun)
+                if n > bestLength { best = p; bestLength = n; if n >= localRun { return true } }
+                // Padding matches everywhere: a few candidates are enough.
+                candidates += 1
+                return candidates == localCandidates
+            }
+            if !indexesWindow || lo != windowLo || hi != windowHi {
+                windowLo = lo; windowHi = hi; windowIndexed = false
+                var p = lo
+                while p + minMatch <= hi {
+                    if base.loadUnaligned(fromByteOffset: p, as: UInt64.self) == want, take(p) { break }
+                    p += 1
                 }
-                p += 1
+                return (best, bestLength)
+            }
+            if !windowIndexed {
+                if windowHead.isEmpty {
+                    windowHead = [Int16](repeating: -1, count: 1 << windowBits)
+                    windowNext = [Int16](repeating: -1, count: localBehind + localAhead + minMatch)
+                } else {
+                    for k in windowHead.indices { windowHead[k] = -1 }
+                }
+                var p = hi - minMatch
+                while p >= lo {
+                    let k = windowKey(base.loadUnaligned(fromByteOffset: p, as: UInt64.self))
+                    windowNext[p - lo] = windowHead[k]
+                    windowHead[k] = Int16(p - lo)
+                    p -= 1
+                }
+                windowIndexed = true
+            }
+            var e = Int(windowHead[windowKey(want)])
+            while e >= 0 {
+                let p = lo + e
+                if base.loadUnaligned(fromByteOffset: p, as: UInt64.self) == want, take(p) { break }
+                e = Int(windowNext[e])
             }
             return (best, bestLength)
         }

@@ -144,6 +144,52 @@ final class DeltaCodecTests: XCTestCase {
         XCTAssertLessThan(program.count, 120, "five changed rows and a moved one in 256 KiB took \(program.count) bytes")
     }
 
+    /// The encoder indexes the window near its last copy on a second search
+    /// there; that index must give exactly the programs a scan of the window
+    /// gives: dump-like rows (padding everywhere), edited, moved and new,
+    /// and random data with new bytes near and far from the last copy.
+    func testTheWindowIndexGivesTheScansPrograms() throws {
+        var rng = SeededRandom(seed: 0x3d)
+        var compared = 0, withInserts = 0
+        for round in 0..<40 {
+            var base: [UInt8] = []
+            if round % 2 == 0 {
+                var aid = 1 + rng.below(1_000_000)
+                while base.count < 64 << 10 + rng.below(128 << 10) {
+                    base += Array("\(aid)\t\(rng.below(40))\t\(rng.below(9999) - 5000)\t\(String(repeating: " ", count: 84))\n".utf8)
+                    aid += 1
+                }
+            } else {
+                base = rng.bytes(1 + rng.below(200 << 10))
+            }
+            var target = base
+            for _ in 0..<(1 + rng.below(12)) {
+                let at = rng.below(target.count)
+                switch rng.below(4) {
+                case 0: target.replaceSubrange(at..<min(target.count, at + rng.below(40)), with: rng.bytes(rng.below(40)))
+                case 1: target.insert(contentsOf: rng.bytes(1 + rng.below(300)), at: at)
+                case 2:   // a run of the base moved by up to 400 bytes
+                    let from = max(0, min(base.count - 1, at + rng.below(800) - 400))
+                    target.insert(contentsOf: base[from..<min(base.count, from + 8 + rng.below(200))], at: at)
+                default: target.removeSubrange(at..<min(target.count, at + rng.below(500)))
+                }
+            }
+            guard !target.isEmpty else { continue }
+            let indexed = base.withUnsafeBytes { b in target.withUnsafeBytes { t in
+                DeltaCodec.encode(base: b, target: t, limit: target.count, indexesWindow: true) } }
+            let scanned = base.withUnsafeBytes { b in target.withUnsafeBytes { t in
+                DeltaCodec.encode(base: b, target: t, limit: target.count, indexesWindow: false) } }
+            XCTAssertTrue(indexed == scanned, "round \(round): the window index changed the program (\(indexed?.count ?? -1) bytes, the scan's \(scanned?.count ?? -1))")
+            if let program = indexed {
+                XCTAssertEqual(try apply(program, base: base, rawLength: target.count), target, "round \(round)")
+                compared += 1
+                if program.count > 40 { withInserts += 1 }
+            }
+        }
+        XCTAssertGreaterThan(compared, 30, "most rounds must give a program to compare")
+        XCTAssertGreaterThan(withInserts, 10, "most rounds must have inserts, where the window is searched")
+    }
+
     func testEncoderHonoursItsLimitAndSizeBounds() {
         var rng = SeededRandom(seed: 7)
         let base = rng.bytes(4096), unrelated = rng.bytes(4096)
