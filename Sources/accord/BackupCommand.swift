@@ -61,7 +61,7 @@ struct BackupCommand: ParsableCommand {
     var command: [String] = []
     @Option(help: "zlib level for new blobs: off, fast, default, max or 0-9 (default: the repository's).")
     var compression: String?
-    @Option(name: .long, help: ArgumentHelp("Cut files matching a glob (as --exclude) with the 'dump' profile, as for --command: database dumps kept as files change in scattered rows (repeatable; default: *.sql).", valueName: "PATTERN"))
+    @Option(name: .long, help: ArgumentHelp("Cut files matching a glob (as --exclude) into the 'dump' profile's 256 KiB chunks, as for --command (but at the repository's compression level, without --command's second pass at level 6): database dumps kept as files change in scattered rows (repeatable; default: *.sql).", valueName: "PATTERN"))
     var dumpFiles: [String] = []
     @Flag(name: .long, help: "Cut every file with the 'tree' profile, *.sql included.")
     var noDumpFiles = false

@@ -35,11 +35,12 @@ final class DumpProfileTests: DumpBackupTestCase {
         XCTAssertEqual(command.profile, .dump)
         let path = try XCTUnwrap(result.snapshot.sources.first { $0.kind == "path" })
         XCTAssertEqual(path.profile, .tree)
-        XCTAssertEqual(path.dumpProfile, .dump, "*.sql files of a path source are cut with the dump profile")
+        XCTAssertEqual(path.dumpProfile, .dumpFile, "*.sql files of a path source are cut with the dump bounds, at the repository's level")
+        XCTAssertEqual(ChunkerProfile.dumpFile, ChunkerProfile(name: "dump", min: 64 << 10, avg: 256 << 10, max: 1 << 20))
         // As stored: the level is a key of the profile object, absent where there is none.
         let json = String(decoding: try TreeBuilder.read(Array((repo + "/snapshots/" + result.id.hex).utf8)), as: UTF8.self)
         XCTAssertTrue(json.contains("\"level\" : 6"), json)
-        XCTAssertEqual(json.components(separatedBy: "\"level\"").count - 1, 2, "only the two dump profiles carry a level: \(json)")
+        XCTAssertEqual(json.components(separatedBy: "\"level\"").count - 1, 1, "only the command's dump profile carries a level: \(json)")
         // A snapshot of accord 0.21 (no level key) still decodes, to a profile without one.
         let old = json.replacingOccurrences(of: ",\n        \"level\" : 6", with: "")
         XCTAssertFalse(old.contains("\"level\""))
@@ -143,6 +144,14 @@ final class DumpProfileTests: DumpBackupTestCase {
         var o = options()
         o.commands = [CommandSource(path: "/db/notes.sql", command: "cat '\(try write(prose, "notes.sql"))'"),
                       CommandSource(path: "/db/rows.sql", command: "cat '\(try write(rows, "rows.sql"))'")]
+        // Prose of the same words as a file in a tree (other bytes: the
+        // command's chunks would be stored once): dump bounds, the repository's level.
+        var treeProse: [UInt8] = []
+        while treeProse.count < 3 << 20 { treeProse += vocabulary[rng.below(vocabulary.count)] + Array((rng.below(12) == 0 ? ".\n" : " ").utf8) }
+        try FileManager.default.createDirectory(atPath: scratch.sub("tree"), withIntermediateDirectories: true)
+        let treeFile = scratch.sub("tree") + "/notes.sql"
+        try Data(treeProse).write(to: URL(fileURLWithPath: treeFile))
+        o.paths = [Array(scratch.sub("tree").utf8)]
         let result = try Backup(repository: try open(), options: o).run()
         let r = try open()
         let level1 = Deflater(level: .default)
@@ -170,7 +179,14 @@ final class DumpProfileTests: DumpBackupTestCase {
             XCTAssertLessThan(c.level1 * ChunkerProfile.recompressRatio, c.raw, "rows chunk \(i) deflates too poorly for this test")
             XCTAssertEqual(Int(c.stored), c.level1, "rows chunk \(i), which level 1 shrinks 30×, was deflated again")
         }
+        let inTree = try sizes(treeFile, treeProse)
+        XCTAssertGreaterThan(inTree.count, 5, "a .sql file in a tree is cut with the dump bounds (~256 KiB chunks)")
+        for (i, c) in inTree.enumerated() {
+            XCTAssertGreaterThan(c.level1 * ChunkerProfile.recompressRatio, c.raw, "prose chunk \(i) of the tree deflates too well for this test")
+            XCTAssertEqual(Int(c.stored), c.level1, "prose chunk \(i) of a .sql file in a tree was deflated again")
+        }
         try assertRestores(result.id, "/db/notes.sql", as: prose, "prose at level 6")
         try assertRestores(result.id, "/db/rows.sql", as: rows, "rows")
+        try assertRestores(result.id, treeFile, as: treeProse, "prose of a tree's .sql file")
     }
 }

@@ -1,7 +1,7 @@
 /// Chunk size bounds for one source: FastCDC never cuts a chunk shorter than
 /// `min` (except at end of input) or longer than `max`, and aims at `avg`.
 /// A profile is recorded per source in each snapshot (FORMAT.md).
-public struct ChunkerProfile: Codable, Equatable, Sendable, CustomStringConvertible {
+public struct ChunkerProfile: Codable, Hashable, Sendable, CustomStringConvertible {
     public var name: String
     public var min: Int
     public var avg: Int
@@ -31,6 +31,14 @@ public struct ChunkerProfile: Codable, Equatable, Sendable, CustomStringConverti
     /// "Data efficiency", has the measurements). Until 0.21: 1/4/32 KiB,
     /// level 1, which took 2.3× restic's bytes for a dump's first copy.
     public static let dump = ChunkerProfile(name: "dump", min: 64 << 10, avg: 256 << 10, max: 1 << 20, level: 6)
+    /// Dumps kept as files in a tree (`--dump-files`, `*.sql`): the `dump`
+    /// bounds, so a changed file is stored as deltas all the same, at the
+    /// repository's level, so the tree is backed up at a tree's speed. The
+    /// second pass at level 6 costs ~4× a first backup's time on prose-like
+    /// rows for ~10% fewer bytes (Benchmarks/README.md, "Data
+    /// efficiency"): worth it for the database dump a plan streams every
+    /// day (`--command`, `dump`), not for every `.sql` file of a tree.
+    public static let dumpFile = ChunkerProfile(name: "dump", min: 64 << 10, avg: 256 << 10, max: 1 << 20)
     /// The manifest stream itself: small chunks so unchanged parts of a tree cost nothing.
     public static let manifest = ChunkerProfile(name: "manifest", min: 4 << 10, avg: 16 << 10, max: 128 << 10)
 

@@ -60,7 +60,7 @@ public struct BackupOptions: Sendable {
     /// with `dumpProfile`: a database dump kept as a file changes in
     /// scattered rows, which would rewrite most of its large tree chunks.
     public var dumpFiles: [String] = BackupOptions.defaultDumpFiles
-    public var dumpProfile: ChunkerProfile = .dump
+    public var dumpProfile: ChunkerProfile = .dumpFile
     public static let defaultDumpFiles = ["*.sql"]
     /// Use this parent instead of finding one; `forceRead` ignores any parent.
     public var parent: SnapshotID?

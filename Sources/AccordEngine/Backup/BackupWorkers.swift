@@ -10,11 +10,13 @@ extension Backup {
     func workerLoop() {
         let batch = BlobSink.Batch()
         defer { do { try sink.flush(batch) } catch { fail(error) } }
-        var streams: [String: ChunkStream] = [:]
+        // By the whole profile: a command's `dump` and a tree's `.sql` files
+        // share a name and bounds but not a level.
+        var streams: [ChunkerProfile: ChunkStream] = [:]
         func stream(_ p: ChunkerProfile) -> ChunkStream {
-            if let s = streams[p.name] { return s }
+            if let s = streams[p] { return s }
             let s = ChunkStream(profile: p, gear: repository.gear)
-            streams[p.name] = s
+            streams[p] = s
             return s
         }
         while let job = jobs.pop() {
