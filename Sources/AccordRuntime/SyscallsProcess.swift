@@ -96,6 +96,11 @@ extension Sys {
         _ = CAccordSys.mallopt(M_ARENA_MAX, 2)
     }
 
+    /// Gives the freed pages of every malloc arena back to the kernel
+    /// (`malloc_trim`): after a large buffer is dropped where `tuneMalloc`'s
+    /// thresholds would keep it resident.
+    public static func trimMalloc() { _ = CAccordSys.malloc_trim(0) }
+
     public static func umask(_ mask: UInt32) { _ = Glibc.umask(mode_t(mask)) }
 
     public static func environment(_ name: String) -> String? {

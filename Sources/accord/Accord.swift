@@ -315,10 +315,17 @@ func printOut(_ s: String) {
 /// Readers (`readOnly`) go on without a lock when none can be written (full or
 /// read-only disk, or on s3 credentials that may only read, as a DR bucket's
 /// restore credentials may): they change nothing, and a restore is what a full disk needs.
-func withLock<T>(_ repo: Repository, exclusive: Bool = false, readOnly: Bool = false, command: String, _ body: () throws -> T) throws -> T {
+///
+/// `overlapsSettle` (a reader that verifies every blob it uses: `restore`):
+/// on an object store the lock's second look runs while `body` works; a
+/// conflicting lock it finds is said afterwards (the command's own errors
+/// come first), since all such a racer can do to a reader is make its reads fail.
+func withLock<T>(_ repo: Repository, exclusive: Bool = false, readOnly: Bool = false, overlapsSettle: Bool = false,
+                 command: String, _ body: () throws -> T) throws -> T {
     let lock: any HeldLock
     do {
-        lock = try repo.acquireLock(exclusive: exclusive, command: command, retryFor: LockWait.seconds, waiting: LockWait.say, warn: warn)
+        lock = try repo.acquireLock(exclusive: exclusive, command: command, retryFor: LockWait.seconds,
+                                    deferringSecondLook: overlapsSettle && readOnly && !exclusive, waiting: LockWait.say, warn: warn)
     } catch let e as SystemError where readOnly && (e.isNoSpace || e.errno == 30 /* EROFS */) {
         warn("cannot write a lock file in \(repo.layout.lockDirectory) (\(e)); continuing without a lock, as `\(command)` only reads")
         return try body()
@@ -327,7 +334,13 @@ func withLock<T>(_ repo: Repository, exclusive: Bool = false, readOnly: Bool = f
         return try body()
     }
     defer { release(lock) }
-    return try body()
+    let result = try body()
+    if let conflict = lock.secondLookConflict() {
+        warn("while `\(command)` ran, its lock's second look at \(repo.layout.root) found: \(conflict). "
+             + "It only read, and every blob it used was verified against its id, so what it did is complete; "
+             + "a command holding the repository at the same time could only have made its reads fail")
+    }
+    return result
 }
 
 /// Releases a lock; a lock object that could not be deleted (credentials that

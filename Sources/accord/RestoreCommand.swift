@@ -63,7 +63,7 @@ struct RestoreCommand: ParsableCommand {
         let snapshot = self.snapshot!
         let repository = try repo.open()
         Sys.umask(0)
-        let result: RestoreResult = try withLock(repository, readOnly: true, command: "restore") {
+        let result: RestoreResult = try withLock(repository, readOnly: true, overlapsSettle: true, command: "restore") {
             let (id, s) = try repository.openSnapshot(snapshot)
             let cwd = Sys.currentDirectory()
             let t = target.map { Array($0.utf8) } ?? [0x2f]

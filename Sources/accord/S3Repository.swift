@@ -65,18 +65,23 @@ extension RepositoryOptions {
         return nil
     }
 
-    /// The `s3:` backend behind a `CachedBackend` in `cacheBase/<repository id>`
-    /// when the config names a valid id (it is read here once, and handed on
-    /// so opening the repository asks for it no more). Without a config or a
-    /// usable cache directory: the bare backend (a cache is only a saving).
+    /// The `s3:` backend behind a `CachedBackend` in `cacheBase/<repository
+    /// id>-<location>` (16 hex digits of the SHA-256 of the repository's
+    /// `s3:` location) when the config names a valid id (it is read here
+    /// once, and handed on so opening the repository asks for it no more).
+    /// The location keeps apart copies of one repository (a DR copy made by
+    /// `sync` has the primary's id): each one's listings would otherwise
+    /// delete the other's cached files. Without a config or a usable cache
+    /// directory: the bare backend (a cache is only a saving).
     func cachedS3Backend() throws -> any Backend {
         let s3 = try s3Backend()
         guard let base = cacheBase else { return s3 }
         guard let bytes = try? s3.read(.config, "config", upTo: Int(ObjectKind.config.largestObject)), bytes.count <= ObjectKind.config.largestObject,
               let config = try? RepositoryConfig.decode(bytes, repository: s3.location, configPath: s3.describe(.config, "config"))
         else { return s3 }
-        do { return try CachedBackend(inner: s3, directory: base + "/" + config.id, config: bytes) } catch {
-            warn("not using the cache in \(base)/\(config.id): \(error)")
+        let directory = base + "/" + config.id + "-" + String(SHA256Hasher.hash(s3.location).hex.prefix(16))
+        do { return try CachedBackend(inner: s3, directory: directory, config: bytes) } catch {
+            warn("not using the cache in \(directory): \(error)")
             return s3
         }
     }

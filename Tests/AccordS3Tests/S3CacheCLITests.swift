@@ -42,13 +42,38 @@ final class S3CacheCLITests: AccordTestCase {
         return try XCTUnwrap(Int(line.split(separator: " ")[1]), String(line))
     }
 
-    /// The repository's cache directory (its id from the config object).
-    func cacheDirectory() throws -> String {
+    /// The repository's cache directory: its id from the config object, and
+    /// 16 hex digits of the SHA-256 of its location (`s3Repo` as written).
+    func cacheDirectory(_ location: String? = nil) throws -> String {
         let config = try JSONSerialization.jsonObject(with: Data(Files.read(storedRepository + "/config"))) as? [String: Any]
-        return cacheBase + "/" + (try XCTUnwrap(config?["id"] as? String))
+        let id = try XCTUnwrap(config?["id"] as? String)
+        return cacheBase + "/" + id + "-" + String(SHA256Hasher.hash(location ?? s3Repo).hex.prefix(16))
     }
 
     func mode(_ path: String) throws -> UInt32 { try Sys.lstat(path).mode & 0o7777 }
+
+    /// A DR copy made by `sync` into another prefix has the primary's id:
+    /// it gets a cache directory of its own (the location is in the name),
+    /// so a command on the copy, whose listings lack the primary's newest
+    /// index file, leaves the primary's cached files in place.
+    func testACopyOfTheRepositoryInAnotherPrefixKeepsACacheOfItsOwn() throws {
+        let root = try makeTree()
+        try accordOK(["init", "-d", s3Repo, "--encryption", "none"])
+        try accordOK(["backup", "-d", s3Repo, root])
+        let copy = "s3:\(server.scheme)://127.0.0.1:\(server.port)/\(server.bucket)/\(freshPrefix())"
+        try accordOK(["sync", "-d", s3Repo, "--to", copy])
+        XCTAssertTrue(try accordOK(["ls", "-d", copy, "latest"]).stdout.contains(root + "/f1"))
+        let primary = try cacheDirectory(), other = try cacheDirectory(copy)
+        XCTAssertNotEqual(primary, other)
+        XCTAssertFalse(Files.regularFiles(under: other + "/index").isEmpty, "the copy's commands cached its index")
+        try TreeBuilder.write(Array((root + "/new").utf8), Array("a file the copy has not got".utf8))
+        try accordOK(["backup", "-d", s3Repo, root])
+        let before = Set(Files.regularFiles(under: primary))
+        XCTAssertGreaterThan(Files.regularFiles(under: primary + "/index").count, Files.regularFiles(under: other + "/index").count,
+                             "the primary has an index file the copy lacks")
+        XCTAssertFalse(try accordOK(["ls", "-d", copy, "latest"]).stdout.contains(root + "/new"))
+        XCTAssertTrue(Set(Files.regularFiles(under: primary)).isSuperset(of: before), "a command on the copy deleted the primary's cached files")
+    }
 
     func testASecondNoChangeBackupWithTheCacheMakesFewerRequests() throws {
         let root = try makeTree()

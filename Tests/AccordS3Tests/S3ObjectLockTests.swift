@@ -51,6 +51,37 @@ final class S3ObjectLockTests: XCTestCase {
         XCTAssertEqual(try b.list(.lock), [])
     }
 
+    /// A reader's lock (`restore`) with its second look deferred: `acquire`
+    /// returns before the look, which still runs a settle pause later and
+    /// finds an exclusive lock a racer wrote after `acquire` returned (one
+    /// whose own first look missed ours); another reader's lock is no
+    /// conflict; each reader's lock object goes with its release.
+    func testAReadersDeferredSecondLookFindsARacerThatCameAfterAcquire() throws {
+        let b = try backend()
+        let quiet = try ObjectLock.acquire(b, command: "restore", deferringSecondLook: true, settle: 2)
+        let other = try ObjectLock.acquire(b, command: "restore", deferringSecondLook: true, settle: 0)
+        XCTAssertNil(quiet.secondLookConflict().map { "\($0)" }, "a shared lock of another reader is no conflict")
+        XCTAssertNil(other.secondLookConflict().map { "\($0)" })
+        other.release()
+        quiet.release()
+        XCTAssertEqual(try b.list(.lock), [], "both readers removed their lock objects")
+
+        let reader = try ObjectLock.acquire(b, command: "restore", deferringSecondLook: true, settle: 2)
+        let racer = LockInfo(exclusive: true, host: "elsewhere", pid: 1, username: "u", command: "prune", time: Timestamp.now())
+        try Array(try JSONEncoder().encode(racer)).withUnsafeBytes { try b.write(.lock, "racer", $0) }
+        let conflict = try XCTUnwrap(reader.secondLookConflict(), "the look ran after acquire returned: it must see the racer")
+        XCTAssertTrue("\(conflict)".contains("exclusive lock by `prune`"), "\(conflict)")
+        XCTAssertTrue(reader.secondLookConflict() != nil, "asking again gives the same answer")
+        reader.release()
+        XCTAssertEqual(try b.list(.lock), ["racer"], "the reader removed its own lock object only")
+        // With the racer's lock in place, the reader's first look refuses at once.
+        XCTAssertThrowsError(try ObjectLock.acquire(b, command: "restore", deferringSecondLook: true)) { e in
+            XCTAssertTrue("\(e)".contains("exclusive lock by `prune`"), "\(e)")
+        }
+        XCTAssertEqual(try b.list(.lock), ["racer"], "a refused reader writes no lock object")
+        try b.delete(.lock, "racer")
+    }
+
     /// A lock object that is not lock JSON, or too large, blocks an exclusive
     /// lock (naming it), lets a shared one go on with a warning, and is
     /// removed by `removeLocks`; an old one is stale.

@@ -29,13 +29,16 @@ public final class PackWriter {
     }
 
     /// A pack gathered in memory (room for `capacity` bytes reserved) and
-    /// written whole to `backend` by `finish()`.
+    /// written whole to `backend` by `finish()`. The room includes the
+    /// largest chunk (the blob that fills the pack may start just short of
+    /// `capacity`) and a header: growing the buffer would copy it into one
+    /// twice its size. Pages are resident only as they are written.
     public init(backend: any Backend, capacity: Int) {
         repository = nil
         objectStore = backend
         tmpPath = ""
         fd = -1
-        buffer.reserveCapacity(min(max(capacity, 0), 64 << 20) + (1 << 20))
+        buffer.reserveCapacity(min(max(capacity, 0), 64 << 20) + ChunkerProfile.tree.max + (1 << 20))
     }
 
     deinit {
@@ -108,6 +111,10 @@ public final class PackWriter {
         }
         size += tail.count
         buffer = []
+        // tuneMalloc keeps freed buffers resident: a few packs in flight at
+        // once would otherwise leave ~17 MiB each behind (measured: a backup's
+        // peak RSS on a bucket 170-216 MiB before, 129-148 after).
+        Sys.trimMalloc()
         return id
     }
 

@@ -6,6 +6,14 @@ import AccordRuntime
 public protocol HeldLock: AnyObject, Sendable {
     /// Removes the lock (and stops refreshing it).
     func release()
+    /// For a lock taken with its second look deferred (a reader's, see
+    /// `ObjectLock.acquire(_:exclusive:command:deferringSecondLook:warn:)`):
+    /// waits for that look and returns the conflict it found, if any.
+    func secondLookConflict() -> (any Error)?
+}
+
+extension HeldLock {
+    public func secondLookConflict() -> (any Error)? { nil }
 }
 
 extension RepositoryLock: HeldLock {}
@@ -28,16 +36,19 @@ public final class ObjectLock: HeldLock, Sendable {
     private let refresher: LockRefresher
     /// Why `release` could not delete the lock object, once it has tried.
     private let failure = FailureBox()
+    /// A reader's second look, running while the reader works (nil: it was
+    /// taken before `acquire` returned).
+    private let pendingLook: PendingLook?
     /// The pause before the second look at the other locks.
-    static let settleSeconds = 0.3
+    public static let settleSeconds = 0.3
     /// A leftover is taken over only if our write starts this soon after the listing that found it...
     static let takeOverSeconds = 0.5
     /// ...and then read back this long after our write (a racer's write landing later than this
     /// after its own listing, so a PUT slower than half a second, would go unseen).
     static let takeOverSettleSeconds = 1.0
 
-    init(name: String, backend: any Backend, info: LockInfo) {
-        self.name = name; self.backend = backend; self.info = info
+    init(name: String, backend: any Backend, info: LockInfo, pendingLook: PendingLook? = nil) {
+        self.name = name; self.backend = backend; self.info = info; self.pendingLook = pendingLook
         refresher = LockRefresher(info: info, what: "lock \(backend.describe(.lock, name))") { bytes in
             try bytes.withUnsafeBytes { try backend.write(.lock, name, $0) }
         }
@@ -83,6 +94,34 @@ public final class ObjectLock: HeldLock, Sendable {
     /// worst vanish with the other's release until its next refresh).
     public static func acquire(_ backend: any Backend, exclusive: Bool, command: String, warn: (String) -> Void = { _ in }) throws -> ObjectLock {
         try acquire(backend, exclusive: exclusive, command: command, takeOver: true, warn: warn)
+    }
+
+    /// A shared lock whose second look runs on a thread of its own while
+    /// the caller works, for commands that only read (`restore`): the settle
+    /// pause is off their critical path. This is safe for a reader alone:
+    /// every blob it uses is verified against its id, so a prune that raced
+    /// it unseen can only make its reads fail, never give it wrong bytes
+    /// (readers already go on without any lock where none can be written).
+    /// `secondLookConflict` says what that look found. Where the first look
+    /// finds a leftover lock object to take over (a DR bucket whose
+    /// credentials may not delete), the lock is taken the usual way instead:
+    /// a take-over needs its read-back before the lock is used, and a reader
+    /// writing a new object each time would pile them up.
+    /// `settle`: the pause before that look (tests lengthen it).
+    public static func acquire(_ backend: any Backend, command: String, deferringSecondLook: Bool,
+                               settle: Double = settleSeconds, warn: (String) -> Void = { _ in }) throws -> ObjectLock {
+        guard deferringSecondLook else { return try acquire(backend, exclusive: false, command: command, warn: warn) }
+        let info = LockInfo.ours(exclusive: false, command: command)
+        if try checkOthers(backend, own: nil, exclusive: false, quietAbout: { $0.isOrphanedHere }, warn: warn) != nil {
+            return try acquire(backend, exclusive: false, command: command, warn: warn)
+        }
+        let name = hexString(Sys.randomBytes(16))
+        let bytes = try Repository.encodeJSON(info)
+        try bytes.withUnsafeBytes { try backend.write(.lock, name, $0) }
+        let look = PendingLook(after: settle) { try checkOthers(backend, own: name, exclusive: false, quietAbout: { _ in false }, warn: { _ in }) }
+        let lock = ObjectLock(name: name, backend: backend, info: info, pendingLook: look)
+        lock.startRefreshing()
+        return lock
     }
 
     static func acquire(_ backend: any Backend, exclusive: Bool, command: String, takeOver: Bool, warn: (String) -> Void) throws -> ObjectLock {
@@ -144,12 +183,18 @@ public final class ObjectLock: HeldLock, Sendable {
     /// jitter, so two racers that both withdrew do not meet again) while a
     /// live lock conflicts, until `retryFor` seconds have passed.
     public static func acquire(_ backend: any Backend, exclusive: Bool, command: String, retryFor: Double,
+                               deferringSecondLook: Bool = false,
                                waiting: (String) -> Void, warn: (String) -> Void = { _ in }) throws -> ObjectLock {
         let deadline = Sys.monotonicSeconds() + max(0, retryFor)
         var pause = 0.5, warned = Set<String>(), announced = Set<String>()
         func warnOnce(_ m: String) { if warned.insert(m).inserted { warn(m) } }
         while true {
-            do { return try acquire(backend, exclusive: exclusive, command: command, warn: warnOnce) } catch RepositoryError.locked(let why) {
+            do {
+                if deferringSecondLook && !exclusive {
+                    return try acquire(backend, command: command, deferringSecondLook: true, warn: warnOnce)
+                }
+                return try acquire(backend, exclusive: exclusive, command: command, warn: warnOnce)
+            } catch RepositoryError.locked(let why) {
                 let left = deadline - Sys.monotonicSeconds()
                 guard left > 0 else { throw RepositoryError.locked(retryFor > 0 ? "\(why) (waited \(Int(retryFor.rounded())) s, --retry-lock)" : why) }
                 let locks = (try? list(backend)) ?? []
@@ -171,6 +216,7 @@ public final class ObjectLock: HeldLock, Sendable {
     /// those credentials may make): stale at once for every host, and taken
     /// over by the next shared lock; `releaseFailure` says why.
     public func release() {
+        _ = pendingLook?.wait()   // its listing must not outlive the lock
         refresher.release {
             do { try backend.delete(.lock, name) } catch BackendError.notFound {} catch {
                 failure.set(error)
@@ -183,6 +229,33 @@ public final class ObjectLock: HeldLock, Sendable {
 
     /// Why `release` could not delete the lock object, or nil.
     public var releaseFailure: (any Error)? { failure.get() }
+
+    public func secondLookConflict() -> (any Error)? { pendingLook?.wait() }
+
+    /// The second look of `acquire(_:command:deferringSecondLook:warn:)`: on
+    /// a thread of its own, `settleSeconds` after the lock was written.
+    /// `@unchecked Sendable`: `outcome` is read and written under `done`'s lock.
+    final class PendingLook: @unchecked Sendable {
+        private let done = NSCondition()
+        private var finished = false
+        private var outcome: (any Error)?
+
+        init(after settle: Double, _ look: @escaping @Sendable () throws -> String?) {
+            Thread { [self] in
+                Thread.sleep(forTimeInterval: settle)
+                var found: (any Error)?
+                do { _ = try look() } catch { found = error }
+                done.lock(); outcome = found; finished = true; done.broadcast(); done.unlock()
+            }.start()
+        }
+
+        /// Waits for the look; what it found (a conflict, or why it could not list).
+        func wait() -> (any Error)? {
+            done.lock(); defer { done.unlock() }
+            while !finished { done.wait() }
+            return outcome
+        }
+    }
     /// The lock object, for messages.
     public var object: String { backend.describe(.lock, name) }
 
@@ -212,11 +285,16 @@ public final class ObjectLock: HeldLock, Sendable {
 extension Repository {
     /// Takes this repository's lock: a lock file locally (`RepositoryLock`),
     /// a lock object elsewhere (`ObjectLock`); same rules, same messages.
-    public func acquireLock(exclusive: Bool, command: String, retryFor: Double, waiting: (String) -> Void,
-                            warn: (String) -> Void = { _ in }) throws -> any HeldLock {
+    /// `deferringSecondLook`: a shared lock of a command that only reads
+    /// (`restore`) takes its second look on an object store while it works
+    /// (`ObjectLock.acquire(_:command:deferringSecondLook:warn:)`; a lock
+    /// file has no settle pause).
+    public func acquireLock(exclusive: Bool, command: String, retryFor: Double, deferringSecondLook: Bool = false,
+                            waiting: (String) -> Void, warn: (String) -> Void = { _ in }) throws -> any HeldLock {
         if local != nil {
             return try RepositoryLock.acquire(layout, exclusive: exclusive, command: command, retryFor: retryFor, waiting: waiting, warn: warn)
         }
-        return try ObjectLock.acquire(backend, exclusive: exclusive, command: command, retryFor: retryFor, waiting: waiting, warn: warn)
+        return try ObjectLock.acquire(backend, exclusive: exclusive, command: command, retryFor: retryFor,
+                                      deferringSecondLook: deferringSecondLook, waiting: waiting, warn: warn)
     }
 }

@@ -39,6 +39,11 @@ final class RestoreFileWriter: @unchecked Sendable {
     }
 
     static let window: Int64 = 4 << 20
+    /// A window on a remote store (a bucket): each read there is a request,
+    /// with its latency and, on some servers, a hash of the whole object
+    /// (rclone's `serve s3` computes the ETag of the object for every GET),
+    /// so a job's run of a pack is read in one piece up to this size.
+    static let remoteWindow: Int64 = 24 << 20
     /// A job also ends after this many bytes restored: a window of well
     /// compressed blobs or of deltas (a few bytes each, but a base to read
     /// and inflate) is a lot of work for one thread.
@@ -291,7 +296,8 @@ final class RestoreFileWriter: @unchecked Sendable {
         let packID = repository.index.packs[pack]
         let end = refs.map { Int64($0.location.offset) + Int64($0.location.storedLength) }.max()!
         // The pack is read front to back in windows of ~4 MiB (one read each,
-        // a larger blob in a read of its own): few reads, little memory.
+        // a larger blob in a read of its own): few reads, little memory. On a
+        // bucket a window is up to 24 MiB: one GET for most jobs' run of a pack.
         // `span` keeps its size over windows and jobs (reads overwrite it; zeroing
         // 4 MiB per window was ~1% of a restore): `valid` bytes hold the pack from `start`.
         var readError: Error?
@@ -300,7 +306,8 @@ final class RestoreFileWriter: @unchecked Sendable {
         func window(covering off: Int64, _ length: Int64) throws {
             start = off
             valid = 0
-            let want = Int(Swift.max(length, Swift.min(RestoreFileWriter.window, end - off)))
+            let most = repository.local == nil ? RestoreFileWriter.remoteWindow : RestoreFileWriter.window
+            let want = Int(Swift.max(length, Swift.min(most, end - off)))
             if span.count < want { span.resizeForOverwrite(want) }
             do {
                 valid = try span.withUnsafeMutableBytes { try repository.readPack(packID, at: off, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<want])) }
