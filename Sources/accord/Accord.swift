@@ -315,32 +315,68 @@ func printOut(_ s: String) {
 /// Readers (`readOnly`) go on without a lock when none can be written (full or
 /// read-only disk, or on s3 credentials that may only read, as a DR bucket's
 /// restore credentials may): they change nothing, and a restore is what a full disk needs.
-///
-/// `overlapsSettle` (a reader that verifies every blob it uses: `restore`):
-/// on an object store the lock's second look runs while `body` works; a
-/// conflicting lock it finds is said afterwards (the command's own errors
-/// come first), since all such a racer can do to a reader is make its reads fail.
-func withLock<T>(_ repo: Repository, exclusive: Bool = false, readOnly: Bool = false, overlapsSettle: Bool = false,
+func withLock<T>(_ repo: Repository, exclusive: Bool = false, readOnly: Bool = false,
                  command: String, _ body: () throws -> T) throws -> T {
+    try withLock(repo, exclusive: exclusive, readOnly: readOnly, overlapsSettle: false, command: command) { _ in try body() }
+}
+
+/// `withLock` for a reader that verifies every blob it uses (`restore`),
+/// whose lock on an object store takes its second look while `body` works
+/// (`ObjectLock.acquire(_:command:deferringSecondLook:settle:warn:)`):
+/// `body` gets `settled`, which waits for that look and throws the conflict
+/// it found; `body` calls it before it first changes anything it did not
+/// make itself (`RestoreOptions.beforeReplacing`), so the look still comes
+/// before any harm a racing prune could make of it. A conflict `body` did not
+/// meet through `settled` is said when it ends, failed or not.
+func withLock<T>(_ repo: Repository, exclusive: Bool = false, readOnly: Bool = false, overlapsSettle: Bool,
+                 command: String, _ body: (_ settled: @escaping @Sendable () throws -> Void) throws -> T) throws -> T {
     let lock: any HeldLock
     do {
         lock = try repo.acquireLock(exclusive: exclusive, command: command, retryFor: LockWait.seconds,
                                     deferringSecondLook: overlapsSettle && readOnly && !exclusive, waiting: LockWait.say, warn: warn)
     } catch let e as SystemError where readOnly && (e.isNoSpace || e.errno == 30 /* EROFS */) {
         warn("cannot write a lock file in \(repo.layout.lockDirectory) (\(e)); continuing without a lock, as `\(command)` only reads")
-        return try body()
+        return try body({})
     } catch where readOnly && repo.local == nil && !(error is RepositoryError) {
         warn("cannot write a lock object in \(repo.layout.root) (\(error)); continuing without a lock, as `\(command)` only reads")
-        return try body()
+        return try body({})
     }
     defer { release(lock) }
-    let result = try body()
-    if let conflict = lock.secondLookConflict() {
-        warn("while `\(command)` ran, its lock's second look at \(repo.layout.root) found: \(conflict). "
-             + "It only read, and every blob it used was verified against its id, so what it did is complete; "
-             + "a command holding the repository at the same time could only have made its reads fail")
+    let met = LockedFlag()
+    // Only a lock that conflicts stops the reader; a look that could not list
+    // (the bucket failing) leaves it where a reader that cannot lock is: going on.
+    let settled: @Sendable () throws -> Void = {
+        guard let found = lock.secondLookConflict(), case RepositoryError.locked = found else { return }
+        met.set()
+        throw found
     }
+    func sayConflict() {
+        guard let found = lock.secondLookConflict(), !met.isSet else { return }
+        if case RepositoryError.locked = found {
+            warn("while `\(command)` ran, the second look of its lock at \(repo.layout.root) found: \(found). "
+                 + "It read the repository meanwhile (every blob it used verified against its id) and replaced nothing that was "
+                 + "in its target before that look; if it reported errors, run it again once that command is done")
+        } else {
+            warn("the second look of the lock of `\(command)` at \(repo.layout.root) could not list the locks (\(found)); "
+                 + "it went on, as a command that only reads does when it cannot lock")
+        }
+    }
+    let result: T
+    do { result = try body(settled) } catch {
+        sayConflict()
+        throw error
+    }
+    sayConflict()
     return result
+}
+
+/// A flag set once from any thread.
+/// `@unchecked Sendable`: `value` is read and written under `monitor`.
+final class LockedFlag: @unchecked Sendable {
+    private let monitor = Monitor()
+    private var value = false
+    func set() { monitor.lock(); value = true; monitor.unlock() }
+    var isSet: Bool { monitor.lock(); defer { monitor.unlock() }; return value }
 }
 
 /// Releases a lock; a lock object that could not be deleted (credentials that

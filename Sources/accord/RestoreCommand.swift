@@ -63,7 +63,7 @@ struct RestoreCommand: ParsableCommand {
         let snapshot = self.snapshot!
         let repository = try repo.open()
         Sys.umask(0)
-        let result: RestoreResult = try withLock(repository, readOnly: true, overlapsSettle: true, command: "restore") {
+        let result: RestoreResult = try withLock(repository, readOnly: true, overlapsSettle: true, command: "restore") { settled in
             let (id, s) = try repository.openSnapshot(snapshot)
             let cwd = Sys.currentDirectory()
             let t = target.map { Array($0.utf8) } ?? [0x2f]
@@ -72,6 +72,7 @@ struct RestoreCommand: ParsableCommand {
             if let n = threads { options.threads = n }
             options.progress = output.makeProgress("restore")
             options.onError = { path, error in Sys.writeStderr("error: cannot restore \(escapedText(path)): \(escapedText("\(error)"))\n") }
+            options.beforeReplacing = settled
             let started = Sys.monotonicSeconds()
             let r = try Restore(repository: repository, options: options).run(s)
             if json {

@@ -80,6 +80,9 @@ extension RepositoryOptions {
               let config = try? RepositoryConfig.decode(bytes, repository: s3.location, configPath: s3.describe(.config, "config"))
         else { return s3 }
         let directory = base + "/" + config.id + "-" + String(SHA256Hasher.hash(s3.location).hex.prefix(16))
+        // An older accord named it by the id alone: adopt that one (its
+        // files are checked by name and pruned by listings like any others).
+        if !pathExists(directory), pathExists(base + "/" + config.id) { try? Sys.rename(base + "/" + config.id, directory) }
         do { return try CachedBackend(inner: s3, directory: directory, config: bytes) } catch {
             warn("not using the cache in \(directory): \(error)")
             return s3

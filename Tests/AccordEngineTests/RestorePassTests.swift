@@ -131,6 +131,41 @@ final class RestorePassTests: AccordTestCase {
         }
     }
 
+    /// `beforeReplacing` (where `accord restore` waits for its lock's second
+    /// look on a bucket): never called for a restore into a fresh target,
+    /// called once (by one of the threads) before the first name in the
+    /// target is replaced, and when it throws, nothing that was there is
+    /// replaced: every file whose name was taken fails, its old bytes kept.
+    func testBeforeReplacingRunsOnceBeforeTheFirstReplacementOnly() throws {
+        let root = try buildTree()
+        let source = try listTree(root)
+        _ = try backup(root.string)
+        let target = Array(scratch.sub("target").utf8)
+        let calls = LockedBox(0)
+        try restore(into: target) { o in o.beforeReplacing = { calls.withLock { $0 += 1 } } }
+        XCTAssertEqual(calls.withLock { $0 }, 0, "nothing was in the fresh target to replace")
+        try restore(into: target) { o in o.beforeReplacing = { calls.withLock { $0 += 1 } } }
+        XCTAssertEqual(calls.withLock { $0 }, 1, "called once, before the first of many replacements")
+        assertSameTree(source, try listTree(target + root), "restored over itself")
+
+        struct Conflict: Error {}
+        let kept = target + root.appending("d3").appending("f9")
+        try TreeBuilder.write(kept, Array("the admin's own bytes".utf8))
+        let r = try Repository.open(at: repo)
+        guard let (_, snapshot) = try r.openLatestSnapshot(matching: { _ in true }, warn: { _ in }) else { return XCTFail("no snapshot") }
+        var o = RestoreOptions(target: target)
+        o.threads = 2
+        let refused = LockedBox(0)
+        o.beforeReplacing = { refused.withLock { $0 += 1 }; throw Conflict() }
+        let before = try listTree(target + root)
+        let result = try Restore(repository: r, options: o).run(snapshot)
+        XCTAssertEqual(refused.withLock { $0 }, 1, "a failure is remembered, not asked again")
+        XCTAssertGreaterThanOrEqual(result.failed.count, source.values.filter { $0.type == "file" }.count,
+                                    "every file (and link) whose name was taken fails: \(result.failed.prefix(3))")
+        assertSameTree(before, try listTree(target + root), "nothing that was in the target was replaced")
+        XCTAssertEqual(try Files.read(kept.string), Array("the admin's own bytes".utf8), "a file that was there is kept")
+    }
+
     /// The check that passes over name bytes at once gives the answer (and
     /// the reason) of the byte-at-a-time scan it replaced, for every path of
     /// up to 6 bytes over "/", ".", "-", NUL and two name bytes.

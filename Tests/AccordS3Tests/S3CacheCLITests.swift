@@ -75,6 +75,23 @@ final class S3CacheCLITests: AccordTestCase {
         XCTAssertTrue(Set(Files.regularFiles(under: primary)).isSuperset(of: before), "a command on the copy deleted the primary's cached files")
     }
 
+    /// An older accord's cache directory, named by the repository id alone,
+    /// is adopted: renamed to the id-and-location name, its files kept.
+    func testAnOlderAccordsCacheDirectoryIsAdopted() throws {
+        let root = try makeTree()
+        try accordOK(["init", "-d", s3Repo, "--encryption", "none"])
+        try accordOK(["backup", "-d", s3Repo, root])
+        let dir = try cacheDirectory()
+        let cached = Set(Files.regularFiles(under: dir))
+        XCTAssertFalse(cached.isEmpty)
+        let id = try XCTUnwrap(dir.split(separator: "/").last?.split(separator: "-").first)
+        let old = cacheBase + "/" + id
+        try Sys.rename(dir, old)
+        try accordOK(["snapshots", "-d", s3Repo])
+        XCTAssertFalse(Files.exists(old), "the old directory was renamed")
+        XCTAssertTrue(Set(Files.regularFiles(under: dir)).isSuperset(of: cached), "with the files it held")
+    }
+
     func testASecondNoChangeBackupWithTheCacheMakesFewerRequests() throws {
         let root = try makeTree()
         try accordOK(["init", "-d", s3Repo, "--encryption", "none"])

@@ -82,6 +82,28 @@ final class S3ObjectLockTests: XCTestCase {
         try b.delete(.lock, "racer")
     }
 
+    /// A reader's lock released while its look still waits: `release` waits
+    /// for the look, then deletes the object. Over a leftover of this host
+    /// marked released (a DR bucket whose credentials may not delete), the
+    /// reader takes the lock the usual way: it takes the leftover over
+    /// rather than writing a second object.
+    func testAReadersLockReleasedEarlyAndOverALeftover() throws {
+        let b = try backend()
+        let early = try ObjectLock.acquire(b, command: "restore", deferringSecondLook: true, settle: 1)
+        early.release()
+        XCTAssertEqual(try b.list(.lock), [], "released once its look was done")
+        XCTAssertNil(early.secondLookConflict().map { "\($0)" })
+
+        let info = LockInfo(exclusive: false, host: Sys.hostname, pid: 1, username: "u", command: "restore",
+                            time: .now(), processStart: 1, machineID: LockInfo.localMachineID, released: true)
+        try Array(try JSONEncoder().encode(info)).withUnsafeBytes { try b.write(.lock, "leftover", $0) }
+        let reader = try ObjectLock.acquire(b, command: "restore", deferringSecondLook: true)
+        XCTAssertEqual(reader.name, "leftover", "taken over")
+        XCTAssertEqual(try b.list(.lock), ["leftover"], "no second object")
+        reader.release()
+        XCTAssertEqual(try b.list(.lock), [])
+    }
+
     /// A lock object that is not lock JSON, or too large, blocks an exclusive
     /// lock (naming it), lets a shared one go on with a warning, and is
     /// removed by `removeLocks`; an old one is stale.

@@ -24,7 +24,7 @@ public struct ChunkerProfile: Codable, Hashable, Sendable, CustomStringConvertib
 
     /// File trees: few, large chunks keep the manifest and index small.
     public static let tree = ChunkerProfile(name: "tree", min: 256 << 10, avg: 1 << 20, max: 8 << 20)
-    /// Database dumps (command sources, `*.sql` files). Chunks of 256 KiB
+    /// Database dumps (command sources, inline files, plan dumps). Chunks of 256 KiB
     /// on average deflate nearly as well as the whole stream, and a changed
     /// chunk is stored as a delta on the one it replaced, so scattered row
     /// updates cost a few bytes each all the same (Benchmarks/README.md,
@@ -35,8 +35,8 @@ public struct ChunkerProfile: Codable, Hashable, Sendable, CustomStringConvertib
     /// bounds, so a changed file is stored as deltas all the same, at the
     /// repository's level, so the tree is backed up at a tree's speed. The
     /// second pass at level 6 costs ~4× a first backup's time on prose-like
-    /// rows for ~10% fewer bytes (Benchmarks/README.md, "Data
-    /// efficiency"): worth it for the database dump a plan streams every
+    /// rows for ~10% fewer bytes (Benchmarks/README.md, "Session 25"):
+    /// worth it for the database dump a plan streams every
     /// day (`--command`, `dump`), not for every `.sql` file of a tree.
     public static let dumpFile = ChunkerProfile(name: "dump", min: 64 << 10, avg: 256 << 10, max: 1 << 20)
     /// The manifest stream itself: small chunks so unchanged parts of a tree cost nothing.

@@ -95,23 +95,25 @@ public enum DeltaCodec {
             while n < most && t[i + n] == b[from + n] { n += 1 }
             return n
         }
-        /// Where in `b[lo ..< hi]` the longest run equal to `t[i...]` (at
-        /// least minMatch bytes; counted up to `localRun`) starts, and its
-        /// length, or (-1, 0): the first occurrence of a row's padding is
-        /// seldom the row, and the padding of the row before or after gives a
-        /// run of a row's length.
         // The window `find` searches stays put while an insert is pending
         // (it is placed by `expected`, which moves only with a copy): its
         // first search scans it; a second one in the same window indexes its
         // 8-byte words once (chains in increasing position), so the pending
         // insert's next bytes cost a lookup each, not a scan. The candidates,
-        // their order and the result are the scan's exactly.
+        // their order and the result are the scan's exactly. Positions are
+        // Int16: the window (localBehind + localAhead + minMatch) must stay
+        // under 32768 bytes.
         let windowBits = 10
         var windowLo = -1, windowHi = -1, windowIndexed = false
         var windowHead: [Int16] = [], windowNext: [Int16] = []
         @inline(__always) func windowKey(_ v: UInt64) -> Int {
             Int(truncatingIfNeeded: (v &* 0x9E37_79B9_7F4A_7C15) >> UInt64(64 - windowBits))
         }
+        /// Where in `b[lo ..< hi]` the longest run equal to `t[i...]` (at
+        /// least minMatch bytes; counted up to `localRun`) starts, and its
+        /// length, or (-1, 0): the first occurrence of a row's padding is
+        /// seldom the row, and the padding of the row before or after gives a
+        /// run of a row's length.
         func find(_ i: Int, _ lo: Int, _ hi: Int) -> (Int, Int) {
             guard hi - lo >= minMatch else { return (-1, 0) }
             let want = UnsafeRawPointer(t.baseAddress! + i).loadUnaligned(as: UInt64.self)

@@ -7,7 +7,7 @@ public protocol HeldLock: AnyObject, Sendable {
     /// Removes the lock (and stops refreshing it).
     func release()
     /// For a lock taken with its second look deferred (a reader's, see
-    /// `ObjectLock.acquire(_:exclusive:command:deferringSecondLook:warn:)`):
+    /// `ObjectLock.acquire(_:command:deferringSecondLook:settle:warn:)`):
     /// waits for that look and returns the conflict it found, if any.
     func secondLookConflict() -> (any Error)?
 }
@@ -232,8 +232,8 @@ public final class ObjectLock: HeldLock, Sendable {
 
     public func secondLookConflict() -> (any Error)? { pendingLook?.wait() }
 
-    /// The second look of `acquire(_:command:deferringSecondLook:warn:)`: on
-    /// a thread of its own, `settleSeconds` after the lock was written.
+    /// The second look of `acquire(_:command:deferringSecondLook:settle:warn:)`: on
+    /// a thread of its own, `settle` seconds after the lock was written.
     /// `@unchecked Sendable`: `outcome` is read and written under `done`'s lock.
     final class PendingLook: @unchecked Sendable {
         private let done = NSCondition()
@@ -287,7 +287,7 @@ extension Repository {
     /// a lock object elsewhere (`ObjectLock`); same rules, same messages.
     /// `deferringSecondLook`: a shared lock of a command that only reads
     /// (`restore`) takes its second look on an object store while it works
-    /// (`ObjectLock.acquire(_:command:deferringSecondLook:warn:)`; a lock
+    /// (`ObjectLock.acquire(_:command:deferringSecondLook:settle:warn:)`; a lock
     /// file has no settle pause).
     public func acquireLock(exclusive: Bool, command: String, retryFor: Double, deferringSecondLook: Bool = false,
                             waiting: (String) -> Void, warn: (String) -> Void = { _ in }) throws -> any HeldLock {

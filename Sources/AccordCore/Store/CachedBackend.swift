@@ -4,7 +4,7 @@ import Foundation
 /// A local cache in front of a remote backend (an object store), so a
 /// no-change backup reads its index files and snapshots from disk instead of
 /// the bucket: `DIRECTORY/index/<name>` and `DIRECTORY/snapshots/<name>`
-/// (the command layer uses `$XDG_CACHE_HOME/accord/<repository id>`), and
+/// (the command layer uses `$XDG_CACHE_HOME/accord/<repository id>-<location hash>`), and
 /// the stored bytes of tree blobs (manifest pieces, chunk lists) in
 /// `DIRECTORY/blobs/<blob id>` (`BlobCache`), so the parent's manifest is read
 /// from disk too.

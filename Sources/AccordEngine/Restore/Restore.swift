@@ -17,6 +17,12 @@ public struct RestoreOptions {
     public var progress: Progress?
     /// Called for each path that could not be restored; return to go on, throw to stop.
     public var onError: (String, Error) throws -> Void = { _, _ in }
+    /// Called before the restore first removes or replaces an entry that was
+    /// in the target (a file, link or directory of a restored path): once,
+    /// by the first thread to get there, the others waiting for it. When it
+    /// throws, that error fails the restore and nothing there is replaced.
+    /// `accord restore` waits there for its lock's second look.
+    public var beforeReplacing: (@Sendable () throws -> Void)?
     /// Tests only: read the manifest without its validity rules
     /// (`ManifestReader.validates`), so hostile entries reach this layer
     /// and the tests show it stays inside the target on its own.
@@ -154,7 +160,7 @@ public final class Restore: @unchecked Sendable {
         if let s = options.subtree, !RestorePath.isCanonical(s) { throw RestoreError.unsafeEntry(s, record: 0) }
         try RestoreTarget.check(options.target)
         var entries = Entries(kept: try preflight(snapshot))
-        let target = try RestoreTarget(opening: options.target)
+        let target = try RestoreTarget(opening: options.target, beforeReplacing: options.beforeReplacing)
         if entries.kept == nil {
             var reader = repository.manifestReader(snapshot)
             reader.validates = !options.skipsManifestValidationForTests

@@ -44,6 +44,10 @@ final class RestoreFileWriter: @unchecked Sendable {
     /// (rclone's `serve s3` computes the ETag of the object for every GET),
     /// so a job's run of a pack is read in one piece up to this size.
     static let remoteWindow: Int64 = 24 << 20
+    /// Each thread keeps its window's buffer: at most this much for all of them.
+    static let remoteWindows: Int64 = 256 << 20
+    /// `remoteWindow`, smaller with many threads (never below `window`).
+    var remoteWindow: Int64 { Swift.max(Self.window, Swift.min(Self.remoteWindow, Self.remoteWindows / Int64(Swift.max(1, threads)))) }
     /// A job also ends after this many bytes restored: a window of well
     /// compressed blobs or of deltas (a few bytes each, but a base to read
     /// and inflate) is a lot of work for one thread.
@@ -306,7 +310,7 @@ final class RestoreFileWriter: @unchecked Sendable {
         func window(covering off: Int64, _ length: Int64) throws {
             start = off
             valid = 0
-            let most = repository.local == nil ? RestoreFileWriter.remoteWindow : RestoreFileWriter.window
+            let most = repository.local == nil ? remoteWindow : RestoreFileWriter.window
             let want = Int(Swift.max(length, Swift.min(most, end - off)))
             if span.count < want { span.resizeForOverwrite(want) }
             do {

@@ -1,3 +1,4 @@
+import Foundation
 import AccordCore
 import AccordRuntime
 #if canImport(Glibc)
@@ -23,6 +24,9 @@ final class RestoreTarget: Sendable {
     let fd: Int32
     /// The target as given, for messages.
     let path: RawPath
+    /// `RestoreOptions.beforeReplacing`, passed before anything that was in
+    /// the target is first removed or replaced.
+    let gate: ReplaceGate?
 
     /// Refuses a target that exists and is not a directory (followed if a symlink).
     static func check(_ path: RawPath) throws {
@@ -34,7 +38,8 @@ final class RestoreTarget: Sendable {
     }
 
     /// Opens the target, creating it (and missing parents) with mode 0700 if absent.
-    init(opening path: RawPath) throws {
+    init(opening path: RawPath, beforeReplacing: (@Sendable () throws -> Void)? = nil) throws {
+        gate = beforeReplacing.map(ReplaceGate.init)
         try Self.check(path)
         if (try? Sys.stat(path)) == nil { try Sys.mkdirs(path, mode: 0o700) }
         do { fd = try Sys.open(path, Sys.O_RDONLY | Sys.O_DIRECTORY) } catch let e as SystemError where e.errno == ENOTDIR {
@@ -49,6 +54,7 @@ final class RestoreTarget: Sendable {
     init(unopened path: RawPath) {
         fd = -1
         self.path = path
+        gate = nil
     }
 
     deinit { if fd >= 0 { Sys.close(fd) } }
@@ -138,6 +144,7 @@ final class RestoreTarget: Sendable {
             let st = try Sys.lstat(in: dir, name, path: Array(display(relative).utf8))
             if st.isDirectory { return }
             if st.isSymlink { throw RestoreError.symlinkInPlaceOfDirectory(display(relative)) }
+            try gate?.pass()
             try Sys.unlink(in: dir, name, path: display(relative))
             try Sys.mkdir(in: dir, name, mode: mode, path: display(relative))
         }
@@ -200,6 +207,7 @@ final class RestoreTarget: Sendable {
 
     /// Removes whatever is at `name` in `dir` (an empty directory too); nothing there is fine.
     private func removeEntry(in dir: Int32, _ name: RawPath, _ relative: RawPath) throws {
+        if let gate, (try? Sys.lstat(in: dir, name, path: [])) != nil { try gate.pass() }
         do { try Sys.unlink(in: dir, name, path: display(relative)) } catch let e as SystemError {
             if e.isNotFound { return }
             guard e.errno == EISDIR else { throw e }
@@ -252,5 +260,23 @@ enum RestorePath {
     static func split(_ relative: RawPath) -> (parent: RawPath, name: RawPath) {
         guard let slash = relative.lastIndex(of: 0x2f) else { return ([], relative) }
         return (Array(relative[..<slash]), Array(relative[(slash + 1)...]))
+    }
+}
+
+/// `RestoreOptions.beforeReplacing`, run once: the first thread to get here
+/// runs it, the others wait for it; a failure is thrown to every later caller.
+/// `@unchecked Sendable`: `check` and `failure` are used under `lock` only.
+final class ReplaceGate: @unchecked Sendable {
+    private let lock = NSLock()
+    private var check: (@Sendable () throws -> Void)?
+    private var failure: (any Error)?
+
+    init(_ check: @escaping @Sendable () throws -> Void) { self.check = check }
+
+    func pass() throws {
+        lock.lock(); defer { lock.unlock() }
+        if let failure { throw failure }
+        guard let c = check else { return }
+        do { try c(); check = nil } catch { failure = error; throw error }
     }
 }
