@@ -46,7 +46,7 @@ public final class PlanRestore {
     /// for the whole run (taken here): a second plan restore or a prune must
     /// not run beside it, and the pre-restore snapshot is taken under it too.
     public static func run(plan: Plan, repository: Repository, snapshot: String?, options: PlanRestoreOptions) throws {
-        let lock = try RepositoryLock.acquire(repository.layout, exclusive: true, command: "restore \(plan.name)", retryFor: options.retryLock,
+        let lock = try repository.acquireLock(exclusive: true, command: "restore \(plan.name)", retryFor: options.retryLock,
                                               waiting: options.warn, warn: options.warn)
         defer { lock.release() }
         let root = repository.layout.root

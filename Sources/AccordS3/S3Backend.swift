@@ -54,7 +54,7 @@ public final class S3Backend: Backend, Sendable {
     /// The folder of a kind in the local layout, "" for config; packs add `XX/` themselves.
     static func directory(_ kind: ObjectKind) -> String {
         switch kind {
-        case .config: return ""
+        case .config, .marker: return ""
         case .key: return "keys/"
         case .pack: return "data/"
         case .index: return "index/"
@@ -84,8 +84,9 @@ public final class S3Backend: Backend, Sendable {
     // MARK: Backend
 
     public func list(_ kind: ObjectKind) throws -> [String] {
-        if kind == .config {
-            do { _ = try size(.config, "config"); return ["config"] } catch BackendError.notFound { return [] }
+        if kind == .config || kind == .marker {   // one name each, at the prefix's top: no listing
+            let name = kind == .config ? "config" : "restore"
+            do { _ = try size(kind, name); return [name] } catch BackendError.notFound { return [] }
         }
         let prefix = s3.key(Self.directory(kind))
         var names: [String] = [], token: String? = nil, seen: Set<String> = [], keys = 0

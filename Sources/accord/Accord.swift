@@ -213,7 +213,6 @@ struct RepositoryOptions: ParsableArguments {
     /// missing (or empty) repository is created as `createRepository` says.
     func open(create: Bool = false, ae5: Bool = false, encryption: String? = nil) throws -> Repository {
         Sys.umask(0o077)
-        if ae5 { try requireLocal("a plan (its restore marker)") }
         if create, try isVacant() { return try createRepository(ae5: ae5, encryption: encryption, compression: .default, racing: true) }
         var origin = try keyOrigin(ae5: ae5)
         // A default key file that does not exist configures nothing: a plain repository opens.

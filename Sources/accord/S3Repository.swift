@@ -111,8 +111,8 @@ extension SyncCommand {
     /// holds none, then given every object it lacks (`Repository.mirror`),
     /// under a shared lock on each side. Like serve, it never deletes there.
     func sendToBucket(_ rec: CommandRecorder) throws {
-        guard snapshots.isEmpty, !marker else {
-            throw CommandFailure("sync to a bucket copies every snapshot and places no restore marker: drop \(marker ? "--marker" : "the snapshot arguments")")
+        guard snapshots.isEmpty else {
+            throw CommandFailure("sync to a bucket copies every snapshot: drop the snapshot arguments")
         }
         let source = try repo.open()
         var destOptions = repo
@@ -131,7 +131,10 @@ extension SyncCommand {
         let stats = try withLock(source, readOnly: repo.isS3, command: "sync") {
             let lock = try dest.acquireLock(exclusive: false, command: "sync (destination)", retryFor: LockWait.seconds, waiting: LockWait.say, warn: warn)
             defer { release(lock) }
-            return try source.mirror(to: dest) { _ in progress?.addFile() }
+            let stats = try source.mirror(to: dest) { _ in progress?.addFile() }
+            // After everything it names is there, as serve places it.
+            if marker { try dest.placeRestoreMarker() }
+            return stats
         }
         progress?.stop()
         if output.quiet { return }

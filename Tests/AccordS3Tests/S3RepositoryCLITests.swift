@@ -133,10 +133,58 @@ final class S3RepositoryCLITests: AccordTestCase {
         let r = try accord(["snapshots", "-d", s3Repo])
         XCTAssertFalse(r.ok || r.signaled, "\(r)")
         XCTAssertTrue(r.stderr.contains("is not an Accord repository"), r.stderr)
-        XCTAssertTrue(try accord(["init", "-d", s3Repo, "--encryption", "none"]).ok)
-        let plan = try accord(["backup", "-d", s3Repo, "--plan", "ae5"])
-        XCTAssertFalse(plan.ok || plan.signaled, "\(plan)")
-        XCTAssertTrue(plan.stderr.contains("not supported on repository \(s3Repo)"), plan.stderr)
+    }
+
+    /// A plan on a bucket: its backup places the `restore` marker as the
+    /// object PREFIX/restore, its restore (under an exclusive lock object)
+    /// refuses without the marker, replaces the plan's storage directory with
+    /// the snapshot's copy, and removes the marker. (A plan of files only: the
+    /// AE5 plans' Kubernetes and PostgreSQL steps are AccordPlansTests'.)
+    func testAPlanBacksUpToAndRestoresFromABucket() throws {
+        let storage = scratch.sub("storage")
+        try TreeBuilder.mkdir(Array(storage.utf8))
+        try TreeBuilder.mkdir(Array((storage + "/data").utf8))
+        var rng = SeededRandom(seed: 1616)
+        try TreeBuilder.write(Array((storage + "/data/a.bin").utf8), rng.bytes(300_000))
+        try TreeBuilder.write(Array((storage + "/data/notes.txt").utf8), Array("kept by the plan\n".utf8))
+        let planFile = scratch.sub("plan.yaml")
+        try TreeBuilder.write(Array(planFile.utf8), Array("""
+            base: ae5
+            name: files-on-s3
+            storage: {root: \(storage), excludes: [], replace: [data]}
+            dumps: []
+            objects: []
+            restoreSteps: [check-marker, replace-storage, remove-marker]
+
+            """.utf8))
+        let marker = storedRepository + "/restore"
+        try accordOK(["init", "-d", s3Repo, "--encryption", "none"])
+        try accordOK(["backup", "-d", s3Repo, "--plan", planFile])
+        XCTAssertTrue(Files.exists(marker), "the plan's backup placed the marker object")
+        XCTAssertEqual(try Files.read(marker), [], "an empty object")
+
+        let original = try files(under: storage)
+        try TreeBuilder.write(Array((storage + "/data/notes.txt").utf8), Array("changed since\n".utf8))
+        try TreeBuilder.write(Array((storage + "/data/new.txt").utf8), Array("not in the snapshot\n".utf8))
+        try accordOK(["restore", "-d", s3Repo, "--plan", planFile])
+        XCTAssertEqual(try files(under: storage), original, "the storage directory is the snapshot's again")
+        XCTAssertFalse(Files.exists(marker), "the restore removed the marker")
+        XCTAssertEqual(Files.regularFiles(under: storedRepository + "/locks"), [], "its lock object is gone")
+
+        let again = try accord(["restore", "-d", s3Repo, "--plan", planFile])
+        XCTAssertFalse(again.ok || again.signaled, "\(again)")
+        XCTAssertTrue(again.stderr.contains("no `restore` marker"), again.stderr)
+
+        // A DR copy in another prefix: `sync --to s3:… --marker` places the marker there, and the plan restores from it.
+        let copyPrefix = freshPrefix()
+        let copy = "s3:\(server.scheme)://127.0.0.1:\(server.port)/\(server.bucket)/\(copyPrefix)"
+        try accordOK(["sync", "-d", s3Repo, "--to", copy, "--marker"])
+        let copyMarker = server.storage + "/" + server.bucket + "/" + copyPrefix + "/restore"
+        XCTAssertTrue(Files.exists(copyMarker), "sync --marker placed the marker in the copy")
+        try TreeBuilder.write(Array((storage + "/data/notes.txt").utf8), Array("changed again\n".utf8))
+        try accordOK(["restore", "-d", copy, "--plan", planFile])
+        XCTAssertEqual(try files(under: storage), original, "restored from the DR copy in the bucket")
+        XCTAssertFalse(Files.exists(copyMarker))
     }
 
     /// `accord sync --to s3:…`: a local encrypted repository copied into a

@@ -35,6 +35,7 @@ open class BackendConformanceTests: XCTestCase {
     public func name(_ kind: ObjectKind, _ bytes: [UInt8]) -> String {
         switch kind {
         case .config: return "config"
+        case .marker: return "restore"
         case .lock: return "lock-" + String(bytes.count)
         default: return SHA256Hasher.hash(bytes).hex
         }
@@ -63,7 +64,7 @@ open class BackendConformanceTests: XCTestCase {
         let b = try makeBackend().backend
         var rng = SeededRandom(seed: 1)
         for kind in ObjectKind.allCases {
-            for size in [0, 1, 4096, Int(min(300_001, kind.largestObject))] {   // a backend may refuse a kind's larger object
+            for size in [0, 1, 4096, Int(min(300_001, kind.largestObject))] where Int64(size) <= kind.largestObject {   // a backend may refuse a kind's larger object
                 let bytes = rng.bytes(size)
                 let n = try write(b, kind, bytes)
                 XCTAssertEqual(try b.read(kind, n), bytes, "\(kind) of \(size) bytes")
@@ -111,6 +112,12 @@ open class BackendConformanceTests: XCTestCase {
         XCTAssertEqual(try b.list(.config), [])
         _ = try write(b, .config, [1])
         XCTAssertEqual(try b.list(.config), ["config"])
+        // The restore marker: one name, listed without listing the rest of the prefix.
+        try? b.delete(.marker, "restore")
+        XCTAssertEqual(try b.list(.marker), [])
+        _ = try write(b, .marker, [])
+        XCTAssertEqual(try b.list(.marker), ["restore"])
+        XCTAssertThrowsError(try ([] as [UInt8]).withUnsafeBytes { try b.write(.marker, "config", $0) }, "the marker has one name")
     }
 
     open func testDeleteRemovesTheObject() throws {

@@ -75,6 +75,8 @@ public enum ObjectKind: String, Sendable, CaseIterable {
     case snapshot
     /// Lock files; free names of safe characters.
     case lock
+    /// The plans' `restore` marker (FORMAT.md): empty; its one name is `restore`.
+    case marker
 
     /// Kinds whose names are the SHA-256 of their content, in lowercase hex.
     public var isContentNamed: Bool { self == .key || self == .pack || self == .index || self == .snapshot }
@@ -91,6 +93,7 @@ public enum ObjectKind: String, Sendable, CaseIterable {
         case .config: return Repository.maxConfigObject
         case .key: return Int64(KeyFile.maxFileSize)
         case .lock: return Int64(LockInfo.maxFileSize)
+        case .marker: return 1 << 10
         case .snapshot: return Int64(Snapshot.maxFileSize)
         case .index: return Int64(IndexFile.maxFileSize)
         case .pack:
@@ -106,6 +109,7 @@ public enum ObjectKind: String, Sendable, CaseIterable {
         let ok: Bool
         switch self {
         case .config: ok = name == "config"
+        case .marker: ok = name == "restore"
         case .key, .pack, .index, .snapshot:
             ok = u.count == 64 && u.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
         case .lock:

@@ -56,12 +56,14 @@ public final class LocalBackend: Backend, @unchecked Sendable {
         case .index: return layout.indexDirectory + "/" + name
         case .snapshot: return layout.snapshotDirectory + "/" + name
         case .lock: return layout.lockPath(name)
+        case .marker: return layout.restoreMarkerPath
         }
     }
 
     public func list(_ kind: ObjectKind) throws -> [String] {
         switch kind {
         case .config: return (try? Sys.lstat(layout.configPath)) != nil ? ["config"] : []
+        case .marker: return (try? Sys.lstat(layout.restoreMarkerPath)) != nil ? ["restore"] : []
         case .pack:
             var out: [String] = []
             for sub in try Sys.listDirectory(layout.dataDirectory) where sub.count == 2 {
