@@ -80,7 +80,10 @@ public final class PlanRestore {
             case "cleanup-sql": try cleanupSQL()
             case "apply-objects": try applyObjects()
             case "restart-pods": try restartPods()
-            case "remove-marker": repository.removeRestoreMarker()
+            case "remove-marker":
+                do { try repository.removeRestoreMarker() } catch {
+                    throw PlanRunError.markerStays(repository.layout.root, error)
+                }
             default: throw PlanError.invalid(plan.name, "unknown restore step \(step)")
             }
         }

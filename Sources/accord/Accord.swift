@@ -124,6 +124,10 @@ struct Legacy: ParsableCommand {
         if a == "restore" && (sync || node != nil) { throw ValidationError("-s/-u/-n apply to -a backup; run the restore on the DR node itself") }
         if let t = waitTimeout, t <= 0 { throw ValidationError("--wait-timeout must be a positive number of seconds") }
         if let n = node, n.isEmpty || n.contains(" ") { throw ValidationError("-n \(n) is not a host name") }
+        if node != nil && repo.isS3 {
+            throw ValidationError("-n sends the repository to the same directory on the DR node, and \(repo.path) is a bucket: "
+                                  + "back up, then send it with `accord sync -d \(repo.path) --to USER@NODE:DIR --marker`")
+        }
     }
 
     func run() throws {

@@ -48,6 +48,27 @@ final class S3DRBucketTests: AccordTestCase {
         return out
     }
 
+    /// A plan restore with credentials that may not delete: the data is
+    /// restored, but the `restore` marker cannot be removed, so the restore
+    /// fails, naming the marker (else the next plan restore would take it for
+    /// a new backup and replace live data again).
+    func testAPlanRestoreThatCannotRemoveTheMarkerFails() throws {
+        let storage = scratch.sub("storage")
+        try TreeBuilder.mkdir(Array(storage.utf8))
+        try TreeBuilder.mkdir(Array((storage + "/data").utf8))
+        try TreeBuilder.write(Array((storage + "/data/a.txt").utf8), Array("as backed up\n".utf8))
+        let planFile = scratch.sub("plan.yaml")
+        try TreeBuilder.write(Array(planFile.utf8), Array("base: ae5\nname: files\nstorage: {root: \(storage), excludes: [], replace: [data]}\ndumps: []\nobjects: []\nrestoreSteps: [check-marker, replace-storage, remove-marker]\n".utf8))
+        try accordOK(["init", "-d", adminRepo, "--encryption", "none"])
+        try accordOK(["backup", "-d", adminRepo, "--plan", planFile])
+        try TreeBuilder.write(Array((storage + "/data/a.txt").utf8), Array("changed\n".utf8))
+        let r = try accord(["restore", "-d", bucketRepo, "--plan", planFile])
+        XCTAssertFalse(r.ok || r.signaled, "\(r)")
+        XCTAssertTrue(r.stderr.contains("the data is restored, but the `restore` marker") && r.stderr.contains("could not be removed"), r.stderr)
+        XCTAssertEqual(try Files.read(storage + "/data/a.txt"), Array("as backed up\n".utf8), "the data was restored")
+        XCTAssertTrue(Files.exists(storedRepository + "/restore"), "the marker is still there")
+    }
+
     /// Production backs up locally and syncs into the bucket; the DR node
     /// restores, checks and copies from it with the same rights; retention
     /// needs credentials that may delete. Lock objects that cannot be deleted

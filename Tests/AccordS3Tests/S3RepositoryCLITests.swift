@@ -185,6 +185,11 @@ final class S3RepositoryCLITests: AccordTestCase {
         try accordOK(["restore", "-d", copy, "--plan", planFile])
         XCTAssertEqual(try files(under: storage), original, "restored from the DR copy in the bucket")
         XCTAssertFalse(Files.exists(copyMarker))
+
+        // `-a backup -n NODE` sends to the same directory on the node: no such thing for a bucket.
+        let pushed = try accord(["-a", "backup", "-d", s3Repo, "-u", "dr", "-n", "dr-node"])
+        XCTAssertFalse(pushed.ok || pushed.signaled, "\(pushed)")
+        XCTAssertTrue(pushed.stderr.contains("is a bucket") && pushed.stderr.contains("--to USER@NODE:DIR --marker"), pushed.stderr)
     }
 
     /// `accord sync --to s3:…`: a local encrypted repository copied into a

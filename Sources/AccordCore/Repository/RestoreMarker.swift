@@ -21,9 +21,14 @@ extension Repository {
         return (try? Sys.lstat(layout.restoreMarkerPath)) != nil
     }
 
-    /// Removes the marker; a missing one is not an error (the restore already ran).
-    public func removeRestoreMarker() {
-        guard local != nil else { try? backend.delete(.marker, "restore"); return }
-        try? Sys.unlink(layout.restoreMarkerPath)
+    /// Removes the marker; a missing one is not an error (the restore already
+    /// ran). One that stays (credentials that may not delete, a read-only
+    /// disk) throws: the next plan restore would take it for a new backup.
+    public func removeRestoreMarker() throws {
+        guard local != nil else {
+            do { try backend.delete(.marker, "restore") } catch BackendError.notFound {}
+            return
+        }
+        do { try Sys.unlink(layout.restoreMarkerPath) } catch let e as SystemError where e.isNotFound {}
     }
 }
