@@ -100,7 +100,7 @@ public final class PlanRestore {
 
     func checkMarker() throws {
         if options.override { return }
-        if !repository.hasRestoreMarker {
+        if try !repository.restoreMarkerPresent() {
             throw PlanRunError.markerMissing(repository.layout.root)
         }
     }

@@ -67,6 +67,14 @@ final class S3DRBucketTests: AccordTestCase {
         XCTAssertTrue(r.stderr.contains("the data is restored, but the `restore` marker") && r.stderr.contains("could not be removed"), r.stderr)
         XCTAssertEqual(try Files.read(storage + "/data/a.txt"), Array("as backed up\n".utf8), "the data was restored")
         XCTAssertTrue(Files.exists(storedRepository + "/restore"), "the marker is still there")
+
+        // The bucket failing when asked for the marker: its error, not "no marker … --override".
+        proxy.refuse(from: 1, of: { $0.hasPrefix("HEAD ") && $0.hasSuffix("/restore") },
+                     with: .answer(403, headers: ["Content-Type: application/xml"], body: denied))
+        let asked = try accord(["restore", "-d", bucketRepo, "--plan", planFile])
+        XCTAssertFalse(asked.ok || asked.signaled, "\(asked)")
+        XCTAssertFalse(asked.stderr.contains("--override"), asked.stderr)
+        XCTAssertTrue(asked.stderr.contains("AccessDenied") || asked.stderr.contains("403"), asked.stderr)
     }
 
     /// Production backs up locally and syncs into the bucket; the DR node

@@ -21,6 +21,16 @@ extension Repository {
         return (try? Sys.lstat(layout.restoreMarkerPath)) != nil
     }
 
+    /// Whether the marker is there, asking the store: an error (the bucket
+    /// failing) is thrown, not taken for an absent marker, so a plan restore
+    /// says what failed instead of suggesting `--override`.
+    public func restoreMarkerPresent() throws -> Bool {
+        guard local != nil else {
+            do { _ = try backend.size(.marker, "restore"); return true } catch BackendError.notFound { return false }
+        }
+        return hasRestoreMarker
+    }
+
     /// Removes the marker; a missing one is not an error (the restore already
     /// ran). One that stays (credentials that may not delete, a read-only
     /// disk) throws: the next plan restore would take it for a new backup.
