@@ -148,11 +148,16 @@ struct BackupCommand: ParsableCommand {
 /// Runs a backup under a shared lock, the repository made ready for writing
 /// first (index loaded, packs of an interrupted backup adopted). (A plan restore's pre-restore snapshot runs in AccordPlans,
 /// under the restore's exclusive lock.)
-func runBackup(_ repository: Repository, _ options: BackupOptions) throws -> BackupResult {
+/// `placingMarker` (a plan backup): the `restore` marker is placed under the
+/// same lock, so a plan restore (which holds the exclusive lock and removes
+/// the marker) sees the marker and the snapshot together or neither.
+func runBackup(_ repository: Repository, _ options: BackupOptions, placingMarker: Bool = false) throws -> BackupResult {
     try withLock(repository, command: "backup") {
         let adopted = try repository.prepareForWriting()
         if adopted > 0 { options.onWarning("indexed \(adopted) pack(s) left by an interrupted backup; their data is reused") }
-        return try Backup(repository: repository, options: options).run()
+        let result = try Backup(repository: repository, options: options).run()
+        if placingMarker { try repository.placeRestoreMarker() }
+        return result
     }
 }
 

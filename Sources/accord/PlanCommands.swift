@@ -30,8 +30,7 @@ func runPlanBackup(repository: Repository, plan: Plan, tags: [String], output: O
         warn(message)
         warnings.append(message)
     }
-    let result = try runBackup(repository, options)
-    try repository.placeRestoreMarker()
+    let result = try runBackup(repository, options, placingMarker: true)
     return (result, warnings)
 }
 
