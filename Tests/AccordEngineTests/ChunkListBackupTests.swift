@@ -247,7 +247,9 @@ class ChunkListBackupTests: DumpBackupTestCase {
         let root = scratch.sub("src")
         try TreeBuilder.mkdir(Array(root.utf8))
         let file = root + "/pgbench.sql"
-        let day1 = pgbenchRows(&rng, count: 60_000)
+        // 100,000 rows (~10 MB, some 2,400 chunks of ~4 KiB): over the list threshold (1,024)
+        // whatever the repository's random cut points (60,000 rows once made only 969 chunks).
+        let day1 = pgbenchRows(&rng, count: 100_000)
         let bytes1 = render(day1)
         try TreeBuilder.write(Array(file.utf8), bytes1)
         try TreeBuilder.write(Array((root + "/small.txt").utf8), Array("a small file\n".utf8))
