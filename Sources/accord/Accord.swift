@@ -326,11 +326,13 @@ func withLock<T>(_ repo: Repository, exclusive: Bool = false, readOnly: Bool = f
 /// `withLock` for a reader that verifies every blob it uses (`restore`),
 /// whose lock on an object store takes its second look while `body` works
 /// (`ObjectLock.acquire(_:command:deferringSecondLook:settle:warn:)`):
-/// `body` gets `settled`, which waits for that look and throws the conflict
-/// it found; `body` calls it before it first changes anything it did not
-/// make itself (`RestoreOptions.beforeReplacing`), so the look still comes
-/// before any harm a racing prune could make of it. A conflict `body` did not
-/// meet through `settled` is said when it ends, failed or not.
+/// `body` gets `settled` (`SecondLookGate.settled`), which waits for that
+/// look and throws the conflict it found (or, when neither it nor a look
+/// taken then could list the locks, that failure); `body` calls it before it
+/// first removes or replaces anything it did not make itself
+/// (`RestoreOptions.beforeReplacing`), so the look still comes before any
+/// harm a racing prune could make of it. A look `body` did not meet through
+/// `settled` is said when it ends, failed or not.
 func withLock<T>(_ repo: Repository, exclusive: Bool = false, readOnly: Bool = false, overlapsSettle: Bool,
                  command: String, _ body: (_ settled: @escaping @Sendable () throws -> Void) throws -> T) throws -> T {
     let lock: any HeldLock
@@ -345,41 +347,14 @@ func withLock<T>(_ repo: Repository, exclusive: Bool = false, readOnly: Bool = f
         return try body({})
     }
     defer { release(lock) }
-    let met = LockedFlag()
-    // Only a lock that conflicts stops the reader; a look that could not list
-    // (the bucket failing) leaves it where a reader that cannot lock is: going on.
-    let settled: @Sendable () throws -> Void = {
-        guard let found = lock.secondLookConflict(), case RepositoryError.locked = found else { return }
-        met.set()
-        throw found
-    }
-    func sayConflict() {
-        guard let found = lock.secondLookConflict(), !met.isSet else { return }
-        if case RepositoryError.locked = found {
-            warn("while `\(command)` ran, the second look of its lock at \(repo.layout.root) found: \(found). "
-                 + "It read the repository meanwhile (every blob it used verified against its id) and replaced nothing that was "
-                 + "in its target before that look; if it reported errors, run it again once that command is done")
-        } else {
-            warn("the second look of the lock of `\(command)` at \(repo.layout.root) could not list the locks (\(found)); "
-                 + "it went on, as a command that only reads does when it cannot lock")
-        }
-    }
+    let gate = SecondLookGate(lock, root: repo.layout.root, command: command)
     let result: T
-    do { result = try body(settled) } catch {
-        sayConflict()
+    do { result = try body({ try gate.settled() }) } catch {
+        if let w = gate.unmetWarning() { warn(w) }
         throw error
     }
-    sayConflict()
+    if let w = gate.unmetWarning() { warn(w) }
     return result
-}
-
-/// A flag set once from any thread.
-/// `@unchecked Sendable`: `value` is read and written under `monitor`.
-final class LockedFlag: @unchecked Sendable {
-    private let monitor = Monitor()
-    private var value = false
-    func set() { monitor.lock(); value = true; monitor.unlock() }
-    var isSet: Bool { monitor.lock(); defer { monitor.unlock() }; return value }
 }
 
 /// Releases a lock; a lock object that could not be deleted (credentials that

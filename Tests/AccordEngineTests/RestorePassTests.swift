@@ -134,8 +134,8 @@ final class RestorePassTests: AccordTestCase {
     /// `beforeReplacing` (where `accord restore` waits for its lock's second
     /// look on a bucket): never called for a restore into a fresh target,
     /// called once (by one of the threads) before the first name in the
-    /// target is replaced, and when it throws, nothing that was there is
-    /// replaced: every file whose name was taken fails, its old bytes kept.
+    /// target is replaced, and when it throws, the restore stops with
+    /// `replaceRefused` and nothing that was there is replaced.
     func testBeforeReplacingRunsOnceBeforeTheFirstReplacementOnly() throws {
         let root = try buildTree()
         let source = try listTree(root)
@@ -158,10 +158,15 @@ final class RestorePassTests: AccordTestCase {
         let refused = LockedBox(0)
         o.beforeReplacing = { refused.withLock { $0 += 1 }; throw Conflict() }
         let before = try listTree(target + root)
-        let result = try Restore(repository: r, options: o).run(snapshot)
+        let reported = LockedBox(0)
+        o.onError = { _, _ in reported.withLock { $0 += 1 } }
+        XCTAssertThrowsError(try Restore(repository: r, options: o).run(snapshot)) { e in
+            guard case RestoreError.replaceRefused(let why) = e else { return XCTFail("\(e)") }
+            XCTAssertTrue(why is Conflict, "the check's own error is kept: \(why)")
+            XCTAssertTrue("\(e)".contains("stopped before it replaced anything"), "\(e)")
+        }
         XCTAssertEqual(refused.withLock { $0 }, 1, "a failure is remembered, not asked again")
-        XCTAssertGreaterThanOrEqual(result.failed.count, source.values.filter { $0.type == "file" }.count,
-                                    "every file (and link) whose name was taken fails: \(result.failed.prefix(3))")
+        XCTAssertEqual(reported.withLock { $0 }, 0, "the refusal stops the restore instead of failing each path in turn")
         assertSameTree(before, try listTree(target + root), "nothing that was in the target was replaced")
         XCTAssertEqual(try Files.read(kept.string), Array("the admin's own bytes".utf8), "a file that was there is kept")
     }

@@ -266,4 +266,75 @@ final class S3ObjectLockTests: XCTestCase {
         XCTAssertEqual(p.answered(lockPut), 2, "the held refresh was answered, and none followed the release")
         XCTAssertEqual(try b.list(.lock), [], "a refresh that landed after the delete re-created the lock")
     }
+
+    /// `SecondLookGate`, what `accord restore` on a bucket passes before it
+    /// first replaces anything in its target: it throws the exclusive lock a
+    /// racer wrote after the reader's first look (and then has nothing left
+    /// to say at the end); another reader is no conflict; a look that found
+    /// a conflict but was never asked (a restore into a fresh target) is said
+    /// at the end.
+    func testTheGateThrowsARacersLockAndSaysAnUnmetOneAtTheEnd() throws {
+        let b = try backend()
+        let peer = try ObjectLock.acquire(b, command: "restore", deferringSecondLook: true, settle: 0)
+        let calm = try ObjectLock.acquire(b, command: "restore", deferringSecondLook: true, settle: 0.5)
+        let calmGate = SecondLookGate(calm, root: "s3:test", command: "restore")
+        XCTAssertNoThrow(try calmGate.settled(), "another reader's lock is no conflict")
+        XCTAssertNil(calmGate.unmetWarning())
+        calm.release(); peer.release()
+
+        let racer = LockInfo(exclusive: true, host: "elsewhere", pid: 1, username: "u", command: "prune", time: Timestamp.now())
+        for asked in [true, false] {
+            let reader = try ObjectLock.acquire(b, command: "restore", deferringSecondLook: true, settle: 1)
+            try Array(try JSONEncoder().encode(racer)).withUnsafeBytes { try b.write(.lock, "racer", $0) }
+            let gate = SecondLookGate(reader, root: "s3:test", command: "restore")
+            if asked {
+                XCTAssertThrowsError(try gate.settled()) { e in XCTAssertTrue("\(e)".contains("exclusive lock by `prune`"), "\(e)") }
+                XCTAssertThrowsError(try gate.settled(), "asked again, the same answer")
+                XCTAssertNil(gate.unmetWarning(), "the conflict was met: nothing more to say at the end")
+            } else {
+                let said = try XCTUnwrap(gate.unmetWarning(), "never asked: the conflict is said at the end")
+                XCTAssertTrue(said.contains("exclusive lock by `prune`") && said.contains("replaced nothing"), said)
+            }
+            reader.release()
+            try b.delete(.lock, "racer")
+        }
+        XCTAssertEqual(try b.list(.lock), [])
+    }
+
+    /// The second look could not list the locks (the store failing): the gate
+    /// looks once more, now. If that lists, the reader goes on; if it fails
+    /// too, the gate refuses (nothing in the target is replaced unchecked),
+    /// naming both failures.
+    func testTheGateLooksAgainWhenTheSecondLookCouldNotList() throws {
+        let server = try S3Servers.server(Self.self)
+        let p = try FaultProxy(upstreamPort: Int(server.port)!)
+        defer { p.stop() }
+        let location = try S3Location(parsing: "s3:http://127.0.0.1:\(p.port)/\(server.bucket)/\(freshPrefix())")
+        let b = try S3Backend(location, environment: server.clientEnvironment, retry: S3RetryPolicy(attempts: 2, baseDelay: 0.01, maxDelay: 0.02))
+        let failing = LockedBox(false)
+        // A listing is a GET of the bucket's own path (the proxy sees no query).
+        p.refuse(from: 1, of: { $0.hasPrefix("GET ") && $0.hasSuffix("/") && failing.value },
+                 with: .answer(500, headers: ["Content-Type: application/xml"],
+                               body: "<?xml version=\"1.0\"?><Error><Code>InternalError</Code><Message>injected</Message></Error>"))
+        for recovers in [true, false] {
+            let reader = try ObjectLock.acquire(b, command: "restore", deferringSecondLook: true, settle: 0.5)
+            failing.value = true
+            let first = try XCTUnwrap(reader.secondLookConflict(), "the second look's listing failed")
+            if case RepositoryError.locked = first { XCTFail("a failed listing is no lock: \(first)") }
+            failing.value = !recovers
+            let gate = SecondLookGate(reader, root: "s3:test", command: "restore")
+            if recovers {
+                XCTAssertNoThrow(try gate.settled(), "the look taken at the gate listed the locks: no conflict")
+                XCTAssertNil(gate.unmetWarning(), "met at the gate")
+            } else {
+                XCTAssertThrowsError(try gate.settled()) { e in
+                    XCTAssertTrue("\(e)".contains("could not be listed") && "\(e)".contains("nothing there was replaced"), "\(e)")
+                }
+                XCTAssertNil(gate.unmetWarning(), "said by the gate's error, not again at the end")
+            }
+            failing.value = false
+            reader.release()
+        }
+        XCTAssertEqual(try b.list(.lock), [])
+    }
 }

@@ -10,10 +10,14 @@ public protocol HeldLock: AnyObject, Sendable {
     /// `ObjectLock.acquire(_:command:deferringSecondLook:settle:warn:)`):
     /// waits for that look and returns the conflict it found, if any.
     func secondLookConflict() -> (any Error)?
+    /// Looks at the other locks again, now, as the second look does (for
+    /// when that look could not list them): the conflict or failure found.
+    func lookAgain() -> (any Error)?
 }
 
 extension HeldLock {
     public func secondLookConflict() -> (any Error)? { nil }
+    public func lookAgain() -> (any Error)? { nil }
 }
 
 extension RepositoryLock: HeldLock {}
@@ -231,6 +235,11 @@ public final class ObjectLock: HeldLock, Sendable {
     public var releaseFailure: (any Error)? { failure.get() }
 
     public func secondLookConflict() -> (any Error)? { pendingLook?.wait() }
+
+    public func lookAgain() -> (any Error)? {
+        do { _ = try Self.checkOthers(backend, own: name, exclusive: info.exclusive, quietAbout: { _ in false }, warn: { _ in }) } catch { return error }
+        return nil
+    }
 
     /// The second look of `acquire(_:command:deferringSecondLook:settle:warn:)`: on
     /// a thread of its own, `settle` seconds after the lock was written.

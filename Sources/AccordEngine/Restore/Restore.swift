@@ -20,7 +20,10 @@ public struct RestoreOptions {
     /// Called before the restore first removes or replaces an entry that was
     /// in the target (a file, link or directory of a restored path): once,
     /// by the first thread to get there, the others waiting for it. When it
-    /// throws, that error fails the restore and nothing there is replaced.
+    /// throws, the restore stops with `RestoreError.replaceRefused` (after
+    /// the files being written then, all new names) and nothing that was
+    /// there is removed or replaced. (Directories that were there may still
+    /// get the snapshot's mode and times: no data is replaced that way.)
     /// `accord restore` waits there for its lock's second look.
     public var beforeReplacing: (@Sendable () throws -> Void)?
     /// Tests only: read the manifest without its validity rules
@@ -205,8 +208,7 @@ public final class Restore: @unchecked Sendable {
                     hardlinks.append(e)
                 }
             } catch {
-                result.failed.append(e.path.displayPath)
-                try options.onError(e.path.displayPath, error)
+                try failed(e.path.displayPath, error)
             }
             // Outside the entry's catch: what `report` throws is a stop, not this entry's failure.
             if contents.isFull {
@@ -237,8 +239,7 @@ public final class Restore: @unchecked Sendable {
                 try target.makeHardLink(path, to: existing)
                 result.files += 1
             } catch {
-                result.failed.append(e.path.displayPath)
-                try options.onError(e.path.displayPath, error)
+                try failed(e.path.displayPath, error)
             }
         }
         for (e, path) in directories.reversed() {
@@ -287,12 +288,19 @@ public final class Restore: @unchecked Sendable {
         }
     }
 
+    /// Records an entry that could not be restored and tells `onError`;
+    /// a refusal to replace (`RestoreOptions.beforeReplacing`) stops the restore.
+    func failed(_ path: String, _ error: Error) throws {
+        if case RestoreError.replaceRefused = error { throw error }
+        result.failed.append(path)
+        try options.onError(path, error)
+    }
+
     /// Counts a written segment's files and reports those that failed, in manifest order.
     func report(_ contents: RestoreFileWriter) throws {
         for (i, f) in contents.files.enumerated() {
             if let error = contents.failed[Int32(i)] ?? contents.finishErrors[Int32(i)] {
-                result.failed.append(f.entry.path.displayPath)
-                try options.onError(f.entry.path.displayPath, error)
+                try failed(f.entry.path.displayPath, error)
                 continue
             }
             result.files += 1

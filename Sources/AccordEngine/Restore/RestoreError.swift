@@ -12,6 +12,9 @@ public enum RestoreError: Error, CustomStringConvertible {
     case symlinkInPlaceOfDirectory(String)
     case rootNotDirectory(String, kind: String)
     case hardlinkTargetNotRestored(String, target: String)
+    /// `RestoreOptions.beforeReplacing` threw: the restore stops, having
+    /// replaced nothing that was in its target.
+    case replaceRefused(any Error)
     public var description: String {
         switch self {
         case .sizeMismatch(let p, let e, let g):
@@ -33,6 +36,8 @@ public enum RestoreError: Error, CustomStringConvertible {
         case .hardlinkTargetNotRestored(let p, let t):
             return "\(p) is a hard link to \(t), which is not a file this restore made; the link is not made"
         case .contentUnreadable(let why): return "\(why); the file is not restored"
+        case .replaceRefused(let why):
+            return "the restore stopped before it replaced anything that was in its target: \(why)"
         case .incomplete(let p): return "internal error: not every blob of \(p) was written, so it is not restored; please report this"
         }
     }

@@ -44,7 +44,8 @@ final class RestoreFileWriter: @unchecked Sendable {
     /// (rclone's `serve s3` computes the ETag of the object for every GET),
     /// so a job's run of a pack is read in one piece up to this size.
     static let remoteWindow: Int64 = 24 << 20
-    /// Each thread keeps its window's buffer: at most this much for all of them.
+    /// Each thread keeps its window's buffer: at most this much for all of
+    /// them (above 64 threads, `window` each, the floor, as on a local disk).
     static let remoteWindows: Int64 = 256 << 20
     /// `remoteWindow`, smaller with many threads (never below `window`).
     var remoteWindow: Int64 { Swift.max(Self.window, Swift.min(Self.remoteWindow, Self.remoteWindows / Int64(Swift.max(1, threads)))) }

@@ -264,7 +264,8 @@ enum RestorePath {
 }
 
 /// `RestoreOptions.beforeReplacing`, run once: the first thread to get here
-/// runs it, the others wait for it; a failure is thrown to every later caller.
+/// runs it, the others wait for it; a failure is thrown, as
+/// `RestoreError.replaceRefused`, to every later caller (and stops the restore).
 /// `@unchecked Sendable`: `check` and `failure` are used under `lock` only.
 final class ReplaceGate: @unchecked Sendable {
     private let lock = NSLock()
@@ -277,6 +278,10 @@ final class ReplaceGate: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         if let failure { throw failure }
         guard let c = check else { return }
-        do { try c(); check = nil } catch { failure = error; throw error }
+        do { try c(); check = nil } catch {
+            let refused = RestoreError.replaceRefused(error)
+            failure = refused
+            throw refused
+        }
     }
 }
