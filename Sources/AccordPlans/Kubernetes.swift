@@ -148,7 +148,8 @@ public enum PlanRunError: Error, CustomStringConvertible {
     case badOutput(String)
     case timeout(String, seconds: Int)
     case markerMissing(String)
-    case markerStays(String, any Error)
+    /// The `remove-marker` step failed; `notRun`: the plan's steps after it.
+    case markerStays(String, any Error, notRun: [String])
     case noSnapshot(plan: String, repository: String)
     case preRestoreIncomplete(unreadable: [String])
 
@@ -158,9 +159,10 @@ public enum PlanRunError: Error, CustomStringConvertible {
             return "\(what) failed (\(s)): `\(c)`" + (e.isEmpty ? "" : "; stderr: \(e)")
         case .badOutput(let m): return m
         case .timeout(let what, let s): return "timed out after \(s) s waiting for \(what); nothing further was changed (raise --wait-timeout or the plan's timeouts)"
-        case .markerStays(let repo, let e):
+        case .markerStays(let repo, let e, let rest):
             return "the data is restored, but the `restore` marker in \(repo) could not be removed (\(e)): remove it by hand "
                 + "(in a bucket, the object PREFIX/restore), or the next plan restore will take it for a new backup and replace live data again"
+                + (rest.isEmpty ? "" : "; the plan's steps after remove-marker did not run: \(rest.joined(separator: ", "))")
         case .markerMissing(let repo): return "no `restore` marker in \(repo): the last backup there did not complete (or a restore already ran). Pass --override to restore anyway"
         case .noSnapshot(let p, let r): return "no snapshot of plan \(p) in \(r): run `accord -a backup` first"
         case .preRestoreIncomplete(let paths):

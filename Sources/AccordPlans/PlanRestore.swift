@@ -67,7 +67,7 @@ public final class PlanRestore {
 
     public func run() throws {
         try validateSnapshot()
-        for step in plan.restoreSteps {
+        for (n, step) in plan.restoreSteps.enumerated() {
             options.log("step \(step)")
             switch step {
             case "check-marker": try checkMarker()
@@ -82,7 +82,7 @@ public final class PlanRestore {
             case "restart-pods": try restartPods()
             case "remove-marker":
                 do { try repository.removeRestoreMarker() } catch {
-                    throw PlanRunError.markerStays(repository.layout.root, error)
+                    throw PlanRunError.markerStays(repository.layout.root, error, notRun: Array(plan.restoreSteps[(n + 1)...]))
                 }
             default: throw PlanError.invalid(plan.name, "unknown restore step \(step)")
             }

@@ -123,11 +123,12 @@ public final class S3Backend: Backend, Sendable {
     /// Refuses a Content-Length above the kind's `limit` (nothing sizes memory
     /// by a hostile HEAD), except a lock's, told as it is: a lock too large is
     /// for `ObjectLock` to call unusable (`unlock` removes it), not an error of
-    /// every command that lists the locks. Small objects (config, keys, locks)
-    /// are read with one bounded GET (`read(_:_:upTo:)`), never sized first.
+    /// every command that lists the locks; and the restore marker's, which is
+    /// never read (only its existence counts). Small objects (config, keys,
+    /// locks) are read with one bounded GET (`read(_:_:upTo:)`), never sized first.
     public func size(_ kind: ObjectKind, _ name: String) throws -> Int64 {
         let (k, n) = try head(kind, name)
-        guard kind == .lock || n <= Int64(limit(kind)) else {
+        guard kind == .lock || kind == .marker || n <= Int64(limit(kind)) else {
             throw S3Error.badResponse("HEAD \(k)", "Content-Length \(n) is more than a \(kind.rawValue) object can be (\(limit(kind)) bytes)")
         }
         return n

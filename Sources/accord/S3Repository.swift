@@ -88,12 +88,6 @@ extension RepositoryOptions {
             return s3
         }
     }
-
-    /// Fails with a clear message on an `s3:` repository when `what` needs a local one.
-    func requireLocal(_ what: String) throws {
-        guard isS3 else { return }
-        throw RepositoryError.notLocal(path, what: what)
-    }
 }
 
 /// What a command cost on an `s3:` repository ("s3: N requests (R retried)",

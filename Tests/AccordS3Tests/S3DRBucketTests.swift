@@ -75,6 +75,16 @@ final class S3DRBucketTests: AccordTestCase {
         XCTAssertFalse(asked.ok || asked.signaled, "\(asked)")
         XCTAssertFalse(asked.stderr.contains("--override"), asked.stderr)
         XCTAssertTrue(asked.stderr.contains("AccessDenied") || asked.stderr.contains("403"), asked.stderr)
+
+        // Any object at the marker's key counts, whatever its size (only its existence matters): an admin's note there
+        // is a marker, not an error. Put through S3 with the admin's rights, so the server knows its new size.
+        let admin = try S3Backend(try server.location(prefix: prefix), environment: server.clientEnvironment)
+        try Array(repeating: UInt8(ascii: "n"), count: 4096).withUnsafeBytes { try admin.write(.marker, "restore", $0) }
+        try TreeBuilder.write(Array((storage + "/data/a.txt").utf8), Array("changed again\n".utf8))
+        let noted = try accord(["restore", "-d", adminRepo, "--plan", planFile])
+        XCTAssertTrue(noted.ok, "\(noted)")
+        XCTAssertEqual(try Files.read(storage + "/data/a.txt"), Array("as backed up\n".utf8), "restored on a 4 KiB marker")
+        XCTAssertThrowsError(try admin.size(.marker, "restore"), "the marker was consumed")
     }
 
     /// Production backs up locally and syncs into the bucket; the DR node

@@ -103,6 +103,7 @@ public enum DeltaCodec {
         // their order and the result are the scan's exactly. Positions are
         // Int16: the window (localBehind + localAhead + minMatch) must stay
         // under 32768 bytes.
+        assert(localBehind + localAhead + minMatch < 1 << 15, "the window index's Int16 positions")
         let windowBits = 10
         var windowLo = -1, windowHi = -1, windowIndexed = false
         var windowHead: [Int16] = [], windowNext: [Int16] = []

@@ -19,8 +19,6 @@ public enum RepositoryError: Error, CustomStringConvertible {
     case locked(String)
     case manifestCorrupt(SnapshotID?, reason: String)
     case encryptedWithoutKey(String)
-    /// A step that needs a local directory, on a repository elsewhere (an object store).
-    case notLocal(String, what: String)
     /// An object (a file, a key) whose bytes are wrong, found while copying it.
     case objectCorrupt(String, reason: String)
 
@@ -28,8 +26,6 @@ public enum RepositoryError: Error, CustomStringConvertible {
         switch self {
         case .objectCorrupt(let p, let r):
             return "\(p) is corrupt (\(r)): run `accord check --read-data`"
-        case .notLocal(let p, let what):
-            return "\(what) is not supported on repository \(p) yet, only on a local directory: copy it with `accord sync`, or run it on a local repository"
         case .encryptedWithoutKey(let p):
             return "repository \(p) is encrypted and was opened without its key: give its passphrase (--password-file FILE or $ACCORD_PASSWORD_FILE)"
         case .notADirectory(let p):

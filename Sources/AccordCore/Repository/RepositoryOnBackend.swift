@@ -104,11 +104,4 @@ extension Repository {
         }
         return bytes
     }
-
-    /// Fails with a clear message when this repository is not a local directory
-    /// and `what` needs one (a feature not yet carried to object stores).
-    public func requireLocal(_ what: String) throws {
-        guard local == nil else { return }
-        throw RepositoryError.notLocal(layout.root, what: what)
-    }
 }

@@ -13,22 +13,15 @@ extension Repository {
         try AtomicFile.write([], to: layout.restoreMarkerPath, tmpDirectory: layout.tmpDirectory)
     }
 
-    /// True when the marker is present (whatever kind of entry it is: only its
-    /// name counts). In a bucket, a marker that cannot be asked about (the
-    /// store failing) counts as absent: a restore then refuses, which is the side to err on.
-    public var hasRestoreMarker: Bool {
-        guard local != nil else { return (try? backend.size(.marker, "restore")) != nil }
-        return (try? Sys.lstat(layout.restoreMarkerPath)) != nil
-    }
-
-    /// Whether the marker is there, asking the store: an error (the bucket
-    /// failing) is thrown, not taken for an absent marker, so a plan restore
-    /// says what failed instead of suggesting `--override`.
+    /// Whether the marker is there (whatever kind of entry or object it is:
+    /// only its name counts), asking the store: an error (the bucket failing)
+    /// is thrown, not taken for an absent marker, so a plan restore says what
+    /// failed instead of suggesting `--override`.
     public func restoreMarkerPresent() throws -> Bool {
         guard local != nil else {
             do { _ = try backend.size(.marker, "restore"); return true } catch BackendError.notFound { return false }
         }
-        return hasRestoreMarker
+        return (try? Sys.lstat(layout.restoreMarkerPath)) != nil
     }
 
     /// Removes the marker; a missing one is not an error (the restore already
