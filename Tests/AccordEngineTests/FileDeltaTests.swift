@@ -136,9 +136,16 @@ class FileDeltaTests: DumpBackupTestCase {
         // The large file: every new chunk a delta on one of the parent's chunks.
         let newLarge = Set(large2.blobs).subtracting(large1.blobs)
         XCTAssertFalse(newLarge.isEmpty, "test setup: the large file's chunks did not change")
-        var newBytes: UInt32 = 0, rawBytes: UInt32 = 0
+        var newBytes: UInt32 = 0, rawBytes: UInt32 = 0, whole = 0
         for b in newLarge {
-            let base = try XCTUnwrap(stored[b], "new chunk \(b.short) of the large file is stored whole")
+            // The plain repository's cut points are fixed (DumpBackupTestCase), the encrypted one's come
+            // from its random key: there the insert can move a cut point, and the new chunk over two
+            // parent chunks may be smaller stored whole than as a delta on one. One such chunk is allowed.
+            guard let base = stored[b] else {
+                whole += 1
+                XCTAssertTrue(key != nil && whole <= 1, "new chunk \(b.short) of the large file is stored whole")
+                continue
+            }
             XCTAssertTrue(large1.blobs.contains(base), "chunk \(b.short) is a delta on \(base.short), not a chunk of the parent's file")
             let l = try XCTUnwrap(r.index.lookup(b))
             XCTAssertGreaterThan(l.rawLength, UInt32(64 << 10), "test setup: the delta must be of a tree-sized chunk")
@@ -151,7 +158,7 @@ class FileDeltaTests: DumpBackupTestCase {
         // its delta, on one of them, holds the other's part as inserted bytes (tens of KB).
         let bound = key == nil ? 8 << 10 : 96 << 10
         XCTAssertLessThan(newBytes, UInt32(bound), "\(newLarge.count) changed chunks (\(rawBytes) bytes) cost \(newBytes) bytes as deltas")
-        XCTAssertEqual(second.snapshot.summary.addedDeltaBlobs, newLarge.count + 1 + (try deltas(r, type: .tree).count),
+        XCTAssertEqual(second.snapshot.summary.addedDeltaBlobs, newLarge.count - whole + 1 + (try deltas(r, type: .tree).count),
                        "addedDeltaBlobs counts the content's and the manifest's deltas")
         try assertRestoresDay(second.id, d[1], "day 2")
         try assertRestoresDay(first.id, d[0], "day 1")
