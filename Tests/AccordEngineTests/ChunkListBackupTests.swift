@@ -28,16 +28,7 @@ class DumpBackupTestCase: XCTestCase {
         try super.setUpWithError()
         if key != nil { setenv(KeyFile.costVariable, "16384", 1) }
         scratch = try ScratchDirectory("chunklist")
-        if key == nil {
-            // A fixed chunker seed: a plain repository cuts the tests' seeded data at the same points on every
-            // run, so bounds on chunk counts and deltas cannot be crossed by the luck of a random seed. (An
-            // encrypted one takes its gear table from its random key: those variants keep random cut points.)
-            var config = RepositoryConfig.new(encrypted: false)
-            config.chunkerSeed = "00000000005eed21"
-            _ = try Repository.initialize(at: repo, config: config)
-        } else {
-            _ = try Repository.initialize(at: repo, key: key)
-        }
+        try FixedCutPoints.initialize(at: repo, key: key)
     }
 
     /// A new config of the kind this class tests (plain, or encrypted when it has a key).

@@ -138,9 +138,9 @@ class FileDeltaTests: DumpBackupTestCase {
         XCTAssertFalse(newLarge.isEmpty, "test setup: the large file's chunks did not change")
         var newBytes: UInt32 = 0, rawBytes: UInt32 = 0, whole = 0
         for b in newLarge {
-            // The plain repository's cut points are fixed (DumpBackupTestCase), the encrypted one's come
-            // from its random key: there the insert can move a cut point, and the new chunk over two
-            // parent chunks may be smaller stored whole than as a delta on one. One such chunk is allowed.
+            // The cut points are fixed (DumpBackupTestCase.initializeWithFixedCutPoints); with a random
+            // key the insert could move one, and a new chunk over two parent chunks may be smaller stored
+            // whole than as a delta on one: one such chunk is allowed in the encrypted variant.
             guard let base = stored[b] else {
                 whole += 1
                 XCTAssertTrue(key != nil && whole <= 1, "new chunk \(b.short) of the large file is stored whole")
@@ -153,9 +153,9 @@ class FileDeltaTests: DumpBackupTestCase {
             rawBytes += l.rawLength
         }
         // ~4 KiB of new rows (deflated, they would be ~2 KiB) plus a few copy ops; whole, the
-        // changed chunk would deflate to ~40% of its ~1 MiB. The encrypted repository's gear table
-        // is random: when the insert moves a cut point, the new chunk spans two parent chunks and
-        // its delta, on one of them, holds the other's part as inserted bytes (tens of KB).
+        // changed chunk would deflate to ~40% of its ~1 MiB. Were the encrypted repository's gear
+        // table random, the insert could move a cut point: the new chunk would span two parent chunks
+        // and its delta, on one of them, hold the other's part as inserted bytes (162 KB once in CI).
         let bound = key == nil ? 8 << 10 : 96 << 10
         XCTAssertLessThan(newBytes, UInt32(bound), "\(newLarge.count) changed chunks (\(rawBytes) bytes) cost \(newBytes) bytes as deltas")
         XCTAssertEqual(second.snapshot.summary.addedDeltaBlobs, newLarge.count - whole + 1 + (try deltas(r, type: .tree).count),

@@ -22,8 +22,9 @@ class FileDeltaSyncTests: SyncTestCase {
 
     func testDeltasOfChangedFilesSyncAsDeltasWhereTheBaseIsAndWholeWhereItIsNot() throws {
         var rng = SeededRandom(seed: 0xF11E_5)
-        // A plain repository cuts at fixed points (the same on every run); the encrypted variant's come from its random key.
-        if accordEnvironment["ACCORD_ENCRYPTION"] != "aes-256-gcm" { try initRepository(sourceRepo, chunkerSeed: 0x5EED_0031) }
+        // Cut points the same on every run (a fixed seed, or for the encrypted variant a fixed master key).
+        let encrypted = accordEnvironment["ACCORD_ENCRYPTION"] == "aes-256-gcm"
+        try FixedCutPoints.initialize(at: sourceRepo, key: encrypted ? .fixed(Array(AccordTestCase.testPassphrase.utf8)) : nil)
         try FileManager.default.createDirectory(atPath: source + "/src", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: source + "/data", withIntermediateDirectories: true)
         var lines = (0..<150).map { "    let value\($0) = repository.index.lookup(blob\($0)) // line \($0)\n" }
