@@ -160,7 +160,7 @@ public enum PlanRunError: Error, CustomStringConvertible {
         case .badOutput(let m): return m
         case .timeout(let what, let s): return "timed out after \(s) s waiting for \(what); nothing further was changed (raise --wait-timeout or the plan's timeouts)"
         case .markerStays(let repo, let e, let rest):
-            return "the data is restored, but the `restore` marker in \(repo) could not be removed (\(e)): remove it by hand "
+            return "the steps before remove-marker ran, but the `restore` marker in \(repo) could not be removed (\(e)): remove it by hand "
                 + "(in a bucket, the object PREFIX/restore), or the next plan restore will take it for a new backup and replace live data again"
                 + (rest.isEmpty ? "" : "; the plan's steps after remove-marker did not run: \(rest.joined(separator: ", "))")
         case .markerMissing(let repo): return "no `restore` marker in \(repo): the last backup there did not complete (or a restore already ran). Pass --override to restore anyway"

@@ -343,8 +343,10 @@ func withLock<T>(_ repo: Repository, exclusive: Bool = false, readOnly: Bool = f
         warn("cannot write a lock file in \(repo.layout.lockDirectory) (\(e)); continuing without a lock, as `\(command)` only reads")
         return try body({})
     } catch where readOnly && repo.local == nil && !(error is RepositoryError) {
+        // Read-only credentials (the PUT denied), or the store failing: go on reading, but a restore
+        // still looks at the locks (and needs to list them) before it first replaces anything in its target.
         warn("cannot write a lock object in \(repo.layout.root) (\(error)); continuing without a lock, as `\(command)` only reads")
-        return try body({})
+        return try body({ try repo.lookAtOtherLocks() })
     }
     defer { release(lock) }
     let gate = SecondLookGate(lock, root: repo.layout.root, command: command)

@@ -248,7 +248,7 @@ class ChunkListBackupTests: DumpBackupTestCase {
         try TreeBuilder.mkdir(Array(root.utf8))
         let file = root + "/pgbench.sql"
         // 100,000 rows (~10 MB, some 2,400 chunks of ~4 KiB): over the list threshold (1,024)
-        // whatever the repository's random cut points (60,000 rows once made only 969 chunks).
+        // whatever the repository's cut points (60,000 rows once made only 969 chunks, with a random seed).
         let day1 = pgbenchRows(&rng, count: 100_000)
         let bytes1 = render(day1)
         try TreeBuilder.write(Array(file.utf8), bytes1)
@@ -300,7 +300,7 @@ class ChunkListBackupTests: DumpBackupTestCase {
     /// other file and names the lost one; check names it too.
     func testDamagedChunkListLosesOnlyItsFile() throws {
         var rng = SeededRandom(seed: 0xDA_4A6E)
-        // 100,000 rows: over the list threshold (1,024 chunks) whatever the encrypted variant's random cut points.
+        // 100,000 rows: over the list threshold (1,024 chunks) whatever the repository's cut points.
         let bytes = render(pgbenchRows(&rng, count: 100_000))
         let dump = scratch.sub("dump.sql")
         try TreeBuilder.write(Array(dump.utf8), bytes)

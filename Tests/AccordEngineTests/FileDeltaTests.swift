@@ -138,9 +138,10 @@ class FileDeltaTests: DumpBackupTestCase {
         XCTAssertFalse(newLarge.isEmpty, "test setup: the large file's chunks did not change")
         var newBytes: UInt32 = 0, rawBytes: UInt32 = 0, whole = 0
         for b in newLarge {
-            // The cut points are fixed (DumpBackupTestCase.initializeWithFixedCutPoints); with a random
-            // key the insert could move one, and a new chunk over two parent chunks may be smaller stored
-            // whole than as a delta on one: one such chunk is allowed in the encrypted variant.
+            // The cut points are fixed (FixedCutPoints, from DumpBackupTestCase.setUpWithError). With
+            // another key the insert could move one, and a new chunk over two parent chunks may be smaller
+            // stored whole than as a delta on one: the encrypted variant keeps that slack (one such chunk,
+            // and the bound below) so a change of its fixed key does not make it fail.
             guard let base = stored[b] else {
                 whole += 1
                 XCTAssertTrue(key != nil && whole <= 1, "new chunk \(b.short) of the large file is stored whole")

@@ -64,7 +64,7 @@ final class S3DRBucketTests: AccordTestCase {
         try TreeBuilder.write(Array((storage + "/data/a.txt").utf8), Array("changed\n".utf8))
         let r = try accord(["restore", "-d", bucketRepo, "--plan", planFile])
         XCTAssertFalse(r.ok || r.signaled, "\(r)")
-        XCTAssertTrue(r.stderr.contains("the data is restored, but the `restore` marker") && r.stderr.contains("could not be removed"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("the steps before remove-marker ran, but the `restore` marker") && r.stderr.contains("could not be removed"), r.stderr)
         XCTAssertEqual(try Files.read(storage + "/data/a.txt"), Array("as backed up\n".utf8), "the data was restored")
         XCTAssertTrue(Files.exists(storedRepository + "/restore"), "the marker is still there")
 

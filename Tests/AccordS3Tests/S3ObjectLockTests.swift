@@ -337,4 +337,30 @@ final class S3ObjectLockTests: XCTestCase {
         }
         XCTAssertEqual(try b.list(.lock), [])
     }
+
+    /// A reader that could not write its lock object (read-only credentials,
+    /// or the store failing) still looks at the locks before a restore first
+    /// replaces anything (`Repository.lookAtOtherLocks`): nothing there, it
+    /// goes on; a live exclusive lock, or locks it cannot list, and it refuses.
+    func testAReaderWithoutALockStillLooksBeforeReplacing() throws {
+        let server = try S3Servers.server(Self.self)
+        let p = try FaultProxy(upstreamPort: Int(server.port)!)
+        defer { p.stop() }
+        let location = try S3Location(parsing: "s3:http://127.0.0.1:\(p.port)/\(server.bucket)/\(freshPrefix())")
+        let b = try S3Backend(location, environment: server.clientEnvironment, retry: S3RetryPolicy(attempts: 2, baseDelay: 0.01, maxDelay: 0.02))
+        let repository = try Repository.initialize(backend: b, config: RepositoryConfig.new(encrypted: false))
+        XCTAssertNoThrow(try repository.lookAtOtherLocks(), "no locks: nothing to stop for")
+        let shared = try ObjectLock.acquire(b, exclusive: false, command: "backup")
+        XCTAssertNoThrow(try repository.lookAtOtherLocks(), "a shared lock is no conflict for a reader")
+        shared.release()
+        let racer = LockInfo(exclusive: true, host: "elsewhere", pid: 1, username: "u", command: "prune", time: Timestamp.now())
+        try Array(try JSONEncoder().encode(racer)).withUnsafeBytes { try b.write(.lock, "racer", $0) }
+        XCTAssertThrowsError(try repository.lookAtOtherLocks()) { e in XCTAssertTrue("\(e)".contains("exclusive lock by `prune`"), "\(e)") }
+        try b.delete(.lock, "racer")
+        // A listing is a GET of the bucket's own path (the proxy sees no query).
+        p.refuse(from: 1, of: { $0.hasPrefix("GET ") && $0.hasSuffix("/") },
+                 with: .answer(500, headers: ["Content-Type: application/xml"],
+                               body: "<?xml version=\"1.0\"?><Error><Code>InternalError</Code><Message>injected</Message></Error>"))
+        XCTAssertThrowsError(try repository.lookAtOtherLocks(), "locks that cannot be listed are no all-clear")
+    }
 }

@@ -17,7 +17,9 @@ public protocol HeldLock: AnyObject, Sendable {
 
 extension HeldLock {
     public func secondLookConflict() -> (any Error)? { nil }
-    public func lookAgain() -> (any Error)? { nil }
+    /// By default what the second look found: a lock type that defers its look
+    /// and has no way to look again refuses rather than go on unchecked.
+    public func lookAgain() -> (any Error)? { secondLookConflict() }
 }
 
 extension RepositoryLock: HeldLock {}
@@ -305,5 +307,14 @@ extension Repository {
         }
         return try ObjectLock.acquire(backend, exclusive: exclusive, command: command, retryFor: retryFor,
                                       deferringSecondLook: deferringSecondLook, waiting: waiting, warn: warn)
+    }
+
+    /// For a reader that goes on without a lock object (it could not write
+    /// one): throws when a live exclusive lock is there, or when the locks
+    /// cannot be listed. A restore calls it before it first replaces anything
+    /// in its target. A local repository has nothing to list here.
+    public func lookAtOtherLocks() throws {
+        guard local == nil else { return }
+        _ = try ObjectLock.checkOthers(backend, own: nil, exclusive: false, quietAbout: { _ in false }, warn: { _ in })
     }
 }

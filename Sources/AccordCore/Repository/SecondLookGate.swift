@@ -9,7 +9,8 @@ import Foundation
 ///   the target is replaced while a racing prune may be deleting packs. When
 ///   the look could not list the locks (the store failing), it looks once
 ///   more, now; if that fails too it throws rather than let the restore
-///   replace anything unchecked.
+///   replace anything unchecked. It runs under the restore's `ReplaceGate`
+///   lock: every restore thread that reaches the gate waits for it (once).
 /// - `unmetWarning` is what to say when the reader ends, failed or not, about
 ///   a look `settled` never acted on (a restore into a fresh target, which
 ///   never waits): nil when there is nothing to say.

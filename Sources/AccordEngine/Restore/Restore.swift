@@ -20,10 +20,13 @@ public struct RestoreOptions {
     /// Called before the restore first removes or replaces an entry that was
     /// in the target (a file, link or directory of a restored path): once,
     /// by the first thread to get there, the others waiting for it. When it
-    /// throws, the restore stops with `RestoreError.replaceRefused` (after
-    /// the files being written then, all new names) and nothing that was
-    /// there is removed or replaced. (Directories that were there may still
-    /// get the snapshot's mode and times: no data is replaced that way.)
+    /// throws, the restore stops with `RestoreError.replaceRefused` and
+    /// nothing that was there is removed or replaced. What it made under new
+    /// names stays: the files of the segment being written then (each whole,
+    /// or removed), and directories, left 0700 without the snapshot's
+    /// metadata. (When it is never called, directories that were there still
+    /// get the snapshot's owner, xattrs, mode and times at the end: no data
+    /// is replaced that way.)
     /// `accord restore` waits there for its lock's second look.
     public var beforeReplacing: (@Sendable () throws -> Void)?
     /// Tests only: read the manifest without its validity rules
@@ -190,6 +193,7 @@ public final class Restore: @unchecked Sendable {
         }
         defer { writing?.done.wait() }   // a stop (thrown error) still lets the writing segment end
         while let e = try entries.take() {
+            if let refusal = target.gate?.refusal { throw refusal }   // a writer thread met it: stop making entries
             guard included(e), let path = relative(e.path) else { continue }
             do {
                 // Read again, the manifest must not differ from what the preflight checked.

@@ -37,7 +37,8 @@ public enum RestoreError: Error, CustomStringConvertible {
             return "\(p) is a hard link to \(t), which is not a file this restore made; the link is not made"
         case .contentUnreadable(let why): return "\(why); the file is not restored"
         case .replaceRefused(let why):
-            return "the restore stopped before it replaced anything that was in its target: \(why)"
+            return "the restore stopped before it replaced anything that was in its target (what it made under new names stays, "
+                + "directories 0700 until a restore completes): \(why)"
         case .incomplete(let p): return "internal error: not every blob of \(p) was written, so it is not restored; please report this"
         }
     }

@@ -266,11 +266,14 @@ enum RestorePath {
 /// `RestoreOptions.beforeReplacing`, run once: the first thread to get here
 /// runs it, the others wait for it; a failure is thrown, as
 /// `RestoreError.replaceRefused`, to every later caller (and stops the restore).
-/// `@unchecked Sendable`: `check` and `failure` are used under `lock` only.
+/// `@unchecked Sendable`: `check` and `failure` are used under `lock` only, `refused` under `refusedLock`.
 final class ReplaceGate: @unchecked Sendable {
     private let lock = NSLock()
     private var check: (@Sendable () throws -> Void)?
     private var failure: (any Error)?
+    /// `failure` once set, behind a lock of its own: `lock` is held while the check runs.
+    private let refusedLock = NSLock()
+    private var refused: (any Error)?
 
     init(_ check: @escaping @Sendable () throws -> Void) { self.check = check }
 
@@ -279,9 +282,13 @@ final class ReplaceGate: @unchecked Sendable {
         if let failure { throw failure }
         guard let c = check else { return }
         do { try c(); check = nil } catch {
-            let refused = RestoreError.replaceRefused(error)
-            failure = refused
-            throw refused
+            let e = RestoreError.replaceRefused(error)
+            failure = e
+            refusedLock.withLock { refused = e }
+            throw e
         }
     }
+
+    /// The refusal, once the check has failed (never waits for a check in progress).
+    var refusal: (any Error)? { refusedLock.withLock { refused } }
 }
