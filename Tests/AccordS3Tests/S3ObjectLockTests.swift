@@ -68,7 +68,7 @@ final class S3ObjectLockTests: XCTestCase {
 
         let reader = try ObjectLock.acquire(b, command: "restore", deferringSecondLook: true, settle: 2)
         let racer = LockInfo(exclusive: true, host: "elsewhere", pid: 1, username: "u", command: "prune", time: Timestamp.now())
-        try Array(try JSONEncoder().encode(racer)).withUnsafeBytes { try b.write(.lock, "racer", $0) }
+        try put(racer, as: "racer", into: b)
         let conflict = try XCTUnwrap(reader.secondLookConflict(), "the look ran after acquire returned: it must see the racer")
         XCTAssertTrue("\(conflict)".contains("exclusive lock by `prune`"), "\(conflict)")
         XCTAssertTrue(reader.secondLookConflict() != nil, "asking again gives the same answer")
@@ -267,6 +267,22 @@ final class S3ObjectLockTests: XCTestCase {
         XCTAssertEqual(try b.list(.lock), [], "a refresh that landed after the delete re-created the lock")
     }
 
+    /// A backend through a fault proxy in front of the server, retrying
+    /// little (each injected failure costs two requests).
+    func proxiedBackend() throws -> (FaultProxy, S3Backend) {
+        let server = try S3Servers.server(Self.self)
+        let p = try FaultProxy(upstreamPort: Int(server.port)!)
+        let location = try S3Location(parsing: "s3:http://127.0.0.1:\(p.port)/\(server.bucket)/\(freshPrefix())")
+        return (p, try S3Backend(location, environment: server.clientEnvironment, retry: S3RetryPolicy(attempts: 2, baseDelay: 0.01, maxDelay: 0.02)))
+    }
+
+    /// Every listing answers 500 while `failing` holds. A listing is a GET of
+    /// the bucket's own path (the proxy sees no query).
+    static func failListings(_ p: FaultProxy, while failing: @escaping @Sendable () -> Bool) {
+        p.refuse(from: 1, of: { $0.hasPrefix("GET ") && $0.hasSuffix("/") && failing() },
+                 with: .answer(500, headers: ["Content-Type: application/xml"], body: S3FaultTests.errorXML("InternalError")))
+    }
+
     /// `SecondLookGate`, what `accord restore` on a bucket passes before it
     /// first replaces anything in its target: it throws the exclusive lock a
     /// racer wrote after the reader's first look (and then has nothing left
@@ -285,7 +301,7 @@ final class S3ObjectLockTests: XCTestCase {
         let racer = LockInfo(exclusive: true, host: "elsewhere", pid: 1, username: "u", command: "prune", time: Timestamp.now())
         for asked in [true, false] {
             let reader = try ObjectLock.acquire(b, command: "restore", deferringSecondLook: true, settle: 1)
-            try Array(try JSONEncoder().encode(racer)).withUnsafeBytes { try b.write(.lock, "racer", $0) }
+            try put(racer, as: "racer", into: b)
             let gate = SecondLookGate(reader, root: "s3:test", command: "restore")
             if asked {
                 XCTAssertThrowsError(try gate.settled()) { e in XCTAssertTrue("\(e)".contains("exclusive lock by `prune`"), "\(e)") }
@@ -306,16 +322,10 @@ final class S3ObjectLockTests: XCTestCase {
     /// too, the gate refuses (nothing in the target is replaced unchecked),
     /// naming both failures.
     func testTheGateLooksAgainWhenTheSecondLookCouldNotList() throws {
-        let server = try S3Servers.server(Self.self)
-        let p = try FaultProxy(upstreamPort: Int(server.port)!)
+        let (p, b) = try proxiedBackend()
         defer { p.stop() }
-        let location = try S3Location(parsing: "s3:http://127.0.0.1:\(p.port)/\(server.bucket)/\(freshPrefix())")
-        let b = try S3Backend(location, environment: server.clientEnvironment, retry: S3RetryPolicy(attempts: 2, baseDelay: 0.01, maxDelay: 0.02))
         let failing = LockedBox(false)
-        // A listing is a GET of the bucket's own path (the proxy sees no query).
-        p.refuse(from: 1, of: { $0.hasPrefix("GET ") && $0.hasSuffix("/") && failing.value },
-                 with: .answer(500, headers: ["Content-Type: application/xml"],
-                               body: "<?xml version=\"1.0\"?><Error><Code>InternalError</Code><Message>injected</Message></Error>"))
+        Self.failListings(p, while: { failing.value })
         for recovers in [true, false] {
             let reader = try ObjectLock.acquire(b, command: "restore", deferringSecondLook: true, settle: 0.5)
             failing.value = true
@@ -343,24 +353,18 @@ final class S3ObjectLockTests: XCTestCase {
     /// replaces anything (`Repository.lookAtOtherLocks`): nothing there, it
     /// goes on; a live exclusive lock, or locks it cannot list, and it refuses.
     func testAReaderWithoutALockStillLooksBeforeReplacing() throws {
-        let server = try S3Servers.server(Self.self)
-        let p = try FaultProxy(upstreamPort: Int(server.port)!)
+        let (p, b) = try proxiedBackend()
         defer { p.stop() }
-        let location = try S3Location(parsing: "s3:http://127.0.0.1:\(p.port)/\(server.bucket)/\(freshPrefix())")
-        let b = try S3Backend(location, environment: server.clientEnvironment, retry: S3RetryPolicy(attempts: 2, baseDelay: 0.01, maxDelay: 0.02))
         let repository = try Repository.initialize(backend: b, config: RepositoryConfig.new(encrypted: false))
         XCTAssertNoThrow(try repository.lookAtOtherLocks(), "no locks: nothing to stop for")
         let shared = try ObjectLock.acquire(b, exclusive: false, command: "backup")
         XCTAssertNoThrow(try repository.lookAtOtherLocks(), "a shared lock is no conflict for a reader")
         shared.release()
         let racer = LockInfo(exclusive: true, host: "elsewhere", pid: 1, username: "u", command: "prune", time: Timestamp.now())
-        try Array(try JSONEncoder().encode(racer)).withUnsafeBytes { try b.write(.lock, "racer", $0) }
+        try put(racer, as: "racer", into: b)
         XCTAssertThrowsError(try repository.lookAtOtherLocks()) { e in XCTAssertTrue("\(e)".contains("exclusive lock by `prune`"), "\(e)") }
         try b.delete(.lock, "racer")
-        // A listing is a GET of the bucket's own path (the proxy sees no query).
-        p.refuse(from: 1, of: { $0.hasPrefix("GET ") && $0.hasSuffix("/") },
-                 with: .answer(500, headers: ["Content-Type: application/xml"],
-                               body: "<?xml version=\"1.0\"?><Error><Code>InternalError</Code><Message>injected</Message></Error>"))
+        Self.failListings(p, while: { true })
         XCTAssertThrowsError(try repository.lookAtOtherLocks(), "locks that cannot be listed are no all-clear")
     }
 }

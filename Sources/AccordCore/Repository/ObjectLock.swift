@@ -124,8 +124,8 @@ public final class ObjectLock: HeldLock, Sendable {
         let name = hexString(Sys.randomBytes(16))
         let bytes = try Repository.encodeJSON(info)
         try bytes.withUnsafeBytes { try backend.write(.lock, name, $0) }
-        let look = PendingLook(after: settle) { try checkOthers(backend, own: name, exclusive: false, quietAbout: { _ in false }, warn: { _ in }) }
-        let lock = ObjectLock(name: name, backend: backend, info: info, pendingLook: look)
+        let pending = PendingLook(after: settle) { try look(backend, own: name, exclusive: false) }
+        let lock = ObjectLock(name: name, backend: backend, info: info, pendingLook: pending)
         lock.startRefreshing()
         return lock
     }
@@ -143,7 +143,7 @@ public final class ObjectLock: HeldLock, Sendable {
         try bytes.withUnsafeBytes { try backend.write(.lock, name, $0) }
         do {
             Thread.sleep(forTimeInterval: orphan == nil ? settleSeconds : takeOverSettleSeconds)
-            _ = try checkOthers(backend, own: name, exclusive: exclusive, quietAbout: { _ in false }, warn: { _ in })
+            try look(backend, own: name, exclusive: exclusive)
         } catch {
             try? backend.delete(.lock, name)
             throw error
@@ -155,6 +155,13 @@ public final class ObjectLock: HeldLock, Sendable {
         let lock = ObjectLock(name: name, backend: backend, info: info)
         lock.startRefreshing()
         return lock
+    }
+
+    /// A look after our own lock is written (or instead of one): throws the
+    /// conflict, or why the locks could not be listed; says nothing else
+    /// (the first look warned about what it found).
+    static func look(_ backend: any Backend, own: String?, exclusive: Bool) throws {
+        _ = try checkOthers(backend, own: own, exclusive: exclusive, quietAbout: { _ in false }, warn: { _ in })
     }
 
     /// Throws `.locked` if a lock other than `own` conflicts. Returns the
@@ -239,7 +246,7 @@ public final class ObjectLock: HeldLock, Sendable {
     public func secondLookConflict() -> (any Error)? { pendingLook?.wait() }
 
     public func lookAgain() -> (any Error)? {
-        do { _ = try Self.checkOthers(backend, own: name, exclusive: info.exclusive, quietAbout: { _ in false }, warn: { _ in }) } catch { return error }
+        do { try Self.look(backend, own: name, exclusive: info.exclusive) } catch { return error }
         return nil
     }
 
@@ -251,11 +258,11 @@ public final class ObjectLock: HeldLock, Sendable {
         private var finished = false
         private var outcome: (any Error)?
 
-        init(after settle: Double, _ look: @escaping @Sendable () throws -> String?) {
+        init(after settle: Double, _ look: @escaping @Sendable () throws -> Void) {
             Thread { [self] in
                 Thread.sleep(forTimeInterval: settle)
                 var found: (any Error)?
-                do { _ = try look() } catch { found = error }
+                do { try look() } catch { found = error }
                 done.lock(); outcome = found; finished = true; done.broadcast(); done.unlock()
             }.start()
         }
@@ -315,6 +322,6 @@ extension Repository {
     /// in its target. A local repository has nothing to list here.
     public func lookAtOtherLocks() throws {
         guard local == nil else { return }
-        _ = try ObjectLock.checkOthers(backend, own: nil, exclusive: false, quietAbout: { _ in false }, warn: { _ in })
+        try ObjectLock.look(backend, own: nil, exclusive: false)
     }
 }

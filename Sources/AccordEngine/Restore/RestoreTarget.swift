@@ -266,12 +266,11 @@ enum RestorePath {
 /// `RestoreOptions.beforeReplacing`, run once: the first thread to get here
 /// runs it, the others wait for it; a failure is thrown, as
 /// `RestoreError.replaceRefused`, to every later caller (and stops the restore).
-/// `@unchecked Sendable`: `check` and `failure` are used under `lock` only, `refused` under `refusedLock`.
+/// `@unchecked Sendable`: `check` is used under `lock` only, `refused` under
+/// `refusedLock` (a lock of its own: `lock` is held while the check runs).
 final class ReplaceGate: @unchecked Sendable {
     private let lock = NSLock()
     private var check: (@Sendable () throws -> Void)?
-    private var failure: (any Error)?
-    /// `failure` once set, behind a lock of its own: `lock` is held while the check runs.
     private let refusedLock = NSLock()
     private var refused: (any Error)?
 
@@ -279,11 +278,10 @@ final class ReplaceGate: @unchecked Sendable {
 
     func pass() throws {
         lock.lock(); defer { lock.unlock() }
-        if let failure { throw failure }
+        if let refusal { throw refusal }
         guard let c = check else { return }
         do { try c(); check = nil } catch {
             let e = RestoreError.replaceRefused(error)
-            failure = e
             refusedLock.withLock { refused = e }
             throw e
         }
